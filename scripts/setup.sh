@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Idempotent environment setup for kloset: Debian packages, npm deps, build.
+# Can be executed (./scripts/setup.sh) or sourced (. scripts/setup.sh).
+# Quiet on success; on failure prints the captured output of the failing step.
+
+_kloset_setup() {
+  set -euo pipefail
+
+  local root
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  cd "$root"
+
+  local log
+  log="$(mktemp "${TMPDIR:-/tmp}/kloset-setup.XXXXXX")"
+
+  # run_quiet LABEL CMD...: run CMD, hide its output unless it fails.
+  run_quiet() {
+    local label="$1"; shift
+    if ! "$@" >"$log" 2>&1; then
+      echo "setup: $label failed: $*" >&2
+      cat "$log" >&2
+      rm -f "$log"
+      return 1
+    fi
+  }
+
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+      sudo="sudo"
+    fi
+  fi
+
+  # --- Debian packages -------------------------------------------------------
+  local pkgs=(libfuse2 fuse3 time)
+  local missing=()
+  local p
+  if command -v dpkg >/dev/null 2>&1; then
+    for p in "${pkgs[@]}"; do
+      if ! dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then
+        missing+=("$p")
+      fi
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+      if [ "$(id -u)" -ne 0 ] && [ -z "$sudo" ]; then
+        echo "setup: missing Debian packages (${missing[*]}) and not root/no sudo; skipping" >&2
+      else
+        echo "setup: installing ${missing[*]}" >&2
+        run_quiet "apt-get update" $sudo apt-get update
+        run_quiet "apt-get install" $sudo env DEBIAN_FRONTEND=noninteractive \
+          apt-get install -y --no-install-recommends "${missing[@]}"
+      fi
+    fi
+  else
+    echo "setup: dpkg not found; skipping system packages" >&2
+  fi
+
+  # --- npm dependencies ------------------------------------------------------
+  if [ ! -d node_modules ] || [ ! -f node_modules/.package-lock.json ] \
+     || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    echo "setup: npm ci" >&2
+    run_quiet "npm ci" npm ci --no-audit --no-fund --loglevel=error
+  fi
+
+  # --- build -----------------------------------------------------------------
+  run_quiet "npm run build" npm run build --silent
+
+  rm -f "$log"
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  _kloset_setup "$@"
+else
+  # Sourced: run in a subshell so set -e / cd don't leak into the caller,
+  # but propagate failure.
+  ( _kloset_setup "$@" ) || return $?
+fi

@@ -1,0 +1,402 @@
+/**
+ * Aliases: named locations for stores, sources and destinations, so that
+ * `@name` can stand in for a path or URI (and the options that go with it,
+ * such as credentials) on any command.
+ *
+ * They live in one file, `$XDG_CONFIG_HOME/kloset/config.json`:
+ *
+ *   { "version": 1,
+ *     "aliases": { "<section>": { "<name>": { "<key>": "<value>", ... } } } }
+ *
+ * A section is a free word, as in Plakar 1.0's `config <section> create <name>`;
+ * the `store`, `source` and `destination` command groups use the sections of
+ * those names. Top-level fields other than these two are kept as found, so a
+ * later kloset can add settings without this code dropping them.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { KlosetError, UsageError } from '../errors.js';
+
+export const ALIAS_ROLES = ['store', 'source', 'destination'] as const;
+/** What a location is used as; `resolveAlias` prefers the section of that name. */
+export type AliasRole = (typeof ALIAS_ROLES)[number];
+
+export interface ResolvedLocation {
+  location: string;
+  /** Every key of the alias, `location`/`uri` included. Empty for a plain argument. */
+  options: Record<string, string>;
+}
+
+export interface AliasEntry {
+  section: string;
+  name: string;
+  values: Record<string, string>;
+}
+
+export interface AliasConfigOptions {
+  /** Directory relative locations are resolved against; `process.cwd()` at the time of the change if omitted. */
+  cwd?: string;
+  /** What a leading `~` in a location stands for; `os.homedir()` if omitted. */
+  homeDir?: string;
+}
+
+export const CONFIG_FILE_NAME = 'config.json';
+const CONFIG_FORMAT_VERSION = 1;
+
+const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+const NAME_RULE = "letters, digits, '_', '.' and '-', starting with a letter or digit";
+const KEY_PATTERN = /^[A-Za-z][A-Za-z0-9_.-]*$/;
+const KEY_RULE = "letters, digits, '_', '.' and '-', starting with a letter";
+
+/** Keys whose value is where the alias points, in order of preference. */
+const LOCATION_KEYS = ['location', 'uri'] as const;
+const URI_SCHEME_PREFIX = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
+
+// The access key id is not a secret in AWS's model, but it identifies an
+// account, and masking it costs the user nothing: the last 4 characters are
+// enough to tell two keys apart.
+const SECRET_KEY_PATTERN = /secret|password|passphrase|token|session|access_key/i;
+// Showing the last 4 characters of a short secret would give most of it away.
+const SHORTEST_SECRET_WITH_VISIBLE_TAIL = 12;
+const URI_USERINFO_PASSWORD = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#@:]*):[^/?#@]*@/;
+
+/** `$XDG_CONFIG_HOME/kloset`, else `~/.config/kloset`. */
+export function defaultConfigDir(env: NodeJS.ProcessEnv = process.env): string {
+  const xdgConfigHome = env.XDG_CONFIG_HOME;
+  // The XDG base directory spec says a relative value is invalid and must be ignored.
+  const configHome =
+    xdgConfigHome && path.isAbsolute(xdgConfigHome)
+      ? xdgConfigHome
+      : path.join(env.HOME || os.homedir(), '.config');
+  return path.join(configHome, 'kloset');
+}
+
+export function isSecretKey(key: string): boolean {
+  return SECRET_KEY_PATTERN.test(key);
+}
+
+/** The value as it may be printed: secrets reduced to `****` and at most their last 4 characters. */
+export function maskValue(key: string, value: string): string {
+  if (isSecretKey(key)) {
+    return value.length >= SHORTEST_SECRET_WITH_VISIBLE_TAIL ? `****${value.slice(-4)}` : '****';
+  }
+  // A password can also hide in a URI's user info (s3://id:secret@host/bucket).
+  return value.replace(URI_USERINFO_PASSWORD, '$1:****@');
+}
+
+export function maskedValues(values: Readonly<Record<string, string>>): Record<string, string> {
+  return Object.fromEntries(Object.entries(values).map(([key, value]) => [key, maskValue(key, value)]));
+}
+
+export function assertAliasName(name: string): void {
+  if (!NAME_PATTERN.test(name)) throw new UsageError(`invalid alias name '${name}': use ${NAME_RULE}`);
+}
+
+export function assertSectionName(section: string): void {
+  if (!NAME_PATTERN.test(section)) throw new UsageError(`invalid section name '${section}': use ${NAME_RULE}`);
+}
+
+export function assertKey(key: string): void {
+  if (!KEY_PATTERN.test(key)) throw new UsageError(`invalid key '${key}': use ${KEY_RULE}`);
+}
+
+/**
+ * Parses `key=value` arguments (the value may itself contain `=`). A later
+ * duplicate key wins. Error messages never repeat a value, which may be a secret.
+ */
+export function parseKeyValuePairs(args: readonly string[]): Record<string, string> {
+  const values: Record<string, string> = {};
+  args.forEach((arg, index) => {
+    const equals = arg.indexOf('=');
+    if (equals < 0) {
+      // A bare word is most likely a key missing its value, and safe to repeat;
+      // anything else might be a secret pasted without its key.
+      const shown = KEY_PATTERN.test(arg) ? `'${arg}'` : `#${index + 1}`;
+      throw new UsageError(`malformed option ${shown}: expected key=value`);
+    }
+    const key = arg.slice(0, equals);
+    assertKey(key);
+    values[key] = arg.slice(equals + 1);
+  });
+  return values;
+}
+
+/**
+ * Returns `arg` unchanged unless it is `@name`, in which case the alias gives
+ * the location and its options. (A local directory whose name starts with `@`
+ * can still be reached as `./@dir`.)
+ */
+export async function resolveLocation(
+  arg: string,
+  role: AliasRole,
+  config: Pick<AliasConfig, 'resolveAlias'>,
+): Promise<ResolvedLocation> {
+  if (!arg.startsWith('@')) return { location: arg, options: {} };
+  return config.resolveAlias(arg, role);
+}
+
+// Maps rather than plain objects: names like `constructor` are valid aliases
+// and must not find Object.prototype's members.
+type AliasValues = Map<string, string>;
+type AliasTable = Map<string, Map<string, AliasValues>>;
+
+interface ConfigDocument {
+  aliases: AliasTable;
+  otherFields: Record<string, unknown>;
+}
+
+export class AliasConfig {
+  readonly configDir: string;
+  readonly configFile: string;
+  private readonly cwd: string | undefined;
+  private readonly homeDir: string | undefined;
+
+  constructor(configDir: string = defaultConfigDir(), options: AliasConfigOptions = {}) {
+    this.configDir = configDir;
+    this.configFile = path.join(configDir, CONFIG_FILE_NAME);
+    this.cwd = options.cwd;
+    this.homeDir = options.homeDir;
+  }
+
+  /** All aliases, or those of one section, sorted by section then name; values unmasked. */
+  async list(section?: string): Promise<AliasEntry[]> {
+    const { aliases } = await this.read();
+    const entries: AliasEntry[] = [];
+    for (const [sectionName, names] of aliases) {
+      if (section !== undefined && sectionName !== section) continue;
+      for (const [name, values] of names) {
+        entries.push({ section: sectionName, name, values: sortedRecord(values) });
+      }
+    }
+    return entries.sort((a, b) => compare(a.section, b.section) || compare(a.name, b.name));
+  }
+
+  /** The alias's values, unmasked, or undefined if there is no such alias. */
+  async get(section: string, name: string): Promise<Record<string, string> | undefined> {
+    const { aliases } = await this.read();
+    const values = aliases.get(section)?.get(name);
+    return values && sortedRecord(values);
+  }
+
+  async create(section: string, name: string): Promise<void> {
+    await this.add(section, name, {});
+  }
+
+  /** Creates an alias with its values in one write; fails if the section already has it. */
+  async add(section: string, name: string, values: Readonly<Record<string, string>>): Promise<void> {
+    assertSectionName(section);
+    assertAliasName(name);
+    const normalized = this.normalizeValues(values);
+    const document = await this.read();
+    let names = document.aliases.get(section);
+    if (names?.has(name)) throw new KlosetError(`alias ${section}.${name} already exists`);
+    if (!names) {
+      names = new Map();
+      document.aliases.set(section, names);
+    }
+    names.set(name, new Map(Object.entries(normalized)));
+    await this.write(document);
+  }
+
+  async set(section: string, name: string, values: Readonly<Record<string, string>>): Promise<void> {
+    const normalized = this.normalizeValues(values);
+    const document = await this.read();
+    const aliasValues = this.existing(document, section, name);
+    for (const [key, value] of Object.entries(normalized)) aliasValues.set(key, value);
+    await this.write(document);
+  }
+
+  async unset(section: string, name: string, keys: readonly string[]): Promise<void> {
+    const document = await this.read();
+    const aliasValues = this.existing(document, section, name);
+    // Like `git config --unset`, a key that is not there is an error: it is most often a typo.
+    for (const key of keys) {
+      if (!aliasValues.has(key)) throw new KlosetError(`alias ${section}.${name} has no key '${key}'`);
+    }
+    for (const key of keys) aliasValues.delete(key);
+    await this.write(document);
+  }
+
+  async remove(section: string, name: string): Promise<void> {
+    const document = await this.read();
+    this.existing(document, section, name);
+    const names = document.aliases.get(section)!;
+    names.delete(name);
+    if (names.size === 0) document.aliases.delete(section);
+    await this.write(document);
+  }
+
+  /**
+   * Finds the alias `name` (with or without its `@`) in any section, preferring
+   * the section named like `role`, then the others in alphabetical order.
+   */
+  async resolveAlias(name: string, role: AliasRole): Promise<ResolvedLocation> {
+    const bareName = name.startsWith('@') ? name.slice(1) : name;
+    if (!NAME_PATTERN.test(bareName)) {
+      throw new UsageError(`'@${bareName}' is not a valid alias name: use ${NAME_RULE}`);
+    }
+    const { aliases } = await this.read();
+    const sections = [...aliases.keys()].filter((section) => aliases.get(section)!.has(bareName)).sort(compare);
+    if (sections.length === 0) throw new KlosetError(`unknown alias @${bareName} (see 'kloset config')`);
+    const section = sections.includes(role) ? role : sections[0]!;
+    const values = aliases.get(section)!.get(bareName)!;
+    const location = LOCATION_KEYS.map((key) => values.get(key)).find((value) => value);
+    if (location === undefined) {
+      throw new KlosetError(
+        `alias @${bareName} has no location: set one with 'kloset config ${section} set ${bareName} location <path-or-uri>'`,
+      );
+    }
+    return { location, options: sortedRecord(values) };
+  }
+
+  private existing(document: ConfigDocument, section: string, name: string): AliasValues {
+    const values = document.aliases.get(section)?.get(name);
+    if (!values) throw new KlosetError(`unknown alias ${section}.${name} (see 'kloset config')`);
+    return values;
+  }
+
+  /** Validates keys and makes local locations absolute: later commands run from other directories. */
+  private normalizeValues(values: Readonly<Record<string, string>>): Record<string, string> {
+    const normalized: Record<string, string> = {};
+    for (const [key, value] of Object.entries(values)) {
+      assertKey(key);
+      normalized[key] = (LOCATION_KEYS as readonly string[]).includes(key) ? this.absoluteLocation(key, value) : value;
+    }
+    return normalized;
+  }
+
+  private absoluteLocation(key: string, value: string): string {
+    if (value === '') throw new UsageError(`${key} cannot be empty`);
+    if (URI_SCHEME_PREFIX.test(value)) return value;
+    const homeDir = this.homeDir ?? os.homedir();
+    const expanded = value === '~' ? homeDir : value.startsWith('~/') ? path.join(homeDir, value.slice(2)) : value;
+    return path.resolve(this.cwd ?? process.cwd(), expanded);
+  }
+
+  private async read(): Promise<ConfigDocument> {
+    let text: string;
+    try {
+      text = await readFile(this.configFile, 'utf8');
+    } catch (err) {
+      if (errorCode(err) === 'ENOENT') return { aliases: new Map(), otherFields: {} };
+      throw new KlosetError(`cannot read ${this.configFile}: ${describeError(err)}`, { cause: err });
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      throw new KlosetError(`${this.configFile} is not valid JSON (${describeError(err)}); fix or remove it`, {
+        cause: err,
+      });
+    }
+    return decodeDocument(parsed, this.configFile);
+  }
+
+  /** Writes a temporary file beside the config, syncs it and renames it over, so a crash leaves the old or the new file. */
+  private async write(document: ConfigDocument): Promise<void> {
+    const text = `${JSON.stringify(encodeDocument(document), null, 2)}\n`;
+    const tempFile = path.join(
+      this.configDir,
+      `.${CONFIG_FILE_NAME}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
+    );
+    try {
+      await mkdir(this.configDir, { recursive: true, mode: 0o700 });
+      // The file holds credentials: its directory is the user's alone even if it existed before.
+      await chmod(this.configDir, 0o700);
+      const handle = await open(tempFile, 'wx', 0o600);
+      try {
+        await handle.chmod(0o600); // the umask may have narrowed the mode given to open
+        await handle.writeFile(text, 'utf8');
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(tempFile, this.configFile);
+    } catch (err) {
+      await rm(tempFile, { force: true }).catch(() => {});
+      throw new KlosetError(`cannot write ${this.configFile}: ${describeError(err)}`, { cause: err });
+    }
+    await syncDirectory(this.configDir);
+  }
+}
+
+function decodeDocument(parsed: unknown, configFile: string): ConfigDocument {
+  const invalid = (what: string) => new KlosetError(`${configFile} is not a valid kloset config: ${what}`);
+  if (!isPlainObject(parsed)) throw invalid('expected a JSON object');
+  const { version, aliases: rawAliases, ...otherFields } = parsed;
+  if (version !== undefined && (typeof version !== 'number' || version > CONFIG_FORMAT_VERSION)) {
+    throw invalid(`unsupported version ${JSON.stringify(version)} (this kloset reads version ${CONFIG_FORMAT_VERSION})`);
+  }
+  const aliases: AliasTable = new Map();
+  if (rawAliases === undefined) return { aliases, otherFields };
+  if (!isPlainObject(rawAliases)) throw invalid('"aliases" should be an object of sections');
+  for (const [section, rawNames] of Object.entries(rawAliases)) {
+    if (!isPlainObject(rawNames)) throw invalid(`section "${section}" should be an object of aliases`);
+    const names = new Map<string, AliasValues>();
+    for (const [name, rawValues] of Object.entries(rawNames)) {
+      if (!isPlainObject(rawValues)) throw invalid(`alias ${section}.${name} should be an object of key/value strings`);
+      const values: AliasValues = new Map();
+      for (const [key, value] of Object.entries(rawValues)) {
+        if (typeof value !== 'string') throw invalid(`${section}.${name}.${key} should be a string`);
+        values.set(key, value);
+      }
+      names.set(name, values);
+    }
+    aliases.set(section, names);
+  }
+  return { aliases, otherFields };
+}
+
+function encodeDocument(document: ConfigDocument): Record<string, unknown> {
+  // fromEntries defines own properties, so a hand-written "__proto__" stays data.
+  const aliases = Object.fromEntries(
+    [...document.aliases.entries()]
+      .sort(([a], [b]) => compare(a, b))
+      .map(([section, names]) => [
+        section,
+        Object.fromEntries(
+          [...names.entries()].sort(([a], [b]) => compare(a, b)).map(([name, values]) => [name, sortedRecord(values)]),
+        ),
+      ]),
+  );
+  return { ...document.otherFields, version: CONFIG_FORMAT_VERSION, aliases };
+}
+
+/** Makes the rename durable; some platforms cannot open a directory for syncing, and then the rename is all we get. */
+async function syncDirectory(directory: string): Promise<void> {
+  try {
+    const handle = await open(directory, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    // best effort, see above
+  }
+}
+
+function sortedRecord(values: AliasValues): Record<string, string> {
+  return Object.fromEntries([...values.entries()].sort(([a], [b]) => compare(a, b)));
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function errorCode(err: unknown): string | undefined {
+  const code = isPlainObject(err) ? err.code : undefined;
+  return typeof code === 'string' ? code : undefined;
+}
+
+function describeError(err: unknown): string {
+  const code = errorCode(err);
+  const message = err instanceof Error ? err.message : String(err);
+  return code && !message.includes(code) ? `${code}: ${message}` : message;
+}

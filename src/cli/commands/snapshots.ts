@@ -1,0 +1,272 @@
+import path from 'node:path';
+import type { Command } from 'commander';
+import picomatch from 'picomatch';
+import { FsExporter } from '../../connectors/fs/exporter.js';
+import { FsImporter } from '../../connectors/fs/importer.js';
+import { ExitCode, KlosetError, UsageError } from '../../errors.js';
+import { StoreLock } from '../../kloset/locks.js';
+import { backup } from '../../snapshot/builder.js';
+import { deleteSnapshotHeader, listSnapshots, resolveSnapshot, type SnapshotHeader } from '../../snapshot/header.js';
+import { SnapshotReader } from '../../snapshot/reader.js';
+import { restore } from '../../snapshot/restore.js';
+import type { Entry } from '../../snapshot/tree.js';
+import { resolveLocation } from '../aliases.js';
+import type { CliContext } from '../context.js';
+import { formatBytes, formatDuration, formatMode, formatTime, shortId } from '../format.js';
+import { ProgressLine } from '../progress.js';
+import { findSnapshot, hasTags, parseSnapshotRef, parseTags } from '../snapshotref.js';
+
+type Run = (work: () => Promise<number | void>) => Promise<void>;
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+export function snapshotSummary(h: SnapshotHeader) {
+  return {
+    id: h.id.toString('hex'),
+    short_id: shortId(h.id),
+    time: h.time.toISOString(),
+    host: h.host,
+    user: h.user,
+    importer: h.importer,
+    origin: h.origin,
+    source: h.source,
+    tags: h.tags,
+    size: h.stats.size,
+    files: h.stats.files,
+    directories: h.stats.directories,
+    stored_bytes: h.stats.storedBytes,
+    errors: h.stats.errors,
+    duration_ms: h.stats.durationMs,
+    parent: h.parent?.toString('hex'),
+  };
+}
+
+function entryJson(e: Entry) {
+  return {
+    name: e.name,
+    type: e.kind,
+    mode: formatMode(e.mode, e.kind),
+    uid: e.uid,
+    gid: e.gid,
+    size: e.kind === 'directory' ? (e.summary?.size ?? 0) : e.size,
+    mtime: new Date(e.mtime.sec * 1000 + e.mtime.nsec / 1e6).toISOString(),
+    target: e.target,
+    meta: e.meta,
+  };
+}
+
+function entryLine(e: Entry): string {
+  const size = e.kind === 'directory' ? (e.summary?.size ?? 0) : e.size;
+  const when = formatTime(new Date(e.mtime.sec * 1000));
+  const name = e.kind === 'symlink' ? `${e.name} -> ${e.target}` : e.kind === 'directory' ? `${e.name}/` : e.name;
+  return `${formatMode(e.mode, e.kind)} ${String(e.uid).padStart(5)} ${String(e.gid).padStart(5)} ${formatBytes(size).padStart(10)} ${when} ${name}`;
+}
+
+export function registerSnapshotCommands(program: Command, context: () => CliContext, run: Run): void {
+  program
+    .command('create')
+    .description('create a new store (encrypted unless -plaintext)')
+    .option('--plaintext', 'no encryption: blobs are still compressed and authenticated')
+    .option('--no-encryption', 'same as --plaintext')
+    .action((opts: { plaintext?: boolean; encryption?: boolean }) =>
+      run(async () => {
+        const ctx = context();
+        const plaintext = opts.plaintext === true || opts.encryption === false;
+        const store = await ctx.emptyBlobStore();
+        const passphrase = plaintext ? null : await ctx.passphrase(true);
+        const { Repository } = await import('../../kloset/repository.js');
+        const repository = await Repository.create(store, { passphrase });
+        ctx.info(`created ${plaintext ? 'plaintext' : 'encrypted'} store ${repository.config.storeId.slice(0, 8)} at ${store.location}`);
+      }),
+    );
+
+  program
+    .command('backup')
+    .description('snapshot a directory')
+    .argument('[path]', 'directory or @source alias', '.')
+    .option('--tag <tags>', 'comma-separated tags', collect)
+    .option('--exclude <pattern>', 'glob of paths to leave out (repeatable)', collect)
+    .option('--no-parent', 'read every file, even unchanged ones')
+    .action((source: string, opts: { tag?: string[]; exclude?: string[]; parent: boolean }) =>
+      run(async () => {
+        const ctx = context();
+        const { location } = await resolveLocation(source, 'source', ctx.aliases);
+        if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported source`);
+        const repository = await ctx.repository();
+        const importer = new FsImporter(location);
+        const matchers = (opts.exclude ?? []).map((p) => picomatch(p, { dot: true }));
+        const exclude = matchers.length
+          ? (rel: string) => matchers.some((m) => m(rel) || m(path.posix.basename(rel)))
+          : undefined;
+        const parent = opts.parent
+          ? (await listSnapshots(repository))
+              .filter((h) => h.importer === importer.type && h.origin === importer.origin && h.source === importer.source)
+              .pop()
+          : undefined;
+        const controller = new AbortController();
+        const onSignal = () => controller.abort();
+        process.once('SIGINT', onSignal);
+        process.once('SIGTERM', onSignal);
+        const lock = await StoreLock.acquire(repository, 'shared');
+        const progress = new ProgressLine('backup');
+        try {
+          const header = await backup(repository, importer, {
+            tags: parseTags(opts.tag),
+            exclude,
+            parent,
+            signal: controller.signal,
+            onProgress: (p) => progress.update(p),
+            onWarning: (p, message) => {
+              progress.clear();
+              ctx.warn(`${p}: ${message}`);
+            },
+          });
+          progress.clear();
+          const s = header.stats;
+          ctx.out(
+            `created snapshot ${shortId(header.id)} of ${importer.source}: ${s.files} files, ${s.directories} directories, ` +
+              `${formatBytes(s.size)} (${formatBytes(s.storedBytes)} added to the store) in ${formatDuration(s.durationMs)}` +
+              (s.errors ? `, ${s.errors} errors` : ''),
+          );
+          return s.errors ? ExitCode.PARTIAL : ExitCode.OK;
+        } catch (err) {
+          progress.clear();
+          if (controller.signal.aborted) throw new KlosetError('backup interrupted: no snapshot was created', { exitCode: 130 });
+          throw err;
+        } finally {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+          await lock.release().catch(() => undefined);
+        }
+      }),
+    );
+
+  program
+    .command('ls')
+    .description('list snapshots, or the content of a directory in a snapshot')
+    .argument('[snapshot]', 'snapshot id prefix, optionally with :/path')
+    .option('--tag <tags>', 'only snapshots with these tags', collect)
+    .option('--json', 'JSON output')
+    .option('-R, --recursive', 'list subdirectories too')
+    .action((arg: string | undefined, opts: { tag?: string[]; json?: boolean; recursive?: boolean }) =>
+      run(async () => {
+        const ctx = context();
+        const repository = await ctx.repository();
+        const tags = parseTags(opts.tag);
+        if (!arg) {
+          const headers = (await listSnapshots(repository)).filter((h) => hasTags(h, tags));
+          if (opts.json) {
+            ctx.out(JSON.stringify(headers.map(snapshotSummary), null, 2));
+            return;
+          }
+          for (const h of headers) {
+            ctx.out(
+              `${formatTime(h.time)}  ${shortId(h.id)}  ${formatBytes(h.stats.size).padStart(10)}  ${h.source}${h.tags.length ? `  [${h.tags.join(',')}]` : ''}`,
+            );
+          }
+          return;
+        }
+        const ref = parseSnapshotRef(arg);
+        const header = await findSnapshot(repository, ref, tags);
+        const reader = new SnapshotReader(repository, header);
+        const entry = await reader.lookup(ref.path);
+        const rows: ReturnType<typeof entryJson>[] = [];
+        const emit = (e: Entry, prefix: string) => {
+          if (opts.json) rows.push({ ...entryJson(e), name: prefix + e.name });
+          else ctx.out(entryLine({ ...e, name: prefix + e.name }));
+        };
+        const walk = async (dir: Entry, prefix: string): Promise<void> => {
+          for await (const child of reader.children(dir)) {
+            emit(child, prefix);
+            if (opts.recursive && child.kind === 'directory') await walk(child, `${prefix}${child.name}/`);
+          }
+        };
+        if (entry.kind === 'directory') await walk(entry, '');
+        else emit(entry, '');
+        if (opts.json) ctx.out(JSON.stringify(rows, null, 2));
+      }),
+    );
+
+  program
+    .command('cat')
+    .description('print files from a snapshot')
+    .argument('<file...>', 'snapshot:/path/to/file')
+    .action((args: string[]) =>
+      run(async () => {
+        const ctx = context();
+        const repository = await ctx.repository();
+        for (const arg of args) {
+          const ref = parseSnapshotRef(arg);
+          if (ref.id === '' || !arg.includes(':')) throw new UsageError(`cat needs snapshot:/path, got ${JSON.stringify(arg)}`);
+          const reader = new SnapshotReader(repository, await resolveSnapshot(repository, ref.id));
+          const entry = await reader.lookup(ref.path);
+          if (entry.kind !== 'file') throw new KlosetError(`${ref.path}: not a regular file`);
+          const content = await reader.openFile(entry);
+          for await (const data of content.stream()) {
+            if (!process.stdout.write(data)) await new Promise((r) => process.stdout.once('drain', r));
+          }
+        }
+      }),
+    );
+
+  program
+    .command('restore')
+    .description('restore a snapshot, or a path in it, into a directory')
+    .argument('[snapshot]', 'snapshot id prefix, optionally with :/path (default: the latest)')
+    .option('--to <directory>', 'where to restore (default: the current directory)')
+    .option('--tag <tags>', 'with no snapshot given: the latest with these tags', collect)
+    .option('--concurrency <n>', 'files restored at once', (v) => Number.parseInt(v, 10))
+    .action((arg: string | undefined, opts: { to?: string; tag?: string[]; concurrency?: number }) =>
+      run(async () => {
+        const ctx = context();
+        const { location } = await resolveLocation(opts.to ?? '.', 'destination', ctx.aliases);
+        if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported destination`);
+        const repository = await ctx.repository();
+        const ref = parseSnapshotRef(arg);
+        const header = await findSnapshot(repository, ref, parseTags(opts.tag));
+        const reader = new SnapshotReader(repository, header);
+        const entry = await reader.lookup(ref.path);
+        const exporter = new FsExporter(location);
+        const total = entry.kind === 'directory' ? entry.summary?.size : entry.size;
+        const progress = new ProgressLine('restore', total);
+        const started = Date.now();
+        const result = await restore(reader, entry, ref.path, exporter, {
+          concurrency: opts.concurrency,
+          onProgress: (p) => progress.update(p),
+          onWarning: (p, message) => {
+            progress.clear();
+            ctx.warn(`${p}: ${message}`);
+          },
+        });
+        progress.clear();
+        ctx.out(
+          `restored ${result.files} files, ${formatBytes(result.bytes)} from snapshot ${shortId(header.id)} to ${exporter.target} in ${formatDuration(Date.now() - started)}` +
+            (result.errors ? `, ${result.errors} errors` : ''),
+        );
+        return result.errors ? ExitCode.PARTIAL : ExitCode.OK;
+      }),
+    );
+
+  program
+    .command('rm')
+    .description('forget snapshots')
+    .argument('<snapshot...>', 'snapshot id prefixes')
+    .action((ids: string[]) =>
+      run(async () => {
+        const ctx = context();
+        const repository = await ctx.repository();
+        const headers = await Promise.all(ids.map((id) => resolveSnapshot(repository, id)));
+        const lock = await StoreLock.acquire(repository, 'exclusive');
+        try {
+          for (const h of headers) {
+            await deleteSnapshotHeader(repository, h.id);
+            ctx.info(`removed snapshot ${shortId(h.id)}`);
+          }
+        } finally {
+          await lock.release();
+        }
+      }),
+    );
+}

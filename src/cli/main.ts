@@ -1,0 +1,98 @@
+import { Command, CommanderError } from 'commander';
+import { ExitCode, KlosetError } from '../errors.js';
+import { registerConfigCommands } from './commands/config.js';
+import { registerSnapshotCommands } from './commands/snapshots.js';
+import { registerStoreCommands } from './commands/store.js';
+import { CliContext } from './context.js';
+
+/**
+ * Long options that the Plakar documentation writes with one dash (`-to`,
+ * `-tag`): rewritten to the double-dash form before commander sees them.
+ */
+const SINGLE_DASH_LONG = new Set([
+  'to',
+  'tag',
+  'exclude',
+  'plaintext',
+  'json',
+  'recursive',
+  'concurrency',
+  'passphrase-file',
+  'verbose',
+  'quiet',
+  'no-parent',
+  'no-encryption',
+  'cache-size',
+  'foreground',
+  'addr',
+  'no-spawn',
+]);
+
+export function normalizeArgs(argv: string[]): string[] {
+  const out: string[] = [];
+  for (const arg of argv) {
+    if (arg === '--') {
+      out.push(...argv.slice(out.length));
+      break;
+    }
+    const match = /^-([a-z][a-z-]+)(=.*)?$/.exec(arg);
+    out.push(match && SINGLE_DASH_LONG.has(match[1]) ? `--${match[1]}${match[2] ?? ''}` : arg);
+  }
+  return out;
+}
+
+/** Splits `at <store>` off the front; the store defaults to KLOSET_REPOSITORY or ~/.kloset. */
+function splitStore(argv: string[]): { store: string; rest: string[] } {
+  const atIndex = argv.findIndex((a) => !a.startsWith('-'));
+  if (atIndex >= 0 && argv[atIndex] === 'at') {
+    if (atIndex + 1 >= argv.length) throw new KlosetError("'at' needs a store location", { exitCode: ExitCode.USAGE });
+    return { store: argv[atIndex + 1], rest: [...argv.slice(0, atIndex), ...argv.slice(atIndex + 2)] };
+  }
+  return { store: CliContext.defaultStore(), rest: argv };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const out = (line: string) => process.stdout.write(line + '\n');
+  const err = (line: string) => process.stderr.write(line + '\n');
+  let exitCode: number = ExitCode.OK;
+  let verbose = argv.includes('--verbose') || argv.includes('-verbose');
+  try {
+    const { store, rest } = splitStore(normalizeArgs(argv));
+    const context = new CliContext(store, out, err);
+    const program = new Command('kloset')
+      .description('deduplicated, compressed, encrypted backups into a Kloset store')
+      .usage('[at <store>] <command> [options]')
+      .option('--passphrase-file <file>', 'read the store passphrase from a file')
+      .option('--verbose', 'log causes of errors')
+      .option('--quiet', 'only errors and warnings')
+      .exitOverride()
+      .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) })
+      .showSuggestionAfterError(true);
+    program.hook('preAction', () => {
+      context.options = program.opts();
+      verbose = context.options.verbose === true;
+    });
+    const run = async (work: () => Promise<number | void>) => {
+      exitCode = (await work()) ?? ExitCode.OK;
+    };
+    registerSnapshotCommands(program, () => context, run);
+    registerStoreCommands(program, () => context, run);
+    registerConfigCommands(program, () => context.aliases, out);
+    await program.parseAsync(rest, { from: 'user' });
+    return exitCode;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // commander already printed the message (or the help / version).
+      return error.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;
+    }
+    if (error instanceof KlosetError) {
+      err(`kloset: ${error.message}`);
+      if (verbose && error.cause) err(`cause: ${String((error.cause as Error).stack ?? error.cause)}`);
+      return error.exitCode;
+    }
+    const e = error as NodeJS.ErrnoException;
+    err(`kloset: ${e.code ? `${e.message}` : `internal error: ${e.message ?? String(error)}`}`);
+    if (verbose) err(String(e.stack));
+    return ExitCode.FAILURE;
+  }
+}

@@ -1,0 +1,64 @@
+import { promises as fs } from 'node:fs';
+import { KlosetError } from '../errors.js';
+
+/** Reads a line from the terminal without echo. */
+async function promptHidden(question: string): Promise<string> {
+  const stdin = process.stdin;
+  if (!stdin.isTTY) throw new KlosetError('a passphrase is needed: set KLOSET_PASSPHRASE or use --passphrase-file');
+  process.stderr.write(question);
+  stdin.setRawMode(true);
+  stdin.resume();
+  stdin.setEncoding('utf8');
+  return new Promise((resolve, reject) => {
+    let value = '';
+    const onData = (text: string) => {
+      for (const ch of text) {
+        if (ch === '\r' || ch === '\n' || ch === '\u0004') {
+          done();
+          resolve(value);
+          return;
+        }
+        if (ch === '\u0003') {
+          done();
+          reject(new KlosetError('interrupted', { exitCode: 130 }));
+          return;
+        }
+        if (ch === '\u007f' || ch === '\b') value = value.slice(0, -1);
+        else value += ch;
+      }
+    };
+    const done = () => {
+      stdin.off('data', onData);
+      stdin.setRawMode(false);
+      stdin.pause();
+      process.stderr.write('\n');
+    };
+    stdin.on('data', onData);
+  });
+}
+
+export interface PassphraseSource {
+  passphraseFile?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** KLOSET_PASSPHRASE, PLAKAR_PASSPHRASE, --passphrase-file, then the terminal. */
+export async function readPassphrase(source: PassphraseSource, confirm = false): Promise<string> {
+  const env = source.env ?? process.env;
+  if (source.passphraseFile) {
+    try {
+      return (await fs.readFile(source.passphraseFile, 'utf8')).replace(/\r?\n$/, '');
+    } catch (err) {
+      throw new KlosetError(`cannot read passphrase file ${source.passphraseFile}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
+  }
+  const fromEnv = env.KLOSET_PASSPHRASE ?? env.PLAKAR_PASSPHRASE;
+  if (fromEnv !== undefined) return fromEnv;
+  const first = await promptHidden('passphrase: ');
+  if (confirm) {
+    const second = await promptHidden('passphrase (again): ');
+    if (first !== second) throw new KlosetError('passphrases do not match');
+  }
+  if (first === '') throw new KlosetError('empty passphrase');
+  return first;
+}

@@ -1,0 +1,25 @@
+import type { Entry } from '../snapshot/tree.js';
+
+/**
+ * A destination of a restore (a directory, a bucket). Paths are relative to
+ * the destination's root, '/'-separated; each name has been checked by
+ * checkEntryName, so none is empty, '.', '..' or holds a '/'.
+ */
+export interface Exporter {
+  readonly target: string;
+  /** Called before the directory's children. */
+  createDirectory(path: string, entry: Entry): Promise<void>;
+  writeFile(path: string, entry: Entry, content: AsyncIterable<Buffer>): Promise<void>;
+  /** Symlinks, devices, FIFOs; an exporter may skip what it cannot represent. */
+  createSpecial(path: string, entry: Entry): Promise<void>;
+  /** Called after the directory's children, so their writes do not change its times. */
+  finishDirectory(path: string, entry: Entry): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A name from a snapshot is data, not a path: refuse anything that would climb or nest. */
+export function checkEntryName(name: string): string | undefined {
+  if (name === '' || name === '.' || name === '..') return `invalid name ${JSON.stringify(name)}`;
+  if (name.includes('/') || name.includes('\0')) return `invalid name ${JSON.stringify(name)}`;
+  return undefined;
+}

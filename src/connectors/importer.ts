@@ -1,0 +1,27 @@
+import type { Entry } from '../snapshot/tree.js';
+
+/** What a source tells about one item: an entry without content or subtree yet. */
+export type SourceEntry = Omit<Entry, 'content' | 'tree' | 'summary'>;
+
+/**
+ * A source of a backup (a directory, a bucket). Paths are relative to the
+ * source's root, '/'-separated, '' for the root itself.
+ */
+export interface Importer {
+  /** "fs", "s3": recorded in the snapshot header. */
+  readonly type: string;
+  /** Where the data came from: a host name, an endpoint. */
+  readonly origin: string;
+  /** What was backed up, as the user named it (an absolute path, s3://bucket/prefix). */
+  readonly source: string;
+  rootEntry(): Promise<SourceEntry>;
+  /** A directory's children, sorted by compareNames. */
+  children(path: string): AsyncIterable<SourceEntry>;
+  /** A file's bytes; errors surface as the iteration throws. */
+  read(path: string, entry: SourceEntry): AsyncIterable<Buffer>;
+  close(): Promise<void>;
+}
+
+export function joinPath(dir: string, name: string): string {
+  return dir === '' ? name : `${dir}/${name}`;
+}

@@ -1,0 +1,163 @@
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { KlosetError } from '../errors.js';
+import type { BlobWriter } from './repository.js';
+import { BlobType } from './sealing.js';
+import type { WorkerReply, WorkerRequest } from './chunkworker.js';
+
+/** A file's content as the snapshot records it: chunk ids in order with their plaintext sizes. */
+export interface ChunkRef {
+  id: Buffer;
+  size: number;
+}
+
+export interface ChunkedContent {
+  chunks: ChunkRef[];
+  size: number;
+  newChunks: number;
+  newBytes: number;
+}
+
+/** Bytes handed to one worker and not yet answered: bounds memory and keeps every worker busy. */
+const IN_FLIGHT_PER_WORKER = 24 * 1024 * 1024;
+
+interface StreamState {
+  worker: PoolWorker;
+  chunks: ChunkRef[];
+  newChunks: number;
+  newBytes: number;
+  /** Replies are applied in order, each awaiting the pack writer's back-pressure. */
+  tail: Promise<void>;
+  resolve: (content: ChunkedContent) => void;
+  reject: (err: Error) => void;
+  failed: boolean;
+}
+
+interface PoolWorker {
+  thread: Worker;
+  inFlight: number;
+  waiters: (() => void)[];
+}
+
+/**
+ * Runs files through the chunk workers (chunk, MAC, compress, seal) and
+ * hands new sealed chunks to the writer. The main thread only moves buffers.
+ */
+export class ChunkPool {
+  private readonly workers: PoolWorker[] = [];
+  private readonly streams = new Map<number, StreamState>();
+  private nextStream = 1;
+
+  constructor(
+    private readonly writer: BlobWriter,
+    size = Math.max(1, os.availableParallelism()),
+  ) {
+    const repository = writer.repository;
+    const init: WorkerRequest = {
+      op: 'init',
+      init: {
+        keys: repository.keys,
+        chunking: repository.config.chunking,
+        compression: repository.config.compression,
+        knownIds: repository.index.sortedIds(),
+      },
+    };
+    for (let i = 0; i < size; i++) {
+      const thread = new Worker(new URL('./chunkworker.js', import.meta.url));
+      const worker: PoolWorker = { thread, inFlight: 0, waiters: [] };
+      thread.on('message', (reply: WorkerReply) => this.onReply(reply));
+      thread.on('error', (err) => this.failAll(err));
+      thread.postMessage(init);
+      this.workers.push(worker);
+    }
+  }
+
+  /** Chunks one stream (one file); resolves with its chunk list once every new chunk is queued for a pack. */
+  async chunk(source: AsyncIterable<Buffer>): Promise<ChunkedContent> {
+    const worker = this.workers.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
+    const stream = this.nextStream++;
+    const done = new Promise<ChunkedContent>((resolve, reject) => {
+      this.streams.set(stream, {
+        worker,
+        chunks: [],
+        newChunks: 0,
+        newBytes: 0,
+        tail: Promise.resolve(),
+        resolve,
+        reject,
+        failed: false,
+      });
+    });
+    try {
+      for await (const data of source) {
+        if (this.streams.get(stream)?.failed) break;
+        while (worker.inFlight >= IN_FLIGHT_PER_WORKER) await new Promise<void>((r) => worker.waiters.push(r));
+        const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
+        const message = owned ? data : Buffer.from(data);
+        worker.inFlight += message.length;
+        worker.thread.postMessage({ op: 'data', stream, data: message } satisfies WorkerRequest, [
+          message.buffer as ArrayBuffer,
+        ]);
+      }
+    } catch (err) {
+      // The source failed mid-file (unreadable, vanished): finish the stream, then report.
+      worker.thread.postMessage({ op: 'end', stream } satisfies WorkerRequest);
+      await done.catch(() => undefined);
+      throw err;
+    }
+    worker.thread.postMessage({ op: 'end', stream } satisfies WorkerRequest);
+    return done;
+  }
+
+  private onReply(reply: WorkerReply): void {
+    const state = this.streams.get(reply.stream);
+    if (!state) return;
+    if (reply.op === 'error') {
+      state.failed = true;
+      this.streams.delete(reply.stream);
+      state.reject(new KlosetError(`chunking failed: ${reply.message}`));
+      return;
+    }
+    state.tail = state.tail.then(async () => {
+      for (const chunk of reply.chunks) {
+        const id = Buffer.from(chunk.id.buffer, chunk.id.byteOffset, chunk.id.byteLength);
+        state.chunks.push({ id, size: chunk.size });
+        if (chunk.sealed) {
+          const sealed = Buffer.from(chunk.sealed.buffer, chunk.sealed.byteOffset, chunk.sealed.byteLength);
+          if (await this.writer.addSealed(BlobType.chunk, id, sealed, chunk.size)) {
+            state.newChunks++;
+            state.newBytes += sealed.length;
+          }
+        }
+      }
+      this.release(state.worker, reply.consumed);
+      if (reply.last) {
+        this.streams.delete(reply.stream);
+        const size = state.chunks.reduce((sum, c) => sum + c.size, 0);
+        state.resolve({ chunks: state.chunks, size, newChunks: state.newChunks, newBytes: state.newBytes });
+      }
+    });
+    state.tail.catch((err: Error) => {
+      state.failed = true;
+      this.release(state.worker, reply.consumed);
+      this.streams.delete(reply.stream);
+      state.reject(err);
+    });
+  }
+
+  private release(worker: PoolWorker, bytes: number): void {
+    worker.inFlight -= bytes;
+    for (const wake of worker.waiters.splice(0)) wake();
+  }
+
+  private failAll(err: Error): void {
+    for (const [id, state] of this.streams) {
+      this.streams.delete(id);
+      state.reject(new KlosetError(`chunk worker failed: ${err.message}`, { cause: err }));
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.thread.terminate()));
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * The backup hot path, run in worker threads so that chunking, MAC,
+ * compression and encryption use every core while the main thread reads
+ * files and writes packs. One stream is one file: its messages are handled in
+ * order, its chunks returned in order; several streams interleave.
+ */
+import { parentPort } from 'node:worker_threads';
+import { Chunker, gearTable, type ChunkingParams } from './chunker.js';
+import { encodeBlob, type CompressionParams } from './compression.js';
+import type { StoreKeys } from './keys.js';
+import { BlobType, ID_BYTES, Sealer } from './sealing.js';
+
+export interface WorkerInit {
+  keys: StoreKeys;
+  chunking: ChunkingParams;
+  compression: CompressionParams;
+  /** Sorted ids already in the store: those chunks are not compressed or sealed again. */
+  knownIds: SharedArrayBuffer;
+}
+
+export type WorkerRequest =
+  | { op: 'init'; init: WorkerInit }
+  | { op: 'data'; stream: number; data: Uint8Array }
+  | { op: 'end'; stream: number };
+
+export interface ProducedChunk {
+  id: Uint8Array;
+  size: number;
+  /** Absent when the store (or this worker) already has the chunk. */
+  sealed?: Uint8Array;
+}
+
+export type WorkerReply =
+  | { op: 'chunks'; stream: number; consumed: number; chunks: ProducedChunk[]; last: boolean }
+  | { op: 'error'; stream: number; message: string };
+
+let init: WorkerInit | undefined;
+let sealer: Sealer | undefined;
+let known: Uint8Array = new Uint8Array(0);
+let gear: Int32Array | undefined;
+const producedHere = new Set<string>();
+const streams = new Map<number, { chunker: Chunker; tail: Promise<void> }>();
+
+function isKnown(id: Buffer): boolean {
+  let lo = 0;
+  let hi = known.length / ID_BYTES - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const cmp = Buffer.compare(id, known.subarray(mid * ID_BYTES, (mid + 1) * ID_BYTES));
+    if (cmp === 0) return true;
+    if (cmp < 0) hi = mid - 1;
+    else lo = mid + 1;
+  }
+  return false;
+}
+
+async function produce(raw: Buffer): Promise<ProducedChunk> {
+  const id = sealer!.blobId(raw);
+  const key = id.toString('latin1');
+  if (isKnown(id) || producedHere.has(key)) return { id, size: raw.length };
+  producedHere.add(key);
+  const encoded = await encodeBlob(raw, init!.compression);
+  return { id, size: raw.length, sealed: sealer!.seal(BlobType.chunk, id, encoded) };
+}
+
+function reply(message: WorkerReply): void {
+  const transfer: ArrayBuffer[] = [];
+  if (message.op === 'chunks') {
+    for (const chunk of message.chunks) {
+      // Sealed buffers are fresh allocations of their own: hand them over without a copy.
+      if (chunk.sealed && chunk.sealed.byteOffset === 0 && chunk.sealed.byteLength === chunk.sealed.buffer.byteLength) {
+        transfer.push(chunk.sealed.buffer as ArrayBuffer);
+      }
+    }
+  }
+  parentPort!.postMessage(message, transfer);
+}
+
+function enqueue(streamId: number, work: (chunker: Chunker) => Promise<void>): void {
+  let stream = streams.get(streamId);
+  if (!stream) {
+    stream = { chunker: new Chunker(init!.chunking, gear!), tail: Promise.resolve() };
+    streams.set(streamId, stream);
+  }
+  const current = stream;
+  current.tail = current.tail
+    .then(() => work(current.chunker))
+    .catch((err: unknown) => {
+      streams.delete(streamId);
+      reply({ op: 'error', stream: streamId, message: err instanceof Error ? err.message : String(err) });
+    });
+}
+
+parentPort!.on('message', (message: WorkerRequest) => {
+  switch (message.op) {
+    case 'init': {
+      init = message.init;
+      const keys = init.keys;
+      sealer = new Sealer({
+        idKey: Buffer.from(keys.idKey),
+        macKey: Buffer.from(keys.macKey),
+        chunkerSeed: Buffer.from(keys.chunkerSeed),
+        encryptionKey: keys.encryptionKey ? Buffer.from(keys.encryptionKey) : undefined,
+      });
+      known = new Uint8Array(init.knownIds);
+      gear = gearTable(Buffer.from(keys.chunkerSeed));
+      break;
+    }
+    case 'data': {
+      const data = Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength);
+      enqueue(message.stream, async (chunker) => {
+        const chunks = await Promise.all(chunker.push(data).map(produce));
+        reply({ op: 'chunks', stream: message.stream, consumed: data.length, chunks, last: false });
+      });
+      break;
+    }
+    case 'end': {
+      enqueue(message.stream, async (chunker) => {
+        const chunks = await Promise.all(chunker.finish().map(produce));
+        streams.delete(message.stream);
+        reply({ op: 'chunks', stream: message.stream, consumed: 0, chunks, last: true });
+      });
+      break;
+    }
+  }
+});

@@ -1,0 +1,49 @@
+import { compress as zstdCompress, decompress as zstdDecompress } from '@mongodb-js/zstd';
+import { IntegrityError } from '../errors.js';
+
+/**
+ * Every blob's plaintext starts with one byte naming how the rest is encoded,
+ * so incompressible data is stored as is and the format can add codecs later.
+ */
+export const Codec = { none: 0, zstd: 1 } as const;
+
+export interface CompressionParams {
+  algorithm: 'zstd';
+  level: number;
+}
+
+export const DEFAULT_COMPRESSION: CompressionParams = { algorithm: 'zstd', level: 3 };
+
+/** Below this, zstd's frame overhead outweighs any gain. */
+const MIN_COMPRESSIBLE = 64;
+
+/** Runs on libuv's thread pool, so compression of several chunks proceeds in parallel. */
+export async function encodeBlob(raw: Buffer, params: CompressionParams): Promise<Buffer> {
+  if (raw.length >= MIN_COMPRESSIBLE) {
+    const packed = await zstdCompress(raw, params.level);
+    // Keep compression only when it saves at least 1/32: decoding costs time on every read.
+    if (packed.length + (packed.length >> 5) < raw.length) return frame(Codec.zstd, packed);
+  }
+  return frame(Codec.none, raw);
+}
+
+function frame(codec: number, body: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(1 + body.length);
+  out[0] = codec;
+  body.copy(out, 1);
+  return out;
+}
+
+export async function decodeBlob(encoded: Buffer, what: string): Promise<Buffer> {
+  const codec = encoded[0];
+  const body = encoded.subarray(1);
+  if (codec === Codec.none) return body;
+  if (codec === Codec.zstd) {
+    try {
+      return await zstdDecompress(body);
+    } catch (err) {
+      throw new IntegrityError(`${what}: cannot decompress`, { cause: err });
+    }
+  }
+  throw new IntegrityError(`${what}: unknown codec ${codec}`);
+}

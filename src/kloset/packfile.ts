@@ -1,0 +1,85 @@
+import { createHash } from 'node:crypto';
+import { decode, encode } from '@msgpack/msgpack';
+import { IntegrityError } from '../errors.js';
+import { BlobType, ID_BYTES, type Sealer } from './sealing.js';
+
+/**
+ * A packfile is many sealed blobs back to back, then a sealed trailer that
+ * lists them, then the trailer's length:
+ *
+ *   "KLPK" u8 version u8[3] zero | blob… | sealed trailer | u32le trailer length
+ *
+ * Any blob is read with one ranged read of its bytes; the trailer lets `check`
+ * and index rebuilds read a pack without the index.
+ */
+export const PACK_MAGIC = Buffer.from('KLPK\x01\x00\x00\x00', 'latin1');
+export const PACK_HEADER_BYTES = PACK_MAGIC.length;
+export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
+const TRAILER_ID = Buffer.alloc(ID_BYTES);
+
+export interface PackedBlob {
+  type: BlobType;
+  id: Buffer;
+  offset: number;
+  length: number;
+  rawLength: number;
+}
+
+export function packKey(packId: Buffer): string {
+  const hex = packId.toString('hex');
+  return `packs/${hex.slice(0, 2)}/${hex}`;
+}
+
+export function packIdFromKey(key: string): Buffer | undefined {
+  const match = /^packs\/[0-9a-f]{2}\/([0-9a-f]{64})$/.exec(key);
+  return match ? Buffer.from(match[1], 'hex') : undefined;
+}
+
+export class PackBuilder {
+  private readonly parts: Buffer[] = [PACK_MAGIC];
+  readonly blobs: PackedBlob[] = [];
+  private size = PACK_HEADER_BYTES;
+
+  get byteLength(): number {
+    return this.size;
+  }
+
+  get empty(): boolean {
+    return this.blobs.length === 0;
+  }
+
+  add(type: BlobType, id: Buffer, sealed: Buffer, rawLength: number): void {
+    this.blobs.push({ type, id, offset: this.size, length: sealed.length, rawLength });
+    this.parts.push(sealed);
+    this.size += sealed.length;
+  }
+
+  /** The pack's bytes and its id, the SHA-256 of those bytes (so `check` can verify a pack without keys). */
+  finish(sealer: Sealer): { id: Buffer; data: Buffer } {
+    const listing = encode(this.blobs.map((b) => [b.type, b.id, b.offset, b.length, b.rawLength]));
+    const trailer = sealer.seal(BlobType.packTrailer, TRAILER_ID, Buffer.from(listing.buffer, listing.byteOffset, listing.byteLength));
+    const length = Buffer.allocUnsafe(4);
+    length.writeUInt32LE(trailer.length);
+    const data = Buffer.concat([...this.parts, trailer, length]);
+    return { id: createHash('sha256').update(data).digest(), data };
+  }
+}
+
+/** The blob list of a whole pack, authenticated by its trailer. */
+export function readPackTrailer(data: Buffer, sealer: Sealer, what: string): PackedBlob[] {
+  if (data.length < PACK_HEADER_BYTES + 4 || !data.subarray(0, 4).equals(PACK_MAGIC.subarray(0, 4))) {
+    throw new IntegrityError(`${what}: not a packfile or truncated`);
+  }
+  const trailerLength = data.readUInt32LE(data.length - 4);
+  const start = data.length - 4 - trailerLength;
+  if (start < PACK_HEADER_BYTES) throw new IntegrityError(`${what}: truncated trailer`);
+  const listing = sealer.open(BlobType.packTrailer, TRAILER_ID, data.subarray(start, data.length - 4), `${what} trailer`);
+  const rows = decode(listing) as [number, Uint8Array, number, number, number][];
+  return rows.map(([type, id, offset, length, rawLength]) => ({
+    type: type as BlobType,
+    id: Buffer.from(id),
+    offset,
+    length,
+    rawLength,
+  }));
+}

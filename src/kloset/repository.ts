@@ -1,0 +1,359 @@
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { decode, encode } from '@msgpack/msgpack';
+import { IntegrityError, KlosetError, NotFoundError } from '../errors.js';
+import type { BlobStore } from '../storage/blobstore.js';
+import { BlobIndex, decodeIndexDelta, encodeIndexDelta, type BlobLocation } from './blobindex.js';
+import { DEFAULT_CHUNKING, type ChunkingParams } from './chunker.js';
+import { DEFAULT_COMPRESSION, decodeBlob, encodeBlob, type CompressionParams } from './compression.js';
+import {
+  DEFAULT_KDF,
+  MASTER_KEY_BYTES,
+  deriveKeyEncryptionKey,
+  deriveStoreKeys,
+  macConfig,
+  unwrapMasterKey,
+  verifyConfigMac,
+  wrapMasterKey,
+  type KdfParams,
+  type StoreKeys,
+} from './keys.js';
+import { DEFAULT_PACK_SIZE, PackBuilder, packKey } from './packfile.js';
+import { BlobType, ID_BYTES, Sealer } from './sealing.js';
+
+export const CONFIG_KEY = 'CONFIG';
+export const FORMAT_NAME = 'kloset-store';
+export const FORMAT_VERSION = 1;
+
+export interface StoreConfig {
+  format: typeof FORMAT_NAME;
+  version: number;
+  storeId: string;
+  createdAt: string;
+  chunking: ChunkingParams;
+  compression: CompressionParams;
+  packfile: { targetSize: number };
+  encryption: { cipher: 'aes-256-gcm'; kdf: KdfParams; wrappedKey: string } | null;
+  /** Only in a plaintext store: the master key in clear, since ids and MACs still need one. */
+  plaintextKey?: string;
+}
+
+export type PassphraseProvider = () => Promise<string>;
+
+export interface CreateOptions {
+  /** null makes a plaintext store: still MACed and compressed, not encrypted. */
+  passphrase: string | null;
+  kdf?: Partial<Omit<KdfParams, 'salt' | 'algorithm'>>;
+  chunking?: ChunkingParams;
+  compression?: CompressionParams;
+  packSize?: number;
+}
+
+function canonical(config: StoreConfig): string {
+  return JSON.stringify(config);
+}
+
+async function readConfig(store: BlobStore): Promise<{ config: StoreConfig; mac: string }> {
+  let raw: Buffer;
+  try {
+    raw = await store.get(CONFIG_KEY);
+  } catch (err) {
+    if (err instanceof NotFoundError) {
+      throw new KlosetError(`${store.location}: not a kloset store (run 'kloset at ${store.location} create' first)`);
+    }
+    throw err;
+  }
+  let parsed: (StoreConfig & { mac?: string }) | undefined;
+  try {
+    parsed = JSON.parse(raw.toString('utf8'));
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || parsed.format !== FORMAT_NAME || typeof parsed.mac !== 'string') {
+    throw new KlosetError(`${store.location}: not a kloset store (its CONFIG is unreadable)`);
+  }
+  if (parsed.version !== FORMAT_VERSION) {
+    throw new KlosetError(`${store.location}: store format version ${parsed.version} is not supported`);
+  }
+  const { mac, ...config } = parsed;
+  return { config, mac };
+}
+
+/**
+ * The content layer: an authenticated, compressed, deduplicated blob space
+ * over a BlobStore. Knows packs and the index; knows nothing of files or snapshots.
+ */
+export class Repository {
+  readonly sealer: Sealer;
+  readonly index = new BlobIndex();
+
+  private constructor(
+    readonly store: BlobStore,
+    readonly config: StoreConfig,
+    readonly keys: StoreKeys,
+  ) {
+    this.sealer = new Sealer(keys);
+  }
+
+  static async create(store: BlobStore, options: CreateOptions): Promise<Repository> {
+    const masterKey = randomBytes(MASTER_KEY_BYTES);
+    const encrypted = options.passphrase !== null;
+    let encryption: StoreConfig['encryption'] = null;
+    if (options.passphrase !== null) {
+      const kdf: KdfParams = { ...DEFAULT_KDF, ...options.kdf, salt: randomBytes(16).toString('base64') };
+      const kek = await deriveKeyEncryptionKey(options.passphrase, kdf);
+      encryption = { cipher: 'aes-256-gcm', kdf, wrappedKey: wrapMasterKey(masterKey, kek) };
+    }
+    const config: StoreConfig = {
+      format: FORMAT_NAME,
+      version: FORMAT_VERSION,
+      storeId: randomBytes(16).toString('hex'),
+      createdAt: new Date().toISOString(),
+      chunking: options.chunking ?? DEFAULT_CHUNKING,
+      compression: options.compression ?? DEFAULT_COMPRESSION,
+      packfile: { targetSize: options.packSize ?? DEFAULT_PACK_SIZE },
+      encryption,
+      ...(encrypted ? {} : { plaintextKey: masterKey.toString('base64') }),
+    };
+    const keys = deriveStoreKeys(masterKey, encrypted);
+    const body = { ...config, mac: macConfig(keys.macKey, canonical(config)) };
+    const written = await store.putIfAbsent(CONFIG_KEY, Buffer.from(JSON.stringify(body, null, 2) + '\n'));
+    if (!written) throw new KlosetError(`${store.location}: a store already exists here`);
+    return new Repository(store, config, keys);
+  }
+
+  /** The passphrase is asked for only when the store is encrypted, and checked before any other read. */
+  static async open(store: BlobStore, passphrase: PassphraseProvider): Promise<Repository> {
+    const { config, mac } = await readConfig(store);
+    let masterKey: Buffer;
+    if (config.encryption) {
+      const kek = await deriveKeyEncryptionKey(await passphrase(), config.encryption.kdf);
+      masterKey = unwrapMasterKey(config.encryption.wrappedKey, kek);
+    } else if (config.plaintextKey) {
+      masterKey = Buffer.from(config.plaintextKey, 'base64');
+    } else {
+      throw new KlosetError(`${store.location}: store config has no key`);
+    }
+    const keys = deriveStoreKeys(masterKey, config.encryption !== null);
+    if (!verifyConfigMac(keys.macKey, canonical(config), mac)) {
+      throw new IntegrityError(`${store.location}: store config has been altered (MAC mismatch)`);
+    }
+    const repository = new Repository(store, config, keys);
+    await repository.loadIndex();
+    return repository;
+  }
+
+  get encrypted(): boolean {
+    return this.config.encryption !== null;
+  }
+
+  // ---- index ---------------------------------------------------------------
+
+  private cacheFile(): string {
+    const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+    return path.join(base, 'kloset', this.config.storeId, 'index');
+  }
+
+  /**
+   * Merges every index delta. A sealed local copy of the merged index remembers
+   * which deltas it holds, so reopening a remote store fetches only new ones.
+   */
+  async loadIndex(): Promise<void> {
+    const names: string[] = [];
+    for await (const { key } of this.store.list('index/')) names.push(key);
+    const cached = await this.readIndexCache();
+    const covered = new Set(cached?.deltas ?? []);
+    if (cached) decodeIndexDelta(cached.plaintext, this.index);
+    const fresh = names.filter((name) => !covered.has(name));
+    await mapLimit(fresh, 8, async (name) => {
+      try {
+        decodeIndexDelta(await this.readSealed(name, BlobType.index, indexDeltaId(name)), this.index);
+      } catch (err) {
+        // A delta consolidated and removed by a concurrent writer since we listed it.
+        if (!(err instanceof NotFoundError)) throw err;
+      }
+    });
+    if (fresh.length > 0 && names.length > 0) await this.writeIndexCache(names);
+  }
+
+  private async readIndexCache(): Promise<{ deltas: string[]; plaintext: Buffer } | undefined> {
+    try {
+      const sealed = await fs.readFile(this.cacheFile());
+      const plaintext = await decodeBlob(this.sealer.open(BlobType.index, Buffer.alloc(ID_BYTES), sealed, 'index cache'), 'index cache');
+      const { deltas, index } = decode(plaintext) as { deltas: string[]; index: Uint8Array };
+      return { deltas, plaintext: Buffer.from(index) };
+    } catch {
+      return undefined; // a missing or damaged cache is rebuilt from the store
+    }
+  }
+
+  private async writeIndexCache(deltas: string[]): Promise<void> {
+    try {
+      const plaintext = Buffer.from(encode({ deltas, index: encodeIndexDelta(this.index) }));
+      const sealed = this.sealer.seal(BlobType.index, Buffer.alloc(ID_BYTES), await encodeBlob(plaintext, this.config.compression));
+      const file = this.cacheFile();
+      await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+      const temp = `${file}.${process.pid}.tmp`;
+      await fs.writeFile(temp, sealed, { mode: 0o600 });
+      await fs.rename(temp, file);
+    } catch {
+      // The cache is an optimisation: an unwritable cache directory must not fail a command.
+    }
+  }
+
+  // ---- blobs ---------------------------------------------------------------
+
+  has(id: Buffer): boolean {
+    return this.index.has(id);
+  }
+
+  locate(id: Buffer): BlobLocation {
+    const location = this.index.get(id);
+    if (!location) throw new IntegrityError(`blob ${id.toString('hex').slice(0, 16)} is missing from the store`);
+    return location;
+  }
+
+  /** One ranged read, authenticated and decoded. */
+  async getBlob(id: Buffer): Promise<Buffer> {
+    const location = this.locate(id);
+    return this.decodeLocated(id, location, await this.store.getRange(packKey(location.packId), location.offset, location.length));
+  }
+
+  async decodeLocated(id: Buffer, location: BlobLocation, sealed: Buffer): Promise<Buffer> {
+    const what = `blob ${id.toString('hex').slice(0, 16)} in pack ${location.packId.toString('hex').slice(0, 16)}`;
+    const plaintext = await decodeBlob(this.sealer.open(location.type, id, sealed, what), what);
+    if (plaintext.length !== location.rawLength) throw new IntegrityError(`${what}: wrong length`);
+    return plaintext;
+  }
+
+  /** A standalone sealed object (snapshot header, index delta, lock): one file, not in a pack. */
+  async readSealed(key: string, type: BlobType, id: Buffer): Promise<Buffer> {
+    return decodeBlob(this.sealer.open(type, id, await this.store.get(key), key), key);
+  }
+
+  async sealStandalone(type: BlobType, id: Buffer, plaintext: Buffer): Promise<Buffer> {
+    return this.sealer.seal(type, id, await encodeBlob(plaintext, this.config.compression));
+  }
+
+  newWriter(): BlobWriter {
+    return new BlobWriter(this);
+  }
+}
+
+export function indexDeltaId(key: string): Buffer {
+  const hex = key.slice(key.lastIndexOf('/') + 1);
+  return /^[0-9a-f]{64}$/.test(hex) ? Buffer.from(hex, 'hex') : Buffer.alloc(ID_BYTES);
+}
+
+/** How many packs may be uploading at once; each holds up to one pack of memory. */
+const UPLOADS_IN_FLIGHT = 3;
+
+/**
+ * Adds blobs to a repository. Blobs go into packs; each stored pack is
+ * followed at once by an index delta naming it, so a backup killed at any
+ * point leaves only complete, indexed packs that the next backup reuses.
+ * commit() folds those per-pack deltas into one.
+ */
+export class BlobWriter {
+  private builder = new PackBuilder();
+  private readonly pending = new Set<string>();
+  private readonly uploads = new Set<Promise<void>>();
+  private readonly written: [Buffer, BlobLocation][] = [];
+  private readonly packDeltas: string[] = [];
+  private failure: unknown;
+  bytesStored = 0;
+  blobsStored = 0;
+  packsStored = 0;
+
+  constructor(readonly repository: Repository) {}
+
+  has(id: Buffer): boolean {
+    return this.repository.has(id) || this.pending.has(id.toString('latin1'));
+  }
+
+  /** Returns false when the blob was already there; resolves once the blob is queued, with back-pressure. */
+  async addSealed(type: BlobType, id: Buffer, sealed: Buffer, rawLength: number): Promise<boolean> {
+    if (this.failure) throw this.failure;
+    if (this.has(id)) return false;
+    this.pending.add(id.toString('latin1'));
+    this.builder.add(type, id, sealed, rawLength);
+    this.blobsStored++;
+    if (this.builder.byteLength >= this.repository.config.packfile.targetSize) await this.sealPack();
+    return true;
+  }
+
+  /** Content-addressed put of a metadata blob (tree, page, chunk list). */
+  async put(type: BlobType, plaintext: Buffer): Promise<Buffer> {
+    const repository = this.repository;
+    const id = repository.sealer.blobId(plaintext);
+    if (this.has(id)) return id;
+    const sealed = repository.sealer.seal(type, id, await encodeBlob(plaintext, repository.config.compression));
+    await this.addSealed(type, id, sealed, plaintext.length);
+    return id;
+  }
+
+  private async sealPack(): Promise<void> {
+    if (this.builder.empty) return;
+    const builder = this.builder;
+    this.builder = new PackBuilder();
+    while (this.uploads.size >= UPLOADS_IN_FLIGHT) await Promise.race(this.uploads);
+    const upload = this.upload(builder).catch((err: unknown) => {
+      this.failure ??= err;
+    });
+    this.uploads.add(upload);
+    void upload.finally(() => this.uploads.delete(upload));
+  }
+
+  private async upload(builder: PackBuilder): Promise<void> {
+    const repository = this.repository;
+    const { id: packId, data } = builder.finish(repository.sealer);
+    await repository.store.put(packKey(packId), data);
+    const entries: [Buffer, BlobLocation][] = builder.blobs.map((blob) => [
+      blob.id,
+      { type: blob.type, packId, offset: blob.offset, length: blob.length, rawLength: blob.rawLength },
+    ]);
+    const deltaKey = `index/${packId.toString('hex')}`;
+    await repository.store.put(
+      deltaKey,
+      await repository.sealStandalone(BlobType.index, packId, encodeIndexDelta(entries)),
+    );
+    for (const [id, location] of entries) {
+      repository.index.add(id, location);
+      this.pending.delete(id.toString('latin1'));
+      this.written.push([id, location]);
+    }
+    this.packDeltas.push(deltaKey);
+    this.bytesStored += data.length;
+    this.packsStored++;
+  }
+
+  /** Every added blob is stored and indexed when this resolves. */
+  async flush(): Promise<void> {
+    await this.sealPack();
+    while (this.uploads.size > 0) await Promise.all(this.uploads);
+    if (this.failure) throw this.failure;
+  }
+
+  /** Flush, then replace this writer's per-pack deltas by one delta. */
+  async commit(): Promise<void> {
+    await this.flush();
+    if (this.packDeltas.length <= 1) return;
+    const deltaId = randomBytes(ID_BYTES);
+    const store = this.repository.store;
+    await store.put(
+      `index/${deltaId.toString('hex')}`,
+      await this.repository.sealStandalone(BlobType.index, deltaId, encodeIndexDelta(this.written)),
+    );
+    for (const key of this.packDeltas.splice(0)) await store.delete(key);
+  }
+}
+
+export async function mapLimit<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const runners = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await work(items[next++]);
+  });
+  await Promise.all(runners);
+}

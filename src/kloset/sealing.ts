@@ -1,0 +1,90 @@
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { IntegrityError } from '../errors.js';
+import type { StoreKeys } from './keys.js';
+
+/** What a blob holds; bound into its authentication so a blob cannot pass for another kind. */
+export const BlobType = {
+  chunk: 1,
+  content: 2,
+  tree: 3,
+  treePage: 4,
+  snapshot: 5,
+  packTrailer: 6,
+  index: 7,
+  lock: 8,
+} as const;
+export type BlobType = (typeof BlobType)[keyof typeof BlobType];
+
+export const ID_BYTES = 32;
+const NONCE_BYTES = 12;
+const TAG_BYTES = 16;
+export const SEAL_OVERHEAD = NONCE_BYTES + TAG_BYTES;
+
+function associatedData(type: BlobType, id: Buffer): Buffer {
+  const aad = Buffer.allocUnsafe(1 + id.length);
+  aad[0] = type;
+  id.copy(aad, 1);
+  return aad;
+}
+
+/**
+ * Authenticated sealing of every byte the store holds. Encrypted stores use
+ * AES-256-GCM with a random nonce; plaintext stores append a truncated
+ * HMAC-SHA256. Either way the type and id are authenticated, so a swapped,
+ * flipped or truncated blob is refused.
+ */
+export class Sealer {
+  constructor(private readonly keys: StoreKeys) {}
+
+  get encrypted(): boolean {
+    return this.keys.encryptionKey !== undefined;
+  }
+
+  blobId(plaintext: Buffer): Buffer {
+    return createHmac('sha256', this.keys.idKey).update(plaintext).digest();
+  }
+
+  seal(type: BlobType, id: Buffer, payload: Buffer): Buffer {
+    const aad = associatedData(type, id);
+    if (this.keys.encryptionKey) {
+      const out = Buffer.allocUnsafe(NONCE_BYTES + payload.length + TAG_BYTES);
+      const nonce = randomBytes(NONCE_BYTES);
+      nonce.copy(out, 0);
+      const cipher = createCipheriv('aes-256-gcm', this.keys.encryptionKey, nonce);
+      cipher.setAAD(aad);
+      const body = cipher.update(payload);
+      body.copy(out, NONCE_BYTES);
+      const final = cipher.final();
+      final.copy(out, NONCE_BYTES + body.length);
+      cipher.getAuthTag().copy(out, NONCE_BYTES + payload.length);
+      return out;
+    }
+    const mac = createHmac('sha256', this.keys.macKey).update(aad).update(payload).digest();
+    return Buffer.concat([payload, mac.subarray(0, SEAL_OVERHEAD)]);
+  }
+
+  open(type: BlobType, id: Buffer, sealed: Buffer, what: string): Buffer {
+    if (sealed.length < SEAL_OVERHEAD) throw new IntegrityError(`${what}: blob too short`);
+    const aad = associatedData(type, id);
+    if (this.keys.encryptionKey) {
+      const nonce = sealed.subarray(0, NONCE_BYTES);
+      const tag = sealed.subarray(sealed.length - TAG_BYTES);
+      try {
+        const decipher = createDecipheriv('aes-256-gcm', this.keys.encryptionKey, nonce);
+        decipher.setAAD(aad);
+        decipher.setAuthTag(tag);
+        const body = decipher.update(sealed.subarray(NONCE_BYTES, sealed.length - TAG_BYTES));
+        decipher.final();
+        return body;
+      } catch (err) {
+        throw new IntegrityError(`${what}: authentication failed (damaged or tampered)`, { cause: err });
+      }
+    }
+    const payload = sealed.subarray(0, sealed.length - SEAL_OVERHEAD);
+    const mac = createHmac('sha256', this.keys.macKey).update(aad).update(payload).digest().subarray(0, SEAL_OVERHEAD);
+    if (!timingSafeEqual(mac, sealed.subarray(sealed.length - SEAL_OVERHEAD))) {
+      throw new IntegrityError(`${what}: authentication failed (damaged or tampered)`);
+    }
+    return payload;
+  }
+}

@@ -1,0 +1,267 @@
+import os from 'node:os';
+import { KlosetError } from '../errors.js';
+import { ChunkPool } from '../kloset/chunkpool.js';
+import type { BlobWriter, Repository } from '../kloset/repository.js';
+import { BlobType } from '../kloset/sealing.js';
+import { joinPath, type Importer, type SourceEntry } from '../connectors/importer.js';
+import { newSnapshotId, putSnapshotHeader, type SnapshotHeader, type SnapshotStats } from './header.js';
+import { SnapshotReader } from './reader.js';
+import {
+  INLINE_CHUNKS,
+  encodeChunkList,
+  encodeDirectory,
+  encodePage,
+  type ContentRef,
+  type Entry,
+  type TreeSummary,
+} from './tree.js';
+
+/** Entries per directory page: a page stays well under a megabyte even with inline chunk lists. */
+export const PAGE_ENTRIES = 1000;
+
+/** Files read and chunked at once: enough to keep both workers and the disk busy. */
+const FILES_IN_FLIGHT = 16;
+
+export interface BackupProgress {
+  files: number;
+  bytes: number;
+  errors: number;
+}
+
+export interface BackupOptions {
+  tags?: string[];
+  /** Relative paths ('/'-separated) to leave out; directories prune their subtree. */
+  exclude?: (path: string, entry: SourceEntry) => boolean;
+  /** The previous snapshot of the same source: unchanged files are not read again. */
+  parent?: SnapshotHeader;
+  onWarning?: (path: string, message: string) => void;
+  onProgress?: (progress: BackupProgress) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * Writes a directory's entries, already in name order, as pages of
+ * PAGE_ENTRIES: a directory of a million entries is never held whole.
+ */
+class DirectoryWriter {
+  private page: Entry[] = [];
+  private readonly pages: { first: string; count: number; id: Buffer }[] = [];
+  private count = 0;
+  readonly summary: TreeSummary = { files: 0, directories: 0, size: 0 };
+
+  constructor(private readonly writer: BlobWriter) {}
+
+  async add(entry: Entry): Promise<void> {
+    this.page.push(entry);
+    this.count++;
+    if (entry.kind === 'file') {
+      this.summary.files++;
+      this.summary.size += entry.size;
+    } else if (entry.kind === 'directory' && entry.summary) {
+      this.summary.directories += 1 + entry.summary.directories;
+      this.summary.files += entry.summary.files;
+      this.summary.size += entry.summary.size;
+    }
+    if (this.page.length >= PAGE_ENTRIES) await this.flushPage();
+  }
+
+  private async flushPage(): Promise<void> {
+    const entries = this.page;
+    this.page = [];
+    const id = await this.writer.put(BlobType.treePage, encodePage(entries));
+    this.pages.push({ first: entries[0].name, count: entries.length, id });
+  }
+
+  async finish(): Promise<Buffer> {
+    if (this.pages.length === 0) {
+      return this.writer.put(BlobType.tree, encodeDirectory({ count: this.count, entries: this.page }));
+    }
+    if (this.page.length > 0) await this.flushPage();
+    return this.writer.put(BlobType.tree, encodeDirectory({ count: this.count, pages: this.pages }));
+  }
+}
+
+/** A bounded pool of in-flight file tasks; acquire() waits for a free slot. */
+class Slots {
+  private free: number;
+  private readonly waiters: (() => void)[] = [];
+  constructor(size: number) {
+    this.free = size;
+  }
+  async acquire(): Promise<void> {
+    while (this.free === 0) await new Promise<void>((r) => this.waiters.push(r));
+    this.free--;
+  }
+  release(): void {
+    this.free++;
+    this.waiters.shift()?.();
+  }
+}
+
+function sameFile(a: SourceEntry, b: Entry): boolean {
+  return (
+    b.kind === 'file' &&
+    b.content !== undefined &&
+    a.size === b.size &&
+    a.mtime.sec === b.mtime.sec &&
+    a.mtime.nsec === b.mtime.nsec &&
+    a.ctime?.sec === b.ctime?.sec &&
+    a.ctime?.nsec === b.ctime?.nsec &&
+    a.ino === b.ino
+  );
+}
+
+/**
+ * Backs a source up into the repository: walks it depth first, chunks files
+ * through the worker pool, writes directory pages bottom-up, and writes the
+ * snapshot header only after every blob is stored and indexed.
+ */
+export async function backup(repository: Repository, importer: Importer, options: BackupOptions = {}): Promise<SnapshotHeader> {
+  const started = Date.now();
+  const writer = repository.newWriter();
+  const pool = new ChunkPool(writer);
+  const slots = new Slots(FILES_IN_FLIGHT);
+  const parent = options.parent ? new SnapshotReader(repository, options.parent) : undefined;
+  const stats: SnapshotStats = {
+    files: 0,
+    directories: 0,
+    symlinks: 0,
+    size: 0,
+    storedBytes: 0,
+    chunks: 0,
+    newChunks: 0,
+    errors: 0,
+    durationMs: 0,
+  };
+  const progress = () => options.onProgress?.({ files: stats.files, bytes: stats.size, errors: stats.errors });
+  const warn = (path: string, err: unknown) => {
+    stats.errors++;
+    const code = (err as NodeJS.ErrnoException).code;
+    const message =
+      code === 'EACCES' || code === 'EPERM'
+        ? 'permission denied'
+        : code === 'ENOENT'
+          ? 'vanished during backup'
+          : err instanceof Error
+            ? err.message
+            : String(err);
+    options.onWarning?.(path === '' ? '/' : `/${path}`, message);
+  };
+
+  const reuseContent = (content: ContentRef): boolean => {
+    // A parent's chunk may be gone (pruned, or the pack damaged): then read the file again.
+    if ('chunks' in content) return content.chunks.every((c) => repository.has(c.id));
+    return repository.has(content.list);
+  };
+
+  async function snapshotFile(path: string, source: SourceEntry, previous: Entry | undefined): Promise<Entry | undefined> {
+    if (previous && sameFile(source, previous) && reuseContent(previous.content!)) {
+      stats.files++;
+      stats.size += previous.size;
+      stats.chunks += 'chunks' in previous.content! ? previous.content!.chunks.length : previous.content!.count;
+      progress();
+      return { ...source, content: previous.content };
+    }
+    try {
+      const chunked = await pool.chunk(importer.read(path, source));
+      let content: ContentRef;
+      if (chunked.chunks.length <= INLINE_CHUNKS) content = { chunks: chunked.chunks };
+      else content = { list: await writer.put(BlobType.content, encodeChunkList(chunked.chunks)), count: chunked.chunks.length };
+      stats.files++;
+      stats.size += chunked.size;
+      stats.chunks += chunked.chunks.length;
+      stats.newChunks += chunked.newChunks;
+      progress();
+      // The size is what was read: a file growing or shrinking under us stays self-consistent.
+      return { ...source, size: chunked.size, content };
+    } catch (err) {
+      warn(path, err);
+      return undefined;
+    }
+  }
+
+  async function previousChildren(previous: Entry | undefined): Promise<Map<string, Entry> | undefined> {
+    if (!parent || !previous || previous.kind !== 'directory' || !previous.tree) return undefined;
+    const byName = new Map<string, Entry>();
+    try {
+      for await (const child of parent.children(previous)) byName.set(child.name, child);
+    } catch {
+      return undefined; // an unreadable parent only costs re-reading
+    }
+    return byName;
+  }
+
+  /**
+   * Walks one directory: dispatches its files to the pool and recurses, then
+   * returns with a promise of the directory's entry (wrapped, so that await
+   * does not flatten it), so the walk runs
+   * ahead of the chunking and no directory boundary drains the pipeline.
+   */
+  async function walkDirectory(path: string, source: SourceEntry, previous: Entry | undefined): Promise<{ done: Promise<Entry | undefined> }> {
+    if (options.signal?.aborted) throw new KlosetError('backup interrupted');
+    const before = await previousChildren(previous);
+    const pending: Promise<Entry | undefined>[] = [];
+    try {
+      for await (const child of importer.children(path)) {
+        const childPath = joinPath(path, child.name);
+        if (options.exclude?.(childPath, child)) continue;
+        const prior = before?.get(child.name);
+        if (child.kind === 'directory') {
+          pending.push((await walkDirectory(childPath, child, prior)).done);
+        } else if (child.kind === 'file') {
+          await slots.acquire();
+          const task = snapshotFile(childPath, child, prior?.kind === 'file' ? prior : undefined);
+          void task.finally(() => slots.release());
+          pending.push(task);
+        } else {
+          if (child.kind === 'symlink') stats.symlinks++;
+          pending.push(Promise.resolve({ ...child }));
+        }
+      }
+    } catch (err) {
+      if (options.signal?.aborted) throw err;
+      await Promise.allSettled(pending);
+      warn(path, err);
+      return { done: Promise.resolve(undefined) };
+    }
+    const finish = async (): Promise<Entry> => {
+      const directory = new DirectoryWriter(writer);
+      for (const task of pending) {
+        const entry = await task;
+        if (entry) await directory.add(entry);
+      }
+      stats.directories++;
+      const tree = await directory.finish();
+      return { ...source, tree, summary: directory.summary };
+    };
+    const done = finish();
+    done.catch(() => undefined); // observed by the parent; avoid an unhandled rejection meanwhile
+    return { done };
+  }
+
+  try {
+    const rootSource = await importer.rootEntry();
+    const root = await (await walkDirectory('', rootSource, options.parent?.root)).done;
+    if (!root) throw new KlosetError(`${importer.source}: cannot read the directory`);
+    await writer.commit();
+    stats.storedBytes = writer.bytesStored;
+    stats.durationMs = Date.now() - started;
+    const header: SnapshotHeader = {
+      id: newSnapshotId(),
+      time: new Date(),
+      host: os.hostname(),
+      user: os.userInfo().username,
+      importer: importer.type,
+      origin: importer.origin,
+      source: importer.source,
+      tags: options.tags ?? [],
+      root,
+      stats,
+      parent: options.parent?.id,
+    };
+    await putSnapshotHeader(repository, header);
+    return header;
+  } finally {
+    await pool.close();
+  }
+}

@@ -1,0 +1,200 @@
+import { LRUCache } from 'lru-cache';
+import { KlosetError } from '../errors.js';
+import type { ChunkRef } from '../kloset/chunkpool.js';
+import type { Repository } from '../kloset/repository.js';
+import type { SnapshotHeader } from './header.js';
+import { compareNames, decodeChunkList, decodeDirectory, decodePage, type DirectoryNode, type Entry } from './tree.js';
+
+/** Chunks fetched ahead of a sequential reader: keeps several ranged reads in flight. */
+const READ_AHEAD = 4;
+
+/**
+ * Read access to one snapshot, shared by ls, cat, restore, the viewer and the
+ * mount: path lookup, paged directory listing, seekable file content.
+ */
+export class SnapshotReader {
+  /** Directory nodes and pages are small and re-read on every lookup: keep the recent ones. */
+  private readonly nodes = new LRUCache<string, DirectoryNode | Entry[]>({ max: 256 });
+
+  constructor(
+    readonly repository: Repository,
+    readonly header: SnapshotHeader,
+  ) {}
+
+  get root(): Entry {
+    return this.header.root;
+  }
+
+  private async directory(entry: Entry): Promise<DirectoryNode> {
+    if (entry.kind !== 'directory' || !entry.tree) throw new KlosetError(`${entry.name || '/'}: not a directory`);
+    const key = entry.tree.toString('latin1');
+    let node = this.nodes.get(key) as DirectoryNode | undefined;
+    if (!node) {
+      node = decodeDirectory(await this.repository.getBlob(entry.tree));
+      this.nodes.set(key, node);
+    }
+    return node;
+  }
+
+  private async page(id: Buffer): Promise<Entry[]> {
+    const key = id.toString('latin1');
+    let page = this.nodes.get(key) as Entry[] | undefined;
+    if (!page) {
+      page = decodePage(await this.repository.getBlob(id));
+      this.nodes.set(key, page);
+    }
+    return page;
+  }
+
+  /** Number of entries in a directory, without reading its pages. */
+  async count(entry: Entry): Promise<number> {
+    return (await this.directory(entry)).count;
+  }
+
+  /** All entries of a directory in name order, one page in memory at a time. */
+  async *children(entry: Entry): AsyncIterable<Entry> {
+    const node = await this.directory(entry);
+    if ('entries' in node) {
+      yield* node.entries;
+      return;
+    }
+    for (const page of node.pages) yield* await this.page(page.id);
+  }
+
+  /** Entries [offset, offset + limit): reads only the pages that hold them. */
+  async list(entry: Entry, offset: number, limit: number): Promise<Entry[]> {
+    const node = await this.directory(entry);
+    if ('entries' in node) return node.entries.slice(offset, offset + limit);
+    const out: Entry[] = [];
+    let start = 0;
+    for (const page of node.pages) {
+      const end = start + page.count;
+      if (end > offset && out.length < limit) {
+        const entries = await this.page(page.id);
+        out.push(...entries.slice(Math.max(0, offset - start), Math.max(0, offset - start) + limit - out.length));
+      }
+      start = end;
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
+  /** One child by name: binary search over the page index, then within the page. */
+  async child(entry: Entry, name: string): Promise<Entry | undefined> {
+    const node = await this.directory(entry);
+    let entries: Entry[];
+    if ('entries' in node) {
+      entries = node.entries;
+    } else {
+      let lo = 0;
+      let hi = node.pages.length - 1;
+      let found = -1;
+      while (lo <= hi) {
+        const mid = (lo + hi) >>> 1;
+        if (compareNames(node.pages[mid].first, name) <= 0) {
+          found = mid;
+          lo = mid + 1;
+        } else hi = mid - 1;
+      }
+      if (found < 0) return undefined;
+      entries = await this.page(node.pages[found].id);
+    }
+    let lo = 0;
+    let hi = entries.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const cmp = compareNames(entries[mid].name, name);
+      if (cmp === 0) return entries[mid];
+      if (cmp < 0) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return undefined;
+  }
+
+  /** '/a/b', 'a/b' and '' all work; throws a user-facing error for a missing path. */
+  async lookup(path: string): Promise<Entry> {
+    let entry = this.root;
+    const parts = path.split('/').filter((p) => p !== '' && p !== '.');
+    for (let i = 0; i < parts.length; i++) {
+      if (entry.kind !== 'directory') throw new KlosetError(`/${parts.slice(0, i).join('/')}: not a directory`);
+      const next = await this.child(entry, parts[i]);
+      if (!next) throw new KlosetError(`/${parts.slice(0, i + 1).join('/')}: no such file or directory in snapshot ${this.header.id.toString('hex').slice(0, 8)}`);
+      entry = next;
+    }
+    return entry;
+  }
+
+  async openFile(entry: Entry): Promise<FileContent> {
+    if (entry.kind !== 'file') throw new KlosetError(`${entry.name}: not a regular file`);
+    const content = entry.content;
+    const chunks = !content ? [] : 'chunks' in content ? content.chunks : decodeChunkList(await this.repository.getBlob(content.list));
+    return new FileContent(this.repository, chunks);
+  }
+}
+
+/**
+ * A file's bytes as a seekable object: `offsets[i]` is where chunk i starts,
+ * so a read at any offset finds its chunk by binary search (O(log n)).
+ */
+export class FileContent {
+  readonly offsets: Float64Array;
+  readonly size: number;
+
+  constructor(
+    private readonly repository: Repository,
+    readonly chunks: ChunkRef[],
+  ) {
+    this.offsets = new Float64Array(chunks.length + 1);
+    for (let i = 0; i < chunks.length; i++) this.offsets[i + 1] = this.offsets[i] + chunks[i].size;
+    this.size = this.offsets[chunks.length];
+  }
+
+  /** Index of the chunk holding byte `offset`. */
+  chunkAt(offset: number): number {
+    let lo = 0;
+    let hi = this.chunks.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (this.offsets[mid] <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  chunk(index: number): Promise<Buffer> {
+    return this.repository.getBlob(this.chunks[index].id);
+  }
+
+  /** Up to `length` bytes at `offset` (fewer at the end of the file). */
+  async read(offset: number, length: number): Promise<Buffer> {
+    const end = Math.min(this.size, offset + length);
+    if (offset >= end) return Buffer.alloc(0);
+    const first = this.chunkAt(offset);
+    const last = this.chunkAt(end - 1);
+    const parts = await Promise.all(
+      Array.from({ length: last - first + 1 }, (_, k) => this.chunk(first + k)),
+    );
+    const joined = parts.length === 1 ? parts[0] : Buffer.concat(parts);
+    const base = this.offsets[first];
+    return joined.subarray(offset - base, end - base);
+  }
+
+  /** The whole content in order, with READ_AHEAD chunks fetched in parallel. */
+  async *stream(): AsyncIterable<Buffer> {
+    const inFlight: Promise<Buffer>[] = [];
+    let next = 0;
+    const fill = () => {
+      while (next < this.chunks.length && inFlight.length < READ_AHEAD) {
+        const fetch = this.chunk(next++);
+        fetch.catch(() => undefined); // awaited below in order
+        inFlight.push(fetch);
+      }
+    };
+    fill();
+    while (inFlight.length > 0) {
+      const data = await inFlight.shift()!;
+      fill();
+      yield data;
+    }
+  }
+}

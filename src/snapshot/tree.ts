@@ -1,0 +1,161 @@
+import { decode, encode } from '@msgpack/msgpack';
+import { IntegrityError } from '../errors.js';
+import type { ChunkRef } from '../kloset/chunkpool.js';
+
+export type EntryKind = 'file' | 'directory' | 'symlink' | 'device' | 'fifo' | 'socket';
+
+/** Seconds and nanoseconds since the epoch: file systems keep nanoseconds, and so do we. */
+export interface Timespec {
+  sec: number;
+  nsec: number;
+}
+
+/** A directory's recursive totals, so listings and the viewer show sizes without walking. */
+export interface TreeSummary {
+  files: number;
+  directories: number;
+  size: number;
+}
+
+/**
+ * A file's content. Files of up to INLINE_CHUNKS chunks carry their list in
+ * the entry; longer lists are a separate `content` blob, loaded on open.
+ */
+export type ContentRef = { chunks: ChunkRef[] } | { list: Buffer; count: number };
+
+export interface Entry {
+  name: string;
+  kind: EntryKind;
+  /** st_mode as the source had it: type bits and permissions. */
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: Timespec;
+  ctime?: Timespec;
+  atime?: Timespec;
+  ino?: number;
+  dev?: number;
+  nlink?: number;
+  rdev?: number;
+  target?: string;
+  xattrs?: Record<string, Buffer>;
+  /** Free key/value metadata: S3 objects keep content type, ETag and user metadata here. */
+  meta?: Record<string, string>;
+  content?: ContentRef;
+  /** Directories: id of the directory blob, and recursive totals. */
+  tree?: Buffer;
+  summary?: TreeSummary;
+}
+
+export const INLINE_CHUNKS = 8;
+
+/** Names sort by their UTF-8 bytes, the same order S3 lists keys in. */
+export function compareNames(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+const KIND_CODES: Record<EntryKind, number> = { file: 0, directory: 1, symlink: 2, device: 3, fifo: 4, socket: 5 };
+const KINDS = Object.keys(KIND_CODES) as EntryKind[];
+
+type Wire = Record<string, unknown>;
+
+const ts = (t: Timespec | undefined) => (t ? [t.sec, t.nsec] : undefined);
+const unts = (v: unknown): Timespec | undefined => (Array.isArray(v) ? { sec: v[0], nsec: v[1] } : undefined);
+
+/** The wire form of an entry: a MessagePack map with short keys (see FORMAT.md). */
+export function entryToWire(e: Entry): Wire {
+  const wire: Wire = { n: e.name, k: KIND_CODES[e.kind], m: e.mode, u: e.uid, g: e.gid, s: e.size, mt: ts(e.mtime) };
+  if (e.ctime) wire.ct = ts(e.ctime);
+  if (e.atime) wire.at = ts(e.atime);
+  if (e.ino !== undefined) wire.i = e.ino;
+  if (e.dev !== undefined) wire.d = e.dev;
+  if (e.nlink !== undefined) wire.nl = e.nlink;
+  if (e.rdev !== undefined) wire.rd = e.rdev;
+  if (e.target !== undefined) wire.l = e.target;
+  if (e.xattrs && Object.keys(e.xattrs).length > 0) wire.x = e.xattrs;
+  if (e.meta && Object.keys(e.meta).length > 0) wire.md = e.meta;
+  if (e.content) {
+    wire.c = 'chunks' in e.content ? e.content.chunks.map((c) => [c.id, c.size]) : { l: e.content.list, n: e.content.count };
+  }
+  if (e.tree) wire.t = e.tree;
+  if (e.summary) wire.sm = [e.summary.files, e.summary.directories, e.summary.size];
+  return wire;
+}
+
+const buf = (v: unknown) => Buffer.from(v as Uint8Array);
+
+export function entryFromWire(w: Wire): Entry {
+  const entry: Entry = {
+    name: w.n as string,
+    kind: KINDS[w.k as number],
+    mode: w.m as number,
+    uid: w.u as number,
+    gid: w.g as number,
+    size: w.s as number,
+    mtime: unts(w.mt)!,
+  };
+  if (!entry.kind || typeof entry.name !== 'string') throw new IntegrityError('malformed directory entry');
+  if (w.ct) entry.ctime = unts(w.ct);
+  if (w.at) entry.atime = unts(w.at);
+  if (w.i !== undefined) entry.ino = w.i as number;
+  if (w.d !== undefined) entry.dev = w.d as number;
+  if (w.nl !== undefined) entry.nlink = w.nl as number;
+  if (w.rd !== undefined) entry.rdev = w.rd as number;
+  if (w.l !== undefined) entry.target = w.l as string;
+  if (w.x) entry.xattrs = Object.fromEntries(Object.entries(w.x as Wire).map(([k, v]) => [k, buf(v)]));
+  if (w.md) entry.meta = w.md as Record<string, string>;
+  if (w.c) {
+    entry.content = Array.isArray(w.c)
+      ? { chunks: (w.c as [Uint8Array, number][]).map(([id, size]) => ({ id: buf(id), size })) }
+      : { list: buf((w.c as Wire).l), count: (w.c as Wire).n as number };
+  }
+  if (w.t) entry.tree = buf(w.t);
+  if (w.sm) {
+    const [files, directories, size] = w.sm as number[];
+    entry.summary = { files, directories, size };
+  }
+  return entry;
+}
+
+/** A directory blob: its entries inline, or the index of its pages. */
+export type DirectoryNode =
+  | { count: number; entries: Entry[] }
+  | { count: number; pages: { first: string; count: number; id: Buffer }[] };
+
+export function encodeDirectory(node: DirectoryNode): Buffer {
+  const wire =
+    'entries' in node
+      ? { v: 1, n: node.count, e: node.entries.map(entryToWire) }
+      : { v: 1, n: node.count, p: node.pages.map((p) => [p.first, p.count, p.id]) };
+  return toBuffer(encode(wire));
+}
+
+export function decodeDirectory(data: Buffer): DirectoryNode {
+  const wire = decode(data) as Wire;
+  if (wire.e) return { count: wire.n as number, entries: (wire.e as Wire[]).map(entryFromWire) };
+  return {
+    count: wire.n as number,
+    pages: (wire.p as [string, number, Uint8Array][]).map(([first, count, id]) => ({ first, count, id: buf(id) })),
+  };
+}
+
+export function encodePage(entries: Entry[]): Buffer {
+  return toBuffer(encode({ v: 1, e: entries.map(entryToWire) }));
+}
+
+export function decodePage(data: Buffer): Entry[] {
+  return ((decode(data) as Wire).e as Wire[]).map(entryFromWire);
+}
+
+export function encodeChunkList(chunks: ChunkRef[]): Buffer {
+  return toBuffer(encode({ v: 1, c: chunks.map((c) => [c.id, c.size]) }));
+}
+
+export function decodeChunkList(data: Buffer): ChunkRef[] {
+  return ((decode(data) as Wire).c as [Uint8Array, number][]).map(([id, size]) => ({ id: buf(id), size }));
+}
+
+export function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}

@@ -1,0 +1,29 @@
+/**
+ * The bottom layer: named byte strings in a flat namespace ("packs/ab/ab12…",
+ * "index/…"). A local directory implements it, and so does an S3 bucket;
+ * nothing above this interface knows which one it talks to.
+ */
+export interface BlobInfo {
+  key: string;
+  size: number;
+}
+
+export interface BlobStore {
+  /** Human-readable location, for messages. */
+  readonly location: string;
+  /** Whole blob; throws NotFoundError when absent. */
+  get(key: string): Promise<Buffer>;
+  /** Exactly `length` bytes at `offset`; throws IntegrityError when the blob is shorter. */
+  getRange(key: string, offset: number, length: number): Promise<Buffer>;
+  /** Atomic: readers see the old state or the whole new blob, never a part. */
+  put(key: string, data: Buffer): Promise<void>;
+  /** Writes only when the key is free; returns false when it already existed. */
+  putIfAbsent(key: string, data: Buffer): Promise<boolean>;
+  /** Keys under `prefix`, in no particular order, streamed. */
+  list(prefix: string): AsyncIterable<BlobInfo>;
+  /** Missing keys are not an error: deletion is idempotent. */
+  delete(key: string): Promise<void>;
+  /** Size of a blob, or undefined when absent. */
+  stat(key: string): Promise<number | undefined>;
+  close(): Promise<void>;
+}

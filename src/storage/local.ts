@@ -1,0 +1,143 @@
+import { randomBytes } from 'node:crypto';
+import { constants, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { IntegrityError, KlosetError, NotFoundError } from '../errors.js';
+import type { BlobInfo, BlobStore } from './blobstore.js';
+
+/**
+ * A blob store in a local directory: one file per key, written to a temporary
+ * name, fsynced and renamed, so a crash never leaves a torn blob under a real key.
+ */
+export class LocalBlobStore implements BlobStore {
+  readonly location: string;
+
+  constructor(readonly root: string) {
+    this.location = root;
+  }
+
+  private pathOf(key: string): string {
+    if (key.split('/').some((part) => part === '' || part === '.' || part === '..')) {
+      throw new KlosetError(`invalid blob key ${JSON.stringify(key)}`);
+    }
+    return path.join(this.root, key);
+  }
+
+  async get(key: string): Promise<Buffer> {
+    try {
+      return await fs.readFile(this.pathOf(key));
+    } catch (err) {
+      throw mapError(err, key);
+    }
+  }
+
+  async getRange(key: string, offset: number, length: number): Promise<Buffer> {
+    let handle: fs.FileHandle;
+    try {
+      handle = await fs.open(this.pathOf(key), 'r');
+    } catch (err) {
+      throw mapError(err, key);
+    }
+    try {
+      const buffer = Buffer.allocUnsafe(length);
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await handle.read(buffer, done, length - done, offset + done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+      if (done !== length) {
+        throw new IntegrityError(`${key}: truncated (wanted ${length} bytes at ${offset}, got ${done})`);
+      }
+      return buffer;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  private async writeTemp(key: string, data: Buffer): Promise<string> {
+    const target = this.pathOf(key);
+    await fs.mkdir(path.dirname(target), { recursive: true });
+    const temp = `${target}.tmp-${randomBytes(6).toString('hex')}`;
+    const handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    return temp;
+  }
+
+  async put(key: string, data: Buffer): Promise<void> {
+    const temp = await this.writeTemp(key, data);
+    try {
+      await fs.rename(temp, this.pathOf(key));
+    } catch (err) {
+      await fs.rm(temp, { force: true });
+      throw err;
+    }
+  }
+
+  async putIfAbsent(key: string, data: Buffer): Promise<boolean> {
+    const temp = await this.writeTemp(key, data);
+    try {
+      // link() fails with EEXIST instead of replacing: the atomic create-if-absent.
+      await fs.link(temp, this.pathOf(key));
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw err;
+    } finally {
+      await fs.rm(temp, { force: true });
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<BlobInfo> {
+    // Keys are paths; walk the directory that holds the prefix.
+    const slash = prefix.lastIndexOf('/');
+    const dirKey = slash >= 0 ? prefix.slice(0, slash) : '';
+    yield* this.walk(dirKey, prefix);
+  }
+
+  private async *walk(dirKey: string, prefix: string): AsyncIterable<BlobInfo> {
+    const dir = dirKey === '' ? this.root : path.join(this.root, dirKey);
+    let entries;
+    try {
+      entries = await fs.readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    for (const entry of entries) {
+      const key = dirKey === '' ? entry.name : `${dirKey}/${entry.name}`;
+      if (entry.isDirectory()) {
+        if (key.startsWith(prefix) || prefix.startsWith(key + '/')) yield* this.walk(key, prefix);
+      } else if (entry.isFile() && key.startsWith(prefix) && !entry.name.includes('.tmp-')) {
+        const size = (await fs.stat(path.join(dir, entry.name))).size;
+        yield { key, size };
+      }
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    await fs.rm(this.pathOf(key), { force: true });
+  }
+
+  async stat(key: string): Promise<number | undefined> {
+    try {
+      return (await fs.stat(this.pathOf(key))).size;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+function mapError(err: unknown, key: string): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return new NotFoundError(`${key}: not found`);
+  if (code === 'EACCES') return new KlosetError(`${key}: permission denied`, { cause: err });
+  return err as Error;
+}

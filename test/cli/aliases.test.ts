@@ -1,0 +1,506 @@
+import { mkdtemp, readdir, readFile, rm, stat, writeFile, mkdir } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Command } from 'commander';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { KlosetError, UsageError } from '../../src/errors.js';
+import {
+  AliasConfig,
+  defaultConfigDir,
+  maskValue,
+  parseKeyValuePairs,
+  resolveLocation,
+} from '../../src/cli/aliases.js';
+import { registerConfigCommands } from '../../src/cli/commands/config.js';
+
+const AWS_KEY_ID = 'AKIAIOSFODNN7EXAMPLE';
+const AWS_SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
+
+let tempRoot: string;
+let configDir: string;
+let workDir: string;
+
+beforeEach(async () => {
+  tempRoot = await mkdtemp(path.join(os.tmpdir(), 'kloset-aliases-'));
+  // A directory that does not exist yet, as on a first run.
+  configDir = path.join(tempRoot, 'config', 'kloset');
+  workDir = path.join(tempRoot, 'work');
+  await mkdir(workDir);
+});
+
+afterEach(async () => {
+  await rm(tempRoot, { recursive: true, force: true });
+});
+
+function newConfig(): AliasConfig {
+  return new AliasConfig(configDir, { cwd: workDir, homeDir: path.join(tempRoot, 'home') });
+}
+
+/** Runs `kloset ...args` against a fresh program and returns what it printed. */
+async function kloset(...args: string[]): Promise<string[]> {
+  const lines: string[] = [];
+  const program = new Command()
+    .exitOverride()
+    .configureOutput({ writeOut: (text) => lines.push(text), writeErr: () => {} });
+  registerConfigCommands(program, newConfig, (line) => lines.push(line));
+  await program.parseAsync(['node', 'kloset', ...args]);
+  return lines;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('defaultConfigDir', () => {
+  it('is $XDG_CONFIG_HOME/kloset when XDG_CONFIG_HOME is set', () => {
+    expect(defaultConfigDir({ XDG_CONFIG_HOME: '/xdg', HOME: '/home/u' })).toBe('/xdg/kloset');
+  });
+
+  it('is ~/.config/kloset when XDG_CONFIG_HOME is unset', () => {
+    expect(defaultConfigDir({ HOME: '/home/u' })).toBe('/home/u/.config/kloset');
+  });
+
+  it('ignores a relative XDG_CONFIG_HOME, as the XDG spec requires', () => {
+    expect(defaultConfigDir({ XDG_CONFIG_HOME: 'relative', HOME: '/home/u' })).toBe('/home/u/.config/kloset');
+  });
+});
+
+describe('AliasConfig', () => {
+  it('creates config.json readable only by its owner, in a directory only its owner can enter', async () => {
+    await newConfig().create('store', 'mystore');
+    expect((await stat(path.join(configDir, 'config.json'))).mode & 0o777).toBe(0o600);
+    expect((await stat(configDir)).mode & 0o777).toBe(0o700);
+  });
+
+  it('leaves only config.json in the directory after a write', async () => {
+    const config = newConfig();
+    await config.add('store', 'mystore', { location: '/backups' });
+    await config.set('store', 'mystore', { passphrase: 'x' });
+    expect(await readdir(configDir)).toEqual(['config.json']);
+  });
+
+  it('lists nothing before any alias is created', async () => {
+    expect(await newConfig().list()).toEqual([]);
+  });
+
+  it('keeps aliases for the next process', async () => {
+    await newConfig().add('store', 'mystore', { location: '/backups' });
+    const reread = new AliasConfig(configDir);
+    expect(await reread.get('store', 'mystore')).toEqual({ location: '/backups' });
+  });
+
+  it('refuses to create an alias that already exists in that section', async () => {
+    const config = newConfig();
+    await config.create('store', 'mystore');
+    const err = await rejection(config.create('store', 'mystore'));
+    expect(err).toBeInstanceOf(KlosetError);
+    expect(err.message).toBe('alias store.mystore already exists');
+  });
+
+  it('allows the same name in two sections', async () => {
+    const config = newConfig();
+    await config.create('source', 'photos');
+    await config.create('destination', 'photos');
+    expect((await config.list()).map((entry) => `${entry.section}.${entry.name}`)).toEqual([
+      'destination.photos',
+      'source.photos',
+    ]);
+  });
+
+  it('refuses to set, unset or rm an alias that does not exist', async () => {
+    const config = newConfig();
+    for (const attempt of [
+      config.set('store', 'nope', { location: '/x' }),
+      config.unset('store', 'nope', ['location']),
+      config.remove('store', 'nope'),
+    ]) {
+      const err = await rejection(attempt);
+      expect(err).toBeInstanceOf(KlosetError);
+      expect(err.message).toBe("unknown alias store.nope (see 'kloset config')");
+    }
+  });
+
+  it('refuses to unset a key the alias does not have', async () => {
+    const config = newConfig();
+    await config.add('store', 'mystore', { location: '/backups' });
+    const err = await rejection(config.unset('store', 'mystore', ['passphrase']));
+    expect(err.message).toBe("alias store.mystore has no key 'passphrase'");
+  });
+
+  it('removes a key with unset and an alias with remove', async () => {
+    const config = newConfig();
+    await config.add('store', 'mystore', { location: '/backups', passphrase: 'p' });
+    await config.unset('store', 'mystore', ['passphrase']);
+    expect(await config.get('store', 'mystore')).toEqual({ location: '/backups' });
+    await config.remove('store', 'mystore');
+    expect(await config.get('store', 'mystore')).toBeUndefined();
+  });
+
+  it('rejects alias names that do not start with a letter or digit or contain other characters', async () => {
+    const config = newConfig();
+    for (const name of ['-x', '.hidden', 'a b', 'a/b', '']) {
+      const err = await rejection(config.create('store', name));
+      expect(err).toBeInstanceOf(UsageError);
+      expect(err.message).toMatch(/^invalid alias name/);
+    }
+  });
+
+  it('accepts alias names with dots, dashes and underscores', async () => {
+    await newConfig().create('store', 'my.store_2-b');
+    expect(await newConfig().get('store', 'my.store_2-b')).toEqual({});
+  });
+
+  it('treats a name like an Object method as any other unknown alias', async () => {
+    const err = await rejection(newConfig().resolveAlias('constructor', 'store'));
+    expect(err.message).toBe("unknown alias @constructor (see 'kloset config')");
+  });
+
+  it('stores a relative location as an absolute path, resolved where it was set', async () => {
+    const config = newConfig();
+    await config.add('store', 'mystore', { location: './backups' });
+    expect((await config.get('store', 'mystore'))!.location).toBe(path.join(workDir, 'backups'));
+  });
+
+  it('stores a relative uri as an absolute path too', async () => {
+    const config = newConfig();
+    await config.create('local', 'here');
+    await config.set('local', 'here', { uri: 'data' });
+    expect((await config.get('local', 'here'))!.uri).toBe(path.join(workDir, 'data'));
+  });
+
+  it('expands a leading ~ in a location to the home directory', async () => {
+    const config = newConfig();
+    await config.add('store', 'mystore', { location: '~/backups' });
+    expect((await config.get('store', 'mystore'))!.location).toBe(path.join(tempRoot, 'home', 'backups'));
+  });
+
+  it('keeps a scheme:// location exactly as given', async () => {
+    const config = newConfig();
+    await config.add('source', 'bucket', { location: 's3://your-source-bucket-name/prefix' });
+    expect((await config.get('source', 'bucket'))!.location).toBe('s3://your-source-bucket-name/prefix');
+  });
+
+  it('does not touch relative-looking values of other keys', async () => {
+    const config = newConfig();
+    await config.add('store', 'mystore', { location: '/b', cache: './cache' });
+    expect((await config.get('store', 'mystore'))!.cache).toBe('./cache');
+  });
+
+  it('reports a config.json that is not valid JSON by its path', async () => {
+    await mkdir(configDir, { recursive: true });
+    await writeFile(path.join(configDir, 'config.json'), '{ "aliases": ');
+    const err = await rejection(newConfig().list());
+    expect(err).toBeInstanceOf(KlosetError);
+    expect(err.message).toContain(path.join(configDir, 'config.json'));
+    expect(err.message).toContain('is not valid JSON');
+    expect(err.message).not.toContain('\n');
+  });
+
+  it('reports a config.json whose aliases are not key/value strings', async () => {
+    await mkdir(configDir, { recursive: true });
+    await writeFile(path.join(configDir, 'config.json'), JSON.stringify({ aliases: { store: { s: { port: 9 } } } }));
+    const err = await rejection(newConfig().list());
+    expect(err.message).toBe(
+      `${path.join(configDir, 'config.json')} is not a valid kloset config: store.s.port should be a string`,
+    );
+  });
+
+  it('keeps top-level settings it does not know when it rewrites config.json', async () => {
+    await mkdir(configDir, { recursive: true });
+    await writeFile(path.join(configDir, 'config.json'), JSON.stringify({ version: 1, theme: 'dark', aliases: {} }));
+    await newConfig().create('store', 'mystore');
+    const document = JSON.parse(await readFile(path.join(configDir, 'config.json'), 'utf8'));
+    expect(document.theme).toBe('dark');
+    expect(document.aliases).toEqual({ store: { mystore: {} } });
+  });
+});
+
+describe('resolveAlias', () => {
+  it('returns the location and every key of the alias', async () => {
+    const config = newConfig();
+    await config.add('store', 'mystore', { location: '/backups', passphrase: 'p' });
+    expect(await config.resolveAlias('@mystore', 'store')).toEqual({
+      location: '/backups',
+      options: { location: '/backups', passphrase: 'p' },
+    });
+  });
+
+  it('prefers the section named like the role when several sections hold the name', async () => {
+    const config = newConfig();
+    await config.add('source', 'photos', { location: '/home/photos' });
+    await config.add('destination', 'photos', { location: '/restore/photos' });
+    expect((await config.resolveAlias('photos', 'destination')).location).toBe('/restore/photos');
+    expect((await config.resolveAlias('photos', 'source')).location).toBe('/home/photos');
+  });
+
+  it('finds an alias in any other section, using its uri when it has no location', async () => {
+    const config = newConfig();
+    await config.create('s3_src', 's3_src');
+    await config.set('s3_src', 's3_src', { type: 's3', uri: 's3://your-source-bucket-name' });
+    expect(await config.resolveAlias('s3_src', 'source')).toEqual({
+      location: 's3://your-source-bucket-name',
+      options: { type: 's3', uri: 's3://your-source-bucket-name' },
+    });
+  });
+
+  it('fails with a pointer to kloset config for an unknown alias', async () => {
+    const err = await rejection(newConfig().resolveAlias('@nope', 'store'));
+    expect(err).toBeInstanceOf(KlosetError);
+    expect(err.message).toBe("unknown alias @nope (see 'kloset config')");
+  });
+
+  it('fails with the command to fix it for an alias with no location or uri', async () => {
+    const config = newConfig();
+    await config.create('store', 'empty');
+    const err = await rejection(config.resolveAlias('empty', 'store'));
+    expect(err).toBeInstanceOf(KlosetError);
+    expect(err.message).toBe(
+      "alias @empty has no location: set one with 'kloset config store set empty location <path-or-uri>'",
+    );
+  });
+});
+
+describe('resolveLocation', () => {
+  it('returns a plain argument unchanged without reading the config', async () => {
+    const unreadable = {
+      resolveAlias: () => {
+        throw new Error('must not be called');
+      },
+    };
+    expect(await resolveLocation('./backups', 'store', unreadable)).toEqual({ location: './backups', options: {} });
+  });
+
+  it('resolves an @name argument through the aliases', async () => {
+    const config = newConfig();
+    await config.add('store', 'mystore', { location: '/backups' });
+    expect(await resolveLocation('@mystore', 'store', config)).toEqual({
+      location: '/backups',
+      options: { location: '/backups' },
+    });
+  });
+});
+
+describe('masking', () => {
+  it('shows a long secret as **** and its last 4 characters', () => {
+    expect(maskValue('secret_access_key', AWS_SECRET)).toBe('****EKEY');
+  });
+
+  it('shows a short secret as **** alone', () => {
+    expect(maskValue('passphrase', 'hunter2')).toBe('****');
+  });
+
+  it('masks the password in a URI', () => {
+    expect(maskValue('location', 's3://id:topsecret@minio:9000/bucket')).toBe('s3://id:****@minio:9000/bucket');
+  });
+
+  it('shows other keys in full', () => {
+    expect(maskValue('location', '/backups')).toBe('/backups');
+  });
+});
+
+describe('parseKeyValuePairs', () => {
+  it('splits at the first =', () => {
+    expect(parseKeyValuePairs(['token=a=b', 'use_tls=true'])).toEqual({ token: 'a=b', use_tls: 'true' });
+  });
+
+  it('names a bare key that is missing its value', () => {
+    expect(() => parseKeyValuePairs(['use_tls'])).toThrow(new UsageError("malformed option 'use_tls': expected key=value"));
+  });
+
+  it('does not repeat an argument that may be a secret', () => {
+    expect(() => parseKeyValuePairs(['a=1', 'wJalr/XUtn+FEMI'])).toThrow(
+      new UsageError('malformed option #2: expected key=value'),
+    );
+  });
+
+  it('rejects an empty key', () => {
+    expect(() => parseKeyValuePairs(['=value'])).toThrow(UsageError);
+  });
+});
+
+describe('kloset config (Plakar 1.0 form)', () => {
+  it('accepts the documentation lines verbatim and lists them with secrets masked', async () => {
+    const documented = [
+      'config s3_src create s3_src',
+      'config s3_src set s3_src type s3',
+      'config s3_src set s3_src uri s3://your-source-bucket-name',
+      `config s3_src set s3_src access_key ${AWS_KEY_ID}`,
+      `config s3_src set s3_src secret_access_key ${AWS_SECRET}`,
+      'config s3_src set s3_src use_tls true',
+      'config store create mystore',
+      'config store set mystore location ./backups',
+    ];
+    for (const line of documented) await kloset(...line.split(' '));
+    expect(await kloset('config')).toEqual([
+      's3_src.s3_src access_key=****MPLE secret_access_key=****EKEY type=s3 uri=s3://your-source-bucket-name use_tls=true',
+      `store.mystore location=${path.join(workDir, 'backups')}`,
+    ]);
+  });
+
+  it('prints nothing when a change succeeds', async () => {
+    expect(await kloset('config', 'nas', 'create', 'nas')).toEqual([]);
+    expect(await kloset('config', 'nas', 'set', 'nas', 'location', '/mnt/nas')).toEqual([]);
+    expect(await kloset('config', 'nas', 'unset', 'nas', 'location')).toEqual([]);
+    expect(await kloset('config', 'nas', 'rm', 'nas')).toEqual([]);
+    expect(await kloset('config')).toEqual([]);
+  });
+
+  it('lists one section when given only its name', async () => {
+    await kloset('store', 'add', 'a', '/a');
+    await kloset('source', 'add', 'b', '/b');
+    expect(await kloset('config', 'source')).toEqual(['source.b location=/b']);
+  });
+
+  it('lists as JSON with --json, secrets still masked', async () => {
+    await kloset('store', 'add', 'mystore', '/backups', 'passphrase=correct-horse-battery');
+    const [json] = await kloset('config', '--json');
+    expect(JSON.parse(json!)).toEqual({ store: { mystore: { location: '/backups', passphrase: '****tery' } } });
+  });
+
+  it('quotes listed values that contain spaces', async () => {
+    await kloset('store', 'add', 'mystore', '/my backups');
+    expect(await kloset('config')).toEqual(['store.mystore location="/my backups"']);
+  });
+
+  it('fails with the expected form when set has no value', async () => {
+    await kloset('config', 's3_src', 'create', 's3_src');
+    const err = await rejection(kloset('config', 's3_src', 'set', 's3_src', 'use_tls'));
+    expect(err).toBeInstanceOf(UsageError);
+    expect(err.message).toBe("missing value for 'use_tls': kloset config s3_src set s3_src use_tls <value>");
+  });
+
+  it('fails on an unknown action, naming the valid ones', async () => {
+    const err = await rejection(kloset('config', 's3_src', 'add', 's3_src'));
+    expect(err).toBeInstanceOf(UsageError);
+    expect(err.message).toBe("unknown config action 'add': expected create, set, unset, rm");
+  });
+
+  it('fails when create is given an alias that exists in that section', async () => {
+    await kloset('config', 'store', 'create', 'mystore');
+    const err = await rejection(kloset('config', 'store', 'create', 'mystore'));
+    expect(err.message).toBe('alias store.mystore already exists');
+  });
+
+  it('fails when set names an alias that was never created', async () => {
+    const err = await rejection(kloset('config', 'store', 'set', 'nope', 'location', '/x'));
+    expect(err).toBeInstanceOf(KlosetError);
+    expect(err.message).toBe("unknown alias store.nope (see 'kloset config')");
+  });
+
+  it('accepts a value starting with - after --', async () => {
+    await kloset('config', 'store', 'create', 'mystore');
+    await kloset('config', 'store', 'set', 'mystore', 'passphrase', '--', '-starts-with-dash');
+    expect((await newConfig().get('store', 'mystore'))!.passphrase).toBe('-starts-with-dash');
+  });
+});
+
+describe('kloset store|source|destination', () => {
+  it('adds an alias with its location and options', async () => {
+    await kloset('source', 'add', 'bucket', 's3://src', `access_key=${AWS_KEY_ID}`, 'use_tls=false');
+    expect(await newConfig().get('source', 'bucket')).toEqual({
+      access_key: AWS_KEY_ID,
+      location: 's3://src',
+      use_tls: 'false',
+    });
+  });
+
+  it('shows one alias as a name: block with secrets masked', async () => {
+    await kloset('store', 'add', 'mystore', '/backups', 'passphrase=correct-horse-battery');
+    expect(await kloset('store', 'show', 'mystore')).toEqual([
+      'mystore:',
+      '  location: /backups',
+      '  passphrase: ****tery',
+    ]);
+  });
+
+  it('shows every alias of its section when no name is given', async () => {
+    await kloset('destination', 'add', 'b', '/b');
+    await kloset('destination', 'add', 'a', '/a');
+    await kloset('store', 'add', 'c', '/c');
+    expect(await kloset('destination', 'show')).toEqual(['a:', '  location: /a', 'b:', '  location: /b']);
+  });
+
+  it('shows as JSON with --json', async () => {
+    await kloset('store', 'add', 'mystore', '/backups');
+    const [json] = await kloset('store', 'show', 'mystore', '--json');
+    expect(JSON.parse(json!)).toEqual({ mystore: { location: '/backups' } });
+  });
+
+  it('sets, unsets and removes, printing nothing', async () => {
+    expect(await kloset('store', 'add', 'mystore', '/backups')).toEqual([]);
+    expect(await kloset('store', 'set', 'mystore', 'passphrase=p', 'location=/elsewhere')).toEqual([]);
+    expect(await newConfig().get('store', 'mystore')).toEqual({ location: '/elsewhere', passphrase: 'p' });
+    expect(await kloset('store', 'unset', 'mystore', 'passphrase')).toEqual([]);
+    expect(await newConfig().get('store', 'mystore')).toEqual({ location: '/elsewhere' });
+    expect(await kloset('store', 'rm', 'mystore')).toEqual([]);
+    expect(await newConfig().get('store', 'mystore')).toBeUndefined();
+  });
+
+  it('stores a relative location given to add as an absolute path', async () => {
+    await kloset('store', 'add', 'mystore', 'backups');
+    expect((await newConfig().get('store', 'mystore'))!.location).toBe(path.join(workDir, 'backups'));
+  });
+
+  it('rejects a malformed key=value', async () => {
+    await kloset('store', 'add', 'mystore', '/backups');
+    const err = await rejection(kloset('store', 'set', 'mystore', 'passphrase'));
+    expect(err).toBeInstanceOf(UsageError);
+    expect(err.message).toBe("malformed option 'passphrase': expected key=value");
+  });
+
+  it('rejects a location given both as an argument and as location=', async () => {
+    const err = await rejection(kloset('store', 'add', 'mystore', '/a', 'location=/b'));
+    expect(err).toBeInstanceOf(UsageError);
+  });
+
+  it('fails to show an alias that does not exist', async () => {
+    const err = await rejection(kloset('store', 'show', 'nope'));
+    expect(err).toBeInstanceOf(KlosetError);
+    expect(err.message).toBe("unknown alias store.nope (see 'kloset store show')");
+  });
+
+  it('writes the alias where @name resolves it for the same role', async () => {
+    await kloset('destination', 'add', 'restore', '/restore');
+    expect((await resolveLocation('@restore', 'destination', newConfig())).location).toBe('/restore');
+  });
+});
+
+describe('secrets', () => {
+  it('never appear in any listing, text or JSON', async () => {
+    const secrets = {
+      secret_access_key: AWS_SECRET,
+      passphrase: 'correct horse battery staple',
+      session_token: 'FwoGZXIvYXdzEFAaDGV4YW1wbGVzZXNzaW9u',
+      password: 'hunter2',
+    };
+    await kloset(
+      'source',
+      'add',
+      'bucket',
+      's3://id:uri-password-here@minio/src',
+      ...Object.entries(secrets).map(([key, value]) => `${key}=${value}`),
+    );
+    const outputs = [
+      ...(await kloset('config')),
+      ...(await kloset('config', '--json')),
+      ...(await kloset('config', 'source')),
+      ...(await kloset('source', 'show')),
+      ...(await kloset('source', 'show', 'bucket')),
+      ...(await kloset('source', 'show', 'bucket', '--json')),
+    ].join('\n');
+    for (const secret of [...Object.values(secrets), 'uri-password-here']) expect(outputs).not.toContain(secret);
+    expect(outputs).toContain('bucket');
+  });
+
+  it('are not repeated in the error for a set with too many words', async () => {
+    await kloset('config', 'store', 'create', 'mystore');
+    const err = await rejection(kloset('config', 'store', 'set', 'mystore', 'passphrase', 'two', 'words'));
+    expect(err).toBeInstanceOf(UsageError);
+    expect(err.message).not.toMatch(/two|words/);
+  });
+});
