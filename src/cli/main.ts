@@ -2,7 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { ExitCode, KlosetError } from '../errors.js';
 import { registerConfigCommands } from './commands/config.js';
 import { registerSnapshotCommands } from './commands/snapshots.js';
-import { registerStoreCommands } from './commands/store.js';
+import { registerMaintenanceCommands } from './commands/maintenance.js';
 import { CliContext } from './context.js';
 
 /**
@@ -76,7 +76,7 @@ export async function main(argv: string[]): Promise<number> {
       exitCode = (await work()) ?? ExitCode.OK;
     };
     registerSnapshotCommands(program, () => context, run);
-    registerStoreCommands(program, () => context, run);
+    registerMaintenanceCommands(program, () => context, run);
     registerConfigCommands(program, () => context.aliases, out);
     await program.parseAsync(rest, { from: 'user' });
     return exitCode;

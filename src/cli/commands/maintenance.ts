@@ -1,0 +1,116 @@
+import type { Command } from 'commander';
+import { ExitCode } from '../../errors.js';
+import { verifyPacks } from '../../kloset/verify.js';
+import { listSnapshots, resolveSnapshot } from '../../snapshot/header.js';
+import { BlobJudge, verifySnapshot, type DamagedPath } from '../../snapshot/verify.js';
+import type { CliContext } from '../context.js';
+import { formatBytes, formatDuration, shortId } from '../format.js';
+import { ProgressLine } from '../progress.js';
+import { snapshotSummary } from './snapshots.js';
+
+type Run = (work: () => Promise<number | void>) => Promise<void>;
+
+export function registerMaintenanceCommands(program: Command, context: () => CliContext, run: Run): void {
+  program
+    .command('check')
+    .description('verify every blob of the store, or of some snapshots, and name what is damaged')
+    .argument('[snapshot...]', 'snapshot id prefixes (default: the whole store)')
+    .action((ids: string[]) =>
+      run(async () => {
+        const ctx = context();
+        const started = Date.now();
+        const repository = await ctx.repository();
+        let judge: BlobJudge;
+        let packSummary = '';
+        let problems = 0;
+        const snapshots = ids.length
+          ? await Promise.all(ids.map((id) => resolveSnapshot(repository, id)))
+          : await listSnapshots(repository);
+        if (ids.length === 0) {
+          const progress = new ProgressLine('check', undefined);
+          const packs = await verifyPacks(repository, (p) => progress.update({ files: p.packs, bytes: p.bytes, errors: 0 }));
+          progress.clear();
+          for (const problem of packs.problems) {
+            problems++;
+            ctx.err(`damaged: pack ${problem.packId.toString('hex').slice(0, 16)}: ${problem.message}`);
+          }
+          judge = new BlobJudge(repository, packs.damaged);
+          packSummary = `${packs.packs} packs, ${packs.blobs} blobs, ${formatBytes(packs.bytes)}; `;
+        } else {
+          judge = new BlobJudge(repository);
+        }
+        const damaged: DamagedPath[] = [];
+        for (const snapshot of snapshots) {
+          await verifySnapshot(repository, snapshot, judge, (d) => {
+            damaged.push(d);
+            ctx.err(`damaged: snapshot ${shortId(d.snapshot.id)}: ${d.path}: ${d.reason}`);
+          });
+        }
+        const hit = new Set(damaged.map((d) => d.snapshot.id.toString('hex'))).size;
+        const verdict =
+          damaged.length || problems
+            ? `${damaged.length} damaged paths in ${hit} snapshots${problems ? `, ${problems} damaged packs` : ''}`
+            : 'no problems found';
+        ctx.out(
+          `check: ${packSummary}${snapshots.length} snapshots verified in ${formatDuration(Date.now() - started)}: ${verdict}`,
+        );
+        return damaged.length || problems ? ExitCode.FAILURE : ExitCode.OK;
+      }),
+    );
+
+  program
+    .command('info')
+    .description('store details and statistics, or one snapshot\'s')
+    .argument('[snapshot]', 'snapshot id prefix')
+    .option('--json', 'JSON output')
+    .action((id: string | undefined, opts: { json?: boolean }) =>
+      run(async () => {
+        const ctx = context();
+        const repository = await ctx.repository();
+        if (id) {
+          const header = await resolveSnapshot(repository, id);
+          const summary = snapshotSummary(header);
+          if (opts.json) return void ctx.out(JSON.stringify(summary, null, 2));
+          for (const [key, value] of Object.entries(summary)) {
+            if (value === undefined) continue;
+            const shown = key === 'size' || key === 'stored_bytes' ? `${formatBytes(value as number)} (${value})` : Array.isArray(value) ? value.join(',') : value;
+            ctx.out(`${key.padEnd(13)} ${shown}`);
+          }
+          return;
+        }
+        const snapshots = await listSnapshots(repository);
+        const packs = new Set<string>();
+        let stored = 0;
+        let raw = 0;
+        for (const [, location] of repository.index) {
+          packs.add(location.packId.toString('latin1'));
+          stored += location.length;
+          raw += location.rawLength;
+        }
+        const logical = snapshots.reduce((sum, h) => sum + h.stats.size, 0);
+        const config = repository.config;
+        const info = {
+          location: repository.store.location,
+          store_id: config.storeId,
+          created: config.createdAt,
+          version: config.version,
+          encryption: config.encryption ? `${config.encryption.cipher}, key from ${config.encryption.kdf.algorithm}` : 'none (plaintext, authenticated)',
+          compression: `${config.compression.algorithm} level ${config.compression.level}`,
+          chunking: `${config.chunking.algorithm} ${formatBytes(config.chunking.minSize)} / ${formatBytes(config.chunking.avgSize)} / ${formatBytes(config.chunking.maxSize)}`,
+          snapshots: snapshots.length,
+          packs: packs.size,
+          blobs: repository.index.size,
+          logical_size: logical,
+          unique_size: raw,
+          stored_size: stored,
+          dedup_ratio: raw ? Number((logical / raw).toFixed(2)) : 0,
+          compression_ratio: stored ? Number((raw / stored).toFixed(2)) : 0,
+        };
+        if (opts.json) return void ctx.out(JSON.stringify(info, null, 2));
+        for (const [key, value] of Object.entries(info)) {
+          const shown = key.endsWith('_size') ? `${formatBytes(value as number)} (${value})` : value;
+          ctx.out(`${key.padEnd(17)} ${shown}`);
+        }
+      }),
+    );
+}

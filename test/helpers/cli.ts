@@ -1,0 +1,48 @@
+import { spawn, type SpawnOptions } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export const ROOT = path.resolve(import.meta.dirname, '../..');
+export const BIN = path.join(ROOT, 'bin/kloset.js');
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  stdoutBytes: Buffer;
+}
+
+/** Runs the real CLI in a child process, as a user would. */
+export function kloset(args: string[], options: SpawnOptions & { input?: string } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      ...options,
+      env: { KLOSET_PASSPHRASE: 'test passphrase', ...process.env, ...(options.env ?? {}) },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout!.on('data', (d: Buffer) => out.push(d));
+    child.stderr!.on('data', (d: Buffer) => err.push(d));
+    child.on('error', reject);
+    child.stdin!.end(options.input ?? '');
+    child.on('close', (code, signal) => {
+      const stdoutBytes = Buffer.concat(out);
+      resolve({ code, signal, stdout: stdoutBytes.toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), stdoutBytes });
+    });
+  });
+}
+
+export async function tempDir(prefix = 'kloset-test-'): Promise<string> {
+  return fs.mkdtemp(path.join(os.tmpdir(), prefix));
+}
+
+/** Full id of the newest snapshot, via `ls --json`. */
+export async function latestSnapshotId(store: string, env: NodeJS.ProcessEnv = {}): Promise<string> {
+  const result = await kloset(['at', store, 'ls', '--json'], { env });
+  if (result.code !== 0) throw new Error(`ls failed: ${result.stderr}`);
+  const list = JSON.parse(result.stdout) as { id: string }[];
+  return list[list.length - 1].id;
+}
