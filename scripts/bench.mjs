@@ -417,7 +417,14 @@ const TOOLS = {
     version() {
       const r = run('node', ['bin/kloset.js', '--version']);
       const git = run('git', ['rev-parse', '--short', 'HEAD']);
-      const v = r.ok ? r.stdout.trim().split('\n')[0] : 'unknown';
+      let v = r.ok ? r.stdout.trim().split('\n')[0] : null;
+      if (!v) {
+        try {
+          v = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
+        } catch {
+          v = 'unknown';
+        }
+      }
       return `${v}${git.ok ? ` (git ${git.stdout.trim()})` : ''}`;
     },
     prepare(opts) {
@@ -608,7 +615,9 @@ async function sectionLocal(ctx) {
   const add = (metric, kind, f, unit) => {
     const kv = get(k, f);
     const rv = get(r, f);
-    const x = kind === 'time' ? ratio(rv, kv) : kind === 'less' ? ratio(kv, rv) : kind === 'more' ? ratio(rv, kv) : null;
+    // 'time': restic/kloset, 'more' (throughput): kloset/restic — both > 1 when kloset is faster.
+    // 'less' (size, RSS): kloset/restic — < 1 when kloset is smaller.
+    const x = kind === 'time' ? ratio(rv, kv) : kind === 'less' ? ratio(kv, rv) : kind === 'more' ? ratio(kv, rv) : null;
     rows.push({ metric, kloset: unit(kv), restic: unit(rv), ratio: fmt.x(x), raw: { kv, rv, x } });
   };
   add('initial backup', 'time', secs('backup'), fmt.s);
@@ -646,7 +655,7 @@ async function sectionLocal(ctx) {
       `${dataset.spec.largeFiles} × ${(dataset.spec.largeSize / MiB).toFixed(1)} MiB large files, two text, two random).`,
     'Both tools run on the same disk under .bench/, kloset first then restic, each with a fresh store and a fresh cache dir (XDG_CACHE_HOME). ' +
       'Page caches are not dropped; the dataset is read once beforehand so both tools start warm.',
-    'Ratios: times and throughputs are restic/kloset (> 1 means kloset is faster); size and RSS are kloset/restic (< 1 means kloset is smaller).',
+    'Ratios: times are restic/kloset and throughputs kloset/restic (> 1 means kloset is faster); size and RSS are kloset/restic (< 1 means kloset is smaller).',
     'Peak RSS is GNU time %M (max resident set of the command) per step. `sync` runs (untimed) before each step.',
     ...(opts.runs > 1 ? [`Times are medians of ${opts.runs} runs; RSS is the max over runs.`] : []),
     `Versions: kloset ${k.version ?? 'n/a'}; restic ${r.version ?? 'n/a'}.`,

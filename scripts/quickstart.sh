@@ -10,6 +10,8 @@ TMP="$(mktemp -d "${TMPDIR:-/tmp}/kloset-quickstart.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
 
 export KLOSET_PASSPHRASE="${KLOSET_PASSPHRASE:-quickstart-passphrase}"
+# keep npx itself quiet (npm config warnings); kloset's own output is shown
+export npm_config_loglevel=error
 
 # run CMD...: echo then run; "npx kloset" is shown as "kloset".
 run() {
@@ -51,10 +53,18 @@ ID="$(printf '%s' "$json" | node -e '
   });')"
 echo "snapshot id: $ID" >&2
 
-run npx kloset at "$STORE" ls "$ID:$SAMPLE"
-run npx kloset at "$STORE" ls "$ID:$SAMPLE/docs"
+# Paths inside a snapshot are relative to the backed-up directory (id:/docs);
+# fall back to absolute source paths (id:/abs/path/docs) if the store uses those.
+P=""
+if ! npx kloset at "$STORE" ls "$ID:/hello.txt" >/dev/null 2>&1 \
+   && npx kloset at "$STORE" ls "$ID:$SAMPLE" >/dev/null 2>&1; then
+  P="$SAMPLE"
+fi
 
-out="$(run npx kloset at "$STORE" cat "$ID:$SAMPLE/hello.txt")"
+run npx kloset at "$STORE" ls "$ID:${P:-/}"
+run npx kloset at "$STORE" ls "$ID:$P/docs"
+
+out="$(run npx kloset at "$STORE" cat "$ID:$P/hello.txt")"
 printf '%s\n' "$out"
 if [ "$out" != "hello kloset" ]; then
   echo "quickstart: cat returned unexpected content" >&2

@@ -59,7 +59,15 @@ _kloset_setup() {
   if [ ! -d node_modules ] || [ ! -f node_modules/.package-lock.json ] \
      || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     echo "setup: npm ci" >&2
-    run_quiet "npm ci" npm ci --no-audit --no-fund --loglevel=error
+    if ! npm ci --no-audit --no-fund --loglevel=error >"$log" 2>&1; then
+      # A lock file that npm ci rejects (e.g. optional platform packages
+      # missing from it) should not block the build: say so, then install
+      # without the lock file (package-lock.json is left untouched).
+      echo "setup: WARNING: npm ci failed; falling back to npm install --package-lock=false" >&2
+      grep -E '^npm (error|ERR)' "$log" | grep -vE '^npm error +(-|\[|Usage|Options|aliases|Run "npm help)' \
+        | head -n 20 >&2 || true
+      run_quiet "npm install" npm install --no-audit --no-fund --loglevel=error --package-lock=false
+    fi
   fi
 
   # --- build -----------------------------------------------------------------
@@ -71,7 +79,8 @@ _kloset_setup() {
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   _kloset_setup "$@"
 else
-  # Sourced: run in a subshell so set -e / cd don't leak into the caller,
-  # but propagate failure.
-  ( _kloset_setup "$@" ) || return $?
+  # Sourced: run as a separate bash process so that set -e stays effective
+  # (it is ignored inside a `||` list) and cd/options don't leak; propagate failure.
+  unset -f _kloset_setup
+  bash "${BASH_SOURCE[0]}" "$@" || return $?
 fi

@@ -19,7 +19,7 @@ export interface ChunkedContent {
 }
 
 /** Bytes handed to one worker and not yet answered: bounds memory and keeps every worker busy. */
-const IN_FLIGHT_PER_WORKER = 24 * 1024 * 1024;
+const IN_FLIGHT_PER_WORKER = 8 * 1024 * 1024;
 
 interface StreamState {
   worker: PoolWorker;
@@ -35,6 +35,8 @@ interface StreamState {
 
 interface PoolWorker {
   thread: Worker;
+  /** Streams assigned and not finished: a file's chunker state lives in one worker. */
+  streams: number;
   inFlight: number;
   waiters: (() => void)[];
 }
@@ -64,7 +66,7 @@ export class ChunkPool {
     };
     for (let i = 0; i < size; i++) {
       const thread = new Worker(new URL('./chunkworker.js', import.meta.url));
-      const worker: PoolWorker = { thread, inFlight: 0, waiters: [] };
+      const worker: PoolWorker = { thread, streams: 0, inFlight: 0, waiters: [] };
       thread.on('message', (reply: WorkerReply) => this.onReply(reply));
       thread.on('error', (err) => this.failAll(err));
       thread.postMessage(init);
@@ -74,7 +76,8 @@ export class ChunkPool {
 
   /** Chunks one stream (one file); resolves with its chunk list once every new chunk is queued for a pack. */
   async chunk(source: AsyncIterable<Buffer>): Promise<ChunkedContent> {
-    const worker = this.workers.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
+    const worker = this.workers.reduce((a, b) => (b.streams < a.streams || (b.streams === a.streams && b.inFlight < a.inFlight) ? b : a));
+    worker.streams++;
     const stream = this.nextStream++;
     const done = new Promise<ChunkedContent>((resolve, reject) => {
       this.streams.set(stream, {
@@ -103,10 +106,15 @@ export class ChunkPool {
       // The source failed mid-file (unreadable, vanished): finish the stream, then report.
       worker.thread.postMessage({ op: 'end', stream } satisfies WorkerRequest);
       await done.catch(() => undefined);
+      worker.streams--;
       throw err;
     }
     worker.thread.postMessage({ op: 'end', stream } satisfies WorkerRequest);
-    return done;
+    try {
+      return await done;
+    } finally {
+      worker.streams--;
+    }
   }
 
   private onReply(reply: WorkerReply): void {

@@ -6,7 +6,8 @@ import { compareNames, type EntryKind, type Timespec } from '../../snapshot/tree
 import type { Importer, SourceEntry } from '../importer.js';
 
 /** Reads of large files come in blocks of this size; each block is handed to a chunk worker whole. */
-const READ_BLOCK = 4 * 1024 * 1024;
+const READ_BLOCK = 1024 * 1024;
+const GROWTH_PROBE = 64 * 1024;
 
 /** atime is not recorded: it changes on every read and would make every backup's trees new. */
 function timespec(ns: bigint): Timespec {
@@ -95,7 +96,9 @@ export class FsImporter implements Importer {
     try {
       let position = 0;
       for (;;) {
-        const want = Math.max(1, Math.min(READ_BLOCK, entry.size - position || READ_BLOCK));
+        // Read what stat announced; past that, probe with a small block in case the file grew.
+        const remaining = entry.size - position;
+        const want = remaining > 0 ? Math.min(READ_BLOCK, remaining) : GROWTH_PROBE;
         // A fresh buffer per block: it is transferred to a worker thread, not copied.
         const block = Buffer.allocUnsafeSlow(want);
         const { bytesRead } = await handle.read(block, 0, want, position);
