@@ -30,7 +30,9 @@ export class FsExporter implements Exporter {
   async createDirectory(rel: string): Promise<void> {
     const full = this.full(rel);
     try {
-      await fs.mkdir(full, { mode: 0o700 });
+      // The target itself may need its parents; below it, each level is made (and checked) in turn.
+      if (rel === '') await fs.mkdir(full, { recursive: true, mode: 0o700 });
+      else await fs.mkdir(full, { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const stat = await fs.lstat(full);
