@@ -65,7 +65,8 @@ export class ChunkPool {
       },
     };
     for (let i = 0; i < size; i++) {
-      const thread = new Worker(new URL('./chunkworker.js', import.meta.url));
+      // A small young generation makes the worker collect transferred buffers promptly: RSS stays low.
+      const thread = new Worker(new URL('./chunkworker.js', import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: 16 } });
       const worker: PoolWorker = { thread, streams: 0, inFlight: 0, waiters: [] };
       thread.on('message', (reply: WorkerReply) => this.onReply(reply));
       thread.on('error', (err) => this.failAll(err));
