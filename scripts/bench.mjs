@@ -584,19 +584,23 @@ async function sectionLocal(ctx) {
   const results = {};
   log('warming page cache (reading the dataset once)');
   await warmCache(dataset);
-  for (const name of names) {
-    if (!opts.tools.includes(name)) {
-      results[name] = { tool: name, ok: false, skipped: true, errors: [] };
-      continue;
-    }
-    const runs = [];
-    for (let i = 0; i < opts.runs; i++) {
+  // With --runs=N the tools are interleaved, alternating the order each round
+  // (k r, r k, k r, ...), so a load change on the machine hits both alike.
+  const active = names.filter((n) => opts.tools.includes(n));
+  const runs = Object.fromEntries(active.map((n) => [n, []]));
+  for (let i = 0; i < opts.runs; i++) {
+    const order = i % 2 === 0 ? active : [...active].reverse();
+    for (const name of order) {
+      const prev = runs[name][runs[name].length - 1];
+      if (prev && !prev.ok) continue;
       if (opts.runs > 1) log(`${name}: run ${i + 1}/${opts.runs}`);
-      const res = await localCycle(TOOLS[name], dataset, opts);
-      runs.push(res);
-      if (!res.ok) break;
+      runs[name].push(await localCycle(TOOLS[name], dataset, opts));
     }
-    results[name] = aggregateRuns(runs);
+  }
+  for (const name of names) {
+    results[name] = active.includes(name)
+      ? aggregateRuns(runs[name])
+      : { tool: name, ok: false, skipped: true, errors: [] };
   }
   const k = results.kloset;
   const r = results.restic;
@@ -653,7 +657,7 @@ async function sectionLocal(ctx) {
     `Dataset: ${dataset.files.length} files in ${dataset.dirCount} directories, ${(dataset.bytes / MiB).toFixed(1)} MiB ` +
       `(${dataset.spec.smallFiles} small files 1–64 KiB log-uniform, half text / half random; ` +
       `${dataset.spec.largeFiles} × ${(dataset.spec.largeSize / MiB).toFixed(1)} MiB large files, two text, two random).`,
-    'Both tools run on the same disk under .bench/, kloset first then restic, each with a fresh store and a fresh cache dir (XDG_CACHE_HOME). ' +
+    'Both tools run on the same disk under .bench/, kloset first then restic (alternating with --runs), each with a fresh store and a fresh cache dir (XDG_CACHE_HOME). ' +
       'Page caches are not dropped; the dataset is read once beforehand so both tools start warm.',
     'Ratios: times are restic/kloset and throughputs kloset/restic (> 1 means kloset is faster); size and RSS are kloset/restic (< 1 means kloset is smaller).',
     'Peak RSS is GNU time %M (max resident set of the command) per step. `sync` runs (untimed) before each step.',
