@@ -248,7 +248,7 @@ export function indexDeltaId(key: string): Buffer {
 }
 
 /** How many packs may be uploading at once; each holds up to one pack of memory. */
-const UPLOADS_IN_FLIGHT = 3;
+const UPLOADS_IN_FLIGHT = 2;
 
 /**
  * Adds blobs to a repository. Blobs go into packs; each stored pack is
