@@ -66,7 +66,12 @@ export async function main(argv: string[]): Promise<number> {
       .option('--verbose', 'log causes of errors')
       .option('--quiet', 'only errors and warnings')
       .exitOverride()
-      .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) })
+      .configureOutput({
+        writeOut: (s) => process.stdout.write(s),
+        writeErr: (s) => process.stderr.write(s),
+        // One line, like every other error.
+        outputError: (s, write) => write(`kloset: ${s.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')}\n`),
+      })
       .showSuggestionAfterError(true);
     program.hook('preAction', () => {
       context.options = program.opts();

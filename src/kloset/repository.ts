@@ -253,7 +253,8 @@ const UPLOADS_IN_FLIGHT = 2;
 /**
  * Adds blobs to a repository. Blobs go into packs; each stored pack is
  * followed at once by an index delta naming it, so a backup killed at any
- * point leaves only complete, indexed packs that the next backup reuses.
+ * point leaves complete packs, all indexed (and reused by the next backup)
+ * but possibly the last, which is unreferenced until garbage collection.
  * commit() folds those per-pack deltas into one.
  */
 export class BlobWriter {

@@ -98,6 +98,14 @@ class Slots {
   }
 }
 
+/** Stops a file's read between blocks once the backup is interrupted. */
+async function* abortable(source: AsyncIterable<Buffer>, signal: AbortSignal | undefined): AsyncIterable<Buffer> {
+  for await (const block of source) {
+    signal?.throwIfAborted();
+    yield block;
+  }
+}
+
 function sameFile(a: SourceEntry, b: Entry): boolean {
   return (
     b.kind === 'file' &&
@@ -163,7 +171,7 @@ export async function backup(repository: Repository, importer: Importer, options
       return { ...source, content: previous.content };
     }
     try {
-      const chunked = await pool.chunk(importer.read(path, source));
+      const chunked = await pool.chunk(abortable(importer.read(path, source), options.signal));
       let content: ContentRef;
       if (chunked.chunks.length <= INLINE_CHUNKS) content = { chunks: chunked.chunks };
       else content = { list: await writer.put(BlobType.content, encodeChunkList(chunked.chunks)), count: chunked.chunks.length };
@@ -175,6 +183,7 @@ export async function backup(repository: Repository, importer: Importer, options
       // The size is what was read: a file growing or shrinking under us stays self-consistent.
       return { ...source, size: chunked.size, content };
     } catch (err) {
+      if (options.signal?.aborted) throw err;
       warn(path, err);
       return undefined;
     }
@@ -211,7 +220,10 @@ export async function backup(repository: Repository, importer: Importer, options
         } else if (child.kind === 'file') {
           await slots.acquire();
           const task = snapshotFile(childPath, child, prior?.kind === 'file' ? prior : undefined);
-          void task.finally(() => slots.release());
+          void task.then(
+            () => slots.release(),
+            () => slots.release(),
+          );
           pending.push(task);
         } else {
           if (child.kind === 'symlink') stats.symlinks++;
@@ -243,6 +255,7 @@ export async function backup(repository: Repository, importer: Importer, options
     const rootSource = await importer.rootEntry();
     const root = await (await walkDirectory('', rootSource, options.parent?.root)).done;
     if (!root) throw new KlosetError(`${importer.source}: cannot read the directory`);
+    options.signal?.throwIfAborted();
     await writer.commit();
     stats.storedBytes = writer.bytesStored;
     stats.durationMs = Date.now() - started;

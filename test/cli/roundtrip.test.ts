@@ -182,6 +182,21 @@ describe('a backed-up directory', () => {
     for (const pack of packs) expect((await fs.readFile(pack.file)).includes(MARKER)).toBe(false);
   });
 
+  it('describes the snapshot with info --json id: id, source and counts', async () => {
+    const result = await kloset(['at', store, 'info', '--json', id.slice(0, 8)]);
+    expect(result.code).toBe(0);
+    const info = JSON.parse(result.stdout) as Record<string, unknown>;
+    expect(info).toMatchObject({ id, short_id: id.slice(0, 8), source, files: 8, directories: 3, errors: 0 });
+  });
+
+  it('describes the store with info: one snapshot, encrypted', async () => {
+    const result = await kloset(['at', store, 'info', '--json']);
+    expect(result.code).toBe(0);
+    const info = JSON.parse(result.stdout) as { snapshots: number; encryption: string };
+    expect(info.snapshots).toBe(1);
+    expect(info.encryption).toMatch(/aes-256-gcm/);
+  });
+
   // Last: it adds a snapshot to the shared store.
   it('adds almost nothing to the store when backing up an unchanged directory again', async () => {
     const before = await storeSize(store);

@@ -1,0 +1,142 @@
+/**
+ * A damaged pack costs the files whose chunks it holds, and only those:
+ * check names them and their snapshot, cat of such a file fails cleanly,
+ * restore brings back everything else and reports the rest (exit 3).
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliResult, tempDir } from '../helpers/cli.js';
+import {
+  MiB,
+  escapeRegExp,
+  expectNoStackTrace,
+  expectOneLineError,
+  klosetWith,
+  packFiles,
+  sha256File,
+  writeRandomFile,
+} from '../helpers/fixtures.js';
+
+let work: string;
+let kloset: ReturnType<typeof klosetWith>;
+
+beforeAll(async () => {
+  work = await tempDir('kloset-damage-');
+  kloset = klosetWith({ XDG_CACHE_HOME: path.join(work, 'cache') });
+});
+
+afterAll(async () => {
+  await fs.rm(work, { recursive: true, force: true });
+});
+
+/** Flips one byte in the middle of the pack. */
+async function flipMiddleByte(pack: string): Promise<void> {
+  const data = await fs.readFile(pack);
+  data[data.length >> 1] ^= 0xff;
+  await fs.writeFile(pack, data);
+}
+
+/**
+ * Cuts the pack's trailer and 1000 bytes of its last blob: cutting only the
+ * last 1000 bytes can remove no more than the trailer (the blob list that the
+ * index duplicates), which leaves every blob readable.
+ */
+async function truncateIntoLastBlob(pack: string): Promise<void> {
+  const data = await fs.readFile(pack);
+  const trailer = data.readUInt32LE(data.length - 4) + 4;
+  await fs.truncate(pack, data.length - trailer - 1000);
+}
+
+describe.each([
+  ['a byte flipped in the middle of a pack', flipMiddleByte],
+  ['a pack cut short', truncateIntoLastBlob],
+])('a store with %s', (_name, damage) => {
+  let dir: string;
+  let source: string;
+  let store: string;
+  /** Short id of the snapshot holding both files. */
+  let id: string;
+
+  /**
+   * A.bin is backed up alone first, so that the first, full pack of the store
+   * holds only its chunks; then B.bin joins it in a second snapshot, its
+   * chunks in new packs. That first pack is damaged.
+   */
+  beforeAll(async () => {
+    dir = await fs.mkdtemp(path.join(work, 'case-'));
+    source = path.join(dir, 'source');
+    store = path.join(dir, 'store');
+    await fs.mkdir(source);
+    await writeRandomFile(path.join(source, 'A.bin'), 24 * MiB);
+    expect((await kloset(['at', store, 'create'])).code).toBe(0);
+    expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+    const packsOfA = await packFiles(store);
+    await writeRandomFile(path.join(source, 'B.bin'), 21 * MiB);
+    const second = await kloset(['at', store, 'backup', source]);
+    expect(second.code).toBe(0);
+    id = /created snapshot ([0-9a-f]{8})/.exec(second.stdout)![1];
+    const largest = packsOfA.sort((a, b) => b.size - a.size)[0];
+    expect(largest.size).toBeGreaterThanOrEqual(16 * MiB);
+    await damage(largest.file);
+  });
+
+  describe('check', () => {
+    let result: CliResult;
+    beforeAll(async () => {
+      result = await kloset(['at', store, 'check']);
+    });
+
+    it('exits non-zero', () => {
+      expect(result.code).not.toBe(0);
+      expect(result.code).not.toBeNull();
+      expectNoStackTrace(result);
+    });
+
+    it('names the damaged file and the snapshot holding it', () => {
+      const output = result.stdout + result.stderr;
+      expect(output).toMatch(new RegExp(`^.*${id}.*/A\\.bin.*$`, 'm'));
+    });
+
+    it('does not name the intact file', () => {
+      expect(result.stdout + result.stderr).not.toContain('B.bin');
+    });
+  });
+
+  it('cat of the damaged file fails with one line naming the problem', async () => {
+    const result = await kloset(['at', store, 'cat', `${id}:/A.bin`]);
+    expect(result.code).toBe(1);
+    expectOneLineError(result);
+  });
+
+  it('cat of the intact file gives its exact bytes', async () => {
+    const result = await kloset(['at', store, 'cat', `${id}:/B.bin`]);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdoutBytes.equals(await fs.readFile(path.join(source, 'B.bin')))).toBe(true);
+  });
+
+  describe('restore', () => {
+    let target: string;
+    let result: CliResult;
+    beforeAll(async () => {
+      target = path.join(dir, 'restored');
+      result = await kloset(['at', store, 'restore', '-to', target, id]);
+    });
+
+    it('exits with 3, partial', () => {
+      expect(result.code).toBe(3);
+      expectNoStackTrace(result);
+    });
+
+    it('restores the intact file identically', async () => {
+      expect(await sha256File(path.join(target, 'B.bin'))).toBe(await sha256File(path.join(source, 'B.bin')));
+    });
+
+    it('reports the damaged file in a warning and leaves no partial copy of it', async () => {
+      expect(result.stderr).toMatch(new RegExp(`^warning: ${escapeRegExp('/A.bin')}: `, 'm'));
+      expect(result.stdout).toMatch(/\b1 errors?\b/);
+      await expect(fs.access(path.join(target, 'A.bin'))).rejects.toThrow();
+    });
+  });
+});

@@ -1,0 +1,206 @@
+/**
+ * What a user sees when something is wrong: one line `kloset: <message>`
+ * on stderr, the right exit code, and the store left as it was.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { latestSnapshotId, tempDir } from '../helpers/cli.js';
+import { escapeRegExp, expectOneLineError, klosetWith, storeListing } from '../helpers/fixtures.js';
+
+let work: string;
+let cache: string;
+let kloset: ReturnType<typeof klosetWith>;
+/** A store with one snapshot of `source`: a.txt and sub/b.txt. */
+let store: string;
+let source: string;
+let id: string;
+
+beforeAll(async () => {
+  work = await tempDir('kloset-errors-');
+  cache = path.join(work, 'cache');
+  kloset = klosetWith({ XDG_CACHE_HOME: cache });
+  store = path.join(work, 'store');
+  source = path.join(work, 'source');
+  await fs.mkdir(path.join(source, 'sub'), { recursive: true });
+  await fs.writeFile(path.join(source, 'a.txt'), 'a\n');
+  await fs.writeFile(path.join(source, 'sub/b.txt'), 'b\n');
+  expect((await kloset(['at', store, 'create'])).code).toBe(0);
+  expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+  id = await latestSnapshotId(store, { XDG_CACHE_HOME: cache });
+});
+
+afterAll(async () => {
+  await fs.rm(work, { recursive: true, force: true });
+});
+
+describe('a wrong passphrase', () => {
+  it('fails with exit 1 and one line saying the passphrase is wrong', async () => {
+    const result = await kloset(['at', store, 'ls'], { env: { KLOSET_PASSPHRASE: 'not the passphrase' } });
+    expect(result.code).toBe(1);
+    expectOneLineError(result, /wrong passphrase/);
+    expect(result.stdout).toBe('');
+  });
+
+  it('writes nothing to the store, even for a backup', async () => {
+    const before = await storeListing(store);
+    const result = await kloset(['at', store, 'backup', source], { env: { KLOSET_PASSPHRASE: 'not the passphrase' } });
+    expect(result.code).toBe(1);
+    expectOneLineError(result, /wrong passphrase/);
+    expect(await storeListing(store)).toEqual(before);
+  });
+});
+
+describe('a store location that is not a store', () => {
+  it('names a missing store and suggests create, exit 1', async () => {
+    const missing = path.join(work, 'no-such-store');
+    const result = await kloset(['at', missing, 'ls']);
+    expect(result.code).toBe(1);
+    expectOneLineError(result, new RegExp(`${escapeRegExp(missing)}.*does not exist.*create`));
+  });
+
+  it('does not create a missing store on backup', async () => {
+    const missing = path.join(work, 'still-no-store');
+    const result = await kloset(['at', missing, 'backup', source]);
+    expect(result.code).toBe(1);
+    expectOneLineError(result, /does not exist/);
+    await expect(fs.access(missing)).rejects.toThrow();
+  });
+
+  it('refuses a directory that is not a store, exit 1', async () => {
+    const result = await kloset(['at', source, 'ls']);
+    expect(result.code).toBe(1);
+    expectOneLineError(result, new RegExp(`${escapeRegExp(source)}: not a kloset store`));
+  });
+
+  it('refuses a store location that is a file', async () => {
+    const file = path.join(source, 'a.txt');
+    const result = await kloset(['at', file, 'ls']);
+    expect(result.code).toBe(1);
+    expectOneLineError(result);
+  });
+});
+
+describe('create', () => {
+  it('refuses a non-empty directory and leaves its files untouched', async () => {
+    const dir = path.join(work, 'busy');
+    await fs.mkdir(dir);
+    await fs.writeFile(path.join(dir, 'precious.txt'), 'keep me\n');
+    const before = await storeListing(dir);
+    const result = await kloset(['at', dir, 'create']);
+    expect(result.code).toBe(1);
+    expectOneLineError(result, /not empty/);
+    expect(await storeListing(dir)).toEqual(before);
+    expect(await fs.readFile(path.join(dir, 'precious.txt'), 'utf8')).toBe('keep me\n');
+  });
+
+  it('refuses to create a store over an existing store', async () => {
+    const before = await storeListing(store);
+    const result = await kloset(['at', store, 'create']);
+    expect(result.code).toBe(1);
+    expectOneLineError(result);
+    expect(await storeListing(store)).toEqual(before);
+  });
+});
+
+describe('snapshot ids', () => {
+  it('says no snapshot has an unknown id, exit 1', async () => {
+    const unknown = id.startsWith('f') ? '00000000' : 'ffffffff';
+    const result = await kloset(['at', store, 'ls', unknown]);
+    expect(result.code).toBe(1);
+    expectOneLineError(result, new RegExp(`no snapshot.*${unknown}`));
+  });
+
+  it('refuses an id that is not hexadecimal', async () => {
+    const result = await kloset(['at', store, 'restore', '-to', path.join(work, 'never'), 'xyz']);
+    expect(result.code).toBe(1);
+    expectOneLineError(result, /invalid snapshot id/);
+  });
+
+  it('says a prefix is ambiguous and lists the candidates, exit 1', async () => {
+    const ambiguous = path.join(work, 'ambiguous-store');
+    expect((await kloset(['at', ambiguous, 'create'])).code).toBe(0);
+    const seen = new Map<string, string>();
+    let shared: [string, string] | undefined;
+    // Back up until two ids share their first hex digit: at most 17 snapshots, usually about 5.
+    while (!shared) {
+      const backup = await kloset(['at', ambiguous, 'backup', source]);
+      expect(backup.code).toBe(0);
+      const newest = /created snapshot ([0-9a-f]{8})/.exec(backup.stdout)![1];
+      const other = seen.get(newest[0]);
+      if (other) shared = [other, newest];
+      seen.set(newest[0], newest);
+    }
+    const result = await kloset(['at', ambiguous, 'ls', shared[0][0]]);
+    expect(result.code).toBe(1);
+    expectOneLineError(result, /ambiguous/);
+    expect(result.stderr).toContain(shared[0]);
+    expect(result.stderr).toContain(shared[1]);
+  });
+});
+
+describe('paths in a snapshot', () => {
+  it('says a path is not in the snapshot, for ls, cat and restore', async () => {
+    for (const args of [
+      ['ls', `${id}:/no/such/file`],
+      ['cat', `${id}:/no/such/file`],
+      ['restore', '-to', path.join(work, 'never'), `${id}:/no/such/file`],
+    ]) {
+      const result = await kloset(['at', store, ...args]);
+      expect(result.code, args[0]).toBe(1);
+      expectOneLineError(result, /\/no.*: no such file or directory/);
+    }
+  });
+
+  it('refuses to cat a directory', async () => {
+    const result = await kloset(['at', store, 'cat', `${id}:/sub`]);
+    expect(result.code).toBe(1);
+    expectOneLineError(result, /\/sub: not a regular file/);
+    expect(result.stdout).toBe('');
+  });
+});
+
+describe('usage errors', () => {
+  it('an unknown command is a usage error, exit 2', async () => {
+    const result = await kloset(['at', store, 'frobnicate']);
+    expect(result.code).toBe(2);
+    expectOneLineError(result, /frobnicate/);
+  });
+
+  it('a missing argument is a usage error, exit 2', async () => {
+    const result = await kloset(['at', store, 'cat']);
+    expect(result.code).toBe(2);
+    expectOneLineError(result, /missing.*argument/);
+  });
+
+  it('a missing option value is a usage error, exit 2', async () => {
+    const result = await kloset(['at', store, 'restore', '-to']);
+    expect(result.code).toBe(2);
+    expectOneLineError(result, /--to/);
+  });
+
+  it("'at' without a store is a usage error, exit 2", async () => {
+    const result = await kloset(['at']);
+    expect(result.code).toBe(2);
+    expectOneLineError(result, /at/);
+  });
+});
+
+describe('no passphrase', () => {
+  const noPassphrase = { KLOSET_PASSPHRASE: undefined, PLAKAR_PASSPHRASE: undefined };
+
+  it('without a terminal, says how to give one, exit 1', async () => {
+    const result = await kloset(['at', store, 'ls'], { env: noPassphrase });
+    expect(result.code).toBe(1);
+    expectOneLineError(result, /passphrase.*KLOSET_PASSPHRASE/);
+  });
+
+  it('reads the passphrase from --passphrase-file instead', async () => {
+    const file = path.join(work, 'passphrase.txt');
+    await fs.writeFile(file, 'test passphrase\n', { mode: 0o600 });
+    const result = await kloset(['at', store, '--passphrase-file', file, 'ls'], { env: noPassphrase });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(id.slice(0, 8));
+  });
+});
