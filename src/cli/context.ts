@@ -8,6 +8,9 @@ import { LocalBlobStore } from '../storage/local.js';
 import { AliasConfig, resolveLocation } from './aliases.js';
 import { readPassphrase } from './passphrase.js';
 
+/** Runs a command's work and records its exit code. */
+export type Run = (work: () => Promise<number | void>) => Promise<void>;
+
 export interface GlobalOptions {
   passphraseFile?: string;
   verbose?: boolean;

@@ -1,4 +1,4 @@
-import { spawn, type SpawnOptions } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,25 +14,35 @@ export interface CliResult {
   stdoutBytes: Buffer;
 }
 
-/** Runs the real CLI in a child process, as a user would. */
-export function kloset(args: string[], options: SpawnOptions & { input?: string } = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      ...options,
-      env: { KLOSET_PASSPHRASE: 'test passphrase', ...process.env, ...(options.env ?? {}) },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout!.on('data', (d: Buffer) => out.push(d));
-    child.stderr!.on('data', (d: Buffer) => err.push(d));
+/** A CLI process the test can signal while it runs; `input` goes to its stdin. */
+export function startKloset(
+  args: string[],
+  options: SpawnOptions & { input?: string } = {},
+): { child: ChildProcess; done: Promise<CliResult> } {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    ...options,
+    env: { KLOSET_PASSPHRASE: 'test passphrase', ...process.env, ...(options.env ?? {}) },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout!.on('data', (d: Buffer) => out.push(d));
+  child.stderr!.on('data', (d: Buffer) => err.push(d));
+  child.stdin!.on('error', () => undefined); // the process may exit before reading its input
+  child.stdin!.end(options.input ?? '');
+  const done = new Promise<CliResult>((resolve, reject) => {
     child.on('error', reject);
-    child.stdin!.end(options.input ?? '');
     child.on('close', (code, signal) => {
       const stdoutBytes = Buffer.concat(out);
       resolve({ code, signal, stdout: stdoutBytes.toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), stdoutBytes });
     });
   });
+  return { child, done };
+}
+
+/** Runs the real CLI in a child process, as a user would. */
+export function kloset(args: string[], options: SpawnOptions & { input?: string } = {}): Promise<CliResult> {
+  return startKloset(args, options).done;
 }
 
 export async function tempDir(prefix = 'kloset-test-'): Promise<string> {

@@ -3,12 +3,13 @@
  * a comparison of two trees as a user would check them, store listings, and
  * the assertions every error test makes.
  */
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
-import { BIN, kloset, type CliResult } from './cli.js';
+import { kloset, startKloset, type CliResult } from './cli.js';
+
+export { startKloset };
 
 export const MiB = 1024 * 1024;
 
@@ -31,27 +32,6 @@ export async function writeRandomFile(file: string, size: number, mark?: { at: n
 export function klosetWith(env: NodeJS.ProcessEnv) {
   return (args: string[], options: Parameters<typeof kloset>[1] = {}) =>
     kloset(args, { ...options, env: { ...env, ...(options.env ?? {}) } });
-}
-
-/** A CLI process the test can signal while it runs. */
-export function startKloset(args: string[], options: SpawnOptions = {}): { child: ChildProcess; done: Promise<CliResult> } {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    ...options,
-    env: { KLOSET_PASSPHRASE: 'test passphrase', ...process.env, ...(options.env ?? {}) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  child.stdout!.on('data', (d: Buffer) => out.push(d));
-  child.stderr!.on('data', (d: Buffer) => err.push(d));
-  const done = new Promise<CliResult>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      const stdoutBytes = Buffer.concat(out);
-      resolve({ code, signal, stdout: stdoutBytes.toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), stdoutBytes });
-    });
-  });
-  return { child, done };
 }
 
 export interface TreeItem {

@@ -3,12 +3,12 @@ import { ExitCode } from '../../errors.js';
 import { verifyPacks } from '../../kloset/verify.js';
 import { listSnapshots, resolveSnapshot } from '../../snapshot/header.js';
 import { BlobJudge, verifySnapshot, type DamagedPath } from '../../snapshot/verify.js';
-import type { CliContext } from '../context.js';
+import type { CliContext, Run } from '../context.js';
 import { formatBytes, formatDuration, shortId } from '../format.js';
 import { ProgressLine } from '../progress.js';
 import { snapshotSummary } from './snapshots.js';
 
-type Run = (work: () => Promise<number | void>) => Promise<void>;
+
 
 export function registerMaintenanceCommands(program: Command, context: () => CliContext, run: Run): void {
   program

@@ -11,12 +11,12 @@ import { SnapshotReader } from '../../snapshot/reader.js';
 import { restore } from '../../snapshot/restore.js';
 import type { Entry } from '../../snapshot/tree.js';
 import { resolveLocation } from '../aliases.js';
-import type { CliContext } from '../context.js';
+import type { CliContext, Run } from '../context.js';
 import { formatBytes, formatDuration, formatMode, formatTime, shortId } from '../format.js';
 import { ProgressLine } from '../progress.js';
 import { findSnapshot, hasTags, parseSnapshotRef, parseTags } from '../snapshotref.js';
 
-type Run = (work: () => Promise<number | void>) => Promise<void>;
+
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
