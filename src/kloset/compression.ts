@@ -17,8 +17,12 @@ export const DEFAULT_COMPRESSION: CompressionParams = { algorithm: 'zstd', level
 /** Below this, zstd's frame overhead outweighs any gain. */
 const MIN_COMPRESSIBLE = 64;
 
-/** Runs on libuv's thread pool, so compression of several chunks proceeds in parallel. */
-export async function encodeBlob(raw: Buffer, params: CompressionParams): Promise<Buffer> {
+/**
+ * Runs on libuv's thread pool, so compression of several chunks proceeds in
+ * parallel. Returns the codec byte and the body as two parts: the sealer
+ * consumes them in turn, so the framed plaintext is never copied whole.
+ */
+export async function encodeBlob(raw: Buffer, params: CompressionParams): Promise<Buffer[]> {
   if (raw.length >= MIN_COMPRESSIBLE) {
     const packed = await zstdCompress(raw, params.level);
     // Keep compression only when it saves at least 1/32: decoding costs time on every read.
@@ -27,11 +31,10 @@ export async function encodeBlob(raw: Buffer, params: CompressionParams): Promis
   return frame(Codec.none, raw);
 }
 
-function frame(codec: number, body: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(1 + body.length);
-  out[0] = codec;
-  body.copy(out, 1);
-  return out;
+const CODEC_BYTES = [Buffer.from([Codec.none]), Buffer.from([Codec.zstd])];
+
+function frame(codec: number, body: Buffer): Buffer[] {
+  return [CODEC_BYTES[codec], body];
 }
 
 export async function decodeBlob(encoded: Buffer, what: string): Promise<Buffer> {

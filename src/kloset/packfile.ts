@@ -35,10 +35,20 @@ export function packIdFromKey(key: string): Buffer | undefined {
   return match ? Buffer.from(match[1], 'hex') : undefined;
 }
 
+/**
+ * Assembles one pack in a single buffer: sealed blobs are copied in as they
+ * come, so finishing a pack costs no second copy, and the buffer can be
+ * reused for the next pack once this one is stored.
+ */
 export class PackBuilder {
-  private readonly parts: Buffer[] = [PACK_MAGIC];
+  private buffer: Buffer;
   readonly blobs: PackedBlob[] = [];
   private size = PACK_HEADER_BYTES;
+
+  constructor(buffer: Buffer) {
+    this.buffer = buffer.length >= PACK_HEADER_BYTES ? buffer : Buffer.allocUnsafeSlow(PACK_HEADER_BYTES);
+    PACK_MAGIC.copy(this.buffer, 0);
+  }
 
   get byteLength(): number {
     return this.size;
@@ -48,10 +58,27 @@ export class PackBuilder {
     return this.blobs.length === 0;
   }
 
+  /** The buffer the pack lives in (possibly grown): hand it back for reuse once the pack is stored. */
+  get storage(): Buffer {
+    return this.buffer;
+  }
+
+  private append(bytes: Buffer): number {
+    const offset = this.size;
+    if (offset + bytes.length > this.buffer.length) {
+      // Only a blob larger than the headroom (a very long chunk list) gets here.
+      const grown = Buffer.allocUnsafeSlow(Math.max(offset + bytes.length, this.buffer.length * 2));
+      this.buffer.copy(grown, 0, 0, offset);
+      this.buffer = grown;
+    }
+    bytes.copy(this.buffer, offset);
+    this.size += bytes.length;
+    return offset;
+  }
+
   add(type: BlobType, id: Buffer, sealed: Buffer, rawLength: number): void {
-    this.blobs.push({ type, id, offset: this.size, length: sealed.length, rawLength });
-    this.parts.push(sealed);
-    this.size += sealed.length;
+    const offset = this.append(sealed);
+    this.blobs.push({ type, id, offset, length: sealed.length, rawLength });
   }
 
   /** The pack's bytes and its id, the SHA-256 of those bytes (so `check` can verify a pack without keys). */
@@ -60,7 +87,9 @@ export class PackBuilder {
     const trailer = sealer.seal(BlobType.packTrailer, TRAILER_ID, Buffer.from(listing.buffer, listing.byteOffset, listing.byteLength));
     const length = Buffer.allocUnsafe(4);
     length.writeUInt32LE(trailer.length);
-    const data = Buffer.concat([...this.parts, trailer, length]);
+    this.append(trailer);
+    this.append(length);
+    const data = this.buffer.subarray(0, this.size);
     return { id: createHash('sha256').update(data).digest(), data };
   }
 }

@@ -258,9 +258,12 @@ const UPLOADS_IN_FLIGHT = 2;
  * commit() folds those per-pack deltas into one.
  */
 export class BlobWriter {
-  private builder = new PackBuilder();
+  /** Pack buffers not in use: at most UPLOADS_IN_FLIGHT + 1 exist, whatever the size of the backup. */
+  private readonly spareBuffers: Buffer[] = [];
+  private builder: PackBuilder;
   private readonly pending = new Set<string>();
   private readonly uploads = new Set<Promise<void>>();
+  private sealing: Promise<void> | undefined;
   private readonly written: [Buffer, BlobLocation][] = [];
   private readonly packDeltas: string[] = [];
   private failure: unknown;
@@ -268,7 +271,15 @@ export class BlobWriter {
   blobsStored = 0;
   packsStored = 0;
 
-  constructor(readonly repository: Repository) {}
+  constructor(readonly repository: Repository) {
+    this.builder = this.newBuilder();
+  }
+
+  private newBuilder(): PackBuilder {
+    // Room for a full pack plus the largest chunk and its trailer, so a pack never regrows.
+    const capacity = this.repository.config.packfile.targetSize + this.repository.config.chunking.maxSize + 1024 * 1024;
+    return new PackBuilder(this.spareBuffers.pop() ?? Buffer.allocUnsafeSlow(capacity));
+  }
 
   has(id: Buffer): boolean {
     return this.repository.has(id) || this.pending.has(id.toString('latin1'));
@@ -276,6 +287,7 @@ export class BlobWriter {
 
   /** Returns false when the blob was already there; resolves once the blob is queued, with back-pressure. */
   async addSealed(type: BlobType, id: Buffer, sealed: Buffer, rawLength: number): Promise<boolean> {
+    while (this.sealing) await this.sealing;
     if (this.failure) throw this.failure;
     if (this.has(id)) return false;
     this.pending.add(id.toString('latin1'));
@@ -295,16 +307,29 @@ export class BlobWriter {
     return id;
   }
 
-  private async sealPack(): Promise<void> {
-    if (this.builder.empty) return;
-    const builder = this.builder;
-    this.builder = new PackBuilder();
-    while (this.uploads.size >= UPLOADS_IN_FLIGHT) await Promise.race(this.uploads);
-    const upload = this.upload(builder).catch((err: unknown) => {
-      this.failure ??= err;
+  /**
+   * Closes the current pack and starts its upload. While it waits for an
+   * upload slot, adders wait too: the full pack takes no more blobs, and no
+   * second buffer is allocated for the next one.
+   */
+  private sealPack(): Promise<void> {
+    if (this.sealing) return this.sealing;
+    if (this.builder.empty) return Promise.resolve();
+    this.sealing = (async () => {
+      while (this.uploads.size >= UPLOADS_IN_FLIGHT) await Promise.race(this.uploads);
+      const builder = this.builder;
+      this.builder = this.newBuilder();
+      const upload = this.upload(builder)
+        .then(() => void this.spareBuffers.push(builder.storage))
+        .catch((err: unknown) => {
+          this.failure ??= err;
+        });
+      this.uploads.add(upload);
+      void upload.finally(() => this.uploads.delete(upload));
+    })().finally(() => {
+      this.sealing = undefined;
     });
-    this.uploads.add(upload);
-    void upload.finally(() => this.uploads.delete(upload));
+    return this.sealing;
   }
 
   private async upload(builder: PackBuilder): Promise<void> {
@@ -332,7 +357,7 @@ export class BlobWriter {
 
   /** Every added blob is stored and indexed when this resolves. */
   async flush(): Promise<void> {
-    await this.sealPack();
+    while (this.sealing || !this.builder.empty) await this.sealPack();
     while (this.uploads.size > 0) await Promise.all(this.uploads);
     if (this.failure) throw this.failure;
   }

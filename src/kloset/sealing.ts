@@ -44,23 +44,31 @@ export class Sealer {
     return createHmac('sha256', this.keys.idKey).update(plaintext).digest();
   }
 
-  seal(type: BlobType, id: Buffer, payload: Buffer): Buffer {
+  /** `payload` may come in parts (codec byte, body): they are sealed as their concatenation. */
+  seal(type: BlobType, id: Buffer, payload: Buffer | readonly Buffer[]): Buffer {
+    const parts = Buffer.isBuffer(payload) ? [payload] : payload;
+    const length = parts.reduce((sum, part) => sum + part.length, 0);
     const aad = associatedData(type, id);
+    const out = Buffer.allocUnsafe(NONCE_BYTES + length + TAG_BYTES);
     if (this.keys.encryptionKey) {
-      const out = Buffer.allocUnsafe(NONCE_BYTES + payload.length + TAG_BYTES);
       const nonce = randomBytes(NONCE_BYTES);
       nonce.copy(out, 0);
       const cipher = createCipheriv('aes-256-gcm', this.keys.encryptionKey, nonce);
       cipher.setAAD(aad);
-      const body = cipher.update(payload);
-      body.copy(out, NONCE_BYTES);
-      const final = cipher.final();
-      final.copy(out, NONCE_BYTES + body.length);
-      cipher.getAuthTag().copy(out, NONCE_BYTES + payload.length);
+      let offset = NONCE_BYTES;
+      for (const part of parts) offset += cipher.update(part).copy(out, offset);
+      offset += cipher.final().copy(out, offset);
+      cipher.getAuthTag().copy(out, offset);
       return out;
     }
-    const mac = createHmac('sha256', this.keys.macKey).update(aad).update(payload).digest();
-    return Buffer.concat([payload, mac.subarray(0, SEAL_OVERHEAD)]);
+    const mac = createHmac('sha256', this.keys.macKey).update(aad);
+    let offset = 0;
+    for (const part of parts) {
+      mac.update(part);
+      offset += part.copy(out, offset);
+    }
+    mac.digest().copy(out, offset, 0, SEAL_OVERHEAD);
+    return out;
   }
 
   open(type: BlobType, id: Buffer, sealed: Buffer, what: string): Buffer {
