@@ -19,6 +19,11 @@ export interface Importer {
   children(path: string): AsyncIterable<SourceEntry>;
   /** A file's bytes; errors surface as the iteration throws. */
   read(path: string, entry: SourceEntry): AsyncIterable<Buffer>;
+  /**
+   * For a source on the local file system: the file's path on disk. The chunk
+   * workers then read it themselves and its bytes never cross threads.
+   */
+  localPath?(path: string): string;
   close(): Promise<void>;
 }
 

@@ -70,13 +70,13 @@ export class ChunkPool {
       const worker: PoolWorker = { thread, streams: 0, inFlight: 0, waiters: [] };
       thread.on('message', (reply: WorkerReply) => this.onReply(reply));
       thread.on('error', (err) => this.failAll(err));
+      thread.on('exit', () => this.failAll(new Error('chunk worker stopped')));
       thread.postMessage(init);
       this.workers.push(worker);
     }
   }
 
-  /** Chunks one stream (one file); resolves with its chunk list once every new chunk is queued for a pack. */
-  async chunk(source: AsyncIterable<Buffer>): Promise<ChunkedContent> {
+  private open(): { stream: number; worker: PoolWorker; done: Promise<ChunkedContent> } {
     const worker = this.workers.reduce((a, b) => (b.streams < a.streams || (b.streams === a.streams && b.inFlight < a.inFlight) ? b : a));
     worker.streams++;
     const stream = this.nextStream++;
@@ -91,10 +91,26 @@ export class ChunkPool {
         reject,
         failed: false,
       });
+    }).finally(() => {
+      worker.streams--;
     });
+    done.catch(() => undefined); // the caller awaits it; never an unhandled rejection meanwhile
+    return { stream, worker, done };
+  }
+
+  /** Chunks a local file, read by the worker itself; resolves once every new chunk is queued for a pack. */
+  chunkFile(path: string): Promise<ChunkedContent> {
+    const { stream, worker, done } = this.open();
+    worker.thread.postMessage({ op: 'file', stream, path } satisfies WorkerRequest);
+    return done;
+  }
+
+  /** Chunks a stream of bytes (an object being downloaded), with back-pressure on the source. */
+  async chunk(source: AsyncIterable<Buffer>): Promise<ChunkedContent> {
+    const { stream, worker, done } = this.open();
     try {
       for await (const data of source) {
-        if (this.streams.get(stream)?.failed) break;
+        if (this.streams.get(stream)?.failed ?? true) break;
         while (worker.inFlight >= IN_FLIGHT_PER_WORKER) await new Promise<void>((r) => worker.waiters.push(r));
         const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
         const message = owned ? data : Buffer.from(data);
@@ -104,18 +120,13 @@ export class ChunkPool {
         ]);
       }
     } catch (err) {
-      // The source failed mid-file (unreadable, vanished): finish the stream, then report.
+      // The source failed mid-way: end the stream so the worker forgets it, then report.
       worker.thread.postMessage({ op: 'end', stream } satisfies WorkerRequest);
       await done.catch(() => undefined);
-      worker.streams--;
       throw err;
     }
     worker.thread.postMessage({ op: 'end', stream } satisfies WorkerRequest);
-    try {
-      return await done;
-    } finally {
-      worker.streams--;
-    }
+    return done;
   }
 
   private onReply(reply: WorkerReply): void {
@@ -124,15 +135,17 @@ export class ChunkPool {
     if (reply.op === 'error') {
       state.failed = true;
       this.streams.delete(reply.stream);
-      state.reject(new KlosetError(`chunking failed: ${reply.message}`));
+      state.reject(Object.assign(new KlosetError(reply.message), { code: reply.code }));
       return;
     }
     state.tail = state.tail.then(async () => {
+      let sealedBytes = 0;
       for (const chunk of reply.chunks) {
         const id = Buffer.from(chunk.id.buffer, chunk.id.byteOffset, chunk.id.byteLength);
         state.chunks.push({ id, size: chunk.size });
         if (chunk.sealed) {
           const sealed = Buffer.from(chunk.sealed.buffer, chunk.sealed.byteOffset, chunk.sealed.byteLength);
+          sealedBytes += sealed.length;
           if (await this.writer.addSealed(BlobType.chunk, id, sealed, chunk.size)) {
             state.newChunks++;
             state.newBytes += sealed.length;
@@ -140,6 +153,7 @@ export class ChunkPool {
         }
       }
       this.release(state.worker, reply.consumed);
+      if (sealedBytes > 0) state.worker.thread.postMessage({ op: 'ack', bytes: sealedBytes } satisfies WorkerRequest);
       if (reply.last) {
         this.streams.delete(reply.stream);
         const size = state.chunks.reduce((sum, c) => sum + c.size, 0);

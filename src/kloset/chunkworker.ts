@@ -4,6 +4,7 @@
  * files and writes packs. One stream is one file: its messages are handled in
  * order, its chunks returned in order; several streams interleave.
  */
+import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { Chunker, gearTable, type ChunkingParams } from './chunker.js';
 import { encodeBlob, type CompressionParams } from './compression.js';
@@ -20,8 +21,13 @@ export interface WorkerInit {
 
 export type WorkerRequest =
   | { op: 'init'; init: WorkerInit }
+  /** A local file: read here, so its bytes never pass through the main thread. */
+  | { op: 'file'; stream: number; path: string }
+  /** Bytes of a streamed source (an S3 object), then its end. */
   | { op: 'data'; stream: number; data: Uint8Array }
-  | { op: 'end'; stream: number };
+  | { op: 'end'; stream: number }
+  /** The main thread has queued this many sealed bytes: room for more. */
+  | { op: 'ack'; bytes: number };
 
 export interface ProducedChunk {
   id: Uint8Array;
@@ -32,7 +38,7 @@ export interface ProducedChunk {
 
 export type WorkerReply =
   | { op: 'chunks'; stream: number; consumed: number; chunks: ProducedChunk[]; last: boolean }
-  | { op: 'error'; stream: number; message: string };
+  | { op: 'error'; stream: number; message: string; code?: string };
 
 let init: WorkerInit | undefined;
 let sealer: Sealer | undefined;
@@ -40,6 +46,22 @@ let known: Uint8Array = new Uint8Array(0);
 let gear: Int32Array | undefined;
 const producedHere = new Set<string>();
 const streams = new Map<number, { chunker: Chunker; tail: Promise<void> }>();
+
+/** One read buffer per worker: the chunker copies what it is given before push() returns. */
+const READ_BLOCK = 1024 * 1024;
+const readBuffer = Buffer.allocUnsafeSlow(READ_BLOCK);
+
+/**
+ * Sealed bytes sent and not yet acknowledged: a worker stops reading once the
+ * main thread (waiting on pack uploads) is this far behind, so memory stays bounded.
+ */
+const UNACKNOWLEDGED_LIMIT = 16 * 1024 * 1024;
+let unacknowledged = 0;
+let creditWaiters: (() => void)[] = [];
+
+async function credit(): Promise<void> {
+  while (unacknowledged >= UNACKNOWLEDGED_LIMIT) await new Promise<void>((r) => creditWaiters.push(r));
+}
 
 function isKnown(id: Buffer): boolean {
   let lo = 0;
@@ -67,6 +89,7 @@ function reply(message: WorkerReply): void {
   const transfer: ArrayBuffer[] = [];
   if (message.op === 'chunks') {
     for (const chunk of message.chunks) {
+      unacknowledged += chunk.sealed?.byteLength ?? 0;
       // Sealed buffers are fresh allocations of their own: hand them over without a copy.
       if (chunk.sealed && chunk.sealed.byteOffset === 0 && chunk.sealed.byteLength === chunk.sealed.buffer.byteLength) {
         transfer.push(chunk.sealed.buffer as ArrayBuffer);
@@ -87,7 +110,8 @@ function enqueue(streamId: number, work: (chunker: Chunker) => Promise<void>): v
     .then(() => work(current.chunker))
     .catch((err: unknown) => {
       streams.delete(streamId);
-      reply({ op: 'error', stream: streamId, message: err instanceof Error ? err.message : String(err) });
+      const code = (err as NodeJS.ErrnoException).code;
+      reply({ op: 'error', stream: streamId, message: err instanceof Error ? err.message : String(err), code });
     });
 }
 
@@ -106,9 +130,38 @@ parentPort!.on('message', (message: WorkerRequest) => {
       gear = gearTable(Buffer.from(keys.chunkerSeed));
       break;
     }
+    case 'file': {
+      enqueue(message.stream, async (chunker) => {
+        const fd = openSync(message.path, 'r');
+        try {
+          for (let position = 0; ; ) {
+            await credit();
+            const bytesRead = readSync(fd, readBuffer, 0, READ_BLOCK, position);
+            if (bytesRead === 0) break;
+            position += bytesRead;
+            const chunks = await Promise.all(chunker.push(readBuffer.subarray(0, bytesRead)).map(produce));
+            if (chunks.length > 0) reply({ op: 'chunks', stream: message.stream, consumed: 0, chunks, last: false });
+          }
+        } finally {
+          closeSync(fd);
+        }
+        const chunks = await Promise.all(chunker.finish().map(produce));
+        streams.delete(message.stream);
+        reply({ op: 'chunks', stream: message.stream, consumed: 0, chunks, last: true });
+      });
+      break;
+    }
+    case 'ack': {
+      unacknowledged -= message.bytes;
+      const waiters = creditWaiters;
+      creditWaiters = [];
+      for (const wake of waiters) wake();
+      break;
+    }
     case 'data': {
       const data = Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength);
       enqueue(message.stream, async (chunker) => {
+        await credit();
         const chunks = await Promise.all(chunker.push(data).map(produce));
         reply({ op: 'chunks', stream: message.stream, consumed: data.length, chunks, last: false });
       });

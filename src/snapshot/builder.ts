@@ -128,6 +128,9 @@ export async function backup(repository: Repository, importer: Importer, options
   const started = Date.now();
   const writer = repository.newWriter();
   const pool = new ChunkPool(writer);
+  // Stopping the workers fails every file in flight at once: an interrupt does not wait for a large file.
+  const stopPool = () => void pool.close();
+  options.signal?.addEventListener('abort', stopPool, { once: true });
   const slots = new Slots(FILES_IN_FLIGHT);
   const parent = options.parent ? new SnapshotReader(repository, options.parent) : undefined;
   const stats: SnapshotStats = {
@@ -171,7 +174,9 @@ export async function backup(repository: Repository, importer: Importer, options
       return { ...source, content: previous.content };
     }
     try {
-      const chunked = await pool.chunk(abortable(importer.read(path, source), options.signal));
+      const chunked = importer.localPath
+        ? await pool.chunkFile(importer.localPath(path))
+        : await pool.chunk(abortable(importer.read(path, source), options.signal));
       let content: ContentRef;
       if (chunked.chunks.length <= INLINE_CHUNKS) content = { chunks: chunked.chunks };
       else content = { list: await writer.put(BlobType.content, encodeChunkList(chunked.chunks)), count: chunked.chunks.length };
@@ -275,6 +280,7 @@ export async function backup(repository: Repository, importer: Importer, options
     await putSnapshotHeader(repository, header);
     return header;
   } finally {
+    options.signal?.removeEventListener('abort', stopPool);
     await pool.close();
   }
 }

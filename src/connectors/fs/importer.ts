@@ -60,6 +60,10 @@ export class FsImporter implements Importer {
     return rel === '' ? this.source : path.join(this.source, rel);
   }
 
+  localPath(rel: string): string {
+    return this.full(rel);
+  }
+
   async rootEntry(): Promise<SourceEntry> {
     let entry: SourceEntry;
     try {
