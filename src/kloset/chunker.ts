@@ -30,82 +30,127 @@ function highBits(bits: number): number {
   return (0xffffffff << (32 - bits)) | 0;
 }
 
+const EMPTY = Buffer.alloc(0);
+
+/** Reusable buffers of one capacity. */
+export class BlockPool {
+  private readonly free: Buffer[] = [];
+  constructor(
+    readonly capacity: number,
+    private readonly keep: number,
+  ) {}
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.capacity);
+  }
+  give(block: Buffer): void {
+    if (this.free.length < this.keep) this.free.push(block);
+  }
+}
+
 /**
  * FastCDC with normalized chunking (Xia et al., 2016/2020): a stricter mask
  * before the average size and a looser one after it narrow the size spread.
- * Streaming: push() data as it arrives, finish() at the end; each chunk is
- * returned as its own Buffer.
+ *
+ * Streaming without copies: data is written after the uncut tail in a buffer
+ * from prepare(), and the chunks commit() returns are views of that buffer,
+ * so a byte is copied only when its chunk straddles two reads. A cut is
+ * final as soon as it is found (the hash only looks back), and a scan that
+ * runs out of data resumes where it stopped.
  */
 export class Chunker {
-  private readonly gear: Int32Array;
   private readonly maskStrict: number;
   private readonly maskLoose: number;
-  private buffer: Buffer;
-  private filled = 0;
+  private tail: Buffer = EMPTY;
+  /** How far into the tail the current scan has hashed, and the hash there. */
+  private scanned = 0;
+  private hash = 0;
 
-  /** `gear` comes from gearTable(): computed once per store, not per file. */
+  /** The buffer the tail lives in, handed back to `blocks` once the tail has moved on. */
+  private block: Buffer | undefined;
+
+  /**
+   * `gear` comes from gearTable(): computed once per store, not per file.
+   * `blocks`, when given, supplies and takes back buffers of a fixed
+   * capacity, so a long stream does not allocate (and fault in) fresh memory
+   * for every read; the caller must then be done with the chunks of one
+   * commit() before the next prepare().
+   */
   constructor(
     private readonly params: ChunkingParams,
-    gear: Int32Array,
+    private readonly gear: Int32Array,
+    private readonly blocks?: BlockPool,
   ) {
-    this.gear = gear;
     const bits = Math.round(Math.log2(params.avgSize));
     this.maskStrict = highBits(bits + 2);
     this.maskLoose = highBits(bits - 2);
-    this.buffer = Buffer.alloc(0);
+  }
+
+  /** A fresh buffer holding the uncut tail, with room for `size` more bytes at `offset`. */
+  prepare(size: number): { buffer: Buffer; offset: number } {
+    const needed = this.tail.length + size;
+    // Pooled blocks are for long streams; a small file gets a buffer of its own size.
+    const pooled = this.blocks && needed <= this.blocks.capacity && needed > this.blocks.capacity / 4;
+    const buffer = pooled ? this.blocks!.take() : Buffer.allocUnsafeSlow(needed);
+    this.tail.copy(buffer, 0);
+    this.retire(buffer);
+    return { buffer, offset: this.tail.length };
+  }
+
+  private retire(next: Buffer | undefined): void {
+    if (this.block && this.blocks && this.block.length === this.blocks.capacity) this.blocks.give(this.block);
+    this.block = next;
+  }
+
+  /** The stream is over and its last chunks consumed: hand the buffer back. */
+  dispose(): void {
+    this.tail = EMPTY;
+    this.retire(undefined);
+  }
+
+  /** After bytes were written to buffer[offset, end): the chunks now determined. The buffer is the chunker's from here on. */
+  commit(buffer: Buffer, end: number): Buffer[] {
+    this.tail = buffer.subarray(0, end);
+    return this.cutAll(false);
   }
 
   push(data: Buffer): Buffer[] {
-    const chunks: Buffer[] = [];
-    let offset = 0;
-    while (offset < data.length) {
-      this.reserve(data.length - offset);
-      const take = Math.min(data.length - offset, this.buffer.length - this.filled);
-      data.copy(this.buffer, this.filled, offset, offset + take);
-      this.filled += take;
-      offset += take;
-      if (this.filled === this.params.maxSize) {
-        // Full window: a cut always exists in it (maxSize at the latest).
-        while (this.filled >= this.params.maxSize) chunks.push(this.cut(this.findCut(this.filled)));
-      }
-    }
-    return chunks;
+    const { buffer, offset } = this.prepare(data.length);
+    data.copy(buffer, offset);
+    return this.commit(buffer, offset + data.length);
   }
 
-  /** Small files never pay for a maxSize window: the buffer grows with the data, up to maxSize. */
-  private reserve(incoming: number): void {
-    const wanted = Math.min(this.params.maxSize, this.filled + incoming);
-    if (wanted <= this.buffer.length) return;
-    const grown = Buffer.allocUnsafe(Math.min(this.params.maxSize, Math.max(wanted, this.buffer.length * 2)));
-    this.buffer.copy(grown, 0, 0, this.filled);
-    this.buffer = grown;
-  }
-
+  /** The last chunks of the stream. */
   finish(): Buffer[] {
+    return this.cutAll(true);
+  }
+
+  private cutAll(final: boolean): Buffer[] {
     const chunks: Buffer[] = [];
-    while (this.filled > 0) chunks.push(this.cut(this.findCut(this.filled)));
+    while (this.tail.length > 0) {
+      const cut = this.nextCut(final);
+      if (cut < 0) break;
+      chunks.push(this.tail.subarray(0, cut));
+      this.tail = this.tail.subarray(cut);
+      this.scanned = 0;
+      this.hash = 0;
+    }
+    if (final) this.tail = EMPTY;
     return chunks;
   }
 
-  private cut(length: number): Buffer {
-    const chunk = Buffer.from(this.buffer.subarray(0, length));
-    this.buffer.copyWithin(0, length, this.filled);
-    this.filled -= length;
-    return chunk;
-  }
-
-  /** Cut point in buffer[0, available); returns `available` when it is the tail of the stream. */
-  private findCut(available: number): number {
+  /** Length of the next chunk, or -1 when more data is needed to decide. */
+  private nextCut(final: boolean): number {
     const { minSize, avgSize, maxSize } = this.params;
-    if (available <= minSize) return available;
+    const buf = this.tail;
+    const available = buf.length;
+    if (available <= minSize) return final ? available : -1;
     const end = Math.min(available, maxSize);
     const normal = Math.min(end, avgSize);
     const gear = this.gear;
-    const buf = this.buffer;
     const strict = this.maskStrict;
     const loose = this.maskLoose;
-    let hash = 0;
-    let i = minSize;
+    let hash = this.hash;
+    let i = Math.max(this.scanned, minSize);
     for (; i < normal; i++) {
       hash = ((hash << 1) + gear[buf[i]]) | 0;
       if ((hash & strict) === 0) return i + 1;
@@ -114,6 +159,9 @@ export class Chunker {
       hash = ((hash << 1) + gear[buf[i]]) | 0;
       if ((hash & loose) === 0) return i + 1;
     }
-    return end;
+    if (end === maxSize || final) return end;
+    this.scanned = i;
+    this.hash = hash;
+    return -1;
   }
 }

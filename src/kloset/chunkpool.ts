@@ -18,6 +18,18 @@ export interface ChunkedContent {
   newBytes: number;
 }
 
+/** Streamed sources reach the workers in blocks of at least this size. */
+const STREAM_BLOCK = 1024 * 1024;
+
+/** One buffer with its own ArrayBuffer (so it can be transferred, not copied) holding all of `parts`. */
+function ownedConcat(parts: Buffer[], length: number): Buffer {
+  if (parts.length === 1 && parts[0].byteOffset === 0 && parts[0].byteLength === parts[0].buffer.byteLength) return parts[0];
+  const out = Buffer.allocUnsafeSlow(length);
+  let offset = 0;
+  for (const part of parts) offset += part.copy(out, offset);
+  return out;
+}
+
 /** Bytes handed to one worker and not yet answered: bounds memory and keeps every worker busy. */
 const IN_FLIGHT_PER_WORKER = 8 * 1024 * 1024;
 
@@ -105,20 +117,32 @@ export class ChunkPool {
     return done;
   }
 
-  /** Chunks a stream of bytes (an object being downloaded), with back-pressure on the source. */
+  /**
+   * Chunks a stream of bytes (an object being downloaded), with back-pressure
+   * on the source. Network reads come in small pieces: they are gathered into
+   * blocks of STREAM_BLOCK so the worker appends to its tail rarely.
+   */
   async chunk(source: AsyncIterable<Buffer>): Promise<ChunkedContent> {
     const { stream, worker, done } = this.open();
+    const send = async (block: Buffer) => {
+      while (worker.inFlight >= IN_FLIGHT_PER_WORKER) await new Promise<void>((r) => worker.waiters.push(r));
+      worker.inFlight += block.length;
+      worker.thread.postMessage({ op: 'data', stream, data: block } satisfies WorkerRequest, [block.buffer as ArrayBuffer]);
+    };
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
     try {
       for await (const data of source) {
         if (this.streams.get(stream)?.failed ?? true) break;
-        while (worker.inFlight >= IN_FLIGHT_PER_WORKER) await new Promise<void>((r) => worker.waiters.push(r));
-        const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
-        const message = owned ? data : Buffer.from(data);
-        worker.inFlight += message.length;
-        worker.thread.postMessage({ op: 'data', stream, data: message } satisfies WorkerRequest, [
-          message.buffer as ArrayBuffer,
-        ]);
+        pending.push(data);
+        pendingBytes += data.length;
+        if (pendingBytes >= STREAM_BLOCK) {
+          await send(ownedConcat(pending, pendingBytes));
+          pending = [];
+          pendingBytes = 0;
+        }
       }
+      if (pendingBytes > 0) await send(ownedConcat(pending, pendingBytes));
     } catch (err) {
       // The source failed mid-way: end the stream so the worker forgets it, then report.
       worker.thread.postMessage({ op: 'end', stream } satisfies WorkerRequest);

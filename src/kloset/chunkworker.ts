@@ -4,9 +4,9 @@
  * files and writes packs. One stream is one file: its messages are handled in
  * order, its chunks returned in order; several streams interleave.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import { Chunker, gearTable, type ChunkingParams } from './chunker.js';
+import { BlockPool, Chunker, gearTable, type ChunkingParams } from './chunker.js';
 import { encodeBlob, type CompressionParams } from './compression.js';
 import type { StoreKeys } from './keys.js';
 import { BlobType, ID_BYTES, Sealer } from './sealing.js';
@@ -44,12 +44,13 @@ let init: WorkerInit | undefined;
 let sealer: Sealer | undefined;
 let known: Uint8Array = new Uint8Array(0);
 let gear: Int32Array | undefined;
+let blocks: BlockPool | undefined;
 const producedHere = new Set<string>();
 const streams = new Map<number, { chunker: Chunker; tail: Promise<void> }>();
 
-/** One read buffer per worker: the chunker copies what it is given before push() returns. */
-const READ_BLOCK = 1024 * 1024;
-const readBuffer = Buffer.allocUnsafeSlow(READ_BLOCK);
+/** Local files are read in blocks of this size, straight into the chunker's buffer. */
+const READ_BLOCK = 4 * 1024 * 1024;
+const probe = Buffer.alloc(1);
 
 /**
  * Sealed bytes sent and not yet acknowledged: a worker stops reading once the
@@ -102,7 +103,7 @@ function reply(message: WorkerReply): void {
 function enqueue(streamId: number, work: (chunker: Chunker) => Promise<void>): void {
   let stream = streams.get(streamId);
   if (!stream) {
-    stream = { chunker: new Chunker(init!.chunking, gear!), tail: Promise.resolve() };
+    stream = { chunker: new Chunker(init!.chunking, gear!, blocks), tail: Promise.resolve() };
     streams.set(streamId, stream);
   }
   const current = stream;
@@ -128,24 +129,40 @@ parentPort!.on('message', (message: WorkerRequest) => {
       });
       known = new Uint8Array(init.knownIds);
       gear = gearTable(Buffer.from(keys.chunkerSeed));
+      // A read block plus the longest tail a chunker can carry (under maxSize).
+      blocks = new BlockPool(READ_BLOCK + init.chunking.maxSize, 4);
       break;
     }
     case 'file': {
       enqueue(message.stream, async (chunker) => {
         const fd = openSync(message.path, 'r');
         try {
+          let remaining = fstatSync(fd).size;
           for (let position = 0; ; ) {
+            if (remaining === 0) {
+              // Read to the true end: a file that grew since stat is read whole.
+              if (readSync(fd, probe, 0, 1, position) === 0) break;
+              remaining = READ_BLOCK;
+            }
             await credit();
-            const bytesRead = readSync(fd, readBuffer, 0, READ_BLOCK, position);
-            if (bytesRead === 0) break;
+            const want = Math.min(READ_BLOCK, remaining);
+            const { buffer, offset } = chunker.prepare(want);
+            let bytesRead = 0;
+            while (bytesRead < want) {
+              const n = readSync(fd, buffer, offset + bytesRead, want - bytesRead, position + bytesRead);
+              if (n === 0) break;
+              bytesRead += n;
+            }
             position += bytesRead;
-            const chunks = await Promise.all(chunker.push(readBuffer.subarray(0, bytesRead)).map(produce));
+            remaining = bytesRead < want ? 0 : remaining - bytesRead;
+            const chunks = await Promise.all(chunker.commit(buffer, offset + bytesRead).map(produce));
             if (chunks.length > 0) reply({ op: 'chunks', stream: message.stream, consumed: 0, chunks, last: false });
           }
         } finally {
           closeSync(fd);
         }
         const chunks = await Promise.all(chunker.finish().map(produce));
+        chunker.dispose();
         streams.delete(message.stream);
         reply({ op: 'chunks', stream: message.stream, consumed: 0, chunks, last: true });
       });
@@ -170,6 +187,7 @@ parentPort!.on('message', (message: WorkerRequest) => {
     case 'end': {
       enqueue(message.stream, async (chunker) => {
         const chunks = await Promise.all(chunker.finish().map(produce));
+        chunker.dispose();
         streams.delete(message.stream);
         reply({ op: 'chunks', stream: message.stream, consumed: 0, chunks, last: true });
       });

@@ -20,7 +20,7 @@ import {
 export const PAGE_ENTRIES = 1000;
 
 /** Files read and chunked at once: enough to keep both workers and the disk busy. */
-const FILES_IN_FLIGHT = 16;
+const FILES_IN_FLIGHT = 8;
 
 export interface BackupProgress {
   files: number;

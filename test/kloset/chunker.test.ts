@@ -1,0 +1,78 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { Chunker, DEFAULT_CHUNKING, gearTable, type ChunkingParams } from '../../src/kloset/chunker.js';
+
+const SMALL: ChunkingParams = { algorithm: 'fastcdc', minSize: 2048, avgSize: 8192, maxSize: 32768 };
+const gear = gearTable(Buffer.from('chunker test seed'));
+
+function chunkIn(data: Buffer, pieces: number[], params = SMALL): Buffer[] {
+  const chunker = new Chunker(params, gear);
+  const out: Buffer[] = [];
+  let offset = 0;
+  for (let i = 0; offset < data.length; i++) {
+    const size = pieces[i % pieces.length];
+    out.push(...chunker.push(data.subarray(offset, offset + size)).map((c) => Buffer.from(c)));
+    offset += size;
+  }
+  out.push(...chunker.finish().map((c) => Buffer.from(c)));
+  return out;
+}
+
+const digest = (chunks: Buffer[]) => chunks.map((c) => createHash('sha256').update(c).digest('hex').slice(0, 12));
+
+describe('the chunker', () => {
+  const data = randomBytes(1024 * 1024);
+
+  it('cuts the same chunks however the data is split into reads', () => {
+    const reference = digest(chunkIn(data, [data.length]));
+    expect(digest(chunkIn(data.subarray(0, 200_000), [1]))).toEqual(digest(chunkIn(data.subarray(0, 200_000), [200_000])));
+    expect(digest(chunkIn(data, [4096]))).toEqual(reference);
+  }, 120_000);
+
+  it('cuts the same chunks for reads of odd sizes', () => {
+    const reference = digest(chunkIn(data, [data.length]));
+    expect(digest(chunkIn(data, [7919, 100_003, 3]))).toEqual(reference);
+    expect(digest(chunkIn(data, [SMALL.maxSize]))).toEqual(reference);
+  });
+
+  it('gives chunks that concatenate to the input', () => {
+    expect(Buffer.concat(chunkIn(data, [65536])).equals(data)).toBe(true);
+  });
+
+  it('keeps every chunk but the last between the minimum and maximum size', () => {
+    const chunks = chunkIn(data, [65536]);
+    for (const chunk of chunks.slice(0, -1)) {
+      expect(chunk.length).toBeGreaterThanOrEqual(SMALL.minSize);
+      expect(chunk.length).toBeLessThanOrEqual(SMALL.maxSize);
+    }
+    const mean = data.length / chunks.length;
+    expect(mean).toBeGreaterThan(SMALL.avgSize / 2);
+    expect(mean).toBeLessThan(SMALL.avgSize * 2);
+  });
+
+  it('changes only the chunks near an insertion', () => {
+    const edited = Buffer.concat([data.subarray(0, 500_000), Buffer.from('inserted bytes'), data.subarray(500_000)]);
+    const before = new Set(digest(chunkIn(data, [65536])));
+    const after = digest(chunkIn(edited, [65536]));
+    const changed = after.filter((d) => !before.has(d)).length;
+    expect(changed).toBeGreaterThan(0);
+    expect(changed).toBeLessThanOrEqual(3);
+  });
+
+  it('gives a file smaller than the minimum as one chunk', () => {
+    const small = randomBytes(100);
+    const chunks = chunkIn(small, [small.length]);
+    expect(chunks).toHaveLength(1);
+    expect(chunks[0].equals(small)).toBe(true);
+  });
+
+  it('cuts differently under another key, so boundaries do not reveal content', () => {
+    const chunker = new Chunker(SMALL, gearTable(Buffer.from('another seed')));
+    const other = [...chunker.push(data), ...chunker.finish()].map((c) => c.length);
+    expect(other).not.toEqual(chunkIn(data, [data.length]).map((c) => c.length));
+  });
+
+  it('uses the store defaults of 256 KiB, 1 MiB and 4 MiB', () => {
+    expect([DEFAULT_CHUNKING.minSize, DEFAULT_CHUNKING.avgSize, DEFAULT_CHUNKING.maxSize]).toEqual([262144, 1048576, 4194304]);
+  });
+});
