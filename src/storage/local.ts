@@ -11,6 +11,9 @@ import type { BlobInfo, BlobStore } from './blobstore.js';
 export class LocalBlobStore implements BlobStore {
   readonly location: string;
 
+  /** Blobs are immutable once written: reads of one pack share an open file. */
+  private readonly handles = new OpenFiles(32);
+
   constructor(readonly root: string) {
     this.location = root;
   }
@@ -31,12 +34,7 @@ export class LocalBlobStore implements BlobStore {
   }
 
   async getRange(key: string, offset: number, length: number): Promise<Buffer> {
-    let handle: fs.FileHandle;
-    try {
-      handle = await fs.open(this.pathOf(key), 'r');
-    } catch (err) {
-      throw mapError(err, key);
-    }
+    const handle = await this.handles.acquire(key, () => this.pathOf(key));
     try {
       const buffer = Buffer.allocUnsafe(length);
       let done = 0;
@@ -50,7 +48,7 @@ export class LocalBlobStore implements BlobStore {
       }
       return buffer;
     } finally {
-      await handle.close();
+      this.handles.release(key);
     }
   }
 
@@ -120,6 +118,7 @@ export class LocalBlobStore implements BlobStore {
   }
 
   async delete(key: string): Promise<void> {
+    await this.handles.forget(key);
     await fs.rm(this.pathOf(key), { force: true });
   }
 
@@ -132,7 +131,68 @@ export class LocalBlobStore implements BlobStore {
     }
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.handles.closeAll();
+  }
+}
+
+interface OpenFile {
+  handle: Promise<fs.FileHandle>;
+  users: number;
+}
+
+/**
+ * Open read handles by key, most recently used last; a handle in use is
+ * never closed, and an idle one is closed once more than `limit` are open.
+ */
+class OpenFiles {
+  private readonly files = new Map<string, OpenFile>();
+
+  constructor(private readonly limit: number) {}
+
+  async acquire(key: string, pathOf: () => string): Promise<fs.FileHandle> {
+    let file = this.files.get(key);
+    if (file) this.files.delete(key);
+    else {
+      const handle = fs.open(pathOf(), 'r').catch((err: unknown) => {
+        this.files.delete(key);
+        throw mapError(err, key);
+      });
+      file = { handle, users: 0 };
+    }
+    file.users++;
+    this.files.set(key, file); // re-inserted: now the most recent
+    try {
+      return await file.handle;
+    } catch (err) {
+      file.users--;
+      throw err;
+    }
+  }
+
+  release(key: string): void {
+    const file = this.files.get(key);
+    if (file) file.users--;
+    if (this.files.size <= this.limit) return;
+    for (const [oldKey, old] of this.files) {
+      if (this.files.size <= this.limit) break;
+      if (old.users > 0) continue;
+      this.files.delete(oldKey);
+      void old.handle.then((h) => h.close()).catch(() => undefined);
+    }
+  }
+
+  async forget(key: string): Promise<void> {
+    const file = this.files.get(key);
+    this.files.delete(key);
+    if (file) await file.handle.then((h) => h.close()).catch(() => undefined);
+  }
+
+  async closeAll(): Promise<void> {
+    const all = [...this.files.values()];
+    this.files.clear();
+    await Promise.all(all.map((f) => f.handle.then((h) => h.close()).catch(() => undefined)));
+  }
 }
 
 function mapError(err: unknown, key: string): Error {
