@@ -30,6 +30,9 @@ export interface Entry {
   mode: number;
   uid: number;
   gid: number;
+  /** Owner names as the source system knew them, for display; ids are what restore uses. */
+  user?: string;
+  group?: string;
   size: number;
   mtime: Timespec;
   ctime?: Timespec;
@@ -66,6 +69,8 @@ const unts = (v: unknown): Timespec | undefined => (Array.isArray(v) ? { sec: v[
 /** The wire form of an entry: a MessagePack map with short keys (see FORMAT.md). */
 export function entryToWire(e: Entry): Wire {
   const wire: Wire = { n: e.name, k: KIND_CODES[e.kind], m: e.mode, u: e.uid, g: e.gid, s: e.size, mt: ts(e.mtime) };
+  if (e.user !== undefined) wire.un = e.user;
+  if (e.group !== undefined) wire.gn = e.group;
   if (e.ctime) wire.ct = ts(e.ctime);
   if (e.atime) wire.at = ts(e.atime);
   if (e.ino !== undefined) wire.i = e.ino;
@@ -96,6 +101,8 @@ export function entryFromWire(w: Wire): Entry {
     mtime: unts(w.mt)!,
   };
   if (!entry.kind || typeof entry.name !== 'string') throw new IntegrityError('malformed directory entry');
+  if (w.un !== undefined) entry.user = w.un as string;
+  if (w.gn !== undefined) entry.group = w.gn as string;
   if (w.ct) entry.ctime = unts(w.ct);
   if (w.at) entry.atime = unts(w.at);
   if (w.i !== undefined) entry.ino = w.i as number;

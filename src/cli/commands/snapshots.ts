@@ -49,6 +49,8 @@ function entryJson(e: Entry) {
     type: e.kind,
     mode: formatMode(e.mode, e.kind),
     uid: e.uid,
+    user: e.user,
+    group: e.group,
     gid: e.gid,
     size: e.kind === 'directory' ? (e.summary?.size ?? 0) : e.size,
     mtime: new Date(e.mtime.sec * 1000 + e.mtime.nsec / 1e6).toISOString(),
@@ -61,7 +63,7 @@ function entryLine(e: Entry): string {
   const size = e.kind === 'directory' ? (e.summary?.size ?? 0) : e.size;
   const when = formatTime(new Date(e.mtime.sec * 1000));
   const name = e.kind === 'symlink' ? `${e.name} -> ${e.target}` : e.kind === 'directory' ? `${e.name}/` : e.name;
-  return `${formatMode(e.mode, e.kind)} ${String(e.uid).padStart(5)} ${String(e.gid).padStart(5)} ${formatBytes(size).padStart(10)} ${when} ${name}`;
+  return `${formatMode(e.mode, e.kind)} ${(e.user ?? String(e.uid)).padEnd(8)} ${(e.group ?? String(e.gid)).padEnd(8)} ${formatBytes(size).padStart(10)} ${when} ${name}`;
 }
 
 export function registerSnapshotCommands(program: Command, context: () => CliContext, run: Run): void {

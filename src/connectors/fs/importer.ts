@@ -4,6 +4,7 @@ import path from 'node:path';
 import { KlosetError } from '../../errors.js';
 import { compareNames, type EntryKind, type Timespec } from '../../snapshot/tree.js';
 import type { Importer, SourceEntry } from '../importer.js';
+import { Accounts } from './accounts.js';
 
 /** Reads of large files come in blocks of this size; each block is handed to a chunk worker whole. */
 const READ_BLOCK = 1024 * 1024;
@@ -24,6 +25,8 @@ function kindOf(stat: BigIntStats): EntryKind | undefined {
   return undefined;
 }
 
+const accounts = new Accounts();
+
 export async function statEntry(fullPath: string, name: string): Promise<SourceEntry> {
   const stat = await fs.lstat(fullPath, { bigint: true });
   const kind = kindOf(stat);
@@ -34,6 +37,8 @@ export async function statEntry(fullPath: string, name: string): Promise<SourceE
     mode: Number(stat.mode),
     uid: Number(stat.uid),
     gid: Number(stat.gid),
+    user: accounts.user(Number(stat.uid)),
+    group: accounts.group(Number(stat.gid)),
     size: kind === 'file' ? Number(stat.size) : 0,
     mtime: timespec(stat.mtimeNs),
     ctime: timespec(stat.ctimeNs),
@@ -46,18 +51,25 @@ export async function statEntry(fullPath: string, name: string): Promise<SourceE
   return entry;
 }
 
-/** The local file system as a backup source; never follows symbolic links. */
+/**
+ * The local file system as a backup source; never follows symbolic links.
+ * A single file as the source gives a snapshot whose root holds that file.
+ */
 export class FsImporter implements Importer {
   readonly type = 'fs';
   readonly origin = os.hostname();
   readonly source: string;
+  /** The directory snapshot paths are relative to: the source, or a single file's parent. */
+  private base: string;
+  private singleFile: string | undefined;
 
   constructor(root: string) {
     this.source = path.resolve(root);
+    this.base = this.source;
   }
 
   private full(rel: string): string {
-    return rel === '' ? this.source : path.join(this.source, rel);
+    return rel === '' ? this.base : path.join(this.base, rel);
   }
 
   localPath(rel: string): string {
@@ -74,11 +86,18 @@ export class FsImporter implements Importer {
       if (code === 'EACCES') throw new KlosetError(`${this.source}: permission denied`);
       throw err;
     }
-    if (entry.kind !== 'directory') throw new KlosetError(`${this.source}: not a directory`);
-    return entry;
+    if (entry.kind === 'directory') return entry;
+    if (entry.kind !== 'file') throw new KlosetError(`${this.source}: not a directory or a regular file`);
+    this.singleFile = path.basename(this.source);
+    this.base = path.dirname(this.source);
+    return { ...(await statEntry(this.base, '')), name: '' };
   }
 
   async *children(rel: string): AsyncIterable<SourceEntry> {
+    if (this.singleFile !== undefined && rel === '') {
+      yield await statEntry(this.full(this.singleFile), this.singleFile);
+      return;
+    }
     const dir = this.full(rel);
     const names = (await fs.readdir(dir)).sort(compareNames);
     // Stat a window of names at once: on a cold cache the disk sees several requests.

@@ -1,0 +1,55 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { kloset, tempDir } from '../helpers/cli.js';
+
+describe('backup sources', () => {
+  let work: string;
+  let env: NodeJS.ProcessEnv;
+
+  beforeAll(async () => {
+    work = await tempDir('kloset-sources-');
+    env = { XDG_CACHE_HOME: path.join(work, 'cache'), XDG_CONFIG_HOME: path.join(work, 'config') };
+    await fs.mkdir(path.join(work, 'src'));
+    await fs.writeFile(path.join(work, 'src', 'report.txt'), 'quarterly figures\n');
+    await fs.writeFile(path.join(work, 'src', 'other.txt'), 'not backed up\n');
+    expect((await kloset(['at', path.join(work, 'store'), 'create'], { env })).code).toBe(0);
+  });
+
+  afterAll(() => fs.rm(work, { recursive: true, force: true }));
+
+  it('backs up a single file as a snapshot holding just that file', async () => {
+    const store = path.join(work, 'store');
+    const backup = await kloset(['at', store, 'backup', path.join(work, 'src', 'report.txt')], { env });
+    expect(backup.stderr).toBe('');
+    expect(backup.code).toBe(0);
+    const id = /created snapshot ([0-9a-f]{8})/.exec(backup.stdout)![1];
+    const listing = await kloset(['at', store, 'ls', `${id}:/`], { env });
+    expect(listing.stdout.trim().split('\n')).toHaveLength(1);
+    expect(listing.stdout).toContain('report.txt');
+    const cat = await kloset(['at', store, 'cat', `${id}:/report.txt`], { env });
+    expect(cat.stdout).toBe('quarterly figures\n');
+    const target = path.join(work, 'restored');
+    expect((await kloset(['at', store, 'restore', '-to', target, id], { env })).code).toBe(0);
+    expect(await fs.readdir(target)).toEqual(['report.txt']);
+  });
+
+  it('shows owners by name where the source system has the name', async () => {
+    const store = path.join(work, 'store');
+    const backup = await kloset(['at', store, 'backup', path.join(work, 'src')], { env });
+    const id = /created snapshot ([0-9a-f]{8})/.exec(backup.stdout)![1];
+    const listing = await kloset(['at', store, 'ls', '--json', `${id}:/`], { env });
+    const entries = JSON.parse(listing.stdout) as { name: string; uid: number; user?: string }[];
+    const report = entries.find((e) => e.name === 'report.txt')!;
+    expect(report.uid).toBe(process.getuid!());
+    expect(report.user).toBe('root');
+    const long = await kloset(['at', store, 'ls', `${id}:/`], { env });
+    expect(long.stdout).toMatch(/^-rw-r--r-- root\s+root\s/m);
+  });
+
+  it('refuses a source that is neither a directory nor a regular file', async () => {
+    const result = await kloset(['at', path.join(work, 'store'), 'backup', '/dev/null'], { env });
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim()).toBe('kloset: /dev/null: not a directory or a regular file');
+  });
+});
