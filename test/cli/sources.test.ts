@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { getAttributeSync, setAttributeSync } from '@napi-rs/xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kloset, tempDir } from '../helpers/cli.js';
 
@@ -45,6 +46,19 @@ describe('backup sources', () => {
     expect(report.user).toBe('root');
     const long = await kloset(['at', store, 'ls', `${id}:/`], { env });
     expect(long.stdout).toMatch(/^-rw-r--r-- root\s+root\s/m);
+  });
+
+  it('keeps extended attributes and restores them', async () => {
+    const store = path.join(work, 'store');
+    const file = path.join(work, 'src', 'tagged.txt');
+    await fs.writeFile(file, 'with attributes\n');
+    setAttributeSync(file, 'user.origin', 'scanner 7');
+    const backup = await kloset(['at', store, 'backup', path.join(work, 'src')], { env });
+    const id = /created snapshot ([0-9a-f]{8})/.exec(backup.stdout)![1];
+    const target = path.join(work, 'restored-xattrs');
+    expect((await kloset(['at', store, 'restore', '-to', target, id], { env })).code).toBe(0);
+    expect(String(getAttributeSync(path.join(target, 'tagged.txt'), 'user.origin'))).toBe('scanner 7');
+    expect(getAttributeSync(path.join(target, 'report.txt'), 'user.origin')).toBeNull();
   });
 
   it('refuses a source that is neither a directory nor a regular file', async () => {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { KlosetError } from '../../errors.js';
 import type { Entry, Timespec } from '../../snapshot/tree.js';
 import type { Exporter } from '../exporter.js';
+import { writeXattrs } from './xattrs.js';
 
 const asDate = (t: Timespec) => t.sec + t.nsec / 1e9;
 
@@ -71,6 +72,7 @@ export class FsExporter implements Exporter {
   }
 
   private async applyMetadata(full: string, entry: Entry): Promise<void> {
+    if (entry.xattrs) writeXattrs(full, entry.xattrs);
     if (this.asRoot) await fs.chown(full, entry.uid, entry.gid).catch(() => undefined);
     await fs.chmod(full, entry.mode & 0o7777);
     await fs.utimes(full, asDate(entry.atime ?? entry.mtime), asDate(entry.mtime));

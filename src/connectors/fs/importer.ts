@@ -5,6 +5,7 @@ import { KlosetError } from '../../errors.js';
 import { compareNames, type EntryKind, type Timespec } from '../../snapshot/tree.js';
 import type { Importer, SourceEntry } from '../importer.js';
 import { Accounts } from './accounts.js';
+import { readXattrs } from './xattrs.js';
 
 /** Reads of large files come in blocks of this size; each block is handed to a chunk worker whole. */
 const READ_BLOCK = 1024 * 1024;
@@ -48,6 +49,10 @@ export async function statEntry(fullPath: string, name: string): Promise<SourceE
   };
   if (kind === 'device') entry.rdev = Number(stat.rdev);
   if (kind === 'symlink') entry.target = await fs.readlink(fullPath);
+  else if (kind === 'file' || kind === 'directory') {
+    const xattrs = readXattrs(fullPath);
+    if (xattrs) entry.xattrs = xattrs;
+  }
   return entry;
 }
 
