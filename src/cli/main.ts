@@ -3,6 +3,7 @@ import { ExitCode, KlosetError } from '../errors.js';
 import { registerConfigCommands } from './commands/config.js';
 import { registerSnapshotCommands } from './commands/snapshots.js';
 import { registerMaintenanceCommands } from './commands/maintenance.js';
+import { registerMountCommand } from './commands/mount.js';
 import { CliContext } from './context.js';
 
 /**
@@ -26,6 +27,8 @@ const SINGLE_DASH_LONG = new Set([
   'foreground',
   'addr',
   'no-spawn',
+  'background',
+  'daemon',
 ]);
 
 export function normalizeArgs(argv: string[]): string[] {
@@ -82,6 +85,7 @@ export async function main(argv: string[]): Promise<number> {
     };
     registerSnapshotCommands(program, () => context, run);
     registerMaintenanceCommands(program, () => context, run);
+    registerMountCommand(program, () => context, run, argv);
     registerConfigCommands(program, () => context.aliases, out);
     await program.parseAsync(rest, { from: 'user' });
     return exitCode;

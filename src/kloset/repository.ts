@@ -40,6 +40,9 @@ export interface StoreConfig {
   plaintextKey?: string;
 }
 
+/** Bytes of unwanted blobs a coalesced read may carry along rather than split into two requests. */
+const COALESCE_GAP = 256 * 1024;
+
 export type PassphraseProvider = () => Promise<string>;
 
 export interface CreateOptions {
@@ -219,6 +222,46 @@ export class Repository {
   async getBlob(id: Buffer): Promise<Buffer> {
     const location = this.locate(id);
     return this.decodeLocated(id, location, await this.store.getRange(packKey(location.packId), location.offset, location.length));
+  }
+
+  /**
+   * Several blobs at once: those stored back to back in one pack come in one
+   * ranged read (gaps up to COALESCE_GAP are read through), so a reader
+   * asking for the next chunks of a file makes one request, not one per chunk.
+   */
+  async getBlobs(ids: Buffer[]): Promise<Buffer[]> {
+    const located = ids.map((id, index) => ({ id, index, location: this.locate(id) }));
+    located.sort(
+      (a, b) => Buffer.compare(a.location.packId, b.location.packId) || a.location.offset - b.location.offset,
+    );
+    const runs: (typeof located)[] = [];
+    for (const item of located) {
+      const run = runs[runs.length - 1];
+      const last = run?.[run.length - 1];
+      if (
+        last &&
+        last.location.packId.equals(item.location.packId) &&
+        item.location.offset >= last.location.offset &&
+        item.location.offset - (last.location.offset + last.location.length) <= COALESCE_GAP
+      ) {
+        run.push(item);
+      } else runs.push([item]);
+    }
+    const results: Buffer[] = new Array(ids.length);
+    await Promise.all(
+      runs.map(async (run) => {
+        const start = run[0].location.offset;
+        const end = Math.max(...run.map((r) => r.location.offset + r.location.length));
+        const bytes = await this.store.getRange(packKey(run[0].location.packId), start, end - start);
+        await Promise.all(
+          run.map(async (r) => {
+            const from = r.location.offset - start;
+            results[r.index] = await this.decodeLocated(r.id, r.location, bytes.subarray(from, from + r.location.length));
+          }),
+        );
+      }),
+    );
+    return results;
   }
 
   async decodeLocated(id: Buffer, location: BlobLocation, sealed: Buffer): Promise<Buffer> {

@@ -1,0 +1,120 @@
+import { spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import path from 'node:path';
+import { Option, type Command } from 'commander';
+import { KlosetError, UsageError } from '../../errors.js';
+import { listSnapshots } from '../../snapshot/header.js';
+import { DEFAULT_CACHE_BYTES, mountSnapshots, type MountTarget } from '../../mount/mount.js';
+import type { CliContext, Run } from '../context.js';
+import { formatBytes } from '../format.js';
+import { findSnapshot, hasTags, parseSnapshotRef, parseTags } from '../snapshotref.js';
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** "512M", "2GiB", "1048576": bytes. */
+export function parseSize(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(text.trim());
+  if (!match) throw new UsageError(`invalid size ${JSON.stringify(text)} (examples: 512M, 2G, 1048576)`);
+  return Math.round(Number(match[1]) * SIZE_UNITS[match[2].toLowerCase()]);
+}
+
+interface MountFlags {
+  cacheSize?: string;
+  background?: boolean;
+  foreground?: boolean;
+  options?: string[];
+  tag?: string[];
+  notifyFd?: string;
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+/**
+ * Detaches: the same command runs again in the foreground in a new session,
+ * gets the passphrase through a pipe (never the environment or argv), and
+ * says on another pipe when the file system is mounted or why it is not.
+ */
+async function detach(ctx: CliContext, argv: string[]): Promise<void> {
+  const passphrase = await ctx.repository().then(
+    async (repository) => (repository.encrypted ? ctx.passphrase(false) : ''),
+  );
+  const args = [process.argv[1], ...argv.filter((a) => a !== '--background' && a !== '--daemon'), '--foreground', '--notify-fd', '3', '--passphrase-file', '/dev/stdin'];
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['pipe', 'ignore', 'ignore', 'pipe'] });
+  child.stdin!.end(passphrase);
+  const notice = await new Promise<string>((resolve) => {
+    let text = '';
+    const pipe = child.stdio[3] as NodeJS.ReadableStream;
+    pipe.setEncoding('utf8');
+    pipe.on('data', (d: string) => (text += d));
+    pipe.on('end', () => resolve(text));
+    child.on('exit', () => resolve(text));
+  });
+  child.unref();
+  if (!notice.startsWith('ready')) throw new KlosetError(notice.replace(/^error: /, '').trim() || 'mount failed in the background');
+  ctx.info(`mounted in the background (pid ${child.pid}); unmount with 'fusermount -u ${argv[argv.indexOf('mount') + 1] ?? ''}'`);
+}
+
+export function registerMountCommand(program: Command, context: () => CliContext, run: Run, argv: string[]): void {
+  program
+    .command('mount')
+    .description('mount snapshots read-only through FUSE')
+    .argument('<mountpoint>', 'an existing empty directory')
+    .argument('[snapshot]', 'one snapshot, optionally with :/path (default: every snapshot)')
+    .option('--cache-size <size>', `bytes of decrypted chunks kept in memory (default ${formatBytes(DEFAULT_CACHE_BYTES)})`)
+    .option('-f, --foreground', 'stay in the foreground until Ctrl-C (the default)')
+    .option('--background', 'detach once mounted')
+    .addOption(new Option('--daemon', 'same as --background').hideHelp())
+    .option('-o, --options <options>', 'FUSE options: allow_other, debug (comma-separated, repeatable)', collect)
+    .option('--tag <tags>', 'only snapshots with these tags', collect)
+    .addOption(new Option('--notify-fd <fd>').hideHelp())
+    .action((mountpoint: string, snapshot: string | undefined, flags: MountFlags & { daemon?: boolean }) =>
+      run(async () => {
+        const ctx = context();
+        const cacheBytes = flags.cacheSize ? parseSize(flags.cacheSize) : DEFAULT_CACHE_BYTES;
+        const fuseOptions = (flags.options ?? []).flatMap((o) => o.split(',')).filter(Boolean);
+        for (const option of fuseOptions) {
+          if (option !== 'allow_other' && option !== 'debug') throw new UsageError(`unsupported mount option ${JSON.stringify(option)}`);
+        }
+        if ((flags.background || flags.daemon) && !flags.foreground) return detach(ctx, argv);
+        const notify = flags.notifyFd ? createWriteStream('', { fd: Number(flags.notifyFd) }) : undefined;
+        try {
+          const repository = await ctx.repository();
+          const tags = parseTags(flags.tag);
+          let target: MountTarget;
+          if (snapshot) {
+            const ref = parseSnapshotRef(snapshot);
+            target = { snapshot: await findSnapshot(repository, ref, tags), path: ref.path };
+          } else {
+            target = { snapshots: (await listSnapshots(repository)).filter((h) => hasTags(h, tags)) };
+          }
+          const where = path.resolve(mountpoint);
+          const mounted = await mountSnapshots(repository, where, target, {
+            cacheBytes,
+            allowOther: fuseOptions.includes('allow_other'),
+            debug: fuseOptions.includes('debug'),
+            log: (line) => ctx.err(`kloset: mount: ${line}`),
+          });
+          const what = 'snapshots' in target ? `${target.snapshots.length} snapshots` : `snapshot ${snapshot}`;
+          ctx.info(`mounted ${what} at ${where}; Ctrl-C or SIGTERM unmounts`);
+          notify?.end('ready\n');
+          await new Promise<void>((resolve) => {
+            process.once('SIGINT', resolve);
+            process.once('SIGTERM', resolve);
+            process.once('SIGHUP', resolve);
+          });
+          await mounted.unmount();
+          const s = mounted.filesystem.stats;
+          const c = mounted.filesystem.cache;
+          ctx.info(
+            `unmounted ${where}: ${s.reads} reads, ${formatBytes(s.readBytes)} served, ${c.hits} cache hits, ${c.misses} chunks fetched` +
+              (s.errors ? `, ${s.errors} read errors` : ''),
+          );
+        } catch (err) {
+          notify?.end(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+          throw err;
+        }
+      }),
+    );
+}

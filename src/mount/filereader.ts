@@ -1,0 +1,63 @@
+import type { FileContent } from '../snapshot/reader.js';
+import type { ChunkCache } from './chunkcache.js';
+
+/** Read-ahead window limits, in chunks: it doubles on each sequential read up to MAX. */
+const READ_AHEAD_MIN = 2;
+const READ_AHEAD_MAX = 16;
+
+/**
+ * One open file of the mount. Reads find their chunks by binary search over
+ * the chunk offsets; a reader that goes sequentially gets the next chunks
+ * fetched ahead, several in flight at once, the window growing while the
+ * pattern holds and collapsing on a seek.
+ */
+export class FileReader {
+  private expected = 0;
+  private window = 0;
+  /** Chunks [0, aheadUntil) have been requested already by read-ahead. */
+  private aheadUntil = 0;
+
+  constructor(
+    private readonly content: FileContent,
+    private readonly cache: ChunkCache,
+  ) {}
+
+  get size(): number {
+    return this.content.size;
+  }
+
+  async read(position: number, length: number): Promise<Buffer> {
+    const content = this.content;
+    const end = Math.min(content.size, position + length);
+    if (position >= end) return Buffer.alloc(0);
+    const first = content.chunkAt(position);
+    const last = content.chunkAt(end - 1);
+    const ids = [];
+    for (let i = first; i <= last; i++) ids.push(content.chunks[i].id);
+    const wanted = this.cache.getMany(ids);
+    this.readAhead(position, end, last);
+    const parts = await Promise.all(wanted);
+    const base = content.offsets[first];
+    if (parts.length === 1) return parts[0].subarray(position - base, end - base);
+    return Buffer.concat(parts).subarray(position - base, end - base);
+  }
+
+  private readAhead(position: number, end: number, last: number): void {
+    const sequential = position === this.expected;
+    this.expected = end;
+    if (!sequential) {
+      this.window = 0;
+      this.aheadUntil = 0;
+      return;
+    }
+    this.window = Math.min(READ_AHEAD_MAX, Math.max(READ_AHEAD_MIN, this.window * 2));
+    const from = Math.max(last + 1, this.aheadUntil);
+    const until = Math.min(this.content.chunks.length, last + 1 + this.window);
+    if (from >= until) return;
+    this.aheadUntil = until;
+    const ids = [];
+    for (let i = from; i < until; i++) ids.push(this.content.chunks[i].id);
+    // Errors surface when the chunk is read for real; a failed prefetch is retried then.
+    for (const fetch of this.cache.getMany(ids)) fetch.catch(() => undefined);
+  }
+}

@@ -1,0 +1,169 @@
+import { constants } from 'node:fs';
+import Fuse from 'fuse-native';
+import { ChunkCache } from './chunkcache.js';
+import { FileReader } from './filereader.js';
+import type { Namespace, Node } from './namespace.js';
+
+type Cb = (code: number, ...values: unknown[]) => void;
+
+const TYPE_BITS = { file: 0o100000, directory: 0o040000, symlink: 0o120000, device: 0o020000, fifo: 0o010000, socket: 0o140000 };
+const XATTR_META_PREFIX = 'user.';
+
+function toDate(t: { sec: number; nsec: number }): Date {
+  return new Date(t.sec * 1000 + Math.floor(t.nsec / 1e6));
+}
+
+export interface FilesystemStats {
+  reads: number;
+  readBytes: number;
+  errors: number;
+}
+
+/**
+ * The FUSE operations of a read-only snapshot file system. Every write
+ * operation answers EROFS; a failed read answers EIO for that file and logs
+ * why, and the mount stays up.
+ */
+export class SnapshotFilesystem {
+  private readonly handles = new Map<number, { path: string; reader: FileReader }>();
+  private nextHandle = 1;
+  readonly stats: FilesystemStats = { reads: 0, readBytes: 0, errors: 0 };
+
+  constructor(
+    private readonly namespace: Namespace,
+    readonly cache: ChunkCache,
+    private readonly log: (line: string) => void,
+    private readonly totals: { bytes: number; files: number },
+  ) {}
+
+  private fail(path: string, err: unknown, cb: Cb): void {
+    this.stats.errors++;
+    this.log(`${path}: ${err instanceof Error ? err.message : String(err)}`);
+    cb(Fuse.EIO);
+  }
+
+  private attributes(node: Node) {
+    if (node.type === 'virtual') {
+      return { mode: 0o040555, size: 4096, nlink: 2, uid: 0, gid: 0, mtime: node.time, atime: node.time, ctime: node.time };
+    }
+    if (node.type === 'link') {
+      return { mode: 0o120777, size: node.target.length, nlink: 1, uid: 0, gid: 0, mtime: node.time, atime: node.time, ctime: node.time };
+    }
+    const e = node.entry;
+    const mtime = toDate(e.mtime);
+    const size = e.kind === 'file' ? e.size : e.kind === 'symlink' ? Buffer.byteLength(e.target ?? '') : 4096;
+    return {
+      mode: (e.mode & 0o7777) | TYPE_BITS[e.kind],
+      size,
+      nlink: e.kind === 'directory' ? 2 : 1,
+      uid: e.uid,
+      gid: e.gid,
+      rdev: e.rdev ?? 0,
+      blocks: Math.ceil(size / 512),
+      mtime,
+      atime: mtime,
+      ctime: e.ctime ? toDate(e.ctime) : mtime,
+    };
+  }
+
+  private withNode(path: string, cb: Cb, work: (node: Node) => void | Promise<void>): void {
+    this.namespace.lookup(path).then(
+      async (node) => {
+        if (!node) return cb(Fuse.ENOENT);
+        try {
+          await work(node);
+        } catch (err) {
+          this.fail(path, err, cb);
+        }
+      },
+      (err) => this.fail(path, err, cb),
+    );
+  }
+
+  private readonlyOp = (...args: unknown[]) => (args[args.length - 1] as Cb)(Fuse.EROFS);
+
+  operations(): Record<string, (...args: any[]) => void> {
+    return {
+      getattr: (path: string, cb: Cb) => this.withNode(path, cb, (node) => cb(0, this.attributes(node))),
+      readdir: (path: string, cb: Cb) =>
+        this.withNode(path, cb, async (node) => {
+          if (node.type === 'link' || (node.type === 'entry' && node.entry.kind !== 'directory')) return cb(-20); // ENOTDIR
+          cb(0, await this.namespace.list(path, node));
+        }),
+      readlink: (path: string, cb: Cb) =>
+        this.withNode(path, cb, (node) => {
+          if (node.type === 'link') return cb(0, node.target);
+          if (node.type === 'entry' && node.entry.kind === 'symlink') return cb(0, node.entry.target ?? '');
+          cb(Fuse.EINVAL);
+        }),
+      open: (path: string, flags: number, cb: Cb) =>
+        this.withNode(path, cb, async (node) => {
+          if ((flags & 3) !== constants.O_RDONLY || flags & constants.O_TRUNC) return cb(Fuse.EROFS);
+          if (node.type !== 'entry' || node.entry.kind !== 'file') return cb(-21); // EISDIR
+          const content = await node.reader.openFile(node.entry);
+          const handle = this.nextHandle++;
+          this.handles.set(handle, { path, reader: new FileReader(content, this.cache) });
+          cb(0, handle);
+        }),
+      read: (path: string, fd: number, buffer: Buffer, length: number, position: number, cb: Cb) => {
+        const open = this.handles.get(fd);
+        if (!open) return cb(-9); // EBADF
+        open.reader.read(position, length).then(
+          (data) => {
+            data.copy(buffer);
+            this.stats.reads++;
+            this.stats.readBytes += data.length;
+            cb(data.length);
+          },
+          (err) => this.fail(path, err, cb),
+        );
+      },
+      release: (path: string, fd: number, cb: Cb) => {
+        this.handles.delete(fd);
+        cb(0);
+      },
+      statfs: (path: string, cb: Cb) =>
+        cb(0, {
+          bsize: 4096,
+          frsize: 4096,
+          blocks: Math.ceil(this.totals.bytes / 4096),
+          bfree: 0,
+          bavail: 0,
+          files: this.totals.files,
+          ffree: 0,
+          favail: 0,
+          fsid: 0x6b6c7374,
+          flag: 1, // ST_RDONLY
+          namemax: 255,
+        }),
+      getxattr: (path: string, name: string, position: number, cb: Cb) =>
+        this.withNode(path, cb, (node) => cb(0, this.xattrs(node).get(name) ?? null)),
+      listxattr: (path: string, cb: Cb) => this.withNode(path, cb, (node) => cb(0, [...this.xattrs(node).keys()])),
+      truncate: this.readonlyOp,
+      ftruncate: this.readonlyOp,
+      chown: this.readonlyOp,
+      chmod: this.readonlyOp,
+      mknod: this.readonlyOp,
+      setxattr: this.readonlyOp,
+      removexattr: this.readonlyOp,
+      write: this.readonlyOp,
+      create: this.readonlyOp,
+      utimens: this.readonlyOp,
+      unlink: this.readonlyOp,
+      rename: this.readonlyOp,
+      link: this.readonlyOp,
+      symlink: this.readonlyOp,
+      mkdir: this.readonlyOp,
+      rmdir: this.readonlyOp,
+    };
+  }
+
+  /** The entry's own extended attributes, then its metadata map as user.<key>. */
+  private xattrs(node: Node): Map<string, Buffer> {
+    const out = new Map<string, Buffer>();
+    if (node.type !== 'entry') return out;
+    for (const [name, value] of Object.entries(node.entry.xattrs ?? {})) out.set(name, value);
+    for (const [key, value] of Object.entries(node.entry.meta ?? {})) out.set(XATTR_META_PREFIX + key, Buffer.from(value));
+    return out;
+  }
+}
