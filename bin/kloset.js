@@ -1,4 +1,7 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456 node
+// The malloc settings keep chunk-sized buffers in the heap instead of fresh
+// mmap()ed pages: every read, seal and decrypt allocates about a megabyte, and
+// faulting new pages in for each costs more than the cryptography.
 import { main } from '../dist/cli/main.js';
 
 main(process.argv.slice(2)).then((code) => {

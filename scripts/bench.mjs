@@ -415,7 +415,7 @@ const TOOLS = {
   kloset: {
     name: 'kloset',
     version() {
-      const r = run('node', ['bin/kloset.js', '--version']);
+      const r = run('./bin/kloset.js', ['--version']);
       const git = run('git', ['rev-parse', '--short', 'HEAD']);
       let v = r.ok ? r.stdout.trim().split('\n')[0] : null;
       if (!v) {
@@ -437,11 +437,11 @@ const TOOLS = {
       return null;
     },
     env: (ctx) => ({ KLOSET_PASSPHRASE: 'bench', XDG_CACHE_HOME: ctx.cacheDir }),
-    init: (ctx) => ['node', ['bin/kloset.js', 'at', ctx.store, 'create']],
-    backup: (ctx) => ['node', ['bin/kloset.js', 'at', ctx.store, 'backup', ctx.data]],
+    init: (ctx) => ['./bin/kloset.js', ['at', ctx.store, 'create']],
+    backup: (ctx) => ['./bin/kloset.js', ['at', ctx.store, 'backup', ctx.data]],
     async snapshotId(ctx) {
-      const r = run('node', ['bin/kloset.js', 'at', ctx.store, 'ls', '--json'], { env: this.env(ctx) });
-      if (!r.ok) throw new Error(`node bin/kloset.js at ${ctx.store} ls --json failed (exit ${r.code}):\n${tail(r.stderr, 40)}`);
+      const r = run('./bin/kloset.js', ['at', ctx.store, 'ls', '--json'], { env: this.env(ctx) });
+      if (!r.ok) throw new Error(`./bin/kloset.js at ${ctx.store} ls --json failed (exit ${r.code}):\n${tail(r.stderr, 40)}`);
       let list;
       try {
         list = JSON.parse(r.stdout);
@@ -453,7 +453,7 @@ const TOOLS = {
       }
       return String(list[list.length - 1].id);
     },
-    restore: (ctx, id) => ['node', ['bin/kloset.js', 'at', ctx.store, 'restore', '-to', ctx.restoreDir, id]],
+    restore: (ctx, id) => ['./bin/kloset.js', ['at', ctx.store, 'restore', '-to', ctx.restoreDir, id]],
   },
   restic: {
     name: 'restic',

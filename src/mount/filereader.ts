@@ -26,10 +26,11 @@ export class FileReader {
     return this.content.size;
   }
 
-  async read(position: number, length: number): Promise<Buffer> {
+  /** Copies up to `length` bytes at `position` into `target`; returns how many (fewer at the end of the file). */
+  async readInto(target: Buffer, position: number, length: number): Promise<number> {
     const content = this.content;
     const end = Math.min(content.size, position + length);
-    if (position >= end) return Buffer.alloc(0);
+    if (position >= end) return 0;
     const first = content.chunkAt(position);
     const last = content.chunkAt(end - 1);
     const ids = [];
@@ -37,9 +38,15 @@ export class FileReader {
     const wanted = this.cache.getMany(ids);
     this.readAhead(position, end, last);
     const parts = await Promise.all(wanted);
-    const base = content.offsets[first];
-    if (parts.length === 1) return parts[0].subarray(position - base, end - base);
-    return Buffer.concat(parts).subarray(position - base, end - base);
+    // Straight from each cached chunk into the caller's buffer: no joined copy.
+    let written = 0;
+    for (let i = first; i <= last; i++) {
+      const chunkStart = content.offsets[i];
+      const from = Math.max(position, chunkStart) - chunkStart;
+      const to = Math.min(end, content.offsets[i + 1]) - chunkStart;
+      written += parts[i - first].copy(target, written, from, to);
+    }
+    return written;
   }
 
   private readAhead(position: number, end: number, last: number): void {

@@ -108,12 +108,11 @@ export class SnapshotFilesystem {
       read: (path: string, fd: number, buffer: Buffer, length: number, position: number, cb: Cb) => {
         const open = this.handles.get(fd);
         if (!open) return cb(-9); // EBADF
-        open.reader.read(position, length).then(
-          (data) => {
-            data.copy(buffer);
+        open.reader.readInto(buffer, position, length).then(
+          (bytes) => {
             this.stats.reads++;
-            this.stats.readBytes += data.length;
-            cb(data.length);
+            this.stats.readBytes += bytes;
+            cb(bytes);
           },
           (err) => this.fail(path, err, cb),
         );

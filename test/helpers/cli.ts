@@ -19,7 +19,8 @@ export function startKloset(
   args: string[],
   options: SpawnOptions & { input?: string } = {},
 ): { child: ChildProcess; done: Promise<CliResult> } {
-  const child = spawn(process.execPath, [BIN, ...args], {
+  // Run as a user does, through the shebang (it sets the malloc tuning the program relies on).
+  const child = spawn(BIN, args, {
     ...options,
     env: { KLOSET_PASSPHRASE: 'test passphrase', ...process.env, ...(options.env ?? {}) },
     stdio: ['pipe', 'pipe', 'pipe'],

@@ -40,8 +40,9 @@ async function detach(ctx: CliContext, argv: string[]): Promise<void> {
   const passphrase = await ctx.repository().then(
     async (repository) => (repository.encrypted ? ctx.passphrase(false) : ''),
   );
-  const args = [process.argv[1], ...argv.filter((a) => a !== '--background' && a !== '--daemon'), '--foreground', '--notify-fd', '3', '--passphrase-file', '/dev/stdin'];
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['pipe', 'ignore', 'ignore', 'pipe'] });
+  const args = [...argv.filter((a) => a !== '--background' && a !== '--daemon'), '--foreground', '--notify-fd', '3', '--passphrase-file', '/dev/stdin'];
+  // The program itself, through its shebang, so the child gets the same runtime settings.
+  const child = spawn(process.argv[1], args, { detached: true, stdio: ['pipe', 'ignore', 'ignore', 'pipe'] });
   child.stdin!.end(passphrase);
   const notice = await new Promise<string>((resolve) => {
     let text = '';
