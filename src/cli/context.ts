@@ -1,10 +1,9 @@
-import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { KlosetError } from '../errors.js';
-import { Repository } from '../kloset/repository.js';
+import { CONFIG_KEY, Repository } from '../kloset/repository.js';
 import type { BlobStore } from '../storage/blobstore.js';
-import { LocalBlobStore } from '../storage/local.js';
+import { isEmptyStore, openBlobStore, prepareEmptyStore } from '../storage/open.js';
 import { AliasConfig, resolveLocation } from './aliases.js';
 import { readPassphrase } from './passphrase.js';
 
@@ -41,43 +40,42 @@ export class CliContext {
     if (!this.options.quiet) this.out(message);
   }
 
+  /** The store named by `at` (a directory, `s3://bucket/prefix`, or an alias with its options). */
   async blobStore(): Promise<BlobStore> {
-    const { location } = await resolveLocation(this.storeArg, 'store', this.aliases);
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) {
-      throw new KlosetError(`${location}: unsupported store location (only local directories are supported)`);
-    }
-    return new LocalBlobStore(path.resolve(location));
+    const { location, options } = await resolveLocation(this.storeArg, 'store', this.aliases);
+    return openBlobStore(location, options);
   }
 
-  /** For create: the directory may not exist, or be empty; anything else is refused. */
+  /** For create: the location may not exist, or be empty; anything else is refused. */
   async emptyBlobStore(): Promise<BlobStore> {
     const store = await this.blobStore();
-    const dir = store.location;
-    try {
-      const entries = await fs.readdir(dir);
-      if (entries.length > 0) {
-        throw new KlosetError(`${dir}: directory is not empty; a store is created in a new or empty directory`);
-      }
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOTDIR') throw new KlosetError(`${dir}: not a directory`);
-      if (code !== 'ENOENT') throw err;
-    }
-    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    await prepareEmptyStore(store);
     return store;
   }
 
   async repository(): Promise<Repository> {
     const store = await this.blobStore();
-    try {
-      await fs.access(store.location);
-    } catch {
-      throw new KlosetError(`${store.location}: store does not exist (create it with 'kloset at ${this.storeArg} create')`);
+    // Store-neutral: a location with no CONFIG that holds nothing at all is no store yet.
+    if ((await configSize(store)) === undefined && (await isEmptyStore(store))) {
+      throw new KlosetError(
+        `${store.location}: not a kloset store: the store does not exist (create it with 'kloset at ${this.storeArg} create')`,
+      );
     }
     return Repository.open(store, () => readPassphrase(this.options));
   }
 
   passphrase(confirm: boolean): Promise<string> {
     return readPassphrase(this.options, confirm);
+  }
+}
+
+/** Size of the store's CONFIG, or undefined when it has none (or the location cannot hold one). */
+async function configSize(store: BlobStore): Promise<number | undefined> {
+  try {
+    return await store.stat(CONFIG_KEY);
+  } catch (err) {
+    // A local "store" that is a file: let Repository.open say what it is.
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return 0;
+    throw err;
   }
 }

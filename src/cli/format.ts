@@ -37,3 +37,8 @@ export function formatMode(mode: number, kind: string): string {
   for (let i = 0; i < 9; i++) out += mode & (1 << (8 - i)) ? bits[i] : '-';
   return out;
 }
+
+/** "1 snapshot", "2 snapshots". */
+export function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
+}

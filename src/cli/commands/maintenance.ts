@@ -4,7 +4,7 @@ import { verifyPacks } from '../../kloset/verify.js';
 import { listSnapshots, resolveSnapshot } from '../../snapshot/header.js';
 import { BlobJudge, verifySnapshot, type DamagedPath } from '../../snapshot/verify.js';
 import type { CliContext, Run } from '../context.js';
-import { formatBytes, formatDuration, shortId } from '../format.js';
+import { formatBytes, formatDuration, plural, shortId } from '../format.js';
 import { ProgressLine } from '../progress.js';
 import { snapshotSummary } from './snapshots.js';
 
@@ -35,7 +35,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
             ctx.err(`damaged: pack ${problem.packId.toString('hex').slice(0, 16)}: ${problem.message}`);
           }
           judge = new BlobJudge(repository, packs.damaged);
-          packSummary = `${packs.packs} packs, ${packs.blobs} blobs, ${formatBytes(packs.bytes)}; `;
+          packSummary = `${plural(packs.packs, 'pack')}, ${plural(packs.blobs, 'blob')}, ${formatBytes(packs.bytes)}; `;
         } else {
           judge = new BlobJudge(repository);
         }
@@ -49,10 +49,10 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         const hit = new Set(damaged.map((d) => d.snapshot.id.toString('hex'))).size;
         const verdict =
           damaged.length || problems
-            ? `${damaged.length} damaged paths in ${hit} snapshots${problems ? `, ${problems} damaged packs` : ''}`
+            ? `${plural(damaged.length, 'damaged path')} in ${plural(hit, 'snapshot')}${problems ? `, ${plural(problems, 'damaged pack')}` : ''}`
             : 'no problems found';
         ctx.out(
-          `check: ${packSummary}${snapshots.length} snapshots verified in ${formatDuration(Date.now() - started)}: ${verdict}`,
+          `check: ${packSummary}${plural(snapshots.length, 'snapshot')} verified in ${formatDuration(Date.now() - started)}: ${verdict}`,
         );
         return damaged.length || problems ? ExitCode.FAILURE : ExitCode.OK;
       }),

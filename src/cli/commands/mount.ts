@@ -6,7 +6,7 @@ import { KlosetError, UsageError } from '../../errors.js';
 import { listSnapshots } from '../../snapshot/header.js';
 import { DEFAULT_CACHE_BYTES, mountSnapshots, type MountTarget } from '../../mount/mount.js';
 import type { CliContext, Run } from '../context.js';
-import { formatBytes } from '../format.js';
+import { formatBytes, plural } from '../format.js';
 import { findSnapshot, hasTags, parseSnapshotRef, parseTags } from '../snapshotref.js';
 
 const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
@@ -97,7 +97,7 @@ export function registerMountCommand(program: Command, context: () => CliContext
             debug: fuseOptions.includes('debug'),
             log: (line) => ctx.err(`kloset: mount: ${line}`),
           });
-          const what = 'snapshots' in target ? `${target.snapshots.length} snapshots` : `snapshot ${snapshot}`;
+          const what = 'snapshots' in target ? plural(target.snapshots.length, 'snapshot') : `snapshot ${snapshot}`;
           ctx.info(`mounted ${what} at ${where}; Ctrl-C or SIGTERM unmounts`);
           notify?.end('ready\n');
           await new Promise<void>((resolve) => {

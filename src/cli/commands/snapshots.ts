@@ -1,8 +1,10 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import picomatch from 'picomatch';
+import type { Exporter } from '../../connectors/exporter.js';
 import { FsExporter } from '../../connectors/fs/exporter.js';
 import { FsImporter } from '../../connectors/fs/importer.js';
+import type { Importer } from '../../connectors/importer.js';
 import { ExitCode, KlosetError, UsageError } from '../../errors.js';
 import { StoreLock } from '../../kloset/locks.js';
 import { backup } from '../../snapshot/builder.js';
@@ -94,10 +96,13 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
     .action((source: string, opts: { tag?: string[]; exclude?: string[]; parent: boolean }) =>
       run(async () => {
         const ctx = context();
-        const { location } = await resolveLocation(source, 'source', ctx.aliases);
-        if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported source`);
+        const { location, options: sourceOptions } = await resolveLocation(source, 'source', ctx.aliases);
+        const fromS3 = /^s3:\/\//i.test(location);
+        if (!fromS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported source`);
         const repository = await ctx.repository();
-        const importer = new FsImporter(location);
+        const importer: Importer = fromS3
+          ? (await import('../../connectors/s3/importer.js')).S3Importer.fromConfig(location, sourceOptions)
+          : new FsImporter(location);
         const matchers = (opts.exclude ?? []).map((p) => picomatch(p, { dot: true }));
         const exclude = matchers.length
           ? (rel: string) => matchers.some((m) => m(rel) || m(path.posix.basename(rel)))
@@ -223,14 +228,17 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
     .action((arg: string | undefined, opts: { to?: string; tag?: string[]; concurrency?: number }) =>
       run(async () => {
         const ctx = context();
-        const { location } = await resolveLocation(opts.to ?? '.', 'destination', ctx.aliases);
-        if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported destination`);
+        const { location, options: destinationOptions } = await resolveLocation(opts.to ?? '.', 'destination', ctx.aliases);
+        const toS3 = /^s3:\/\//i.test(location);
+        if (!toS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported destination`);
         const repository = await ctx.repository();
         const ref = parseSnapshotRef(arg);
         const header = await findSnapshot(repository, ref, parseTags(opts.tag));
         const reader = new SnapshotReader(repository, header);
         const entry = await reader.lookup(ref.path);
-        const exporter = new FsExporter(location);
+        const exporter: Exporter = toS3
+          ? (await import('../../connectors/s3/exporter.js')).S3Exporter.fromConfig(location, destinationOptions)
+          : new FsExporter(location);
         const total = entry.kind === 'directory' ? entry.summary?.size : entry.size;
         const progress = new ProgressLine('restore', total);
         const started = Date.now();
