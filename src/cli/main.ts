@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ExitCode, KlosetError } from '../errors.js';
 import { registerConfigCommands } from './commands/config.js';
@@ -44,6 +45,14 @@ export function normalizeArgs(argv: string[]): string[] {
   return out;
 }
 
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
 /** Splits `at <store>` off the front; the store defaults to KLOSET_REPOSITORY or ~/.kloset. */
 function splitStore(argv: string[]): { store: string; rest: string[] } {
   const atIndex = argv.findIndex((a) => !a.startsWith('-'));
@@ -65,6 +74,7 @@ export async function main(argv: string[]): Promise<number> {
     const program = new Command('kloset')
       .description('deduplicated, compressed, encrypted backups into a Kloset store')
       .usage('[at <store>] <command> [options]')
+      .version(packageVersion(), '-V, --version')
       .option('--passphrase-file <file>', 'read the store passphrase from a file')
       .option('--verbose', 'log causes of errors')
       .option('--quiet', 'only errors and warnings')
