@@ -1,0 +1,133 @@
+import { Readable } from 'node:stream';
+import { HeadBucketCommand, PutObjectCommand, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { KlosetError } from '../../errors.js';
+import type { Entry } from '../../snapshot/tree.js';
+import type { Exporter } from '../exporter.js';
+import { connectorSettings, errorName, formatS3Uri, objectUri, s3Error, type S3ObjectLocation } from './client.js';
+
+const MiB = 1024 * 1024;
+/** Objects up to this size go up in one PUT (held in memory while they are assembled); larger ones in parts. */
+export const SINGLE_PUT_LIMIT = 8 * MiB;
+/** Part size of multipart uploads: S3's minimum is 5 MiB. */
+export const PART_SIZE = 8 * MiB;
+/** Parts of one object uploading at once; the restore runs several objects at once too. */
+const PARTS_IN_FLIGHT = 2;
+
+export interface S3ExporterOptions {
+  singlePutLimit?: number;
+  partSize?: number;
+}
+
+/** The object headers a file entry recorded (S3Importer's `s3.*` meta), as PutObject fields. */
+export function objectHeaders(meta: Readonly<Record<string, string>> | undefined): Partial<PutObjectCommandInput> {
+  if (!meta) return {};
+  const headers: Partial<PutObjectCommandInput> = {};
+  if (meta['s3.content_type']) headers.ContentType = meta['s3.content_type'];
+  if (meta['s3.cache_control']) headers.CacheControl = meta['s3.cache_control'];
+  if (meta['s3.content_encoding']) headers.ContentEncoding = meta['s3.content_encoding'];
+  if (meta['s3.content_disposition']) headers.ContentDisposition = meta['s3.content_disposition'];
+  if (meta['s3.content_language']) headers.ContentLanguage = meta['s3.content_language'];
+  if (meta['s3.website_redirect_location']) headers.WebsiteRedirectLocation = meta['s3.website_redirect_location'];
+  if (meta['s3.expires']) {
+    const expires = new Date(meta['s3.expires']);
+    // The SDK takes a date; a value S3 kept that is not one cannot be sent back through it.
+    if (!Number.isNaN(expires.getTime())) headers.Expires = expires;
+  }
+  const metadata: Record<string, string> = {};
+  for (const [name, value] of Object.entries(meta)) {
+    if (name.startsWith('s3.meta.')) metadata[name.slice('s3.meta.'.length)] = value;
+  }
+  if (Object.keys(metadata).length > 0) headers.Metadata = metadata;
+  return headers;
+}
+
+/**
+ * Restores into a bucket, or below a prefix of one. A file backed up from S3
+ * goes back under its original key (`meta['s3.key']`, verbatim) below the
+ * destination prefix, with its content headers and user metadata; any other
+ * file goes to the prefix plus its path in the restore. Directories need no
+ * objects (a zero-byte "folder" object was recorded as a file and comes back
+ * as one); symlinks and devices have no S3 form and are skipped.
+ */
+export class S3Exporter implements Exporter {
+  readonly target: string;
+  private readonly bucket: string;
+  private readonly prefix: string;
+  private readonly singlePutLimit: number;
+  private readonly partSize: number;
+
+  constructor(
+    private readonly client: S3Client,
+    location: S3ObjectLocation,
+    options: S3ExporterOptions = {},
+  ) {
+    this.bucket = location.bucket;
+    this.prefix = location.prefix;
+    this.target = formatS3Uri(location);
+    this.singlePutLimit = options.singlePutLimit ?? SINGLE_PUT_LIMIT;
+    this.partSize = Math.max(5 * MiB, options.partSize ?? PART_SIZE);
+  }
+
+  static fromConfig(uri: string, options: Readonly<Record<string, string>> = {}, env: NodeJS.ProcessEnv = process.env): S3Exporter {
+    const settings = connectorSettings(uri, options, env);
+    return new S3Exporter(settings.client, settings.location);
+  }
+
+  /** The key a file goes to. */
+  keyFor(path: string, entry: Entry): string {
+    const original = entry.meta?.['s3.key'];
+    return this.prefix + (typeof original === 'string' && original !== '' ? original : path);
+  }
+
+  async createDirectory(path: string): Promise<void> {
+    if (path !== '') return;
+    // Once, at the top: a missing bucket is one error, not one per object.
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    } catch (err) {
+      if (errorName(err) === 'NotFound' || errorName(err) === 'NoSuchBucket') {
+        throw new KlosetError(`s3://${this.bucket}: no such bucket`, { cause: err });
+      }
+      throw s3Error(err, `s3://${this.bucket}`);
+    }
+  }
+
+  async writeFile(path: string, entry: Entry, content: AsyncIterable<Buffer>): Promise<void> {
+    const key = this.keyFor(path, entry);
+    const where = objectUri(this.bucket, key);
+    const input: PutObjectCommandInput = { Bucket: this.bucket, Key: key, ...objectHeaders(entry.meta) };
+    try {
+      if (entry.size <= this.singlePutLimit) {
+        const blocks: Buffer[] = [];
+        let length = 0;
+        for await (const block of content) {
+          blocks.push(block);
+          length += block.length;
+        }
+        const body = blocks.length === 1 ? blocks[0] : Buffer.concat(blocks, length);
+        await this.client.send(new PutObjectCommand({ ...input, Body: body, ContentLength: body.length }));
+        return;
+      }
+      const upload = new Upload({
+        client: this.client,
+        params: { ...input, Body: Readable.from(content, { objectMode: false }) },
+        partSize: this.partSize,
+        queueSize: PARTS_IN_FLIGHT,
+        leavePartsOnError: false,
+      });
+      await upload.done();
+    } catch (err) {
+      throw s3Error(err, where);
+    }
+  }
+
+  /** Symlinks, devices, FIFOs: S3 has no form for them. */
+  async createSpecial(): Promise<void> {}
+
+  async finishDirectory(): Promise<void> {}
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+}

@@ -1,0 +1,359 @@
+import type { Readable } from 'node:stream';
+import {
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  type _Object,
+  type GetObjectCommandOutput,
+  type ListObjectsV2CommandOutput,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { KlosetError, UsageError } from '../../errors.js';
+import type { Timespec } from '../../snapshot/tree.js';
+import type { Importer, SourceEntry } from '../importer.js';
+import { connectorSettings, errorName, formatS3Uri, objectUri, s3Error, type S3ObjectLocation } from './client.js';
+import { keyForPath, prefixForPath } from './keys.js';
+import { ListingOrderError, orderListing, type ListedItem } from './listing.js';
+
+/** Storage classes whose objects must be restored before a GET can read them. */
+const ARCHIVED_CLASSES = new Set(['GLACIER', 'DEEP_ARCHIVE']);
+const FILE_MODE = 0o100644;
+const DIRECTORY_MODE = 0o040755;
+/** Attempts at one object's body when the connection breaks mid-way (each resumes with a ranged GET). */
+const BODY_ATTEMPTS = 4;
+
+export type GlacierPolicy = 'skip' | 'fail';
+
+export interface S3ImporterOptions {
+  /** The endpoint in use (recorded as the snapshot's origin); undefined for AWS. */
+  endpoint?: string;
+  /**
+   * Objects in GLACIER or DEEP_ARCHIVE that are not restored: 'skip' (default)
+   * reports each and leaves it out (the backup ends partial, exit code 3);
+   * 'fail' makes the backup fail, with no snapshot.
+   */
+  glacier?: GlacierPolicy;
+  /** Keys per ListObjectsV2 page; S3's default and maximum is 1000. */
+  pageSize?: number;
+  /** Entries one directory's listing may hold back to put them in name order (see listing.ts). */
+  window?: number;
+}
+
+function timespec(date: Date | undefined): Timespec {
+  const ms = date?.getTime() ?? 0;
+  return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1_000_000 };
+}
+
+function unquote(etag: string | undefined): string | undefined {
+  return etag?.replace(/^"(.*)"$/, '$1');
+}
+
+/** `bytes 100-199/1000` → 100; 0 when absent (a 200 carries the whole object). */
+function rangeStart(contentRange: string | undefined): number | undefined {
+  if (contentRange === undefined) return 0;
+  const match = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(contentRange.trim());
+  return match ? Number(match[1]) : undefined;
+}
+
+function backoff(attempt: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(2000, 100 * 2 ** attempt)));
+}
+
+export function parseGlacierPolicy(value: string | undefined): GlacierPolicy {
+  if (value === undefined || value === '' || value === 'skip') return 'skip';
+  if (value === 'fail') return 'fail';
+  throw new UsageError(`glacier must be 'skip' or 'fail', not '${value}'`);
+}
+
+/**
+ * A bucket, or a prefix of one, as a backup source. Prefixes are directories
+ * and objects are files, named by the mapping of keys.ts (KEYS.md); every file
+ * entry keeps its key verbatim in `meta['s3.key']`, with the object's ETag,
+ * storage class, content headers and user metadata.
+ */
+export class S3Importer implements Importer {
+  readonly type = 's3';
+  readonly origin: string;
+  readonly source: string;
+  private readonly bucket: string;
+  private readonly prefix: string;
+  private readonly glacier: GlacierPolicy;
+  private readonly pageSize: number;
+  private readonly window: number;
+  private readonly started = timespec(new Date());
+  /** In 'fail' mode: the first archived object met; every listing then fails, up to the root. */
+  private fatal: KlosetError | undefined;
+  private readsInFlight = 0;
+  private readonly idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly client: S3Client,
+    location: S3ObjectLocation,
+    options: S3ImporterOptions = {},
+  ) {
+    this.bucket = location.bucket;
+    this.prefix = location.prefix;
+    this.source = formatS3Uri(location);
+    this.origin = options.endpoint ?? 'aws';
+    this.glacier = options.glacier ?? 'skip';
+    this.pageSize = options.pageSize ?? 1000;
+    this.window = options.window ?? 2000;
+  }
+
+  /** From a location and an alias's keys (see client.ts), plus `glacier` (or `glacier_objects`): skip | fail. */
+  static fromConfig(uri: string, options: Readonly<Record<string, string>> = {}, env: NodeJS.ProcessEnv = process.env): S3Importer {
+    const glacier = parseGlacierPolicy(options.glacier ?? options.glacier_objects);
+    const settings = connectorSettings(uri, options, env);
+    return new S3Importer(settings.client, settings.location, { endpoint: settings.endpoint, glacier });
+  }
+
+  async rootEntry(): Promise<SourceEntry> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    } catch (err) {
+      if (errorName(err) === 'NotFound' || errorName(err) === 'NoSuchBucket') {
+        throw new KlosetError(`s3://${this.bucket}: no such bucket`, { cause: err });
+      }
+      throw s3Error(err, `s3://${this.bucket}`);
+    }
+    return this.directoryEntry('', this.prefix);
+  }
+
+  private directoryEntry(name: string, prefix: string): SourceEntry {
+    return {
+      name,
+      kind: 'directory',
+      mode: DIRECTORY_MODE,
+      uid: 0,
+      gid: 0,
+      size: 0,
+      // A prefix has no time of its own: the backup's.
+      mtime: this.started,
+      meta: { 's3.prefix': prefix },
+    };
+  }
+
+  private fileEntry(name: string, object: _Object): SourceEntry {
+    const meta: Record<string, string> = { 's3.key': object.Key! };
+    const etag = unquote(object.ETag);
+    if (etag) meta['s3.etag'] = etag;
+    if (object.StorageClass) meta['s3.storage_class'] = object.StorageClass;
+    return {
+      name,
+      kind: 'file',
+      mode: FILE_MODE,
+      uid: 0,
+      gid: 0,
+      size: object.Size ?? 0,
+      mtime: timespec(object.LastModified),
+      // S3 has no ctime. The time of this backup stands in for it, so that no
+      // object is taken over unread from the parent snapshot: the builder would
+      // keep this listing's meta, which lacks the headers only a GET returns
+      // (content type, user metadata, …). Drop this once the builder keeps the
+      // parent entry's meta for an unchanged file: size, LastModified and the
+      // ETag then decide, and unchanged objects are not fetched again.
+      ctime: this.started,
+      meta,
+    };
+  }
+
+  /** Listing pages of one level, the next page fetched while the current one is merged. */
+  private async *pages(prefix: string): AsyncGenerator<ListedItem<_Object | undefined>[]> {
+    const fetch = (token: string | undefined) =>
+      this.client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: '/', MaxKeys: this.pageSize, ContinuationToken: token }),
+      );
+    let next: Promise<ListObjectsV2CommandOutput> | undefined = fetch(undefined);
+    while (next) {
+      let page: ListObjectsV2CommandOutput;
+      try {
+        page = await next;
+      } catch (err) {
+        throw s3Error(err, objectUri(this.bucket, prefix));
+      }
+      const token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      next = token ? fetch(token) : undefined;
+      next?.catch(() => undefined); // observed when awaited; a break before then must not leave it unhandled
+      const items: ListedItem<_Object | undefined>[] = [];
+      for (const object of page.Contents ?? []) {
+        const key = object.Key;
+        if (key === undefined || !key.startsWith(prefix)) continue;
+        const segment = key.slice(prefix.length);
+        if (segment.includes('/')) throw new KlosetError(`${objectUri(this.bucket, prefix)}: the server ignored the listing's delimiter`);
+        items.push({ segment, directory: false, data: object });
+      }
+      for (const common of page.CommonPrefixes ?? []) {
+        const p = common.Prefix;
+        if (p === undefined || !p.startsWith(prefix) || !p.endsWith('/') || p.length <= prefix.length) continue;
+        items.push({ segment: p.slice(prefix.length, -1), directory: true, data: undefined });
+      }
+      yield items;
+    }
+  }
+
+  private async probe(prefix: string): Promise<boolean> {
+    try {
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, MaxKeys: 1 }));
+      return (page.KeyCount ?? page.Contents?.length ?? 0) > 0;
+    } catch (err) {
+      throw s3Error(err, objectUri(this.bucket, prefix));
+    }
+  }
+
+  async *children(path: string): AsyncIterable<SourceEntry> {
+    const relative = prefixForPath(path);
+    if (relative === undefined) throw new KlosetError(`${this.source}: ${JSON.stringify(path)} is not a directory of this bucket`);
+    const prefix = this.prefix + relative;
+    const ordered = orderListing(this.pages(prefix), (segment) => this.probe(`${prefix}${segment}/`), this.window);
+    try {
+      for await (const item of ordered) {
+        if (this.fatal) throw this.fatal;
+        if (item.directory) {
+          yield this.directoryEntry(item.name, `${prefix}${item.segment}/`);
+          continue;
+        }
+        const object = item.data!;
+        if (this.glacier === 'fail') await this.refuseArchived(object);
+        yield this.fileEntry(item.name, object);
+      }
+    } catch (err) {
+      if (err instanceof ListingOrderError) throw new KlosetError(`${objectUri(this.bucket, prefix)}: ${err.message}`);
+      throw err;
+    }
+    if (path === '' && this.glacier === 'fail') {
+      // The last files may still be reading: a read that finds an archived object must still fail the backup.
+      await this.readsIdle();
+    }
+    if (this.fatal) throw this.fatal;
+  }
+
+  /** 'fail' mode: an object listed as archived stops the backup unless a HEAD shows it restored. */
+  private async refuseArchived(object: _Object): Promise<void> {
+    if (!object.StorageClass || !ARCHIVED_CLASSES.has(object.StorageClass)) return;
+    const key = object.Key!;
+    let restored = false;
+    try {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      restored = /ongoing-request="false"/.test(head.Restore ?? '');
+    } catch (err) {
+      throw s3Error(err, objectUri(this.bucket, key));
+    }
+    if (!restored) throw this.archived(key, object.StorageClass);
+  }
+
+  private archived(key: string, storageClass: string): KlosetError {
+    const error = new KlosetError(`${objectUri(this.bucket, key)}: object is in ${storageClass} and not restored`);
+    if (this.glacier === 'fail') this.fatal ??= error;
+    return error;
+  }
+
+  private readsIdle(): Promise<void> {
+    if (this.readsInFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * The object's bytes, streamed from one GET (several objects are read at
+   * once: the builder keeps several files in flight). The GET's headers are
+   * written into `entry.meta`, which the builder stores after the read (it
+   * copies the SourceEntry when the content is chunked, and the meta object
+   * with it), so no HEAD per object is needed. A body cut short is resumed
+   * with a ranged GET of the same ETag.
+   */
+  async *read(path: string, entry: SourceEntry): AsyncIterable<Buffer> {
+    const key = entry.meta?.['s3.key'] ?? this.prefix + (keyForPath(path) ?? path);
+    const where = objectUri(this.bucket, key);
+    this.readsInFlight++;
+    let body: Readable | undefined;
+    try {
+      let offset = 0;
+      let total: number | undefined;
+      let etag: string | undefined;
+      for (let attempt = 1; ; attempt++) {
+        let response: GetObjectCommandOutput;
+        try {
+          response = await this.client.send(
+            new GetObjectCommand({
+              Bucket: this.bucket,
+              Key: key,
+              ...(offset > 0 ? { Range: `bytes=${offset}-`, IfMatch: etag } : {}),
+            }),
+          );
+        } catch (err) {
+          if (errorName(err) === 'InvalidObjectState') throw this.archived(key, entry.meta?.['s3.storage_class'] ?? 'GLACIER');
+          if (errorName(err) === 'PreconditionFailed') throw new KlosetError(`${where}: changed while it was read`, { cause: err });
+          throw s3Error(err, where);
+        }
+        body = response.Body as Readable | undefined;
+        let skip = 0;
+        if (offset === 0) {
+          this.checkReadable(key, response);
+          this.recordHeaders(entry, response);
+          etag = response.ETag;
+          total = response.ContentLength;
+        } else {
+          const start = rangeStart(response.ContentRange);
+          if (start === undefined || start > offset) throw new KlosetError(`${where}: the server answered another range`);
+          skip = offset - start;
+        }
+        try {
+          for await (const chunk of body ?? []) {
+            let data = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+            if (skip > 0) {
+              const dropped = Math.min(skip, data.length);
+              skip -= dropped;
+              data = data.subarray(dropped);
+              if (data.length === 0) continue;
+            }
+            offset += data.length;
+            yield data;
+          }
+          if (total !== undefined && offset < total) throw new KlosetError(`${where}: the server sent ${offset} bytes of ${total}`);
+          return;
+        } catch (err) {
+          body?.destroy();
+          if (attempt >= BODY_ATTEMPTS || total === undefined) throw s3Error(err, where);
+          await backoff(attempt);
+        }
+      }
+    } finally {
+      body?.destroy();
+      if (--this.readsInFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+    }
+  }
+
+  /** An archived object answers a GET with InvalidObjectState on AWS; some servers send the bytes with the class. */
+  private checkReadable(key: string, response: GetObjectCommandOutput): void {
+    const storageClass = response.StorageClass;
+    if (!storageClass || !ARCHIVED_CLASSES.has(storageClass)) return;
+    if (/ongoing-request="false"/.test(response.Restore ?? '')) return;
+    (response.Body as Readable | undefined)?.destroy();
+    throw this.archived(key, storageClass);
+  }
+
+  private recordHeaders(entry: SourceEntry, response: GetObjectCommandOutput): void {
+    // Mutated in place: the builder stores this very meta object (see read()).
+    const meta = (entry.meta ??= {});
+    const set = (name: string, value: string | undefined) => {
+      if (value !== undefined && value !== '') meta[name] = value;
+    };
+    set('s3.etag', unquote(response.ETag));
+    set('s3.storage_class', response.StorageClass);
+    set('s3.content_type', response.ContentType);
+    set('s3.cache_control', response.CacheControl);
+    set('s3.content_encoding', response.ContentEncoding);
+    set('s3.content_disposition', response.ContentDisposition);
+    set('s3.content_language', response.ContentLanguage);
+    set('s3.expires', response.ExpiresString ?? response.Expires?.toUTCString());
+    set('s3.website_redirect_location', response.WebsiteRedirectLocation);
+    set('s3.version_id', response.VersionId);
+    for (const [name, value] of Object.entries(response.Metadata ?? {})) meta[`s3.meta.${name}`] = value;
+    if (response.LastModified) entry.mtime = timespec(response.LastModified);
+    if (response.ContentLength !== undefined) entry.size = response.ContentLength;
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+}

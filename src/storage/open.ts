@@ -1,0 +1,75 @@
+/**
+ * The one place that turns a store location into a BlobStore: a path is a
+ * local directory, `s3://bucket/prefix` an S3 prefix. Options are an alias's
+ * keys (`endpoint`, `access_key`, …); without them, an S3 store takes its
+ * credentials from the AWS SDK's default chain and its endpoint from
+ * KLOSET_S3_ENDPOINT or AWS_ENDPOINT_URL.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { KlosetError } from '../errors.js';
+import type { BlobStore } from './blobstore.js';
+import { LocalBlobStore } from './local.js';
+import { isS3Location, S3BlobStore, s3OptionsFromConfig } from './s3.js';
+
+const URI_SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
+
+export function openBlobStore(
+  location: string,
+  options: Readonly<Record<string, string>> = {},
+  env: NodeJS.ProcessEnv = process.env,
+): BlobStore {
+  if (isS3Location(location)) return new S3BlobStore(location, s3OptionsFromConfig(options, env));
+  const scheme = URI_SCHEME.exec(location);
+  if (scheme) {
+    if (scheme[1]!.toLowerCase() === 'fs' || scheme[1]!.toLowerCase() === 'file') {
+      return new LocalBlobStore(path.resolve(location.slice(scheme[0].length)));
+    }
+    throw new KlosetError(`${location}: unsupported store location (a directory or s3://bucket/prefix)`);
+  }
+  return new LocalBlobStore(path.resolve(location));
+}
+
+/** True when the store holds nothing at all (a missing directory or an empty prefix included). */
+export async function isEmptyStore(store: BlobStore): Promise<boolean> {
+  if (store instanceof S3BlobStore) return store.isEmpty();
+  if (store instanceof LocalBlobStore) {
+    try {
+      return (await fs.readdir(store.root)).length === 0;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return true;
+      if (code === 'ENOTDIR') return false;
+      throw err;
+    }
+  }
+  for await (const _ of store.list('')) return false;
+  return true;
+}
+
+/**
+ * For create: the location must hold nothing (a new or empty directory, an
+ * empty prefix); it is then made ready to write (the directory or the bucket
+ * created). Anything else is refused, and left untouched.
+ */
+export async function prepareEmptyStore(store: BlobStore): Promise<void> {
+  if (store instanceof LocalBlobStore) {
+    const dir = store.root;
+    try {
+      const entries = await fs.readdir(dir);
+      if (entries.length > 0) {
+        throw new KlosetError(`${dir}: directory is not empty; a store is created in a new or empty directory`);
+      }
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOTDIR') throw new KlosetError(`${dir}: not a directory`);
+      if (code !== 'ENOENT') throw err;
+    }
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    return;
+  }
+  if (store instanceof S3BlobStore) await store.ensureBucket();
+  if (!(await isEmptyStore(store))) {
+    throw new KlosetError(`${store.location}: not empty; a store is created under a new or empty prefix`);
+  }
+}

@@ -1,0 +1,571 @@
+/**
+ * A blob store under a prefix of an S3 bucket (AWS, or any S3-compatible
+ * server: MinIO, Ceph, a local test server). Each blob is one object, named by
+ * its key below the prefix: `s3://bucket/kloset` holds `kloset/CONFIG`,
+ * `kloset/packs/ab/ab12…`, and so on.
+ *
+ * Reads of a blob inside a pack are ranged GETs of exactly its bytes. Packs
+ * above a threshold go up as multipart uploads. Transient failures (503
+ * SlowDown, 500, connection resets, a body cut short) are retried with
+ * exponential backoff and jitter; what cannot be retried becomes a one-line
+ * KlosetError that names the bucket.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import {
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  type BucketLocationConstraint,
+  type PutObjectCommandInput,
+  type S3ClientConfig,
+  type StorageClass,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { IntegrityError, KlosetError, NotFoundError, UsageError } from '../errors.js';
+import type { BlobInfo, BlobStore } from './blobstore.js';
+
+// The SDK warns on stderr, once per process, that its releases after early
+// 2027 need Node 22. This project pins a release that supports Node 20 (see
+// package-lock.json), and a warning on every command would break the CLI's
+// one-line output: turn it off unless the user asked for it.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+export const MiB = 1024 * 1024;
+/** Blobs larger than this go up as multipart uploads; default packs (~16–20 MiB) stay single PUTs. */
+export const DEFAULT_MULTIPART_THRESHOLD = 32 * MiB;
+export const DEFAULT_PART_SIZE = 16 * MiB;
+export const DEFAULT_MAX_ATTEMPTS = 8;
+export const DEFAULT_MAX_SOCKETS = 32;
+/** Attempts at reading a body that the connection cut short (the SDK's retries end when the headers arrive). */
+const BODY_ATTEMPTS = 4;
+const LIST_PAGE_SIZE = 1000;
+
+export interface S3StoreOptions {
+  /** `https://host:port`, `http://…` or a bare `host:port` (then `useTls` picks the scheme). */
+  endpoint?: string;
+  /** Default: us-east-1 when an endpoint is given, else the SDK's (AWS_REGION, the profile). */
+  region?: string;
+  /** With `secretAccessKey`; when both are absent, the SDK's default credential chain applies. */
+  accessKey?: string;
+  secretAccessKey?: string;
+  sessionToken?: string;
+  /** Default true: https for the endpoint. */
+  useTls?: boolean;
+  /** Storage class of every object the store writes (STANDARD, STANDARD_IA, …). */
+  storageClass?: string;
+  /** Default: path style whenever an endpoint is given, as most S3-compatible servers need. */
+  forcePathStyle?: boolean;
+  maxAttempts?: number;
+  /** 'standard' (default) or 'adaptive'; both back off exponentially with jitter. */
+  retryMode?: 'standard' | 'adaptive';
+  maxSockets?: number;
+  multipartThreshold?: number;
+  partSize?: number;
+}
+
+/** HTTP requests sent, retries included, by kind. */
+export interface S3RequestCounts {
+  GET: number;
+  PUT: number;
+  LIST: number;
+  HEAD: number;
+  DELETE: number;
+  /** Multipart initiate/complete and multi-object delete. */
+  POST: number;
+}
+
+export interface S3Location {
+  bucket: string;
+  /** Key prefix below which the store lives: '' or ending in '/'. */
+  prefix: string;
+}
+
+const S3_URI = /^s3:\/\/([^/?#]+)(\/[^?#]*)?$/i;
+
+export function isS3Location(location: string): boolean {
+  return /^s3:\/\//i.test(location);
+}
+
+/** `s3://bucket/some/prefix` → { bucket, prefix: 'some/prefix/' }. */
+export function parseS3Location(location: string): S3Location {
+  const match = S3_URI.exec(location);
+  if (!match) throw new UsageError(`${location}: not an S3 location (expected s3://bucket/prefix)`);
+  const bucket = match[1]!;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{1,62}$/.test(bucket)) {
+    throw new UsageError(`${location}: '${bucket}' is not a valid bucket name`);
+  }
+  const path = (match[2] ?? '').replace(/^\/+/, '');
+  const prefix = path === '' ? '' : path.endsWith('/') ? path : `${path}/`;
+  return { bucket, prefix };
+}
+
+/**
+ * Store options from an alias's keys (`endpoint`, `region`, `access_key`,
+ * `secret_access_key`, `session_token`, `use_tls`, `storage_class`, …) and the
+ * environment (`KLOSET_S3_ENDPOINT`, else `AWS_ENDPOINT_URL`, when no endpoint is configured).
+ */
+export function s3OptionsFromConfig(
+  config: Readonly<Record<string, string>>,
+  env: NodeJS.ProcessEnv = process.env,
+): S3StoreOptions {
+  const options: S3StoreOptions = {};
+  const endpoint = config.endpoint || env.KLOSET_S3_ENDPOINT || env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL;
+  if (endpoint) options.endpoint = endpoint;
+  if (config.region) options.region = config.region;
+  if (config.access_key) options.accessKey = config.access_key;
+  if (config.secret_access_key) options.secretAccessKey = config.secret_access_key;
+  if (config.session_token) options.sessionToken = config.session_token;
+  if (config.use_tls !== undefined) options.useTls = parseBoolean('use_tls', config.use_tls);
+  if (config.storage_class) options.storageClass = config.storage_class.toUpperCase();
+  if (config.force_path_style !== undefined) {
+    options.forcePathStyle = parseBoolean('force_path_style', config.force_path_style);
+  }
+  if (config.max_attempts) options.maxAttempts = parsePositive('max_attempts', config.max_attempts);
+  if (config.retry_mode) {
+    if (config.retry_mode !== 'standard' && config.retry_mode !== 'adaptive') {
+      throw new UsageError(`retry_mode must be 'standard' or 'adaptive'`);
+    }
+    options.retryMode = config.retry_mode;
+  }
+  if (config.max_connections) options.maxSockets = parsePositive('max_connections', config.max_connections);
+  return options;
+}
+
+function parseBoolean(key: string, value: string): boolean {
+  const lower = value.trim().toLowerCase();
+  if (['true', 'yes', '1', 'on'].includes(lower)) return true;
+  if (['false', 'no', '0', 'off'].includes(lower)) return false;
+  throw new UsageError(`${key} must be true or false, not '${value}'`);
+}
+
+function parsePositive(key: string, value: string): number {
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 1) throw new UsageError(`${key} must be a positive integer`);
+  return number;
+}
+
+/** The endpoint as a URL, its scheme from `use_tls` when that is given or the endpoint has none. */
+export function endpointUrl(endpoint: string, useTls: boolean | undefined): string {
+  const match = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/.exec(endpoint);
+  const scheme = useTls === undefined ? (match ? match[1]!.toLowerCase() : 'https') : useTls ? 'https' : 'http';
+  if (scheme !== 'http' && scheme !== 'https') throw new UsageError(`endpoint ${endpoint}: expected http:// or https://`);
+  const rest = (match ? match[2]! : endpoint).replace(/\/+$/, '');
+  return `${scheme}://${rest}`;
+}
+
+/**
+ * The SDK client for a store or a connector: path style with an endpoint,
+ * retries with backoff, enough sockets for parallel requests, and checksums
+ * only where S3 requires them (the SDK's newer default, aws-chunked uploads
+ * with checksum trailers, is not understood by many S3-compatible servers).
+ */
+export function createS3Client(options: S3StoreOptions = {}): S3Client {
+  const config: S3ClientConfig = {
+    maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+    retryMode: options.retryMode ?? 'standard',
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    followRegionRedirects: true,
+    requestHandler: {
+      httpAgent: new http.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? DEFAULT_MAX_SOCKETS }),
+      httpsAgent: new https.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? DEFAULT_MAX_SOCKETS }),
+      connectionTimeout: 10_000,
+      // Idle time on a socket before the request fails (and is retried), not a limit on the transfer.
+      requestTimeout: 60_000,
+    },
+  };
+  if (options.endpoint) {
+    config.endpoint = endpointUrl(options.endpoint, options.useTls);
+    config.forcePathStyle = options.forcePathStyle ?? true;
+  } else if (options.forcePathStyle !== undefined) {
+    config.forcePathStyle = options.forcePathStyle;
+  }
+  const region = options.region ?? (options.endpoint ? 'us-east-1' : undefined);
+  if (region) config.region = region;
+  if (options.accessKey !== undefined || options.secretAccessKey !== undefined) {
+    if (!options.accessKey || !options.secretAccessKey) {
+      throw new UsageError('access_key and secret_access_key go together: set both, or neither to use the AWS credential chain');
+    }
+    config.credentials = {
+      accessKeyId: options.accessKey,
+      secretAccessKey: options.secretAccessKey,
+      ...(options.sessionToken ? { sessionToken: options.sessionToken } : {}),
+    };
+  }
+  return new S3Client(config);
+}
+
+function emptyCounts(): S3RequestCounts {
+  return { GET: 0, PUT: 0, LIST: 0, HEAD: 0, DELETE: 0, POST: 0 };
+}
+
+/** Counts every HTTP attempt (inside the retry loop) by kind. */
+function countRequests(client: S3Client, counts: S3RequestCounts): void {
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const request = args.request as { method?: string; query?: Record<string, unknown> } | undefined;
+      const method = request?.method?.toUpperCase();
+      if (method === 'GET') {
+        if (request?.query && 'list-type' in request.query) counts.LIST += 1;
+        else counts.GET += 1;
+      } else if (method === 'PUT' || method === 'HEAD' || method === 'DELETE' || method === 'POST') {
+        counts[method] += 1;
+      }
+      return next(args);
+    },
+    { step: 'deserialize', name: 'klosetRequestCounter', override: true },
+  );
+}
+
+export class S3BlobStore implements BlobStore {
+  readonly location: string;
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly client: S3Client;
+  /** HTTP requests sent so far, retries included. */
+  readonly requests: S3RequestCounts = emptyCounts();
+  private readonly storageClass: StorageClass | undefined;
+  private readonly multipartThreshold: number;
+  private readonly partSize: number;
+  private readonly region: string | undefined;
+  /** Whether the server honours `If-None-Match: *` on PUT; undefined until a PUT tells. */
+  private conditionalPuts: boolean | undefined;
+
+  constructor(location: string, options: S3StoreOptions = {}) {
+    const { bucket, prefix } = parseS3Location(location);
+    this.bucket = bucket;
+    this.prefix = prefix;
+    this.location = `s3://${bucket}${prefix === '' ? '' : `/${prefix.slice(0, -1)}`}`;
+    this.client = createS3Client(options);
+    countRequests(this.client, this.requests);
+    this.storageClass = options.storageClass as StorageClass | undefined;
+    this.multipartThreshold = options.multipartThreshold ?? DEFAULT_MULTIPART_THRESHOLD;
+    this.partSize = Math.max(5 * MiB, options.partSize ?? DEFAULT_PART_SIZE);
+    this.region = options.region;
+  }
+
+  private objectKey(key: string): string {
+    if (key === '' || key.startsWith('/') || key.split('/').some((part) => part === '' || part === '.' || part === '..')) {
+      throw new KlosetError(`invalid blob key ${JSON.stringify(key)}`);
+    }
+    return this.prefix + key;
+  }
+
+  async get(key: string): Promise<Buffer> {
+    const objectKey = this.objectKey(key);
+    return this.readBody(key, async () => {
+      const response = await this.call(key, () => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: objectKey })));
+      return { body: response.Body, length: response.ContentLength };
+    });
+  }
+
+  async getRange(key: string, offset: number, length: number): Promise<Buffer> {
+    const objectKey = this.objectKey(key);
+    if (length === 0) {
+      // An empty range cannot be asked for; the blob must still exist and be long enough.
+      const size = await this.stat(key);
+      if (size === undefined) throw new NotFoundError(`${key}: not found`);
+      if (size < offset) throw new IntegrityError(`${key}: truncated (wanted 0 bytes at ${offset}, blob has ${size})`);
+      return Buffer.alloc(0);
+    }
+    let start: number | undefined;
+    let data = await this.readBody(key, async () => {
+      try {
+        const response = await this.client.send(
+          new GetObjectCommand({ Bucket: this.bucket, Key: objectKey, Range: `bytes=${offset}-${offset + length - 1}` }),
+        );
+        // HTTP lets a server ignore Range and send the whole blob, and s3rver sends
+        // more than asked for `bytes=0-0`: take the bytes from where the answer starts.
+        start = contentRangeStart(response.ContentRange);
+        return { body: response.Body, length: response.ContentLength };
+      } catch (err) {
+        if (errorName(err) === 'InvalidRange' || statusOf(err) === 416) {
+          throw new IntegrityError(`${key}: truncated (wanted ${length} bytes at ${offset}, the blob is shorter)`);
+        }
+        throw this.mapError(err, key);
+      }
+    });
+    if (data.length !== length || start !== offset) {
+      if (start === undefined || start > offset) {
+        throw new IntegrityError(`${key}: asked for ${length} bytes at ${offset}, the server answered another range`);
+      }
+      data = data.subarray(offset - start, offset - start + length);
+    }
+    if (data.length !== length) {
+      throw new IntegrityError(`${key}: truncated (wanted ${length} bytes at ${offset}, got ${data.length})`);
+    }
+    return data;
+  }
+
+  /**
+   * Reads a response body whole. A body cut short by the connection is asked
+   * for again: the SDK's own retries end once the headers have arrived.
+   */
+  private async readBody(
+    key: string,
+    request: () => Promise<{ body: { transformToByteArray(): Promise<Uint8Array> } | undefined; length: number | undefined }>,
+  ): Promise<Buffer> {
+    for (let attempt = 1; ; attempt++) {
+      const { body, length } = await request();
+      try {
+        const data = body ? Buffer.from(await body.transformToByteArray()) : Buffer.alloc(0);
+        if (length === undefined || data.length === length) return data;
+        if (attempt >= BODY_ATTEMPTS) {
+          throw new IntegrityError(`${key}: the server sent ${data.length} bytes of ${length}`);
+        }
+      } catch (err) {
+        if (err instanceof KlosetError || attempt >= BODY_ATTEMPTS) throw this.mapError(err, key);
+      }
+      await backoff(attempt);
+    }
+  }
+
+  async put(key: string, data: Buffer): Promise<void> {
+    const objectKey = this.objectKey(key);
+    const input: PutObjectCommandInput = {
+      Bucket: this.bucket,
+      Key: objectKey,
+      Body: data,
+      ...(this.storageClass ? { StorageClass: this.storageClass } : {}),
+    };
+    if (data.length <= this.multipartThreshold) {
+      await this.call(key, () => this.client.send(new PutObjectCommand({ ...input, ContentLength: data.length })));
+      return;
+    }
+    // S3 makes a completed multipart upload visible at once, whole: readers never see a part.
+    const upload = new Upload({
+      client: this.client,
+      params: input,
+      partSize: this.partSize,
+      queueSize: 4,
+      leavePartsOnError: false,
+    });
+    try {
+      await upload.done();
+    } catch (err) {
+      throw this.mapError(err, key);
+    }
+  }
+
+  /**
+   * HEAD first, so that a server which ignores `If-None-Match` (s3rver does)
+   * still does not see an existing blob replaced; then a conditional PUT,
+   * which on AWS S3 makes the create atomic against a concurrent writer.
+   */
+  async putIfAbsent(key: string, data: Buffer): Promise<boolean> {
+    const objectKey = this.objectKey(key);
+    if ((await this.stat(key)) !== undefined) return false;
+    const input: PutObjectCommandInput = {
+      Bucket: this.bucket,
+      Key: objectKey,
+      Body: data,
+      ContentLength: data.length,
+      ...(this.storageClass ? { StorageClass: this.storageClass } : {}),
+    };
+    if (this.conditionalPuts === false) {
+      await this.call(key, () => this.client.send(new PutObjectCommand(input)));
+      return true;
+    }
+    try {
+      await this.client.send(new PutObjectCommand({ ...input, IfNoneMatch: '*' }));
+      this.conditionalPuts = true;
+      return true;
+    } catch (err) {
+      const status = statusOf(err);
+      if (errorName(err) === 'PreconditionFailed' || status === 412 || status === 409) {
+        this.conditionalPuts = true;
+        // A retried PUT whose first attempt went through also ends here: the blob is then ours.
+        return this.sameContent(key, data).catch(() => false);
+      }
+      if (status === 501 || errorName(err) === 'NotImplemented' || (status === 400 && /if-none-match|conditional/i.test(String((err as Error).message)))) {
+        this.conditionalPuts = false;
+        await this.call(key, () => this.client.send(new PutObjectCommand(input)));
+        return true;
+      }
+      throw this.mapError(err, key);
+    }
+  }
+
+  private async sameContent(key: string, data: Buffer): Promise<boolean> {
+    const existing = await this.get(key);
+    return existing.equals(data);
+  }
+
+  async *list(prefix: string): AsyncIterable<BlobInfo> {
+    let token: string | undefined;
+    do {
+      const page = await this.call(prefix, () =>
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: this.prefix + prefix,
+            MaxKeys: LIST_PAGE_SIZE,
+            ContinuationToken: token,
+          }),
+        ),
+      );
+      for (const object of page.Contents ?? []) {
+        if (object.Key === undefined || !object.Key.startsWith(this.prefix)) continue;
+        const key = object.Key.slice(this.prefix.length);
+        if (key === '') continue;
+        yield { key, size: object.Size ?? 0 };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await this.call(key, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) })));
+    } catch (err) {
+      if (err instanceof NotFoundError) return;
+      throw err;
+    }
+  }
+
+  async stat(key: string): Promise<number | undefined> {
+    try {
+      const response = await this.call(key, () => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) })));
+      return response.ContentLength ?? 0;
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+  }
+
+  /** True when nothing at all lies under the store's prefix (one LIST of one key). */
+  async isEmpty(): Promise<boolean> {
+    const page = await this.call('', () =>
+      this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix, MaxKeys: 1 })),
+    );
+    return (page.KeyCount ?? page.Contents?.length ?? 0) === 0;
+  }
+
+  /** For create: makes the bucket when it does not exist yet. */
+  async ensureBucket(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      return;
+    } catch (err) {
+      if (statusOf(err) !== 404 && errorName(err) !== 'NotFound' && errorName(err) !== 'NoSuchBucket') {
+        throw this.mapError(err, '');
+      }
+    }
+    const region = this.region ?? (await this.client.config.region());
+    const constraint = region && region !== 'us-east-1' ? (region as BucketLocationConstraint) : undefined;
+    try {
+      await this.client.send(
+        new CreateBucketCommand({
+          Bucket: this.bucket,
+          ...(constraint ? { CreateBucketConfiguration: { LocationConstraint: constraint } } : {}),
+        }),
+      );
+    } catch (err) {
+      const name = errorName(err);
+      if (name !== 'BucketAlreadyOwnedByYou') throw this.mapError(err, '');
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+
+  /** Runs one SDK call (retried by the SDK), turning its failure into a user-facing error. */
+  private async call<T>(key: string, op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      throw this.mapError(err, key);
+    }
+  }
+
+  /** One line for the user, naming the bucket; the SDK's error is kept as the cause. */
+  mapError(err: unknown, key: string): Error {
+    if (err instanceof KlosetError) return err;
+    const name = errorName(err);
+    const status = statusOf(err);
+    const where = key === '' ? this.location : `${this.location}/${key}`;
+    const bucket = `s3://${this.bucket}`;
+    const detail = oneLine(err instanceof Error ? err.message : String(err));
+    switch (name) {
+      case 'NoSuchBucket':
+        return new KlosetError(`${bucket}: no such bucket`, { cause: err });
+      case 'NoSuchKey':
+      case 'NotFound':
+        return new NotFoundError(`${key}: not found`);
+      case 'AccessDenied':
+      case 'Forbidden':
+      case 'AllAccessDisabled':
+        return new KlosetError(`${bucket}: access denied (check the credentials and the bucket's policy)`, { cause: err });
+      case 'InvalidAccessKeyId':
+        return new KlosetError(`${bucket}: the access key is not known to the server (InvalidAccessKeyId)`, { cause: err });
+      case 'SignatureDoesNotMatch':
+        return new KlosetError(`${bucket}: the secret access key does not match the access key (SignatureDoesNotMatch)`, {
+          cause: err,
+        });
+      case 'ExpiredToken':
+      case 'TokenRefreshRequired':
+        return new KlosetError(`${bucket}: the credentials have expired`, { cause: err });
+      case 'CredentialsProviderError':
+        return new KlosetError(
+          `${bucket}: no AWS credentials found (set access_key and secret_access_key, or AWS_ACCESS_KEY_ID, AWS_PROFILE)`,
+          { cause: err },
+        );
+      case 'InvalidStorageClass':
+        return new KlosetError(`${bucket}: the server does not accept the storage class`, { cause: err });
+    }
+    if (/region is missing/i.test(detail)) {
+      return new KlosetError(`${bucket}: no region configured (set region, or AWS_REGION)`, { cause: err });
+    }
+    if (status === 404) {
+      // A HEAD has no body to tell a missing key from a missing bucket.
+      return key === '' ? new KlosetError(`${bucket}: no such bucket`, { cause: err }) : new NotFoundError(`${key}: not found`);
+    }
+    if (status === 403) {
+      return new KlosetError(`${bucket}: access denied (check the credentials and the bucket's policy)`, { cause: err });
+    }
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    if (code && /^E[A-Z]+$/.test(code)) {
+      return new KlosetError(`${where}: cannot reach the S3 server (${code}${detail && !detail.includes(code) ? `: ${detail}` : ''})`, {
+        cause: err,
+      });
+    }
+    const label = name && name !== 'Error' && !detail.includes(name) ? `${name}: ` : '';
+    return new KlosetError(`${where}: ${label}${detail || `HTTP ${status ?? 'error'}`}`, { cause: err });
+  }
+}
+
+function errorName(err: unknown): string | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const e = err as { name?: unknown; Code?: unknown };
+  if (typeof e.Code === 'string') return e.Code;
+  return typeof e.name === 'string' ? e.name : undefined;
+}
+
+function statusOf(err: unknown): number | undefined {
+  const metadata = (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata;
+  return metadata?.httpStatusCode;
+}
+
+/** `bytes 100-199/1000` → 100; 0 when absent (a 200 carries the whole blob); undefined when unreadable. */
+function contentRangeStart(contentRange: string | undefined): number | undefined {
+  if (contentRange === undefined) return 0;
+  const match = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(contentRange.trim());
+  return match ? Number(match[1]) : undefined;
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, ' ').trim();
+}
+
+/** Full jitter: a random wait up to 100 ms · 2^attempt, at most 5 s. */
+function backoff(attempt: number): Promise<void> {
+  const cap = Math.min(5000, 100 * 2 ** attempt);
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * cap));
+}
