@@ -49,14 +49,14 @@ const producedHere = new Set<string>();
 const streams = new Map<number, { chunker: Chunker; tail: Promise<void> }>();
 
 /** Local files are read in blocks of this size, straight into the chunker's buffer. */
-const READ_BLOCK = 4 * 1024 * 1024;
+const READ_BLOCK = 2 * 1024 * 1024;
 const probe = Buffer.alloc(1);
 
 /**
  * Sealed bytes sent and not yet acknowledged: a worker stops reading once the
  * main thread (waiting on pack uploads) is this far behind, so memory stays bounded.
  */
-const UNACKNOWLEDGED_LIMIT = 16 * 1024 * 1024;
+const UNACKNOWLEDGED_LIMIT = 8 * 1024 * 1024;
 let unacknowledged = 0;
 let creditWaiters: (() => void)[] = [];
 
@@ -130,7 +130,7 @@ parentPort!.on('message', (message: WorkerRequest) => {
       known = new Uint8Array(init.knownIds);
       gear = gearTable(Buffer.from(keys.chunkerSeed));
       // A read block plus the longest tail a chunker can carry (under maxSize).
-      blocks = new BlockPool(READ_BLOCK + init.chunking.maxSize, 4);
+      blocks = new BlockPool(READ_BLOCK + init.chunking.maxSize, 2);
       break;
     }
     case 'file': {

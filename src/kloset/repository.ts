@@ -290,8 +290,8 @@ export function indexDeltaId(key: string): Buffer {
   return /^[0-9a-f]{64}$/.test(hex) ? Buffer.from(hex, 'hex') : Buffer.alloc(ID_BYTES);
 }
 
-/** How many packs may be uploading at once; each holds up to one pack of memory. */
-const UPLOADS_IN_FLIGHT = 2;
+/** Packs uploading at once unless the store says otherwise; each holds a pack of memory. */
+const DEFAULT_UPLOADS_IN_FLIGHT = 2;
 
 /**
  * Adds blobs to a repository. Blobs go into packs; each stored pack is
@@ -301,7 +301,7 @@ const UPLOADS_IN_FLIGHT = 2;
  * commit() folds those per-pack deltas into one.
  */
 export class BlobWriter {
-  /** Pack buffers not in use: at most UPLOADS_IN_FLIGHT + 1 exist, whatever the size of the backup. */
+  /** Pack buffers not in use: at most uploadsInFlight + 1 exist, whatever the size of the backup. */
   private readonly spareBuffers: Buffer[] = [];
   private builder: PackBuilder;
   private readonly pending = new Set<string>();
@@ -359,7 +359,8 @@ export class BlobWriter {
     if (this.sealing) return this.sealing;
     if (this.builder.empty) return Promise.resolve();
     this.sealing = (async () => {
-      while (this.uploads.size >= UPLOADS_IN_FLIGHT) await Promise.race(this.uploads);
+      const limit = this.repository.store.writeConcurrency ?? DEFAULT_UPLOADS_IN_FLIGHT;
+      while (this.uploads.size >= limit) await Promise.race(this.uploads);
       const builder = this.builder;
       this.builder = this.newBuilder();
       const upload = this.upload(builder)

@@ -11,6 +11,12 @@ export interface BlobInfo {
 export interface BlobStore {
   /** Human-readable location, for messages. */
   readonly location: string;
+  /**
+   * How many pack-sized puts are worth having in flight: one for a local
+   * disk, where more only holds more memory, several for a remote store
+   * whose cost is latency. Absent: 2.
+   */
+  readonly writeConcurrency?: number;
   /** Whole blob; throws NotFoundError when absent. */
   get(key: string): Promise<Buffer>;
   /** Exactly `length` bytes at `offset`; throws IntegrityError when the blob is shorter. */

@@ -10,6 +10,7 @@ import type { BlobInfo, BlobStore } from './blobstore.js';
  */
 export class LocalBlobStore implements BlobStore {
   readonly location: string;
+  readonly writeConcurrency = 1;
 
   /** Blobs are immutable once written: reads of one pack share an open file. */
   private readonly handles = new OpenFiles(32);
