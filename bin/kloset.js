@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456 node
+#!/usr/bin/env -S MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=134217728 node
 // The malloc settings keep chunk-sized buffers in the heap instead of fresh
 // mmap()ed pages: every read, seal and decrypt allocates about a megabyte, and
 // faulting new pages in for each costs more than the cryptography. One arena

@@ -2,26 +2,31 @@
 // kloset benchmark: compares kloset against reference tools on the same
 // deterministic dataset, on the same disk, and prints a side-by-side table.
 //
-//   npm run bench                 full dataset (~550 MiB, 20,000 small + 4 large files)
-//   npm run bench -- --quick      1/10 dataset, fast smoke run
+//   npm run bench                 full datasets (local: ~550 MiB, 20,000 small + 4 large files;
+//                                 mount: one 1 GiB file + 50,000 small files)
+//   npm run bench -- --quick      smaller datasets, fast smoke run
 //
 // Options:
-//   --quick              smaller dataset (1/10) under .bench/data-quick
+//   --quick              smaller datasets under .bench/*-quick
 //   --tools=a,b          only run these tools (default: kloset,restic)
-//   --sections=a,b       only run these sections (default: all)
+//   --sections=a,b       only run these sections: local, mount (default: all)
 //   --no-build           do not run `npm run build` before benchmarking kloset
 //   --verify-full        verify restores with `diff -rq` instead of sampled hashes
 //   --timeout=SECONDS    per-step timeout (default 3600)
 //   --runs=N             repeat each tool's cycle N times, report medians (default 1)
 //   --regen              force dataset regeneration
+//   --cache-size=SIZE    mount section: pass --cache-size SIZE to `kloset mount`
+//                        (default: kloset's own, 512 MiB); sets the RSS target
 //
 // Output: a table on stdout and the same as Markdown in .bench/results.md.
 // Exit code: 0 when every step ran and every restore verified, 1 otherwise
 // (missed performance targets do not change the exit code).
 //
 // Structure: SECTIONS is a list of { name, title, run(ctx) } where run returns
-// { columns, rows, targets, notes, errors }. Future sections (S3 vs rclone,
-// FUSE mount vs restic mount) are added to that list.
+// { columns, rows, targets, notes, errors }. Sections: `local` (backup and
+// restore of a directory, kloset vs restic) and `mount` (reads through
+// `kloset mount` vs `restic mount` vs a trivial in-memory FUSE file system,
+// scripts/bench-memfs.cjs). Future sections (S3 vs rclone) join that list.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
@@ -50,6 +55,7 @@ function parseArgs(argv) {
     timeout: 3600,
     regen: false,
     runs: 1,
+    cacheSize: null,
   };
   for (const a of argv) {
     if (a === '--quick') opts.quick = true;
@@ -60,9 +66,17 @@ function parseArgs(argv) {
     else if (a.startsWith('--sections=')) opts.sections = a.slice(11).split(',').filter(Boolean);
     else if (a.startsWith('--timeout=')) opts.timeout = Number(a.slice(10));
     else if (a.startsWith('--runs=')) opts.runs = Math.max(1, Number(a.slice(7)) | 0);
+    else if (a.startsWith('--cache-size=')) {
+      opts.cacheSize = a.slice(13);
+      if (parseSize(opts.cacheSize) == null) {
+        console.error(`bench: invalid --cache-size ${opts.cacheSize} (examples: 512M, 2G, 1048576)`);
+        process.exit(2);
+      }
+    }
     else if (a === '-h' || a === '--help') {
       const src = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8');
-      console.log(src.split('\n').slice(1, 22).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
+      const lines = src.split('\n').slice(1);
+      console.log(lines.slice(0, lines.findIndex((l) => l.startsWith('// Structure:'))).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
       process.exit(0);
     } else {
       console.error(`bench: unknown argument ${a}`);
@@ -70,6 +84,13 @@ function parseArgs(argv) {
     }
   }
   return opts;
+}
+
+// "512M", "2GiB", "1048576" -> bytes (as `kloset mount --cache-size` reads it), or null.
+function parseSize(text) {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(String(text).trim());
+  if (!m) return null;
+  return Math.round(Number(m[1]) * 1024 ** ' kmgt'.indexOf(m[2].toLowerCase() || ' '));
 }
 
 function log(msg) {
@@ -428,10 +449,11 @@ const TOOLS = {
       return `${v}${git.ok ? ` (git ${git.stdout.trim()})` : ''}`;
     },
     prepare(opts) {
-      if (opts.build) {
+      if (opts.build && !this.built) {
         log('building kloset (npm run build)');
         const r = run('npm', ['run', 'build', '--silent']);
         if (!r.ok) return `npm run build failed:\n${tail(r.stdout + r.stderr, 40)}`;
+        this.built = true;
       }
       if (!fs.existsSync(path.join(ROOT, 'dist/cli/main.js'))) return 'dist/cli/main.js is missing (build kloset first)';
       return null;
@@ -459,7 +481,7 @@ const TOOLS = {
     name: 'restic',
     version() {
       const r = run('restic', ['version']);
-      return r.ok ? r.stdout.trim() : 'unknown';
+      return r.ok ? r.stdout.trim().replace(/^restic /, '') : 'unknown';
     },
     prepare() {
       try {
@@ -579,7 +601,8 @@ function ratio(num, den) {
 // Sections
 
 async function sectionLocal(ctx) {
-  const { dataset, opts } = ctx;
+  const { opts } = ctx;
+  const dataset = await ctx.dataset();
   const names = ['kloset', 'restic'];
   const results = {};
   log('warming page cache (reading the dataset once)');
@@ -673,10 +696,701 @@ async function sectionLocal(ctx) {
   return { columns: ['metric', 'kloset', 'restic', 'ratio'], rows, targets, notes, errors };
 }
 
+// ---------------------------------------------------------------------------
+// Mount section: reads through `kloset mount` vs `restic mount` vs a trivial
+// in-memory FUSE file system (scripts/bench-memfs.cjs), on one dataset.
+
+const MOUNT_GENERATOR_VERSION = 1;
+const MOUNT_BIG = 'big.bin';
+const MOUNT_TREE = 'tree';
+const RANDOM_READS = 2000;
+const RANDOM_READ_SIZE = 4 * KiB;
+const MOUNT_READY_MS = 60_000; // spawn -> usable, at most
+const MOUNT_STOP_MS = 20_000; // signal -> exited, before SIGKILL
+
+function mountDatasetSpec(quick) {
+  // One partly compressible large file (each 4 MiB block: 2 MiB of text, 2 MiB
+  // of random bytes, nothing repeated) and a tree of small files (0-2 KiB,
+  // half text, half random).
+  return quick
+    ? { bigSize: 128 * MiB, dirs: 50, filesPerDir: 100, maxSmall: 2 * KiB, seed: 0x6d6f756e }
+    : { bigSize: 1024 * MiB, dirs: 500, filesPerDir: 100, maxSmall: 2 * KiB, seed: 0x6d6f756e };
+}
+
+async function ensureMountDataset(opts) {
+  const spec = mountDatasetSpec(opts.quick);
+  const dir = path.join(BENCH, opts.quick ? 'mount-data-quick' : 'mount-data');
+  const marker = `${dir}.version`;
+  const want = JSON.stringify({ generator: MOUNT_GENERATOR_VERSION, ...spec });
+  const have = fs.existsSync(marker) ? fs.readFileSync(marker, 'utf8') : '';
+  if (!opts.regen && have === want && fs.existsSync(dir)) {
+    log(`mount dataset ${path.relative(ROOT, dir)} up to date`);
+  } else {
+    log(`generating mount dataset in ${path.relative(ROOT, dir)} ...`);
+    const t0 = performance.now();
+    fs.rmSync(marker, { force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(path.join(dir, MOUNT_TREE), { recursive: true });
+    const rand = mulberry32(spec.seed);
+    const vocab = makeVocabulary(rand, 4000);
+
+    const fd = fs.openSync(path.join(dir, MOUNT_BIG), 'w');
+    const block = 4 * MiB;
+    const c = createCipheriv('aes-256-ctr', RANDOM_KEY, createHash('sha256').update('iv:mount-big').digest().subarray(0, 16));
+    const zero = Buffer.alloc(block);
+    for (let off = 0; off < spec.bigSize; off += block) {
+      const n = Math.min(block, spec.bigSize - off);
+      const text = n >> 1;
+      fs.writeSync(fd, textBytes(rand, vocab, text));
+      fs.writeSync(fd, c.update(zero.subarray(0, n - text)));
+    }
+    fs.closeSync(fd);
+
+    for (let d = 0; d < spec.dirs; d++) {
+      const sub = path.join(dir, MOUNT_TREE, `d${String(d).padStart(3, '0')}`);
+      fs.mkdirSync(sub);
+      for (let f = 0; f < spec.filesPerDir; f++) {
+        const size = Math.floor(rand() * (spec.maxSmall + 1));
+        const isText = rand() < 0.5;
+        const name = `f${String(f).padStart(3, '0')}.${isText ? 'txt' : 'bin'}`;
+        fs.writeFileSync(path.join(sub, name), isText ? textBytes(rand, vocab, size) : randomBytes(`mount:${d}:${f}`, size));
+      }
+    }
+    fs.writeFileSync(marker, want);
+    log(`mount dataset generated in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+  const files = spec.dirs * spec.filesPerDir;
+  return {
+    dir,
+    spec,
+    bigRel: MOUNT_BIG,
+    bigSize: fs.statSync(path.join(dir, MOUNT_BIG)).size,
+    treeRel: MOUNT_TREE,
+    treeFiles: files,
+    treeDirs: spec.dirs,
+    treeEntries: files + spec.dirs,
+  };
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Resolves like `promise`, or rejects after `ms` with a message naming `what`.
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: no result after ${(ms / 1000).toFixed(0)} s`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+function unescapeMountinfo(field) {
+  return field.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
+}
+
+function mountPoints() {
+  try {
+    return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean)
+      .map((line) => unescapeMountinfo(line.split(' ')[4]));
+  } catch {
+    return [];
+  }
+}
+
+function isMounted(dir) {
+  return mountPoints().includes(path.resolve(dir));
+}
+
+// `fusermount -uz` (lazy unmount) of dir, and of anything mounted below it.
+function forceUnmount(dir) {
+  const abs = path.resolve(dir);
+  for (const m of mountPoints().reverse()) {
+    if (m === abs || m.startsWith(`${abs}/`)) {
+      log(`  fusermount -uz ${m}`);
+      const r = spawnSync('fusermount', ['-uz', m], { encoding: 'utf8', timeout: 15_000 });
+      if (r.status !== 0) spawnSync('umount', ['-l', m], { timeout: 15_000 });
+    }
+  }
+}
+
+// Mount processes and mount points still up, for the exit / signal safety net.
+const liveMounts = new Set();
+
+function cleanupMountsSync() {
+  for (const m of liveMounts) {
+    try {
+      if (!m.exited) process.kill(m.pid, 'SIGKILL');
+    } catch {}
+    forceUnmount(m.mountpoint);
+  }
+  liveMounts.clear();
+}
+
+function installMountSafetyNet() {
+  const onSignal = (sig) => {
+    log(`${sig}: unmounting and stopping mount processes`);
+    cleanupMountsSync();
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+  const handlers = ['SIGINT', 'SIGTERM', 'SIGHUP'].map((sig) => {
+    const h = () => onSignal(sig);
+    process.on(sig, h);
+    return [sig, h];
+  });
+  process.on('exit', cleanupMountsSync);
+  return () => {
+    for (const [sig, h] of handlers) process.off(sig, h);
+    process.off('exit', cleanupMountsSync);
+    cleanupMountsSync();
+  };
+}
+
+// Starts a foreground mount process. `ready` resolves when its output matches
+// readyRe (the process's own "mounted" message); stop() signals it, waits,
+// kills it if needed and lazily unmounts whatever is left.
+function startMount(label, cmd, args, { env = {}, mountpoint, readyRe, stopSignal, logDir }) {
+  fs.mkdirSync(logDir, { recursive: true });
+  const cmdline = [cmd, ...args].map(shellQuote).join(' ');
+  log(`mount ${label}: ${cmdline}`);
+  const spawnedAt = performance.now();
+  const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const m = { label, cmdline, child, pid: child.pid, mountpoint, spawnedAt, readyAt: null, exited: false, exit: null, out: '', err: '' };
+  liveMounts.add(m);
+  const cap = (s) => (s.length > 1e6 ? s.slice(-1e6) : s);
+  let resolveReady;
+  m.ready = new Promise((resolve) => (resolveReady = resolve));
+  const check = () => {
+    if (m.readyAt == null && readyRe.test(m.out + m.err)) {
+      m.readyAt = performance.now();
+      resolveReady(true);
+    }
+  };
+  child.stdout.setEncoding('utf8');
+  child.stderr.setEncoding('utf8');
+  child.stdout.on('data', (d) => { m.out = cap(m.out + d); check(); });
+  child.stderr.on('data', (d) => { m.err = cap(m.err + d); check(); });
+  m.done = new Promise((resolve) => {
+    child.on('exit', (code, sig) => {
+      m.exited = true;
+      m.exit = code ?? sig;
+      resolveReady(false);
+      resolve(m.exit);
+    });
+    child.on('error', (e) => {
+      m.exited = true;
+      m.exit = `spawn error: ${e.message}`;
+      m.err += `\n${e.message}`;
+      resolveReady(false);
+      resolve(m.exit);
+    });
+  });
+  m.describe = () => `${cmdline} (exit ${m.exit ?? 'still running'})\n${tail(m.err || m.out, 20)}`;
+  m.stop = async () => {
+    if (!m.exited) {
+      child.kill(stopSignal);
+      await Promise.race([m.done, sleep(MOUNT_STOP_MS)]);
+    }
+    if (!m.exited) {
+      log(`  ${label}: no exit ${MOUNT_STOP_MS / 1000} s after ${stopSignal}; SIGKILL`);
+      child.kill('SIGKILL');
+      await Promise.race([m.done, sleep(5000)]);
+    }
+    forceUnmount(mountpoint);
+    liveMounts.delete(m);
+    fs.writeFileSync(path.join(logDir, `${label}.stdout`), m.out);
+    fs.writeFileSync(path.join(logDir, `${label}.stderr`), m.err);
+  };
+  return m;
+}
+
+// Polls probe() until it answers true: the time the mount became usable.
+async function waitUsable(m, probe) {
+  const deadline = m.spawnedAt + MOUNT_READY_MS;
+  while (performance.now() < deadline) {
+    if (m.exited) throw new Error(`mount exited before it was usable: ${m.describe()}`);
+    const ok = await withTimeout(probe(), Math.max(1, deadline - performance.now()), 'mount probe').catch((e) => {
+      if (/no result after/.test(e.message)) throw e;
+      return false;
+    });
+    if (ok) return performance.now();
+    await sleep(5);
+  }
+  throw new Error(`mount not usable after ${MOUNT_READY_MS / 1000} s: ${m.describe()}`);
+}
+
+const nonEmptyDir = (dir) => async () => (await fsp.readdir(dir)).length > 0;
+
+// Peak resident set (VmHWM) of a live process, in MiB.
+function peakRssMiB(pid) {
+  try {
+    const kb = /^VmHWM:\s+(\d+)\s+kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return kb ? Number(kb[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+// The directory holding the dataset (big file and tree) somewhere under root.
+async function findDatasetRoot(root, maxDepth = 24) {
+  let level = [root];
+  for (let depth = 0; depth <= maxDepth && level.length; depth++) {
+    const next = [];
+    for (const dir of level) {
+      const ents = await fsp.readdir(dir, { withFileTypes: true });
+      const names = new Set(ents.map((e) => e.name));
+      if (names.has(MOUNT_BIG) && names.has(MOUNT_TREE)) return dir;
+      for (const e of ents) if (e.isDirectory()) next.push(path.join(dir, e.name));
+    }
+    level = next;
+  }
+  throw new Error(`${MOUNT_BIG} and ${MOUNT_TREE}/ not found under ${root}`);
+}
+
+// Reads a whole file front to back with a 1 MiB buffer: { bytes, seconds, mibs }.
+async function readSequential(file) {
+  const t0 = performance.now();
+  const fh = await fsp.open(file, 'r');
+  const buf = Buffer.allocUnsafe(MiB);
+  let bytes = 0;
+  try {
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, bytes);
+      if (bytesRead === 0) break;
+      bytes += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  return { bytes, seconds, mibs: bytes / MiB / seconds };
+}
+
+function randomOffsets(size, n, seed) {
+  const rand = mulberry32(seed);
+  const blocks = Math.floor((size - RANDOM_READ_SIZE) / RANDOM_READ_SIZE) + 1;
+  return Array.from({ length: n }, () => Math.floor(rand() * blocks) * RANDOM_READ_SIZE);
+}
+
+function percentile(sorted, p) {
+  if (!sorted.length) return null;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+// One 4 KiB read at a time at each offset (one open file handle); checks every
+// block against the source file. Returns latencies in ms and the mismatch count.
+async function randomReads(file, offsets, sourceFile) {
+  const fh = await fsp.open(file, 'r');
+  const src = sourceFile ? await fsp.open(sourceFile, 'r') : null;
+  const got = Buffer.alloc(RANDOM_READ_SIZE);
+  const want = Buffer.alloc(RANDOM_READ_SIZE);
+  const lat = [];
+  let mismatches = 0;
+  try {
+    for (const off of offsets) {
+      const t0 = performance.now();
+      const { bytesRead } = await fh.read(got, 0, RANDOM_READ_SIZE, off);
+      lat.push(performance.now() - t0);
+      if (src) {
+        const w = await src.read(want, 0, RANDOM_READ_SIZE, off);
+        if (bytesRead !== w.bytesRead || !got.subarray(0, bytesRead).equals(want.subarray(0, w.bytesRead))) mismatches++;
+      }
+    }
+  } finally {
+    await fh.close();
+    await src?.close();
+  }
+  const sorted = [...lat].sort((a, b) => a - b);
+  return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), mean: lat.reduce((s, x) => s + x, 0) / lat.length, mismatches };
+}
+
+// `ls -lR dir`, output kept in a file: { seconds, files, dirs }.
+async function lsRecursive(dir, outFile, timeoutMs) {
+  const fd = fs.openSync(outFile, 'w');
+  const t0 = performance.now();
+  const child = spawn('ls', ['-lR', dir], { stdio: ['ignore', fd, 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGKILL');
+  }, timeoutMs);
+  const code = await new Promise((resolve) => {
+    child.on('exit', (c, sig) => resolve(c ?? sig));
+    child.on('error', () => resolve(127));
+  });
+  clearTimeout(timer);
+  const seconds = (performance.now() - t0) / 1000;
+  fs.closeSync(fd);
+  if (code !== 0) throw new Error(`ls -lR ${dir}: exit ${code}${timedOut ? ' (timeout)' : ''}: ${tail(err, 10)}`);
+  let files = 0;
+  let dirs = 0;
+  for (const line of fs.readFileSync(outFile, 'utf8').split('\n')) {
+    if (line.startsWith('-')) files++;
+    else if (line.startsWith('d')) dirs++;
+  }
+  return { seconds, files, dirs };
+}
+
+// How each tool stores the dataset and mounts it. setup() creates the store
+// and backs up; mount() says what to run and where the snapshot root is.
+const MOUNT_TOOLS = {
+  kloset: {
+    stopSignal: 'SIGTERM',
+    readyRe: /\bmounted\b/,
+    readyText: '"mounted" printed',
+    async setup(c) {
+      const tool = TOOLS.kloset;
+      const env = tool.env(c);
+      for (const [label, [cmd, args]] of [['init', tool.init(c)], ['backup', tool.backup(c)]]) {
+        const r = await measure(label, cmd, args, { env, timeout: c.opts.timeout, logDir: c.logDir });
+        if (!r.ok) throw new Error(`kloset ${label} failed (exit ${r.code}${r.timedOut ? ', timeout' : ''}): ${r.cmdline}\n${tail(r.stderr, 30)}`);
+        c.steps[label] = r;
+      }
+      c.snapshot = await tool.snapshotId(c);
+    },
+    mount(c) {
+      const cache = c.opts.cacheSize ? ['--cache-size', c.opts.cacheSize] : [];
+      return {
+        cmd: './bin/kloset.js',
+        args: ['at', c.store, 'mount', ...cache, c.mnt, c.snapshot],
+        env: TOOLS.kloset.env(c),
+        snapshotRoot: c.mnt,
+      };
+    },
+  },
+  restic: {
+    stopSignal: 'SIGINT',
+    readyRe: /Now serving the repository at/,
+    readyText: '"Now serving" printed',
+    async setup(c) {
+      const tool = TOOLS.restic;
+      const env = tool.env(c);
+      for (const [label, [cmd, args]] of [['init', tool.init(c)], ['backup', tool.backup(c)]]) {
+        const r = await measure(label, cmd, args, { env, timeout: c.opts.timeout, logDir: c.logDir });
+        if (!r.ok) throw new Error(`restic ${label} failed (exit ${r.code}${r.timedOut ? ', timeout' : ''}): ${r.cmdline}\n${tail(r.stderr, 30)}`);
+        c.steps[label] = r;
+      }
+      const r = run('restic', ['-r', c.store, 'snapshots', '--json'], { env });
+      let list;
+      try {
+        list = JSON.parse(r.stdout);
+      } catch {
+        throw new Error(`restic snapshots --json failed (exit ${r.code}): ${tail(r.stderr || r.stdout, 20)}`);
+      }
+      const last = list[list.length - 1];
+      if (!last?.id) throw new Error(`restic snapshots --json: no snapshot in ${r.stdout.slice(0, 300)}`);
+      c.snapshot = last.short_id ?? last.id.slice(0, 8);
+    },
+    mount(c) {
+      return {
+        cmd: 'restic',
+        args: ['-r', c.store, 'mount', c.mnt],
+        env: TOOLS.restic.env(c),
+        snapshotRoot: path.join(c.mnt, 'ids', c.snapshot),
+      };
+    },
+  },
+  memfs: {
+    stopSignal: 'SIGTERM',
+    readyRe: /\bmounted\b/,
+    readyText: '"mounted" printed',
+    async setup() {},
+    mount(c, { kernelCache }) {
+      return {
+        cmd: process.execPath,
+        args: [path.join(ROOT, 'scripts', 'bench-memfs.cjs'), c.mnt, String(c.ds.bigSize), ...(kernelCache ? ['--kernel-cache'] : [])],
+        env: {},
+        snapshotRoot: c.mnt,
+      };
+    },
+  },
+};
+
+// Mounts once: returns the mount (usable, readiness timed), the caller does
+// its reads, then always stops it.
+async function withMount(name, c, label, mountOpts, work) {
+  const tool = MOUNT_TOOLS[name];
+  const spec = tool.mount(c, mountOpts ?? {});
+  forceUnmount(c.mnt);
+  fs.mkdirSync(c.mnt, { recursive: true });
+  const m = startMount(`${name}-${label}`, spec.cmd, spec.args, {
+    env: spec.env,
+    mountpoint: c.mnt,
+    readyRe: tool.readyRe,
+    stopSignal: tool.stopSignal,
+    logDir: c.logDir,
+  });
+  try {
+    const usableAt = await waitUsable(m, nonEmptyDir(spec.snapshotRoot));
+    // The readiness line may come just after the first successful probe.
+    await withTimeout(m.ready, 5000, `${name}: readiness message`).catch(() => {});
+    const timing = {
+      usable: (usableAt - m.spawnedAt) / 1000,
+      printed: m.readyAt != null ? (m.readyAt - m.spawnedAt) / 1000 : null,
+    };
+    log(`  ${name} ${label}: usable after ${timing.usable.toFixed(3)} s` +
+      (timing.printed != null ? `, ${tool.readyText} after ${timing.printed.toFixed(3)} s` : ', no readiness message'));
+    const result = await work({ m, spec, timing });
+    const rss = peakRssMiB(m.pid);
+    return { ...result, timing, rssMiB: rss };
+  } finally {
+    await m.stop();
+    // restic exits with 130 after SIGINT, as it does on Ctrl-C.
+    if (m.exit !== 0 && !(tool.stopSignal === 'SIGINT' && m.exit === 130)) log(`  ${name} ${label}: mount process exited with ${m.exit}`);
+    const report = /^unmounted .*$/m.exec(m.out)?.[0];
+    c.exits.push({ label, exit: m.exit, report: report?.replace(/^unmounted [^:]*: /, '') });
+  }
+}
+
+// Everything measured for one tool (kloset or restic): store + backup, then
+// mount A (cold and warm sequential read, ls -lR cold and warm), then a fresh
+// mount B (4 KiB random reads, cold then warm).
+async function mountCycle(name, ds, opts, base) {
+  const c = {
+    opts,
+    ds,
+    store: path.join(base, 'store'),
+    cacheDir: path.join(base, 'cache'),
+    mnt: path.join(base, 'mnt'),
+    logDir: path.join(base, 'logs'),
+    data: ds.dir,
+    steps: {},
+    exits: [],
+  };
+  const res = { tool: name, ok: false, errors: [], exits: c.exits };
+  const stepMs = Math.min(opts.timeout, 900) * 1000;
+  try {
+    if (name !== 'memfs') {
+      const prepErr = TOOLS[name].prepare(opts);
+      res.version = prepErr ? 'n/a' : TOOLS[name].version();
+      if (prepErr) throw new Error(prepErr);
+    }
+    forceUnmount(base);
+    fresh(base);
+    fs.mkdirSync(c.logDir, { recursive: true });
+    await MOUNT_TOOLS[name].setup(c);
+    res.backup = c.steps.backup;
+    res.storeBytes = name === 'memfs' ? null : duBytes(c.store);
+    const offsets = randomOffsets(ds.bigSize, RANDOM_READS, 0x72616e64);
+    const source = path.join(ds.dir, ds.bigRel);
+
+    if (name === 'memfs') {
+      // Same FUSE options as kloset (kernel_cache): first read goes through
+      // FUSE, the re-read comes from the page cache.
+      const a = await withMount(name, c, 'kernel-cache', { kernelCache: true }, async () => {
+        const file = path.join(c.mnt, ds.bigRel);
+        const cold = await withTimeout(readSequential(file), stepMs, 'memfs cold read');
+        const warm = await withTimeout(readSequential(file), stepMs, 'memfs warm read');
+        const randWarm = await withTimeout(randomReads(file, offsets, null), stepMs, 'memfs warm random reads');
+        return { cold, warm, randWarm };
+      });
+      // No kernel cache: every read goes through FUSE (best of two reads).
+      const b = await withMount(name, c, 'no-kernel-cache', { kernelCache: false }, async () => {
+        const file = path.join(c.mnt, ds.bigRel);
+        const r1 = await withTimeout(readSequential(file), stepMs, 'memfs read 1');
+        const r2 = await withTimeout(readSequential(file), stepMs, 'memfs read 2');
+        const randCold = await withTimeout(randomReads(file, offsets, null), stepMs, 'memfs random reads');
+        return { fuse: r1.mibs >= r2.mibs ? r1 : r2, fuseAll: [r1.mibs, r2.mibs], randCold };
+      });
+      Object.assign(res, {
+        mountUsable: a.timing.usable,
+        mountPrinted: a.timing.printed,
+        mountTimes: [a.timing.usable, b.timing.usable],
+        cold: a.cold,
+        warm: a.warm,
+        randWarm: a.randWarm,
+        fuse: b.fuse,
+        fuseAll: b.fuseAll,
+        randCold: b.randCold,
+        rssMiB: Math.max(a.rssMiB ?? 0, b.rssMiB ?? 0) || null,
+      });
+      for (const r of [a.cold, a.warm, b.fuse]) {
+        if (r.bytes !== ds.bigSize) res.errors.push(`memfs: read ${r.bytes} bytes, expected ${ds.bigSize}`);
+      }
+      res.ok = res.errors.length === 0;
+      return res;
+    }
+
+    let rootRel;
+    const a = await withMount(name, c, 'A', null, async ({ spec }) => {
+      const root = await withTimeout(findDatasetRoot(spec.snapshotRoot), 60_000, `${name}: finding the dataset in the mount`);
+      rootRel = path.relative(spec.snapshotRoot, root);
+      log(`  ${name}: dataset at ${path.relative(c.mnt, root) || '.'} in the mount`);
+      const file = path.join(root, ds.bigRel);
+      const cold = await withTimeout(readSequential(file), stepMs, `${name} cold sequential read`);
+      log(`  ${name} cold sequential read: ${cold.mibs.toFixed(0)} MiB/s (${cold.seconds.toFixed(2)} s)`);
+      const warm = await withTimeout(readSequential(file), stepMs, `${name} warm sequential read`);
+      log(`  ${name} warm re-read: ${warm.mibs.toFixed(0)} MiB/s (${warm.seconds.toFixed(2)} s)`);
+      const tree = path.join(root, ds.treeRel);
+      const ls1 = await lsRecursive(tree, path.join(c.logDir, 'ls-cold.txt'), stepMs);
+      log(`  ${name} ls -lR cold: ${ls1.seconds.toFixed(2)} s (${ls1.files} files, ${ls1.dirs} dirs)`);
+      const ls2 = await lsRecursive(tree, path.join(c.logDir, 'ls-warm.txt'), stepMs);
+      log(`  ${name} ls -lR warm: ${ls2.seconds.toFixed(2)} s`);
+      return { cold, warm, ls1, ls2 };
+    });
+    const b = await withMount(name, c, 'B', null, async ({ spec }) => {
+      const file = path.join(spec.snapshotRoot, rootRel, ds.bigRel);
+      const randCold = await withTimeout(randomReads(file, offsets, source), stepMs, `${name} cold random reads`);
+      log(`  ${name} random 4 KiB reads, cold: p50 ${randCold.p50.toFixed(3)} ms, p99 ${randCold.p99.toFixed(3)} ms`);
+      const randWarm = await withTimeout(randomReads(file, offsets, source), stepMs, `${name} warm random reads`);
+      log(`  ${name} random 4 KiB reads, warm: p50 ${randWarm.p50.toFixed(3)} ms, p99 ${randWarm.p99.toFixed(3)} ms`);
+      return { randCold, randWarm };
+    });
+    Object.assign(res, {
+      mountUsable: a.timing.usable,
+      mountPrinted: a.timing.printed,
+      mountTimes: [a.timing.usable, b.timing.usable],
+      cold: a.cold,
+      warm: a.warm,
+      ls1: a.ls1,
+      ls2: a.ls2,
+      randCold: b.randCold,
+      randWarm: b.randWarm,
+      rssMiB: Math.max(a.rssMiB ?? 0, b.rssMiB ?? 0) || null,
+      rssByMount: [a.rssMiB, b.rssMiB],
+    });
+    for (const r of [a.cold, a.warm]) {
+      if (r.bytes !== ds.bigSize) res.errors.push(`${name}: sequential read gave ${r.bytes} bytes, expected ${ds.bigSize}`);
+    }
+    for (const l of [a.ls1, a.ls2]) {
+      if (l.files !== ds.treeFiles || l.dirs !== ds.treeDirs) {
+        res.errors.push(`${name}: ls -lR listed ${l.files} files and ${l.dirs} directories, expected ${ds.treeFiles} and ${ds.treeDirs}`);
+      }
+    }
+    for (const r of [b.randCold, b.randWarm]) {
+      if (r.mismatches) res.errors.push(`${name}: ${r.mismatches} of ${RANDOM_READS} random 4 KiB reads differ from the source file`);
+    }
+    res.ok = res.errors.length === 0;
+  } catch (e) {
+    res.errors.push(`${name}: ${e.message ?? e}`);
+  } finally {
+    forceUnmount(base);
+  }
+  return res;
+}
+
+async function sectionMount(ctx) {
+  const { opts } = ctx;
+  const errors = [];
+  if (!fs.existsSync('/dev/fuse')) {
+    return { columns: ['metric'], rows: [], targets: [], notes: [], errors: ['mount: /dev/fuse is missing (FUSE is not available here)'] };
+  }
+  try {
+    ensureDebianPackages(['libfuse2', 'fuse3']);
+  } catch (e) {
+    errors.push(`mount: ${e.message}`);
+  }
+  const ds = await ensureMountDataset(opts);
+  const cacheBytes = opts.cacheSize ? parseSize(opts.cacheSize) : 512 * MiB;
+  const baseDir = path.join(BENCH, opts.quick ? 'quick' : 'full', 'mount');
+  const removeSafetyNet = installMountSafetyNet();
+  const results = {};
+  try {
+    forceUnmount(baseDir);
+    // Same starting point for both tools: the dataset's pages in the page cache.
+    log('warming page cache (reading the mount dataset once)');
+    await readSequential(path.join(ds.dir, ds.bigRel));
+    spawnSync('sh', ['-c', `find ${shellQuote(path.join(ds.dir, ds.treeRel))} -type f -exec cat {} + > /dev/null`]);
+    for (const name of ['kloset', 'restic', 'memfs']) {
+      if (name !== 'memfs' && !opts.tools.includes(name)) {
+        results[name] = { tool: name, skipped: true, errors: [] };
+        continue;
+      }
+      log(`mount: ${name}`);
+      results[name] = await mountCycle(name, ds, opts, path.join(baseDir, name));
+    }
+  } finally {
+    removeSafetyNet();
+    forceUnmount(baseDir);
+  }
+  const k = results.kloset;
+  const r = results.restic;
+  const t = results.memfs;
+  const get = (res, f) => (res && !res.skipped ? f(res) ?? null : null);
+  const fmtMs = (v) => (v == null ? '—' : `${v < 1 ? v.toFixed(3) : v.toFixed(2)} ms`);
+  const fmtS3 = (v) => (v == null ? '—' : `${v.toFixed(3)} s`);
+  const rows = [];
+  // kind 'time' (less is better): ratio restic/kloset; 'more': kloset/restic —
+  // both > 1 when kloset is faster. 'less' (RSS): kloset/restic, < 1 when smaller.
+  const add = (metric, kind, f, unit, fTrivial = f) => {
+    const kv = get(k, f);
+    const rv = get(r, f);
+    const tv = fTrivial ? get(t, fTrivial) : null;
+    const x = kind === 'time' ? ratio(rv, kv) : ratio(kv, rv);
+    rows.push({ metric, kloset: unit(kv), restic: unit(rv), ratio: fmt.x(x), 'trivial fs': unit(tv), raw: { kv, rv, tv, x } });
+  };
+  const entries = ds.treeEntries.toLocaleString('en-US');
+  add('time to mount (spawn → mount usable)', 'time', (x) => x.mountUsable, fmtS3);
+  add('time to mount (spawn → readiness message)', 'time', (x) => x.mountPrinted, fmtS3);
+  add(`cold sequential read, ${(ds.bigSize / MiB).toFixed(0)} MiB file`, 'more', (x) => x.cold?.mibs, fmt.mibs);
+  add('warm sequential re-read', 'more', (x) => x.warm?.mibs, fmt.mibs);
+  add('4 KiB random read p50, cold', 'time', (x) => x.randCold?.p50, fmtMs);
+  add('4 KiB random read p99, cold', 'time', (x) => x.randCold?.p99, fmtMs);
+  add('4 KiB random read p50, warm', 'time', (x) => x.randWarm?.p50, fmtMs);
+  add('4 KiB random read p99, warm', 'time', (x) => x.randWarm?.p99, fmtMs);
+  add(`ls -lR of ${entries} entries, cold`, 'time', (x) => x.ls1?.seconds, fmt.s);
+  add(`ls -lR of ${entries} entries, warm`, 'time', (x) => x.ls2?.seconds, fmt.s);
+  add('peak RSS of the mount process (VmHWM)', 'less', (x) => x.rssMiB, fmt.mib);
+  add('sequential read through FUSE, no kernel cache', 'more', () => null, fmt.mibs, (x) => x.fuse?.mibs);
+
+  const raw = Object.fromEntries(rows.map((row) => [row.metric.split(',')[0], row.raw]));
+  const target = (name, value, pass, shown) => ({ name, value: shown, status: value == null ? 'n/a' : pass ? 'PASS' : 'MISS' });
+  const coldX = raw['cold sequential read'].x;
+  const warmK = raw['warm sequential re-read'].kv;
+  const warmT = raw['warm sequential re-read'].tv;
+  const warmX = ratio(warmK, warmT);
+  const fuseT = raw['sequential read through FUSE'].tv;
+  const mountK = raw['time to mount (spawn → mount usable)'].kv;
+  const rssK = raw['peak RSS of the mount process (VmHWM)'].kv;
+  const rssLimit = (cacheBytes + 150e6) / MiB;
+  const cacheText = `${opts.cacheSize ? `--cache-size ${opts.cacheSize}` : 'default cache 512 MiB'}`;
+  const targets = [
+    target('cold sequential read ≥ 2x restic mount', coldX, coldX >= 2, fmt.x(coldX)),
+    target('warm re-read ≥ 80% of the trivial fs (same FUSE options)', warmX, warmX >= 0.8,
+      warmX == null ? '—' : `${(warmX * 100).toFixed(0)}%`),
+    target('time to mount (spawn → usable) < 1 s', mountK, mountK < 1, fmtS3(mountK)),
+    target(`peak RSS ≤ cache + 150 MB (${cacheText}: ${rssLimit.toFixed(0)} MiB)`, rssK, rssK <= rssLimit, fmt.mib(rssK)),
+  ];
+  const ver = (x) => x?.version ?? 'n/a';
+  const notes = [
+    `Dataset (${path.relative(ROOT, ds.dir)}): one ${(ds.bigSize / MiB).toFixed(0)} MiB file (each 4 MiB block half text, half random: ` +
+      `partly compressible, no duplicate blocks) and a tree of ${ds.treeDirs} directories × ${ds.spec.filesPerDir} files of 0–2 KiB ` +
+      `(${entries} entries). Each tool backs it up into a fresh local store under ${path.relative(ROOT, baseDir)}/ ` +
+      `(kloset backup ${fmt.s(get(k, (x) => x.backup?.seconds))}, restic backup ${fmt.s(get(r, (x) => x.backup?.seconds))}), ` +
+      'and its own snapshot is mounted in the foreground as a child process.',
+    `Mount A: time to mount, then the large file read front to back with a 1 MiB buffer twice (cold: first read after mounting; warm: the re-read), ` +
+      'then `ls -lR` of the tree twice. Mount B (fresh): ' +
+      `${RANDOM_READS} reads of 4 KiB at 4 KiB-aligned seeded random offsets, one at a time, cold, then the same offsets again (warm); every block is checked against the source file.`,
+    'Time to mount: spawn until the snapshot root lists entries (polled every 5 ms; kloset: the mount point, restic: ids/<id>), ' +
+      `and until the process prints its readiness line (kloset "mounted …", restic "Now serving the repository at …"); the table shows mount A, ` +
+      `all mounts: kloset ${(get(k, (x) => x.mountTimes) ?? []).map((v) => v.toFixed(3)).join(', ') || '—'} s, ` +
+      `restic ${(get(r, (x) => x.mountTimes) ?? []).map((v) => v.toFixed(3)).join(', ') || '—'} s.`,
+    `Peak RSS: VmHWM of the mount process from /proc/<pid>/status just before unmounting, the larger of mounts A and B ` +
+      `(kloset ${(get(k, (x) => x.rssByMount) ?? []).map((v) => fmt.mib(v)).join(' / ') || '—'}, ` +
+      `restic ${(get(r, (x) => x.rssByMount) ?? []).map((v) => fmt.mib(v)).join(' / ') || '—'}); kloset ran with ${cacheText}. ` +
+      'kloset runs through its shebang (./bin/kloset.js, with its malloc settings).',
+    'Trivial fs (scripts/bench-memfs.cjs): one file of the same size served from a 64 MiB in-memory pattern by fuse-native, the binding kloset uses, with ' +
+      'kloset\'s FUSE options (kernel_cache, max_read 1 MiB): its cold row is the first read (through FUSE), its warm row the re-read (page cache), its p50/p99 cold rows ' +
+      `come from a mount without kernel_cache. Its "no kernel cache" row is the best of two reads on that mount (${(get(t, (x) => x.fuseAll) ?? []).map((v) => v.toFixed(0)).join(', ')} MiB/s).` +
+      (warmK != null && fuseT != null ? ` kloset's warm re-read is ${(ratio(warmK, fuseT) * 100).toFixed(0)}% of that FUSE-only rate.` : ''),
+    'Ratios: times and latencies restic/kloset, throughputs kloset/restic (> 1: kloset faster); RSS kloset/restic (< 1: kloset smaller). ' +
+      'No caches are dropped: the dataset is read once before the backups, and each store\'s files sit in the page cache as the backup left them.',
+    `Versions: kloset ${ver(k)}; restic ${ver(r)}.`,
+    `${ctx.loadNote}.`,
+  ];
+  const reports = get(k, (x) => x.exits.filter((e) => e.report).map((e) => `mount ${e.label}: ${e.report}`));
+  if (reports?.length) notes.push(`kloset's own account at unmount: ${reports.join('; ')}.`);
+  for (const x of [k, r]) if (x?.skipped) notes.push(`${x.tool}: skipped (--tools).`);
+  errors.push(...[k, r, t].flatMap((x) => x?.errors ?? []));
+  return { columns: ['metric', 'kloset', 'restic', 'ratio', 'trivial fs'], rows, targets, notes, errors };
+}
+
 const SECTIONS = [
   { name: 'local', title: 'Local directory: kloset vs restic', run: sectionLocal },
+  { name: 'mount', title: 'FUSE mount: kloset mount vs restic mount vs a trivial FUSE file system', run: sectionMount },
   // Later: { name: 's3', title: 'S3 bucket: kloset vs rclone', run: sectionS3 },
-  // Later: { name: 'mount', title: 'FUSE mount: kloset mount vs restic mount', run: sectionMount },
 ];
 
 // ---------------------------------------------------------------------------
@@ -712,7 +1426,12 @@ async function main() {
   ensureDebianPackages(['time']);
   if (!fs.existsSync('/usr/bin/time')) throw new Error('/usr/bin/time not available');
 
-  const dataset = await ensureDataset(opts);
+  const known = SECTIONS.map((s) => s.name);
+  const unknown = (opts.sections ?? []).filter((s) => !known.includes(s));
+  if (unknown.length) throw new Error(`unknown section(s) ${unknown.join(', ')} (known: ${known.join(', ')})`);
+  // Each section asks for the dataset it needs; the local one is generated on first use.
+  let localDataset;
+  const dataset = () => (localDataset ??= ensureDataset(opts));
   const load = os.loadavg()[0];
   const loadNote = `1-min load average at start: ${load.toFixed(2)} on ${os.cpus().length} CPUs` +
     (load > os.cpus().length / 2 ? ' — machine busy, timings are noisy' : '');

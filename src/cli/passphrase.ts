@@ -37,14 +37,23 @@ async function promptHidden(question: string): Promise<string> {
   });
 }
 
+/** All of standard input (a pipe or socket: opening /dev/stdin fails on a socket). */
+async function readStdin(): Promise<string> {
+  let text = '';
+  process.stdin.setEncoding('utf8');
+  for await (const piece of process.stdin) text += piece;
+  return text;
+}
+
 export interface PassphraseSource {
   passphraseFile?: string;
   env?: NodeJS.ProcessEnv;
 }
 
-/** KLOSET_PASSPHRASE, PLAKAR_PASSPHRASE, --passphrase-file, then the terminal. */
+/** --passphrase-file (`-` for standard input), KLOSET_PASSPHRASE, PLAKAR_PASSPHRASE, then the terminal. */
 export async function readPassphrase(source: PassphraseSource, confirm = false): Promise<string> {
   const env = source.env ?? process.env;
+  if (source.passphraseFile === '-') return (await readStdin()).replace(/\r?\n$/, '');
   if (source.passphraseFile) {
     try {
       return (await fs.readFile(source.passphraseFile, 'utf8')).replace(/\r?\n$/, '');

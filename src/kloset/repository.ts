@@ -42,6 +42,8 @@ export interface StoreConfig {
 
 /** Bytes of unwanted blobs a coalesced read may carry along rather than split into two requests. */
 const COALESCE_GAP = 256 * 1024;
+/** A coalesced read stops growing here: its chunks are decoded only once all of it has arrived. */
+const COALESCE_MAX = 4 * 1024 * 1024;
 
 export type PassphraseProvider = () => Promise<string>;
 
@@ -242,7 +244,8 @@ export class Repository {
         last &&
         last.location.packId.equals(item.location.packId) &&
         item.location.offset >= last.location.offset &&
-        item.location.offset - (last.location.offset + last.location.length) <= COALESCE_GAP
+        item.location.offset - (last.location.offset + last.location.length) <= COALESCE_GAP &&
+        item.location.offset + item.location.length - run[0].location.offset <= COALESCE_MAX
       ) {
         run.push(item);
       } else runs.push([item]);

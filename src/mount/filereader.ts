@@ -13,6 +13,7 @@ const READ_AHEAD_MAX = 16;
  */
 export class FileReader {
   private expected = 0;
+  private lastChunk = 0;
   private window = 0;
   /** Chunks [0, aheadUntil) have been requested already by read-ahead. */
   private aheadUntil = 0;
@@ -50,16 +51,23 @@ export class FileReader {
   }
 
   private readAhead(position: number, end: number, last: number): void {
-    const sequential = position === this.expected;
-    this.expected = end;
+    // The kernel's own read-ahead sends several requests at once, not always
+    // in order: a read counts as sequential when it starts near where the
+    // stream already is (the previous end, or within what was fetched ahead).
+    const first = this.content.chunkAt(position);
+    const sequential = position === this.expected || (this.window > 0 && first >= this.lastChunk - 1 && first <= this.aheadUntil);
+    this.expected = Math.max(this.expected, end);
+    this.lastChunk = Math.max(this.lastChunk, last);
     if (!sequential) {
       this.window = 0;
       this.aheadUntil = 0;
+      this.expected = end;
+      this.lastChunk = last;
       return;
     }
     this.window = Math.min(READ_AHEAD_MAX, Math.max(READ_AHEAD_MIN, this.window * 2));
-    const from = Math.max(last + 1, this.aheadUntil);
-    const until = Math.min(this.content.chunks.length, last + 1 + this.window);
+    const from = Math.max(this.lastChunk + 1, this.aheadUntil);
+    const until = Math.min(this.content.chunks.length, this.lastChunk + 1 + this.window);
     if (from >= until) return;
     this.aheadUntil = until;
     const ids = [];

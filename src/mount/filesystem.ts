@@ -1,10 +1,22 @@
 import { constants } from 'node:fs';
-import Fuse from 'fuse-native';
+import os from 'node:os';
 import { ChunkCache } from './chunkcache.js';
 import { FileReader } from './filereader.js';
 import type { Namespace, Node } from './namespace.js';
 
 type Cb = (code: number, ...values: unknown[]) => void;
+
+/** FUSE answers errors as negated errno values. */
+const errno = os.constants.errno;
+const E = {
+  ENOENT: -errno.ENOENT,
+  EIO: -errno.EIO,
+  EROFS: -errno.EROFS,
+  EINVAL: -errno.EINVAL,
+  ENOTDIR: -errno.ENOTDIR,
+  EISDIR: -errno.EISDIR,
+  EBADF: -errno.EBADF,
+};
 
 const TYPE_BITS = { file: 0o100000, directory: 0o040000, symlink: 0o120000, device: 0o020000, fifo: 0o010000, socket: 0o140000 };
 const XATTR_META_PREFIX = 'user.';
@@ -39,7 +51,7 @@ export class SnapshotFilesystem {
   private fail(path: string, err: unknown, cb: Cb): void {
     this.stats.errors++;
     this.log(`${path}: ${err instanceof Error ? err.message : String(err)}`);
-    cb(Fuse.EIO);
+    cb(E.EIO);
   }
 
   private attributes(node: Node) {
@@ -69,7 +81,7 @@ export class SnapshotFilesystem {
   private withNode(path: string, cb: Cb, work: (node: Node) => void | Promise<void>): void {
     this.namespace.lookup(path).then(
       async (node) => {
-        if (!node) return cb(Fuse.ENOENT);
+        if (!node) return cb(E.ENOENT);
         try {
           await work(node);
         } catch (err) {
@@ -80,26 +92,26 @@ export class SnapshotFilesystem {
     );
   }
 
-  private readonlyOp = (...args: unknown[]) => (args[args.length - 1] as Cb)(Fuse.EROFS);
+  private readonlyOp = (...args: unknown[]) => (args[args.length - 1] as Cb)(E.EROFS);
 
   operations(): Record<string, (...args: any[]) => void> {
     return {
       getattr: (path: string, cb: Cb) => this.withNode(path, cb, (node) => cb(0, this.attributes(node))),
       readdir: (path: string, cb: Cb) =>
         this.withNode(path, cb, async (node) => {
-          if (node.type === 'link' || (node.type === 'entry' && node.entry.kind !== 'directory')) return cb(-20); // ENOTDIR
+          if (node.type === 'link' || (node.type === 'entry' && node.entry.kind !== 'directory')) return cb(E.ENOTDIR);
           cb(0, await this.namespace.list(path, node));
         }),
       readlink: (path: string, cb: Cb) =>
         this.withNode(path, cb, (node) => {
           if (node.type === 'link') return cb(0, node.target);
           if (node.type === 'entry' && node.entry.kind === 'symlink') return cb(0, node.entry.target ?? '');
-          cb(Fuse.EINVAL);
+          cb(E.EINVAL);
         }),
       open: (path: string, flags: number, cb: Cb) =>
         this.withNode(path, cb, async (node) => {
-          if ((flags & 3) !== constants.O_RDONLY || flags & constants.O_TRUNC) return cb(Fuse.EROFS);
-          if (node.type !== 'entry' || node.entry.kind !== 'file') return cb(-21); // EISDIR
+          if ((flags & 3) !== constants.O_RDONLY || flags & constants.O_TRUNC) return cb(E.EROFS);
+          if (node.type !== 'entry' || node.entry.kind !== 'file') return cb(E.EISDIR);
           const content = await node.reader.openFile(node.entry);
           const handle = this.nextHandle++;
           this.handles.set(handle, { path, reader: new FileReader(content, this.cache) });
@@ -107,7 +119,7 @@ export class SnapshotFilesystem {
         }),
       read: (path: string, fd: number, buffer: Buffer, length: number, position: number, cb: Cb) => {
         const open = this.handles.get(fd);
-        if (!open) return cb(-9); // EBADF
+        if (!open) return cb(E.EBADF);
         open.reader.readInto(buffer, position, length).then(
           (bytes) => {
             this.stats.reads++;

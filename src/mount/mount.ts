@@ -1,7 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { promisify } from 'node:util';
-import Fuse from 'fuse-native';
 import { KlosetError } from '../errors.js';
 import type { Repository } from '../kloset/repository.js';
 import type { SnapshotHeader } from '../snapshot/header.js';
@@ -25,7 +24,29 @@ export interface MountOptions {
 export interface MountedSnapshots {
   mountpoint: string;
   filesystem: SnapshotFilesystem;
+  /** Resolves when the file system is no longer mounted, whoever unmounted it. */
+  gone: Promise<void>;
   unmount(): Promise<void>;
+}
+
+/** Whether `mountpoint` is listed in this process's mount table. */
+async function isMounted(mountpoint: string): Promise<boolean> {
+  const table = await fs.readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  // Field 5 is the mount point, with spaces and the like written as octal escapes.
+  const escaped = mountpoint.replace(/[ \t\n\\]/g, (c) => '\\' + c.charCodeAt(0).toString(8).padStart(3, '0'));
+  return table.split('\n').some((line) => line.split(' ')[4] === escaped);
+}
+
+/** The binding loads libfuse when imported: load it only to mount, and say what is missing. */
+async function loadFuse(): Promise<typeof import('fuse-native').default> {
+  try {
+    return (await import('fuse-native')).default;
+  } catch (err) {
+    throw new KlosetError(
+      `cannot load FUSE (${(err as Error).message.split('\n')[0]}); install libfuse2 (Debian: apt-get install libfuse2 fuse3)`,
+      { cause: err },
+    );
+  }
 }
 
 /**
@@ -36,6 +57,7 @@ async function prepareMountpoint(mountpoint: string): Promise<void> {
   try {
     const stat = await fs.stat(mountpoint);
     if (!stat.isDirectory()) throw new KlosetError(`${mountpoint}: mount point is not a directory`);
+    if ((await fs.readdir(mountpoint)).length > 0) throw new KlosetError(`${mountpoint}: mount point is not empty`);
     return;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
@@ -65,9 +87,12 @@ export async function mountSnapshots(
     totals = target.snapshots.reduce((t, h) => ({ bytes: t.bytes + h.stats.size, files: t.files + h.stats.files }), { bytes: 0, files: 0 });
   } else {
     const reader = new SnapshotReader(repository, target.snapshot);
-    namespace = Namespace.ofEntry(reader, await reader.lookup(target.path));
+    const entry = await reader.lookup(target.path);
+    if (entry.kind !== 'directory') throw new KlosetError(`${target.path}: not a directory; mount a snapshot or a directory in it`);
+    namespace = Namespace.ofEntry(reader, entry);
     totals = { bytes: target.snapshot.stats.size, files: target.snapshot.stats.files };
   }
+  const Fuse = await loadFuse();
   const cache = new ChunkCache(repository, options.cacheBytes ?? DEFAULT_CACHE_BYTES);
   const filesystem = new SnapshotFilesystem(namespace, cache, options.log, totals);
   const fuse = new Fuse(mountpoint, filesystem.operations(), {
@@ -86,13 +111,30 @@ export async function mountSnapshots(
   await new Promise<void>((resolve, reject) =>
     fuse.mount((err) => (err ? reject(new KlosetError(`${mountpoint}: cannot mount: ${err.message}`, { cause: err })) : resolve())),
   );
+  const gone = new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      void isMounted(mountpoint).then((mounted) => {
+        if (mounted) return;
+        clearInterval(timer);
+        resolve();
+      });
+    }, 1000);
+    timer.unref();
+  });
   let unmounted: Promise<void> | undefined;
   return {
     mountpoint,
     filesystem,
+    gone,
     unmount: () =>
       (unmounted ??= new Promise<void>((resolve, reject) =>
-        fuse.unmount((err) => (err ? reject(new KlosetError(`${mountpoint}: cannot unmount: ${err.message}`)) : resolve())),
+        fuse.unmount((err) => {
+          if (!err) return resolve();
+          // Already unmounted from outside: that is what was wanted.
+          void isMounted(mountpoint).then((still) =>
+            still ? reject(new KlosetError(`${mountpoint}: cannot unmount: ${err.message.split('\n')[0]}`)) : resolve(),
+          );
+        }),
       )),
   };
 }

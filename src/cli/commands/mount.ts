@@ -40,7 +40,7 @@ async function detach(ctx: CliContext, argv: string[]): Promise<void> {
   const passphrase = await ctx.repository().then(
     async (repository) => (repository.encrypted ? ctx.passphrase(false) : ''),
   );
-  const args = [...argv.filter((a) => a !== '--background' && a !== '--daemon'), '--foreground', '--notify-fd', '3', '--passphrase-file', '/dev/stdin'];
+  const args = [...argv.filter((a) => a !== '--background' && a !== '--daemon'), '--foreground', '--notify-fd', '3', '--passphrase-file', '-'];
   // The program itself, through its shebang, so the child gets the same runtime settings.
   const child = spawn(process.argv[1], args, { detached: true, stdio: ['pipe', 'ignore', 'ignore', 'pipe'] });
   child.stdin!.end(passphrase);
@@ -100,11 +100,15 @@ export function registerMountCommand(program: Command, context: () => CliContext
           const what = 'snapshots' in target ? plural(target.snapshots.length, 'snapshot') : `snapshot ${snapshot}`;
           ctx.info(`mounted ${what} at ${where}; Ctrl-C or SIGTERM unmounts`);
           notify?.end('ready\n');
-          await new Promise<void>((resolve) => {
-            process.once('SIGINT', resolve);
-            process.once('SIGTERM', resolve);
-            process.once('SIGHUP', resolve);
-          });
+          // Until a signal, or until someone else unmounts (fusermount -u, umount).
+          await Promise.race([
+            mounted.gone,
+            new Promise<void>((resolve) => {
+              process.once('SIGINT', resolve);
+              process.once('SIGTERM', resolve);
+              process.once('SIGHUP', resolve);
+            }),
+          ]);
           await mounted.unmount();
           const s = mounted.filesystem.stats;
           const c = mounted.filesystem.cache;
@@ -112,6 +116,8 @@ export function registerMountCommand(program: Command, context: () => CliContext
             `unmounted ${where}: ${s.reads} reads, ${formatBytes(s.readBytes)} served, ${c.hits} cache hits, ${c.misses} chunks fetched` +
               (s.errors ? `, ${s.errors} read errors` : ''),
           );
+          // The FUSE binding keeps a thread that holds the event loop open after unmounting.
+          process.exit(0);
         } catch (err) {
           notify?.end(`error: ${err instanceof Error ? err.message : String(err)}\n`);
           throw err;

@@ -1,0 +1,251 @@
+/**
+ * Mounting and unmounting as users do it: in the foreground until a signal,
+ * in the background until `fusermount -u`; a mount point left by a killed
+ * process; mount points and paths that cannot be mounted.
+ */
+import { execFile } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BIN, ROOT, tempDir, type CliResult } from '../helpers/cli.js';
+import { expectOneLineError, klosetWith } from '../helpers/fixtures.js';
+import { isMountPoint, mountCli, processGone, storeWithSnapshot, trackMount, unmountAll } from '../helpers/mount.js';
+
+const run = promisify(execFile);
+
+let work: string;
+let store: string;
+let id: string;
+/** The same source in a plaintext store: no passphrase to hand to a background process. */
+let plainStore: string;
+let plainId: string;
+let kloset: ReturnType<typeof klosetWith>;
+const env: NodeJS.ProcessEnv = {};
+
+async function waitUntil(check: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return check();
+}
+
+async function newMountpoint(name: string): Promise<string> {
+  const dir = path.join(work, name);
+  await fs.mkdir(dir);
+  return dir;
+}
+
+beforeAll(async () => {
+  work = await tempDir('kloset-mount-life-');
+  const source = path.join(work, 'source');
+  env.XDG_CACHE_HOME = path.join(work, 'cache');
+  env.KLOSET_PASSPHRASE = 'test passphrase';
+  kloset = klosetWith(env);
+  await fs.mkdir(path.join(source, 'dir'), { recursive: true });
+  await fs.writeFile(path.join(source, 'hello.txt'), 'hello\n');
+  await fs.writeFile(path.join(source, 'dir/inner.txt'), 'inner\n');
+  store = path.join(work, 'store');
+  id = await storeWithSnapshot(store, source, { passphrase: env.KLOSET_PASSPHRASE });
+  plainStore = path.join(work, 'plain-store');
+  plainId = await storeWithSnapshot(plainStore, source);
+});
+
+afterAll(async () => {
+  await unmountAll();
+  await fs.rm(work, { recursive: true, force: true });
+});
+
+describe('a mount point left by a process killed with SIGKILL', () => {
+  it('answers ENOTCONN, and the next mount clears it and mounts', async () => {
+    const mnt = await newMountpoint('mnt-killed');
+    const first = await mountCli(store, mnt, [id], { env });
+    expect(await fs.readFile(path.join(mnt, 'hello.txt'), 'utf8')).toBe('hello\n');
+    const killed = await first.stop('SIGKILL');
+    expect(killed.signal).toBe('SIGKILL');
+    // What the user sees before running kloset again:
+    await expect(fs.stat(mnt)).rejects.toMatchObject({ code: 'ENOTCONN' });
+    expect(await isMountPoint(mnt)).toBe(true);
+
+    const second = await mountCli(store, mnt, [id], { env });
+    expect(await fs.readFile(path.join(mnt, 'hello.txt'), 'utf8')).toBe('hello\n');
+    const result = await second.stop();
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe('');
+    expect(await isMountPoint(mnt)).toBe(false);
+    expect(await fs.readdir(mnt)).toEqual([]);
+  });
+});
+
+describe('--background', () => {
+  let mnt: string;
+  let pid: number;
+
+  /** `mount --background`: the pid it names is tracked for the safety net. */
+  async function background(store: string, dir: string, args: string[]) {
+    const result = await kloset(['at', store, 'mount', dir, ...args, '--background']);
+    const match = /mounted in the background \(pid (\d+)\); unmount with 'fusermount -u (.+)'/.exec(result.stdout);
+    if (match) trackMount(dir, Number(match[1]));
+    return { result, pid: match ? Number(match[1]) : undefined, hint: match?.[2] };
+  }
+
+  it('returns once mounted, naming the process and how to unmount', async () => {
+    mnt = await newMountpoint('mnt-background');
+    const started = await background(plainStore, mnt, [plainId]);
+    expect(started.result.code, started.result.stderr).toBe(0);
+    expect(started.result.stderr).toBe('');
+    expect(started.pid).toBeDefined();
+    expect(started.hint).toBe(mnt);
+    pid = started.pid!;
+    expect(await isMountPoint(mnt)).toBe(true);
+    expect(await fs.readFile(path.join(mnt, 'dir/inner.txt'), 'utf8')).toBe('inner\n');
+  });
+
+  it('is unmounted by `fusermount -u`', async () => {
+    expect(pid).toBeDefined();
+    await run('fusermount', ['-u', mnt]);
+    expect(await isMountPoint(mnt)).toBe(false);
+    expect(await fs.readdir(mnt)).toEqual([]);
+  });
+
+  it('exits once `fusermount -u` has unmounted it, instead of lingering', async () => {
+    expect(pid).toBeDefined();
+    expect(await waitUntil(() => processGone(pid), 3_000), `background mount process ${pid} still running 3 s after its unmount`).toBe(true);
+  });
+
+  it('mounts an encrypted store, the passphrase handed over to the background process', async () => {
+    const dir = await newMountpoint('mnt-background-encrypted');
+    const started = await background(store, dir, [id]);
+    expect(started.result.stderr).toBe('');
+    expect(started.result.code).toBe(0);
+    expect(await fs.readFile(path.join(dir, 'hello.txt'), 'utf8')).toBe('hello\n');
+    await run('fusermount', ['-u', dir]);
+    expect(await isMountPoint(dir)).toBe(false);
+  });
+
+  it('reports a failure to mount in the command itself, and leaves nothing behind', async () => {
+    const dir = await newMountpoint('mnt-background-bad');
+    const started = await background(plainStore, dir, ['ffffffff']);
+    expect(started.result.code).toBe(1);
+    expectOneLineError(started.result, /no snapshot with id ffffffff/);
+    expect(await isMountPoint(dir)).toBe(false);
+  });
+});
+
+describe('a foreground mount', () => {
+  it('exits 0 when someone else unmounts it with `fusermount -u`', async () => {
+    const mnt = await newMountpoint('mnt-external-unmount');
+    const mount = await mountCli(store, mnt, [id], { env });
+    await run('fusermount', ['-u', mnt]);
+    expect(await isMountPoint(mnt)).toBe(false);
+    const exited = await Promise.race([mount.done, new Promise<'running'>((r) => setTimeout(() => r('running'), 3_000))]);
+    expect(exited === 'running' ? 'still running 3 s after the unmount' : { code: exited.code }).toEqual({ code: 0 });
+  });
+
+  it('refuses a mount point that is already mounted, and the first mount keeps serving', async () => {
+    const mnt = await newMountpoint('mnt-twice');
+    const first = await mountCli(store, mnt, [id], { env });
+    const second = await kloset(['at', store, 'mount', mnt, id]);
+    expect(second.code).not.toBe(0);
+    expectOneLineError(second, new RegExp(mnt));
+    expect(await fs.readFile(path.join(mnt, 'hello.txt'), 'utf8')).toBe('hello\n');
+    expect((await first.stop()).code).toBe(0);
+    expect(await isMountPoint(mnt)).toBe(false);
+  });
+});
+
+describe('what cannot be mounted', () => {
+  it('a mount point that does not exist: one line saying so', async () => {
+    const result = await kloset(['at', store, 'mount', path.join(work, 'no-such-dir'), id]);
+    expect(result.code).toBe(1);
+    expectOneLineError(result, /no-such-dir: mount point does not exist/);
+  });
+
+  it('a mount point that is not empty: one line saying so, its files left alone', async () => {
+    const dir = await newMountpoint('mnt-not-empty');
+    await fs.writeFile(path.join(dir, 'mine.txt'), 'mine\n');
+    const result = await kloset(['at', store, 'mount', dir, id]);
+    expect(result.code).toBe(1);
+    expect(await isMountPoint(dir)).toBe(false);
+    expect(await fs.readFile(path.join(dir, 'mine.txt'), 'utf8')).toBe('mine\n');
+    expectOneLineError(result, /not empty/);
+  });
+
+  it('a path missing from the snapshot: one line naming it', async () => {
+    const dir = await newMountpoint('mnt-missing-path');
+    const result = await kloset(['at', store, 'mount', dir, `${id}:/nope`]);
+    expect(result.code).toBe(1);
+    expectOneLineError(result, /\/nope: no such file or directory/);
+    expect(await isMountPoint(dir)).toBe(false);
+  });
+
+  it('a path to a single file: refused with one line, not a mount point answering EIO', async () => {
+    const dir = await newMountpoint('mnt-file');
+    // A file cannot be the root of a FUSE mount: the kernel wants a directory there.
+    const outcome = await mountCli(store, dir, [`${id}:/hello.txt`], { env }).then(
+      async (mount) => {
+        const answer = await fs.readdir(dir).then(
+          (names) => names.join(', '),
+          (err: NodeJS.ErrnoException) => err.code,
+        );
+        await mount.stop();
+        return `mounted, and the mount point answers ${answer}`;
+      },
+      (err: Error) => err.message,
+    );
+    expect(outcome).toMatch(/^mount exited \(code 1, signal null\) before mounting:\nkloset: .*hello\.txt.*\n$/);
+    expect(await isMountPoint(dir)).toBe(false);
+  });
+});
+
+/**
+ * libfuse.so.2 is a system library (Debian's libfuse2) that the binding
+ * links against: a machine without it can still back up, list and restore;
+ * only mount needs it, and says so. Simulated by hiding the library behind
+ * /dev/null in a private mount namespace (needs root and unshare).
+ */
+describe('on a machine without libfuse.so.2', () => {
+  let library = '';
+  let canHide = false;
+
+  /** The CLI with libfuse.so.2 replaced by an empty file, in a mount namespace of its own. */
+  async function withoutLibfuse(args: string[]): Promise<CliResult> {
+    const command = ['-m', 'sh', '-c', 'mount --bind /dev/null "$0" && exec "$@"', library, process.execPath, BIN, ...args];
+    const { stdout, stderr, code } = await run('unshare', command, { env: { ...process.env, ...env } }).then(
+      (ok) => ({ ...ok, code: 0 }),
+      (err: { code?: number; stdout?: string; stderr?: string }) => ({
+        stdout: err.stdout ?? '',
+        stderr: err.stderr ?? '',
+        code: typeof err.code === 'number' ? err.code : null,
+      }),
+    );
+    return { code, signal: null, stdout, stderr, stdoutBytes: Buffer.from(stdout) };
+  }
+
+  beforeAll(async () => {
+    // The libfuse.so.2 the binding really loads, as the dynamic linker found it.
+    const script =
+      "require('fuse-native'); const m = /\\S*libfuse\\.so\\.2\\S*/.exec(require('fs').readFileSync('/proc/self/maps', 'utf8')); process.stdout.write(m ? m[0] : '')";
+    library = (await run(process.execPath, ['-e', script], { cwd: ROOT })).stdout;
+    canHide = library !== '' && (await run('unshare', ['-m', 'true']).then(() => true, () => false));
+  });
+
+  it('still lists snapshots: only mount needs the library', async (ctx) => {
+    if (!canHide) return ctx.skip('needs root and unshare -m to hide libfuse.so.2');
+    const result = await withoutLibfuse(['at', plainStore, 'ls']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(plainId);
+  });
+
+  it('refuses to mount with one line saying libfuse2 is missing', async (ctx) => {
+    if (!canHide) return ctx.skip('needs root and unshare -m to hide libfuse.so.2');
+    const dir = await newMountpoint('mnt-no-libfuse');
+    const result = await withoutLibfuse(['at', plainStore, 'mount', dir, plainId]);
+    expect(result.code).toBe(1);
+    expectOneLineError(result, /libfuse/i);
+    expect(await isMountPoint(dir)).toBe(false);
+  });
+});
