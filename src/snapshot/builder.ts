@@ -115,7 +115,9 @@ function sameFile(a: SourceEntry, b: Entry): boolean {
     a.mtime.nsec === b.mtime.nsec &&
     a.ctime?.sec === b.ctime?.sec &&
     a.ctime?.nsec === b.ctime?.nsec &&
-    a.ino === b.ino
+    a.ino === b.ino &&
+    // What the source lists about a file (an S3 ETag, storage class) must not have changed either.
+    Object.entries(a.meta ?? {}).every(([key, value]) => b.meta?.[key] === value)
   );
 }
 
@@ -171,7 +173,9 @@ export async function backup(repository: Repository, importer: Importer, options
       stats.size += previous.size;
       stats.chunks += 'chunks' in previous.content! ? previous.content!.chunks.length : previous.content!.count;
       progress();
-      return { ...source, content: previous.content };
+      // The listing's metadata over what reading the file added last time (S3 headers, user metadata).
+      const meta = previous.meta || source.meta ? { ...previous.meta, ...source.meta } : undefined;
+      return { ...source, ...(meta ? { meta } : {}), content: previous.content };
     }
     try {
       const chunked = importer.localPath

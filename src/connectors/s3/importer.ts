@@ -147,13 +147,7 @@ export class S3Importer implements Importer {
       gid: 0,
       size: object.Size ?? 0,
       mtime: timespec(object.LastModified),
-      // S3 has no ctime. The time of this backup stands in for it, so that no
-      // object is taken over unread from the parent snapshot: the builder would
-      // keep this listing's meta, which lacks the headers only a GET returns
-      // (content type, user metadata, …). Drop this once the builder keeps the
-      // parent entry's meta for an unchanged file: size, LastModified and the
-      // ETag then decide, and unchanged objects are not fetched again.
-      ctime: this.started,
+      // S3 has no ctime: size, LastModified and the ETag (in meta) decide whether an object changed.
       meta,
     };
   }

@@ -1,0 +1,267 @@
+/**
+ * A bucket as the source and another bucket as the destination, through the
+ * real CLI and a real S3 server (s3rver on loopback): the seed's command lines
+ * as written (`config s3_src …`, `backup @s3_src`, `restore -to @s3_dest`),
+ * with an endpoint set for the local server and use_tls false (it speaks
+ * plain HTTP).
+ */
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EMPTY_NAME, OBJECT_SUFFIX, pathsForKeys } from '../../src/connectors/s3/keys.js';
+import { type CliResult, tempDir } from '../helpers/cli.js';
+import { expectNoStackTrace, klosetWith } from '../helpers/fixtures.js';
+import { startS3Server, type S3Server } from '../helpers/s3server.js';
+
+interface Seed {
+  key: string;
+  body: Buffer;
+  headers?: Partial<PutObjectCommandInput>;
+}
+
+const SEED: Seed[] = [
+  {
+    key: 'site/index.html',
+    body: Buffer.from('<h1>hi</h1>'),
+    headers: { ContentType: 'text/html', CacheControl: 'no-cache', Metadata: { owner: 'web-team' } },
+  },
+  {
+    key: 'site/assets/app.js',
+    body: Buffer.from('console.log(1)'),
+    headers: { ContentType: 'application/javascript', ContentEncoding: 'identity', ContentLanguage: 'en' },
+  },
+  { key: 'site/', body: Buffer.alloc(0) },
+  { key: 'reports/2024/q1.csv', body: Buffer.from('a,b\n1,2\n'), headers: { ContentType: 'text/csv', ContentDisposition: 'inline' } },
+  // s3rver only reports a common prefix that holds an object directly (real S3 has no such limit).
+  { key: 'reports/readme.txt', body: Buffer.from('about the reports') },
+  { key: 'reports', body: Buffer.from('an object named like a prefix') },
+  { key: 'reports-old.txt', body: Buffer.from('sorts between reports and reports/') },
+  { key: 'weird/%2e%2e/x', body: Buffer.from('percent dots') },
+  { key: `weird/${EMPTY_NAME}`, body: Buffer.from('a key that is a token') },
+  { key: 'weird/spaces and ünïcode.txt', body: Buffer.from('ü') },
+];
+
+let s3: S3Server;
+let client: S3Client;
+let work: string;
+
+async function putAll(bucket: string, seeds: Seed[]): Promise<void> {
+  await Promise.all(
+    seeds.map((s) =>
+      client.send(new PutObjectCommand({ Bucket: bucket, Key: s.key, Body: s.body, ContentLength: s.body.length, ...s.headers })),
+    ),
+  );
+}
+
+async function listKeys(bucket: string): Promise<string[]> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));
+    for (const object of page.Contents ?? []) keys.push(object.Key!);
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return keys.sort();
+}
+
+async function getObject(bucket: string, key: string) {
+  const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  const body = Buffer.from(await r.Body!.transformToByteArray());
+  return {
+    sha: createHash('sha256').update(body).digest('hex'),
+    contentType: r.ContentType,
+    cacheControl: r.CacheControl,
+    contentEncoding: r.ContentEncoding,
+    contentDisposition: r.ContentDisposition,
+    contentLanguage: r.ContentLanguage,
+    metadata: r.Metadata ?? {},
+  };
+}
+
+beforeAll(async () => {
+  s3 = await startS3Server();
+  client = s3.client();
+  work = await tempDir('kloset-s3conn-cli-');
+  for (const bucket of ['your-source-bucket-name', 'your-dest-bucket-name', 'your-bucket-name', 'cold-bucket']) await s3.createBucket(bucket);
+  await putAll('your-source-bucket-name', SEED);
+  await putAll('cold-bucket', [
+    { key: 'hot.txt', body: Buffer.from('hot') },
+    { key: 'frozen/old.tar', body: Buffer.from('old'), headers: { StorageClass: 'GLACIER' } },
+  ]);
+}, 60_000);
+
+afterAll(async () => {
+  await s3?.stop();
+  if (work) await fs.rm(work, { recursive: true, force: true });
+});
+
+let sandboxes = 0;
+/** A CLI with its own XDG_CONFIG_HOME and XDG_CACHE_HOME, and none of the machine's AWS settings. */
+async function sandbox(extraEnv: NodeJS.ProcessEnv = {}) {
+  const home = path.join(work, `sandbox-${++sandboxes}`);
+  await fs.mkdir(home, { recursive: true });
+  const env: NodeJS.ProcessEnv = {
+    XDG_CONFIG_HOME: path.join(home, 'config'),
+    XDG_CACHE_HOME: path.join(home, 'cache'),
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_CONFIG_FILE: path.join(home, 'no-aws-config'),
+    AWS_SHARED_CREDENTIALS_FILE: path.join(home, 'no-aws-credentials'),
+    ...extraEnv,
+  };
+  return { home, env, kloset: klosetWith(env) };
+}
+
+type Kloset = ReturnType<typeof klosetWith>;
+
+/** The seed's `kloset config <name> …` lines, with `endpoint` for the local server. */
+async function configure(kloset: Kloset, name: string, locationKey: 'uri' | 'location', location: string, extra: Record<string, string> = {}) {
+  const steps: string[][] = [
+    ['config', name, 'create', name],
+    ['config', name, 'set', name, 'type', 's3'],
+    ['config', name, 'set', name, locationKey, location],
+    ['config', name, 'set', name, 'access_key', s3.accessKey],
+    ['config', name, 'set', name, 'secret_access_key', s3.secretKey],
+    ['config', name, 'set', name, 'use_tls', 'false'],
+    ['config', name, 'set', name, 'endpoint', s3.endpoint],
+    ...Object.entries(extra).map(([key, value]) => ['config', name, 'set', name, key, value]),
+  ];
+  for (const args of steps) {
+    const result = await kloset(args);
+    expect(result.stderr, args.join(' ')).toBe('');
+    expect(result.code, args.join(' ')).toBe(0);
+  }
+}
+
+function snapshotIdOf(result: CliResult): string {
+  const match = /created snapshot ([0-9a-f]{8})/.exec(result.stdout);
+  if (!match) throw new Error(`no snapshot id in: ${result.stdout} ${result.stderr}`);
+  return match[1];
+}
+
+describe('a bucket backed up and restored with the seed command lines', () => {
+  let kloset: Kloset;
+  let home: string;
+  let id: string;
+
+  beforeAll(async () => {
+    ({ kloset, home } = await sandbox());
+    await configure(kloset, 's3_src', 'uri', 's3://your-source-bucket-name');
+    await configure(kloset, 's3_dest', 'uri', 's3://your-dest-bucket-name');
+    await configure(kloset, 's3_store', 'location', 's3://your-bucket-name/plakar-kloset');
+    // As the seed writes it: the store's URI directly, endpoint and keys from the environment.
+    const created = await kloset(['at', 's3://your-bucket-name/plakar-kloset', 'create'], { env: s3.env() });
+    expect(created.stderr).toBe('');
+    expect(created.code).toBe(0);
+  }, 60_000);
+
+  it('backs up the bucket with `kloset at @s3_store backup @s3_src`', async () => {
+    const result = await kloset(['at', '@s3_store', 'backup', '@s3_src']);
+    expectNoStackTrace(result);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(`of s3://your-source-bucket-name: ${SEED.length} files`);
+    id = snapshotIdOf(result);
+  });
+
+  it('lists the snapshot and its tree with ls', async () => {
+    const list = await kloset(['at', '@s3_store', 'ls']);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(new RegExp(`\\s${id}\\s.*s3://your-source-bucket-name`));
+    const top = await kloset(['at', '@s3_store', 'ls', `${id}:/`]);
+    expect(top.stdout.trim().split('\n').map((line) => line.split(' ').pop())).toEqual([
+      'reports/',
+      'reports-old.txt',
+      `reports${OBJECT_SUFFIX}`,
+      'site/',
+      'weird/',
+    ]);
+    const json = JSON.parse((await kloset(['at', '@s3_store', 'ls', '--json', `${id}:/site`])).stdout) as { name: string; meta?: Record<string, string> }[];
+    const index = json.find((e) => e.name === 'index.html')!;
+    expect(index.meta).toMatchObject({ 's3.key': 'site/index.html', 's3.content_type': 'text/html', 's3.meta.owner': 'web-team' });
+  });
+
+  it('prints an object with `cat <snapshot-id>:/path/to/file`', async () => {
+    const result = await kloset(['at', '@s3_store', 'cat', `${id}:/reports/2024/q1.csv`]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe('a,b\n1,2\n');
+  });
+
+  it('restores into another bucket with `restore -to @s3_dest`: keys, bodies, headers and metadata equal', async () => {
+    const result = await kloset(['at', '@s3_store', 'restore', '-to', '@s3_dest', id]);
+    expectNoStackTrace(result);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('to s3://your-dest-bucket-name');
+    expect(await listKeys('your-dest-bucket-name')).toEqual(SEED.map((s) => s.key).sort());
+    for (const seed of SEED) {
+      expect(await getObject('your-dest-bucket-name', seed.key), seed.key).toEqual(await getObject('your-source-bucket-name', seed.key));
+    }
+  });
+
+  it('backs up an unchanged bucket again without reading its objects, keeping their metadata', async () => {
+    const again = await kloset(['at', '@s3_store', 'backup', '@s3_src']);
+    expect(again.code).toBe(0);
+    const added = /\(([\d.]+) (B|KiB) added to the store\)/.exec(again.stdout);
+    expect(added, again.stdout).not.toBeNull();
+    const second = snapshotIdOf(again);
+    const json = JSON.parse((await kloset(['at', '@s3_store', 'ls', '--json', `${second}:/site`])).stdout) as { name: string; meta?: Record<string, string> }[];
+    expect(json.find((e) => e.name === 'index.html')!.meta).toMatchObject({ 's3.content_type': 'text/html', 's3.meta.owner': 'web-team' });
+  });
+
+  it('restores the same snapshot into a local directory with `restore -to ./restore`', async () => {
+    const result = await kloset(['at', '@s3_store', 'restore', '-to', './restore', id], { cwd: home });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const target = path.join(home, 'restore');
+    for (const [key, rel] of pathsForKeys(SEED.map((s) => s.key))) {
+      const data = await fs.readFile(path.join(target, ...rel.split('/')));
+      expect(data.equals(SEED.find((s) => s.key === key)!.body), key).toBe(true);
+    }
+    // Nothing but the restore itself appeared beside it.
+    expect((await fs.readdir(home)).sort()).toEqual(['cache', 'config', 'restore']);
+  });
+
+  it('backs up a local directory into the same store with `backup /etc`', async () => {
+    const result = await kloset(['at', '@s3_store', 'backup', '/etc']);
+    expectNoStackTrace(result);
+    // Some files of /etc may be unreadable to the test's user: that is a partial backup (3), not a failure.
+    expect([0, 3]).toContain(result.code);
+    expect(result.stdout).toMatch(/created snapshot [0-9a-f]{8} of \/etc/);
+  });
+
+  it('backs up a bucket named by its URI, endpoint and keys from the environment', async () => {
+    const result = await kloset(['at', '@s3_store', 'backup', 's3://your-source-bucket-name/site'], { env: s3.env() });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('of s3://your-source-bucket-name/site: 3 files');
+  });
+});
+
+describe('objects in GLACIER', () => {
+  it('are skipped with a warning naming each, and the backup ends partial (exit code 3)', async () => {
+    const { kloset } = await sandbox();
+    await configure(kloset, 'cold', 'uri', 's3://cold-bucket');
+    const store = path.join(work, 'cold-store');
+    expect((await kloset(['at', store, 'create', '--plaintext'])).code).toBe(0);
+    const result = await kloset(['at', store, 'backup', '@cold']);
+    expectNoStackTrace(result);
+    expect(result.code).toBe(3);
+    expect(result.stderr).toContain('/frozen/old.tar: s3://cold-bucket/frozen/old.tar: object is in GLACIER and not restored');
+    expect(result.stdout).toMatch(/1 files, .*, 1 errors/);
+  });
+
+  it("fail the backup, with no snapshot, when the alias says glacier 'fail'", async () => {
+    const { kloset } = await sandbox();
+    await configure(kloset, 'cold', 'uri', 's3://cold-bucket', { glacier: 'fail' });
+    const store = path.join(work, 'cold-store-fail');
+    expect((await kloset(['at', store, 'create', '--plaintext'])).code).toBe(0);
+    const result = await kloset(['at', store, 'backup', '@cold']);
+    expectNoStackTrace(result);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('s3://cold-bucket/frozen/old.tar: object is in GLACIER and not restored');
+    const list = await kloset(['at', store, 'ls']);
+    expect(list.stdout.trim()).toBe('');
+  });
+});
