@@ -5,6 +5,7 @@ import { registerConfigCommands } from './commands/config.js';
 import { registerSnapshotCommands } from './commands/snapshots.js';
 import { registerMaintenanceCommands } from './commands/maintenance.js';
 import { registerMountCommand } from './commands/mount.js';
+import { registerUiCommand } from './commands/ui.js';
 import { CliContext } from './context.js';
 
 /**
@@ -96,6 +97,7 @@ export async function main(argv: string[]): Promise<number> {
     registerSnapshotCommands(program, () => context, run);
     registerMaintenanceCommands(program, () => context, run);
     registerMountCommand(program, () => context, run, argv);
+    registerUiCommand(program, () => context, run);
     registerConfigCommands(program, () => context.aliases, out);
     await program.parseAsync(rest, { from: 'user' });
     return exitCode;

@@ -1,0 +1,230 @@
+/**
+ * A streaming POSIX tar writer (ustar headers, pax extended headers where
+ * ustar cannot hold a value): a directory of a snapshot leaves as a tar
+ * stream, one file's chunks after another, never assembled in memory.
+ *
+ * A pax header ('x') precedes an entry whose path or link target is not
+ * ASCII or does not fit the ustar fields, whose size, uid or gid overflows
+ * its octal field, or whose mtime has nanoseconds. Symlinks, FIFOs and
+ * devices are written; sockets and names that could not be extracted
+ * safely ('..', '/' inside a name) are left out.
+ */
+import { checkEntryName } from '../connectors/exporter.js';
+import { KlosetError } from '../errors.js';
+import type { SnapshotReader } from '../snapshot/reader.js';
+import type { Entry } from '../snapshot/tree.js';
+
+const BLOCK = 512;
+const MAX_OCTAL_7 = 0o7777777;
+const MAX_OCTAL_11 = 0o77777777777;
+const S_IFMT = 0o170000;
+const S_IFBLK = 0o060000;
+
+type TypeFlag = '0' | '2' | '3' | '4' | '5' | '6' | 'x';
+
+interface HeaderFields {
+  path: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  type: TypeFlag;
+  linkname?: string;
+  uname?: string;
+  gname?: string;
+  devmajor?: number;
+  devminor?: number;
+}
+
+const isAscii = (s: string) => /^[\x01-\x7f]*$/.test(s);
+
+function writeString(block: Buffer, offset: number, length: number, value: string): void {
+  block.write(value, offset, length, 'utf8');
+}
+
+function writeOctal(block: Buffer, offset: number, length: number, value: number): void {
+  writeString(block, offset, length, Math.floor(value).toString(8).padStart(length - 1, '0') + '\0');
+}
+
+/** ustar's name/prefix split: prefix (≤155 bytes) '/' name (≤100 bytes), or undefined. */
+function splitPath(path: string): { name: string; prefix: string } | undefined {
+  if (Buffer.byteLength(path) <= 100) return { name: path, prefix: '' };
+  for (let i = path.indexOf('/'); i >= 0; i = path.indexOf('/', i + 1)) {
+    const prefix = path.slice(0, i);
+    const name = path.slice(i + 1);
+    if (Buffer.byteLength(prefix) <= 155 && Buffer.byteLength(name) <= 100 && name !== '') return { name, prefix };
+  }
+  return undefined;
+}
+
+function ustarHeader(f: HeaderFields, split: { name: string; prefix: string }): Buffer {
+  const block = Buffer.alloc(BLOCK);
+  writeString(block, 0, 100, split.name);
+  writeOctal(block, 100, 8, f.mode & 0o7777);
+  writeOctal(block, 108, 8, Math.min(f.uid, MAX_OCTAL_7));
+  writeOctal(block, 116, 8, Math.min(f.gid, MAX_OCTAL_7));
+  writeOctal(block, 124, 12, Math.min(f.size, MAX_OCTAL_11));
+  writeOctal(block, 136, 12, Math.min(Math.max(0, f.mtime), MAX_OCTAL_11));
+  block.fill(0x20, 148, 156); // checksum counted as spaces
+  writeString(block, 156, 1, f.type);
+  if (f.linkname) writeString(block, 157, 100, f.linkname);
+  writeString(block, 257, 6, 'ustar\0');
+  writeString(block, 263, 2, '00');
+  if (f.uname && isAscii(f.uname)) writeString(block, 265, 32, f.uname);
+  if (f.gname && isAscii(f.gname)) writeString(block, 297, 32, f.gname);
+  writeOctal(block, 329, 8, f.devmajor ?? 0);
+  writeOctal(block, 337, 8, f.devminor ?? 0);
+  writeString(block, 345, 155, split.prefix);
+  let sum = 0;
+  for (const byte of block) sum += byte;
+  writeString(block, 148, 8, sum.toString(8).padStart(6, '0') + '\0 ');
+  return block;
+}
+
+/** One pax record: "<length> <key>=<value>\n", the length counting itself. */
+function paxRecord(key: string, value: string): Buffer {
+  const body = ` ${key}=${value}\n`;
+  const bodyLength = Buffer.byteLength(body);
+  let length = bodyLength + 1;
+  while (String(length).length + bodyLength !== length) length = String(length).length + bodyLength;
+  return Buffer.from(`${length}${body}`, 'utf8');
+}
+
+function padding(size: number): Buffer {
+  const rest = size % BLOCK;
+  return rest === 0 ? Buffer.alloc(0) : Buffer.alloc(BLOCK - rest);
+}
+
+/** The header blocks of one member: a pax header first when ustar cannot hold it all. */
+export function tarHeader(f: HeaderFields, mtimeNsec = 0): Buffer {
+  const records: Buffer[] = [];
+  let split = isAscii(f.path) ? splitPath(f.path) : undefined;
+  if (!split) {
+    records.push(paxRecord('path', f.path));
+    split = { name: asciiStub(f.path, 100), prefix: '' };
+  }
+  let linkname = f.linkname;
+  if (linkname !== undefined && (!isAscii(linkname) || Buffer.byteLength(linkname) > 100)) {
+    records.push(paxRecord('linkpath', linkname));
+    linkname = asciiStub(linkname, 100);
+  }
+  if (f.size > MAX_OCTAL_11) records.push(paxRecord('size', String(f.size)));
+  if (f.uid > MAX_OCTAL_7) records.push(paxRecord('uid', String(f.uid)));
+  if (f.gid > MAX_OCTAL_7) records.push(paxRecord('gid', String(f.gid)));
+  if (f.uname && !isAscii(f.uname)) records.push(paxRecord('uname', f.uname));
+  if (f.gname && !isAscii(f.gname)) records.push(paxRecord('gname', f.gname));
+  if (mtimeNsec > 0 || f.mtime < 0 || f.mtime > MAX_OCTAL_11) {
+    const sign = f.mtime < 0 && mtimeNsec > 0 ? '-' : '';
+    const sec = f.mtime < 0 && mtimeNsec > 0 ? -(f.mtime + 1) : f.mtime;
+    const nsec = f.mtime < 0 && mtimeNsec > 0 ? 1e9 - mtimeNsec : mtimeNsec;
+    records.push(paxRecord('mtime', `${sign}${sec}${nsec ? '.' + String(nsec).padStart(9, '0') : ''}`));
+  }
+  const main = ustarHeader({ ...f, linkname }, split);
+  if (records.length === 0) return main;
+  const pax = Buffer.concat(records);
+  const paxName = asciiStub(`PaxHeaders/${f.path.split('/').filter(Boolean).pop() ?? 'entry'}`, 100);
+  const paxHeader = ustarHeader({ path: paxName, mode: 0o644, uid: 0, gid: 0, size: pax.length, mtime: Math.max(0, f.mtime), type: 'x' }, { name: paxName, prefix: '' });
+  return Buffer.concat([paxHeader, pax, padding(pax.length), main]);
+}
+
+/** A printable ASCII stand-in for a name, for readers that ignore pax headers. */
+function asciiStub(value: string, max: number): string {
+  let out = value.replace(/[^\x20-\x7e]/g, '_');
+  while (Buffer.byteLength(out) > max) out = out.slice(Math.floor(out.length / 2) + 1);
+  return out;
+}
+
+function memberFields(path: string, e: Entry): HeaderFields | undefined {
+  const base = { path, mode: e.mode, uid: e.uid, gid: e.gid, size: 0, mtime: e.mtime.sec, uname: e.user, gname: e.group };
+  switch (e.kind) {
+    case 'directory':
+      return { ...base, path: path.endsWith('/') ? path : `${path}/`, type: '5' };
+    case 'file':
+      return { ...base, size: e.size, type: '0' };
+    case 'symlink':
+      return { ...base, type: '2', linkname: e.target ?? '' };
+    case 'fifo':
+      return { ...base, type: '6' };
+    case 'device': {
+      const rdev = e.rdev ?? 0;
+      return {
+        ...base,
+        type: (e.mode & S_IFMT) === S_IFBLK ? '4' : '3',
+        devmajor: Math.floor(rdev / 256) & 0xfff,
+        devminor: (rdev & 0xff) | (Math.floor(rdev / 4096) & 0xfff00),
+      };
+    }
+    default:
+      return undefined; // sockets have no tar form
+  }
+}
+
+export interface TarOptions {
+  /** Members left out (sockets, unsafe names), with why. */
+  onSkip?: (path: string, reason: string) => void;
+}
+
+/** Files up to this size are fetched ahead of their turn, up to LOOKAHEAD of them per directory. */
+const SMALL_FILE = 256 * 1024;
+const LOOKAHEAD = 16;
+
+/**
+ * The tar stream of `entry` (a directory and all below it, or one file),
+ * its members named below `rootName`. Small files coming next in a
+ * directory are fetched while earlier ones are written, so a directory of
+ * many small files does not wait for one read per file in turn (a round
+ * trip each on a remote store). A file whose content cannot be read ends
+ * the stream with the error, so a damaged archive never looks whole.
+ */
+export async function* tarStream(reader: SnapshotReader, entry: Entry, rootName: string, options: TarOptions = {}): AsyncGenerator<Buffer> {
+  const fetchSmall = (e: Entry): Promise<Buffer[]> | undefined => {
+    if (e.kind !== 'file' || e.size > SMALL_FILE || checkEntryName(e.name)) return undefined;
+    const fetching = reader.openFile(e).then((content) => Promise.all(content.chunks.map((_, i) => content.chunk(i))));
+    fetching.catch(() => undefined); // awaited in its turn
+    return fetching;
+  };
+
+  async function* member(path: string, e: Entry, prefetched?: Promise<Buffer[]>): AsyncGenerator<Buffer> {
+    const fields = memberFields(path, e);
+    if (!fields) {
+      options.onSkip?.(path, `${e.kind} not representable in tar`);
+      return;
+    }
+    if (e.kind === 'file') {
+      const parts: AsyncIterable<Buffer> | Buffer[] = prefetched ? await prefetched : (await reader.openFile(e)).stream();
+      yield tarHeader(fields, e.mtime.nsec);
+      let written = 0;
+      for await (const data of parts) {
+        written += data.length;
+        yield data;
+      }
+      if (written !== e.size) throw new KlosetError(`${path}: content is ${written} bytes, the entry says ${e.size}`);
+      const pad = padding(e.size);
+      if (pad.length) yield pad;
+      return;
+    }
+    yield tarHeader(fields, e.mtime.nsec);
+    if (e.kind !== 'directory') return;
+    const children = reader.children(e)[Symbol.asyncIterator]();
+    const queue: { child: Entry; prefetched?: Promise<Buffer[]> }[] = [];
+    let exhausted = false;
+    for (;;) {
+      while (!exhausted && queue.length < LOOKAHEAD) {
+        const next = await children.next();
+        if (next.done) exhausted = true;
+        else queue.push({ child: next.value, prefetched: fetchSmall(next.value) });
+      }
+      const item = queue.shift();
+      if (!item) break;
+      const problem = checkEntryName(item.child.name);
+      if (problem) {
+        options.onSkip?.(`${path}/${item.child.name}`, problem);
+        continue;
+      }
+      yield* member(`${path}/${item.child.name}`, item.child, item.prefetched);
+    }
+  }
+  yield* member(rootName, entry);
+  yield Buffer.alloc(BLOCK * 2);
+}
