@@ -43,7 +43,7 @@ export class CliContext {
   /** The store named by `at` (a directory, `s3://bucket/prefix`, or an alias with its options). */
   async blobStore(): Promise<BlobStore> {
     const { location, options } = await resolveLocation(this.storeArg, 'store', this.aliases);
-    return openBlobStore(location, options);
+    return await openBlobStore(location, options);
   }
 
   /** For create: the location may not exist, or be empty; anything else is refused. */

@@ -293,15 +293,23 @@ export function indexDeltaId(key: string): Buffer {
   return /^[0-9a-f]{64}$/.test(hex) ? Buffer.from(hex, 'hex') : Buffer.alloc(ID_BYTES);
 }
 
+/**
+ * An index delta follows every PACKS_PER_DELTA packs, or the first pack
+ * after DELTA_INTERVAL_MS: a killed backup loses the reuse of at most that
+ * much, and a store on S3 pays about one PUT per pack, not two.
+ */
+const PACKS_PER_DELTA = 4;
+const DELTA_INTERVAL_MS = 30_000;
+
 /** Packs uploading at once unless the store says otherwise; each holds a pack of memory. */
 const DEFAULT_UPLOADS_IN_FLIGHT = 2;
 
 /**
- * Adds blobs to a repository. Blobs go into packs; each stored pack is
- * followed at once by an index delta naming it, so a backup killed at any
- * point leaves complete packs, all indexed (and reused by the next backup)
- * but possibly the last, which is unreferenced until garbage collection.
- * commit() folds those per-pack deltas into one.
+ * Adds blobs to a repository. Blobs go into packs; stored packs are named
+ * by an index delta every few packs, so a backup killed at any point leaves
+ * complete packs, indexed (and reused by the next backup) but for the last
+ * few, which stay unreferenced until garbage collection. commit() folds the
+ * writer's deltas into one.
  */
 export class BlobWriter {
   /** Pack buffers not in use: at most uploadsInFlight + 1 exist, whatever the size of the backup. */
@@ -312,6 +320,11 @@ export class BlobWriter {
   private sealing: Promise<void> | undefined;
   private readonly written: [Buffer, BlobLocation][] = [];
   private readonly packDeltas: string[] = [];
+  /** Stored packs' blobs not yet named by a delta in the store. */
+  private unindexed: [Buffer, BlobLocation][] = [];
+  private unindexedPacks = 0;
+  private lastDelta = Date.now();
+  private deltas: Promise<void> = Promise.resolve();
   private failure: unknown;
   bytesStored = 0;
   blobsStored = 0;
@@ -383,23 +396,36 @@ export class BlobWriter {
     const repository = this.repository;
     const { id: packId, data } = builder.finish(repository.sealer);
     await repository.store.put(packKey(packId), data);
-    const entries: [Buffer, BlobLocation][] = builder.blobs.map((blob) => [
-      blob.id,
-      { type: blob.type, packId, offset: blob.offset, length: blob.length, rawLength: blob.rawLength },
-    ]);
-    const deltaKey = `index/${packId.toString('hex')}`;
-    await repository.store.put(
-      deltaKey,
-      await repository.sealStandalone(BlobType.index, packId, encodeIndexDelta(entries)),
-    );
-    for (const [id, location] of entries) {
-      repository.index.add(id, location);
-      this.pending.delete(id.toString('latin1'));
-      this.written.push([id, location]);
+    for (const blob of builder.blobs) {
+      const location = { type: blob.type, packId, offset: blob.offset, length: blob.length, rawLength: blob.rawLength };
+      repository.index.add(blob.id, location);
+      this.pending.delete(blob.id.toString('latin1'));
+      this.written.push([blob.id, location]);
+      this.unindexed.push([blob.id, location]);
     }
-    this.packDeltas.push(deltaKey);
+    this.unindexedPacks++;
     this.bytesStored += data.length;
     this.packsStored++;
+    if (this.unindexedPacks >= PACKS_PER_DELTA || Date.now() - this.lastDelta >= DELTA_INTERVAL_MS) await this.writeDelta();
+  }
+
+  /**
+   * Stores an index delta for the packs stored since the last one, named
+   * after the newest of them. Deltas are written one at a time, in order.
+   */
+  private writeDelta(): Promise<void> {
+    this.deltas = this.deltas.then(async () => {
+      if (this.unindexed.length === 0) return;
+      const entries = this.unindexed;
+      this.unindexed = [];
+      this.unindexedPacks = 0;
+      this.lastDelta = Date.now();
+      const name = entries[entries.length - 1][1].packId;
+      const key = `index/${name.toString('hex')}`;
+      await this.repository.store.put(key, await this.repository.sealStandalone(BlobType.index, name, encodeIndexDelta(entries)));
+      this.packDeltas.push(key);
+    });
+    return this.deltas;
   }
 
   /** Every added blob is stored and indexed when this resolves. */
@@ -407,6 +433,7 @@ export class BlobWriter {
     while (this.sealing || !this.builder.empty) await this.sealPack();
     while (this.uploads.size > 0) await Promise.all(this.uploads);
     if (this.failure) throw this.failure;
+    await this.writeDelta();
   }
 
   /** Flush, then replace this writer's per-pack deltas by one delta. */

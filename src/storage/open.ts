@@ -10,16 +10,30 @@ import path from 'node:path';
 import { KlosetError } from '../errors.js';
 import type { BlobStore } from './blobstore.js';
 import { LocalBlobStore } from './local.js';
-import { isS3Location, S3BlobStore, s3OptionsFromConfig } from './s3.js';
 
 const URI_SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
 
-export function openBlobStore(
+/** What a store may offer beyond BlobStore for create and for telling "no store here". */
+interface StoreExtras {
+  /** One cheap request: does anything lie under the store's location? */
+  isEmpty?(): Promise<boolean>;
+  /** Makes the location ready to write (an S3 store creates its bucket). */
+  ensureBucket?(): Promise<void>;
+}
+
+/**
+ * The SDK takes most of a second to load: only S3 locations pay for it, so
+ * local commands start as fast as before.
+ */
+export async function openBlobStore(
   location: string,
   options: Readonly<Record<string, string>> = {},
   env: NodeJS.ProcessEnv = process.env,
-): BlobStore {
-  if (isS3Location(location)) return new S3BlobStore(location, s3OptionsFromConfig(options, env));
+): Promise<BlobStore> {
+  if (/^s3:\/\//i.test(location)) {
+    const { S3BlobStore, s3OptionsFromConfig } = await import('./s3.js');
+    return new S3BlobStore(location, s3OptionsFromConfig(options, env));
+  }
   const scheme = URI_SCHEME.exec(location);
   if (scheme) {
     if (scheme[1]!.toLowerCase() === 'fs' || scheme[1]!.toLowerCase() === 'file') {
@@ -32,7 +46,8 @@ export function openBlobStore(
 
 /** True when the store holds nothing at all (a missing directory or an empty prefix included). */
 export async function isEmptyStore(store: BlobStore): Promise<boolean> {
-  if (store instanceof S3BlobStore) return store.isEmpty();
+  const extras = store as BlobStore & StoreExtras;
+  if (extras.isEmpty) return extras.isEmpty();
   if (store instanceof LocalBlobStore) {
     try {
       return (await fs.readdir(store.root)).length === 0;
@@ -68,7 +83,7 @@ export async function prepareEmptyStore(store: BlobStore): Promise<void> {
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     return;
   }
-  if (store instanceof S3BlobStore) await store.ensureBucket();
+  await (store as BlobStore & StoreExtras).ensureBucket?.();
   if (!(await isEmptyStore(store))) {
     throw new KlosetError(`${store.location}: not empty; a store is created under a new or empty prefix`);
   }

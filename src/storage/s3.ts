@@ -225,6 +225,8 @@ function countRequests(client: S3Client, counts: S3RequestCounts): void {
 
 export class S3BlobStore implements BlobStore {
   readonly location: string;
+  /** Uploads are latency-bound: several packs in flight keep the link busy. */
+  readonly writeConcurrency = 4;
   readonly bucket: string;
   readonly prefix: string;
   readonly client: S3Client;
@@ -260,7 +262,9 @@ export class S3BlobStore implements BlobStore {
   async get(key: string): Promise<Buffer> {
     const objectKey = this.objectKey(key);
     return this.readBody(key, async () => {
-      const response = await this.call(key, () => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: objectKey })));
+      const response = await this.call(key, () =>
+        this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: objectKey })),
+      );
       return { body: response.Body, length: response.ContentLength };
     });
   }
@@ -383,7 +387,10 @@ export class S3BlobStore implements BlobStore {
         // A retried PUT whose first attempt went through also ends here: the blob is then ours.
         return this.sameContent(key, data).catch(() => false);
       }
-      if (status === 501 || errorName(err) === 'NotImplemented' || (status === 400 && /if-none-match|conditional/i.test(String((err as Error).message)))) {
+      const message = String((err as Error | undefined)?.message ?? '');
+      const rejected = status === 501 || errorName(err) === 'NotImplemented';
+      if (rejected || (status === 400 && /if-none-match|conditional/i.test(message))) {
+        // This server does not take the header: HEAD-then-PUT from now on.
         this.conditionalPuts = false;
         await this.call(key, () => this.client.send(new PutObjectCommand(input)));
         return true;
@@ -422,7 +429,9 @@ export class S3BlobStore implements BlobStore {
 
   async delete(key: string): Promise<void> {
     try {
-      await this.call(key, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) })));
+      await this.call(key, () =>
+        this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) })),
+      );
     } catch (err) {
       if (err instanceof NotFoundError) return;
       throw err;
@@ -431,7 +440,9 @@ export class S3BlobStore implements BlobStore {
 
   async stat(key: string): Promise<number | undefined> {
     try {
-      const response = await this.call(key, () => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) })));
+      const response = await this.call(key, () =>
+        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) })),
+      );
       return response.ContentLength ?? 0;
     } catch (err) {
       if (err instanceof NotFoundError) return undefined;

@@ -176,7 +176,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   });
   const port = (server.address() as AddressInfo).port;
 
-  return {
+  const proxy: FaultProxy = {
     endpoint: `http://127.0.0.1:${port}`,
     port,
     requests,
@@ -187,10 +187,10 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       rules.push({ ...rule, seen: 0, fired: 0 });
     },
     failNext(method, count, fault) {
-      this.addRule({ method, fault, times: count });
+      proxy.addRule({ method, fault, times: count });
     },
     failEvery(method, n, fault) {
-      this.addRule({ method, fault, every: n });
+      proxy.addRule({ method, fault, every: n });
     },
     clearRules() {
       rules.length = 0;
@@ -208,6 +208,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       agent.destroy();
     },
   };
+  return proxy;
 }
 
 /** S3's error answer; the request body is read first so the client sees the answer, not a reset. */

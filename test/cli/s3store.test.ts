@@ -1,0 +1,320 @@
+/**
+ * A store in an S3 bucket, through the real CLI and a real S3 server (s3rver
+ * on loopback): the seed's command lines as written, with an endpoint set for
+ * the local server; create refusing a used prefix; two backups at once; and a
+ * backup and restore that survive injected faults byte for byte.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliResult, tempDir } from '../helpers/cli.js';
+import {
+  MiB,
+  describeTree,
+  expectNoStackTrace,
+  expectOneLineError,
+  klosetWith,
+  startKloset,
+  writeRandomFile,
+} from '../helpers/fixtures.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/faultproxy.js';
+import { startS3Server, type S3Server } from '../helpers/s3server.js';
+
+let s3: S3Server;
+let work: string;
+
+beforeAll(async () => {
+  s3 = await startS3Server();
+  work = await tempDir('kloset-s3store-');
+});
+
+afterAll(async () => {
+  await s3?.stop();
+  if (work) await fs.rm(work, { recursive: true, force: true });
+});
+
+let sandboxes = 0;
+/**
+ * A CLI with its own XDG_CONFIG_HOME and XDG_CACHE_HOME, so aliases and caches
+ * do not leak between tests, and no AWS settings of the machine it runs on.
+ */
+async function sandbox(extraEnv: NodeJS.ProcessEnv = {}) {
+  const home = path.join(work, `sandbox-${++sandboxes}`);
+  await fs.mkdir(home, { recursive: true });
+  const env: NodeJS.ProcessEnv = {
+    XDG_CONFIG_HOME: path.join(home, 'config'),
+    XDG_CACHE_HOME: path.join(home, 'cache'),
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_CONFIG_FILE: path.join(home, 'no-aws-config'),
+    AWS_SHARED_CREDENTIALS_FILE: path.join(home, 'no-aws-credentials'),
+    ...extraEnv,
+  };
+  return { home, env, kloset: klosetWith(env) };
+}
+
+/** `kloset config <alias> ...` lines for a store alias on the test server, as the seed writes them. */
+async function configureStoreAlias(
+  kloset: ReturnType<typeof klosetWith>,
+  name: string,
+  location: string,
+  endpoint: string,
+  extra: Record<string, string> = {},
+): Promise<void> {
+  const steps: string[][] = [
+    ['config', name, 'create', name],
+    ['config', name, 'set', name, 'location', location],
+    ['config', name, 'set', name, 'endpoint', endpoint],
+    ['config', name, 'set', name, 'access_key', s3.accessKey],
+    ['config', name, 'set', name, 'secret_access_key', s3.secretKey],
+    ['config', name, 'set', name, 'use_tls', 'false'],
+    ...Object.entries(extra).map(([key, value]) => ['config', name, 'set', name, key, value]),
+  ];
+  for (const args of steps) {
+    const result = await kloset(args);
+    expect(result.stderr, args.join(' ')).toBe('');
+    expect(result.code, args.join(' ')).toBe(0);
+  }
+}
+
+async function makeSource(root: string, label: string): Promise<void> {
+  await fs.mkdir(path.join(root, 'sub/deeper'), { recursive: true });
+  await writeRandomFile(path.join(root, 'big.bin'), 3 * MiB);
+  await fs.writeFile(path.join(root, 'notes.txt'), `notes of ${label}\n`.repeat(100));
+  await fs.writeFile(path.join(root, 'empty'), '');
+  await fs.writeFile(path.join(root, 'sub/a.txt'), 'in sub\n');
+  await fs.writeFile(path.join(root, 'sub/deeper/leaf.txt'), 'leaf\n', { mode: 0o600 });
+  await fs.symlink('sub/deeper/leaf.txt', path.join(root, 'link'));
+}
+
+function snapshotIdOf(backup: CliResult): string {
+  const match = /created snapshot ([0-9a-f]{8})/.exec(backup.stdout);
+  if (!match) throw new Error(`no snapshot id in: ${backup.stdout} ${backup.stderr}`);
+  return match[1]!;
+}
+
+describe('a store on S3 configured as an alias (the seed command lines)', () => {
+  let kloset: ReturnType<typeof klosetWith>;
+  let source: string;
+  let id: string;
+
+  beforeAll(async () => {
+    await s3.createBucket('seed-bucket');
+    ({ kloset } = await sandbox());
+    source = path.join(work, 'seed-source');
+    await makeSource(source, 'seed');
+    await configureStoreAlias(kloset, 's3_store', 's3://seed-bucket/plakar-kloset', `127.0.0.1:${s3.port}`);
+  });
+
+  it('creates the store with `kloset at @s3_store create`', async () => {
+    const result = await kloset(['at', '@s3_store', 'create']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/created encrypted store [0-9a-f]{8} at s3:\/\/seed-bucket\/plakar-kloset/);
+  });
+
+  it('backs up a local directory into it', async () => {
+    const result = await kloset(['at', '@s3_store', 'backup', source]);
+    expectNoStackTrace(result);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    id = snapshotIdOf(result);
+  });
+
+  it('lists the snapshot with ls', async () => {
+    const result = await kloset(['at', '@s3_store', 'ls']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(new RegExp(`\\s${id}\\s.*${source}`));
+    const inside = await kloset(['at', '@s3_store', 'ls', `${id}:/sub`]);
+    expect(inside.stdout.trim().split('\n').map((l) => l.split(' ').pop())).toEqual(['a.txt', 'deeper/']);
+  });
+
+  it('gives back exact bytes with cat', async () => {
+    const big = await kloset(['at', '@s3_store', 'cat', `${id}:/big.bin`]);
+    expect(big.code).toBe(0);
+    expect(big.stdoutBytes.equals(await fs.readFile(path.join(source, 'big.bin')))).toBe(true);
+    const text = await kloset(['at', '@s3_store', 'cat', `${id}:/sub/a.txt`]);
+    expect(text.stdout).toBe('in sub\n');
+  });
+
+  it('restores to a local directory byte for byte', async () => {
+    const target = path.join(work, 'seed-restored');
+    const result = await kloset(['at', '@s3_store', 'restore', '-to', target, id]);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(await describeTree(target)).toEqual(await describeTree(source));
+  });
+
+  it('passes check', async () => {
+    const result = await kloset(['at', '@s3_store', 'check']);
+    expectNoStackTrace(result);
+    expect(result.stdout).toMatch(/no problems found/);
+    expect(result.code).toBe(0);
+  });
+
+  it('refuses a second create on the same prefix, in one line', async () => {
+    const result = await kloset(['at', '@s3_store', 'create']);
+    expect(result.code).toBe(1);
+    expectOneLineError(result, /s3:\/\/seed-bucket\/plakar-kloset: not empty/);
+  });
+});
+
+describe('a store given as s3://bucket/prefix', () => {
+  it('is created and used with credentials and endpoint from the environment', async () => {
+    const { kloset } = await sandbox(s3.env());
+    const source = path.join(work, 'env-source');
+    await makeSource(source, 'env');
+    const store = 's3://env-bucket/kloset';
+    const created = await kloset(['at', store, 'create']);
+    expect(created.stderr).toBe('');
+    expect(created.code).toBe(0); // the bucket is made on create
+    const backup = await kloset(['at', store, 'backup', source]);
+    expect(backup.code).toBe(0);
+    const target = path.join(work, 'env-restored');
+    const restored = await kloset(['at', store, 'restore', '-to', target, snapshotIdOf(backup)]);
+    expect(restored.code).toBe(0);
+    expect(await describeTree(target)).toEqual(await describeTree(source));
+  });
+
+  it('is "not a kloset store" when the prefix holds no store', async () => {
+    await s3.createBucket('empty-bucket');
+    const { kloset } = await sandbox(s3.env());
+    const result = await kloset(['at', 's3://empty-bucket/nothing-here', 'ls']);
+    expect(result.code).toBe(1);
+    expectOneLineError(result, /^kloset: s3:\/\/empty-bucket\/nothing-here: not a kloset store.*create/);
+  });
+
+  it('refuses to create a store under a prefix that holds other objects', async () => {
+    await s3.createBucket('busy-bucket');
+    await s3.client().send(new PutObjectCommand({ Bucket: 'busy-bucket', Key: 'data/precious.txt', Body: 'keep me' }));
+    const { kloset } = await sandbox(s3.env());
+    const result = await kloset(['at', 's3://busy-bucket/data', 'create']);
+    expect(result.code).toBe(1);
+    expectOneLineError(result, /s3:\/\/busy-bucket\/data: not empty/);
+    const ls = await kloset(['at', 's3://busy-bucket/data', 'ls']);
+    expectOneLineError(ls, /s3:\/\/busy-bucket\/data: not a kloset store/);
+  });
+
+  it('says in one line that no credentials were found', async () => {
+    const { kloset } = await sandbox({ KLOSET_S3_ENDPOINT: s3.endpoint });
+    const result = await kloset(['at', 's3://seed-bucket/plakar-kloset', 'ls']);
+    expect(result.code).toBe(1);
+    expectOneLineError(result, /^kloset: s3:\/\/seed-bucket: no AWS credentials found/);
+  });
+
+  it('names the bucket in one line when the access key is wrong', async () => {
+    const { kloset } = await sandbox({ ...s3.env(), AWS_ACCESS_KEY_ID: 'NOT-A-KEY' });
+    const result = await kloset(['at', 's3://seed-bucket/plakar-kloset', 'ls']);
+    expect(result.code).toBe(1);
+    // The first request is a HEAD, whose answer has no body to name the error: access denied.
+    expectOneLineError(result, /^kloset: s3:\/\/seed-bucket: (access denied|.*InvalidAccessKeyId)/);
+  });
+});
+
+describe('two backups at once into one S3 store', () => {
+  it('are both listed, valid and restorable', async () => {
+    await s3.createBucket('shared-bucket');
+    const { kloset, env } = await sandbox();
+    await configureStoreAlias(kloset, 'shared', 's3://shared-bucket/kloset', s3.endpoint);
+    expect((await kloset(['at', '@shared', 'create'])).code).toBe(0);
+    const sources = ['left', 'right'].map((name) => path.join(work, `concurrent-${name}`));
+    for (const source of sources) await makeSource(source, path.basename(source));
+    const runs = sources.map((source) => startKloset(['at', '@shared', 'backup', source], { env }));
+    const backups = await Promise.all(runs.map((run) => run.done));
+    for (const backup of backups) {
+      expectNoStackTrace(backup);
+      expect(backup.stderr).toBe('');
+      expect(backup.code).toBe(0);
+    }
+    const listed = JSON.parse((await kloset(['at', '@shared', 'ls', '--json'])).stdout) as { source: string; short_id: string }[];
+    expect(listed.map((s) => s.source).sort()).toEqual([...sources].sort());
+    expect(listed.map((s) => s.short_id).sort()).toEqual(backups.map(snapshotIdOf).sort());
+    const check = await kloset(['at', '@shared', 'check']);
+    expect(check.stdout).toMatch(/no problems found/);
+    expect(check.code).toBe(0);
+    for (const [i, backup] of backups.entries()) {
+      const target = path.join(work, `concurrent-restored-${i}`);
+      expect((await kloset(['at', '@shared', 'restore', '-to', target, snapshotIdOf(backup)])).code).toBe(0);
+      expect(await describeTree(target)).toEqual(await describeTree(sources[i]!));
+    }
+  });
+});
+
+describe('a store on S3 behind a faulty network', () => {
+  let proxy: FaultProxy;
+
+  beforeAll(async () => {
+    proxy = await startFaultProxy(s3.endpoint);
+  });
+
+  afterAll(async () => {
+    await proxy?.stop();
+  });
+
+  it('backs up and restores byte for byte through 503s, 500s and dropped connections', async () => {
+    await s3.createBucket('faulty-bucket');
+    const { kloset } = await sandbox();
+    await configureStoreAlias(kloset, 'faulty', 's3://faulty-bucket/kloset', proxy.endpoint);
+    expect((await kloset(['at', '@faulty', 'create'])).code).toBe(0);
+    const source = path.join(work, 'faulty-source');
+    await makeSource(source, 'faulty');
+    await writeRandomFile(path.join(source, 'more.bin'), 20 * MiB);
+
+    proxy.resetCounts();
+    proxy.failEvery('PUT', 4, 'slowdown');
+    proxy.failEvery('GET', 4, 'drop');
+    proxy.failEvery('HEAD', 3, 'internal');
+    proxy.addRule({ method: 'PUT', fault: 'drop', times: 2 });
+    let started = Date.now();
+    const backup = await kloset(['at', '@faulty', 'backup', source]);
+    console.log(`backup through faults: ${Date.now() - started} ms, faults ${JSON.stringify(proxy.faults)} of ${JSON.stringify(proxy.requests)}`);
+    expectNoStackTrace(backup);
+    expect(backup.stderr).toBe('');
+    expect(backup.code).toBe(0);
+    expect(proxy.faults.PUT ?? 0).toBeGreaterThanOrEqual(3);
+
+    proxy.clearRules();
+    proxy.failEvery('GET', 6, 'slowdown');
+    proxy.addRule({ method: 'GET', fault: 'truncate', every: 7 });
+    proxy.addRule({ method: 'GET', fault: 'drop', times: 2 });
+    const target = path.join(work, 'faulty-restored');
+    proxy.resetCounts();
+    started = Date.now();
+    const restored = await kloset(['at', '@faulty', 'restore', '-to', target, snapshotIdOf(backup)]);
+    console.log(`restore through faults: ${Date.now() - started} ms, faults ${JSON.stringify(proxy.faults)} of ${JSON.stringify(proxy.requests)}`);
+    expectNoStackTrace(restored);
+    expect(restored.stderr).toBe('');
+    expect(restored.code).toBe(0);
+    expect(proxy.faults.GET ?? 0).toBeGreaterThanOrEqual(2);
+    proxy.clearRules();
+    expect(await describeTree(target)).toEqual(await describeTree(source));
+  });
+
+  it('writes about one PUT per 16 MiB pack, not one per chunk', async () => {
+    await s3.createBucket('counted-bucket');
+    const { kloset } = await sandbox();
+    await configureStoreAlias(kloset, 'counted', 's3://counted-bucket/kloset', proxy.endpoint);
+    expect((await kloset(['at', '@counted', 'create', '--plaintext'])).code).toBe(0);
+    const source = path.join(work, 'counted-source');
+    await fs.mkdir(source);
+    const size = 64 * MiB;
+    await writeRandomFile(path.join(source, 'random.bin'), size);
+    proxy.clearRules();
+    proxy.resetCounts();
+    const backup = await kloset(['at', '@counted', 'backup', source]);
+    expect(backup.code).toBe(0);
+    const puts = proxy.log.filter((r) => r.method === 'PUT');
+    const packPuts = puts.filter((r) => /\/packs\//.test(r.url)).length;
+    const perGiB = (n: number) => Math.round((n * 1024 * MiB) / size);
+    console.log(
+      `backup of ${size / MiB} MiB into S3: ${puts.length} PUTs (${packPuts} packs) = ${perGiB(puts.length)} PUTs/GiB, ` +
+        `requests ${JSON.stringify(proxy.requests)}`,
+    );
+    // 64 MiB of incompressible data in 16 MiB packs: 4 or 5 packs, each one PUT.
+    expect(packPuts).toBeGreaterThanOrEqual(4);
+    expect(packPuts).toBeLessThanOrEqual(5);
+    // Besides the packs: an index delta per pack, the merged index, the snapshot, CONFIG-free metadata and a lock.
+    expect(puts.length).toBeLessThanOrEqual(2 * packPuts + 6);
+    expect(proxy.requests.POST ?? 0).toBe(0); // no multipart for default-sized packs
+  });
+});
