@@ -17,6 +17,8 @@ export interface BlobStore {
    * whose cost is latency. Absent: 2.
    */
   readonly writeConcurrency?: number;
+  /** Requests sent so far by kind (GET, PUT, …), for stores billed per request. */
+  readonly requests?: Readonly<Record<string, number>>;
   /** Whole blob; throws NotFoundError when absent. */
   get(key: string): Promise<Buffer>;
   /** Exactly `length` bytes at `offset`; throws IntegrityError when the blob is shorter. */

@@ -71,6 +71,7 @@ export interface S3StoreOptions {
 
 /** HTTP requests sent, retries included, by kind. */
 export interface S3RequestCounts {
+  [kind: string]: number;
   GET: number;
   PUT: number;
   LIST: number;

@@ -119,6 +119,8 @@ describe('a store on S3 configured as an alias (the seed command lines)', () => 
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     id = snapshotIdOf(result);
+    // The summary reports what the backup cost in requests.
+    expect(result.stdout).toMatch(/^requests to s3:\/\/\S+: .*\d+ PUT.*; \d+ PUT per GiB stored$/m);
   });
 
   it('lists the snapshot with ls', async () => {

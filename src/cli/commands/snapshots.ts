@@ -12,6 +12,7 @@ import { deleteSnapshotHeader, listSnapshots, resolveSnapshot, type SnapshotHead
 import { SnapshotReader } from '../../snapshot/reader.js';
 import { restore } from '../../snapshot/restore.js';
 import type { Entry } from '../../snapshot/tree.js';
+import type { BlobStore } from '../../storage/blobstore.js';
 import { resolveLocation } from '../aliases.js';
 import type { CliContext, Run } from '../context.js';
 import { formatBytes, formatDuration, formatMode, formatTime, shortId } from '../format.js';
@@ -59,6 +60,16 @@ function entryJson(e: Entry) {
     target: e.target,
     meta: e.meta,
   };
+}
+
+/** "requests: 70 PUT, 3 GET, …", with PUTs per GiB when bytes were stored; empty for a local store. */
+function requestLine(store: BlobStore, storedBytes = 0): string | undefined {
+  if (!store.requests) return undefined;
+  const counts = Object.entries(store.requests).filter(([, n]) => n > 0);
+  if (counts.length === 0) return undefined;
+  const puts = store.requests.PUT ?? 0;
+  const perGiB = storedBytes > 0 ? `; ${Math.round(puts / (storedBytes / 2 ** 30))} PUT per GiB stored` : '';
+  return `requests to ${store.location}: ${counts.map(([kind, n]) => `${n} ${kind}`).join(', ')}${perGiB}`;
 }
 
 function entryLine(e: Entry): string {
@@ -137,6 +148,8 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
               `${formatBytes(s.size)} (${formatBytes(s.storedBytes)} added to the store) in ${formatDuration(s.durationMs)}` +
               (s.errors ? `, ${s.errors} errors` : ''),
           );
+          const requests = requestLine(repository.store, s.storedBytes);
+          if (requests) ctx.info(requests);
           return s.errors ? ExitCode.PARTIAL : ExitCode.OK;
         } catch (err) {
           progress.clear();
@@ -255,6 +268,8 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           `restored ${result.files} files, ${formatBytes(result.bytes)} from snapshot ${shortId(header.id)} to ${exporter.target} in ${formatDuration(Date.now() - started)}` +
             (result.errors ? `, ${result.errors} errors` : ''),
         );
+        const requests = requestLine(repository.store);
+        if (requests) ctx.info(requests);
         return result.errors ? ExitCode.PARTIAL : ExitCode.OK;
       }),
     );
