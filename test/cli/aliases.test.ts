@@ -114,12 +114,13 @@ describe('AliasConfig', () => {
 
   it('refuses to set, unset or rm an alias that does not exist', async () => {
     const config = newConfig();
+    // One at a time: a promise created early would reject before anyone awaits it.
     for (const attempt of [
-      config.set('store', 'nope', { location: '/x' }),
-      config.unset('store', 'nope', ['location']),
-      config.remove('store', 'nope'),
+      () => config.set('store', 'nope', { location: '/x' }),
+      () => config.unset('store', 'nope', ['location']),
+      () => config.remove('store', 'nope'),
     ]) {
-      const err = await rejection(attempt);
+      const err = await rejection(attempt());
       expect(err).toBeInstanceOf(KlosetError);
       expect(err.message).toBe("unknown alias store.nope (see 'kloset config')");
     }
