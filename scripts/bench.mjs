@@ -3,13 +3,14 @@
 // deterministic dataset, on the same disk, and prints a side-by-side table.
 //
 //   npm run bench                 full datasets (local: ~550 MiB, 20,000 small + 4 large files;
-//                                 mount: one 1 GiB file + 50,000 small files)
+//                                 mount: one 1 GiB file + 50,000 small files;
+//                                 s3: a bucket of 2,000 objects of 1–256 KiB + 4 × 32 MiB)
 //   npm run bench -- --quick      smaller datasets, fast smoke run
 //
 // Options:
 //   --quick              smaller datasets under .bench/*-quick
-//   --tools=a,b          only run these tools (default: kloset,restic)
-//   --sections=a,b       only run these sections: local, mount (default: all)
+//   --tools=a,b          only run these tools (default: kloset,restic,rclone)
+//   --sections=a,b       only run these sections: local, mount, s3 (default: all)
 //   --no-build           do not run `npm run build` before benchmarking kloset
 //   --verify-full        verify restores with `diff -rq` instead of sampled hashes
 //   --timeout=SECONDS    per-step timeout (default 3600)
@@ -24,14 +25,17 @@
 //
 // Structure: SECTIONS is a list of { name, title, run(ctx) } where run returns
 // { columns, rows, targets, notes, errors }. Sections: `local` (backup and
-// restore of a directory, kloset vs restic) and `mount` (reads through
+// restore of a directory, kloset vs restic), `mount` (reads through
 // `kloset mount` vs `restic mount` vs a trivial in-memory FUSE file system,
-// scripts/bench-memfs.cjs). Future sections (S3 vs rclone) join that list.
+// scripts/bench-memfs.cjs) and `s3` (backup of a bucket and restore into a
+// bucket on a local s3rver, kloset vs plain `rclone copy`, with request counts
+// from a counting proxy in front of the server).
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,7 +52,7 @@ const KiB = 1024;
 function parseArgs(argv) {
   const opts = {
     quick: false,
-    tools: ['kloset', 'restic'],
+    tools: ['kloset', 'restic', 'rclone'],
     sections: null,
     build: true,
     verifyFull: false,
@@ -354,9 +358,15 @@ async function measure(label, cmd, args, { env = {}, timeout, logDir }) {
   return { ok, code, timedOut, seconds, rssMiB, stdout, stderr, cmdline };
 }
 
-function run(cmd, args, { env = {} } = {}) {
-  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 256 * MiB });
-  return { ok: r.status === 0, code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? String(r.error ?? '') };
+function run(cmd, args, { env = {}, timeout } = {}) {
+  const r = spawnSync(cmd, args, {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    maxBuffer: 256 * MiB,
+    ...(timeout ? { timeout: timeout * 1000, killSignal: 'SIGKILL' } : {}),
+  });
+  return { ok: r.status === 0, code: r.status, stdout: r.stdout ?? '', stderr: `${r.stderr ?? ''}${r.error ? `\n${r.error.message}` : ''}` };
 }
 
 function shellQuote(s) {
@@ -1387,10 +1397,674 @@ async function sectionMount(ctx) {
   return { columns: ['metric', 'kloset', 'restic', 'ratio', 'trivial fs'], rows, targets, notes, errors };
 }
 
+// ---------------------------------------------------------------------------
+// S3 section: backup of a bucket and restore into a bucket, everything on one
+// s3rver on loopback (test/helpers/s3rver-launcher.mjs as a child process),
+// against a plain `rclone copy` download and upload of the same objects from
+// the same server in the same run. A counting HTTP proxy in front of s3rver
+// carries the timed traffic of both tools and counts requests by bucket and kind.
+
+const S3_GENERATOR_VERSION = 1;
+const S3_LAUNCHER = path.join(ROOT, 'test', 'helpers', 's3rver-launcher.mjs');
+const S3_KEY = 'S3RVER';
+const S3_REGION = 'us-east-1';
+const S3_START_MS = 20_000;
+const S3_STOP_MS = 5_000;
+const S3_STORE_PREFIX = 'kloset';
+const S3_UPLOAD_CONCURRENCY = 8;
+const S3_PACK_SIZE = 16 * MiB;
+const S3_PUT_TARGET = 64; // per GiB stored: one PUT per 16 MiB pack
+const GiB = 1024 * MiB;
+const S3_TYPES = {
+  txt: 'text/plain; charset=utf-8',
+  csv: 'text/csv',
+  json: 'application/json',
+  bin: 'application/octet-stream',
+  jpg: 'image/jpeg',
+};
+
+function s3DatasetSpec(quick) {
+  // Objects of 1–256 KiB (log-uniform, half text, half random) under nested
+  // prefixes, plus four large objects (two text, two random).
+  return quick
+    ? { objects: 200, prefixes: 12, minSize: 1 * KiB, maxSize: 256 * KiB, largeObjects: 4, largeSize: Math.round((32 * MiB) / 10), seed: 0x73336273 }
+    : { objects: 2000, prefixes: 120, minSize: 1 * KiB, maxSize: 256 * KiB, largeObjects: 4, largeSize: 32 * MiB, seed: 0x73336273 };
+}
+
+// The objects (keys, sizes, content types, user metadata) without their bodies;
+// s3Body() makes each body from its own stream name, whatever the order.
+function s3Manifest(spec) {
+  const rand = mulberry32(spec.seed);
+  const vocab = makeVocabulary(rand, 4000);
+  const word = () => vocab[Math.floor(rand() * 200)].toString();
+  const prefixes = [{ key: '', depth: 0 }];
+  for (let i = 0; i < spec.prefixes; i++) {
+    let parent;
+    do parent = prefixes[Math.floor(rand() * prefixes.length)];
+    while (parent.depth >= 4);
+    prefixes.push({ key: `${parent.key}p${String(i).padStart(3, '0')}-${word()}/`, depth: parent.depth + 1 });
+  }
+  const objects = [];
+  const logMin = Math.log(spec.minSize);
+  const logMax = Math.log(spec.maxSize);
+  for (let i = 0; i < spec.objects; i++) {
+    const prefix = prefixes[Math.floor(rand() * prefixes.length)];
+    const size = Math.round(Math.exp(logMin + rand() * (logMax - logMin)));
+    const text = rand() < 0.5;
+    const ext = text ? ['txt', 'csv', 'json'][Math.floor(rand() * 3)] : ['bin', 'jpg'][Math.floor(rand() * 2)];
+    objects.push({
+      key: `${prefix.key}o${String(i).padStart(5, '0')}-${word()}.${ext}`,
+      size,
+      text,
+      stream: `s3:small:${i}`,
+      contentType: S3_TYPES[ext],
+      metadata: i % 4 === 0 ? { 'bench-seq': String(i), 'bench-origin': 'kloset-bench' } : {},
+    });
+  }
+  for (let i = 0; i < spec.largeObjects; i++) {
+    const text = i % 2 === 0;
+    const ext = text ? 'txt' : 'bin';
+    objects.push({
+      key: `large/blob-${i}.${ext}`,
+      size: spec.largeSize,
+      text,
+      stream: `s3:large:${i}`,
+      contentType: S3_TYPES[ext],
+      metadata: { 'bench-seq': `large-${i}`, 'bench-origin': 'kloset-bench' },
+      large: true,
+    });
+  }
+  return { objects, vocab, bytes: objects.reduce((s, o) => s + o.size, 0), prefixes: prefixes.length - 1 };
+}
+
+function s3Body(obj, vocab) {
+  if (!obj.text) return randomBytes(obj.stream, obj.size);
+  const seed = createHash('sha256').update(obj.stream).digest().readUInt32LE(0);
+  return textBytes(mulberry32(seed), vocab, obj.size);
+}
+
+// Like run(), but without blocking the event loop: needed for any command that
+// talks to S3 through the counting proxy, which lives in this process.
+function runAsync(cmd, args, { env = {}, timeout = 60 } = {}) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeout * 1000);
+    const done = (code, error) => {
+      clearTimeout(timer);
+      resolve({ ok: code === 0 && !timedOut, code, stdout, stderr: `${stderr}${timedOut ? `\n(killed after ${timeout} s)` : ''}${error ? `\n${error}` : ''}` });
+    };
+    child.on('exit', (code, sig) => done(code ?? sig));
+    child.on('error', (e) => done(127, e.message));
+  });
+}
+
+// Runs fn(item) over items with at most `limit` at once.
+async function forEachLimit(items, limit, fn) {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++];
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+// s3rver in its own process (it needs --openssl-legacy-provider), on a port the kernel picks.
+async function startS3rver(directory) {
+  fs.mkdirSync(directory, { recursive: true });
+  const child = spawn(process.execPath, ['--openssl-legacy-provider', S3_LAUNCHER, directory], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d) => (err = (err + d).slice(-20_000)));
+  const exited = new Promise((resolve) => child.once('exit', (code, sig) => resolve(code ?? sig)));
+  const stopSync = () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      try {
+        child.kill('SIGKILL');
+      } catch {}
+    }
+  };
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    if ((await Promise.race([exited.then(() => true), sleep(S3_STOP_MS).then(() => false)])) === false) {
+      log(`  s3rver: no exit ${S3_STOP_MS / 1000} s after SIGTERM; SIGKILL`);
+      child.kill('SIGKILL');
+      await Promise.race([exited, sleep(S3_STOP_MS)]);
+    }
+  };
+  try {
+    const port = await new Promise((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error(`s3rver did not start within ${S3_START_MS / 1000} s: ${err}`)), S3_START_MS);
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (d) => {
+        out += d;
+        const nl = out.indexOf('\n');
+        if (nl < 0) return;
+        clearTimeout(timer);
+        try {
+          resolve(JSON.parse(out.slice(0, nl)).port);
+        } catch (e) {
+          reject(new Error(`s3rver launcher printed ${JSON.stringify(out)}: ${e.message}`));
+        }
+      });
+      child.once('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+      exited.then((code) => {
+        clearTimeout(timer);
+        reject(new Error(`s3rver exited (${code}) before listening: ${err}`));
+      });
+    });
+    return { child, pid: child.pid, port, endpoint: `http://127.0.0.1:${port}`, stop, stopSync, stderr: () => err };
+  } catch (e) {
+    stopSync();
+    throw e;
+  }
+}
+
+// A pass-through HTTP proxy to s3rver that counts requests per bucket (path-style
+// URLs) and kind: GET (object, ranged or not), LIST (any GET on a bucket itself),
+// PUT (objects, parts, buckets), POST (multipart start/complete, multi-delete),
+// HEAD, DELETE; plus bytes each way and error statuses. For `areaBucket`, PUTs
+// and GETs are also counted by the key's second segment (the store's packs/,
+// index/, snapshots/, …).
+function startCountingProxy(targetPort, { areaBucket } = {}) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  const stats = {};
+  const rec = (bucket) => (stats[bucket] ??= { kinds: {}, areas: {}, statuses: {}, bytesUp: 0, bytesDown: 0 });
+  const bump = (obj, k, n = 1) => (obj[k] = (obj[k] ?? 0) + n);
+  const server = http.createServer((req, res) => {
+    const q = req.url.indexOf('?');
+    const pathname = q < 0 ? req.url : req.url.slice(0, q);
+    const slash = pathname.indexOf('/', 1);
+    let bucket;
+    let key;
+    try {
+      bucket = decodeURIComponent(slash < 0 ? pathname.slice(1) : pathname.slice(1, slash));
+      key = slash < 0 ? '' : decodeURIComponent(pathname.slice(slash + 1));
+    } catch {
+      bucket = '?';
+      key = pathname;
+    }
+    const r = rec(bucket || '(service)');
+    const kind = req.method === 'GET' && key === '' ? 'LIST' : req.method;
+    bump(r.kinds, kind);
+    if (bucket === areaBucket && key && (kind === 'PUT' || kind === 'GET')) bump(r.areas, `${kind} ${key.split('/')[1] ?? key}`);
+    const headers = { ...req.headers };
+    delete headers.expect; // this side answered 100 Continue already
+    const up = http.request({ host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers, agent }, (ur) => {
+      if (ur.statusCode >= 400) bump(r.statuses, ur.statusCode);
+      res.writeHead(ur.statusCode, ur.statusMessage, ur.rawHeaders);
+      ur.on('data', (c) => (r.bytesDown += c.length));
+      ur.pipe(res);
+    });
+    up.on('error', () => {
+      bump(r.statuses, 'proxy error');
+      if (!res.headersSent) {
+        res.writeHead(502);
+        res.end();
+      } else res.destroy();
+    });
+    res.on('close', () => {
+      if (!res.writableFinished) up.destroy();
+    });
+    req.on('data', (c) => (r.bytesUp += c.length));
+    req.pipe(up);
+  });
+  server.keepAliveTimeout = 60_000;
+  const listening = new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve(server.address().port));
+  });
+  return {
+    listening,
+    snapshot: () => JSON.parse(JSON.stringify(stats)),
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+        agent.destroy();
+        setTimeout(resolve, 2000).unref();
+      }),
+  };
+}
+
+// What happened between two proxy snapshots: per bucket, counts that grew.
+function statsDelta(before, after) {
+  const out = {};
+  for (const [bucket, a] of Object.entries(after)) {
+    const b = before[bucket] ?? { kinds: {}, areas: {}, statuses: {}, bytesUp: 0, bytesDown: 0 };
+    const d = (x, y) => Object.fromEntries(Object.entries(x).map(([k, v]) => [k, v - (y[k] ?? 0)]).filter(([, v]) => v > 0));
+    const delta = { kinds: d(a.kinds, b.kinds), areas: d(a.areas, b.areas), statuses: d(a.statuses, b.statuses), bytesUp: a.bytesUp - b.bytesUp, bytesDown: a.bytesDown - b.bytesDown };
+    if (Object.keys(delta.kinds).length) out[bucket] = delta;
+  }
+  return out;
+}
+
+// { GET: n, PUT: n, … } summed over buckets.
+function totalKinds(delta) {
+  const out = {};
+  for (const r of Object.values(delta)) for (const [k, v] of Object.entries(r.kinds)) out[k] = (out[k] ?? 0) + v;
+  return out;
+}
+
+const KIND_ORDER = ['LIST', 'HEAD', 'GET', 'PUT', 'POST', 'DELETE'];
+function fmtKinds(kinds) {
+  const rank = (kind) => (KIND_ORDER.includes(kind) ? KIND_ORDER.indexOf(kind) : KIND_ORDER.length);
+  const keys = Object.keys(kinds).sort((a, b) => rank(a) - rank(b));
+  return keys.length ? keys.map((k) => `${kinds[k].toLocaleString('en-US')} ${k}`).join(', ') : '—';
+}
+const sumKinds = (kinds) => Object.values(kinds).reduce((s, v) => s + v, 0);
+function fmtDelta(delta) {
+  return Object.entries(delta).map(([bucket, r]) => {
+    const st = Object.keys(r.statuses).length ? `; errors ${Object.entries(r.statuses).map(([k, v]) => `${v}×${k}`).join(', ')}` : '';
+    return `s3://${bucket}: ${fmtKinds(r.kinds)}${st}`;
+  }).join('; ') || 'none';
+}
+
+async function loadS3Sdk() {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  return import('@aws-sdk/client-s3');
+}
+
+function s3Client(sdk, endpoint) {
+  return new sdk.S3Client({
+    endpoint,
+    region: S3_REGION,
+    forcePathStyle: true,
+    credentials: { accessKeyId: S3_KEY, secretAccessKey: S3_KEY },
+    // s3rver does not understand the SDK's default aws-chunked checksum trailers.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    requestHandler: { httpAgent: new http.Agent({ keepAlive: true, maxSockets: 32 }), requestTimeout: 120_000 },
+  });
+}
+
+// Map key -> { size, etag } for every object of a bucket (ListObjectsV2, page by page).
+async function s3ListAll(sdk, client, bucket) {
+  const out = new Map();
+  let token;
+  do {
+    const r = await client.send(new sdk.ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token, MaxKeys: 1000 }));
+    for (const o of r.Contents ?? []) out.set(o.Key, { size: Number(o.Size), etag: String(o.ETag ?? '').replace(/"/g, '') });
+    token = r.IsTruncated ? r.NextContinuationToken : undefined;
+  } while (token);
+  return out;
+}
+
+async function s3Sha256(sdk, client, bucket, key) {
+  const r = await client.send(new sdk.GetObjectCommand({ Bucket: bucket, Key: key }));
+  const h = createHash('sha256');
+  for await (const chunk of r.Body) h.update(chunk);
+  return { sha256: h.digest('hex'), contentType: r.ContentType, metadata: r.Metadata ?? {} };
+}
+
+// Compares a bucket (or what a listing gave) with the manifest: keys and sizes
+// always; ETags where the copy's is a plain MD5 (single-part upload); with
+// `sample`, sha256, content type and user metadata of the large objects and
+// every 50th small one, read back from the bucket.
+async function s3Verify(sdk, client, bucket, manifest, { sample }) {
+  const got = await s3ListAll(sdk, client, bucket);
+  const want = new Map(manifest.objects.map((o) => [o.key, o]));
+  const problems = [];
+  let etags = 0;
+  for (const [key, o] of want) {
+    const g = got.get(key);
+    if (!g) problems.push(`missing ${key}`);
+    else if (g.size !== o.size) problems.push(`size ${key}: ${g.size} != ${o.size}`);
+    else if (/^[0-9a-f]{32}$/.test(g.etag)) {
+      etags++;
+      if (g.etag !== o.md5) problems.push(`content ${key}: ETag ${g.etag} != MD5 ${o.md5}`);
+    }
+  }
+  for (const key of got.keys()) if (!want.has(key)) problems.push(`extra ${key}`);
+  let hashed = 0;
+  if (sample) {
+    const picks = manifest.objects.filter((o, i) => o.large || i % 50 === 0).filter((o) => got.has(o.key));
+    await forEachLimit(picks, 4, async (o) => {
+      const r = await s3Sha256(sdk, client, bucket, o.key);
+      hashed++;
+      if (r.sha256 !== o.sha256) problems.push(`content ${o.key}: sha256 differs`);
+      if (r.contentType !== o.contentType) problems.push(`content type ${o.key}: ${r.contentType} != ${o.contentType}`);
+      const meta = Object.fromEntries(Object.entries(r.metadata).map(([k, v]) => [k.toLowerCase(), v]));
+      if (JSON.stringify(meta, Object.keys(meta).sort()) !== JSON.stringify(o.metadata, Object.keys(o.metadata).sort())) {
+        problems.push(`metadata ${o.key}: ${JSON.stringify(meta)} != ${JSON.stringify(o.metadata)}`);
+      }
+    });
+  }
+  const checked = `${got.size.toLocaleString('en-US')} keys listed and sized, ${etags.toLocaleString('en-US')} ETags = MD5` +
+    (sample ? `, ${hashed} read back (sha256, content type, user metadata)` : '');
+  return problems.length
+    ? { ok: false, checked, error: `s3://${bucket}: ${problems.length} mismatches: ${problems.slice(0, 10).join('; ')}` }
+    : { ok: true, checked };
+}
+
+// rclone's local copy: same relative paths and sizes as the keys.
+async function verifyLocalCopy(dir, manifest) {
+  const files = await walk(dir);
+  const got = new Map(files.map((f) => [f.rel, f.size]));
+  const problems = [];
+  for (const o of manifest.objects) {
+    if (!got.has(o.key)) problems.push(`missing ${o.key}`);
+    else if (got.get(o.key) !== o.size) problems.push(`size ${o.key}`);
+  }
+  if (got.size !== manifest.objects.length) problems.push(`${got.size} files for ${manifest.objects.length} objects`);
+  return problems.length ? `${problems.length} mismatches: ${problems.slice(0, 10).join('; ')}` : null;
+}
+
+// Ends the s3rver child and removes the section's temporary directories if the bench is interrupted.
+function installChildSafetyNet(stopSync) {
+  const onSignal = (sig) => {
+    log(`${sig}: stopping s3rver`);
+    stopSync();
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+  const handlers = ['SIGINT', 'SIGTERM', 'SIGHUP'].map((sig) => {
+    const h = () => onSignal(sig);
+    process.on(sig, h);
+    return [sig, h];
+  });
+  process.on('exit', stopSync);
+  return () => {
+    for (const [sig, h] of handlers) process.off(sig, h);
+    process.off('exit', stopSync);
+  };
+}
+
+async function sectionS3(ctx) {
+  const { opts } = ctx;
+  const errors = [];
+  const spec = s3DatasetSpec(opts.quick);
+  const base = path.join(BENCH, opts.quick ? 'quick' : 'full', 's3');
+  const dirs = {
+    s3rver: path.join(base, 's3rver'),
+    config: path.join(base, 'config'),
+    cache: path.join(base, 'cache'),
+    local: path.join(base, 'rclone-local'),
+    logDir: path.join(base, 'logs'),
+  };
+  const stepS = opts.timeout;
+  const stepMs = Math.min(opts.timeout, 1800) * 1000;
+  const k = { tool: 'kloset', steps: {} };
+  const rc = { tool: 'rclone', steps: {} };
+  const wantKloset = opts.tools.includes('kloset');
+  const wantRclone = opts.tools.includes('rclone');
+  let verify = null;
+  let storeBytes = null;
+  let storeObjects = null;
+  let manifest;
+  let server;
+  let proxy;
+  let removeSafetyNet = () => {};
+  let sdk;
+  let direct;
+
+  const prepErr = wantKloset ? TOOLS.kloset.prepare(opts) : null;
+  if (prepErr) errors.push(`kloset: ${prepErr}`);
+  k.version = wantKloset && !prepErr ? TOOLS.kloset.version() : 'n/a';
+  let rcloneOk = false;
+  if (wantRclone) {
+    try {
+      ensureDebianPackages(['rclone']);
+      rcloneOk = true;
+    } catch (e) {
+      errors.push(`rclone: ${e.message}`);
+    }
+  }
+  const rv = rcloneOk ? run('rclone', ['version'], { timeout: 30 }) : null;
+  rc.version = rv?.ok ? rv.stdout.split('\n')[0].replace(/^rclone\s+/, '') : 'n/a';
+
+  try {
+    for (const d of Object.values(dirs)) fresh(d);
+    for (const d of Object.values(dirs)) fs.mkdirSync(d, { recursive: true });
+    sdk = await loadS3Sdk();
+
+    // Server, proxy, buckets, dataset.
+    server = await startS3rver(dirs.s3rver);
+    removeSafetyNet = installChildSafetyNet(() => {
+      server.stopSync();
+      for (const d of [dirs.s3rver, dirs.config, dirs.cache, dirs.local]) fresh(d);
+    });
+    log(`s3rver (pid ${server.pid}) on ${server.endpoint}, data in ${path.relative(ROOT, dirs.s3rver)}`);
+    proxy = startCountingProxy(server.port, { areaBucket: 'store' });
+    const proxyPort = await proxy.listening;
+    const endpoint = `http://127.0.0.1:${proxyPort}`;
+    log(`counting proxy on ${endpoint}`);
+    direct = s3Client(sdk, server.endpoint);
+    for (const bucket of ['src', 'store', 'dest', 'dest2']) {
+      await withTimeout(direct.send(new sdk.CreateBucketCommand({ Bucket: bucket })), 30_000, `creating bucket ${bucket}`);
+    }
+    manifest = s3Manifest(spec);
+    log(`filling s3://src: ${manifest.objects.length.toLocaleString('en-US')} objects, ${(manifest.bytes / MiB).toFixed(1)} MiB ...`);
+    const t0 = performance.now();
+    await withTimeout(forEachLimit(manifest.objects, S3_UPLOAD_CONCURRENCY, async (o) => {
+      const body = s3Body(o, manifest.vocab);
+      o.md5 = createHash('md5').update(body).digest('hex');
+      o.sha256 = createHash('sha256').update(body).digest('hex');
+      await direct.send(new sdk.PutObjectCommand({ Bucket: 'src', Key: o.key, Body: body, ContentType: o.contentType, Metadata: o.metadata }));
+    }), stepMs, 'filling s3://src');
+    log(`  filled in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    const srcCheck = await withTimeout(s3Verify(sdk, direct, 'src', manifest, { sample: false }), stepMs, 'checking s3://src');
+    if (!srcCheck.ok) throw new Error(`the source bucket does not hold the dataset: ${srcCheck.error}`);
+
+    const counted = async (label, cmd, args, env) => {
+      const before = proxy.snapshot();
+      const r = await measure(label, cmd, args, { env, timeout: stepS, logDir: dirs.logDir });
+      r.requests = statsDelta(before, proxy.snapshot());
+      log(`  ${label} requests: ${fmtDelta(r.requests)}`);
+      return r;
+    };
+    const failed = (tool, step, r) => `${tool} ${step} failed (exit ${r.code}${r.timedOut ? ', timeout' : ''}): ${r.cmdline}\n${tail(r.stderr || r.stdout, 30)}`;
+
+    // kloset: aliases, store, backup of the bucket, restore into another bucket.
+    const kEnv = { KLOSET_PASSPHRASE: 'bench', XDG_CACHE_HOME: dirs.cache, XDG_CONFIG_HOME: dirs.config };
+    const kloset = async (args, timeout = 60) => {
+      const r = await runAsync('./bin/kloset.js', args, { env: kEnv, timeout });
+      if (!r.ok) throw new Error(`./bin/kloset.js ${args.map(shellQuote).join(' ')} failed (exit ${r.code}): ${tail(r.stderr || r.stdout, 20)}`);
+      return r;
+    };
+    let id = null;
+    if (wantKloset && !prepErr) {
+      try {
+        for (const [name, key, value] of [['s3_src', 'uri', 's3://src'], ['s3_store', 'location', `s3://store/${S3_STORE_PREFIX}`], ['s3_dest', 'uri', 's3://dest']]) {
+          await kloset(['config', name, 'create', name]);
+          for (const [kk, vv] of [['type', 's3'], [key, value], ['endpoint', endpoint], ['access_key', S3_KEY], ['secret_access_key', S3_KEY], ['use_tls', 'false']]) {
+            await kloset(['config', name, 'set', name, kk, vv]);
+          }
+        }
+        const create = await counted('kloset-create', './bin/kloset.js', ['at', '@s3_store', 'create'], kEnv);
+        k.steps.create = create;
+        if (!create.ok) throw new Error(failed('kloset', 'create', create));
+        const before = await s3ListAll(sdk, direct, 'store');
+        const backup = await counted('kloset-backup', './bin/kloset.js', ['at', '@s3_store', 'backup', '@s3_src'], kEnv);
+        k.steps.backup = backup;
+        if (!backup.ok) throw new Error(failed('kloset', 'backup', backup));
+        const after = await s3ListAll(sdk, direct, 'store');
+        storeObjects = after.size;
+        storeBytes = [...after.values()].reduce((s, o) => s + o.size, 0);
+        k.addedBytes = [...after].filter(([key]) => !before.has(key)).reduce((s, [, o]) => s + o.size, 0);
+        const ls = await kloset(['at', '@s3_store', 'ls', '--json'], Math.min(stepS, 600));
+        const list = JSON.parse(ls.stdout);
+        id = Array.isArray(list) && list.length ? String(list[list.length - 1].id) : null;
+        if (!id) throw new Error(`kloset ls --json: no snapshot id in ${ls.stdout.slice(0, 300)}`);
+      } catch (e) {
+        errors.push(`kloset: ${e.message}`);
+      }
+    }
+
+    // rclone: plain download of the bucket, the counterpart of the backup.
+    const rEnv = {
+      RCLONE_CONFIG: path.join(base, 'rclone.conf'),
+      RCLONE_CONFIG_S3_TYPE: 's3',
+      RCLONE_CONFIG_S3_PROVIDER: 'Other',
+      RCLONE_CONFIG_S3_ENDPOINT: endpoint,
+      RCLONE_CONFIG_S3_ACCESS_KEY_ID: S3_KEY,
+      RCLONE_CONFIG_S3_SECRET_ACCESS_KEY: S3_KEY,
+      RCLONE_CONFIG_S3_REGION: S3_REGION,
+      RCLONE_CONFIG_S3_FORCE_PATH_STYLE: 'true',
+      // A CA bundle from the environment makes rclone's S3 client fail to start
+      // (LoadCustomCABundleError), and plain http on loopback needs none.
+      AWS_CA_BUNDLE: '',
+    };
+    fs.writeFileSync(rEnv.RCLONE_CONFIG, ''); // everything comes from the environment
+    if (rcloneOk) {
+      const down = await counted('rclone-download', 'rclone', ['copy', 's3:src', dirs.local], rEnv);
+      rc.steps.download = down;
+      if (!down.ok) errors.push(failed('rclone', 'download', down));
+      else {
+        const bad = await verifyLocalCopy(dirs.local, manifest);
+        if (bad) errors.push(`rclone download incomplete: ${bad}`);
+      }
+    }
+
+    if (id) {
+      const restore = await counted('kloset-restore', './bin/kloset.js', ['at', '@s3_store', 'restore', '-to', '@s3_dest', id], kEnv);
+      k.steps.restore = restore;
+      if (!restore.ok) errors.push(failed('kloset', 'restore', restore));
+      else {
+        verify = await withTimeout(s3Verify(sdk, direct, 'dest', manifest, { sample: true }), stepMs, 'verifying s3://dest');
+        if (!verify.ok) errors.push(`kloset restore verification failed: ${verify.error}`);
+        else log(`  kloset restore verified: ${verify.checked}`);
+      }
+    }
+
+    // rclone: plain upload of the same objects, the counterpart of the restore.
+    if (rcloneOk && rc.steps.download?.ok) {
+      const upload = await counted('rclone-upload', 'rclone', ['copy', dirs.local, 's3:dest2'], rEnv);
+      rc.steps.upload = upload;
+      if (!upload.ok) errors.push(failed('rclone', 'upload', upload));
+      else {
+        const v = await withTimeout(s3Verify(sdk, direct, 'dest2', manifest, { sample: false }), stepMs, 'checking s3://dest2');
+        if (!v.ok) errors.push(`rclone upload incomplete: ${v.error}`);
+      }
+    }
+  } catch (e) {
+    errors.push(`s3: ${e.stack ?? e.message ?? e}`);
+  } finally {
+    direct?.destroy();
+    await proxy?.close();
+    if (server) {
+      await server.stop();
+      if (server.stderr().trim()) fs.writeFileSync(path.join(dirs.logDir, 's3rver.stderr'), server.stderr());
+    }
+    removeSafetyNet();
+    for (const d of [dirs.s3rver, dirs.config, dirs.cache, dirs.local]) fresh(d);
+    fs.rmSync(path.join(base, 'rclone.conf'), { force: true });
+  }
+
+  // Rows: kloset backup vs rclone download, kloset restore vs rclone upload.
+  const bytes = manifest?.bytes ?? null;
+  const ok = (r) => (r?.ok ? r : null);
+  const secs = (r) => ok(r)?.seconds ?? null;
+  const thr = (r) => (ok(r) && bytes ? bytes / MiB / r.seconds : null);
+  const reqs = (r) => (ok(r) ? totalKinds(r.requests) : null);
+  const perGiB = (n, b) => (n == null || !b ? null : n / (b / GiB));
+  const rows = [];
+  const add = (metric, kv, rv, unit, x) => rows.push({ metric, kloset: unit(kv), rclone: unit(rv), ratio: fmt.x(x), raw: { kv, rv, x } });
+  const kb = k.steps.backup;
+  const kr = k.steps.restore;
+  const rd = rc.steps.download;
+  const ru = rc.steps.upload;
+  add('backup of the bucket (rclone: download)', secs(kb), secs(rd), fmt.s, ratio(secs(rd), secs(kb)));
+  add('backup throughput', thr(kb), thr(rd), fmt.mibs, ratio(thr(kb), thr(rd)));
+  add('restore into a bucket (rclone: upload)', secs(kr), secs(ru), fmt.s, ratio(secs(ru), secs(kr)));
+  add('restore throughput', thr(kr), thr(ru), fmt.mibs, ratio(thr(kr), thr(ru)));
+  const kinds = (v) => (v ? fmtKinds(v) : '—');
+  rows.push({ metric: 'requests, backup / download', kloset: kinds(reqs(kb)), rclone: kinds(reqs(rd)), ratio: fmt.x(ratio(reqs(kb) && sumKinds(reqs(kb)), reqs(rd) && sumKinds(reqs(rd)))) });
+  rows.push({ metric: 'requests, restore / upload', kloset: kinds(reqs(kr)), rclone: kinds(reqs(ru)), ratio: fmt.x(ratio(reqs(kr) && sumKinds(reqs(kr)), reqs(ru) && sumKinds(reqs(ru)))) });
+  const storeReq = (r) => ok(r)?.requests?.store ?? null;
+  const putsStored = storeReq(kb)?.kinds.PUT ?? null;
+  const putPerGiB = perGiB(putsStored, k.addedBytes);
+  const getsStore = storeReq(kr)?.kinds.GET ?? null;
+  const getPerGiB = perGiB(getsStore, bytes);
+  const num = (v) => (v == null ? '—' : v.toFixed(0));
+  const rdGets = reqs(rd)?.GET ?? null;
+  const ruPuts = reqs(ru)?.PUT ?? null;
+  const aside = (v, what) => (v == null ? '—' : `(${num(v)} per GiB ${what})`);
+  rows.push({ metric: 'PUT per GiB stored (store bucket)', kloset: num(putPerGiB), rclone: aside(perGiB(ruPuts, bytes), 'uploaded'), ratio: '' });
+  rows.push({ metric: 'GET per GiB restored (from the store)', kloset: num(getPerGiB), rclone: aside(perGiB(rdGets, bytes), 'downloaded'), ratio: '' });
+  const rss = (r) => ok(r)?.rssMiB ?? null;
+  add('peak RSS, backup / download', rss(kb), rss(rd), fmt.mib, ratio(rss(kb), rss(rd)));
+  add('peak RSS, restore / upload', rss(kr), rss(ru), fmt.mib, ratio(rss(kr), rss(ru)));
+
+  const target = (name, value, pass, shown) => ({ name, value: shown, status: value == null ? 'n/a' : pass ? 'PASS' : 'MISS' });
+  const bx = ratio(thr(kb), thr(rd));
+  const rx = ratio(thr(kr), thr(ru));
+  const packs = storeReq(kb)?.areas['PUT packs'] ?? null;
+  const otherPuts = putsStored != null && packs != null ? putsStored - packs : null;
+  const targets = [
+    target('backup throughput ≥ 0.8x rclone download', bx, bx >= 0.8, fmt.x(bx)),
+    target('restore throughput ≥ 0.8x rclone upload', rx, rx >= 0.8, fmt.x(rx)),
+    target(`PUT per GiB stored ≈ ${S3_PUT_TARGET} (one per ${S3_PACK_SIZE / MiB} MiB pack; ≤ ${S3_PUT_TARGET * 1.25} passes)`, putPerGiB,
+      putPerGiB <= S3_PUT_TARGET * 1.25,
+      putPerGiB == null ? '—' : `${putPerGiB.toFixed(0)} (${putsStored} PUT for ${(k.addedBytes / MiB).toFixed(1)} MiB: ${packs ?? '?'} packs + ${otherPuts ?? '?'} other)`),
+    { name: 'restored bucket equals the source', value: verify ? (verify.ok ? verify.checked : 'mismatch') : '—', status: verify ? (verify.ok ? 'PASS' : 'FAIL') : 'n/a' },
+  ];
+
+  const notes = [];
+  if (manifest) {
+    const small = manifest.objects.filter((o) => !o.large);
+    notes.push(
+      `Dataset: s3://src with ${manifest.objects.length.toLocaleString('en-US')} objects, ${(bytes / MiB).toFixed(1)} MiB: ` +
+        `${small.length.toLocaleString('en-US')} of 1–256 KiB (log-uniform, half text, half random) under ${manifest.prefixes} nested prefixes and at the root, ` +
+        `${spec.largeObjects} × ${(spec.largeSize / MiB).toFixed(1)} MiB (two text, two random); content types by extension, user metadata on every 4th object and the large ones. ` +
+        'Uploaded with the AWS SDK straight to s3rver before the timed steps.',
+    );
+  }
+  notes.push(
+    's3rver 3.7 (test/helpers/s3rver-launcher.mjs, node --openssl-legacy-provider) on loopback, one process, objects as files under ' +
+      `${path.relative(ROOT, dirs.s3rver)}/ (removed afterwards). Every timed step goes through a counting HTTP proxy (node:http, in the bench process) in front of it, ` +
+      'kloset and rclone alike: counts are per request seen on the wire, retries included; LIST is any GET on a bucket itself, PUT includes multipart parts.',
+    'kloset: aliases s3_src (uri s3://src), s3_store (location s3://store/kloset), s3_dest (uri s3://dest) set with `kloset config` (endpoint, access_key, secret_access_key, use_tls false) ' +
+      'in a private XDG_CONFIG_HOME; `at @s3_store create`, then timed `at @s3_store backup @s3_src` and `at @s3_store restore -to @s3_dest <id>`, run through the shebang (./bin/kloset.js).',
+    'rclone: remote `s3:` from RCLONE_CONFIG_S3_* variables (provider Other, path style; AWS_CA_BUNDLE emptied), default flags (4 transfers, 8 checkers): timed `rclone copy s3:src <local dir>` and `rclone copy <local dir> s3:dest2` ' +
+      '(the local copy sits on the same disk as s3rver, under .bench/, and is removed afterwards).',
+    'Ratios: kloset throughput / rclone throughput (> 1: kloset faster; the time rows give the same number); request and RSS ratios kloset/rclone. ' +
+      'Throughput is the dataset size over the step\'s wall time. PUT per GiB stored: PUTs to s3://store during the backup over the bytes it added there; ' +
+      'GET per GiB restored: GETs to s3://store during the restore over the dataset size.',
+  );
+  if (storeBytes != null) {
+    notes.push(`Store after the backup: ${storeObjects} objects, ${(storeBytes / MiB).toFixed(1)} MiB (${(k.addedBytes / MiB).toFixed(1)} MiB added by the backup).`);
+  }
+  for (const [label, r] of [['kloset backup', kb], ['kloset restore', kr], ['rclone download', rd], ['rclone upload', ru]]) {
+    if (ok(r)) notes.push(`Requests, ${label}: ${fmtDelta(r.requests)}.`);
+  }
+  const areas = storeReq(kb)?.areas;
+  if (areas) notes.push(`PUTs to the store by area during the backup: ${Object.entries(areas).filter(([a]) => a.startsWith('PUT')).map(([a, v]) => `${a.slice(4)} ${v}`).join(', ')}.`);
+  const own = [kb, kr].filter(ok).map((r) => /requests to [^\n]*/.exec(`${r.stdout}\n${r.stderr}`)?.[0]).filter(Boolean);
+  if (own.length) notes.push(`kloset's own count: ${own.join('; ')}.`);
+  if (opts.quick && putPerGiB != null) {
+    notes.push('With --quick the store takes a few MiB, so the fixed PUTs of a backup (index, snapshot, lock) weigh heavily in PUT per GiB.');
+  }
+  if (verify?.ok) notes.push(`kloset restore verified: ${verify.checked}.`);
+  notes.push(`Versions: kloset ${k.version}; rclone ${rc.version}.`);
+  notes.push(`${ctx.loadNote}.`);
+  if (!wantKloset) notes.push('kloset: skipped (--tools).');
+  if (!wantRclone) notes.push('rclone: skipped (--tools).');
+  return { columns: ['metric', 'kloset', 'rclone', 'ratio'], rows, targets, notes, errors };
+}
+
 const SECTIONS = [
   { name: 'local', title: 'Local directory: kloset vs restic', run: sectionLocal },
   { name: 'mount', title: 'FUSE mount: kloset mount vs restic mount vs a trivial FUSE file system', run: sectionMount },
-  // Later: { name: 's3', title: 'S3 bucket: kloset vs rclone', run: sectionS3 },
+  { name: 's3', title: 'S3 bucket on a local s3rver: kloset vs rclone copy', run: sectionS3 },
 ];
 
 // ---------------------------------------------------------------------------

@@ -14,6 +14,8 @@ export interface Importer {
   readonly origin: string;
   /** What was backed up, as the user named it (an absolute path, s3://bucket/prefix). */
   readonly source: string;
+  /** Files worth reading at once: a few for a disk, many for a store whose cost is latency. */
+  readonly readConcurrency?: number;
   rootEntry(): Promise<SourceEntry>;
   /** A directory's children, sorted by compareNames. */
   children(path: string): AsyncIterable<SourceEntry>;

@@ -19,7 +19,7 @@ import {
 /** Entries per directory page: a page stays well under a megabyte even with inline chunk lists. */
 export const PAGE_ENTRIES = 1000;
 
-/** Files read and chunked at once: enough to keep both workers and the disk busy. */
+/** Files read and chunked at once, unless the source asks for more: enough to keep both workers and a disk busy. */
 const FILES_IN_FLIGHT = 8;
 
 export interface BackupProgress {
@@ -133,7 +133,7 @@ export async function backup(repository: Repository, importer: Importer, options
   // Stopping the workers fails every file in flight at once: an interrupt does not wait for a large file.
   const stopPool = () => void pool.close();
   options.signal?.addEventListener('abort', stopPool, { once: true });
-  const slots = new Slots(FILES_IN_FLIGHT);
+  const slots = new Slots(importer.readConcurrency ?? FILES_IN_FLIGHT);
   const parent = options.parent ? new SnapshotReader(repository, options.parent) : undefined;
   const stats: SnapshotStats = {
     files: 0,

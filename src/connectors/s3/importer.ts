@@ -74,6 +74,8 @@ export function parseGlacierPolicy(value: string | undefined): GlacierPolicy {
  */
 export class S3Importer implements Importer {
   readonly type = 's3';
+  /** Each GET costs a round trip before its first byte: keep many in flight. */
+  readonly readConcurrency = 32;
   readonly origin: string;
   readonly source: string;
   private readonly bucket: string;
