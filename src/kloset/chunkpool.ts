@@ -111,9 +111,9 @@ export class ChunkPool {
   }
 
   /** Chunks a local file, read by the worker itself; resolves once every new chunk is queued for a pack. */
-  chunkFile(path: string): Promise<ChunkedContent> {
+  chunkFile(path: string, size: number): Promise<ChunkedContent> {
     const { stream, worker, done } = this.open();
-    worker.thread.postMessage({ op: 'file', stream, path } satisfies WorkerRequest);
+    worker.thread.postMessage({ op: 'file', stream, path, size } satisfies WorkerRequest);
     return done;
   }
 

@@ -4,7 +4,7 @@
  * files and writes packs. One stream is one file: its messages are handled in
  * order, its chunks returned in order; several streams interleave.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { BlockPool, Chunker, gearTable, type ChunkingParams } from './chunker.js';
 import { encodeBlob, type CompressionParams } from './compression.js';
@@ -22,7 +22,7 @@ export interface WorkerInit {
 export type WorkerRequest =
   | { op: 'init'; init: WorkerInit }
   /** A local file: read here, so its bytes never pass through the main thread. */
-  | { op: 'file'; stream: number; path: string }
+  | { op: 'file'; stream: number; path: string; size: number }
   /** Bytes of a streamed source (an S3 object), then its end. */
   | { op: 'data'; stream: number; data: Uint8Array }
   | { op: 'end'; stream: number }
@@ -137,7 +137,8 @@ parentPort!.on('message', (message: WorkerRequest) => {
       enqueue(message.stream, async (chunker) => {
         const fd = openSync(message.path, 'r');
         try {
-          let remaining = fstatSync(fd).size;
+          // The size the walk saw: reading past it is caught by the probe below.
+          let remaining = message.size;
           for (let position = 0; ; ) {
             if (remaining === 0) {
               // Read to the true end: a file that grew since stat is read whole.

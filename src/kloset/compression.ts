@@ -23,7 +23,7 @@ const MIN_COMPRESSIBLE = 64;
  * consumes them in turn, so the framed plaintext is never copied whole.
  */
 export async function encodeBlob(raw: Buffer, params: CompressionParams): Promise<Buffer[]> {
-  if (raw.length >= MIN_COMPRESSIBLE) {
+  if (raw.length >= MIN_COMPRESSIBLE && (raw.length < SAMPLE_FROM || (await looksCompressible(raw)))) {
     const packed = await zstdCompress(raw, params.level);
     // Keep compression only when it saves at least 1/32: decoding costs time on every read.
     if (packed.length + (packed.length >> 5) < raw.length) return frame(Codec.zstd, packed);
@@ -32,6 +32,26 @@ export async function encodeBlob(raw: Buffer, params: CompressionParams): Promis
 }
 
 const CODEC_BYTES = [Buffer.from([Codec.none]), Buffer.from([Codec.zstd])];
+
+/** Blobs this large are first judged on samples: zstd is slowest on data it cannot shrink. */
+const SAMPLE_FROM = 32 * 1024;
+const SAMPLE_BYTES = 4096;
+
+/**
+ * Compresses three 4 KiB samples (start, middle, end) at the fastest level:
+ * encrypted, already compressed or random data shows there at once, and is
+ * then stored as is without running zstd over all of it.
+ */
+async function looksCompressible(raw: Buffer): Promise<boolean> {
+  const middle = (raw.length >> 1) - (SAMPLE_BYTES >> 1);
+  const sample = Buffer.concat([
+    raw.subarray(0, SAMPLE_BYTES),
+    raw.subarray(middle, middle + SAMPLE_BYTES),
+    raw.subarray(raw.length - SAMPLE_BYTES),
+  ]);
+  const packed = await zstdCompress(sample, 1);
+  return packed.length + (packed.length >> 5) < sample.length;
+}
 
 function frame(codec: number, body: Buffer): Buffer[] {
   return [CODEC_BYTES[codec], body];

@@ -20,7 +20,7 @@ import {
 export const PAGE_ENTRIES = 1000;
 
 /** Files read and chunked at once, unless the source asks for more: enough to keep both workers and a disk busy. */
-const FILES_IN_FLIGHT = 8;
+const FILES_IN_FLIGHT = 32;
 
 export interface BackupProgress {
   files: number;
@@ -179,7 +179,7 @@ export async function backup(repository: Repository, importer: Importer, options
     }
     try {
       const chunked = importer.localPath
-        ? await pool.chunkFile(importer.localPath(path))
+        ? await pool.chunkFile(importer.localPath(path), source.size)
         : await pool.chunk(abortable(importer.read(path, source), options.signal));
       let content: ContentRef;
       if (chunked.chunks.length <= INLINE_CHUNKS) content = { chunks: chunked.chunks };

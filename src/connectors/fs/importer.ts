@@ -1,4 +1,4 @@
-import { promises as fs, type BigIntStats } from 'node:fs';
+import { lstatSync, promises as fs, readlinkSync, type BigIntStats } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { KlosetError } from '../../errors.js';
@@ -28,8 +28,14 @@ function kindOf(stat: BigIntStats): EntryKind | undefined {
 
 const accounts = new Accounts();
 
-export async function statEntry(fullPath: string, name: string): Promise<SourceEntry> {
-  const stat = await fs.lstat(fullPath, { bigint: true });
+/**
+ * One entry's metadata, read with synchronous calls on purpose: lstat,
+ * llistxattr and readlink are answered from the kernel's caches in
+ * microseconds, far less than a thread-pool round trip each, and the walk
+ * is what keeps the chunk workers fed.
+ */
+export function statEntry(fullPath: string, name: string): SourceEntry {
+  const stat = lstatSync(fullPath, { bigint: true });
   const kind = kindOf(stat);
   if (!kind) throw new KlosetError(`${fullPath}: unsupported file type`);
   const entry: SourceEntry = {
@@ -48,7 +54,7 @@ export async function statEntry(fullPath: string, name: string): Promise<SourceE
     nlink: Number(stat.nlink),
   };
   if (kind === 'device') entry.rdev = Number(stat.rdev);
-  if (kind === 'symlink') entry.target = await fs.readlink(fullPath);
+  if (kind === 'symlink') entry.target = readlinkSync(fullPath);
   else if (kind === 'file' || kind === 'directory') {
     const xattrs = readXattrs(fullPath);
     if (xattrs) entry.xattrs = xattrs;
@@ -84,7 +90,7 @@ export class FsImporter implements Importer {
   async rootEntry(): Promise<SourceEntry> {
     let entry: SourceEntry;
     try {
-      entry = await statEntry(this.source, '');
+      entry = statEntry(this.source, '');
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') throw new KlosetError(`${this.source}: no such file or directory`);
@@ -95,27 +101,26 @@ export class FsImporter implements Importer {
     if (entry.kind !== 'file') throw new KlosetError(`${this.source}: not a directory or a regular file`);
     this.singleFile = path.basename(this.source);
     this.base = path.dirname(this.source);
-    return { ...(await statEntry(this.base, '')), name: '' };
+    return { ...statEntry(this.base, ''), name: '' };
   }
 
   async *children(rel: string): AsyncIterable<SourceEntry> {
     if (this.singleFile !== undefined && rel === '') {
-      yield await statEntry(this.full(this.singleFile), this.singleFile);
+      yield statEntry(this.full(this.singleFile), this.singleFile);
       return;
     }
     const dir = this.full(rel);
     const names = (await fs.readdir(dir)).sort(compareNames);
-    // Stat a window of names at once: on a cold cache the disk sees several requests.
-    const WINDOW = 32;
-    for (let i = 0; i < names.length; i += WINDOW) {
-      const batch = names.slice(i, i + WINDOW);
-      const stats = await Promise.allSettled(batch.map((name) => statEntry(path.join(dir, name), name)));
-      for (let j = 0; j < batch.length; j++) {
-        const result = stats[j];
-        if (result.status === 'fulfilled') yield result.value;
-        else if ((result.reason as NodeJS.ErrnoException).code !== 'ENOENT') throw result.reason;
-        // ENOENT: removed between readdir and lstat; a live file system does that.
+    for (const name of names) {
+      let entry: SourceEntry;
+      try {
+        entry = statEntry(path.join(dir, name), name);
+      } catch (err) {
+        // Removed between readdir and lstat: a live file system does that.
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw err;
       }
+      yield entry;
     }
   }
 
