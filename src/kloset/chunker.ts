@@ -88,8 +88,7 @@ export class Chunker {
   /** A fresh buffer holding the uncut tail, with room for `size` more bytes at `offset`. */
   prepare(size: number): { buffer: Buffer; offset: number } {
     const needed = this.tail.length + size;
-    // Pooled blocks are for long streams; a small file gets a buffer of its own size.
-    const pooled = this.blocks && needed <= this.blocks.capacity && needed > this.blocks.capacity / 4;
+    const pooled = this.blocks && needed <= this.blocks.capacity;
     const buffer = pooled ? this.blocks!.take() : Buffer.allocUnsafeSlow(needed);
     this.tail.copy(buffer, 0);
     this.retire(buffer);

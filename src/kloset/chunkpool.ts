@@ -2,8 +2,8 @@ import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { KlosetError } from '../errors.js';
 import type { BlobWriter } from './repository.js';
-import { BlobType } from './sealing.js';
-import type { WorkerReply, WorkerRequest } from './chunkworker.js';
+import { BlobType, ID_BYTES } from './sealing.js';
+import type { ChunkJob, WorkerBatch, WorkerRequest } from './chunkworker.js';
 
 /** A file's content as the snapshot records it: chunk ids in order with their plaintext sizes. */
 export interface ChunkRef {
@@ -30,16 +30,16 @@ function ownedConcat(parts: Buffer[], length: number): Buffer {
   return out;
 }
 
-/** Bytes handed to one worker and not yet answered: bounds memory and keeps every worker busy. */
+/** Bytes of streamed sources handed to one worker and not yet used up: bounds memory and keeps every worker busy. */
 const IN_FLIGHT_PER_WORKER = 8 * 1024 * 1024;
 
 interface StreamState {
   worker: PoolWorker;
+  /** Bytes of a local file, counted against its worker's queue until done. */
+  size: number;
   chunks: ChunkRef[];
   newChunks: number;
   newBytes: number;
-  /** Replies are applied in order, each awaiting the pack writer's back-pressure. */
-  tail: Promise<void>;
   resolve: (content: ChunkedContent) => void;
   reject: (err: Error) => void;
   failed: boolean;
@@ -47,20 +47,29 @@ interface StreamState {
 
 interface PoolWorker {
   thread: Worker;
-  /** Streams assigned and not finished: a file's chunker state lives in one worker. */
-  streams: number;
+  /** Jobs and emptied batch buffers waiting for the next message to this worker. */
+  jobs: ChunkJob[];
+  buffers: ArrayBuffer[];
+  transfer: ArrayBuffer[];
+  /** Bytes of unfinished files assigned: a new file goes to the least loaded worker. */
+  queued: number;
   inFlight: number;
   waiters: (() => void)[];
+  /** Batches are applied in order, each awaiting the pack writer's back-pressure. */
+  tail: Promise<void>;
 }
 
 /**
  * Runs files through the chunk workers (chunk, MAC, compress, seal) and
- * hands new sealed chunks to the writer. The main thread only moves buffers.
+ * hands new sealed chunks to the writer. The main thread only moves buffers;
+ * jobs queued during one turn of the event loop go out as one message.
  */
 export class ChunkPool {
   private readonly workers: PoolWorker[] = [];
   private readonly streams = new Map<number, StreamState>();
   private nextStream = 1;
+  private sendScheduled = false;
+  private failure: Error | undefined;
 
   constructor(
     private readonly writer: BlobWriter,
@@ -77,10 +86,12 @@ export class ChunkPool {
       },
     };
     for (let i = 0; i < size; i++) {
-      // A small young generation makes the worker collect transferred buffers promptly: RSS stays low.
-      const thread = new Worker(new URL('./chunkworker.js', import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: 16 } });
-      const worker: PoolWorker = { thread, streams: 0, inFlight: 0, waiters: [] };
-      thread.on('message', (reply: WorkerReply) => this.onReply(reply));
+      // A small young generation makes the worker collect garbage promptly: RSS stays low.
+      const thread = new Worker(new URL('./chunkworker.js', import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: 4 } });
+      const worker: PoolWorker = { thread, jobs: [], buffers: [], transfer: [], queued: 0, inFlight: 0, waiters: [], tail: Promise.resolve() };
+      thread.on('message', (batch: WorkerBatch) => {
+        worker.tail = worker.tail.then(() => this.apply(worker, batch)).catch((err: Error) => this.failAll(err));
+      });
       thread.on('error', (err) => this.failAll(err));
       thread.on('exit', () => this.failAll(new Error('chunk worker stopped')));
       thread.postMessage(init);
@@ -88,32 +99,42 @@ export class ChunkPool {
     }
   }
 
-  private open(): { stream: number; worker: PoolWorker; done: Promise<ChunkedContent> } {
-    const worker = this.workers.reduce((a, b) => (b.streams < a.streams || (b.streams === a.streams && b.inFlight < a.inFlight) ? b : a));
-    worker.streams++;
+  private open(size: number): { stream: number; worker: PoolWorker; done: Promise<ChunkedContent> } {
+    if (this.failure) throw new KlosetError(`chunk worker failed: ${this.failure.message}`, { cause: this.failure });
+    const worker = this.workers.reduce((a, b) => (b.queued < a.queued ? b : a));
+    worker.queued += size;
     const stream = this.nextStream++;
     const done = new Promise<ChunkedContent>((resolve, reject) => {
-      this.streams.set(stream, {
-        worker,
-        chunks: [],
-        newChunks: 0,
-        newBytes: 0,
-        tail: Promise.resolve(),
-        resolve,
-        reject,
-        failed: false,
-      });
+      this.streams.set(stream, { worker, size, chunks: [], newChunks: 0, newBytes: 0, resolve, reject, failed: false });
     }).finally(() => {
-      worker.streams--;
+      worker.queued -= size;
     });
     done.catch(() => undefined); // the caller awaits it; never an unhandled rejection meanwhile
     return { stream, worker, done };
   }
 
+  private send(worker: PoolWorker, job: ChunkJob | undefined, transfer?: ArrayBuffer): void {
+    if (job) worker.jobs.push(job);
+    if (transfer) worker.transfer.push(transfer);
+    if (this.sendScheduled) return;
+    this.sendScheduled = true;
+    // A message wakes a thread, which costs more than the message: one per worker per turn of the event loop.
+    setImmediate(() => {
+      this.sendScheduled = false;
+      for (const w of this.workers) {
+        if (w.jobs.length === 0 && w.buffers.length === 0) continue;
+        w.thread.postMessage({ op: 'jobs', jobs: w.jobs, buffers: w.buffers } satisfies WorkerRequest, w.transfer);
+        w.jobs = [];
+        w.buffers = [];
+        w.transfer = [];
+      }
+    });
+  }
+
   /** Chunks a local file, read by the worker itself; resolves once every new chunk is queued for a pack. */
   chunkFile(path: string, size: number): Promise<ChunkedContent> {
-    const { stream, worker, done } = this.open();
-    worker.thread.postMessage({ op: 'file', stream, path, size } satisfies WorkerRequest);
+    const { stream, worker, done } = this.open(size);
+    this.send(worker, { kind: 'file', stream, path, size });
     return done;
   }
 
@@ -122,12 +143,12 @@ export class ChunkPool {
    * on the source. Network reads come in small pieces: they are gathered into
    * blocks of STREAM_BLOCK so the worker appends to its tail rarely.
    */
-  async chunk(source: AsyncIterable<Buffer>): Promise<ChunkedContent> {
-    const { stream, worker, done } = this.open();
-    const send = async (block: Buffer) => {
+  async chunk(source: AsyncIterable<Buffer>, size = 0): Promise<ChunkedContent> {
+    const { stream, worker, done } = this.open(size);
+    const sendBlock = async (block: Buffer) => {
       while (worker.inFlight >= IN_FLIGHT_PER_WORKER) await new Promise<void>((r) => worker.waiters.push(r));
       worker.inFlight += block.length;
-      worker.thread.postMessage({ op: 'data', stream, data: block } satisfies WorkerRequest, [block.buffer as ArrayBuffer]);
+      this.send(worker, { kind: 'data', stream, data: block }, block.buffer as ArrayBuffer);
     };
     let pending: Buffer[] = [];
     let pendingBytes = 0;
@@ -137,59 +158,77 @@ export class ChunkPool {
         pending.push(data);
         pendingBytes += data.length;
         if (pendingBytes >= STREAM_BLOCK) {
-          await send(ownedConcat(pending, pendingBytes));
+          await sendBlock(ownedConcat(pending, pendingBytes));
           pending = [];
           pendingBytes = 0;
         }
       }
-      if (pendingBytes > 0) await send(ownedConcat(pending, pendingBytes));
+      if (pendingBytes > 0) await sendBlock(ownedConcat(pending, pendingBytes));
     } catch (err) {
       // The source failed mid-way: end the stream so the worker forgets it, then report.
-      worker.thread.postMessage({ op: 'end', stream } satisfies WorkerRequest);
+      this.send(worker, { kind: 'end', stream });
       await done.catch(() => undefined);
       throw err;
     }
-    worker.thread.postMessage({ op: 'end', stream } satisfies WorkerRequest);
+    this.send(worker, { kind: 'end', stream });
     return done;
   }
 
-  private onReply(reply: WorkerReply): void {
-    const state = this.streams.get(reply.stream);
-    if (!state) return;
-    if (reply.op === 'error') {
-      state.failed = true;
-      this.streams.delete(reply.stream);
-      state.reject(Object.assign(new KlosetError(reply.message), { code: reply.code }));
-      return;
-    }
-    state.tail = state.tail.then(async () => {
-      let sealedBytes = 0;
-      for (const chunk of reply.chunks) {
-        const id = Buffer.from(chunk.id.buffer, chunk.id.byteOffset, chunk.id.byteLength);
-        state.chunks.push({ id, size: chunk.size });
-        if (chunk.sealed) {
-          const sealed = Buffer.from(chunk.sealed.buffer, chunk.sealed.byteOffset, chunk.sealed.byteLength);
-          sealedBytes += sealed.length;
-          if (await this.writer.addSealed(BlobType.chunk, id, sealed, chunk.size)) {
-            state.newChunks++;
-            state.newBytes += sealed.length;
+  /**
+   * Applies one batch: every sealed chunk goes to the writer, even one of a
+   * stream that failed meanwhile, because the worker now counts it as stored
+   * and will not seal it again for another file.
+   */
+  private async apply(worker: PoolWorker, batch: WorkerBatch): Promise<void> {
+    const sealedBytes = batch.sealed ? Buffer.from(batch.sealed) : undefined;
+    const ids = Buffer.from(batch.ids.buffer, batch.ids.byteOffset, batch.ids.byteLength);
+    const layout = batch.layout;
+    let index = 0;
+    let writerError: Error | undefined;
+    try {
+      for (const result of batch.results) {
+        const state = this.streams.get(result.stream);
+        for (let n = 0; n < result.chunks; n++, index++) {
+          const id = ids.subarray(index * ID_BYTES, (index + 1) * ID_BYTES);
+          const size = layout[index * 3];
+          const length = layout[index * 3 + 2];
+          state?.chunks.push({ id, size });
+          if (length === 0 || writerError) continue;
+          const offset = layout[index * 3 + 1];
+          try {
+            if (await this.writer.addSealed(BlobType.chunk, id, sealedBytes!.subarray(offset, offset + length), size) && state) {
+              state.newChunks++;
+              state.newBytes += length;
+            }
+          } catch (err) {
+            writerError = err as Error;
           }
         }
+        if (result.consumed > 0) this.release(worker, result.consumed);
+        if (!state) continue;
+        if (writerError) this.fail(result.stream, state, writerError);
+        else if (result.last) {
+          this.streams.delete(result.stream);
+          const size = state.chunks.reduce((sum, c) => sum + c.size, 0);
+          state.resolve({ chunks: state.chunks, size, newChunks: state.newChunks, newBytes: state.newBytes });
+        }
       }
-      this.release(state.worker, reply.consumed);
-      if (sealedBytes > 0) state.worker.thread.postMessage({ op: 'ack', bytes: sealedBytes } satisfies WorkerRequest);
-      if (reply.last) {
-        this.streams.delete(reply.stream);
-        const size = state.chunks.reduce((sum, c) => sum + c.size, 0);
-        state.resolve({ chunks: state.chunks, size, newChunks: state.newChunks, newBytes: state.newBytes });
+      for (const error of batch.errors) {
+        const state = this.streams.get(error.stream);
+        if (state) this.fail(error.stream, state, Object.assign(new KlosetError(error.message), { code: error.code }));
       }
-    });
-    state.tail.catch((err: Error) => {
-      state.failed = true;
-      this.release(state.worker, reply.consumed);
-      this.streams.delete(reply.stream);
-      state.reject(err);
-    });
+    } finally {
+      if (batch.sealed) {
+        worker.buffers.push(batch.sealed);
+        this.send(worker, undefined, batch.sealed);
+      }
+    }
+  }
+
+  private fail(stream: number, state: StreamState, err: Error): void {
+    state.failed = true;
+    this.streams.delete(stream);
+    state.reject(err);
   }
 
   private release(worker: PoolWorker, bytes: number): void {
@@ -198,10 +237,8 @@ export class ChunkPool {
   }
 
   private failAll(err: Error): void {
-    for (const [id, state] of this.streams) {
-      this.streams.delete(id);
-      state.reject(new KlosetError(`chunk worker failed: ${err.message}`, { cause: err }));
-    }
+    this.failure ??= err;
+    for (const [id, state] of this.streams) this.fail(id, state, new KlosetError(`chunk worker failed: ${err.message}`, { cause: err }));
   }
 
   async close(): Promise<void> {

@@ -1,15 +1,20 @@
 /**
  * The backup hot path, run in worker threads so that chunking, MAC,
- * compression and encryption use every core while the main thread reads
- * files and writes packs. One stream is one file: its messages are handled in
- * order, its chunks returned in order; several streams interleave.
+ * compression and encryption use every core while the main thread walks the
+ * source and writes packs.
+ *
+ * Work is synchronous and batched: a message from the main thread carries
+ * many jobs (a local file to read, a block of a streamed source, a stream's
+ * end), and one reply carries the chunks of many of them, their sealed bytes
+ * side by side in one buffer. On a small-file tree, a message and a buffer
+ * per file would cost more than the files' own hashing.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { BlockPool, Chunker, gearTable, type ChunkingParams } from './chunker.js';
 import { encodeBlob, type CompressionParams } from './compression.js';
 import type { StoreKeys } from './keys.js';
-import { BlobType, ID_BYTES, Sealer } from './sealing.js';
+import { BlobType, ID_BYTES, SEAL_OVERHEAD, Sealer } from './sealing.js';
 
 export interface WorkerInit {
   keys: StoreKeys;
@@ -19,26 +24,39 @@ export interface WorkerInit {
   knownIds: SharedArrayBuffer;
 }
 
+/** One stream is one file: its jobs are handled in order, its chunks returned in order. */
+export type ChunkJob =
+  /** A local file: read here, so its bytes never pass through the main thread. */
+  | { kind: 'file'; stream: number; path: string; size: number }
+  /** Bytes of a streamed source (an S3 object)... */
+  | { kind: 'data'; stream: number; data: Uint8Array }
+  /** ...then its end. */
+  | { kind: 'end'; stream: number };
+
 export type WorkerRequest =
   | { op: 'init'; init: WorkerInit }
-  /** A local file: read here, so its bytes never pass through the main thread. */
-  | { op: 'file'; stream: number; path: string; size: number }
-  /** Bytes of a streamed source (an S3 object), then its end. */
-  | { op: 'data'; stream: number; data: Uint8Array }
-  | { op: 'end'; stream: number }
-  /** The main thread has queued this many sealed bytes: room for more. */
-  | { op: 'ack'; bytes: number };
+  /** New jobs, and batch buffers handed back once their sealed chunks are copied into packs. */
+  | { op: 'jobs'; jobs: ChunkJob[]; buffers: ArrayBuffer[] };
 
-export interface ProducedChunk {
-  id: Uint8Array;
-  size: number;
-  /** Absent when the store (or this worker) already has the chunk. */
-  sealed?: Uint8Array;
+/** What one stream produced in a batch: its next `chunks` chunks of the batch, in order. */
+export interface StreamResult {
+  stream: number;
+  chunks: number;
+  /** Bytes of `data` jobs used up, so the sender can send more. */
+  consumed: number;
+  last: boolean;
 }
 
-export type WorkerReply =
-  | { op: 'chunks'; stream: number; consumed: number; chunks: ProducedChunk[]; last: boolean }
-  | { op: 'error'; stream: number; message: string; code?: string };
+export interface WorkerBatch {
+  op: 'batch';
+  results: StreamResult[];
+  /** ID_BYTES per chunk, in order. */
+  ids: Uint8Array;
+  /** Three numbers per chunk: plaintext size, then offset and length of its sealed bytes in `sealed` (length 0: already stored). */
+  layout: Int32Array;
+  sealed: ArrayBuffer | undefined;
+  errors: { stream: number; message: string; code?: string }[];
+}
 
 let init: WorkerInit | undefined;
 let sealer: Sealer | undefined;
@@ -46,23 +64,33 @@ let known: Uint8Array = new Uint8Array(0);
 let gear: Int32Array | undefined;
 let blocks: BlockPool | undefined;
 const producedHere = new Set<string>();
-const streams = new Map<number, { chunker: Chunker; tail: Promise<void> }>();
+const chunkers = new Map<number, Chunker>();
 
 /** Local files are read in blocks of this size, straight into the chunker's buffer. */
 const READ_BLOCK = 2 * 1024 * 1024;
-const probe = Buffer.alloc(1);
 
+/** A batch is sent once its sealed bytes reach this, or once this many files are done, or when the queue runs dry. */
+const FLUSH_BYTES = 1024 * 1024;
+const FLUSH_FILES = 32;
 /**
- * Sealed bytes sent and not yet acknowledged: a worker stops reading once the
- * main thread (waiting on pack uploads) is this far behind, so memory stays bounded.
+ * Batch buffers per worker: one filling, the others with the main thread.
+ * When none is back, the worker waits: memory stays bounded while packs upload.
  */
-const UNACKNOWLEDGED_LIMIT = 8 * 1024 * 1024;
-let unacknowledged = 0;
-let creditWaiters: (() => void)[] = [];
+const BATCH_BUFFERS = 2;
 
-async function credit(): Promise<void> {
-  while (unacknowledged >= UNACKNOWLEDGED_LIMIT) await new Promise<void>((r) => creditWaiters.push(r));
-}
+let bufferCapacity = 0;
+const spareBuffers: ArrayBuffer[] = [];
+let buffersOut = 0;
+let bufferReturned: (() => void) | undefined;
+
+/** The batch being filled. */
+let buffer: Buffer | undefined;
+let used = 0;
+let results: StreamResult[] = [];
+let ids: Buffer[] = [];
+let layout: number[] = [];
+let errors: WorkerBatch['errors'] = [];
+let filesDone = 0;
 
 function isKnown(id: Buffer): boolean {
   let lo = 0;
@@ -77,43 +105,160 @@ function isKnown(id: Buffer): boolean {
   return false;
 }
 
-async function produce(raw: Buffer): Promise<ProducedChunk> {
+function flush(): void {
+  if (results.length === 0 && errors.length === 0) return;
+  const sealed = used > 0 ? (buffer!.buffer as ArrayBuffer) : undefined;
+  const idBytes = Buffer.concat(ids);
+  const batch: WorkerBatch = { op: 'batch', results, ids: idBytes, layout: Int32Array.from(layout), sealed, errors };
+  const transfer: ArrayBuffer[] = [batch.layout.buffer as ArrayBuffer];
+  if (idBytes.byteOffset === 0 && idBytes.byteLength === idBytes.buffer.byteLength) transfer.push(idBytes.buffer as ArrayBuffer);
+  if (sealed) {
+    transfer.push(sealed);
+    buffersOut++;
+    buffer = undefined;
+  }
+  parentPort!.postMessage(batch, transfer);
+  used = 0;
+  results = [];
+  ids = [];
+  layout = [];
+  errors = [];
+  filesDone = 0;
+}
+
+/** Makes sure the batch buffer can take one more sealed chunk, sending the batch or waiting for a buffer as needed. */
+async function room(): Promise<void> {
+  if (buffer && used >= FLUSH_BYTES) flush();
+  while (!buffer) {
+    const spare = spareBuffers.pop();
+    if (spare) buffer = Buffer.from(spare);
+    else if (buffersOut < BATCH_BUFFERS) buffer = Buffer.allocUnsafeSlow(bufferCapacity);
+    else await new Promise<void>((resolve) => (bufferReturned = resolve));
+  }
+}
+
+function resultFor(stream: number): StreamResult {
+  const last = results[results.length - 1];
+  if (last && last.stream === stream && !last.last) return last;
+  const fresh: StreamResult = { stream, chunks: 0, consumed: 0, last: false };
+  results.push(fresh);
+  return fresh;
+}
+
+/** Adds a chunk to the batch: sealed unless the store or this worker has it already. The caller has made room(). */
+function produce(stream: number, raw: Buffer): void {
   const id = sealer!.blobId(raw);
   const key = id.toString('latin1');
-  if (isKnown(id) || producedHere.has(key)) return { id, size: raw.length };
-  producedHere.add(key);
-  const encoded = await encodeBlob(raw, init!.compression);
-  return { id, size: raw.length, sealed: sealer!.seal(BlobType.chunk, id, encoded) };
+  let offset = 0;
+  let length = 0;
+  if (!isKnown(id) && !producedHere.has(key)) {
+    producedHere.add(key);
+    offset = used;
+    length = sealer!.sealInto(BlobType.chunk, id, encodeBlob(raw, init!.compression), buffer!, used);
+    used += length;
+  }
+  ids.push(id);
+  layout.push(raw.length, offset, length);
+  resultFor(stream).chunks++;
 }
 
-function reply(message: WorkerReply): void {
-  const transfer: ArrayBuffer[] = [];
-  if (message.op === 'chunks') {
-    for (const chunk of message.chunks) {
-      unacknowledged += chunk.sealed?.byteLength ?? 0;
-      // Sealed buffers are fresh allocations of their own: hand them over without a copy.
-      if (chunk.sealed && chunk.sealed.byteOffset === 0 && chunk.sealed.byteLength === chunk.sealed.buffer.byteLength) {
-        transfer.push(chunk.sealed.buffer as ArrayBuffer);
+async function produceAll(stream: number, chunks: Buffer[]): Promise<void> {
+  for (const chunk of chunks) {
+    await room();
+    produce(stream, chunk);
+  }
+}
+
+function chunkerFor(stream: number): Chunker {
+  let chunker = chunkers.get(stream);
+  if (!chunker) chunkers.set(stream, (chunker = new Chunker(init!.chunking, gear!, blocks)));
+  return chunker;
+}
+
+async function finishStream(stream: number): Promise<void> {
+  const chunker = chunkers.get(stream);
+  if (chunker) {
+    await produceAll(stream, chunker.finish());
+    chunker.dispose();
+    chunkers.delete(stream);
+  }
+  resultFor(stream).last = true;
+  filesDone++;
+}
+
+async function readFile(job: Extract<ChunkJob, { kind: 'file' }>): Promise<void> {
+  const chunker = chunkerFor(job.stream);
+  const fd = openSync(job.path, 'r');
+  try {
+    // One byte more than the walk saw: a short read then proves the end without another call,
+    // and a file that grew since is read whole.
+    let expected = job.size + 1;
+    for (let position = 0; ; ) {
+      const want = Math.min(READ_BLOCK, expected);
+      const { buffer: into, offset } = chunker.prepare(want);
+      let got = 0;
+      while (got < want) {
+        const n = readSync(fd, into, offset + got, want - got, position + got);
+        if (n === 0) break;
+        got += n;
       }
+      position += got;
+      await produceAll(job.stream, chunker.commit(into, offset + got));
+      if (got < want) break;
+      expected = expected > got ? expected - got : READ_BLOCK;
     }
+  } finally {
+    closeSync(fd);
   }
-  parentPort!.postMessage(message, transfer);
+  await finishStream(job.stream);
 }
 
-function enqueue(streamId: number, work: (chunker: Chunker) => Promise<void>): void {
-  let stream = streams.get(streamId);
-  if (!stream) {
-    stream = { chunker: new Chunker(init!.chunking, gear!, blocks), tail: Promise.resolve() };
-    streams.set(streamId, stream);
+async function run(job: ChunkJob): Promise<void> {
+  switch (job.kind) {
+    case 'file':
+      return readFile(job);
+    case 'data': {
+      const data = Buffer.from(job.data.buffer, job.data.byteOffset, job.data.byteLength);
+      await produceAll(job.stream, chunkerFor(job.stream).push(data));
+      resultFor(job.stream).consumed += data.length;
+      return;
+    }
+    case 'end':
+      return finishStream(job.stream);
   }
-  const current = stream;
-  current.tail = current.tail
-    .then(() => work(current.chunker))
-    .catch((err: unknown) => {
-      streams.delete(streamId);
+}
+
+/** Streams that failed: their remaining jobs are skipped. */
+const failed = new Set<number>();
+const queue: ChunkJob[] = [];
+let draining = false;
+
+async function drain(): Promise<void> {
+  draining = true;
+  while (queue.length > 0) {
+    const job = queue.shift()!;
+    if (failed.has(job.stream)) {
+      if (job.kind === 'data') resultFor(job.stream).consumed += job.data.byteLength;
+      else failed.delete(job.stream);
+      continue;
+    }
+    try {
+      await run(job);
+    } catch (err) {
+      chunkers.get(job.stream)?.dispose();
+      chunkers.delete(job.stream);
+      // A failed stream's further jobs ('data', then 'end') are dropped; a file has none.
+      if (job.kind === 'data') {
+        failed.add(job.stream);
+        resultFor(job.stream).consumed += job.data.byteLength;
+      }
       const code = (err as NodeJS.ErrnoException).code;
-      reply({ op: 'error', stream: streamId, message: err instanceof Error ? err.message : String(err), code });
-    });
+      errors.push({ stream: job.stream, message: err instanceof Error ? err.message : String(err), code });
+    }
+    if (filesDone >= FLUSH_FILES) flush();
+  }
+  flush();
+  draining = false;
 }
 
 parentPort!.on('message', (message: WorkerRequest) => {
@@ -131,67 +276,20 @@ parentPort!.on('message', (message: WorkerRequest) => {
       gear = gearTable(Buffer.from(keys.chunkerSeed));
       // A read block plus the longest tail a chunker can carry (under maxSize).
       blocks = new BlockPool(READ_BLOCK + init.chunking.maxSize, 2);
+      // A full batch plus the largest sealed chunk: a stored-as-is chunk, its codec byte and the seal.
+      bufferCapacity = FLUSH_BYTES + init.chunking.maxSize + 1 + SEAL_OVERHEAD;
       break;
     }
-    case 'file': {
-      enqueue(message.stream, async (chunker) => {
-        const fd = openSync(message.path, 'r');
-        try {
-          // The size the walk saw: reading past it is caught by the probe below.
-          let remaining = message.size;
-          for (let position = 0; ; ) {
-            if (remaining === 0) {
-              // Read to the true end: a file that grew since stat is read whole.
-              if (readSync(fd, probe, 0, 1, position) === 0) break;
-              remaining = READ_BLOCK;
-            }
-            await credit();
-            const want = Math.min(READ_BLOCK, remaining);
-            const { buffer, offset } = chunker.prepare(want);
-            let bytesRead = 0;
-            while (bytesRead < want) {
-              const n = readSync(fd, buffer, offset + bytesRead, want - bytesRead, position + bytesRead);
-              if (n === 0) break;
-              bytesRead += n;
-            }
-            position += bytesRead;
-            remaining = bytesRead < want ? 0 : remaining - bytesRead;
-            const chunks = await Promise.all(chunker.commit(buffer, offset + bytesRead).map(produce));
-            if (chunks.length > 0) reply({ op: 'chunks', stream: message.stream, consumed: 0, chunks, last: false });
-          }
-        } finally {
-          closeSync(fd);
-        }
-        const chunks = await Promise.all(chunker.finish().map(produce));
-        chunker.dispose();
-        streams.delete(message.stream);
-        reply({ op: 'chunks', stream: message.stream, consumed: 0, chunks, last: true });
-      });
-      break;
-    }
-    case 'ack': {
-      unacknowledged -= message.bytes;
-      const waiters = creditWaiters;
-      creditWaiters = [];
-      for (const wake of waiters) wake();
-      break;
-    }
-    case 'data': {
-      const data = Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength);
-      enqueue(message.stream, async (chunker) => {
-        await credit();
-        const chunks = await Promise.all(chunker.push(data).map(produce));
-        reply({ op: 'chunks', stream: message.stream, consumed: data.length, chunks, last: false });
-      });
-      break;
-    }
-    case 'end': {
-      enqueue(message.stream, async (chunker) => {
-        const chunks = await Promise.all(chunker.finish().map(produce));
-        chunker.dispose();
-        streams.delete(message.stream);
-        reply({ op: 'chunks', stream: message.stream, consumed: 0, chunks, last: true });
-      });
+    case 'jobs': {
+      buffersOut -= message.buffers.length;
+      spareBuffers.push(...message.buffers);
+      if (message.buffers.length > 0) {
+        const wake = bufferReturned;
+        bufferReturned = undefined;
+        wake?.();
+      }
+      queue.push(...message.jobs);
+      if (!draining) void drain();
       break;
     }
   }

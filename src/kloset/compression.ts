@@ -1,4 +1,4 @@
-import { compress as zstdCompress, decompress as zstdDecompress } from '@mongodb-js/zstd';
+import { Decoder, Encoder } from '@toondepauw/node-zstd';
 import { IntegrityError } from '../errors.js';
 
 /**
@@ -12,19 +12,28 @@ export interface CompressionParams {
   level: number;
 }
 
-export const DEFAULT_COMPRESSION: CompressionParams = { algorithm: 'zstd', level: 3 };
+export const DEFAULT_COMPRESSION: CompressionParams = { algorithm: 'zstd', level: 2 };
 
 /** Below this, zstd's frame overhead outweighs any gain. */
 const MIN_COMPRESSIBLE = 64;
 
+const encoders = new Map<number, Encoder>();
+function encoder(level: number): Encoder {
+  let found = encoders.get(level);
+  if (!found) encoders.set(level, (found = new Encoder(level)));
+  return found;
+}
+const decoder = new Decoder();
+
 /**
- * Runs on libuv's thread pool, so compression of several chunks proceeds in
- * parallel. Returns the codec byte and the body as two parts: the sealer
- * consumes them in turn, so the framed plaintext is never copied whole.
+ * Synchronous: the backup hot path calls it from the chunk workers, which are
+ * the parallelism; a thread-pool hop per chunk would cost more than
+ * compressing a small one. Returns the codec byte and the body as two parts:
+ * the sealer consumes them in turn, so the framed plaintext is never copied whole.
  */
-export async function encodeBlob(raw: Buffer, params: CompressionParams): Promise<Buffer[]> {
-  if (raw.length >= MIN_COMPRESSIBLE && (raw.length < SAMPLE_FROM || (await looksCompressible(raw)))) {
-    const packed = await zstdCompress(raw, params.level);
+export function encodeBlob(raw: Buffer, params: CompressionParams): Buffer[] {
+  if (raw.length >= MIN_COMPRESSIBLE && looksCompressible(raw)) {
+    const packed = encoder(params.level).encodeSync(raw);
     // Keep compression only when it saves at least 1/32: decoding costs time on every read.
     if (packed.length + (packed.length >> 5) < raw.length) return frame(Codec.zstd, packed);
   }
@@ -33,29 +42,45 @@ export async function encodeBlob(raw: Buffer, params: CompressionParams): Promis
 
 const CODEC_BYTES = [Buffer.from([Codec.none]), Buffer.from([Codec.zstd])];
 
-/** Blobs this large are first judged on samples: zstd is slowest on data it cannot shrink. */
-const SAMPLE_FROM = 32 * 1024;
 const SAMPLE_BYTES = 4096;
+/** Bits per byte above which a sample is taken for random, encrypted or already compressed data. */
+const INCOMPRESSIBLE_ENTROPY = 7.5;
+const histogram = new Uint32Array(256);
 
 /**
- * Compresses three 4 KiB samples (start, middle, end) at the fastest level:
- * encrypted, already compressed or random data shows there at once, and is
- * then stored as is without running zstd over all of it.
+ * Judges a blob on the byte entropy of three 4 KiB samples (start, middle,
+ * end; the whole blob when smaller). zstd is slowest on data it cannot
+ * shrink, and media, archives and encrypted files show an entropy near 8
+ * bits per byte at once; they are then stored as is.
  */
-async function looksCompressible(raw: Buffer): Promise<boolean> {
-  const middle = (raw.length >> 1) - (SAMPLE_BYTES >> 1);
-  const sample = Buffer.concat([
-    raw.subarray(0, SAMPLE_BYTES),
-    raw.subarray(middle, middle + SAMPLE_BYTES),
-    raw.subarray(raw.length - SAMPLE_BYTES),
-  ]);
-  const packed = await zstdCompress(sample, 1);
-  return packed.length + (packed.length >> 5) < sample.length;
+function looksCompressible(raw: Buffer): boolean {
+  histogram.fill(0);
+  let count = 0;
+  const sample = (from: number, to: number) => {
+    for (let i = from; i < to; i++) histogram[raw[i]]++;
+    count += to - from;
+  };
+  if (raw.length <= 3 * SAMPLE_BYTES) sample(0, raw.length);
+  else {
+    const middle = (raw.length >> 1) - (SAMPLE_BYTES >> 1);
+    sample(0, SAMPLE_BYTES);
+    sample(middle, middle + SAMPLE_BYTES);
+    sample(raw.length - SAMPLE_BYTES, raw.length);
+  }
+  let entropy = 0;
+  for (let b = 0; b < 256; b++) {
+    const n = histogram[b];
+    if (n > 0) entropy -= n * Math.log2(n / count);
+  }
+  return entropy / count < INCOMPRESSIBLE_ENTROPY;
 }
 
 function frame(codec: number, body: Buffer): Buffer[] {
   return [CODEC_BYTES[codec], body];
 }
+
+/** Bodies up to this size are decoded on the calling thread: a thread-pool hop costs more than they do. */
+const DECODE_INLINE = 256 * 1024;
 
 export async function decodeBlob(encoded: Buffer, what: string): Promise<Buffer> {
   const codec = encoded[0];
@@ -63,7 +88,7 @@ export async function decodeBlob(encoded: Buffer, what: string): Promise<Buffer>
   if (codec === Codec.none) return body;
   if (codec === Codec.zstd) {
     try {
-      return await zstdDecompress(body);
+      return body.length <= DECODE_INLINE ? decoder.decodeSync(body) : await decoder.decode(body);
     } catch (err) {
       throw new IntegrityError(`${what}: cannot decompress`, { cause: err });
     }

@@ -197,7 +197,7 @@ export class Repository {
   private async writeIndexCache(deltas: string[]): Promise<void> {
     try {
       const plaintext = Buffer.from(encode({ deltas, index: encodeIndexDelta(this.index) }));
-      const sealed = this.sealer.seal(BlobType.index, Buffer.alloc(ID_BYTES), await encodeBlob(plaintext, this.config.compression));
+      const sealed = this.sealer.seal(BlobType.index, Buffer.alloc(ID_BYTES), encodeBlob(plaintext, this.config.compression));
       const file = this.cacheFile();
       await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
       const temp = `${file}.${process.pid}.tmp`;
@@ -280,7 +280,7 @@ export class Repository {
   }
 
   async sealStandalone(type: BlobType, id: Buffer, plaintext: Buffer): Promise<Buffer> {
-    return this.sealer.seal(type, id, await encodeBlob(plaintext, this.config.compression));
+    return this.sealer.seal(type, id, encodeBlob(plaintext, this.config.compression));
   }
 
   newWriter(): BlobWriter {
@@ -361,7 +361,7 @@ export class BlobWriter {
     const repository = this.repository;
     const id = repository.sealer.blobId(plaintext);
     if (this.has(id)) return id;
-    const sealed = repository.sealer.seal(type, id, await encodeBlob(plaintext, repository.config.compression));
+    const sealed = repository.sealer.seal(type, id, encodeBlob(plaintext, repository.config.compression));
     await this.addSealed(type, id, sealed, plaintext.length);
     return id;
   }

@@ -68,26 +68,33 @@ export class Sealer {
   seal(type: BlobType, id: Buffer, payload: Buffer | readonly Buffer[]): Buffer {
     const parts = Buffer.isBuffer(payload) ? [payload] : payload;
     const length = parts.reduce((sum, part) => sum + part.length, 0);
+    const out = Buffer.allocUnsafe(length + SEAL_OVERHEAD);
+    this.sealInto(type, id, parts, out, 0);
+    return out;
+  }
+
+  /** Seals into `target` at `offset` (which must have room for the parts plus SEAL_OVERHEAD); returns the sealed length. */
+  sealInto(type: BlobType, id: Buffer, parts: readonly Buffer[], target: Buffer, offset: number): number {
     const aad = associatedData(type, id);
-    const out = Buffer.allocUnsafe(NONCE_BYTES + length + TAG_BYTES);
+    const start = offset;
     if (this.keys.encryptionKey) {
-      takeNonce(out);
-      const cipher = createCipheriv('aes-256-gcm', this.keys.encryptionKey, out.subarray(0, NONCE_BYTES));
+      const nonce = target.subarray(offset, offset + NONCE_BYTES);
+      takeNonce(nonce);
+      const cipher = createCipheriv('aes-256-gcm', this.keys.encryptionKey, nonce);
       cipher.setAAD(aad);
-      let offset = NONCE_BYTES;
-      for (const part of parts) offset += cipher.update(part).copy(out, offset);
-      offset += cipher.final().copy(out, offset);
-      cipher.getAuthTag().copy(out, offset);
-      return out;
+      offset += NONCE_BYTES;
+      for (const part of parts) offset += cipher.update(part).copy(target, offset);
+      offset += cipher.final().copy(target, offset);
+      offset += cipher.getAuthTag().copy(target, offset);
+      return offset - start;
     }
     const mac = createHmac('sha256', this.keys.macKey).update(aad);
-    let offset = 0;
     for (const part of parts) {
       mac.update(part);
-      offset += part.copy(out, offset);
+      offset += part.copy(target, offset);
     }
-    mac.digest().copy(out, offset, 0, SEAL_OVERHEAD);
-    return out;
+    offset += mac.digest().copy(target, offset, 0, SEAL_OVERHEAD);
+    return offset - start;
   }
 
   open(type: BlobType, id: Buffer, sealed: Buffer, what: string): Buffer {

@@ -19,8 +19,8 @@ import {
 /** Entries per directory page: a page stays well under a megabyte even with inline chunk lists. */
 export const PAGE_ENTRIES = 1000;
 
-/** Files read and chunked at once, unless the source asks for more: enough to keep both workers and a disk busy. */
-const FILES_IN_FLIGHT = 32;
+/** Files read and chunked at once, unless the source says otherwise: enough to keep every worker's queue full between batches. */
+const FILES_IN_FLIGHT = 128;
 
 export interface BackupProgress {
   files: number;
@@ -180,7 +180,7 @@ export async function backup(repository: Repository, importer: Importer, options
     try {
       const chunked = importer.localPath
         ? await pool.chunkFile(importer.localPath(path), source.size)
-        : await pool.chunk(abortable(importer.read(path, source), options.signal));
+        : await pool.chunk(abortable(importer.read(path, source), options.signal), source.size);
       let content: ContentRef;
       if (chunked.chunks.length <= INLINE_CHUNKS) content = { chunks: chunked.chunks };
       else content = { list: await writer.put(BlobType.content, encodeChunkList(chunked.chunks)), count: chunked.chunks.length };

@@ -15,24 +15,18 @@ import {
   type PutObjectCommandInput,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EMPTY_NAME, OBJECT_SUFFIX, pathsForKeys } from '../../src/connectors/s3/keys.js';
 import type { S3Importer as S3ImporterType } from '../../src/connectors/s3/importer.js';
 import type { Repository } from '../../src/kloset/repository.js';
 import type { SnapshotReader } from '../../src/snapshot/reader.js';
 import type { Entry } from '../../src/snapshot/tree.js';
+import { loadBuilt } from '../helpers/built.js';
 import { tempDir } from '../helpers/cli.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultproxy.js';
 import { startS3Server, type S3Server } from '../helpers/s3server.js';
 
-/**
- * The library as built into dist/ by the global setup, typed as its sources:
- * the chunk pool starts its workers from `chunkworker.js` beside itself, which
- * exists only in dist/.
- */
-const dist = path.resolve(import.meta.dirname, '../../dist');
-const load = (rel: string) => import(pathToFileURL(path.join(dist, rel)).href);
+const load = loadBuilt;
 const { FsExporter } = (await load('connectors/fs/exporter.js')) as typeof import('../../src/connectors/fs/exporter.js');
 const { FsImporter } = (await load('connectors/fs/importer.js')) as typeof import('../../src/connectors/fs/importer.js');
 const { parseS3Uri } = (await load('connectors/s3/client.js')) as typeof import('../../src/connectors/s3/client.js');

@@ -7,10 +7,10 @@ import { execFile, type SpawnOptions } from 'node:child_process';
 import { promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll } from 'vitest';
 import type { Importer } from '../../src/connectors/importer.js';
+import { loadBuilt } from './built.js';
 import { startKloset, type CliResult } from './cli.js';
 
 const run = promisify(execFile);
@@ -215,14 +215,9 @@ export async function unmountAll(): Promise<void> {
 // The safety net: whatever a test file leaves mounted is gone when the file ends.
 afterAll(unmountAll);
 
-/**
- * The library as built into dist/ by the global setup, typed as its sources.
- * Backups go through it rather than src/: the chunk pool starts its workers
- * from `chunkworker.js` beside itself, which exists only in dist/.
- */
+/** The library as built into dist/, typed as its sources (see loadBuilt). */
 export async function builtLibrary() {
-  const dist = path.resolve(import.meta.dirname, '../../dist');
-  const load = (rel: string) => import(pathToFileURL(path.join(dist, rel)).href);
+  const load = loadBuilt;
   return {
     ...((await load('kloset/repository.js')) as typeof import('../../src/kloset/repository.js')),
     ...((await load('storage/local.js')) as typeof import('../../src/storage/local.js')),

@@ -1,0 +1,111 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadBuilt } from '../helpers/built.js';
+
+const { ChunkPool } = (await loadBuilt('kloset/chunkpool.js')) as typeof import('../../src/kloset/chunkpool.js');
+const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
+const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
+type Repository = import('../../src/kloset/repository.js').Repository;
+
+const SMALL = { algorithm: 'fastcdc' as const, minSize: 16 * 1024, avgSize: 64 * 1024, maxSize: 256 * 1024 };
+
+describe('the chunk pool', () => {
+  let dir: string;
+  let repository: Repository;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'kloset-pool-'));
+    repository = await Repository.create(new LocalBlobStore(path.join(dir, 'store')), { passphrase: null, chunking: SMALL });
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  async function contentOf(chunks: { id: Buffer }[]): Promise<Buffer> {
+    return Buffer.concat(await Promise.all(chunks.map((c) => repository.getBlob(c.id))));
+  }
+
+  it('reads each file whole, whatever size the walk saw, with many files in flight', async () => {
+    const writer = repository.newWriter();
+    const pool = new ChunkPool(writer);
+    try {
+      const files = [0, 1, 5000, 70_000, 3 * 1024 * 1024].map((size, i) => {
+        const file = path.join(dir, `f${i}`);
+        const data = randomBytes(size);
+        writeFileSync(file, data);
+        return { file, data };
+      });
+      // Sizes as a walk might have seen them before the files changed: smaller, larger, zero.
+      const seen = [10, 0, 4999, 100_000, 1024];
+      const results = await Promise.all(files.map(({ file }, i) => pool.chunkFile(file, seen[i])));
+      await writer.commit();
+      for (const [i, result] of results.entries()) {
+        expect(result.size).toBe(files[i].data.length);
+        expect((await contentOf(result.chunks)).equals(files[i].data)).toBe(true);
+      }
+      expect(results[4].chunks.length).toBeGreaterThan(3 * 1024 * 1024 / SMALL.maxSize - 1);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('stores a chunk shared by two files once and names both', async () => {
+    const writer = repository.newWriter();
+    const pool = new ChunkPool(writer);
+    try {
+      const data = randomBytes(40_000);
+      writeFileSync(path.join(dir, 'same-a'), data);
+      writeFileSync(path.join(dir, 'same-b'), data);
+      const [a, b] = await Promise.all([pool.chunkFile(path.join(dir, 'same-a'), 40_000), pool.chunkFile(path.join(dir, 'same-b'), 40_000)]);
+      await writer.commit();
+      expect(a.chunks.map((c) => c.id.toString('hex'))).toEqual(b.chunks.map((c) => c.id.toString('hex')));
+      expect(a.newChunks + b.newChunks).toBe(1);
+      expect((await contentOf(b.chunks)).equals(data)).toBe(true);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('fails a missing file alone, with its error code, and goes on with the others', async () => {
+    const writer = repository.newWriter();
+    const pool = new ChunkPool(writer);
+    try {
+      const data = randomBytes(10_000);
+      writeFileSync(path.join(dir, 'present'), data);
+      const missing = pool.chunkFile(path.join(dir, 'absent'), 10);
+      const present = pool.chunkFile(path.join(dir, 'present'), data.length);
+      await expect(missing).rejects.toMatchObject({ code: 'ENOENT' });
+      const result = await present;
+      await writer.commit();
+      expect((await contentOf(result.chunks)).equals(data)).toBe(true);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('chunks a stream that fails midway without losing the chunks another stream shares', async () => {
+    const writer = repository.newWriter();
+    const pool = new ChunkPool(writer);
+    try {
+      const block = randomBytes(300_000);
+      const failing = pool.chunk(
+        (async function* () {
+          yield Buffer.from(block);
+          throw new Error('connection reset');
+        })(),
+      );
+      await expect(failing).rejects.toThrow(/connection reset/);
+      const whole = await pool.chunk(
+        (async function* () {
+          yield Buffer.from(block);
+        })(),
+        block.length,
+      );
+      await writer.commit();
+      expect((await contentOf(whole.chunks)).equals(block)).toBe(true);
+    } finally {
+      await pool.close();
+    }
+  });
+});
