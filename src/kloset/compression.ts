@@ -79,19 +79,30 @@ function frame(codec: number, body: Buffer): Buffer[] {
   return [CODEC_BYTES[codec], body];
 }
 
-/** Bodies up to this size are decoded on the calling thread: a thread-pool hop costs more than they do. */
-const DECODE_INLINE = 256 * 1024;
-
-export async function decodeBlob(encoded: Buffer, what: string): Promise<Buffer> {
+/** Decodes on the calling thread: for small blobs a thread-pool hop costs more than the work. */
+function decodeBlobSync(encoded: Buffer, what: string): Buffer {
   const codec = encoded[0];
   const body = encoded.subarray(1);
   if (codec === Codec.none) return body;
   if (codec === Codec.zstd) {
     try {
-      return body.length <= DECODE_INLINE ? decoder.decodeSync(body) : await decoder.decode(body);
+      return decoder.decodeSync(body);
     } catch (err) {
       throw new IntegrityError(`${what}: cannot decompress`, { cause: err });
     }
   }
   throw new IntegrityError(`${what}: unknown codec ${codec}`);
+}
+
+/** Bodies up to this size are decoded on the calling thread. */
+const DECODE_INLINE = 256 * 1024;
+
+/** Large blobs are decoded on the thread pool, so a main thread serving reads is not held up by one. */
+export async function decodeBlob(encoded: Buffer, what: string): Promise<Buffer> {
+  if (encoded[0] !== Codec.zstd || encoded.length <= DECODE_INLINE) return decodeBlobSync(encoded, what);
+  try {
+    return await decoder.decode(encoded.subarray(1));
+  } catch (err) {
+    throw new IntegrityError(`${what}: cannot decompress`, { cause: err });
+  }
 }

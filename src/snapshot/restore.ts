@@ -86,18 +86,19 @@ export async function restore(
       await schedule(task);
     };
     // Single-chunk files are fetched SMALL_FILE_BATCH at a time: chunks stored
-    // side by side come in one ranged read, not one request per file.
+    // side by side come in one ranged read, not one request per file. A batch
+    // is a task like a large file, so the walk goes on while it is fetched.
     let batch: { rel: string; file: Entry }[] = [];
+    const restoreBatch = async (items: { rel: string; file: Entry }[]) => {
+      const ids = items.map((item) => (item.file.content as { chunks: { id: Buffer }[] }).chunks[0].id);
+      const chunks = await reader.repository.getBlobs(ids).catch(() => undefined);
+      // A damaged chunk fails the whole batch: then each file on its own, so the damage is named.
+      await Promise.all(items.map((item, k) => (chunks ? restoreChunk(item.rel, item.file, chunks[k]) : restoreFile(item.rel, item.file))));
+    };
     const flushBatch = async () => {
       const items = batch;
       batch = [];
-      if (items.length === 0) return;
-      const ids = items.map((item) => (item.file.content as { chunks: { id: Buffer }[] }).chunks[0].id);
-      const chunks = await reader.repository.getBlobs(ids).catch(() => undefined);
-      for (const [k, item] of items.entries()) {
-        // A damaged chunk fails the whole batch: then each file on its own, so the damage is named.
-        await start(chunks ? restoreChunk(item.rel, item.file, chunks[k]) : restoreFile(item.rel, item.file));
-      }
+      if (items.length > 0) await start(restoreBatch(items));
     };
     try {
       for await (const child of reader.children(dir)) {

@@ -262,7 +262,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
             progress.clear();
             ctx.warn(`${p}: ${message}`);
           },
-        });
+        }).finally(() => exporter.close());
         progress.clear();
         ctx.out(
           `restored ${result.files} files, ${formatBytes(result.bytes)} from snapshot ${shortId(header.id)} to ${exporter.target} in ${formatDuration(Date.now() - started)}` +

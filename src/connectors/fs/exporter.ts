@@ -1,20 +1,9 @@
-import { chmodSync, chownSync, constants, fchmodSync, fchownSync, futimesSync, promises as fs, utimesSync } from 'node:fs';
+import { closeSync, constants, openSync, promises as fs, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { KlosetError } from '../../errors.js';
-import type { Entry, Timespec } from '../../snapshot/tree.js';
+import type { Entry } from '../../snapshot/tree.js';
 import type { Exporter } from '../exporter.js';
-import { writeXattrs } from './xattrs.js';
-
-const asDate = (t: Timespec) => t.sec + t.nsec / 1e9;
-
-/** An owner the target cannot give (an id missing on a file system that checks) is not a reason to fail the file. */
-function tryOwner(change: () => void): void {
-  try {
-    change();
-  } catch {
-    // keep the restoring user's ownership
-  }
-}
+import { applyMetadata, restoredMetadata } from './metadata.js';
 
 /**
  * Restores into a local directory. Never follows a link it did not make:
@@ -50,21 +39,27 @@ export class FsExporter implements Exporter {
     }
   }
 
+  /**
+   * Opens, writes and closes with direct calls: on a tree of small files a
+   * thread-pool round trip per open, write and close would cost more than the
+   * writes, which only copy into the page cache.
+   */
   async writeFile(rel: string, entry: Entry, content: AsyncIterable<Buffer>): Promise<void> {
     const full = this.full(rel);
-    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
-    const handle = await fs.open(full, flags, 0o600);
+    const fd = openSync(full, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
     try {
-      for await (const data of content) await handle.write(data);
+      for await (const data of content) {
+        for (let written = 0; written < data.length; ) written += writeSync(fd, data, written);
+      }
     } catch (err) {
-      await handle.close();
-      await fs.rm(full, { force: true }); // no half-restored file left looking whole
+      closeSync(fd);
+      rmSync(full, { force: true }); // no half-restored file left looking whole
       throw err;
     }
     try {
-      this.applyMetadata(full, entry, handle.fd);
+      applyMetadata(full, restoredMetadata(entry), this.asRoot, fd);
     } finally {
-      await handle.close();
+      closeSync(fd);
     }
   }
 
@@ -74,33 +69,14 @@ export class FsExporter implements Exporter {
       await fs.rm(full, { force: true });
       await fs.symlink(entry.target, full);
       if (this.asRoot) await fs.lchown(full, entry.uid, entry.gid).catch(() => undefined);
-      await fs.lutimes(full, asDate(entry.atime ?? entry.mtime), asDate(entry.mtime)).catch(() => undefined);
+      const { atime, mtime } = restoredMetadata(entry);
+      await fs.lutimes(full, atime, mtime).catch(() => undefined);
     }
     // Devices, FIFOs and sockets are recorded in the snapshot but not recreated.
   }
 
   async finishDirectory(rel: string, entry: Entry): Promise<void> {
-    this.applyMetadata(this.full(rel), entry);
-  }
-
-  /**
-   * Owner, mode, times and attributes, set with synchronous calls (on the
-   * open descriptor for a file): each is one cheap system call, where a
-   * thread-pool round trip apiece would dominate a restore of small files.
-   */
-  private applyMetadata(full: string, entry: Entry, fd?: number): void {
-    if (entry.xattrs) writeXattrs(full, entry.xattrs);
-    const atime = asDate(entry.atime ?? entry.mtime);
-    const mtime = asDate(entry.mtime);
-    if (fd !== undefined) {
-      if (this.asRoot) tryOwner(() => fchownSync(fd, entry.uid, entry.gid));
-      fchmodSync(fd, entry.mode & 0o7777);
-      futimesSync(fd, atime, mtime);
-      return;
-    }
-    if (this.asRoot) tryOwner(() => chownSync(full, entry.uid, entry.gid));
-    chmodSync(full, entry.mode & 0o7777);
-    utimesSync(full, atime, mtime);
+    applyMetadata(this.full(rel), restoredMetadata(entry), this.asRoot);
   }
 
   async close(): Promise<void> {}
