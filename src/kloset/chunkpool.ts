@@ -73,9 +73,12 @@ export class ChunkPool {
 
   constructor(
     private readonly writer: BlobWriter,
-    size = Math.max(1, os.availableParallelism()),
-  ) {
-    const repository = writer.repository;
+    private readonly size = Math.max(1, os.availableParallelism()),
+  ) {}
+
+  /** Workers start with the first file to read: a backup with nothing new starts none. */
+  private start(): void {
+    const repository = this.writer.repository;
     const init: WorkerRequest = {
       op: 'init',
       init: {
@@ -85,7 +88,7 @@ export class ChunkPool {
         knownIds: repository.index.sortedIds(),
       },
     };
-    for (let i = 0; i < size; i++) {
+    for (let i = 0; i < this.size; i++) {
       // A small young generation makes the worker collect garbage promptly: RSS stays low.
       const thread = new Worker(new URL('./chunkworker.js', import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: 4 } });
       const worker: PoolWorker = { thread, jobs: [], buffers: [], transfer: [], queued: 0, inFlight: 0, waiters: [], tail: Promise.resolve() };
@@ -101,6 +104,7 @@ export class ChunkPool {
 
   private open(size: number): { stream: number; worker: PoolWorker; done: Promise<ChunkedContent> } {
     if (this.failure) throw new KlosetError(`chunk worker failed: ${this.failure.message}`, { cause: this.failure });
+    if (this.workers.length === 0) this.start();
     const worker = this.workers.reduce((a, b) => (b.queued < a.queued ? b : a));
     worker.queued += size;
     const stream = this.nextStream++;
