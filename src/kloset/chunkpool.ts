@@ -33,10 +33,20 @@ function ownedConcat(parts: Buffer[], length: number): Buffer {
 /** Bytes of streamed sources handed to one worker and not yet used up: bounds memory and keeps every worker busy. */
 const IN_FLIGHT_PER_WORKER = 8 * 1024 * 1024;
 
+/**
+ * Local files wait here while every worker has at least this many bytes
+ * queued, so each file goes to the worker that frees up first: a worker
+ * compressing a large text file is not handed the next large file while the
+ * other runs dry.
+ */
+const QUEUED_PER_WORKER = 8 * 1024 * 1024;
+
 interface StreamState {
-  worker: PoolWorker;
-  /** Bytes of a local file, counted against its worker's queue until done. */
+  worker: PoolWorker | undefined;
+  /** Bytes expected (the size the walk saw), counted against the worker's queue... */
   size: number;
+  /** ...less those already chunked. */
+  counted: number;
   chunks: ChunkRef[];
   newChunks: number;
   newBytes: number;
@@ -51,7 +61,7 @@ interface PoolWorker {
   jobs: ChunkJob[];
   buffers: ArrayBuffer[];
   transfer: ArrayBuffer[];
-  /** Bytes of unfinished files assigned: a new file goes to the least loaded worker. */
+  /** Bytes of assigned streams not yet chunked. */
   queued: number;
   inFlight: number;
   waiters: (() => void)[];
@@ -67,6 +77,7 @@ interface PoolWorker {
 export class ChunkPool {
   private readonly workers: PoolWorker[] = [];
   private readonly streams = new Map<number, StreamState>();
+  private readonly waiting: Extract<ChunkJob, { kind: 'file' }>[] = [];
   private nextStream = 1;
   private sendScheduled = false;
   private failure: Error | undefined;
@@ -102,19 +113,41 @@ export class ChunkPool {
     }
   }
 
-  private open(size: number): { stream: number; worker: PoolWorker; done: Promise<ChunkedContent> } {
+  private open(size: number, worker: PoolWorker | undefined): { stream: number; done: Promise<ChunkedContent> } {
     if (this.failure) throw new KlosetError(`chunk worker failed: ${this.failure.message}`, { cause: this.failure });
-    if (this.workers.length === 0) this.start();
-    const worker = this.workers.reduce((a, b) => (b.queued < a.queued ? b : a));
-    worker.queued += size;
     const stream = this.nextStream++;
     const done = new Promise<ChunkedContent>((resolve, reject) => {
-      this.streams.set(stream, { worker, size, chunks: [], newChunks: 0, newBytes: 0, resolve, reject, failed: false });
-    }).finally(() => {
-      worker.queued -= size;
+      this.streams.set(stream, { worker, size, counted: 0, chunks: [], newChunks: 0, newBytes: 0, resolve, reject, failed: false });
     });
+    if (worker) worker.queued += size;
     done.catch(() => undefined); // the caller awaits it; never an unhandled rejection meanwhile
-    return { stream, worker, done };
+    return { stream, done };
+  }
+
+  private leastQueued(): PoolWorker {
+    if (this.workers.length === 0) this.start();
+    return this.workers.reduce((a, b) => (b.queued < a.queued ? b : a));
+  }
+
+  /** Hands waiting files to workers with room in their queue. */
+  private pump(): void {
+    while (this.waiting.length > 0 && !this.failure) {
+      const worker = this.leastQueued();
+      if (worker.queued >= QUEUED_PER_WORKER) return;
+      const job = this.waiting.shift()!;
+      const state = this.streams.get(job.stream);
+      if (!state) continue;
+      state.worker = worker;
+      worker.queued += state.size;
+      this.send(worker, job);
+    }
+  }
+
+  /** Takes `bytes` off the stream's worker queue, at most what was put on it. */
+  private count(state: StreamState, bytes: number): void {
+    const counted = Math.min(bytes, state.size - state.counted);
+    state.counted += counted;
+    if (state.worker) state.worker.queued -= counted;
   }
 
   private send(worker: PoolWorker, job: ChunkJob | undefined, transfer?: ArrayBuffer): void {
@@ -137,8 +170,9 @@ export class ChunkPool {
 
   /** Chunks a local file, read by the worker itself; resolves once every new chunk is queued for a pack. */
   chunkFile(path: string, size: number): Promise<ChunkedContent> {
-    const { stream, worker, done } = this.open(size);
-    this.send(worker, { kind: 'file', stream, path, size });
+    const { stream, done } = this.open(size, undefined);
+    this.waiting.push({ kind: 'file', stream, path, size });
+    this.pump();
     return done;
   }
 
@@ -148,7 +182,9 @@ export class ChunkPool {
    * blocks of STREAM_BLOCK so the worker appends to its tail rarely.
    */
   async chunk(source: AsyncIterable<Buffer>, size = 0): Promise<ChunkedContent> {
-    const { stream, worker, done } = this.open(size);
+    // A stream's chunker state lives in one worker, chosen now: its blocks are sent as they arrive.
+    const worker = this.leastQueued();
+    const { stream, done } = this.open(size, worker);
     const sendBlock = async (block: Buffer) => {
       while (worker.inFlight >= IN_FLIGHT_PER_WORKER) await new Promise<void>((r) => worker.waiters.push(r));
       worker.inFlight += block.length;
@@ -196,7 +232,10 @@ export class ChunkPool {
           const id = ids.subarray(index * ID_BYTES, (index + 1) * ID_BYTES);
           const size = layout[index * 3];
           const length = layout[index * 3 + 2];
-          state?.chunks.push({ id, size });
+          if (state) {
+            state.chunks.push({ id, size });
+            this.count(state, size);
+          }
           if (length === 0 || writerError) continue;
           const offset = layout[index * 3 + 1];
           try {
@@ -212,7 +251,7 @@ export class ChunkPool {
         if (!state) continue;
         if (writerError) this.fail(result.stream, state, writerError);
         else if (result.last) {
-          this.streams.delete(result.stream);
+          this.finish(result.stream, state);
           const size = state.chunks.reduce((sum, c) => sum + c.size, 0);
           state.resolve({ chunks: state.chunks, size, newChunks: state.newChunks, newBytes: state.newBytes });
         }
@@ -231,8 +270,14 @@ export class ChunkPool {
 
   private fail(stream: number, state: StreamState, err: Error): void {
     state.failed = true;
-    this.streams.delete(stream);
+    this.finish(stream, state);
     state.reject(err);
+  }
+
+  private finish(stream: number, state: StreamState): void {
+    this.streams.delete(stream);
+    this.count(state, Infinity);
+    this.pump();
   }
 
   private release(worker: PoolWorker, bytes: number): void {
