@@ -12,10 +12,22 @@ export class ProgressLine {
 
   constructor(
     private readonly verb: string,
-    private readonly totalBytes?: number,
+    private totalBytes?: number,
+    /** What `files` counts. */
+    private readonly unit = 'files',
     enabled = process.stderr.isTTY === true,
   ) {
     this.enabled = enabled;
+  }
+
+  /** Whether a line is drawn at all: estimates that cost work are worth making only then. */
+  get shownOnTerminal(): boolean {
+    return this.enabled;
+  }
+
+  /** The total, once known (a scan that finished), for the percentage and ETA. */
+  setTotal(bytes: number): void {
+    this.totalBytes = bytes;
   }
 
   update(state: { files: number; bytes: number; errors: number }): void {
@@ -25,8 +37,9 @@ export class ProgressLine {
     this.last = now;
     const seconds = Math.max(0.001, (now - this.started) / 1000);
     const rate = state.bytes / seconds;
-    let line = `${this.verb}: ${state.files} files, ${formatBytes(state.bytes)}, ${formatBytes(rate)}/s`;
-    if (this.totalBytes && rate > 0) {
+    let line = `${this.verb}: ${state.files} ${this.unit}, ${formatBytes(state.bytes)}, ${formatBytes(rate)}/s`;
+    // An estimate the work has outgrown (files grew, the scan is still running) shows no ETA.
+    if (this.totalBytes && rate > 0 && state.bytes <= this.totalBytes) {
       const percent = Math.min(100, (100 * state.bytes) / this.totalBytes);
       const eta = ((this.totalBytes - state.bytes) / rate) * 1000;
       line += `, ${percent.toFixed(0)}%, ETA ${formatDuration(Math.max(0, Math.round(eta)))}`;

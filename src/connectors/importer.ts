@@ -26,6 +26,12 @@ export interface Importer {
    * workers then read it themselves and its bytes never cross threads.
    */
   localPath?(path: string): string;
+  /**
+   * Bytes in the files the source holds (those `skip` leaves in), for a
+   * progress estimate. Optional: a source where a second listing costs
+   * requests leaves it out.
+   */
+  scan?(skip?: (path: string) => boolean, signal?: AbortSignal): Promise<number>;
   close(): Promise<void>;
 }
 

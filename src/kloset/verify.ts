@@ -34,7 +34,8 @@ export async function verifyBlob(repository: Repository, id: Buffer, location: B
  */
 export async function verifyPacks(
   repository: Repository,
-  onProgress?: (done: { packs: number; bytes: number }) => void,
+  /** `estimate`: the bytes of all packs to read, from the index (trailers left out). */
+  onProgress?: (done: { packs: number; bytes: number; estimate: number }) => void,
   only?: Set<string>,
 ): Promise<VerifyResult> {
   const byPack = new Map<string, [Buffer, BlobLocation][]>();
@@ -45,6 +46,8 @@ export async function verifyPacks(
     if (!list) byPack.set(key, (list = []));
     list.push([id, location]);
   }
+  let estimate = 0;
+  for (const blobs of byPack.values()) estimate += Math.max(...blobs.map(([, l]) => l.offset + l.length));
   const result: VerifyResult = { packs: 0, blobs: 0, bytes: 0, damaged: new Set(), problems: [] };
   await mapLimit([...byPack.values()], 2, async (blobs) => {
     const packId = blobs[0][1].packId;
@@ -69,7 +72,7 @@ export async function verifyPacks(
     }
     result.packs++;
     result.bytes += data?.length ?? 0;
-    onProgress?.({ packs: result.packs, bytes: result.bytes });
+    onProgress?.({ packs: result.packs, bytes: result.bytes, estimate });
   });
   return result;
 }

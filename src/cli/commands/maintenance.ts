@@ -27,8 +27,11 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
           ? await Promise.all(ids.map((id) => resolveSnapshot(repository, id)))
           : await listSnapshots(repository);
         if (ids.length === 0) {
-          const progress = new ProgressLine('check', undefined);
-          const packs = await verifyPacks(repository, (p) => progress.update({ files: p.packs, bytes: p.bytes, errors: 0 }));
+          const progress = new ProgressLine('check', undefined, 'packs');
+          const packs = await verifyPacks(repository, (p) => {
+            progress.setTotal(p.estimate);
+            progress.update({ files: p.packs, bytes: p.bytes, errors: 0 });
+          });
           progress.clear();
           for (const problem of packs.problems) {
             problems++;

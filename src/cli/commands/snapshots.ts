@@ -115,7 +115,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           ? (await import('../../connectors/s3/importer.js')).S3Importer.fromConfig(location, sourceOptions)
           : new FsImporter(location);
         const matchers = (opts.exclude ?? []).map((p) => picomatch(p, { dot: true }));
-        const exclude = matchers.length
+        const excludePath = matchers.length
           ? (rel: string) => matchers.some((m) => m(rel) || m(path.posix.basename(rel)))
           : undefined;
         const parent = opts.parent
@@ -128,11 +128,19 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         process.once('SIGINT', onSignal);
         process.once('SIGTERM', onSignal);
         const lock = await StoreLock.acquire(repository, 'shared');
-        const progress = new ProgressLine('backup');
+        // The previous snapshot's size is the first estimate; a scan of the source, when it has one, replaces it.
+        const progress = new ProgressLine('backup', parent?.root.summary?.size);
+        const scanning = new AbortController();
+        if (progress.shownOnTerminal && importer.scan) {
+          importer.scan(excludePath, scanning.signal).then(
+            (bytes) => progress.setTotal(bytes),
+            () => undefined,
+          );
+        }
         try {
           const header = await backup(repository, importer, {
             tags: parseTags(opts.tag),
-            exclude,
+            exclude: excludePath,
             parent,
             signal: controller.signal,
             onProgress: (p) => progress.update(p),
@@ -156,6 +164,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           if (controller.signal.aborted) throw new KlosetError('backup interrupted: no snapshot was created', { exitCode: 130 });
           throw err;
         } finally {
+          scanning.abort();
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
           await lock.release().catch(() => undefined);

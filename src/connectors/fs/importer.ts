@@ -144,5 +144,35 @@ export class FsImporter implements Importer {
     }
   }
 
+  /**
+   * Bytes in the files under the source, for the progress line's estimate:
+   * a second walk through the thread pool (readdir and lstat only), so it
+   * runs beside the backup's own walk without holding it up.
+   */
+  async scan(skip?: (rel: string) => boolean, signal?: AbortSignal): Promise<number> {
+    if (this.singleFile !== undefined) return (await fs.lstat(this.full(this.singleFile))).size;
+    let bytes = 0;
+    const walk = async (rel: string): Promise<void> => {
+      signal?.throwIfAborted();
+      let entries;
+      try {
+        entries = await fs.readdir(this.full(rel), { withFileTypes: true });
+      } catch {
+        return; // the backup itself reports what it cannot read
+      }
+      const files: string[] = [];
+      for (const entry of entries) {
+        const childRel = rel === '' ? entry.name : `${rel}/${entry.name}`;
+        if (skip?.(childRel)) continue;
+        if (entry.isDirectory()) await walk(childRel);
+        else if (entry.isFile()) files.push(childRel);
+      }
+      const sizes = await Promise.all(files.map((file) => fs.lstat(this.full(file)).then((stat) => stat.size, () => 0)));
+      for (const size of sizes) bytes += size;
+    };
+    await walk('');
+    return bytes;
+  }
+
   async close(): Promise<void> {}
 }
