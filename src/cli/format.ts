@@ -1,14 +1,5 @@
-const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-
-export function formatBytes(bytes: number): string {
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < UNITS.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${value} B` : `${value.toFixed(value < 10 ? 2 : value < 100 ? 1 : 0)} ${UNITS[unit]}`;
-}
+// One definition of sizes for the terminal and the viewer's page, kept with the page's code because only its own folder is served to the browser.
+export { formatBytes } from '../ui/web/format.js';
 
 export function formatDuration(ms: number): string {
   if (ms < 1000) return `${ms}ms`;
