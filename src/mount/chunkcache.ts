@@ -1,14 +1,98 @@
 import { LRUCache } from 'lru-cache';
 import type { Repository } from '../kloset/repository.js';
 
+/** A cached chunk's bytes: copied out the way Buffer.copy does it. */
+export interface ChunkBytes {
+  readonly length: number;
+  copy(target: Buffer, targetStart: number, sourceStart: number, sourceEnd: number): number;
+}
+
+/** The cache's memory is cut into pages of this size, allocated SLAB_PAGES at a time. */
+const PAGE = 128 * 1024;
+const SLAB_PAGES = 128;
+
+/**
+ * Fixed-size pages for the cache, allocated as needed up to a limit and then
+ * reused. Decoded chunks are copied in and their own buffers dropped at
+ * once: memory that malloc handed out for chunks of every size would stay
+ * mapped after eviction, and the mount's footprint would drift far above the
+ * cache size it was given.
+ */
+class PagePool {
+  private readonly free: Buffer[] = [];
+  private allocated = 0;
+
+  constructor(private readonly limit: number) {}
+
+  get available(): number {
+    return this.free.length + (this.limit - this.allocated);
+  }
+
+  take(count: number): Buffer[] {
+    while (this.free.length < count && this.allocated < this.limit) {
+      const pages = Math.min(SLAB_PAGES, this.limit - this.allocated);
+      const slab = Buffer.allocUnsafeSlow(pages * PAGE);
+      for (let i = 0; i < pages; i++) this.free.push(slab.subarray(i * PAGE, (i + 1) * PAGE));
+      this.allocated += pages;
+    }
+    return this.free.splice(this.free.length - count, count);
+  }
+
+  give(pages: Buffer[]): void {
+    this.free.push(...pages);
+  }
+}
+
+/**
+ * A chunk held in pages: every page full but the last. A reader pins it
+ * while copying out; pages of a chunk evicted meanwhile go back to the pool
+ * only once the last reader is done, so they are never overwritten under it.
+ */
+class PagedChunk implements ChunkBytes {
+  pins = 0;
+  evicted = false;
+
+  constructor(
+    readonly pages: Buffer[],
+    readonly length: number,
+    private readonly pool: PagePool,
+  ) {}
+
+  copy(target: Buffer, targetStart: number, sourceStart: number, sourceEnd: number): number {
+    let written = 0;
+    for (let at = sourceStart; at < sourceEnd; ) {
+      const page = Math.floor(at / PAGE);
+      const from = at - page * PAGE;
+      const to = Math.min(PAGE, sourceEnd - page * PAGE);
+      written += this.pages[page].copy(target, targetStart + written, from, to);
+      at += to - from;
+    }
+    return written;
+  }
+
+  evict(): void {
+    this.evicted = true;
+    if (this.pins === 0) this.pool.give(this.pages);
+  }
+
+  unpin(): void {
+    if (--this.pins === 0 && this.evicted) this.pool.give(this.pages);
+  }
+}
+
 /**
  * Decrypted, decompressed chunks, bounded in bytes. Concurrent readers of a
  * chunk share one fetch, and a batch of misses goes to the repository as one
- * request, which coalesces chunks stored side by side in a pack.
+ * request, which coalesces chunks stored side by side in a pack. Chunks of a
+ * page or more live in pages of a fixed pool; smaller ones in buffers of
+ * their own size.
  */
 export class ChunkCache {
-  private readonly chunks: LRUCache<string, Buffer>;
-  private readonly inFlight = new Map<string, Promise<Buffer>>();
+  private readonly chunks: LRUCache<string, ChunkBytes>;
+  private readonly pages: PagePool;
+  private readonly inFlight = new Map<string, Promise<ChunkBytes>>();
+  /** Readers waiting for a chunk under way: it arrives pinned once for each. */
+  private readonly waiting = new Map<string, number>();
   hits = 0;
   misses = 0;
 
@@ -16,55 +100,96 @@ export class ChunkCache {
     private readonly repository: Repository,
     readonly maxBytes: number,
   ) {
-    this.chunks = new LRUCache<string, Buffer>({ maxSize: Math.max(1, maxBytes), sizeCalculation: (b) => Math.max(1, b.length) });
+    this.pages = new PagePool(Math.floor(maxBytes / PAGE));
+    this.chunks = new LRUCache<string, ChunkBytes>({
+      maxSize: Math.max(1, maxBytes),
+      sizeCalculation: (chunk) => (chunk instanceof PagedChunk ? chunk.pages.length * PAGE : Math.max(1, chunk.length)),
+      dispose: (chunk) => {
+        if (chunk instanceof PagedChunk) chunk.evict();
+      },
+    });
   }
 
   get bytes(): number {
     return this.chunks.calculatedSize;
   }
 
-  /** Chunks by id, in the order asked; fetches the missing ones together. */
-  getMany(ids: Buffer[]): Promise<Buffer>[] {
+  /** Keeps a decoded chunk: copied into pages (evicting the least recently used as needed), or as is when small. */
+  private keep(key: string, plaintext: Buffer): ChunkBytes {
+    this.inFlight.delete(key);
+    const readers = this.waiting.get(key) ?? 0;
+    this.waiting.delete(key);
+    if (plaintext.length < PAGE) {
+      const own = Buffer.from(plaintext); // not a view pinning a larger buffer
+      this.chunks.set(key, own);
+      return own;
+    }
+    const count = Math.ceil(plaintext.length / PAGE);
+    while (this.pages.available < count && this.chunks.size > 0) this.chunks.pop();
+    // Larger than the whole cache: served from its own buffer, not kept.
+    if (this.pages.available < count) return plaintext;
+    const pages = this.pages.take(count);
+    for (let i = 0; i < count; i++) plaintext.copy(pages[i], 0, i * PAGE, Math.min(plaintext.length, (i + 1) * PAGE));
+    const chunk = new PagedChunk(pages, plaintext.length, this.pages);
+    chunk.pins = readers;
+    this.chunks.set(key, chunk);
+    return chunk;
+  }
+
+  /**
+   * Chunks by id, in the order asked, each pinned for the caller, who must
+   * release() every one it receives once it has copied out what it needs.
+   */
+  acquire(ids: Buffer[]): Promise<ChunkBytes>[] {
+    return this.fetch(ids, true);
+  }
+
+  release(chunk: ChunkBytes): void {
+    if (chunk instanceof PagedChunk) chunk.unpin();
+  }
+
+  /** Starts fetching chunks that are likely to be read soon. */
+  prefetch(ids: Buffer[]): void {
+    // Errors surface when the chunk is read for real; a failed prefetch is retried then.
+    for (const chunk of this.fetch(ids, false)) chunk.catch(() => undefined);
+  }
+
+  /**
+   * Fetches the missing chunks together, sharing fetches already under way.
+   * Pins are taken synchronously (a hit now, a miss as it is kept), so no
+   * eviction can come between a chunk's arrival and its pin.
+   */
+  private fetch(ids: Buffer[], pin: boolean): Promise<ChunkBytes>[] {
     const keys = ids.map((id) => id.toString('latin1'));
-    const results: (Promise<Buffer> | undefined)[] = keys.map((key) => {
+    const results: (Promise<ChunkBytes> | undefined)[] = [];
+    const missing: number[] = [];
+    for (const [i, key] of keys.entries()) {
       const cached = this.chunks.get(key);
       if (cached) {
         this.hits++;
-        return Promise.resolve(cached);
+        if (pin && cached instanceof PagedChunk) cached.pins++;
+        results.push(Promise.resolve(cached));
+        continue;
       }
-      return this.inFlight.get(key);
-    });
-    const missing: number[] = [];
-    const seen = new Set<string>();
-    results.forEach((r, i) => {
-      if (!r && !seen.has(keys[i])) {
-        seen.add(keys[i]);
-        missing.push(i);
-      }
-    });
-    if (missing.length > 0) {
-      this.misses += missing.length;
-      const batch = this.repository.getBlobs(missing.map((i) => ids[i]));
-      missing.forEach((i, n) => {
-        const key = keys[i];
-        const one = batch.then((chunks) => chunks[n]);
-        this.inFlight.set(key, one);
-        one.then(
-          (chunk) => {
-            this.inFlight.delete(key);
-            this.chunks.set(key, chunk);
-          },
-          () => this.inFlight.delete(key),
-        );
-      });
-      results.forEach((r, i) => {
-        if (!r) results[i] = this.inFlight.get(keys[i]);
-      });
+      if (pin) this.waiting.set(key, (this.waiting.get(key) ?? 0) + 1);
+      const pending = this.inFlight.get(key);
+      if (!pending) missing.push(i);
+      results.push(pending);
     }
-    return results as Promise<Buffer>[];
-  }
-
-  get(id: Buffer): Promise<Buffer> {
-    return this.getMany([id])[0];
+    if (missing.length > 0) {
+      const unique = [...new Set(missing.map((i) => keys[i]))];
+      this.misses += unique.length;
+      const batch = this.repository.getBlobs(unique.map((key) => ids[keys.indexOf(key)]));
+      unique.forEach((key, n) => {
+        const one = batch.then((chunks) => this.keep(key, chunks[n]));
+        this.inFlight.set(key, one);
+        one.catch(() => {
+          this.inFlight.delete(key);
+          this.waiting.delete(key);
+        });
+      });
+      for (const i of missing) results[i] = this.inFlight.get(keys[i]);
+    }
+    return results as Promise<ChunkBytes>[];
   }
 }

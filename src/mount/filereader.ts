@@ -36,18 +36,24 @@ export class FileReader {
     const last = content.chunkAt(end - 1);
     const ids = [];
     for (let i = first; i <= last; i++) ids.push(content.chunks[i].id);
-    const wanted = this.cache.getMany(ids);
+    const wanted = this.cache.acquire(ids);
     this.readAhead(position, end, last);
-    const parts = await Promise.all(wanted);
-    // Straight from each cached chunk into the caller's buffer: no joined copy.
-    let written = 0;
-    for (let i = first; i <= last; i++) {
-      const chunkStart = content.offsets[i];
-      const from = Math.max(position, chunkStart) - chunkStart;
-      const to = Math.min(end, content.offsets[i + 1]) - chunkStart;
-      written += parts[i - first].copy(target, written, from, to);
+    const settled = await Promise.allSettled(wanted);
+    try {
+      // Straight from each cached chunk into the caller's buffer: no joined copy.
+      let written = 0;
+      for (let i = first; i <= last; i++) {
+        const part = settled[i - first];
+        if (part.status === 'rejected') throw part.reason;
+        const chunkStart = content.offsets[i];
+        const from = Math.max(position, chunkStart) - chunkStart;
+        const to = Math.min(end, content.offsets[i + 1]) - chunkStart;
+        written += part.value.copy(target, written, from, to);
+      }
+      return written;
+    } finally {
+      for (const part of settled) if (part.status === 'fulfilled') this.cache.release(part.value);
     }
-    return written;
   }
 
   private readAhead(position: number, end: number, last: number): void {
@@ -72,7 +78,6 @@ export class FileReader {
     this.aheadUntil = until;
     const ids = [];
     for (let i = from; i < until; i++) ids.push(this.content.chunks[i].id);
-    // Errors surface when the chunk is read for real; a failed prefetch is retried then.
-    for (const fetch of this.cache.getMany(ids)) fetch.catch(() => undefined);
+    this.cache.prefetch(ids);
   }
 }
