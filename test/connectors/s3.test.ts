@@ -329,6 +329,86 @@ describe('S3 source', () => {
     }
   });
 
+  it('lists directories ahead of the walk and gives the same entries, in the same order, as listing each on entry', async () => {
+    const entries = async (source: S3ImporterType) => {
+      const out: string[] = [];
+      const visit = async (path: string) => {
+        for await (const child of source.children(path)) {
+          const childPath = path === '' ? child.name : `${path}/${child.name}`;
+          // A directory's time is its importer's start: left out.
+          out.push(JSON.stringify([childPath, child.kind, child.size, child.kind === 'file' ? [child.mtime, child.meta] : child.meta]));
+          if (child.kind === 'directory') await visit(childPath);
+        }
+      };
+      await source.rootEntry();
+      await visit('');
+      return out;
+    };
+    const proxy = await startFaultProxy(s3.endpoint);
+    try {
+      const sequential = await entries(importer('s3://source', { listAhead: 0 }, s3.client({ endpoint: proxy.endpoint })));
+      const sequentialLists = proxy.requests.GET;
+      proxy.resetCounts();
+      // A small window and page size: probes, continuation pages and first pages fetched ahead all meet.
+      const ahead = await entries(importer('s3://source', { listAhead: 3, pageSize: 7, window: 5 }, s3.client({ endpoint: proxy.endpoint })));
+      const aheadWalk = await entries(importer('s3://source', { listAhead: 16 }));
+      expect(sequential.length).toBe(SEED.length + 8);
+      expect(ahead).toEqual(sequential);
+      expect(aheadWalk).toEqual(sequential);
+      expect(sequentialLists).toBeGreaterThan(0);
+      expect(proxy.requests.GET).toBeGreaterThan(sequentialLists); // pages of 7 keys
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it('records the same entries reading objects with its own signed GETs as through GetObjectCommand', async () => {
+    const snapshot = async (sdkGets: boolean) => {
+      const repository = await newRepository();
+      const { header, reader, warnings } = await backupOf(repository, importer('s3://source', { sdkGets }));
+      expect(warnings).toEqual([]);
+      const { files } = await walkSnapshot(reader, header.root);
+      const out = new Map<string, unknown>();
+      for (const [p, entry] of files) out.set(p, { size: entry.size, mtime: entry.mtime, meta: entry.meta });
+      const blob = await reader.lookup('/big/blob.bin');
+      const chunks: Buffer[] = [];
+      for await (const data of (await reader.openFile(blob)).stream()) chunks.push(data);
+      return { out, big: sha(Buffer.concat(chunks)) };
+    };
+    const direct = await snapshot(false);
+    const sdk = await snapshot(true);
+    expect(direct.out.size).toBe(SEED.length);
+    expect([...direct.out]).toEqual([...sdk.out]);
+    expect(direct.big).toBe(sha(big));
+    expect(direct.out.get('index.html')).toMatchObject({
+      meta: { 's3.content_type': 'text/html; charset=utf-8', 's3.cache_control': 'max-age=60', 's3.meta.author': 'ann', 's3.meta.build-id': '42' },
+    });
+  });
+
+  it('retries a GET answered 503 SlowDown, 500 or a dropped connection, and reports a refused object by its key', async () => {
+    const proxy = await startFaultProxy(s3.endpoint);
+    try {
+      proxy.addRule({ method: 'GET', path: /img%2001\.jpg/, fault: 'slowdown', times: 2 });
+      proxy.addRule({ method: 'GET', path: /notes\.txt\.gz/, fault: 'internal', times: 1 });
+      proxy.addRule({ method: 'GET', path: /\/source\/photos\/$/, fault: 'drop', times: 1 });
+      const repository = await newRepository();
+      const { header, reader, warnings } = await backupOf(repository, importer('s3://source/photos', {}, s3.client({ endpoint: proxy.endpoint, maxAttempts: 4 })));
+      expect(warnings).toEqual([]);
+      expect(proxy.faults.GET).toBe(4);
+      const { files } = await walkSnapshot(reader, header.root);
+      expect(files.get('2024/img 01.jpg')?.meta?.['s3.meta.camera']).toBe('x100');
+      expect(files.size).toBe(3);
+
+      proxy.clearRules();
+      proxy.addRule({ method: 'GET', path: /notes\.txt\.gz/, fault: 'error', status: 403, code: 'AccessDenied', message: 'Access Denied', times: 100 });
+      const denied = await backupOf(await newRepository(), importer('s3://source/photos', {}, s3.client({ endpoint: proxy.endpoint, maxAttempts: 4 })));
+      expect(denied.warnings).toEqual(['/2024/notes.txt.gz: permission denied']);
+      expect(denied.header.stats.errors).toBe(1);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   it('reports a missing bucket in one line', async () => {
     const repository = await newRepository();
     await expect(backup(repository, importer('s3://no-such-bucket'))).rejects.toThrow('s3://no-such-bucket: no such bucket');

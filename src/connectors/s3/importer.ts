@@ -1,19 +1,28 @@
 import type { Readable } from 'node:stream';
 import {
-  GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   type _Object,
-  type GetObjectCommandOutput,
   type ListObjectsV2CommandOutput,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { KlosetError, UsageError } from '../../errors.js';
 import type { Timespec } from '../../snapshot/tree.js';
 import type { Importer, SourceEntry } from '../importer.js';
-import { connectorSettings, errorName, formatS3Uri, objectUri, s3Error, type S3ObjectLocation } from './client.js';
-import { keyForPath, prefixForPath } from './keys.js';
+import {
+  connectorSettings,
+  errorName,
+  formatS3Uri,
+  objectGetter,
+  objectUri,
+  sdkObjectGetter,
+  s3Error,
+  type GetObject,
+  type ObjectResponse,
+  type S3ObjectLocation,
+} from './client.js';
+import { directoryName, keyForPath, prefixForPath } from './keys.js';
 import { ListingOrderError, orderListing, type ListedItem } from './listing.js';
 
 /** Storage classes whose objects must be restored before a GET can read them. */
@@ -38,6 +47,124 @@ export interface S3ImporterOptions {
   pageSize?: number;
   /** Entries one directory's listing may hold back to put them in name order (see listing.ts). */
   window?: number;
+  /**
+   * First listing pages of directories the walk has not reached yet, asked
+   * for ahead of it (in flight or waiting to be used); 0 lists each directory
+   * only when the walk enters it.
+   */
+  listAhead?: number;
+  /** Send every GET through the SDK's GetObjectCommand, even where objectGetter (client.ts) sends them itself. */
+  sdkGets?: boolean;
+}
+
+/** Directories whose first page may be asked for ahead of the walk. */
+const LIST_AHEAD = 8;
+/** Directories remembered as candidates for listing ahead; more are listed when the walk reaches them. */
+const LIST_AHEAD_CANDIDATES = 10_000;
+
+/**
+ * Where a directory comes in the walk: the backup visits a tree depth first,
+ * each directory's entries in name order, so the walk order of two
+ * directories is the byte order of their paths with each '/' read as a byte
+ * below every character a name holds (NUL: names never hold one).
+ */
+function walkKey(path: string): Buffer {
+  return Buffer.from(path.replaceAll('/', '\0'), 'utf8');
+}
+
+interface Candidate {
+  key: Buffer;
+  prefix: string;
+}
+
+/**
+ * Lists directories ahead of the walk: the first page of the next `limit`
+ * directories in walk order is asked for while the walk is still reading
+ * the objects before them, so entering a directory does not wait for a
+ * listing round trip (and the reads in flight do not drain meanwhile).
+ * Entering a directory forgets whatever comes before it in walk order (a
+ * directory excluded from the backup, say). Later pages of a directory are
+ * fetched as before, one ahead of the merge.
+ */
+class ListAhead<Page> {
+  private readonly heap: Candidate[] = [];
+  private readonly fetched = new Map<string, { key: Buffer; page: Promise<Page> }>();
+
+  constructor(
+    private readonly limit: number,
+    private readonly fetch: (prefix: string) => Promise<Page>,
+  ) {}
+
+  /** Subdirectories the walk will enter (path: their parent's path in the tree). */
+  want(path: string, prefix: string, segments: string[]): void {
+    if (this.limit <= 0) return;
+    for (const segment of segments) {
+      if (this.heap.length >= LIST_AHEAD_CANDIDATES) break;
+      const name = directoryName(segment);
+      this.push({ key: walkKey(path === '' ? name : `${path}/${name}`), prefix: `${prefix}${segment}/` });
+    }
+    this.pump();
+  }
+
+  /** The walk enters `path` (listed under `prefix`): its first page if asked for already. */
+  take(path: string, prefix: string): Promise<Page> | undefined {
+    if (this.limit <= 0) return undefined;
+    const key = walkKey(path);
+    const found = this.fetched.get(prefix);
+    this.fetched.delete(prefix);
+    for (const [other, entry] of this.fetched) if (Buffer.compare(entry.key, key) < 0) this.fetched.delete(other);
+    while (this.heap.length > 0 && Buffer.compare(this.heap[0].key, key) <= 0) this.pop();
+    this.pump();
+    return found?.page;
+  }
+
+  clear(): void {
+    this.heap.length = 0;
+    this.fetched.clear();
+  }
+
+  private pump(): void {
+    while (this.fetched.size < this.limit && this.heap.length > 0) {
+      const next = this.pop();
+      if (this.fetched.has(next.prefix)) continue;
+      const page = this.fetch(next.prefix);
+      page.catch(() => undefined); // observed when taken; a page never taken must not be an unhandled rejection
+      this.fetched.set(next.prefix, { key: next.key, page });
+    }
+  }
+
+  private push(candidate: Candidate): void {
+    const heap = this.heap;
+    heap.push(candidate);
+    let i = heap.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (Buffer.compare(heap[parent].key, heap[i].key) <= 0) break;
+      [heap[parent], heap[i]] = [heap[i], heap[parent]];
+      i = parent;
+    }
+  }
+
+  private pop(): Candidate {
+    const heap = this.heap;
+    const top = heap[0];
+    const last = heap.pop()!;
+    if (heap.length > 0) {
+      heap[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < heap.length && Buffer.compare(heap[l].key, heap[m].key) < 0) m = l;
+        if (r < heap.length && Buffer.compare(heap[r].key, heap[m].key) < 0) m = r;
+        if (m === i) break;
+        [heap[m], heap[i]] = [heap[i], heap[m]];
+        i = m;
+      }
+    }
+    return top;
+  }
 }
 
 function timespec(date: Date | undefined): Timespec {
@@ -88,6 +215,8 @@ export class S3Importer implements Importer {
   private fatal: KlosetError | undefined;
   private readsInFlight = 0;
   private readonly idleWaiters: (() => void)[] = [];
+  private readonly getObject: GetObject;
+  private readonly ahead: ListAhead<ListObjectsV2CommandOutput>;
 
   constructor(
     private readonly client: S3Client,
@@ -101,6 +230,8 @@ export class S3Importer implements Importer {
     this.glacier = options.glacier ?? 'skip';
     this.pageSize = options.pageSize ?? 1000;
     this.window = options.window ?? 2000;
+    this.getObject = options.sdkGets ? sdkObjectGetter(client) : objectGetter(client);
+    this.ahead = new ListAhead(options.listAhead ?? LIST_AHEAD, (prefix) => this.listPage(prefix, undefined));
   }
 
   /** From a location and an alias's keys (see client.ts), plus `glacier` (or `glacier_objects`): skip | fail. */
@@ -154,13 +285,19 @@ export class S3Importer implements Importer {
     };
   }
 
-  /** Listing pages of one level, the next page fetched while the current one is merged. */
-  private async *pages(prefix: string): AsyncGenerator<ListedItem<_Object | undefined>[]> {
-    const fetch = (token: string | undefined) =>
-      this.client.send(
-        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: '/', MaxKeys: this.pageSize, ContinuationToken: token }),
-      );
-    let next: Promise<ListObjectsV2CommandOutput> | undefined = fetch(undefined);
+  private listPage(prefix: string, token: string | undefined): Promise<ListObjectsV2CommandOutput> {
+    return this.client.send(
+      new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: '/', MaxKeys: this.pageSize, ContinuationToken: token }),
+    );
+  }
+
+  /**
+   * Listing pages of one level (the directory at `path` in the tree), the
+   * next page fetched while the current one is merged, the first one perhaps
+   * fetched ahead of the walk (ListAhead).
+   */
+  private async *pages(path: string, prefix: string): AsyncGenerator<ListedItem<_Object | undefined>[]> {
+    let next: Promise<ListObjectsV2CommandOutput> | undefined = this.ahead.take(path, prefix) ?? this.listPage(prefix, undefined);
     while (next) {
       let page: ListObjectsV2CommandOutput;
       try {
@@ -169,7 +306,7 @@ export class S3Importer implements Importer {
         throw s3Error(err, objectUri(this.bucket, prefix));
       }
       const token = page.IsTruncated ? page.NextContinuationToken : undefined;
-      next = token ? fetch(token) : undefined;
+      next = token ? this.listPage(prefix, token) : undefined;
       next?.catch(() => undefined); // observed when awaited; a break before then must not leave it unhandled
       const items: ListedItem<_Object | undefined>[] = [];
       for (const object of page.Contents ?? []) {
@@ -184,6 +321,11 @@ export class S3Importer implements Importer {
         if (p === undefined || !p.startsWith(prefix) || !p.endsWith('/') || p.length <= prefix.length) continue;
         items.push({ segment: p.slice(prefix.length, -1), directory: true, data: undefined });
       }
+      this.ahead.want(
+        path,
+        prefix,
+        items.filter((item) => item.directory).map((item) => item.segment),
+      );
       yield items;
     }
   }
@@ -201,7 +343,7 @@ export class S3Importer implements Importer {
     const relative = prefixForPath(path);
     if (relative === undefined) throw new KlosetError(`${this.source}: ${JSON.stringify(path)} is not a directory of this bucket`);
     const prefix = this.prefix + relative;
-    const ordered = orderListing(this.pages(prefix), (segment) => this.probe(`${prefix}${segment}/`), this.window);
+    const ordered = orderListing(this.pages(path, prefix), (segment) => this.probe(`${prefix}${segment}/`), this.window);
     try {
       for await (const item of ordered) {
         if (this.fatal) throw this.fatal;
@@ -267,29 +409,23 @@ export class S3Importer implements Importer {
       let total: number | undefined;
       let etag: string | undefined;
       for (let attempt = 1; ; attempt++) {
-        let response: GetObjectCommandOutput;
+        let response: ObjectResponse;
         try {
-          response = await this.client.send(
-            new GetObjectCommand({
-              Bucket: this.bucket,
-              Key: key,
-              ...(offset > 0 ? { Range: `bytes=${offset}-`, IfMatch: etag } : {}),
-            }),
-          );
+          response = await this.getObject(this.bucket, key, offset > 0 ? { range: `bytes=${offset}-`, ifMatch: etag } : {});
         } catch (err) {
           if (errorName(err) === 'InvalidObjectState') throw this.archived(key, entry.meta?.['s3.storage_class'] ?? 'GLACIER');
           if (errorName(err) === 'PreconditionFailed') throw new KlosetError(`${where}: changed while it was read`, { cause: err });
           throw s3Error(err, where);
         }
-        body = response.Body as Readable | undefined;
+        body = response.body;
         let skip = 0;
         if (offset === 0) {
           this.checkReadable(key, response);
           this.recordHeaders(entry, response);
-          etag = response.ETag;
-          total = response.ContentLength;
+          etag = response.etag;
+          total = response.contentLength;
         } else {
-          const start = rangeStart(response.ContentRange);
+          const start = rangeStart(response.contentRange);
           if (start === undefined || start > offset) throw new KlosetError(`${where}: the server answered another range`);
           skip = offset - start;
         }
@@ -320,36 +456,37 @@ export class S3Importer implements Importer {
   }
 
   /** An archived object answers a GET with InvalidObjectState on AWS; some servers send the bytes with the class. */
-  private checkReadable(key: string, response: GetObjectCommandOutput): void {
-    const storageClass = response.StorageClass;
+  private checkReadable(key: string, response: ObjectResponse): void {
+    const storageClass = response.storageClass;
     if (!storageClass || !ARCHIVED_CLASSES.has(storageClass)) return;
-    if (/ongoing-request="false"/.test(response.Restore ?? '')) return;
-    (response.Body as Readable | undefined)?.destroy();
+    if (/ongoing-request="false"/.test(response.restore ?? '')) return;
+    response.body?.destroy();
     throw this.archived(key, storageClass);
   }
 
-  private recordHeaders(entry: SourceEntry, response: GetObjectCommandOutput): void {
+  private recordHeaders(entry: SourceEntry, response: ObjectResponse): void {
     // Mutated in place: the builder stores this very meta object (see read()).
     const meta = (entry.meta ??= {});
     const set = (name: string, value: string | undefined) => {
       if (value !== undefined && value !== '') meta[name] = value;
     };
-    set('s3.etag', unquote(response.ETag));
-    set('s3.storage_class', response.StorageClass);
-    set('s3.content_type', response.ContentType);
-    set('s3.cache_control', response.CacheControl);
-    set('s3.content_encoding', response.ContentEncoding);
-    set('s3.content_disposition', response.ContentDisposition);
-    set('s3.content_language', response.ContentLanguage);
-    set('s3.expires', response.ExpiresString ?? response.Expires?.toUTCString());
-    set('s3.website_redirect_location', response.WebsiteRedirectLocation);
-    set('s3.version_id', response.VersionId);
-    for (const [name, value] of Object.entries(response.Metadata ?? {})) meta[`s3.meta.${name}`] = value;
-    if (response.LastModified) entry.mtime = timespec(response.LastModified);
-    if (response.ContentLength !== undefined) entry.size = response.ContentLength;
+    set('s3.etag', unquote(response.etag));
+    set('s3.storage_class', response.storageClass);
+    set('s3.content_type', response.contentType);
+    set('s3.cache_control', response.cacheControl);
+    set('s3.content_encoding', response.contentEncoding);
+    set('s3.content_disposition', response.contentDisposition);
+    set('s3.content_language', response.contentLanguage);
+    set('s3.expires', response.expires);
+    set('s3.website_redirect_location', response.websiteRedirectLocation);
+    set('s3.version_id', response.versionId);
+    for (const [name, value] of Object.entries(response.metadata)) meta[`s3.meta.${name}`] = value;
+    if (response.lastModified) entry.mtime = timespec(response.lastModified);
+    if (response.contentLength !== undefined) entry.size = response.contentLength;
   }
 
   async close(): Promise<void> {
+    this.ahead.clear();
     this.client.destroy();
   }
 }
