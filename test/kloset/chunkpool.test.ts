@@ -50,7 +50,7 @@ describe('the chunk pool', () => {
     }
   });
 
-  it('stores a chunk shared by two files once and names both', async () => {
+  it('stores the chunks two files share once and names them in both', async () => {
     const writer = repository.newWriter();
     const pool = new ChunkPool(writer);
     try {
@@ -60,7 +60,8 @@ describe('the chunk pool', () => {
       const [a, b] = await Promise.all([pool.chunkFile(path.join(dir, 'same-a'), 40_000), pool.chunkFile(path.join(dir, 'same-b'), 40_000)]);
       await writer.commit();
       expect(a.chunks.map((c) => c.id.toString('hex'))).toEqual(b.chunks.map((c) => c.id.toString('hex')));
-      expect(a.newChunks + b.newChunks).toBe(1);
+      // 40 KB may be cut once or twice: each chunk is new for exactly one of the two files.
+      expect(a.newChunks + b.newChunks).toBe(a.chunks.length);
       expect((await contentOf(b.chunks)).equals(data)).toBe(true);
     } finally {
       await pool.close();
