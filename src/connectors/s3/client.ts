@@ -4,10 +4,12 @@
  * connector's createS3Client, so stores and connectors talk to S3 alike) and
  * one-line messages for S3's errors.
  */
-import { createHash, createHmac } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { extendedEncodeURIComponent, HttpRequest, type HttpHandler, type HttpResponse } from '@smithy/core/protocols';
+import { getRetryAfterHint, isClockSkewError, isServerError, isThrottlingError, isTransientError } from '@smithy/core/retry';
+import type { AuthScheme, Provider, RequestSigner, RetryErrorType, RetryStrategyV2, SdkError } from '@smithy/types';
 import { KlosetError, UsageError } from '../../errors.js';
 import { createS3Client, s3OptionsFromConfig } from '../../storage/s3.js';
 
@@ -153,10 +155,11 @@ export type GetObject = (bucket: string, key: string, options?: GetObjectOptions
 /**
  * A GET of one object through `client`. For a client of a configured endpoint
  * with path-style addressing (every S3-compatible server, and the tests),
- * the request is built and signed here and sent through the client's own
- * HTTP handler (same sockets, timeouts and retry strategy as its other
- * calls): the SDK's per-request middleware costs about 1.5 ms of CPU per
- * object, more than everything else done with a small object. Other clients
+ * the request is built here, signed by the client's own signer and sent
+ * through its HTTP handler (same credentials, sockets, timeouts and retry
+ * strategy as its other calls): the SDK's per-request middleware costs about
+ * 1.5 ms of CPU per object, more than everything else done with a small
+ * object. Other clients
  * (AWS itself: virtual-hosted buckets, region redirects, FIPS, dual-stack)
  * go through GetObjectCommand.
  */
@@ -198,87 +201,29 @@ export function sdkObjectGetter(client: S3Client): GetObject {
   };
 }
 
-/** S3's encoding of a key or bucket segment in a path, as the SDK does it (RFC 3986 unreserved characters kept). */
-function encodeSegment(segment: string): string {
-  if (/^[\w.~-]*$/.test(segment)) return segment;
-  return encodeURIComponent(segment).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-}
-
-const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+/** Clock skew beyond which a signature-refused answer makes the client adopt the server's clock. */
 const CLOCK_SKEW_MS = 5 * 60 * 1000;
-const CLOCK_SKEW_CODES = new Set(['RequestTimeTooSkewed', 'RequestExpired', 'RequestInTheFuture', 'SignatureDoesNotMatch', 'AuthFailure', 'InvalidSignatureException', 'AccessDeniedException']);
-const THROTTLING_CODES = new Set([
-  'BandwidthLimitExceeded',
-  'EC2ThrottledException',
-  'LimitExceededException',
-  'PriorRequestNotComplete',
-  'ProvisionedThroughputExceededException',
-  'RequestLimitExceeded',
-  'RequestThrottled',
-  'RequestThrottledException',
-  'SlowDown',
-  'ThrottledException',
-  'Throttling',
-  'ThrottlingException',
-  'TooManyRequestsException',
-  'TransactionInProgressException',
-]);
-const TRANSIENT_CODES = new Set(['TimeoutError', 'RequestTimeout', 'RequestTimeoutException']);
-const TRANSIENT_STATUSES = new Set([500, 502, 503, 504]);
-const TRANSIENT_ERRNOS = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
 /** Bytes of an error answer read for its code and message. */
 const ERROR_BODY_LIMIT = 64 * 1024;
 
-type RetryErrorType = 'THROTTLING' | 'TRANSIENT' | 'SERVER_ERROR' | 'CLIENT_ERROR';
-
-/** The SDK's retry classification (@smithy retry middleware), for the errors a GET can meet. */
-export function retryErrorType(err: unknown): RetryErrorType {
-  const e = err as { name?: string; code?: string; $metadata?: { httpStatusCode?: number; clockSkewCorrected?: boolean } } | undefined;
-  const status = e?.$metadata?.httpStatusCode;
-  if (status === 429 || THROTTLING_CODES.has(e?.name ?? '')) return 'THROTTLING';
-  if (e?.name === 'AbortError') return 'CLIENT_ERROR';
-  if (
-    e?.$metadata?.clockSkewCorrected ||
-    TRANSIENT_CODES.has(e?.name ?? '') ||
-    TRANSIENT_ERRNOS.has(e?.code ?? '') ||
-    (status !== undefined && TRANSIENT_STATUSES.has(status))
-  ) {
-    return 'TRANSIENT';
-  }
-  if (status !== undefined && status >= 500 && status <= 599) return 'SERVER_ERROR';
+/** How the SDK's retry middleware classifies a failed attempt for the retry strategy (its getRetryErrorType). */
+function retryErrorType(err: SdkError): RetryErrorType {
+  if (isThrottlingError(err)) return 'THROTTLING';
+  if (isTransientError(err)) return 'TRANSIENT';
+  if (isServerError(err)) return 'SERVER_ERROR';
   return 'CLIENT_ERROR';
 }
 
-interface RetryToken {
-  getRetryCount(): number;
-}
-/** The SDK's RetryStrategyV2, shared with the client's own calls. */
-interface RetryStrategy {
-  acquireInitialRetryToken(scope: string): Promise<RetryToken>;
-  refreshRetryTokenForRetry(token: RetryToken, info: { errorType: RetryErrorType; retryAfterHint?: Date }): Promise<RetryToken>;
-  recordSuccess(token: RetryToken): void;
-}
-
-interface HttpHandler {
-  handle(request: {
-    protocol: string;
-    hostname: string;
-    port?: number;
-    method: string;
-    path: string;
-    query: Record<string, string>;
-    headers: Record<string, string>;
-  }): Promise<{ response: { statusCode: number; headers: Record<string, string>; body: unknown } }>;
-}
-
+/** The S3 client's resolved configuration, as far as a GET needs it. */
 interface ClientConfig {
   isCustomEndpoint?: boolean;
   forcePathStyle?: boolean;
   useAccelerateEndpoint?: boolean;
   bucketEndpoint?: boolean;
   endpoint?: () => Promise<{ protocol: string; hostname: string; port?: number; path: string }>;
-  region: () => Promise<string>;
-  credentials: () => Promise<{ accessKeyId: string; secretAccessKey: string; sessionToken?: string }>;
+  region: Provider<string>;
+  /** Builds the client's signer (SignatureV4 with S3's settings: paths not escaped again, the payload hash sent) for an auth scheme. */
+  signer?: (authScheme?: AuthScheme) => Promise<RequestSigner>;
   retryStrategy?: () => Promise<unknown>;
   requestHandler?: unknown;
   systemClockOffset?: number;
@@ -291,7 +236,8 @@ interface Setup {
   host: string;
   basePath: string;
   region: string;
-  retry: RetryStrategy;
+  signer: RequestSigner;
+  retry: RetryStrategyV2;
 }
 
 function header(headers: IncomingHttpHeaders | Record<string, string>, name: string): string | undefined {
@@ -299,10 +245,9 @@ function header(headers: IncomingHttpHeaders | Record<string, string>, name: str
   return Array.isArray(value) ? value.join(', ') : value;
 }
 
-/** SigV4-signed path-style GETs sent through the SDK client's HTTP handler. */
+/** Path-style GETs signed by the client's own signer and sent through its HTTP handler. */
 class DirectGetter {
   private setup: Promise<Setup> | undefined;
-  private signingKey: { scope: string; secret: string; key: Buffer } | undefined;
 
   private constructor(
     private readonly config: ClientConfig,
@@ -318,6 +263,7 @@ class DirectGetter {
       config.useAccelerateEndpoint === true ||
       config.bucketEndpoint === true ||
       typeof config.endpoint !== 'function' ||
+      typeof config.signer !== 'function' ||
       typeof config.retryStrategy !== 'function' ||
       typeof handler?.handle !== 'function' ||
       handler.constructor?.name !== 'NodeHttpHandler'
@@ -330,7 +276,11 @@ class DirectGetter {
   private async resolve(): Promise<Setup> {
     const endpoint = await this.config.endpoint!();
     const region = await this.config.region();
-    const retry = (await this.config.retryStrategy!()) as Partial<RetryStrategy>;
+    // The auth scheme S3's endpoint rules give a path-style endpoint. The client
+    // builds a signer per call; one is enough here, and it keeps asking the
+    // client's credential provider, so refreshed credentials are used.
+    const signer = await this.config.signer!({ name: 'sigv4', signingName: 's3', signingRegion: region, properties: {} });
+    const retry = (await this.config.retryStrategy!()) as Partial<RetryStrategyV2>;
     if (typeof retry.acquireInitialRetryToken !== 'function' || typeof retry.refreshRetryTokenForRetry !== 'function') {
       throw new KlosetError('the S3 client has a retry strategy of an older kind');
     }
@@ -343,7 +293,8 @@ class DirectGetter {
       host: port === undefined ? endpoint.hostname : `${endpoint.hostname}:${port}`,
       basePath: (endpoint.path ?? '/').replace(/\/+$/, ''),
       region,
-      retry: retry as RetryStrategy,
+      signer,
+      retry: retry as RetryStrategyV2,
     };
   }
 
@@ -352,7 +303,8 @@ class DirectGetter {
       this.setup = undefined;
       throw err;
     }));
-    const path = `${setup.basePath}/${encodeSegment(bucket)}/${key.split('/').map(encodeSegment).join('/')}`;
+    // As the SDK serializes GetObject's path: the key is a greedy label, each segment encoded.
+    const path = `${setup.basePath}/${extendedEncodeURIComponent(bucket)}/${key.split('/').map(extendedEncodeURIComponent).join('/')}`;
     let token = await setup.retry.acquireInitialRetryToken('s3');
     for (;;) {
       try {
@@ -360,9 +312,9 @@ class DirectGetter {
         setup.retry.recordSuccess(token);
         return response;
       } catch (err) {
-        const retryAfter = (err as { $retryAfter?: Date }).$retryAfter;
+        const retryAfterHint = (err as { $retryAfter?: Date }).$retryAfter;
         try {
-          token = await setup.retry.refreshRetryTokenForRetry(token, { errorType: retryErrorType(err), ...(retryAfter ? { retryAfterHint: retryAfter } : {}) });
+          token = await setup.retry.refreshRetryTokenForRetry(token, { errorType: retryErrorType(err as SdkError), ...(retryAfterHint ? { retryAfterHint } : {}) });
         } catch {
           throw err;
         }
@@ -371,28 +323,19 @@ class DirectGetter {
   }
 
   private async attempt(setup: Setup, path: string, options: GetObjectOptions): Promise<ObjectResponse> {
-    const credentials = await this.config.credentials();
-    const headers: Record<string, string> = {
-      host: setup.host,
-      'x-amz-content-sha256': EMPTY_SHA256,
-      'x-amz-date': amzDate(Date.now() + (this.config.systemClockOffset ?? 0)),
-    };
+    const headers: Record<string, string> = { host: setup.host };
     if (options.range !== undefined) headers.range = options.range;
     if (options.ifMatch !== undefined) headers['if-match'] = options.ifMatch;
-    if (credentials.sessionToken) headers['x-amz-security-token'] = credentials.sessionToken;
-    headers.authorization = this.authorization(setup, credentials, path, headers);
-    const { response } = await this.handler.handle({
-      protocol: setup.protocol,
-      hostname: setup.hostname,
-      port: setup.port,
-      method: 'GET',
-      path,
-      query: {},
-      headers,
+    const request = new HttpRequest({ protocol: setup.protocol, hostname: setup.hostname, port: setup.port, method: 'GET', path, query: {}, headers });
+    const signed = await setup.signer.sign(request, {
+      signingDate: new Date(Date.now() + (this.config.systemClockOffset ?? 0)),
+      signingRegion: setup.region,
+      signingService: 's3',
     });
+    const { response } = await this.handler.handle(signed as HttpRequest);
     const body = response.body as Readable | undefined;
     const h = response.headers;
-    if (response.statusCode < 200 || response.statusCode >= 300) throw await this.error(response.statusCode, h, body);
+    if (response.statusCode < 200 || response.statusCode >= 300) throw await this.error(response, body);
     const metadata: Record<string, string> = {};
     for (const name of Object.keys(h)) {
       if (name.startsWith('x-amz-meta-')) metadata[name.slice('x-amz-meta-'.length)] = header(h, name)!;
@@ -420,26 +363,9 @@ class DirectGetter {
     };
   }
 
-  /** AWS Signature Version 4 of a GET without a body: every header sent is signed. */
-  private authorization(setup: Setup, credentials: { accessKeyId: string; secretAccessKey: string }, path: string, headers: Record<string, string>): string {
-    const date = headers['x-amz-date'];
-    const day = date.slice(0, 8);
-    const scope = `${day}/${setup.region}/s3/aws4_request`;
-    const names = Object.keys(headers).sort();
-    const signed = names.join(';');
-    const canonical = `GET\n${path}\n\n${names.map((n) => `${n}:${headers[n].trim().replace(/\s+/g, ' ')}\n`).join('')}\n${signed}\n${EMPTY_SHA256}`;
-    const toSign = `AWS4-HMAC-SHA256\n${date}\n${scope}\n${createHash('sha256').update(canonical).digest('hex')}`;
-    if (this.signingKey?.scope !== scope || this.signingKey.secret !== credentials.secretAccessKey) {
-      let key = createHmac('sha256', `AWS4${credentials.secretAccessKey}`).update(day).digest();
-      for (const part of [setup.region, 's3', 'aws4_request']) key = createHmac('sha256', key).update(part).digest();
-      this.signingKey = { scope, secret: credentials.secretAccessKey, key };
-    }
-    const signature = createHmac('sha256', this.signingKey.key).update(toSign).digest('hex');
-    return `AWS4-HMAC-SHA256 Credential=${credentials.accessKeyId}/${scope}, SignedHeaders=${signed}, Signature=${signature}`;
-  }
-
   /** An error answer as the SDK would throw it: name and Code from the XML body, the status in $metadata. */
-  private async error(status: number, headers: Record<string, string>, body: Readable | undefined): Promise<Error> {
+  private async error(response: HttpResponse, body: Readable | undefined): Promise<Error> {
+    const status = response.statusCode;
     let text = '';
     if (body) {
       try {
@@ -456,11 +382,13 @@ class DirectGetter {
     };
     const code = tag('Code') ?? (status === 404 ? 'NotFound' : status === 403 ? 'Forbidden' : status === 412 ? 'PreconditionFailed' : undefined);
     const message = tag('Message') ?? (code ?? `HTTP ${status}`);
-    const metadata: { httpStatusCode: number; requestId?: string; clockSkewCorrected?: boolean } = { httpStatusCode: status };
-    const requestId = header(headers, 'x-amz-request-id');
+    const metadata: { httpStatusCode: number; requestId?: string; clockSkewCorrected?: true } = { httpStatusCode: status };
+    const requestId = header(response.headers, 'x-amz-request-id');
     if (requestId) metadata.requestId = requestId;
-    const serverDate = header(headers, 'date');
-    if (code && CLOCK_SKEW_CODES.has(code) && serverDate) {
+    const error = Object.assign(new Error(message), { name: code ?? 'Error', $fault: status >= 500 ? 'server' : 'client', $metadata: metadata });
+    if (code) Object.assign(error, { Code: code });
+    const serverDate = header(response.headers, 'date');
+    if (serverDate && isClockSkewError(error as SdkError)) {
       // As the SDK's signer does: adopt the server's clock, and the retry goes through.
       const server = Date.parse(serverDate);
       const offset = this.config.systemClockOffset ?? 0;
@@ -469,14 +397,8 @@ class DirectGetter {
         metadata.clockSkewCorrected = true;
       }
     }
-    const error = Object.assign(new Error(message), { name: code ?? 'Error', $fault: status >= 500 ? 'server' : 'client', $metadata: metadata });
-    if (code) Object.assign(error, { Code: code });
-    const retryAfter = header(headers, 'retry-after');
-    if (retryAfter !== undefined) {
-      const seconds = Number(retryAfter);
-      const at = Number.isFinite(seconds) ? new Date(Date.now() + seconds * 1000) : new Date(retryAfter);
-      if (!Number.isNaN(at.getTime())) Object.assign(error, { $retryAfter: at });
-    }
+    const retryAfter = getRetryAfterHint(response);
+    if (retryAfter) Object.assign(error, { $retryAfter: retryAfter });
     return error;
   }
 }
@@ -498,9 +420,4 @@ function unescapeXml(text: string): string {
     const point = name[1] === 'x' ? parseInt(name.slice(2), 16) : parseInt(name.slice(1), 10);
     return point <= 0x10ffff ? String.fromCodePoint(point) : entity;
   });
-}
-
-/** `20240102T030405Z`. */
-function amzDate(ms: number): string {
-  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
 }
