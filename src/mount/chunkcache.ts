@@ -7,9 +7,13 @@ export interface ChunkBytes {
   copy(target: Buffer, targetStart: number, sourceStart: number, sourceEnd: number): number;
 }
 
-/** The cache's memory is cut into pages of this size, allocated SLAB_PAGES at a time. */
+/**
+ * The cache's memory is cut into pages of this size, allocated SLAB_PAGES at a
+ * time: 32 MiB, at malloc's mmap threshold, so each slab is a mapping of its
+ * own rather than a stretch of the heap that short-lived buffers fragment.
+ */
 const PAGE = 128 * 1024;
-const SLAB_PAGES = 128;
+const SLAB_PAGES = 256;
 
 /**
  * Fixed-size pages for the cache, allocated as needed up to a limit and then
