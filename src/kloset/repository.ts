@@ -436,24 +436,30 @@ export class BlobWriter {
     return this.deltas;
   }
 
-  /** Every added blob is stored and indexed when this resolves. */
-  async flush(): Promise<void> {
+  /** Every added blob is in a stored pack when this resolves (not yet necessarily named by a delta). */
+  private async storePacks(): Promise<void> {
     while (this.sealing || !this.builder.empty) await this.sealPack();
     while (this.uploads.size > 0) await Promise.all(this.uploads);
     if (this.failure) throw this.failure;
-    await this.writeDelta();
+    await this.deltas;
   }
 
-  /** Flush, then replace this writer's per-pack deltas by one delta. */
+  /**
+   * Stores the last packs and leaves this writer's blobs named by one delta:
+   * the deltas written along the way are replaced by one that also names the
+   * packs no delta has named yet (one PUT for those, not two).
+   */
   async commit(): Promise<void> {
-    await this.flush();
-    if (this.packDeltas.length <= 1) return;
+    await this.storePacks();
+    if (this.packDeltas.length === 0) return this.writeDelta();
     const deltaId = randomBytes(ID_BYTES);
     const store = this.repository.store;
     await store.put(
       `index/${deltaId.toString('hex')}`,
       await this.repository.sealStandalone(BlobType.index, deltaId, encodeIndexDelta(this.written)),
     );
+    this.unindexed = [];
+    this.unindexedPacks = 0;
     for (const key of this.packDeltas.splice(0)) await store.delete(key);
   }
 }

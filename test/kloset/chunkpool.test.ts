@@ -68,6 +68,27 @@ describe('the chunk pool', () => {
     }
   });
 
+  it('leaves one index delta for a backup of many packs, naming every chunk', async () => {
+    const store = new LocalBlobStore(path.join(dir, 'small-packs'));
+    const packed = await Repository.create(store, { passphrase: null, chunking: SMALL, packSize: 256 * 1024 });
+    const writer = packed.newWriter();
+    const pool = new ChunkPool(writer);
+    try {
+      const data = randomBytes(3 * 1024 * 1024);
+      writeFileSync(path.join(dir, 'many-packs'), data);
+      const result = await pool.chunkFile(path.join(dir, 'many-packs'), data.length);
+      await writer.commit();
+      expect(writer.packsStored).toBeGreaterThan(8);
+      const deltas: string[] = [];
+      for await (const { key } of store.list('index/')) deltas.push(key);
+      expect(deltas).toHaveLength(1);
+      const reopened = await Repository.open(new LocalBlobStore(path.join(dir, 'small-packs')), async () => '');
+      for (const chunk of result.chunks) expect(reopened.has(chunk.id)).toBe(true);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('fails a missing file alone, with its error code, and goes on with the others', async () => {
     const writer = repository.newWriter();
     const pool = new ChunkPool(writer);
