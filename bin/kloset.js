@@ -1,11 +1,8 @@
-#!/usr/bin/env -S GLIBC_TUNABLES=glibc.malloc.hugetlb=1 MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=134217728 node --max-semi-space-size=2
+#!/usr/bin/env -S MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=134217728 node --max-semi-space-size=2
 // The malloc settings keep chunk-sized buffers in the heap instead of fresh
 // mmap()ed pages: every read, seal and decrypt allocates about a megabyte, and
 // faulting new pages in for each costs more than the cryptography. One arena
 // lets the worker threads reuse what the others freed, which bounds memory.
-// Transparent huge pages for malloc's memory (where the kernel offers them on
-// request): a first touch then faults in 2 MiB instead of 4 KiB, which is
-// what a cold read through the mount or a large restore spends its time on.
 // A small young generation: the main thread's garbage is short-lived message
 // and entry objects, and 32 MiB of semi-spaces would only add to the RSS.
 import { main } from '../dist/cli/main.js';
