@@ -40,8 +40,16 @@ function dateName(header: SnapshotHeader): string {
  * through the reader; resolved paths are remembered (bounded), and a
  * directory listing primes that memory so `ls -l` does not look each name up.
  */
+/**
+ * Paths remembered. Enough for `ls -l` of any directory page and the getattr
+ * calls that follow (the kernel keeps attributes for an hour after that);
+ * each entry holds its decoded metadata, so the bound is part of the mount's
+ * memory beside the chunk cache.
+ */
+const RESOLVED_PATHS = 20_000;
+
 export class Namespace {
-  private readonly resolved = new LRUCache<string, Node>({ max: 200_000 });
+  private readonly resolved = new LRUCache<string, Node>({ max: RESOLVED_PATHS });
 
   private constructor(private readonly root: Node) {}
 
