@@ -11,6 +11,15 @@ import { Namespace } from './namespace.js';
 
 export const DEFAULT_CACHE_BYTES = 512 * 1024 * 1024;
 
+/**
+ * The cache size bounds the mount's caches together: an eighth of it (at
+ * most 64 MiB) is left to directory metadata (resolved paths, decoded
+ * directory pages), the rest holds chunks.
+ */
+function chunkBudget(cacheBytes: number): number {
+  return cacheBytes - Math.min(64 * 1024 * 1024, Math.floor(cacheBytes / 8));
+}
+
 /** What to show at the mount point: every snapshot, or one snapshot's path. */
 export type MountTarget = { snapshots: SnapshotHeader[] } | { snapshot: SnapshotHeader; path: string };
 
@@ -93,7 +102,7 @@ export async function mountSnapshots(
     totals = { bytes: target.snapshot.stats.size, files: target.snapshot.stats.files };
   }
   const Fuse = await loadFuse();
-  const cache = new ChunkCache(repository, options.cacheBytes ?? DEFAULT_CACHE_BYTES);
+  const cache = new ChunkCache(repository, chunkBudget(options.cacheBytes ?? DEFAULT_CACHE_BYTES));
   const filesystem = new SnapshotFilesystem(namespace, cache, options.log, totals);
   const fuse = new Fuse(mountpoint, filesystem.operations(), {
     fsname: 'kloset',

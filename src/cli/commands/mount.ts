@@ -63,7 +63,7 @@ export function registerMountCommand(program: Command, context: () => CliContext
     .description('mount snapshots read-only through FUSE')
     .argument('<mountpoint>', 'an existing empty directory')
     .argument('[snapshot]', 'one snapshot, optionally with :/path (default: every snapshot)')
-    .option('--cache-size <size>', `bytes of decrypted chunks kept in memory (default ${formatBytes(DEFAULT_CACHE_BYTES)})`)
+    .option('--cache-size <size>', `memory for decrypted chunks and directory metadata (default ${formatBytes(DEFAULT_CACHE_BYTES)})`)
     .option('-f, --foreground', 'stay in the foreground until Ctrl-C (the default)')
     .option('--background', 'detach once mounted')
     .addOption(new Option('--daemon', 'same as --background').hideHelp())
