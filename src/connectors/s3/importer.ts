@@ -23,7 +23,7 @@ import {
   type S3ObjectLocation,
 } from './client.js';
 import { directoryName, keyForPath, prefixForPath } from './keys.js';
-import { ListingOrderError, orderListing, type ListedItem } from './listing.js';
+import { KeyHeap, ListingOrderError, orderListing, type ListedItem } from './listing.js';
 
 /** Storage classes whose objects must be restored before a GET can read them. */
 const ARCHIVED_CLASSES = new Set(['GLACIER', 'DEEP_ARCHIVE']);
@@ -87,7 +87,7 @@ interface Candidate {
  * fetched as before, one ahead of the merge.
  */
 class ListAhead<Page> {
-  private readonly heap: Candidate[] = [];
+  private readonly heap = new KeyHeap<Candidate>();
   private readonly fetched = new Map<string, { key: Buffer; page: Promise<Page> }>();
 
   constructor(
@@ -99,9 +99,9 @@ class ListAhead<Page> {
   want(path: string, prefix: string, segments: string[]): void {
     if (this.limit <= 0) return;
     for (const segment of segments) {
-      if (this.heap.length >= LIST_AHEAD_CANDIDATES) break;
+      if (this.heap.size >= LIST_AHEAD_CANDIDATES) break;
       const name = directoryName(segment);
-      this.push({ key: walkKey(path === '' ? name : `${path}/${name}`), prefix: `${prefix}${segment}/` });
+      this.heap.push({ key: walkKey(path === '' ? name : `${path}/${name}`), prefix: `${prefix}${segment}/` });
     }
     this.pump();
   }
@@ -113,57 +113,24 @@ class ListAhead<Page> {
     const found = this.fetched.get(prefix);
     this.fetched.delete(prefix);
     for (const [other, entry] of this.fetched) if (Buffer.compare(entry.key, key) < 0) this.fetched.delete(other);
-    while (this.heap.length > 0 && Buffer.compare(this.heap[0].key, key) <= 0) this.pop();
+    while (this.heap.size > 0 && Buffer.compare(this.heap.peek()!.key, key) <= 0) this.heap.pop();
     this.pump();
     return found?.page;
   }
 
   clear(): void {
-    this.heap.length = 0;
+    this.heap.clear();
     this.fetched.clear();
   }
 
   private pump(): void {
-    while (this.fetched.size < this.limit && this.heap.length > 0) {
-      const next = this.pop();
+    while (this.fetched.size < this.limit && this.heap.size > 0) {
+      const next = this.heap.pop();
       if (this.fetched.has(next.prefix)) continue;
       const page = this.fetch(next.prefix);
       page.catch(() => undefined); // observed when taken; a page never taken must not be an unhandled rejection
       this.fetched.set(next.prefix, { key: next.key, page });
     }
-  }
-
-  private push(candidate: Candidate): void {
-    const heap = this.heap;
-    heap.push(candidate);
-    let i = heap.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (Buffer.compare(heap[parent].key, heap[i].key) <= 0) break;
-      [heap[parent], heap[i]] = [heap[i], heap[parent]];
-      i = parent;
-    }
-  }
-
-  private pop(): Candidate {
-    const heap = this.heap;
-    const top = heap[0];
-    const last = heap.pop()!;
-    if (heap.length > 0) {
-      heap[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < heap.length && Buffer.compare(heap[l].key, heap[m].key) < 0) m = l;
-        if (r < heap.length && Buffer.compare(heap[r].key, heap[m].key) < 0) m = r;
-        if (m === i) break;
-        [heap[m], heap[i]] = [heap[i], heap[m]];
-        i = m;
-      }
-    }
-    return top;
   }
 }
 

@@ -49,18 +49,25 @@ interface Ready<T> {
   item: OrderedItem<T>;
 }
 
-/** A binary min-heap on UTF-8 name bytes. */
-class NameHeap<T> {
-  private readonly heap: Ready<T>[] = [];
+/** A binary min-heap of items ordered by their `key` bytes. */
+export class KeyHeap<T extends { key: Buffer }> {
+  private readonly heap: T[] = [];
+
   get size(): number {
     return this.heap.length;
   }
-  peek(): Ready<T> | undefined {
+
+  peek(): T | undefined {
     return this.heap[0];
   }
-  push(item: OrderedItem<T>): void {
+
+  clear(): void {
+    this.heap.length = 0;
+  }
+
+  push(entry: T): void {
     const heap = this.heap;
-    heap.push({ key: bytes(item.name), item });
+    heap.push(entry);
     let i = heap.length - 1;
     while (i > 0) {
       const parent = (i - 1) >> 1;
@@ -69,7 +76,8 @@ class NameHeap<T> {
       i = parent;
     }
   }
-  pop(): OrderedItem<T> {
+
+  pop(): T {
     const heap = this.heap;
     const top = heap[0];
     const last = heap.pop()!;
@@ -87,7 +95,7 @@ class NameHeap<T> {
         i = m;
       }
     }
-    return top.item;
+    return top;
   }
 }
 
@@ -115,7 +123,8 @@ export async function* orderListing<T>(
   probe: (segment: string) => Promise<boolean>,
   window = 2000,
 ): AsyncGenerator<OrderedItem<T>> {
-  const ready = new NameHeap<T>();
+  const ready = new KeyHeap<Ready<T>>();
+  const enqueue = (item: OrderedItem<T>) => ready.push({ key: bytes(item.name), item });
   /** Objects whose name waits on whether the directory of the same segment exists. */
   let pending: ListedItem<T>[] = [];
   /** What probes found: true = the directory exists and was emitted early; false = it does not exist. */
@@ -126,7 +135,7 @@ export async function* orderListing<T>(
   let cursorItem: { segment: string; directory: boolean } | undefined;
 
   const addObject = (item: ListedItem<T>, shadowed: boolean) =>
-    ready.push({
+    enqueue({
       name: objectName(item.segment, shadowed),
       segment: item.segment,
       directory: false,
@@ -152,7 +161,7 @@ export async function* orderListing<T>(
   };
 
   function* drain(bound: Buffer | undefined): Generator<OrderedItem<T>> {
-    while (ready.size > 0 && (bound === undefined || Buffer.compare(ready.peek()!.key, bound) < 0)) yield ready.pop();
+    while (ready.size > 0 && (bound === undefined || Buffer.compare(ready.peek()!.key, bound) < 0)) yield ready.pop().item;
   }
 
   for await (const page of pages) {
@@ -185,7 +194,7 @@ export async function* orderListing<T>(
       }
       if (item.directory) {
         if (probed.get(item.segment) === true) probed.delete(item.segment); // emitted early
-        else ready.push({ name: directoryName(item.segment), segment: item.segment, directory: true, shadowed: false, data: item.data });
+        else enqueue({ name: directoryName(item.segment), segment: item.segment, directory: true, shadowed: false, data: item.data });
       } else if (probed.has(item.segment)) {
         addObject(item, probed.get(item.segment)!);
       } else {
@@ -198,7 +207,7 @@ export async function* orderListing<T>(
         if (blocker === undefined) break;
         const exists = await probe(blocker);
         probed.set(blocker, exists);
-        if (exists) ready.push({ name: directoryName(blocker), segment: blocker, directory: true, shadowed: false, data: undefined });
+        if (exists) enqueue({ name: directoryName(blocker), segment: blocker, directory: true, shadowed: false, data: undefined });
         const still: ListedItem<T>[] = [];
         for (const waiting of pending) {
           if (waiting.segment === blocker) addObject(waiting, exists);
