@@ -10,6 +10,8 @@ import { readXattrs } from './xattrs.js';
 /** Reads of large files come in blocks of this size; each block is handed to a chunk worker whole. */
 const READ_BLOCK = 1024 * 1024;
 const GROWTH_PROBE = 64 * 1024;
+/** Files whose size the progress scan asks for at once. */
+const SCAN_SLICE = 256;
 
 /** atime is not recorded: it changes on every read and would make every backup's trees new. */
 function timespec(ns: bigint): Timespec {
@@ -167,8 +169,12 @@ export class FsImporter implements Importer {
         if (entry.isDirectory()) await walk(childRel);
         else if (entry.isFile()) files.push(childRel);
       }
-      const sizes = await Promise.all(files.map((file) => fs.lstat(this.full(file)).then((stat) => stat.size, () => 0)));
-      for (const size of sizes) bytes += size;
+      // A slice at a time: a directory of a million files must not become a million pending calls.
+      for (let at = 0; at < files.length; at += SCAN_SLICE) {
+        signal?.throwIfAborted();
+        const sizes = await Promise.all(files.slice(at, at + SCAN_SLICE).map((file) => fs.lstat(this.full(file)).then((stat) => stat.size, () => 0)));
+        for (const size of sizes) bytes += size;
+      }
     };
     await walk('');
     return bytes;
