@@ -86,10 +86,6 @@ async function readConfig(store: BlobStore): Promise<{ config: StoreConfig; mac:
   return { config, mac };
 }
 
-function describeBlob(id: Buffer, location: BlobLocation): string {
-  return `blob ${id.toString('hex').slice(0, 16)} in pack ${location.packId.toString('hex').slice(0, 16)}`;
-}
-
 /**
  * The content layer: an authenticated, compressed, deduplicated blob space
  * over a BlobStore. Knows packs and the index; knows nothing of files or snapshots.
@@ -226,7 +222,8 @@ export class Repository {
 
   /** One ranged read, authenticated and decoded. */
   async getBlob(id: Buffer): Promise<Buffer> {
-    return (await this.getBlobs([id]))[0];
+    const location = this.locate(id);
+    return this.decodeLocated(id, location, await this.store.getRange(packKey(location.packId), location.offset, location.length));
   }
 
   /**
@@ -259,24 +256,19 @@ export class Repository {
         const start = run[0].location.offset;
         const end = Math.max(...run.map((r) => r.location.offset + r.location.length));
         const bytes = await this.store.getRange(packKey(run[0].location.packId), start, end - start);
-        const plaintexts = await this.openRun(bytes, start, run);
-        for (const [k, r] of run.entries()) results[r.index] = plaintexts[k];
+        await Promise.all(
+          run.map(async (r) => {
+            const from = r.location.offset - start;
+            results[r.index] = await this.decodeLocated(r.id, r.location, bytes.subarray(from, from + r.location.length));
+          }),
+        );
       }),
     );
     return results;
   }
 
-  private async openRun(bytes: Buffer, start: number, run: { id: Buffer; location: BlobLocation }[]): Promise<Buffer[]> {
-    const out: Buffer[] = [];
-    for (const { id, location } of run) {
-      const from = location.offset - start;
-      out.push(await this.decodeLocated(id, location, bytes.subarray(from, from + location.length)));
-    }
-    return out;
-  }
-
   async decodeLocated(id: Buffer, location: BlobLocation, sealed: Buffer): Promise<Buffer> {
-    const what = describeBlob(id, location);
+    const what = `blob ${id.toString('hex').slice(0, 16)} in pack ${location.packId.toString('hex').slice(0, 16)}`;
     const plaintext = await decodeBlob(this.sealer.open(location.type, id, sealed, what), what);
     if (plaintext.length !== location.rawLength) throw new IntegrityError(`${what}: wrong length`);
     return plaintext;
