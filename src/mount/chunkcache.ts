@@ -99,6 +99,8 @@ export class ChunkCache {
   private readonly waiting = new Map<string, number>();
   hits = 0;
   misses = 0;
+  /** The most bytes the cache has held at once. */
+  peakBytes = 0;
 
   constructor(
     private readonly repository: Repository,
@@ -126,6 +128,7 @@ export class ChunkCache {
     if (plaintext.length < PAGE) {
       const own = Buffer.from(plaintext); // not a view pinning a larger buffer
       this.chunks.set(key, own);
+      this.peakBytes = Math.max(this.peakBytes, this.chunks.calculatedSize);
       return own;
     }
     const count = Math.ceil(plaintext.length / PAGE);
@@ -137,6 +140,7 @@ export class ChunkCache {
     const chunk = new PagedChunk(pages, plaintext.length, this.pages);
     chunk.pins = readers;
     this.chunks.set(key, chunk);
+    this.peakBytes = Math.max(this.peakBytes, this.chunks.calculatedSize);
     return chunk;
   }
 
@@ -150,6 +154,16 @@ export class ChunkCache {
 
   release(chunk: ChunkBytes): void {
     if (chunk instanceof PagedChunk) chunk.unpin();
+  }
+
+  /**
+   * Drops chunks a sequential reader has gone past. With the kernel's page
+   * cache holding what was read, keeping them would only fill the cache with
+   * a stream that is not read again, and each fresh page of it costs a page
+   * fault; dropped, their pages go straight back to the next chunks.
+   */
+  discard(ids: Buffer[]): void {
+    for (const id of ids) this.chunks.delete(id.toString('latin1'));
   }
 
   /** Starts fetching chunks that are likely to be read soon. */

@@ -17,6 +17,8 @@ export class FileReader {
   private window = 0;
   /** Chunks [0, aheadUntil) have been requested already by read-ahead. */
   private aheadUntil = 0;
+  /** Chunks [0, behindFrom) have been dropped from the cache behind a sequential stream. */
+  private behindFrom = 0;
 
   constructor(
     private readonly content: FileContent,
@@ -67,10 +69,12 @@ export class FileReader {
     if (!sequential) {
       this.window = 0;
       this.aheadUntil = 0;
+      this.behindFrom = first;
       this.expected = end;
       this.lastChunk = last;
       return;
     }
+    this.dropBehind(first);
     this.window = Math.min(READ_AHEAD_MAX, Math.max(READ_AHEAD_MIN, this.window * 2));
     const from = Math.max(this.lastChunk + 1, this.aheadUntil);
     const until = Math.min(this.content.chunks.length, this.lastChunk + 1 + this.window);
@@ -79,5 +83,19 @@ export class FileReader {
     const ids = [];
     for (let i = from; i < until; i++) ids.push(this.content.chunks[i].id);
     this.cache.prefetch(ids);
+  }
+
+  /**
+   * A sequential stream is done with the chunks well before the one it reads
+   * now: one chunk of slack is kept, for the kernel's requests that arrive
+   * out of order.
+   */
+  private dropBehind(first: number): void {
+    const until = first - 1;
+    if (until <= this.behindFrom) return;
+    const ids = [];
+    for (let i = this.behindFrom; i < until; i++) ids.push(this.content.chunks[i].id);
+    this.behindFrom = until;
+    this.cache.discard(ids);
   }
 }

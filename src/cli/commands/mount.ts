@@ -113,7 +113,7 @@ export function registerMountCommand(program: Command, context: () => CliContext
           const s = mounted.filesystem.stats;
           const c = mounted.filesystem.cache;
           ctx.info(
-            `unmounted ${where}: ${s.reads} reads, ${formatBytes(s.readBytes)} served, ${c.hits} cache hits, ${c.misses} chunks fetched` +
+            `unmounted ${where}: ${s.reads} reads, ${formatBytes(s.readBytes)} served, ${c.hits} cache hits, ${c.misses} chunks fetched, cache peak ${formatBytes(c.peakBytes)}` +
               (s.errors ? `, ${s.errors} read errors` : ''),
           );
           // The FUSE binding keeps a thread that holds the event loop open after unmounting.
