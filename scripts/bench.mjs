@@ -3,7 +3,8 @@
 // deterministic dataset, on the same disk, and prints a side-by-side table.
 //
 //   npm run bench                 full datasets (local: ~550 MiB, 20,000 small + 4 large files;
-//                                 mount: one 1 GiB file + 50,000 small files;
+//                                 mount: one 1 GiB file + 50,000 small files, in a local store
+//                                 and in a store on a local s3rver;
 //                                 s3: a bucket of 2,000 objects of 1–256 KiB + 4 × 32 MiB)
 //   npm run bench -- --quick      smaller datasets, fast smoke run
 //
@@ -27,9 +28,10 @@
 // { columns, rows, targets, notes, errors }. Sections: `local` (backup and
 // restore of a directory, kloset vs restic), `mount` (reads through
 // `kloset mount` vs `restic mount` vs a trivial in-memory FUSE file system,
-// scripts/bench-memfs.cjs) and `s3` (backup of a bucket and restore into a
-// bucket on a local s3rver, kloset vs plain `rclone copy`, with request counts
-// from a counting proxy in front of the server).
+// scripts/bench-memfs.cjs, with the stores on the local disk; then kloset vs
+// restic again with the stores on a local s3rver) and `s3` (backup of a bucket
+// and restore into a bucket on a local s3rver, kloset vs plain `rclone copy`,
+// with request counts from a counting proxy in front of the server).
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
@@ -38,6 +40,7 @@ import fsp from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { Transform } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -468,11 +471,13 @@ const TOOLS = {
       if (!fs.existsSync(path.join(ROOT, 'dist/cli/main.js'))) return 'dist/cli/main.js is missing (build kloset first)';
       return null;
     },
-    env: (ctx) => ({ KLOSET_PASSPHRASE: 'bench', XDG_CACHE_HOME: ctx.cacheDir }),
+    // ctx.storeEnv: what a store other than a local directory needs (on S3: the XDG_CONFIG_HOME of its alias).
+    env: (ctx) => ({ KLOSET_PASSPHRASE: 'bench', XDG_CACHE_HOME: ctx.cacheDir, ...ctx.storeEnv }),
     init: (ctx) => ['./bin/kloset.js', ['at', ctx.store, 'create']],
     backup: (ctx) => ['./bin/kloset.js', ['at', ctx.store, 'backup', ctx.data]],
     async snapshotId(ctx) {
-      const r = run('./bin/kloset.js', ['at', ctx.store, 'ls', '--json'], { env: this.env(ctx) });
+      // Not spawnSync: a store on S3 may be behind the counting proxy, which lives in this process.
+      const r = await runAsync('./bin/kloset.js', ['at', ctx.store, 'ls', '--json'], { env: this.env(ctx), timeout: 600 });
       if (!r.ok) throw new Error(`./bin/kloset.js at ${ctx.store} ls --json failed (exit ${r.code}):\n${tail(r.stderr, 40)}`);
       let list;
       try {
@@ -501,7 +506,7 @@ const TOOLS = {
       }
       return null;
     },
-    env: (ctx) => ({ RESTIC_PASSWORD: 'bench', XDG_CACHE_HOME: ctx.cacheDir, RESTIC_PROGRESS_FPS: '0.016' }),
+    env: (ctx) => ({ RESTIC_PASSWORD: 'bench', XDG_CACHE_HOME: ctx.cacheDir, RESTIC_PROGRESS_FPS: '0.016', ...ctx.storeEnv }),
     init: (ctx) => ['restic', ['init', '--repo', ctx.store]],
     backup: (ctx) => ['restic', ['-r', ctx.store, 'backup', ctx.data]],
     snapshotId: async () => 'latest',
@@ -719,7 +724,9 @@ async function sectionLocal(ctx) {
 
 // ---------------------------------------------------------------------------
 // Mount section: reads through `kloset mount` vs `restic mount` vs a trivial
-// in-memory FUSE file system (scripts/bench-memfs.cjs), on one dataset.
+// in-memory FUSE file system (scripts/bench-memfs.cjs), on one dataset; then
+// kloset and restic again with their stores on the local S3 server the s3
+// section uses (startLocalS3), reads only.
 
 const MOUNT_GENERATOR_VERSION = 1;
 const MOUNT_BIG = 'big.bin';
@@ -728,6 +735,10 @@ const RANDOM_READS = 2000;
 const RANDOM_READ_SIZE = 4 * KiB;
 const MOUNT_READY_MS = 60_000; // spawn -> usable, at most
 const MOUNT_STOP_MS = 20_000; // signal -> exited, before SIGKILL
+// The stores on the local S3 server: one bucket per tool, the store under store/.
+const MOUNT_S3_BUCKETS = { kloset: 'kloset', restic: 'restic' };
+const MOUNT_S3_ALIAS = 's3_store';
+const S3_ROW = ' (S3 store)';
 
 function mountDatasetSpec(quick) {
   // One partly compressible large file (each 4 MiB block: 2 MiB of text, 2 MiB
@@ -1055,12 +1066,19 @@ async function lsRecursive(dir, outFile, timeoutMs) {
 }
 
 // How each tool stores the dataset and mounts it. setup() creates the store
-// and backs up; mount() says what to run and where the snapshot root is.
+// and backs up; mount() says what to run and where the snapshot root is;
+// useS3() points c.store at a store of its own on the local S3 server instead
+// of a local directory (s3: what startLocalS3 returned).
 const MOUNT_TOOLS = {
   kloset: {
     stopSignal: 'SIGTERM',
     readyRe: /\bmounted\b/,
     readyText: '"mounted" printed',
+    async useS3(c, s3) {
+      c.storeEnv = { XDG_CONFIG_HOME: path.join(c.base, 'config') };
+      await klosetS3Aliases(TOOLS.kloset.env(c), s3.endpoint, [[MOUNT_S3_ALIAS, 'location', `s3://${MOUNT_S3_BUCKETS.kloset}/store`]]);
+      c.store = `@${MOUNT_S3_ALIAS}`;
+    },
     async setup(c) {
       const tool = TOOLS.kloset;
       const env = tool.env(c);
@@ -1085,6 +1103,12 @@ const MOUNT_TOOLS = {
     stopSignal: 'SIGINT',
     readyRe: /Now serving the repository at/,
     readyText: '"Now serving" printed',
+    // minio-go, restic's S3 client, addresses buckets path-style on an IP
+    // endpoint by itself, and ignores AWS_CA_BUNDLE (which broke rclone).
+    async useS3(c, s3) {
+      c.storeEnv = { AWS_ACCESS_KEY_ID: S3_KEY, AWS_SECRET_ACCESS_KEY: S3_KEY };
+      c.store = `s3:${s3.endpoint}/${MOUNT_S3_BUCKETS.restic}/store`;
+    },
     async setup(c) {
       const tool = TOOLS.restic;
       const env = tool.env(c);
@@ -1093,7 +1117,7 @@ const MOUNT_TOOLS = {
         if (!r.ok) throw new Error(`restic ${label} failed (exit ${r.code}${r.timedOut ? ', timeout' : ''}): ${r.cmdline}\n${tail(r.stderr, 30)}`);
         c.steps[label] = r;
       }
-      const r = run('restic', ['-r', c.store, 'snapshots', '--json'], { env });
+      const r = await runAsync('restic', ['-r', c.store, 'snapshots', '--json'], { env, timeout: 600 });
       let list;
       try {
         list = JSON.parse(r.stdout);
@@ -1163,6 +1187,20 @@ async function withMount(name, c, label, mountOpts, work) {
     const report = /^unmounted .*$/m.exec(m.out)?.[0];
     c.exits.push({ label, exit: m.exit, report: report?.replace(/^unmounted [^:]*: /, '') });
   }
+}
+
+// Where the dataset is in a mounted snapshot (restic: under the absolute path backed up).
+async function datasetInMount(who, c, snapshotRoot) {
+  const root = await withTimeout(findDatasetRoot(snapshotRoot), 60_000, `${who}: finding the dataset in the mount`);
+  log(`  ${who}: dataset at ${path.relative(c.mnt, root) || '.'} in the mount`);
+  return root;
+}
+
+// readSequential(file) with a time limit, logged; `what`: "cold sequential read" or "warm re-read".
+async function timedRead(who, what, file, stepMs) {
+  const r = await withTimeout(readSequential(file), stepMs, `${who} ${what}`);
+  log(`  ${who} ${what}: ${r.mibs.toFixed(0)} MiB/s (${r.seconds.toFixed(2)} s)`);
+  return r;
 }
 
 // Everything measured for one tool (kloset or restic): store + backup, then
@@ -1236,14 +1274,11 @@ async function mountCycle(name, ds, opts, base) {
 
     let rootRel;
     const a = await withMount(name, c, 'A', null, async ({ spec }) => {
-      const root = await withTimeout(findDatasetRoot(spec.snapshotRoot), 60_000, `${name}: finding the dataset in the mount`);
+      const root = await datasetInMount(name, c, spec.snapshotRoot);
       rootRel = path.relative(spec.snapshotRoot, root);
-      log(`  ${name}: dataset at ${path.relative(c.mnt, root) || '.'} in the mount`);
       const file = path.join(root, ds.bigRel);
-      const cold = await withTimeout(readSequential(file), stepMs, `${name} cold sequential read`);
-      log(`  ${name} cold sequential read: ${cold.mibs.toFixed(0)} MiB/s (${cold.seconds.toFixed(2)} s)`);
-      const warm = await withTimeout(readSequential(file), stepMs, `${name} warm sequential read`);
-      log(`  ${name} warm re-read: ${warm.mibs.toFixed(0)} MiB/s (${warm.seconds.toFixed(2)} s)`);
+      const cold = await timedRead(name, 'cold sequential read', file, stepMs);
+      const warm = await timedRead(name, 'warm re-read', file, stepMs);
       const tree = path.join(root, ds.treeRel);
       const ls1 = await lsRecursive(tree, path.join(c.logDir, 'ls-cold.txt'), stepMs);
       log(`  ${name} ls -lR cold: ${ls1.seconds.toFixed(2)} s (${ls1.files} files, ${ls1.dirs} dirs)`);
@@ -1292,6 +1327,74 @@ async function mountCycle(name, ds, opts, base) {
   return res;
 }
 
+// One tool (kloset or restic) with its store on the local S3 server (s3: what
+// startLocalS3 returned): store + backup through the counting proxy, then one
+// mount: time to mount, cold and warm sequential read of the large file, as
+// mount A does, and peak RSS; plus the requests of each step. No `ls -lR` or
+// random reads: they would add minutes to the section.
+async function mountS3Cycle(name, ds, opts, base, s3) {
+  const c = {
+    opts,
+    ds,
+    base,
+    cacheDir: path.join(base, 'cache'),
+    mnt: path.join(base, 'mnt'),
+    logDir: path.join(base, 'logs'),
+    data: ds.dir,
+    steps: {},
+    exits: [],
+  };
+  const who = `${name}${S3_ROW}`;
+  const res = { tool: name, ok: false, errors: [], exits: c.exits, requests: {} };
+  const stepMs = Math.min(opts.timeout, 900) * 1000;
+  // Requests on the wire while fn runs, from the proxy's counts.
+  const counted = async (step, fn) => {
+    const before = s3.proxy.snapshot();
+    try {
+      return await fn();
+    } finally {
+      res.requests[step] = statsDelta(before, s3.proxy.snapshot());
+      log(`  ${who} ${step} requests: ${fmtDelta(res.requests[step])}`);
+    }
+  };
+  try {
+    const prepErr = TOOLS[name].prepare(opts);
+    res.version = prepErr ? 'n/a' : TOOLS[name].version();
+    if (prepErr) throw new Error(prepErr);
+    forceUnmount(base);
+    fresh(base);
+    fs.mkdirSync(c.logDir, { recursive: true });
+    await MOUNT_TOOLS[name].useS3(c, s3);
+    await counted('backup', () => MOUNT_TOOLS[name].setup(c));
+    res.backup = c.steps.backup;
+    const beforeMount = s3.proxy.snapshot();
+    const a = await withMount(name, c, 'S3', null, async ({ spec }) => {
+      res.requests.mount = statsDelta(beforeMount, s3.proxy.snapshot());
+      log(`  ${who} mount requests: ${fmtDelta(res.requests.mount)}`);
+      const file = path.join(await datasetInMount(who, c, spec.snapshotRoot), ds.bigRel);
+      const cold = await counted('cold read', () => timedRead(who, 'cold sequential read', file, stepMs));
+      const warm = await counted('warm re-read', () => timedRead(who, 'warm re-read', file, stepMs));
+      return { cold, warm };
+    });
+    Object.assign(res, {
+      mountUsable: a.timing.usable,
+      mountPrinted: a.timing.printed,
+      cold: a.cold,
+      warm: a.warm,
+      rssMiB: a.rssMiB,
+    });
+    for (const r of [a.cold, a.warm]) {
+      if (r.bytes !== ds.bigSize) res.errors.push(`${who}: sequential read gave ${r.bytes} bytes, expected ${ds.bigSize}`);
+    }
+    res.ok = res.errors.length === 0;
+  } catch (e) {
+    res.errors.push(`${who}: ${e.message ?? e}`);
+  } finally {
+    forceUnmount(base);
+  }
+  return res;
+}
+
 async function sectionMount(ctx) {
   const { opts } = ctx;
   const errors = [];
@@ -1306,8 +1409,10 @@ async function sectionMount(ctx) {
   const ds = await ensureMountDataset(opts);
   const cacheBytes = opts.cacheSize ? parseSize(opts.cacheSize) : 512 * MiB;
   const baseDir = path.join(BENCH, opts.quick ? 'quick' : 'full', 'mount');
+  const s3Dir = path.join(baseDir, 's3');
   const removeSafetyNet = installMountSafetyNet();
   const results = {};
+  const s3Results = {};
   try {
     forceUnmount(baseDir);
     // Same starting point for both tools: the dataset's pages in the page cache.
@@ -1322,29 +1427,56 @@ async function sectionMount(ctx) {
       log(`mount: ${name}`);
       results[name] = await mountCycle(name, ds, opts, path.join(baseDir, name));
     }
+    // The same tools with their stores on the local S3 server, started only
+    // now so that it does not run beside the local mounts.
+    const s3Tools = ['kloset', 'restic'].filter((name) => opts.tools.includes(name));
+    if (s3Tools.length) {
+      let s3;
+      try {
+        s3 = await startLocalS3({
+          directory: path.join(s3Dir, 's3rver'),
+          buckets: Object.values(MOUNT_S3_BUCKETS),
+          areaBucket: MOUNT_S3_BUCKETS.kloset,
+          logDir: s3Dir,
+        });
+        for (const name of s3Tools) {
+          log(`mount: ${name}, store on S3`);
+          s3Results[name] = await mountS3Cycle(name, ds, opts, path.join(s3Dir, name), s3);
+        }
+      } catch (e) {
+        errors.push(`mount, S3 store: ${e.stack ?? e.message ?? e}`);
+      } finally {
+        await s3?.stop();
+      }
+    }
   } finally {
     removeSafetyNet();
     forceUnmount(baseDir);
   }
+  for (const name of ['kloset', 'restic']) s3Results[name] ??= { tool: name, skipped: true, errors: [] };
   const k = results.kloset;
   const r = results.restic;
   const t = results.memfs;
+  const kS3 = s3Results.kloset;
+  const rS3 = s3Results.restic;
   const get = (res, f) => (res && !res.skipped ? f(res) ?? null : null);
   const fmtMs = (v) => (v == null ? '—' : `${v < 1 ? v.toFixed(3) : v.toFixed(2)} ms`);
-  const fmtS3 = (v) => (v == null ? '—' : `${v.toFixed(3)} s`);
+  const fmtSeconds3 = (v) => (v == null ? '—' : `${v.toFixed(3)} s`);
   const rows = [];
   // kind 'time' (less is better): ratio restic/kloset; 'more': kloset/restic —
   // both > 1 when kloset is faster. 'less' (RSS): kloset/restic, < 1 when smaller.
-  const add = (metric, kind, f, unit, fTrivial = f) => {
-    const kv = get(k, f);
-    const rv = get(r, f);
-    const tv = fTrivial ? get(t, fTrivial) : null;
+  // adder(into, kloset's, restic's, the trivial fs's results) adds rows to `into`.
+  const adder = (into, kRes, rRes, tRes) => (metric, kind, f, unit, fTrivial = f) => {
+    const kv = get(kRes, f);
+    const rv = get(rRes, f);
+    const tv = fTrivial ? get(tRes, fTrivial) : null;
     const x = kind === 'time' ? ratio(rv, kv) : ratio(kv, rv);
-    rows.push({ metric, kloset: unit(kv), restic: unit(rv), ratio: fmt.x(x), 'trivial fs': unit(tv), raw: { kv, rv, tv, x } });
+    into.push({ metric, kloset: unit(kv), restic: unit(rv), ratio: fmt.x(x), 'trivial fs': unit(tv), raw: { kv, rv, tv, x } });
   };
+  const add = adder(rows, k, r, t);
   const entries = ds.treeEntries.toLocaleString('en-US');
-  add('time to mount (spawn → mount usable)', 'time', (x) => x.mountUsable, fmtS3);
-  add('time to mount (spawn → readiness message)', 'time', (x) => x.mountPrinted, fmtS3);
+  add('time to mount (spawn → mount usable)', 'time', (x) => x.mountUsable, fmtSeconds3);
+  add('time to mount (spawn → readiness message)', 'time', (x) => x.mountPrinted, fmtSeconds3);
   add(`cold sequential read, ${(ds.bigSize / MiB).toFixed(0)} MiB file`, 'more', (x) => x.cold?.mibs, fmt.mibs);
   add('warm sequential re-read', 'more', (x) => x.warm?.mibs, fmt.mibs);
   add('4 KiB random read p50, cold', 'time', (x) => x.randCold?.p50, fmtMs);
@@ -1357,8 +1489,20 @@ async function sectionMount(ctx) {
   add('sequential read through FUSE, no kernel cache', 'more', () => null, fmt.mibs, (x) => x.fuse?.mibs);
 
   const raw = Object.fromEntries(rows.map((row) => [row.metric.split(',')[0], row.raw]));
+
+  // The S3 rows: the local rows' metrics and ratios, with the suffix S3_ROW;
+  // no trivial fs there.
+  const s3Rows = [];
+  const addS3 = adder(s3Rows, kS3, rS3, null);
+  addS3(`time to mount (spawn → mount usable)${S3_ROW}`, 'time', (x) => x.mountUsable, fmtSeconds3);
+  addS3(`cold sequential read, ${(ds.bigSize / MiB).toFixed(0)} MiB file${S3_ROW}`, 'more', (x) => x.cold?.mibs, fmt.mibs);
+  addS3(`warm sequential re-read${S3_ROW}`, 'more', (x) => x.warm?.mibs, fmt.mibs);
+  addS3(`peak RSS of the mount process (VmHWM)${S3_ROW}`, 'less', (x) => x.rssMiB, fmt.mib);
+  const rawS3 = Object.fromEntries(s3Rows.map((row) => [row.metric.replace(S3_ROW, '').split(',')[0], row.raw]));
+  rows.push(...s3Rows);
   const target = (name, value, pass, shown) => ({ name, value: shown, status: value == null ? 'n/a' : pass ? 'PASS' : 'MISS' });
   const coldX = raw['cold sequential read'].x;
+  const coldS3X = rawS3['cold sequential read'].x;
   const warmK = raw['warm sequential re-read'].kv;
   const warmT = raw['warm sequential re-read'].tv;
   const warmX = ratio(warmK, warmT);
@@ -1369,9 +1513,10 @@ async function sectionMount(ctx) {
   const cacheText = `${opts.cacheSize ? `--cache-size ${opts.cacheSize}` : 'default cache 512 MiB'}`;
   const targets = [
     target('cold sequential read ≥ 2x restic mount', coldX, coldX >= 2, fmt.x(coldX)),
+    target(`cold sequential read ≥ 2x restic mount${S3_ROW}`, coldS3X, coldS3X >= 2, fmt.x(coldS3X)),
     target('warm re-read ≥ 80% of the trivial fs (same FUSE options)', warmX, warmX >= 0.8,
       warmX == null ? '—' : `${(warmX * 100).toFixed(0)}%`),
-    target('time to mount (spawn → usable) < 1 s', mountK, mountK < 1, fmtS3(mountK)),
+    target('time to mount (spawn → usable) < 1 s', mountK, mountK < 1, fmtSeconds3(mountK)),
     target(`peak RSS ≤ cache + 150 MB (${cacheText}: ${rssLimit.toFixed(0)} MiB)`, rssK, rssK <= rssLimit, fmt.mib(rssK)),
   ];
   const ver = (x) => x?.version ?? 'n/a';
@@ -1396,15 +1541,37 @@ async function sectionMount(ctx) {
       'kloset\'s FUSE options (kernel_cache, max_read 1 MiB): its cold row is the first read (through FUSE), its warm row the re-read (page cache), its p50/p99 cold rows ' +
       `come from a mount without kernel_cache. Its "no kernel cache" row is the best of two reads on that mount (${(get(t, (x) => x.fuseAll) ?? []).map((v) => v.toFixed(0)).join(', ')} MiB/s).` +
       (warmK != null && fuseT != null ? ` kloset's warm re-read is ${(ratio(warmK, fuseT) * 100).toFixed(0)}% of that FUSE-only rate.` : ''),
+    `Rows "${S3_ROW.trim()}": the same dataset in a store on the local S3 server, measured after the local mounts: s3rver 3.7 on loopback ` +
+      `(test/helpers/s3rver-launcher.mjs, started as the s3 section starts it; objects as files under ${path.relative(ROOT, s3Dir)}/s3rver/, removed afterwards), ` +
+      'behind the s3 section\'s counting proxy, which carries all of both tools\' traffic. ' +
+      `kloset: alias ${MOUNT_S3_ALIAS} (location s3://${MOUNT_S3_BUCKETS.kloset}/store; endpoint, access keys, use_tls false) in a private XDG_CONFIG_HOME, ` +
+      `\`at @${MOUNT_S3_ALIAS} create\`, \`backup\` of the dataset, \`mount <dir> <id>\`; ` +
+      `restic: \`-r s3:http://127.0.0.1:<proxy port>/${MOUNT_S3_BUCKETS.restic}/store\` with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, init, backup, \`mount <dir>\` ` +
+      `(backups: kloset ${fmt.s(get(kS3, (x) => x.backup?.seconds))}, restic ${fmt.s(get(rS3, (x) => x.backup?.seconds))}; each mount keeps the cache directory its backup filled). ` +
+      'One mount per tool, measured as mount A (time to mount, cold then warm read of the large file) without `ls -lR` or random reads; ' +
+      `readiness line after kloset ${fmtSeconds3(get(kS3, (x) => x.mountPrinted))}, restic ${fmtSeconds3(get(rS3, (x) => x.mountPrinted))}; peak RSS as above, of that one mount.`,
+    ...(rS3.skipped ? [] : [
+      'restic on s3rver: minio-go, restic\'s S3 client, signs each upload chunk by chunk (aws-chunked) on plain http, and s3rver 3.7 stores such a body as it comes, ' +
+        'chunk signatures included, so restic could not read its repository back ("Unmarshal: invalid character \'b\'" on its config). ' +
+        'The proxy passes these uploads on decoded (s3rver does not check V4 signatures); reads go through unchanged. Path-style addressing needs no option (minio-go uses it for an IP endpoint).',
+    ]),
     'Ratios: times and latencies restic/kloset, throughputs kloset/restic (> 1: kloset faster); RSS kloset/restic (< 1: kloset smaller). ' +
       'No caches are dropped: the dataset is read once before the backups, and each store\'s files sit in the page cache as the backup left them.',
     `Versions: kloset ${ver(k)}; restic ${ver(r)}.`,
     `${ctx.loadNote}.`,
   ];
-  const reports = get(k, (x) => x.exits.filter((e) => e.report).map((e) => `mount ${e.label}: ${e.report}`));
-  if (reports?.length) notes.push(`kloset's own account at unmount: ${reports.join('; ')}.`);
+  // Requests of each step on the S3 store, from the proxy's counts.
+  const s3Requests = (x) => ['backup', 'mount', 'cold read', 'warm re-read'].filter((step) => x.requests?.[step]).map((step) => {
+    const delta = x.requests[step];
+    const down = Object.values(delta).reduce((sum, b) => sum + b.bytesDown, 0);
+    return `${step} ${fmtKinds(totalKinds(delta))} (${down < MiB ? `${(down / KiB).toFixed(0)} KiB` : fmt.mib(down / MiB)} down)`;
+  }).join(', ');
+  const requestNotes = [kS3, rS3].map((x) => [x.tool, get(x, s3Requests)]).filter(([, text]) => text);
+  if (requestNotes.length) notes.push(`Requests on the wire${S3_ROW}: ${requestNotes.map(([tool, text]) => `${tool}: ${text}`).join('; ')}.`);
+  const reports = [k, kS3].flatMap((res) => get(res, (x) => x.exits.filter((e) => e.report).map((e) => `mount ${e.label}: ${e.report}`)) ?? []);
+  if (reports.length) notes.push(`kloset's own account at unmount: ${reports.join('; ')}.`);
   for (const x of [k, r]) if (x?.skipped) notes.push(`${x.tool}: skipped (--tools).`);
-  errors.push(...[k, r, t].flatMap((x) => x?.errors ?? []));
+  errors.push(...[k, r, t, kS3, rS3].flatMap((x) => x?.errors ?? []));
   return { columns: ['metric', 'kloset', 'restic', 'ratio', 'trivial fs'], rows, targets, notes, errors };
 }
 
@@ -1590,12 +1757,59 @@ async function startS3rver(directory) {
   }
 }
 
+// The payload of an aws-chunked body ("<hex size>;chunk-signature=…\r\n<bytes>\r\n"
+// repeated, then a chunk of size 0 and optional trailers), without the framing.
+function awsChunkedDecoder() {
+  let pending = Buffer.alloc(0);
+  let state = 'header'; // header, data, crlf (after a chunk's data), done
+  let left = 0; // bytes of the current chunk's data still to pass on
+  return new Transform({
+    transform(input, encoding, callback) {
+      pending = pending.length ? Buffer.concat([pending, input]) : input;
+      while (state !== 'done') {
+        if (state === 'header') {
+          const eol = pending.indexOf('\r\n');
+          if (eol < 0) break;
+          const size = parseInt(pending.subarray(0, eol).toString('latin1').split(';')[0], 16);
+          if (!Number.isInteger(size) || size < 0) return callback(new Error('aws-chunked body: bad chunk header'));
+          pending = pending.subarray(eol + 2);
+          state = size === 0 ? 'done' : 'data';
+          left = size;
+        } else if (state === 'data') {
+          if (!pending.length) break;
+          const n = Math.min(left, pending.length);
+          this.push(pending.subarray(0, n));
+          pending = pending.subarray(n);
+          left -= n;
+          if (left === 0) state = 'crlf';
+        } else {
+          if (pending.length < 2) break;
+          pending = pending.subarray(2);
+          state = 'header';
+        }
+      }
+      if (state === 'done') pending = Buffer.alloc(0); // trailers: nothing s3rver needs
+      callback();
+    },
+    flush(callback) {
+      callback(state === 'done' ? null : new Error('aws-chunked body: ended inside a chunk'));
+    },
+  });
+}
+
 // A pass-through HTTP proxy to s3rver that counts requests per bucket (path-style
 // URLs) and kind: GET (object, ranged or not), LIST (any GET on a bucket itself),
 // PUT (objects, parts, buckets), POST (multipart start/complete, multi-delete),
-// HEAD, DELETE; plus bytes each way and error statuses. For `areaBucket`, PUTs
-// and GETs are also counted by the key's second segment (the store's packs/,
-// index/, snapshots/, …).
+// HEAD, DELETE; plus bytes each way (as sent on the wire) and error statuses.
+// For `areaBucket`, PUTs and GETs are also counted by the key's second segment
+// (the store's packs/, index/, snapshots/, …).
+//
+// Uploads with a streaming signature (x-amz-content-sha256: STREAMING-…) are
+// passed on decoded: minio-go, restic's S3 client, signs every PUT body chunk
+// by chunk (aws-chunked) on plain http, and s3rver 3.7 stores such a body as
+// it comes, chunk headers and signatures included, so restic could not read
+// its own repository back. s3rver does not check V4 signatures: rewriting
+// signed headers is harmless.
 function startCountingProxy(targetPort, { areaBucket } = {}) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
   const stats = {};
@@ -1620,6 +1834,20 @@ function startCountingProxy(targetPort, { areaBucket } = {}) {
     if (bucket === areaBucket && key && (kind === 'PUT' || kind === 'GET')) bump(r.areas, `${kind} ${key.split('/')[1] ?? key}`);
     const headers = { ...req.headers };
     delete headers.expect; // this side answered 100 Continue already
+    let body = req;
+    if (/^STREAMING-/.test(headers['x-amz-content-sha256'] ?? '')) {
+      const decodedLength = headers['x-amz-decoded-content-length'];
+      delete headers['content-length'];
+      delete headers['transfer-encoding'];
+      if (decodedLength != null) headers['content-length'] = decodedLength;
+      delete headers['x-amz-decoded-content-length'];
+      delete headers['x-amz-trailer'];
+      headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+      const encodings = String(headers['content-encoding'] ?? '').split(',').map((e) => e.trim()).filter((e) => e && e !== 'aws-chunked');
+      if (encodings.length) headers['content-encoding'] = encodings.join(',');
+      else delete headers['content-encoding'];
+      body = req.pipe(awsChunkedDecoder());
+    }
     const up = http.request({ host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers, agent }, (ur) => {
       if (ur.statusCode >= 400) bump(r.statuses, ur.statusCode);
       res.writeHead(ur.statusCode, ur.statusMessage, ur.rawHeaders);
@@ -1637,7 +1865,8 @@ function startCountingProxy(targetPort, { areaBucket } = {}) {
       if (!res.writableFinished) up.destroy();
     });
     req.on('data', (c) => (r.bytesUp += c.length));
-    req.pipe(up);
+    body.on('error', (e) => up.destroy(e)); // a bad aws-chunked body: up's error handler answers 502
+    body.pipe(up);
   });
   server.keepAliveTimeout = 60_000;
   const listening = new Promise((resolve, reject) => {
@@ -1799,6 +2028,70 @@ function installChildSafetyNet(stopSync) {
   };
 }
 
+// The local S3 server as the mount and s3 sections use it: s3rver with its
+// objects in `directory` (emptied first), the counting proxy in front of it
+// (`endpoint`, the proxy's URL, is for the tools measured), an SDK client
+// straight to the server (`direct`, for the bench's own set-up and checks),
+// and `buckets` created. stop() ends it all, keeps s3rver's stderr in logDir
+// and removes `directory`; an interrupt or exit before stop() kills s3rver and
+// removes `directory` and the `alsoRemove` directories.
+async function startLocalS3({ directory, buckets, areaBucket, logDir, alsoRemove = [] }) {
+  fresh(directory);
+  fs.mkdirSync(directory, { recursive: true });
+  const sdk = await loadS3Sdk();
+  const server = await startS3rver(directory);
+  const removeSafetyNet = installChildSafetyNet(() => {
+    server.stopSync();
+    for (const d of [directory, ...alsoRemove]) fresh(d);
+  });
+  log(`s3rver (pid ${server.pid}) on ${server.endpoint}, data in ${path.relative(ROOT, directory)}`);
+  const proxy = startCountingProxy(server.port, { areaBucket });
+  const direct = s3Client(sdk, server.endpoint);
+  const stop = async () => {
+    direct.destroy();
+    await proxy.close();
+    await server.stop();
+    if (server.stderr().trim()) {
+      fs.mkdirSync(logDir, { recursive: true });
+      fs.writeFileSync(path.join(logDir, 's3rver.stderr'), server.stderr());
+    }
+    removeSafetyNet();
+    fresh(directory);
+  };
+  try {
+    const endpoint = `http://127.0.0.1:${await proxy.listening}`;
+    log(`counting proxy on ${endpoint}`);
+    for (const bucket of buckets) {
+      await withTimeout(direct.send(new sdk.CreateBucketCommand({ Bucket: bucket })), 30_000, `creating bucket ${bucket}`);
+    }
+    return { sdk, server, proxy, direct, endpoint, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+// `./bin/kloset.js args`, without blocking the event loop (the counting proxy
+// lives in this process); throws with the end of its output when it fails.
+async function runKloset(args, env, timeout = 60) {
+  const r = await runAsync('./bin/kloset.js', args, { env, timeout });
+  if (!r.ok) throw new Error(`./bin/kloset.js ${args.map(shellQuote).join(' ')} failed (exit ${r.code}): ${tail(r.stderr || r.stdout, 20)}`);
+  return r;
+}
+
+// kloset aliases for places on the local S3 server, set with `kloset config`
+// under env's XDG_CONFIG_HOME: each [name, key, value] (key `location` for a
+// store, `uri` for a source or destination) also gets type s3, the endpoint,
+// the access keys and use_tls false.
+async function klosetS3Aliases(env, endpoint, aliases) {
+  for (const [name, key, value] of aliases) {
+    await runKloset(['config', name, 'create', name], env);
+    for (const [k, v] of [['type', 's3'], [key, value], ['endpoint', endpoint], ['access_key', S3_KEY], ['secret_access_key', S3_KEY], ['use_tls', 'false']]) {
+      await runKloset(['config', name, 'set', name, k, v], env);
+    }
+  }
+}
+
 async function sectionS3(ctx) {
   const { opts } = ctx;
   const errors = [];
@@ -1821,9 +2114,8 @@ async function sectionS3(ctx) {
   let storeBytes = null;
   let storeObjects = null;
   let manifest;
-  let server;
+  let s3;
   let proxy;
-  let removeSafetyNet = () => {};
   let sdk;
   let direct;
 
@@ -1845,23 +2137,17 @@ async function sectionS3(ctx) {
   try {
     for (const d of Object.values(dirs)) fresh(d);
     for (const d of Object.values(dirs)) fs.mkdirSync(d, { recursive: true });
-    sdk = await loadS3Sdk();
 
     // Server, proxy, buckets, dataset.
-    server = await startS3rver(dirs.s3rver);
-    removeSafetyNet = installChildSafetyNet(() => {
-      server.stopSync();
-      for (const d of [dirs.s3rver, dirs.config, dirs.cache, dirs.local]) fresh(d);
+    s3 = await startLocalS3({
+      directory: dirs.s3rver,
+      buckets: ['src', 'store', 'dest', 'dest2'],
+      areaBucket: 'store',
+      logDir: dirs.logDir,
+      alsoRemove: [dirs.config, dirs.cache, dirs.local],
     });
-    log(`s3rver (pid ${server.pid}) on ${server.endpoint}, data in ${path.relative(ROOT, dirs.s3rver)}`);
-    proxy = startCountingProxy(server.port, { areaBucket: 'store' });
-    const proxyPort = await proxy.listening;
-    const endpoint = `http://127.0.0.1:${proxyPort}`;
-    log(`counting proxy on ${endpoint}`);
-    direct = s3Client(sdk, server.endpoint);
-    for (const bucket of ['src', 'store', 'dest', 'dest2']) {
-      await withTimeout(direct.send(new sdk.CreateBucketCommand({ Bucket: bucket })), 30_000, `creating bucket ${bucket}`);
-    }
+    ({ sdk, proxy, direct } = s3);
+    const { endpoint } = s3;
     manifest = s3Manifest(spec);
     log(`filling s3://src: ${manifest.objects.length.toLocaleString('en-US')} objects, ${(manifest.bytes / MiB).toFixed(1)} MiB ...`);
     const t0 = performance.now();
@@ -1886,20 +2172,10 @@ async function sectionS3(ctx) {
 
     // kloset: aliases, store, backup of the bucket, restore into another bucket.
     const kEnv = { KLOSET_PASSPHRASE: 'bench', XDG_CACHE_HOME: dirs.cache, XDG_CONFIG_HOME: dirs.config };
-    const kloset = async (args, timeout = 60) => {
-      const r = await runAsync('./bin/kloset.js', args, { env: kEnv, timeout });
-      if (!r.ok) throw new Error(`./bin/kloset.js ${args.map(shellQuote).join(' ')} failed (exit ${r.code}): ${tail(r.stderr || r.stdout, 20)}`);
-      return r;
-    };
     let id = null;
     if (wantKloset && !prepErr) {
       try {
-        for (const [name, key, value] of [['s3_src', 'uri', 's3://src'], ['s3_store', 'location', `s3://store/${S3_STORE_PREFIX}`], ['s3_dest', 'uri', 's3://dest']]) {
-          await kloset(['config', name, 'create', name]);
-          for (const [kk, vv] of [['type', 's3'], [key, value], ['endpoint', endpoint], ['access_key', S3_KEY], ['secret_access_key', S3_KEY], ['use_tls', 'false']]) {
-            await kloset(['config', name, 'set', name, kk, vv]);
-          }
-        }
+        await klosetS3Aliases(kEnv, endpoint, [['s3_src', 'uri', 's3://src'], ['s3_store', 'location', `s3://store/${S3_STORE_PREFIX}`], ['s3_dest', 'uri', 's3://dest']]);
         const create = await counted('kloset-create', './bin/kloset.js', ['at', '@s3_store', 'create'], kEnv);
         k.steps.create = create;
         if (!create.ok) throw new Error(failed('kloset', 'create', create));
@@ -1911,7 +2187,7 @@ async function sectionS3(ctx) {
         storeObjects = after.size;
         storeBytes = [...after.values()].reduce((s, o) => s + o.size, 0);
         k.addedBytes = [...after].filter(([key]) => !before.has(key)).reduce((s, [, o]) => s + o.size, 0);
-        const ls = await kloset(['at', '@s3_store', 'ls', '--json'], Math.min(stepS, 600));
+        const ls = await runKloset(['at', '@s3_store', 'ls', '--json'], kEnv, Math.min(stepS, 600));
         const list = JSON.parse(ls.stdout);
         id = Array.isArray(list) && list.length ? String(list[list.length - 1].id) : null;
         if (!id) throw new Error(`kloset ls --json: no snapshot id in ${ls.stdout.slice(0, 300)}`);
@@ -1969,13 +2245,7 @@ async function sectionS3(ctx) {
   } catch (e) {
     errors.push(`s3: ${e.stack ?? e.message ?? e}`);
   } finally {
-    direct?.destroy();
-    await proxy?.close();
-    if (server) {
-      await server.stop();
-      if (server.stderr().trim()) fs.writeFileSync(path.join(dirs.logDir, 's3rver.stderr'), server.stderr());
-    }
-    removeSafetyNet();
+    await s3?.stop();
     for (const d of [dirs.s3rver, dirs.config, dirs.cache, dirs.local]) fresh(d);
     fs.rmSync(path.join(base, 'rclone.conf'), { force: true });
   }
