@@ -31,7 +31,7 @@
 // scripts/bench-memfs.cjs, with the stores on the local disk; then kloset vs
 // restic again with the stores on a local s3rver) and `s3` (backup of a bucket
 // and restore into a bucket on a local s3rver, kloset vs plain `rclone copy`,
-// with request counts from a counting proxy in front of the server).
+// with request counts kept by the server itself).
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
@@ -40,7 +40,6 @@ import fsp from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { Transform } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -476,7 +475,6 @@ const TOOLS = {
     init: (ctx) => ['./bin/kloset.js', ['at', ctx.store, 'create']],
     backup: (ctx) => ['./bin/kloset.js', ['at', ctx.store, 'backup', ctx.data]],
     async snapshotId(ctx) {
-      // Not spawnSync: a store on S3 may be behind the counting proxy, which lives in this process.
       const r = await runAsync('./bin/kloset.js', ['at', ctx.store, 'ls', '--json'], { env: this.env(ctx), timeout: 600 });
       if (!r.ok) throw new Error(`./bin/kloset.js at ${ctx.store} ls --json failed (exit ${r.code}):\n${tail(r.stderr, 40)}`);
       let list;
@@ -1328,7 +1326,7 @@ async function mountCycle(name, ds, opts, base) {
 }
 
 // One tool (kloset or restic) with its store on the local S3 server (s3: what
-// startLocalS3 returned): store + backup through the counting proxy, then one
+// startLocalS3 returned): store + backup on that server, then one
 // mount: time to mount, cold and warm sequential read of the large file, as
 // mount A does, and peak RSS; plus the requests of each step. No `ls -lR` or
 // random reads: they would add minutes to the section.
@@ -1347,13 +1345,13 @@ async function mountS3Cycle(name, ds, opts, base, s3) {
   const who = `${name}${S3_ROW}`;
   const res = { tool: name, ok: false, errors: [], exits: c.exits, requests: {} };
   const stepMs = Math.min(opts.timeout, 900) * 1000;
-  // Requests on the wire while fn runs, from the proxy's counts.
+  // Requests the server saw while fn ran.
   const counted = async (step, fn) => {
-    const before = s3.proxy.snapshot();
+    const before = await s3.counts();
     try {
       return await fn();
     } finally {
-      res.requests[step] = statsDelta(before, s3.proxy.snapshot());
+      res.requests[step] = statsDelta(before, await s3.counts());
       log(`  ${who} ${step} requests: ${fmtDelta(res.requests[step])}`);
     }
   };
@@ -1367,9 +1365,9 @@ async function mountS3Cycle(name, ds, opts, base, s3) {
     await MOUNT_TOOLS[name].useS3(c, s3);
     await counted('backup', () => MOUNT_TOOLS[name].setup(c));
     res.backup = c.steps.backup;
-    const beforeMount = s3.proxy.snapshot();
+    const beforeMount = await s3.counts();
     const a = await withMount(name, c, 'S3', null, async ({ spec }) => {
-      res.requests.mount = statsDelta(beforeMount, s3.proxy.snapshot());
+      res.requests.mount = statsDelta(beforeMount, await s3.counts());
       log(`  ${who} mount requests: ${fmtDelta(res.requests.mount)}`);
       const file = path.join(await datasetInMount(who, c, spec.snapshotRoot), ds.bigRel);
       const cold = await counted('cold read', () => timedRead(who, 'cold sequential read', file, stepMs));
@@ -1436,7 +1434,6 @@ async function sectionMount(ctx) {
         s3 = await startLocalS3({
           directory: path.join(s3Dir, 's3rver'),
           buckets: Object.values(MOUNT_S3_BUCKETS),
-          areaBucket: MOUNT_S3_BUCKETS.kloset,
           logDir: s3Dir,
         });
         for (const name of s3Tools) {
@@ -1543,24 +1540,24 @@ async function sectionMount(ctx) {
       (warmK != null && fuseT != null ? ` kloset's warm re-read is ${(ratio(warmK, fuseT) * 100).toFixed(0)}% of that FUSE-only rate.` : ''),
     `Rows "${S3_ROW.trim()}": the same dataset in a store on the local S3 server, measured after the local mounts: s3rver 3.7 on loopback ` +
       `(test/helpers/s3rver-launcher.mjs, started as the s3 section starts it; objects as files under ${path.relative(ROOT, s3Dir)}/s3rver/, removed afterwards), ` +
-      'behind the s3 section\'s counting proxy, which carries all of both tools\' traffic. ' +
+      'which counts the requests it serves (no proxy in between). ' +
       `kloset: alias ${MOUNT_S3_ALIAS} (location s3://${MOUNT_S3_BUCKETS.kloset}/store; endpoint, access keys, use_tls false) in a private XDG_CONFIG_HOME, ` +
       `\`at @${MOUNT_S3_ALIAS} create\`, \`backup\` of the dataset, \`mount <dir> <id>\`; ` +
-      `restic: \`-r s3:http://127.0.0.1:<proxy port>/${MOUNT_S3_BUCKETS.restic}/store\` with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, init, backup, \`mount <dir>\` ` +
+      `restic: \`-r s3:http://127.0.0.1:<port>/${MOUNT_S3_BUCKETS.restic}/store\` with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, init, backup, \`mount <dir>\` ` +
       `(backups: kloset ${fmt.s(get(kS3, (x) => x.backup?.seconds))}, restic ${fmt.s(get(rS3, (x) => x.backup?.seconds))}; each mount keeps the cache directory its backup filled). ` +
       'One mount per tool, measured as mount A (time to mount, cold then warm read of the large file) without `ls -lR` or random reads; ' +
       `readiness line after kloset ${fmtSeconds3(get(kS3, (x) => x.mountPrinted))}, restic ${fmtSeconds3(get(rS3, (x) => x.mountPrinted))}; peak RSS as above, of that one mount.`,
     ...(rS3.skipped ? [] : [
       'restic on s3rver: minio-go, restic\'s S3 client, signs each upload chunk by chunk (aws-chunked) on plain http, and s3rver 3.7 stores such a body as it comes, ' +
         'chunk signatures included, so restic could not read its repository back ("Unmarshal: invalid character \'b\'" on its config). ' +
-        'The proxy passes these uploads on decoded (s3rver does not check V4 signatures); reads go through unchanged. Path-style addressing needs no option (minio-go uses it for an IP endpoint).',
+        'The launcher decodes these uploads before s3rver handles them (s3rver does not check V4 signatures). Path-style addressing needs no option (minio-go uses it for an IP endpoint).',
     ]),
     'Ratios: times and latencies restic/kloset, throughputs kloset/restic (> 1: kloset faster); RSS kloset/restic (< 1: kloset smaller). ' +
       'No caches are dropped: the dataset is read once before the backups, and each store\'s files sit in the page cache as the backup left them.',
     `Versions: kloset ${ver(k)}; restic ${ver(r)}.`,
     `${ctx.loadNote}.`,
   ];
-  // Requests of each step on the S3 store, from the proxy's counts.
+  // Requests of each step on the S3 store, as the server counted them.
   const s3Requests = (x) => ['backup', 'mount', 'cold read', 'warm re-read'].filter((step) => x.requests?.[step]).map((step) => {
     const delta = x.requests[step];
     const down = Object.values(delta).reduce((sum, b) => sum + b.bytesDown, 0);
@@ -1579,8 +1576,9 @@ async function sectionMount(ctx) {
 // S3 section: backup of a bucket and restore into a bucket, everything on one
 // s3rver on loopback (test/helpers/s3rver-launcher.mjs as a child process),
 // against a plain `rclone copy` download and upload of the same objects from
-// the same server in the same run. A counting HTTP proxy in front of s3rver
-// carries the timed traffic of both tools and counts requests by bucket and kind.
+// the same server in the same run. The server counts the requests it serves by
+// bucket and kind (s3rver-launcher.mjs --count-requests): no proxy sits in the
+// timed traffic, whose cost would fall on the tool that moves more bytes.
 
 const S3_GENERATOR_VERSION = 1;
 const S3_LAUNCHER = path.join(ROOT, 'test', 'helpers', 's3rver-launcher.mjs');
@@ -1661,8 +1659,7 @@ function s3Body(obj, vocab) {
   return textBytes(mulberry32(seed), vocab, obj.size);
 }
 
-// Like run(), but without blocking the event loop: needed for any command that
-// talks to S3 through the counting proxy, which lives in this process.
+// Like run(), but without blocking the event loop.
 function runAsync(cmd, args, { env = {}, timeout = 60 } = {}) {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -1701,7 +1698,7 @@ async function forEachLimit(items, limit, fn) {
 // s3rver in its own process (it needs --openssl-legacy-provider), on a port the kernel picks.
 async function startS3rver(directory) {
   fs.mkdirSync(directory, { recursive: true });
-  const child = spawn(process.execPath, ['--openssl-legacy-provider', S3_LAUNCHER, directory], {
+  const child = spawn(process.execPath, ['--openssl-legacy-provider', S3_LAUNCHER, directory, '--count-requests', '--decode-aws-chunked'], {
     cwd: ROOT,
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -1757,136 +1754,7 @@ async function startS3rver(directory) {
   }
 }
 
-// The payload of an aws-chunked body ("<hex size>;chunk-signature=…\r\n<bytes>\r\n"
-// repeated, then a chunk of size 0 and optional trailers), without the framing.
-function awsChunkedDecoder() {
-  let pending = Buffer.alloc(0);
-  let state = 'header'; // header, data, crlf (after a chunk's data), done
-  let left = 0; // bytes of the current chunk's data still to pass on
-  return new Transform({
-    transform(input, encoding, callback) {
-      pending = pending.length ? Buffer.concat([pending, input]) : input;
-      while (state !== 'done') {
-        if (state === 'header') {
-          const eol = pending.indexOf('\r\n');
-          if (eol < 0) break;
-          const size = parseInt(pending.subarray(0, eol).toString('latin1').split(';')[0], 16);
-          if (!Number.isInteger(size) || size < 0) return callback(new Error('aws-chunked body: bad chunk header'));
-          pending = pending.subarray(eol + 2);
-          state = size === 0 ? 'done' : 'data';
-          left = size;
-        } else if (state === 'data') {
-          if (!pending.length) break;
-          const n = Math.min(left, pending.length);
-          this.push(pending.subarray(0, n));
-          pending = pending.subarray(n);
-          left -= n;
-          if (left === 0) state = 'crlf';
-        } else {
-          if (pending.length < 2) break;
-          pending = pending.subarray(2);
-          state = 'header';
-        }
-      }
-      if (state === 'done') pending = Buffer.alloc(0); // trailers: nothing s3rver needs
-      callback();
-    },
-    flush(callback) {
-      callback(state === 'done' ? null : new Error('aws-chunked body: ended inside a chunk'));
-    },
-  });
-}
-
-// A pass-through HTTP proxy to s3rver that counts requests per bucket (path-style
-// URLs) and kind: GET (object, ranged or not), LIST (any GET on a bucket itself),
-// PUT (objects, parts, buckets), POST (multipart start/complete, multi-delete),
-// HEAD, DELETE; plus bytes each way (as sent on the wire) and error statuses.
-// For `areaBucket`, PUTs and GETs are also counted by the key's second segment
-// (the store's packs/, index/, snapshots/, …).
-//
-// Uploads with a streaming signature (x-amz-content-sha256: STREAMING-…) are
-// passed on decoded: minio-go, restic's S3 client, signs every PUT body chunk
-// by chunk (aws-chunked) on plain http, and s3rver 3.7 stores such a body as
-// it comes, chunk headers and signatures included, so restic could not read
-// its own repository back. s3rver does not check V4 signatures: rewriting
-// signed headers is harmless.
-function startCountingProxy(targetPort, { areaBucket } = {}) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-  const stats = {};
-  const rec = (bucket) => (stats[bucket] ??= { kinds: {}, areas: {}, statuses: {}, bytesUp: 0, bytesDown: 0 });
-  const bump = (obj, k, n = 1) => (obj[k] = (obj[k] ?? 0) + n);
-  const server = http.createServer((req, res) => {
-    const q = req.url.indexOf('?');
-    const pathname = q < 0 ? req.url : req.url.slice(0, q);
-    const slash = pathname.indexOf('/', 1);
-    let bucket;
-    let key;
-    try {
-      bucket = decodeURIComponent(slash < 0 ? pathname.slice(1) : pathname.slice(1, slash));
-      key = slash < 0 ? '' : decodeURIComponent(pathname.slice(slash + 1));
-    } catch {
-      bucket = '?';
-      key = pathname;
-    }
-    const r = rec(bucket || '(service)');
-    const kind = req.method === 'GET' && key === '' ? 'LIST' : req.method;
-    bump(r.kinds, kind);
-    if (bucket === areaBucket && key && (kind === 'PUT' || kind === 'GET')) bump(r.areas, `${kind} ${key.split('/')[1] ?? key}`);
-    const headers = { ...req.headers };
-    delete headers.expect; // this side answered 100 Continue already
-    let body = req;
-    if (/^STREAMING-/.test(headers['x-amz-content-sha256'] ?? '')) {
-      const decodedLength = headers['x-amz-decoded-content-length'];
-      delete headers['content-length'];
-      delete headers['transfer-encoding'];
-      if (decodedLength != null) headers['content-length'] = decodedLength;
-      delete headers['x-amz-decoded-content-length'];
-      delete headers['x-amz-trailer'];
-      headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
-      const encodings = String(headers['content-encoding'] ?? '').split(',').map((e) => e.trim()).filter((e) => e && e !== 'aws-chunked');
-      if (encodings.length) headers['content-encoding'] = encodings.join(',');
-      else delete headers['content-encoding'];
-      body = req.pipe(awsChunkedDecoder());
-    }
-    const up = http.request({ host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers, agent }, (ur) => {
-      if (ur.statusCode >= 400) bump(r.statuses, ur.statusCode);
-      res.writeHead(ur.statusCode, ur.statusMessage, ur.rawHeaders);
-      ur.on('data', (c) => (r.bytesDown += c.length));
-      ur.pipe(res);
-    });
-    up.on('error', () => {
-      bump(r.statuses, 'proxy error');
-      if (!res.headersSent) {
-        res.writeHead(502);
-        res.end();
-      } else res.destroy();
-    });
-    res.on('close', () => {
-      if (!res.writableFinished) up.destroy();
-    });
-    req.on('data', (c) => (r.bytesUp += c.length));
-    body.on('error', (e) => up.destroy(e)); // a bad aws-chunked body: up's error handler answers 502
-    body.pipe(up);
-  });
-  server.keepAliveTimeout = 60_000;
-  const listening = new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve(server.address().port));
-  });
-  return {
-    listening,
-    snapshot: () => JSON.parse(JSON.stringify(stats)),
-    close: () =>
-      new Promise((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-        agent.destroy();
-        setTimeout(resolve, 2000).unref();
-      }),
-  };
-}
-
-// What happened between two proxy snapshots: per bucket, counts that grew.
+// What happened between two snapshots of the server's request counts: per bucket, counts that grew.
 function statsDelta(before, after) {
   const out = {};
   for (const [bucket, a] of Object.entries(after)) {
@@ -2029,13 +1897,13 @@ function installChildSafetyNet(stopSync) {
 }
 
 // The local S3 server as the mount and s3 sections use it: s3rver with its
-// objects in `directory` (emptied first), the counting proxy in front of it
-// (`endpoint`, the proxy's URL, is for the tools measured), an SDK client
-// straight to the server (`direct`, for the bench's own set-up and checks),
+// objects in `directory` (emptied first), counting the requests it serves
+// (`counts()`) and decoding aws-chunked uploads (`endpoint` is for the tools
+// measured), an SDK client (`direct`, for the bench's own set-up and checks),
 // and `buckets` created. stop() ends it all, keeps s3rver's stderr in logDir
 // and removes `directory`; an interrupt or exit before stop() kills s3rver and
 // removes `directory` and the `alsoRemove` directories.
-async function startLocalS3({ directory, buckets, areaBucket, logDir, alsoRemove = [] }) {
+async function startLocalS3({ directory, buckets, logDir, alsoRemove = [] }) {
   fresh(directory);
   fs.mkdirSync(directory, { recursive: true });
   const sdk = await loadS3Sdk();
@@ -2045,11 +1913,10 @@ async function startLocalS3({ directory, buckets, areaBucket, logDir, alsoRemove
     for (const d of [directory, ...alsoRemove]) fresh(d);
   });
   log(`s3rver (pid ${server.pid}) on ${server.endpoint}, data in ${path.relative(ROOT, directory)}`);
-  const proxy = startCountingProxy(server.port, { areaBucket });
   const direct = s3Client(sdk, server.endpoint);
+  const counts = async () => (await fetch(`${server.endpoint}/__requests`)).json();
   const stop = async () => {
     direct.destroy();
-    await proxy.close();
     await server.stop();
     if (server.stderr().trim()) {
       fs.mkdirSync(logDir, { recursive: true });
@@ -2059,20 +1926,17 @@ async function startLocalS3({ directory, buckets, areaBucket, logDir, alsoRemove
     fresh(directory);
   };
   try {
-    const endpoint = `http://127.0.0.1:${await proxy.listening}`;
-    log(`counting proxy on ${endpoint}`);
     for (const bucket of buckets) {
       await withTimeout(direct.send(new sdk.CreateBucketCommand({ Bucket: bucket })), 30_000, `creating bucket ${bucket}`);
     }
-    return { sdk, server, proxy, direct, endpoint, stop };
+    return { sdk, server, direct, endpoint: server.endpoint, counts, stop };
   } catch (e) {
     await stop();
     throw e;
   }
 }
 
-// `./bin/kloset.js args`, without blocking the event loop (the counting proxy
-// lives in this process); throws with the end of its output when it fails.
+// `./bin/kloset.js args`; throws with the end of its output when it fails.
 async function runKloset(args, env, timeout = 60) {
   const r = await runAsync('./bin/kloset.js', args, { env, timeout });
   if (!r.ok) throw new Error(`./bin/kloset.js ${args.map(shellQuote).join(' ')} failed (exit ${r.code}): ${tail(r.stderr || r.stdout, 20)}`);
@@ -2115,7 +1979,6 @@ async function sectionS3(ctx) {
   let storeObjects = null;
   let manifest;
   let s3;
-  let proxy;
   let sdk;
   let direct;
 
@@ -2138,15 +2001,14 @@ async function sectionS3(ctx) {
     for (const d of Object.values(dirs)) fresh(d);
     for (const d of Object.values(dirs)) fs.mkdirSync(d, { recursive: true });
 
-    // Server, proxy, buckets, dataset.
+    // Server, buckets, dataset.
     s3 = await startLocalS3({
       directory: dirs.s3rver,
       buckets: ['src', 'store', 'dest', 'dest2'],
-      areaBucket: 'store',
       logDir: dirs.logDir,
       alsoRemove: [dirs.config, dirs.cache, dirs.local],
     });
-    ({ sdk, proxy, direct } = s3);
+    ({ sdk, direct } = s3);
     const { endpoint } = s3;
     manifest = s3Manifest(spec);
     log(`filling s3://src: ${manifest.objects.length.toLocaleString('en-US')} objects, ${(manifest.bytes / MiB).toFixed(1)} MiB ...`);
@@ -2162,9 +2024,9 @@ async function sectionS3(ctx) {
     if (!srcCheck.ok) throw new Error(`the source bucket does not hold the dataset: ${srcCheck.error}`);
 
     const counted = async (label, cmd, args, env) => {
-      const before = proxy.snapshot();
+      const before = await s3.counts();
       const r = await measure(label, cmd, args, { env, timeout: stepS, logDir: dirs.logDir });
-      r.requests = statsDelta(before, proxy.snapshot());
+      r.requests = statsDelta(before, await s3.counts());
       log(`  ${label} requests: ${fmtDelta(r.requests)}`);
       return r;
     };
@@ -2311,8 +2173,8 @@ async function sectionS3(ctx) {
   }
   notes.push(
     's3rver 3.7 (test/helpers/s3rver-launcher.mjs, node --openssl-legacy-provider) on loopback, one process, objects as files under ' +
-      `${path.relative(ROOT, dirs.s3rver)}/ (removed afterwards). Every timed step goes through a counting HTTP proxy (node:http, in the bench process) in front of it, ` +
-      'kloset and rclone alike: counts are per request seen on the wire, retries included; LIST is any GET on a bucket itself, PUT includes multipart parts.',
+      `${path.relative(ROOT, dirs.s3rver)}/ (removed afterwards). Both tools talk to it directly; it counts the requests it serves (retries included; ` +
+      'LIST is any GET on a bucket itself, PUT includes multipart parts).',
     'kloset: aliases s3_src (uri s3://src), s3_store (location s3://store/kloset), s3_dest (uri s3://dest) set with `kloset config` (endpoint, access_key, secret_access_key, use_tls false) ' +
       'in a private XDG_CONFIG_HOME; `at @s3_store create`, then timed `at @s3_store backup @s3_src` and `at @s3_store restore -to @s3_dest <id>`, run through the shebang (./bin/kloset.js).',
     'rclone: remote `s3:` from RCLONE_CONFIG_S3_* variables (provider Other, path style; AWS_CA_BUNDLE emptied), default flags (4 transfers, 8 checkers): timed `rclone copy s3:src <local dir>` and `rclone copy <local dir> s3:dest2` ' +

@@ -1,16 +1,119 @@
-// Runs s3rver in its own process for the tests: node --openssl-legacy-provider
-// test/helpers/s3rver-launcher.mjs <directory>. It listens on 127.0.0.1 at a
-// port the kernel picks and prints one JSON line {"port": N} once it accepts
-// connections. It stops on SIGTERM/SIGINT or when its parent closes stdin.
+// Runs s3rver in its own process for the tests and the benchmark:
+// node --openssl-legacy-provider test/helpers/s3rver-launcher.mjs <directory> [--count-requests] [--decode-aws-chunked].
+// It listens on 127.0.0.1 at a port the kernel picks and prints one JSON line
+// {"port": N} once it accepts connections. It stops on SIGTERM/SIGINT or when
+// its parent closes stdin.
+//
+// With --count-requests it counts the requests it serves, per bucket: by
+// kind (LIST is a GET on a bucket itself), by the first segment of the key
+// below the prefix for PUT and GET (packs, index, ...), by error status, and
+// the body bytes each way; GET /__requests answers the counts so far as JSON.
+// Counting inside the server keeps the timed traffic free of any proxy in
+// between.
+//
+// With --decode-aws-chunked, uploads sent with streaming signatures (bodies
+// framed as aws-chunked, as restic's minio-go sends them over plain http)
+// reach s3rver as plain bodies: s3rver 3.7 would store the framing with the
+// data. s3rver does not check V4 signatures, so the rewritten headers pass.
+import { Transform } from 'node:stream';
 import S3rver from 's3rver';
 
 const directory = process.argv[2];
 if (!directory) {
-  process.stderr.write('usage: s3rver-launcher.mjs <directory>\n');
+  process.stderr.write('usage: s3rver-launcher.mjs <directory> [--count-requests]\n');
   process.exit(2);
 }
 
 const server = new S3rver({ address: '127.0.0.1', port: 0, directory, silent: true });
+// Middleware put first, before s3rver's own: decoding, then counting, sees every request.
+if (process.argv.includes('--count-requests')) server.middleware.unshift(countRequests());
+if (process.argv.includes('--decode-aws-chunked')) server.middleware.unshift(decodeAwsChunked);
+
+function countRequests() {
+  const stats = {};
+  const bump = (obj, k) => (obj[k] = (obj[k] ?? 0) + 1);
+  return async (ctx, next) => {
+    if (ctx.method === 'GET' && ctx.path === '/__requests') {
+      ctx.type = 'application/json';
+      ctx.body = JSON.stringify(stats);
+      return;
+    }
+    const slash = ctx.path.indexOf('/', 1);
+    const bucket = (slash < 0 ? ctx.path.slice(1) : ctx.path.slice(1, slash)) || '(service)';
+    const key = slash < 0 ? '' : ctx.path.slice(slash + 1);
+    const kind = ctx.method === 'GET' && key === '' ? 'LIST' : ctx.method;
+    const r = (stats[bucket] ??= { kinds: {}, areas: {}, statuses: {}, bytesUp: 0, bytesDown: 0 });
+    bump(r.kinds, kind);
+    if (key && (kind === 'PUT' || kind === 'GET')) bump(r.areas, `${kind} ${key.split('/')[1] ?? key}`);
+    r.bytesUp += Number(ctx.get('content-length')) || 0;
+    try {
+      await next();
+    } finally {
+      if (ctx.status >= 400) bump(r.statuses, ctx.status);
+      if (kind === 'GET') r.bytesDown += ctx.length ?? 0;
+    }
+  };
+}
+
+async function decodeAwsChunked(ctx, next) {
+  const headers = ctx.req.headers;
+  if (!/^STREAMING-/.test(headers['x-amz-content-sha256'] ?? '')) return next();
+  const decodedLength = headers['x-amz-decoded-content-length'];
+  delete headers['content-length'];
+  delete headers['transfer-encoding'];
+  if (decodedLength != null) headers['content-length'] = decodedLength;
+  delete headers['x-amz-decoded-content-length'];
+  delete headers['x-amz-trailer'];
+  headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+  const encodings = String(headers['content-encoding'] ?? '').split(',').map((e) => e.trim()).filter((e) => e && e !== 'aws-chunked');
+  if (encodings.length) headers['content-encoding'] = encodings.join(',');
+  else delete headers['content-encoding'];
+  // s3rver reads the body from ctx.req and the headers from the request, which keeps the original.
+  const decoded = ctx.req.pipe(awsChunkedDecoder());
+  ctx.req.on('error', (err) => decoded.destroy(err));
+  decoded.headers = headers;
+  ctx.req = decoded;
+  return next();
+}
+
+/** aws-chunked framing: `<hex size>[;chunk-signature=...]\r\n<data>\r\n`, ..., a 0-size chunk, then trailers. */
+function awsChunkedDecoder() {
+  let pending = Buffer.alloc(0);
+  let state = 'header'; // header, data, crlf (after a chunk's data), done
+  let left = 0; // bytes of the current chunk's data still to pass on
+  return new Transform({
+    transform(input, encoding, callback) {
+      pending = pending.length ? Buffer.concat([pending, input]) : input;
+      while (state !== 'done') {
+        if (state === 'header') {
+          const eol = pending.indexOf('\r\n');
+          if (eol < 0) break;
+          const size = parseInt(pending.subarray(0, eol).toString('latin1').split(';')[0], 16);
+          if (!Number.isInteger(size) || size < 0) return callback(new Error('aws-chunked body: bad chunk header'));
+          pending = pending.subarray(eol + 2);
+          state = size === 0 ? 'done' : 'data';
+          left = size;
+        } else if (state === 'data') {
+          if (!pending.length) break;
+          const n = Math.min(left, pending.length);
+          this.push(pending.subarray(0, n));
+          pending = pending.subarray(n);
+          left -= n;
+          if (left === 0) state = 'crlf';
+        } else {
+          if (pending.length < 2) break;
+          pending = pending.subarray(2);
+          state = 'header';
+        }
+      }
+      if (state === 'done') pending = Buffer.alloc(0); // trailers: nothing s3rver needs
+      callback();
+    },
+    flush(callback) {
+      callback(state === 'done' ? null : new Error('aws-chunked body: ended inside a chunk'));
+    },
+  });
+}
 const address = await server.run();
 process.stdout.write(`${JSON.stringify({ port: address.port })}\n`);
 
