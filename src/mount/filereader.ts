@@ -76,6 +76,9 @@ export class FileReader {
     }
     this.dropBehind(first);
     this.window = Math.min(READ_AHEAD_MAX, Math.max(READ_AHEAD_MIN, this.window * 2));
+    // Refilled in batches, not a chunk per read: chunks asked for together
+    // come in one ranged request where they lie side by side in a pack.
+    if (this.aheadUntil - (this.lastChunk + 1) >= this.window / 2) return;
     const from = Math.max(this.lastChunk + 1, this.aheadUntil);
     const until = Math.min(this.content.chunks.length, this.lastChunk + 1 + this.window);
     if (from >= until) return;
