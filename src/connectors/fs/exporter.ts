@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import {
   chmodSync,
   chownSync,
@@ -13,12 +14,25 @@ import {
   writeSync,
 } from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { KlosetError } from '../../errors.js';
 import type { Entry, Timespec } from '../../snapshot/tree.js';
 import type { Exporter } from '../exporter.js';
 import { writeXattrs } from './xattrs.js';
 
 const asDate = (t: Timespec) => t.sec + t.nsec / 1e9;
+const execFileAsync = promisify(execFile);
+const S_IFMT = 0o170000;
+const S_IFBLK = 0o060000;
+
+/** Major and minor numbers of a Linux dev_t (glibc's gnu_dev_major and gnu_dev_minor). */
+function deviceNumbers(rdev: number): [string, string] {
+  const high = Math.floor(rdev / 2 ** 32);
+  const low = rdev >>> 0;
+  const major = ((low >>> 8) & 0xfff) | (high & ~0xfff);
+  const minor = (low & 0xff) | (((low >>> 12) | (high << 20)) & ~0xff);
+  return [String(major >>> 0), String(minor >>> 0)];
+}
 
 /** An owner the target cannot give (an id missing on a file system that checks) is not a reason to fail the file. */
 function tryOwner(change: () => void): void {
@@ -94,8 +108,25 @@ export class FsExporter implements Exporter {
       await fs.symlink(entry.target, full);
       if (this.asRoot) await fs.lchown(full, entry.uid, entry.gid).catch(() => undefined);
       await fs.lutimes(full, asDate(entry.atime ?? entry.mtime), asDate(entry.mtime)).catch(() => undefined);
+      return;
     }
-    // Devices, FIFOs and sockets are recorded in the snapshot but not recreated.
+    if (entry.kind === 'fifo' || entry.kind === 'device') {
+      await fs.rm(full, { force: true });
+      // Node has no mkfifo or mknod: coreutils has both. Making a device needs root, as with tar.
+      const permissions = (entry.mode & 0o7777).toString(8);
+      const [command, ...args] =
+        entry.kind === 'fifo'
+          ? ['mkfifo', '-m', permissions, full]
+          : ['mknod', '-m', permissions, full, (entry.mode & S_IFMT) === S_IFBLK ? 'b' : 'c', ...deviceNumbers(entry.rdev ?? 0)];
+      try {
+        await execFileAsync(command, args);
+      } catch (err) {
+        const reason = ((err as { stderr?: string }).stderr ?? '').trim().split('\n').pop() || (err as Error).message;
+        throw new KlosetError(`cannot create ${entry.kind === 'fifo' ? 'FIFO' : 'device'}: ${reason}`);
+      }
+      this.applyMetadata(full, entry);
+    }
+    // Sockets belong to the process that listened on them: recorded, not recreated (as tar and restic do).
   }
 
   async finishDirectory(rel: string, entry: Entry): Promise<void> {
