@@ -4,6 +4,11 @@ import type { ChunkCache } from './chunkcache.js';
 /** Read-ahead window limits, in chunks: it doubles on each sequential read up to MAX. */
 const READ_AHEAD_MIN = 2;
 const READ_AHEAD_MAX = 16;
+/**
+ * How far behind a sequential reader's position chunks are kept: more than
+ * the kernel has in flight at once (12 background requests of 128 KiB).
+ */
+const BEHIND_SLACK = 2 * 1024 * 1024;
 
 /**
  * One open file of the mount. Reads find their chunks by binary search over
@@ -74,7 +79,7 @@ export class FileReader {
       this.lastChunk = last;
       return;
     }
-    this.dropBehind(first);
+    this.dropBehind(position);
     this.window = Math.min(READ_AHEAD_MAX, Math.max(READ_AHEAD_MIN, this.window * 2));
     // Refilled in batches, not a chunk per read: chunks asked for together
     // come in one ranged request where they lie side by side in a pack.
@@ -89,12 +94,13 @@ export class FileReader {
   }
 
   /**
-   * A sequential stream is done with the chunks well before the one it reads
-   * now: one chunk of slack is kept, for the kernel's requests that arrive
-   * out of order.
+   * A sequential stream is done with the chunks that end well before where
+   * it reads now. The slack covers the kernel's read-ahead requests, which
+   * are in flight together and may arrive out of order.
    */
-  private dropBehind(first: number): void {
-    const until = first - 1;
+  private dropBehind(position: number): void {
+    if (position < BEHIND_SLACK) return;
+    const until = this.content.chunkAt(position - BEHIND_SLACK);
     if (until <= this.behindFrom) return;
     const ids = [];
     for (let i = this.behindFrom; i < until; i++) ids.push(this.content.chunks[i].id);
