@@ -27,6 +27,12 @@ export interface Importer {
    */
   localPath?(path: string): string;
   /**
+   * When present, children() lists files without their extended
+   * attributes: they are read with this, for the files that changed since
+   * the parent snapshot; an unchanged file keeps the ones recorded then.
+   */
+  xattrs?(path: string): Record<string, Buffer> | undefined;
+  /**
    * Bytes in the files the source holds (those `skip` leaves in), for a
    * progress estimate. Optional: a source where a second listing costs
    * requests leaves it out.

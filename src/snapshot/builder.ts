@@ -175,7 +175,8 @@ export async function backup(repository: Repository, importer: Importer, options
       progress();
       // The listing's metadata over what reading the file added last time (S3 headers, user metadata).
       const meta = previous.meta || source.meta ? { ...previous.meta, ...source.meta } : undefined;
-      return { ...source, ...(meta ? { meta } : {}), content: previous.content };
+      const xattrs = importer.xattrs ? previous.xattrs : source.xattrs;
+      return { ...source, ...(meta ? { meta } : {}), ...(xattrs ? { xattrs } : {}), content: previous.content };
     }
     try {
       const chunked = importer.localPath
@@ -184,13 +185,14 @@ export async function backup(repository: Repository, importer: Importer, options
       let content: ContentRef;
       if (chunked.chunks.length <= INLINE_CHUNKS) content = { chunks: chunked.chunks };
       else content = { list: await writer.put(BlobType.content, encodeChunkList(chunked.chunks)), count: chunked.chunks.length };
+      const xattrs = importer.xattrs ? importer.xattrs(path) : source.xattrs;
       stats.files++;
       stats.size += chunked.size;
       stats.chunks += chunked.chunks.length;
       stats.newChunks += chunked.newChunks;
       progress();
       // The size is what was read: a file growing or shrinking under us stays self-consistent.
-      return { ...source, size: chunked.size, content };
+      return { ...source, size: chunked.size, ...(xattrs ? { xattrs } : {}), content };
     } catch (err) {
       if (options.signal?.aborted) throw err;
       warn(path, err);

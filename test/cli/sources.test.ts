@@ -61,6 +61,26 @@ describe('backup sources', () => {
     expect(getAttributeSync(path.join(target, 'report.txt'), 'user.origin')).toBeNull();
   });
 
+  it('keeps the attributes of an unchanged file in the next backup, and sees a changed attribute', async () => {
+    const store = path.join(work, 'store');
+    const file = path.join(work, 'src', 'tagged.txt');
+    const restoredOrigin = async (name: string) => {
+      const backup = await kloset(['at', store, 'backup', path.join(work, 'src')], { env });
+      expect(backup.code).toBe(0);
+      const id = /created snapshot ([0-9a-f]{8})/.exec(backup.stdout)![1];
+      const target = path.join(work, name);
+      expect((await kloset(['at', store, 'restore', '-to', target, id], { env })).code).toBe(0);
+      return String(getAttributeSync(path.join(target, 'tagged.txt'), 'user.origin'));
+    };
+    // Nothing changed: the file is not read again, and its attributes come from the previous snapshot.
+    expect(await restoredOrigin('restored-unchanged')).toBe('scanner 7');
+    // Only the attribute changed (same bytes, same mtime): the ctime says the file changed.
+    const { mtime } = await fs.stat(file);
+    setAttributeSync(file, 'user.origin', 'scanner 8');
+    await fs.utimes(file, mtime, mtime);
+    expect(await restoredOrigin('restored-changed')).toBe('scanner 8');
+  });
+
   it('refuses a source that is neither a directory nor a regular file', async () => {
     const result = await kloset(['at', path.join(work, 'store'), 'backup', '/dev/null'], { env });
     expect(result.code).toBe(1);
