@@ -705,7 +705,8 @@ async function sectionLocal(ctx) {
       `${dataset.spec.largeFiles} × ${(dataset.spec.largeSize / MiB).toFixed(1)} MiB large files, two text, two random).`,
     'Both tools run on the same disk under .bench/, kloset first then restic (alternating with --runs), each with a fresh store and a fresh cache dir (XDG_CACHE_HOME). ' +
       'Page caches are not dropped; the dataset is read once beforehand so both tools start warm. ' +
-      'Restored trees are deleted only at the end of the section, so that no restore allocates inodes among ones freed minutes before (ext4 skips those, at a cost of seconds).',
+      'Restored trees are deleted only at the end of the section, so that no restore allocates inodes among ones freed minutes before (ext4 skips those, at a cost of seconds); ' +
+      'for the same reason, runs of this section started less than about five minutes after the previous one ended are not comparable.',
     'Ratios: times are restic/kloset and throughputs kloset/restic (> 1 means kloset is faster); size and RSS are kloset/restic (< 1 means kloset is smaller).',
     'Peak RSS is GNU time %M (max resident set of the command) per step. `sync` runs (untimed) before each step.',
     ...(opts.runs > 1 ? [`Times are medians of ${opts.runs} runs; RSS is the max over runs.`] : []),
