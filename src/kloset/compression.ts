@@ -79,29 +79,17 @@ function frame(codec: number, body: Buffer): Buffer[] {
   return [CODEC_BYTES[codec], body];
 }
 
-/** Decodes on the calling thread: for small blobs a thread-pool hop costs more than the work. */
-function decodeBlobSync(encoded: Buffer, what: string): Buffer {
-  const codec = encoded[0];
-  const body = encoded.subarray(1);
-  if (codec === Codec.none) return body;
-  if (codec === Codec.zstd) {
-    try {
-      return decoder.decodeSync(body);
-    } catch (err) {
-      throw new IntegrityError(`${what}: cannot decompress`, { cause: err });
-    }
-  }
-  throw new IntegrityError(`${what}: unknown codec ${codec}`);
-}
-
-/** Bodies up to this size are decoded on the calling thread. */
+/** Bodies up to this size are decoded on the calling thread: for them a thread-pool hop costs more than the work. */
 const DECODE_INLINE = 256 * 1024;
 
 /** Large blobs are decoded on the thread pool, so a main thread serving reads is not held up by one. */
 export async function decodeBlob(encoded: Buffer, what: string): Promise<Buffer> {
-  if (encoded[0] !== Codec.zstd || encoded.length <= DECODE_INLINE) return decodeBlobSync(encoded, what);
+  const codec = encoded[0];
+  const body = encoded.subarray(1);
+  if (codec === Codec.none) return body;
+  if (codec !== Codec.zstd) throw new IntegrityError(`${what}: unknown codec ${codec}`);
   try {
-    return await decoder.decode(encoded.subarray(1));
+    return body.length <= DECODE_INLINE ? decoder.decodeSync(body) : await decoder.decode(body);
   } catch (err) {
     throw new IntegrityError(`${what}: cannot decompress`, { cause: err });
   }

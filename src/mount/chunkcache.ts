@@ -127,9 +127,7 @@ export class ChunkCache {
     this.waiting.delete(key);
     if (plaintext.length < PAGE) {
       const own = Buffer.from(plaintext); // not a view pinning a larger buffer
-      this.chunks.set(key, own);
-      this.peakBytes = Math.max(this.peakBytes, this.chunks.calculatedSize);
-      return own;
+      return this.remember(key, own);
     }
     const count = Math.ceil(plaintext.length / PAGE);
     while (this.pages.available < count && this.chunks.size > 0) this.chunks.pop();
@@ -139,6 +137,10 @@ export class ChunkCache {
     for (let i = 0; i < count; i++) plaintext.copy(pages[i], 0, i * PAGE, Math.min(plaintext.length, (i + 1) * PAGE));
     const chunk = new PagedChunk(pages, plaintext.length, this.pages);
     chunk.pins = readers;
+    return this.remember(key, chunk);
+  }
+
+  private remember(key: string, chunk: ChunkBytes): ChunkBytes {
     this.chunks.set(key, chunk);
     this.peakBytes = Math.max(this.peakBytes, this.chunks.calculatedSize);
     return chunk;

@@ -36,11 +36,6 @@ function dateName(header: SnapshotHeader): string {
 }
 
 /**
- * Resolves mount paths to nodes. Lookups go one directory page at a time
- * through the reader; resolved paths are remembered (bounded), and a
- * directory listing primes that memory so `ls -l` does not look each name up.
- */
-/**
  * Paths remembered. Enough for `ls -l` of any directory page and the getattr
  * calls that follow (the kernel keeps attributes for an hour after that);
  * each entry holds its decoded metadata, so the bound is part of the mount's
@@ -48,6 +43,11 @@ function dateName(header: SnapshotHeader): string {
  */
 const RESOLVED_PATHS = 20_000;
 
+/**
+ * Resolves mount paths to nodes. Lookups go one directory page at a time
+ * through the reader; resolved paths are remembered (bounded), and a
+ * directory listing primes that memory so `ls -l` does not look each name up.
+ */
 export class Namespace {
   private readonly resolved = new LRUCache<string, Node>({ max: RESOLVED_PATHS });
 
