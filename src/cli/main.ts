@@ -64,7 +64,15 @@ function splitStore(argv: string[]): { store: string; rest: string[] } {
   return { store: CliContext.defaultStore(), rest: argv };
 }
 
+/** The shell's status for a process that SIGPIPE ended. */
+const BROKEN_PIPE_EXIT = 128 + 13;
+
 export async function main(argv: string[]): Promise<number> {
+  // `kloset ls | head`: once the reader is gone, stop as coreutils do on SIGPIPE, silently.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(BROKEN_PIPE_EXIT);
+    throw error;
+  });
   const out = (line: string) => process.stdout.write(line + '\n');
   const err = (line: string) => process.stderr.write(line + '\n');
   let exitCode: number = ExitCode.OK;

@@ -2,10 +2,11 @@
  * What a user sees when something is wrong: one line `kloset: <message>`
  * on stderr, the right exit code, and the store left as it was.
  */
+import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { latestSnapshotId, tempDir } from '../helpers/cli.js';
+import { BIN, latestSnapshotId, tempDir } from '../helpers/cli.js';
 import { escapeRegExp, expectOneLineError, klosetWith, storeListing } from '../helpers/fixtures.js';
 
 let work: string;
@@ -202,5 +203,25 @@ describe('no passphrase', () => {
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     expect(result.stdout).toContain(id.slice(0, 8));
+  });
+});
+
+describe('a reader that stops reading', () => {
+  it('ends cat and ls quietly with the status of SIGPIPE, as coreutils do', async () => {
+    const bigSource = path.join(work, 'big-source');
+    await fs.mkdir(bigSource, { recursive: true });
+    // Far more than a pipe holds, so the writes are still going when `head` exits.
+    await fs.writeFile(path.join(bigSource, 'big.txt'), 'line of text\n'.repeat(400_000));
+    for (let i = 0; i < 3000; i++) await fs.writeFile(path.join(bigSource, `f${i}`), '');
+    expect((await kloset(['at', store, 'backup', bigSource])).code).toBe(0);
+    const bigId = await latestSnapshotId(store, { XDG_CACHE_HOME: cache });
+    for (const command of [`cat ${bigId}:/big.txt`, `ls ${bigId}:/`]) {
+      const result = spawnSync('bash', ['-c', `set -o pipefail; '${BIN}' at '${store}' ${command} | head -c 1 >/dev/null`], {
+        env: { ...process.env, KLOSET_PASSPHRASE: 'test passphrase', XDG_CACHE_HOME: cache },
+        encoding: 'utf8',
+      });
+      expect(result.stderr, command).toBe('');
+      expect(result.status, command).toBe(141);
+    }
   });
 });
