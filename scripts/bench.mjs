@@ -1902,7 +1902,7 @@ function installChildSafetyNet(stopSync) {
 
 // The local S3 server as the mount and s3 sections use it: s3rver with its
 // objects in `directory` (emptied first), counting the requests it serves
-// (`counts()`) and decoding aws-chunked uploads (`endpoint` is for the tools
+// (`counts()`) and its own CPU time (`cpuSeconds()`), decoding aws-chunked uploads (`endpoint` is for the tools
 // measured), an SDK client (`direct`, for the bench's own set-up and checks),
 // and `buckets` created. stop() ends it all, keeps s3rver's stderr in logDir
 // and removes `directory`; an interrupt or exit before stop() kills s3rver and
@@ -1919,6 +1919,7 @@ async function startLocalS3({ directory, buckets, logDir, alsoRemove = [] }) {
   log(`s3rver (pid ${server.pid}) on ${server.endpoint}, data in ${path.relative(ROOT, directory)}`);
   const direct = s3Client(sdk, server.endpoint);
   const counts = async () => (await fetch(`${server.endpoint}/__requests`)).json();
+  const cpuSeconds = async () => (await (await fetch(`${server.endpoint}/__cpu`)).json()).seconds;
   const stop = async () => {
     direct.destroy();
     await server.stop();
@@ -1933,7 +1934,7 @@ async function startLocalS3({ directory, buckets, logDir, alsoRemove = [] }) {
     for (const bucket of buckets) {
       await withTimeout(direct.send(new sdk.CreateBucketCommand({ Bucket: bucket })), 30_000, `creating bucket ${bucket}`);
     }
-    return { sdk, server, direct, endpoint: server.endpoint, counts, stop };
+    return { sdk, server, direct, endpoint: server.endpoint, counts, cpuSeconds, stop };
   } catch (e) {
     await stop();
     throw e;
@@ -1970,6 +1971,7 @@ async function sectionS3(ctx) {
     config: path.join(base, 'config'),
     cache: path.join(base, 'cache'),
     local: path.join(base, 'rclone-local'),
+    localStore: path.join(base, 'kloset-local-store'),
     logDir: path.join(base, 'logs'),
   };
   const stepS = opts.timeout;
@@ -2010,7 +2012,7 @@ async function sectionS3(ctx) {
       directory: dirs.s3rver,
       buckets: ['src', 'store', 'dest', 'dest2'],
       logDir: dirs.logDir,
-      alsoRemove: [dirs.config, dirs.cache, dirs.local],
+      alsoRemove: [dirs.config, dirs.cache, dirs.local, dirs.localStore],
     });
     ({ sdk, direct } = s3);
     const { endpoint } = s3;
@@ -2029,9 +2031,11 @@ async function sectionS3(ctx) {
 
     const counted = async (label, cmd, args, env) => {
       const before = await s3.counts();
+      const cpuBefore = await s3.cpuSeconds();
       const r = await measure(label, cmd, args, { env, timeout: stepS, logDir: dirs.logDir });
+      r.serverCpu = (await s3.cpuSeconds()) - cpuBefore;
       r.requests = statsDelta(before, await s3.counts());
-      log(`  ${label} requests: ${fmtDelta(r.requests)}`);
+      log(`  ${label} requests: ${fmtDelta(r.requests)}; s3rver CPU ${r.serverCpu.toFixed(2)} s`);
       return r;
     };
     const failed = (tool, step, r) => `${tool} ${step} failed (exit ${r.code}${r.timedOut ? ', timeout' : ''}): ${r.cmdline}\n${tail(r.stderr || r.stdout, 30)}`;
@@ -2057,6 +2061,17 @@ async function sectionS3(ctx) {
         const list = JSON.parse(ls.stdout);
         id = Array.isArray(list) && list.length ? String(list[list.length - 1].id) : null;
         if (!id) throw new Error(`kloset ls --json: no snapshot id in ${ls.stdout.slice(0, 300)}`);
+      } catch (e) {
+        errors.push(`kloset: ${e.message}`);
+      }
+      // The same backup into a store on local disk, where rclone's download also writes:
+      // the server then serves only the reads, as it does for rclone.
+      try {
+        fresh(dirs.localStore);
+        await runKloset(['at', dirs.localStore, 'create'], kEnv, Math.min(stepS, 600));
+        const backupLocal = await counted('kloset-backup-local-store', './bin/kloset.js', ['at', dirs.localStore, 'backup', '@s3_src'], kEnv);
+        k.steps.backupLocal = backupLocal;
+        if (!backupLocal.ok) throw new Error(failed('kloset', 'backup into a local store', backupLocal));
       } catch (e) {
         errors.push(`kloset: ${e.message}`);
       }
@@ -2112,7 +2127,7 @@ async function sectionS3(ctx) {
     errors.push(`s3: ${e.stack ?? e.message ?? e}`);
   } finally {
     await s3?.stop();
-    for (const d of [dirs.s3rver, dirs.config, dirs.cache, dirs.local]) fresh(d);
+    for (const d of [dirs.s3rver, dirs.config, dirs.cache, dirs.local, dirs.localStore]) fresh(d);
     fs.rmSync(path.join(base, 'rclone.conf'), { force: true });
   }
 
@@ -2131,8 +2146,14 @@ async function sectionS3(ctx) {
   const ru = rc.steps.upload;
   add('backup of the bucket (rclone: download)', secs(kb), secs(rd), fmt.s, ratio(secs(rd), secs(kb)));
   add('backup throughput', thr(kb), thr(rd), fmt.mibs, ratio(thr(kb), thr(rd)));
+  const kbl = k.steps.backupLocal;
+  add('backup of the bucket into a local store', secs(kbl), secs(rd), fmt.s, ratio(secs(rd), secs(kbl)));
+  const cpu = (r) => ok(r)?.serverCpu ?? null;
+  add('s3rver CPU, backup / download', cpu(kb), cpu(rd), fmt.s, ratio(cpu(kb), cpu(rd)));
+  add('s3rver CPU, backup into a local store', cpu(kbl), cpu(rd), fmt.s, ratio(cpu(kbl), cpu(rd)));
   add('restore into a bucket (rclone: upload)', secs(kr), secs(ru), fmt.s, ratio(secs(ru), secs(kr)));
   add('restore throughput', thr(kr), thr(ru), fmt.mibs, ratio(thr(kr), thr(ru)));
+  add('s3rver CPU, restore / upload', cpu(kr), cpu(ru), fmt.s, ratio(cpu(kr), cpu(ru)));
   const kinds = (v) => (v ? fmtKinds(v) : '—');
   rows.push({ metric: 'requests, backup / download', kloset: kinds(reqs(kb)), rclone: kinds(reqs(rd)), ratio: fmt.x(ratio(reqs(kb) && sumKinds(reqs(kb)), reqs(rd) && sumKinds(reqs(rd)))) });
   rows.push({ metric: 'requests, restore / upload', kloset: kinds(reqs(kr)), rclone: kinds(reqs(ru)), ratio: fmt.x(ratio(reqs(kr) && sumKinds(reqs(kr)), reqs(ru) && sumKinds(reqs(ru)))) });
@@ -2158,6 +2179,7 @@ async function sectionS3(ctx) {
   const otherPuts = putsStored != null && packs != null ? putsStored - packs : null;
   const targets = [
     target('backup throughput ≥ 0.8x rclone download', bx, bx >= 0.8, fmt.x(bx)),
+    target('the same, into a store on local disk', ratio(secs(rd), secs(kbl)), ratio(secs(rd), secs(kbl)) >= 0.8, fmt.x(ratio(secs(rd), secs(kbl)))),
     target('restore throughput ≥ 0.8x rclone upload', rx, rx >= 0.8, fmt.x(rx)),
     target(`PUT per GiB stored ≈ ${S3_PUT_TARGET} (one per ${S3_PACK_SIZE / MiB} MiB pack; ≤ ${S3_PUT_TARGET * 1.25} passes)`, putPerGiB,
       putPerGiB <= S3_PUT_TARGET * 1.25,
@@ -2183,6 +2205,8 @@ async function sectionS3(ctx) {
       'in a private XDG_CONFIG_HOME; `at @s3_store create`, then timed `at @s3_store backup @s3_src` and `at @s3_store restore -to @s3_dest <id>`, run through the shebang (./bin/kloset.js).',
     'rclone: remote `s3:` from RCLONE_CONFIG_S3_* variables (provider Other, path style; AWS_CA_BUNDLE emptied), default flags (4 transfers, 8 checkers): timed `rclone copy s3:src <local dir>` and `rclone copy <local dir> s3:dest2` ' +
       '(the local copy sits on the same disk as s3rver, under .bench/, and is removed afterwards).',
+    '`backup of the bucket into a local store`: timed `at <dir> backup @s3_src` into a fresh store on the disk rclone\'s copy goes to, right after the backup into s3://store, ' +
+      'so the server serves the reads only, as for rclone. s3rver CPU: the CPU seconds the server process used during the step (from process.cpuUsage in the launcher).',
     'Ratios: kloset throughput / rclone throughput (> 1: kloset faster; the time rows give the same number); request and RSS ratios kloset/rclone. ' +
       'Throughput is the dataset size over the step\'s wall time. PUT per GiB stored: PUTs to s3://store during the backup over the bytes it added there; ' +
       'GET per GiB restored: GETs to s3://store during the restore over the dataset size.',
