@@ -69,9 +69,11 @@ const BROKEN_PIPE_EXIT = 128 + 13;
 
 export async function main(argv: string[]): Promise<number> {
   // `kloset ls | head`: once the reader is gone, stop as coreutils do on SIGPIPE, silently.
+  // Any other failure to write (a full disk) leaves the output incomplete: say so and fail.
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code === 'EPIPE') process.exit(BROKEN_PIPE_EXIT);
-    throw error;
+    process.stderr.write(`kloset: cannot write the output: ${error.message}\n`);
+    process.exit(ExitCode.FAILURE);
   });
   const out = (line: string) => process.stdout.write(line + '\n');
   const err = (line: string) => process.stderr.write(line + '\n');

@@ -1,5 +1,6 @@
 import { checkEntryName, type Exporter } from '../connectors/exporter.js';
 import { joinPath } from '../connectors/importer.js';
+import { KlosetError } from '../errors.js';
 import type { SnapshotReader } from './reader.js';
 import type { Entry } from './tree.js';
 
@@ -17,6 +18,11 @@ export interface RestoreResult {
   directories: number;
   bytes: number;
   errors: number;
+}
+
+/** A target that cannot be made a directory fails the whole restore: nothing could land in it. */
+function unusableTarget(err: unknown): KlosetError {
+  return new KlosetError(`cannot restore there: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }
 
 /**
@@ -77,6 +83,7 @@ export async function restore(
     try {
       await exporter.createDirectory(rel, dir);
     } catch (err) {
+      if (rel === '') throw unusableTarget(err);
       fail(rel, err);
       return;
     }
@@ -132,7 +139,9 @@ export async function restore(
     const problem = checkEntryName(entry.name);
     if (problem) fail('', new Error(problem));
     else {
-      await exporter.createDirectory('', entry).catch(() => undefined);
+      await exporter.createDirectory('', entry).catch((err) => {
+        throw unusableTarget(err);
+      });
       await restoreFile(entry.name, entry);
     }
   } else await exporter.createSpecial(entry.name, entry);

@@ -225,3 +225,33 @@ describe('a reader that stops reading', () => {
     }
   });
 });
+
+describe('output that cannot be written', () => {
+  it('says so in one line and fails when the disk is full', async () => {
+    const full = await fs.open('/dev/full', 'w');
+    try {
+      const result = spawnSync(BIN, ['at', store, 'cat', `${id}:/a.txt`], {
+        stdio: ['ignore', full.fd, 'pipe'],
+        env: { ...process.env, KLOSET_PASSPHRASE: 'test passphrase', XDG_CACHE_HOME: cache },
+        encoding: 'utf8',
+      });
+      expect(result.status).toBe(1);
+      expect(result.stderr).toMatch(/^kloset: cannot write the output: ENOSPC[^\n]*\n$/);
+    } finally {
+      await full.close();
+    }
+  });
+});
+
+describe('a restore target that cannot be a directory', () => {
+  it('fails in one line, exit 1, for a whole snapshot and for one file, and leaves the file alone', async () => {
+    const file = path.join(work, 'target-is-a-file');
+    await fs.writeFile(file, 'keep me\n');
+    for (const what of [id, `${id}:/a.txt`]) {
+      const result = await kloset(['at', store, 'restore', '-to', file, what]);
+      expect(result.code, what).toBe(1);
+      expectOneLineError(result, new RegExp(`cannot restore there: ${escapeRegExp(file)}: exists and is not a directory`));
+    }
+    expect(await fs.readFile(file, 'utf8')).toBe('keep me\n');
+  });
+});
