@@ -15,6 +15,8 @@ export interface Exporter {
   /** Called after the directory's children, so their writes do not change its times. */
   finishDirectory(path: string, entry: Entry): Promise<void>;
   close(): Promise<void>;
+  /** The restore is being stopped: remove what is half written, so nothing incomplete is left looking whole. */
+  abandon?(): void;
 }
 
 /** A name from a snapshot is data, not a path: refuse anything that would climb or nest. */

@@ -135,3 +135,39 @@ describe('a backup killed with kill -9 (SIGKILL)', () => {
     expect(result.code).toBe(0);
   }, 60_000);
 });
+
+describe('a restore interrupted with Ctrl-C (SIGINT)', () => {
+  let store: string;
+  let target: string;
+  let result: Awaited<ReturnType<typeof kloset>>;
+
+  beforeAll(async () => {
+    store = path.join(work, 'restore-store');
+    target = path.join(work, 'restore-target');
+    expect((await kloset(['at', store, 'create'])).code).toBe(0);
+    expect((await kloset(['at', store, 'backup', dataset])).code).toBe(0);
+    const { child, done } = startKloset(['at', store, 'restore', '-to', target], { env: { XDG_CACHE_HOME: cache } });
+    let exited = false;
+    void done.then(() => (exited = true));
+    // Stop it as soon as the first files are being written, when some are bound to be half done.
+    while (!exited && (await fs.readdir(target).catch(() => [])).length === 0) await sleep(10);
+    expect(exited, 'the restore finished before it could be interrupted').toBe(false);
+    child.kill('SIGINT');
+    result = await done;
+  }, 120_000);
+
+  it('exits with 130 and says how far it got, in one line', () => {
+    expect(result.code).toBe(130);
+    expectNoStackTrace(result);
+    expect(result.stderr).toMatch(/^kloset: restore interrupted: \d+ files restored to [^\n]*\n$/);
+  });
+
+  it('leaves no file half written: every file there is whole', async () => {
+    const restored = (await fs.readdir(target, { recursive: true, withFileTypes: true })).filter((e) => e.isFile());
+    for (const file of restored) {
+      const rel = path.relative(target, path.join(file.parentPath, file.name));
+      const bytes = await fs.readFile(path.join(target, rel));
+      expect(bytes.equals(await fs.readFile(path.join(dataset, rel))), rel).toBe(true);
+    }
+  }, 60_000);
+});

@@ -264,14 +264,31 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const total = entry.kind === 'directory' ? entry.summary?.size : entry.size;
         const progress = new ProgressLine('restore', total);
         const started = Date.now();
+        let restored = 0;
+        // Reading never changes the store, so a stop can be immediate: only the files half written go.
+        const onSignal = () => {
+          progress.clear();
+          exporter.abandon?.();
+          ctx.err(`kloset: restore interrupted: ${restored} files restored to ${exporter.target}; none is left half written`);
+          process.exit(130);
+        };
+        process.once('SIGINT', onSignal);
+        process.once('SIGTERM', onSignal);
         const result = await restore(reader, entry, ref.path, exporter, {
           concurrency: opts.concurrency,
-          onProgress: (p) => progress.update(p),
+          onProgress: (p) => {
+            restored = p.files;
+            progress.update(p);
+          },
           onWarning: (p, message) => {
             progress.clear();
             ctx.warn(`${p}: ${message}`);
           },
-        }).finally(() => exporter.close());
+        }).finally(() => {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+          return exporter.close();
+        });
         progress.clear();
         ctx.out(
           `restored ${result.files} files, ${formatBytes(result.bytes)} from snapshot ${shortId(header.id)} to ${exporter.target} in ${formatDuration(Date.now() - started)}` +

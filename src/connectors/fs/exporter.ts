@@ -51,6 +51,8 @@ function tryOwner(change: () => void): void {
 export class FsExporter implements Exporter {
   readonly target: string;
   private readonly asRoot = process.getuid?.() === 0;
+  /** Files opened and not yet complete. */
+  private readonly writing = new Set<string>();
 
   constructor(target: string) {
     this.target = path.resolve(target);
@@ -85,12 +87,14 @@ export class FsExporter implements Exporter {
   async writeFile(rel: string, entry: Entry, content: AsyncIterable<Buffer>): Promise<void> {
     const full = this.full(rel);
     const fd = openSync(full, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
+    this.writing.add(full);
     try {
       for await (const data of content) {
         for (let written = 0; written < data.length; ) written += writeSync(fd, data, written);
       }
     } catch (err) {
       closeSync(fd);
+      this.writing.delete(full);
       rmSync(full, { force: true }); // no half-restored file left looking whole
       throw err;
     }
@@ -98,7 +102,13 @@ export class FsExporter implements Exporter {
       this.applyMetadata(full, entry, fd);
     } finally {
       closeSync(fd);
+      this.writing.delete(full);
     }
+  }
+
+  abandon(): void {
+    for (const full of this.writing) rmSync(full, { force: true });
+    this.writing.clear();
   }
 
   async createSpecial(rel: string, entry: Entry): Promise<void> {
