@@ -16,7 +16,7 @@ export interface Exporter {
   finishDirectory(path: string, entry: Entry): Promise<void>;
   close(): Promise<void>;
   /** The restore is being stopped: remove what is half written, so nothing incomplete is left looking whole. */
-  abandon?(): void;
+  abandon?(): void | Promise<void>;
 }
 
 /** A name from a snapshot is data, not a path: refuse anything that would climb or nest. */

@@ -320,3 +320,45 @@ describe('a store on S3 behind a faulty network', () => {
     expect(proxy.requests.POST ?? 0).toBe(0); // no multipart for default-sized packs
   });
 });
+
+describe('a restore into a bucket interrupted with Ctrl-C', () => {
+  let proxy: FaultProxy;
+
+  beforeAll(async () => {
+    proxy = await startFaultProxy(s3.endpoint);
+  });
+
+  afterAll(async () => {
+    await proxy?.stop();
+  });
+
+  it('aborts its multipart uploads, so no unfinished upload is left to be billed for', async () => {
+    await s3.createBucket('interrupted-dest');
+    const { kloset, home, env } = await sandbox();
+    const store = path.join(home, 'store');
+    const source = path.join(home, 'source');
+    await fs.mkdir(source);
+    await writeRandomFile(path.join(source, 'big.bin'), 40 * MiB);
+    expect((await kloset(['at', store, 'create'])).code).toBe(0);
+    expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+    for (const [key, value] of [['uri', 's3://interrupted-dest'], ['endpoint', proxy.endpoint], ['access_key', s3.accessKey], ['secret_access_key', s3.secretKey], ['use_tls', 'false']]) {
+      if (key === 'uri') expect((await kloset(['config', 'dest', 'create', 'dest'])).code).toBe(0);
+      expect((await kloset(['config', 'dest', 'set', 'dest', key, value])).code).toBe(0);
+    }
+    // Parts crawl, so the upload is surely under way when the signal comes.
+    proxy.addRule({ method: 'PUT', path: /uploadId=/, fault: 'delay', delayMs: 3000, every: 1 });
+    const { child, done } = startKloset(['at', store, 'restore', '-to', '@dest'], { env });
+    let exited = false;
+    void done.then(() => (exited = true));
+    while (!exited && !proxy.log.some((r) => r.method === 'PUT' && /uploadId=/.test(r.url))) await new Promise((r) => setTimeout(r, 20));
+    expect(exited, 'the restore ended before its multipart upload began').toBe(false);
+    child.kill('SIGINT');
+    const result = await done;
+    proxy.clearRules();
+    expect(result.code).toBe(130);
+    expectNoStackTrace(result);
+    expect(result.stderr).toMatch(/^kloset: restore interrupted: 0 files restored to s3:\/\/interrupted-dest[^\n]*\n$/);
+    const uploadId = /uploadId=([^&]+)/.exec(proxy.log.find((r) => r.method === 'PUT' && /uploadId=/.test(r.url))!.url)![1];
+    expect(proxy.log.some((r) => r.method === 'DELETE' && r.url.includes(`uploadId=${uploadId}`))).toBe(true);
+  }, 60_000);
+});

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Command } from 'commander';
 import picomatch from 'picomatch';
 import type { Exporter } from '../../connectors/exporter.js';
@@ -19,7 +20,8 @@ import { formatBytes, formatDuration, formatMode, formatTime, shortId } from '..
 import { ProgressLine } from '../progress.js';
 import { findSnapshot, hasTags, parseSnapshotRef, parseTags } from '../snapshotref.js';
 
-
+/** How long an interrupted restore waits for its clean-up (aborting uploads) before it exits anyway. */
+const ABANDON_TIMEOUT_MS = 5000;
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
@@ -265,12 +267,19 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const progress = new ProgressLine('restore', total);
         const started = Date.now();
         let restored = 0;
-        // Reading never changes the store, so a stop can be immediate: only the files half written go.
+        // Reading never changes the store, so a stop can be immediate: only what is half written goes.
+        // A second signal during the clean-up ends the process at once (the handlers run once).
+        let interrupted = false;
         const onSignal = () => {
+          interrupted = true;
           progress.clear();
-          exporter.abandon?.();
-          ctx.err(`kloset: restore interrupted: ${restored} files restored to ${exporter.target}; none is left half written`);
-          process.exit(130);
+          const cleanUp = Promise.resolve()
+            .then(() => exporter.abandon?.())
+            .catch(() => undefined);
+          void Promise.race([cleanUp, delay(ABANDON_TIMEOUT_MS)]).then(() => {
+            ctx.err(`kloset: restore interrupted: ${restored} files restored to ${exporter.target}; none is left half written`);
+            process.exit(130);
+          });
         };
         process.once('SIGINT', onSignal);
         process.once('SIGTERM', onSignal);
@@ -281,6 +290,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
             progress.update(p);
           },
           onWarning: (p, message) => {
+            if (interrupted) return; // the files cut short by the stop itself
             progress.clear();
             ctx.warn(`${p}: ${message}`);
           },

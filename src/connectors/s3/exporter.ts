@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { HeadBucketCommand, PutObjectCommand, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
+import { AbortMultipartUploadCommand, HeadBucketCommand, PutObjectCommand, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { KlosetError } from '../../errors.js';
 import type { Entry } from '../../snapshot/tree.js';
@@ -56,6 +56,8 @@ export class S3Exporter implements Exporter {
   private readonly prefix: string;
   private readonly singlePutLimit: number;
   private readonly partSize: number;
+  /** Multipart uploads under way, with their keys. */
+  private readonly uploads = new Map<Upload, string>();
 
   constructor(
     private readonly client: S3Client,
@@ -116,7 +118,12 @@ export class S3Exporter implements Exporter {
         queueSize: PARTS_IN_FLIGHT,
         leavePartsOnError: false,
       });
-      await upload.done();
+      this.uploads.set(upload, key);
+      try {
+        await upload.done();
+      } finally {
+        this.uploads.delete(upload);
+      }
     } catch (err) {
       throw s3Error(err, where);
     }
@@ -126,6 +133,21 @@ export class S3Exporter implements Exporter {
   async createSpecial(): Promise<void> {}
 
   async finishDirectory(): Promise<void> {}
+
+  /**
+   * Aborts the multipart uploads under way. S3 keeps the parts of an
+   * unfinished upload, invisible and billed, until it is aborted; the
+   * library's own abort waits for the parts in flight, so each is aborted
+   * here at once by its id.
+   */
+  async abandon(): Promise<void> {
+    await Promise.allSettled(
+      [...this.uploads].map(async ([upload, key]) => {
+        void upload.abort();
+        if (upload.uploadId) await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: upload.uploadId }));
+      }),
+    );
+  }
 
   async close(): Promise<void> {
     this.client.destroy();
