@@ -58,7 +58,9 @@ export async function readPassphrase(source: PassphraseSource, confirm = false):
     try {
       return (await fs.readFile(source.passphraseFile, 'utf8')).replace(/\r?\n$/, '');
     } catch (err) {
-      throw new KlosetError(`cannot read passphrase file ${source.passphraseFile}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+      // Node's "ENOENT: no such file or directory, open '<path>'": the reason alone, the path is said already.
+      const reason = (err as Error).message.replace(/^E[A-Z]+: /, '').replace(/, \w+( '.*')?$/, '');
+      throw new KlosetError(`cannot read passphrase file ${source.passphraseFile}: ${reason}`);
     }
   }
   const fromEnv = env.KLOSET_PASSPHRASE ?? env.PLAKAR_PASSPHRASE;

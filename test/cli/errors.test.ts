@@ -196,6 +196,13 @@ describe('no passphrase', () => {
     expectOneLineError(result, /passphrase.*KLOSET_PASSPHRASE/);
   });
 
+  it('names a passphrase file that cannot be read, and why, in one line', async () => {
+    const missing = path.join(work, 'no-such-passphrase.txt');
+    const result = await kloset(['at', store, '--passphrase-file', missing, 'ls'], { env: noPassphrase });
+    expect(result.code).toBe(1);
+    expectOneLineError(result, new RegExp(`cannot read passphrase file ${escapeRegExp(missing)}: no such file or directory$`));
+  });
+
   it('reads the passphrase from --passphrase-file instead', async () => {
     const file = path.join(work, 'passphrase.txt');
     await fs.writeFile(file, 'test passphrase\n', { mode: 0o600 });
