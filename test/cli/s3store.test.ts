@@ -2,7 +2,8 @@
  * A store in an S3 bucket, through the real CLI and a real S3 server (s3rver
  * on loopback): the seed's command lines as written, with an endpoint set for
  * the local server; create refusing a used prefix; two backups at once; and a
- * backup and restore that survive injected faults byte for byte.
+ * backup and restore that survive injected faults byte for byte, and an
+ * interrupted restore into a bucket that aborts its multipart upload.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -319,20 +320,8 @@ describe('a store on S3 behind a faulty network', () => {
     expect(puts.length).toBeLessThanOrEqual(2 * packPuts + 6);
     expect(proxy.requests.POST ?? 0).toBe(0); // no multipart for default-sized packs
   });
-});
 
-describe('a restore into a bucket interrupted with Ctrl-C', () => {
-  let proxy: FaultProxy;
-
-  beforeAll(async () => {
-    proxy = await startFaultProxy(s3.endpoint);
-  });
-
-  afterAll(async () => {
-    await proxy?.stop();
-  });
-
-  it('aborts its multipart uploads, so no unfinished upload is left to be billed for', async () => {
+  it('aborts the multipart uploads of a restore into a bucket stopped with Ctrl-C, so none is left to be billed for', async () => {
     await s3.createBucket('interrupted-dest');
     const { kloset, home, env } = await sandbox();
     const store = path.join(home, 'store');
@@ -346,6 +335,8 @@ describe('a restore into a bucket interrupted with Ctrl-C', () => {
       expect((await kloset(['config', 'dest', 'set', 'dest', key, value])).code).toBe(0);
     }
     // Parts crawl, so the upload is surely under way when the signal comes.
+    proxy.clearRules();
+    proxy.resetCounts();
     proxy.addRule({ method: 'PUT', path: /uploadId=/, fault: 'delay', delayMs: 3000, every: 1 });
     const { child, done } = startKloset(['at', store, 'restore', '-to', '@dest'], { env });
     let exited = false;
