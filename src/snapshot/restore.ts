@@ -79,13 +79,19 @@ export async function restore(
     while (running.size >= limit) await Promise.race(running);
   };
 
-  const walk = async (rel: string, dir: Entry): Promise<void> => {
+  /**
+   * Walks a directory and returns once its entries are scheduled; the
+   * promise it gives back settles when the directory is complete. The walk
+   * does not wait for one directory's files before going on to the next,
+   * so fetching, decoding and writing overlap across directories.
+   */
+  const walk = async (rel: string, dir: Entry): Promise<{ done: Promise<void> }> => {
     try {
       await exporter.createDirectory(rel, dir);
     } catch (err) {
       if (rel === '') throw unusableTarget(err);
       fail(rel, err);
-      return;
+      return { done: Promise.resolve() };
     }
     const pendingHere = new Set<Promise<void>>();
     const start = async (task: Promise<void>) => {
@@ -115,7 +121,7 @@ export async function restore(
           continue;
         }
         const childRel = joinPath(rel, child.name);
-        if (child.kind === 'directory') await walk(childRel, child);
+        if (child.kind === 'directory') pendingHere.add((await walk(childRel, child)).done);
         else if (child.kind === 'file' && child.content && 'chunks' in child.content && child.content.chunks.length === 1) {
           batch.push({ rel: childRel, file: child });
           if (batch.length >= SMALL_FILE_BATCH) await flushBatch();
@@ -129,12 +135,15 @@ export async function restore(
     } catch (err) {
       fail(rel, err);
     }
-    await Promise.all(pendingHere);
-    result.directories++;
-    await exporter.finishDirectory(rel, dir).catch((err) => fail(rel, err));
+    // The directory's own times and mode are set last: creating its entries changes them.
+    const done = Promise.all(pendingHere).then(async () => {
+      result.directories++;
+      await exporter.finishDirectory(rel, dir).catch((err) => fail(rel, err));
+    });
+    return { done };
   };
 
-  if (entry.kind === 'directory') await walk('', entry);
+  if (entry.kind === 'directory') await (await walk('', entry)).done;
   else if (entry.kind === 'file') {
     const problem = checkEntryName(entry.name);
     if (problem) fail('', new Error(problem));

@@ -240,6 +240,41 @@ describe('a plaintext store', () => {
   });
 });
 
+describe('a wide tree', () => {
+  it('comes back with every directory\'s mode and mtime, set after its files, nested or not', async () => {
+    // Many directories of more files than one fetch takes, a multi-chunk file deep down and
+    // read-only directories: a directory finished before its last file lands shows here.
+    const source = path.join(work, 'wide-source');
+    const store = path.join(work, 'wide-store');
+    for (let d = 0; d < 12; d++) {
+      const dir = path.join(source, `d${d}`, d % 3 === 0 ? `inner${d}` : '');
+      await fs.mkdir(dir, { recursive: true });
+      for (let f = 0; f < 150; f++) await fs.writeFile(path.join(dir, `f${f}.txt`), `directory ${d} file ${f}\n`.repeat(f + 1));
+      if (d === 9) await writeRandomFile(path.join(dir, 'large.bin'), 6 * MiB);
+    }
+    const directories = (await describeTreeKinds(source, 'directory')).reverse();
+    for (const [k, rel] of directories.entries()) {
+      const full = path.join(source, rel);
+      if (rel !== '.' && k % 2 === 0) await fs.chmod(full, 0o555);
+      await fs.utimes(full, PAST, new Date(PAST.getTime() + k * 60_000));
+    }
+    expect((await kloset(['at', store, 'create'])).code).toBe(0);
+    expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+    const target = path.join(work, 'wide-restored');
+    const result = await kloset(['at', store, 'restore', '-to', target]);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(await describeTree(target)).toEqual(await describeTree(source));
+  });
+});
+
+/** Relative paths of the entries of one kind below root, parents first. */
+async function describeTreeKinds(root: string, kind: string): Promise<string[]> {
+  return Object.entries(await describeTree(root))
+    .filter(([, item]) => item.kind === kind)
+    .map(([rel]) => rel);
+}
+
 describe('snapshot selection', () => {
   let store: string;
   let source: string;
