@@ -11,6 +11,7 @@ import {
   promises as fs,
   rmSync,
   utimesSync,
+  write,
   writeSync,
 } from 'node:fs';
 import path from 'node:path';
@@ -22,6 +23,13 @@ import { writeXattrs } from './xattrs.js';
 
 const asDate = (t: Timespec) => t.sec + t.nsec / 1e9;
 const execFileAsync = promisify(execFile);
+const writeAsync = promisify(write);
+/**
+ * Files from this size on are written from the thread pool: a chunk of a
+ * large file is worth the hop, and its copy into the page cache then runs
+ * beside the main thread's work on small files.
+ */
+const THREADED_WRITE_MIN = 4 * 1024 * 1024;
 const S_IFMT = 0o170000;
 const S_IFBLK = 0o060000;
 
@@ -89,8 +97,11 @@ export class FsExporter implements Exporter {
     const fd = openSync(full, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
     this.writing.add(full);
     try {
+      const threaded = entry.size >= THREADED_WRITE_MIN;
       for await (const data of content) {
-        for (let written = 0; written < data.length; ) written += writeSync(fd, data, written);
+        for (let written = 0; written < data.length; ) {
+          written += threaded ? (await writeAsync(fd, data, written)).bytesWritten : writeSync(fd, data, written);
+        }
       }
     } catch (err) {
       closeSync(fd);
