@@ -120,7 +120,10 @@ export class LocalBlobStore implements BlobStore {
 
   async delete(key: string): Promise<void> {
     await this.handles.forget(key);
-    await fs.rm(this.pathOf(key), { force: true });
+    // unlink, not rm: rm takes a file it may not remove for a directory and reports ENOTDIR.
+    await fs.unlink(this.pathOf(key)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
   }
 
   async stat(key: string): Promise<number | undefined> {
