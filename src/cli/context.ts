@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { KlosetError } from '../errors.js';
+import { StoreLock, StoreLockedError, type LockKind } from '../kloset/locks.js';
 import { CONFIG_KEY, Repository } from '../kloset/repository.js';
 import type { BlobStore } from '../storage/blobstore.js';
 import { isEmptyStore, openBlobStore, prepareEmptyStore } from '../storage/open.js';
@@ -53,7 +54,7 @@ export class CliContext {
     return store;
   }
 
-  async repository(): Promise<Repository> {
+  async repository({ loadIndex = true } = {}): Promise<Repository> {
     const store = await this.blobStore();
     // Store-neutral: a location with no CONFIG that holds nothing at all is no store yet.
     if ((await configSize(store)) === undefined && (await isEmptyStore(store))) {
@@ -61,7 +62,31 @@ export class CliContext {
         `${store.location}: not a kloset store: the store does not exist (create it with 'kloset at ${this.storeArg} create')`,
       );
     }
-    return Repository.open(store, () => readPassphrase(this.options));
+    return Repository.open(store, () => readPassphrase(this.options), { loadIndex });
+  }
+
+  /**
+   * The repository with a lock on the store, its index loaded once the lock
+   * is held: a prune cannot then remove what the index names. A reader
+   * (`shared` for restore and mount) that cannot write a lock, with
+   * credentials that only read, goes on without one.
+   */
+  async lockedRepository(kind: LockKind, command: string, { reader = false } = {}): Promise<{ repository: Repository; lock?: StoreLock }> {
+    const repository = await this.repository({ loadIndex: false });
+    let lock: StoreLock | undefined;
+    try {
+      lock = await StoreLock.acquire(repository, kind, command);
+    } catch (err) {
+      if (!reader || err instanceof StoreLockedError) throw err;
+      this.warn(`cannot lock the store (${err instanceof Error ? err.message : String(err)}): reading without a lock`);
+    }
+    try {
+      await repository.loadIndex();
+    } catch (err) {
+      await lock?.release().catch(() => undefined);
+      throw err;
+    }
+    return { repository, lock };
   }
 
   passphrase(confirm: boolean): Promise<string> {

@@ -49,6 +49,13 @@ export class ProgressLine {
     this.shown = true;
   }
 
+  /** A step of work measured in steps, not bytes (prune: marking, repacking, deleting). */
+  note(step: string): void {
+    if (!this.enabled) return;
+    process.stderr.write(`\r\x1b[K${this.verb}: ${step}`);
+    this.shown = true;
+  }
+
   /** Clears the line so the summary or a warning starts on a clean line. */
   clear(): void {
     if (this.shown) process.stderr.write('\r\x1b[K');

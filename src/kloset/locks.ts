@@ -6,14 +6,18 @@ import { BlobType, ID_BYTES } from './sealing.js';
 
 /**
  * Writers only add blobs, so backups never exclude each other: they take
- * shared locks, which tell a deleting operation (rm, later garbage
- * collection) that blobs may be in use. A deleting operation takes an
- * exclusive lock, and refuses to run beside another one.
+ * shared locks, as do long readers (restore, mount), which tell an
+ * operation that deletes (rm, prune) that the store is in use. A deleting
+ * operation takes an exclusive lock and runs alone. Each side writes its
+ * lock before looking at the others', so of two that start together at
+ * least one sees the other and steps back.
  */
 export type LockKind = 'shared' | 'exclusive';
 
 interface LockRecord {
   kind: LockKind;
+  /** The command holding it, for the message of one that has to wait. */
+  command?: string;
   host: string;
   pid: number;
   time: string;
@@ -34,6 +38,13 @@ function alive(record: LockRecord): boolean {
   }
 }
 
+function describe(record: LockRecord): string {
+  return `${record.command ?? (record.kind === 'exclusive' ? 'a deleting operation' : 'a backup')} (pid ${record.pid} on ${record.host} since ${record.time})`;
+}
+
+/** Another process holds a lock this one cannot share. */
+export class StoreLockedError extends KlosetError {}
+
 export class StoreLock {
   private timer?: NodeJS.Timeout;
 
@@ -42,25 +53,25 @@ export class StoreLock {
     private readonly key: string,
     private readonly id: Buffer,
     private readonly kind: LockKind,
+    private readonly command: string,
   ) {}
 
   private async write(): Promise<void> {
-    const record: LockRecord = { kind: this.kind, host: os.hostname(), pid: process.pid, time: new Date().toISOString() };
+    const record: LockRecord = { kind: this.kind, command: this.command, host: os.hostname(), pid: process.pid, time: new Date().toISOString() };
     const sealed = await this.repository.sealStandalone(BlobType.lock, this.id, Buffer.from(JSON.stringify(record)));
     await this.repository.store.put(this.key, sealed);
   }
 
-  static async acquire(repository: Repository, kind: LockKind): Promise<StoreLock> {
+  static async acquire(repository: Repository, kind: LockKind, command: string): Promise<StoreLock> {
     const id = randomBytes(ID_BYTES);
-    const lock = new StoreLock(repository, `locks/${id.toString('hex')}`, id, kind);
+    const lock = new StoreLock(repository, `locks/${id.toString('hex')}`, id, kind, command);
     await lock.write();
-    if (kind === 'exclusive') {
-      const others = (await listLocks(repository)).filter((l) => l.key !== lock.key && l.record.kind === 'exclusive' && alive(l.record));
-      if (others.length > 0) {
-        await lock.release();
-        const o = others[0].record;
-        throw new KlosetError(`store is locked by another deleting operation (pid ${o.pid} on ${o.host} since ${o.time})`);
-      }
+    const others = (await listLocks(repository)).filter(
+      (l) => l.key !== lock.key && (kind === 'exclusive' || l.record.kind === 'exclusive') && alive(l.record),
+    );
+    if (others.length > 0) {
+      await lock.release();
+      throw new StoreLockedError(`store is in use by ${describe(others[0].record)}: try again once it has ended`);
     }
     lock.timer = setInterval(() => void lock.write().catch(() => undefined), REFRESH_EVERY_MS);
     lock.timer.unref();

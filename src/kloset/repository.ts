@@ -130,7 +130,12 @@ export class Repository {
   }
 
   /** The passphrase is asked for only when the store is encrypted, and checked before any other read. */
-  static async open(store: BlobStore, passphrase: PassphraseProvider): Promise<Repository> {
+  /**
+   * Opens the store and loads its index, unless `loadIndex` is false: a
+   * command that must lock the store first loads it once the lock is held,
+   * so that no prune can remove blobs between the two.
+   */
+  static async open(store: BlobStore, passphrase: PassphraseProvider, { loadIndex = true } = {}): Promise<Repository> {
     const { config, mac } = await readConfig(store);
     let masterKey: Buffer;
     if (config.encryption) {
@@ -146,7 +151,7 @@ export class Repository {
       throw new IntegrityError(`${store.location}: store config has been altered (MAC mismatch)`);
     }
     const repository = new Repository(store, config, keys);
-    await repository.loadIndex();
+    if (loadIndex) await repository.loadIndex();
     return repository;
   }
 
@@ -164,11 +169,16 @@ export class Repository {
   /**
    * Merges every index delta. A sealed local copy of the merged index remembers
    * which deltas it holds, so reopening a remote store fetches only new ones.
+   * The copy is used only while every delta it holds is still in the store:
+   * a prune replaces the deltas, and the blobs it removed must not linger
+   * here, where a backup would take them for stored.
    */
   async loadIndex(): Promise<void> {
     const names: string[] = [];
     for await (const { key } of this.store.list('index/')) names.push(key);
-    const cached = await this.readIndexCache();
+    const listed = new Set(names);
+    let cached = await this.readIndexCache();
+    if (cached && !cached.deltas.every((name) => listed.has(name))) cached = undefined;
     const covered = new Set(cached?.deltas ?? []);
     if (cached) decodeIndexDelta(cached.plaintext, this.index);
     const fresh = names.filter((name) => !covered.has(name));

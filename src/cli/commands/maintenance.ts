@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { ExitCode } from '../../errors.js';
 import { verifyPacks } from '../../kloset/verify.js';
 import { listSnapshots, resolveSnapshot } from '../../snapshot/header.js';
+import { prune } from '../../snapshot/prune.js';
 import { BlobJudge, verifySnapshot, type DamagedPath } from '../../snapshot/verify.js';
 import type { CliContext, Run } from '../context.js';
 import { formatBytes, formatDuration, plural, shortId } from '../format.js';
@@ -58,6 +59,42 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
           `check: ${packSummary}${plural(snapshots.length, 'snapshot')} verified in ${formatDuration(Date.now() - started)}: ${verdict}`,
         );
         return damaged.length || problems ? ExitCode.FAILURE : ExitCode.OK;
+      }),
+    );
+
+  program
+    .command('prune')
+    .alias('maintenance')
+    .description('remove from the store the data no snapshot refers to any more (after rm, or left by an interrupted backup)')
+    .option('-n, --dry-run', 'say what would be removed, and remove nothing')
+    .action((opts: { dryRun?: boolean }) =>
+      run(async () => {
+        const ctx = context();
+        const started = Date.now();
+        const { repository, lock } = await ctx.lockedRepository('exclusive', 'prune');
+        const progress = new ProgressLine('prune');
+        try {
+          const result = await prune(repository, { dryRun: opts.dryRun, onProgress: (step) => progress.note(step) });
+          progress.clear();
+          const { plan } = result;
+          const deleted = plan.deletePacks.reduce((sum, p) => sum + p.bytes, 0);
+          const repacked = plan.repackPacks.reduce((sum, p) => sum + p.bytes, 0);
+          const moved = plan.repackPacks.reduce((sum, p) => sum + p.liveBytes, 0);
+          const changes =
+            plan.deletePacks.length + plan.repackPacks.length === 0
+              ? 'nothing to remove'
+              : `${opts.dryRun ? 'would remove' : 'removed'} ${plural(plan.deletePacks.length, 'pack')} (${formatBytes(deleted)}) and ` +
+                `${opts.dryRun ? 'would rewrite' : 'rewrote'} ${plural(plan.repackPacks.length, 'pack')} (${formatBytes(repacked)}, ${formatBytes(moved)} of it in use)`;
+          const after = result.swept ? plan.packBytes - deleted - repacked + result.swept.writtenBytes : undefined;
+          ctx.out(
+            `prune${opts.dryRun ? ' (dry run)' : ''}: ${plural(result.snapshots, 'snapshot')}, ${plural(result.liveBlobs, 'blob')} in use; ${changes}` +
+              (after !== undefined ? `; packs now ${formatBytes(after)}, were ${formatBytes(plan.packBytes)}` : '') +
+              ` in ${formatDuration(Date.now() - started)}`,
+          );
+        } finally {
+          progress.clear();
+          await lock?.release();
+        }
       }),
     );
 

@@ -80,8 +80,11 @@ export function registerMountCommand(program: Command, context: () => CliContext
         }
         if ((flags.background || flags.daemon) && !flags.foreground) return detach(ctx, argv);
         const notify = flags.notifyFd ? createWriteStream('', { fd: Number(flags.notifyFd) }) : undefined;
+        let releaseLock: () => Promise<void> = async () => undefined;
         try {
-          const repository = await ctx.repository();
+          // Held while mounted: a prune must not remove what a reader may still open.
+          const { repository, lock } = await ctx.lockedRepository('shared', 'a mount', { reader: true });
+          releaseLock = async () => lock?.release().catch(() => undefined);
           const tags = parseTags(flags.tag);
           let target: MountTarget;
           if (snapshot) {
@@ -116,9 +119,11 @@ export function registerMountCommand(program: Command, context: () => CliContext
             `unmounted ${where}: ${s.reads} reads, ${formatBytes(s.readBytes)} served, ${c.hits} cache hits, ${c.misses} chunks fetched, cache peak ${formatBytes(c.peakBytes)}` +
               (s.errors ? `, ${s.errors} read errors` : ''),
           );
+          await releaseLock();
           // The FUSE binding keeps a thread that holds the event loop open after unmounting.
           process.exit(0);
         } catch (err) {
+          await releaseLock();
           notify?.end(`error: ${err instanceof Error ? err.message : String(err)}\n`);
           throw err;
         }

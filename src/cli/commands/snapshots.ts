@@ -7,7 +7,6 @@ import { FsExporter } from '../../connectors/fs/exporter.js';
 import { FsImporter } from '../../connectors/fs/importer.js';
 import type { Importer } from '../../connectors/importer.js';
 import { ExitCode, KlosetError, UsageError } from '../../errors.js';
-import { StoreLock } from '../../kloset/locks.js';
 import { backup } from '../../snapshot/builder.js';
 import { deleteSnapshotHeader, listSnapshots, resolveSnapshot, type SnapshotHeader } from '../../snapshot/header.js';
 import { SnapshotReader } from '../../snapshot/reader.js';
@@ -112,7 +111,6 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const { location, options: sourceOptions } = await resolveLocation(source, 'source', ctx.aliases);
         const fromS3 = /^s3:\/\//i.test(location);
         if (!fromS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported source`);
-        const repository = await ctx.repository();
         const importer: Importer = fromS3
           ? (await import('../../connectors/s3/importer.js')).S3Importer.fromConfig(location, sourceOptions)
           : new FsImporter(location);
@@ -120,16 +118,21 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const excludePath = matchers.length
           ? (rel: string) => matchers.some((m) => m(rel) || m(path.posix.basename(rel)))
           : undefined;
+        const { repository, lock } = await ctx.lockedRepository('shared', 'a backup');
+        // Chosen under the lock: a prune cannot have removed what the parent refers to.
         const parent = opts.parent
-          ? (await listSnapshots(repository))
-              .filter((h) => h.importer === importer.type && h.origin === importer.origin && h.source === importer.source)
-              .pop()
+          ? await listSnapshots(repository).then(
+              (headers) => headers.filter((h) => h.importer === importer.type && h.origin === importer.origin && h.source === importer.source).pop(),
+              async (err: unknown) => {
+                await lock?.release().catch(() => undefined);
+                throw err;
+              },
+            )
           : undefined;
         const controller = new AbortController();
         const onSignal = () => controller.abort();
         process.once('SIGINT', onSignal);
         process.once('SIGTERM', onSignal);
-        const lock = await StoreLock.acquire(repository, 'shared');
         // The previous snapshot's size is the first estimate; a scan of the source, when it has one, replaces it.
         const progress = new ProgressLine('backup', parent?.root.summary?.size);
         const scanning = new AbortController();
@@ -169,7 +172,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           scanning.abort();
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
-          await lock.release().catch(() => undefined);
+          await lock?.release().catch(() => undefined);
         }
       }),
     );
@@ -255,58 +258,63 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const { location, options: destinationOptions } = await resolveLocation(opts.to ?? '.', 'destination', ctx.aliases);
         const toS3 = /^s3:\/\//i.test(location);
         if (!toS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported destination`);
-        const repository = await ctx.repository();
-        const ref = parseSnapshotRef(arg);
-        const header = await findSnapshot(repository, ref, parseTags(opts.tag));
-        const reader = new SnapshotReader(repository, header);
-        const entry = await reader.lookup(ref.path);
-        const exporter: Exporter = toS3
-          ? (await import('../../connectors/s3/exporter.js')).S3Exporter.fromConfig(location, destinationOptions)
-          : new FsExporter(location);
-        const total = entry.kind === 'directory' ? entry.summary?.size : entry.size;
-        const progress = new ProgressLine('restore', total);
-        const started = Date.now();
-        let restored = 0;
-        // Reading never changes the store, so a stop can be immediate: only what is half written goes.
-        // A second signal during the clean-up ends the process at once (the handlers run once).
-        let interrupted = false;
-        const onSignal = () => {
-          interrupted = true;
-          progress.clear();
-          const cleanUp = Promise.resolve()
-            .then(() => exporter.abandon?.())
-            .catch(() => undefined);
-          void Promise.race([cleanUp, delay(ABANDON_TIMEOUT_MS)]).then(() => {
-            ctx.err(`kloset: restore interrupted: ${restored} files restored to ${exporter.target}; none is left half written`);
-            process.exit(130);
-          });
-        };
-        process.once('SIGINT', onSignal);
-        process.once('SIGTERM', onSignal);
-        const result = await restore(reader, entry, ref.path, exporter, {
-          concurrency: opts.concurrency,
-          onProgress: (p) => {
-            restored = p.files;
-            progress.update(p);
-          },
-          onWarning: (p, message) => {
-            if (interrupted) return; // the files cut short by the stop itself
+        const { repository, lock } = await ctx.lockedRepository('shared', 'a restore', { reader: true });
+        try {
+          const ref = parseSnapshotRef(arg);
+          const header = await findSnapshot(repository, ref, parseTags(opts.tag));
+          const reader = new SnapshotReader(repository, header);
+          const entry = await reader.lookup(ref.path);
+          const exporter: Exporter = toS3
+            ? (await import('../../connectors/s3/exporter.js')).S3Exporter.fromConfig(location, destinationOptions)
+            : new FsExporter(location);
+          const total = entry.kind === 'directory' ? entry.summary?.size : entry.size;
+          const progress = new ProgressLine('restore', total);
+          const started = Date.now();
+          let restored = 0;
+          // Reading never changes the store, so a stop can be immediate: only what is half written goes.
+          // A second signal during the clean-up ends the process at once (the handlers run once).
+          let interrupted = false;
+          const onSignal = () => {
+            interrupted = true;
             progress.clear();
-            ctx.warn(`${p}: ${message}`);
-          },
-        }).finally(() => {
-          process.off('SIGINT', onSignal);
-          process.off('SIGTERM', onSignal);
-          return exporter.close();
-        });
-        progress.clear();
-        ctx.out(
-          `restored ${result.files} files, ${formatBytes(result.bytes)} from snapshot ${shortId(header.id)} to ${exporter.target} in ${formatDuration(Date.now() - started)}` +
-            (result.errors ? `, ${result.errors} errors` : ''),
-        );
-        const requests = requestLine(repository.store);
-        if (requests) ctx.info(requests);
-        return result.errors ? ExitCode.PARTIAL : ExitCode.OK;
+            const cleanUp = Promise.resolve()
+              .then(() => exporter.abandon?.())
+              .then(() => lock?.release())
+              .catch(() => undefined);
+            void Promise.race([cleanUp, delay(ABANDON_TIMEOUT_MS)]).then(() => {
+              ctx.err(`kloset: restore interrupted: ${restored} files restored to ${exporter.target}; none is left half written`);
+              process.exit(130);
+            });
+          };
+          process.once('SIGINT', onSignal);
+          process.once('SIGTERM', onSignal);
+          const result = await restore(reader, entry, ref.path, exporter, {
+            concurrency: opts.concurrency,
+            onProgress: (p) => {
+              restored = p.files;
+              progress.update(p);
+            },
+            onWarning: (p, message) => {
+              if (interrupted) return; // the files cut short by the stop itself
+              progress.clear();
+              ctx.warn(`${p}: ${message}`);
+            },
+          }).finally(() => {
+            process.off('SIGINT', onSignal);
+            process.off('SIGTERM', onSignal);
+            return exporter.close();
+          });
+          progress.clear();
+          ctx.out(
+            `restored ${result.files} files, ${formatBytes(result.bytes)} from snapshot ${shortId(header.id)} to ${exporter.target} in ${formatDuration(Date.now() - started)}` +
+              (result.errors ? `, ${result.errors} errors` : ''),
+          );
+          const requests = requestLine(repository.store);
+          if (requests) ctx.info(requests);
+          return result.errors ? ExitCode.PARTIAL : ExitCode.OK;
+        } finally {
+          await lock?.release().catch(() => undefined);
+        }
       }),
     );
 
@@ -317,16 +325,15 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
     .action((ids: string[]) =>
       run(async () => {
         const ctx = context();
-        const repository = await ctx.repository();
-        const headers = await Promise.all(ids.map((id) => resolveSnapshot(repository, id)));
-        const lock = await StoreLock.acquire(repository, 'exclusive');
+        const { repository, lock } = await ctx.lockedRepository('exclusive', 'rm');
         try {
+          const headers = await Promise.all(ids.map((id) => resolveSnapshot(repository, id)));
           for (const h of headers) {
             await deleteSnapshotHeader(repository, h.id);
             ctx.info(`removed snapshot ${shortId(h.id)}`);
           }
         } finally {
-          await lock.release();
+          await lock?.release();
         }
       }),
     );

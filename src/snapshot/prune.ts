@@ -1,0 +1,78 @@
+import type { Repository } from '../kloset/repository.js';
+import { planSweep, sweep, type SweepPlan, type SweepResult } from '../kloset/sweep.js';
+import { listSnapshots } from './header.js';
+import { decodeChunkList, decodeDirectory, decodePage, type Entry } from './tree.js';
+
+export interface PruneOptions {
+  /** Work out and report what would go, and change nothing. */
+  dryRun?: boolean;
+  onProgress?: (step: string) => void;
+}
+
+export interface PruneResult {
+  snapshots: number;
+  liveBlobs: number;
+  plan: SweepPlan;
+  /** Absent on a dry run. */
+  swept?: SweepResult;
+}
+
+/**
+ * The ids (latin1 strings) of every blob the snapshots refer to: directory
+ * blobs and pages, chunk lists and chunks. A directory blob seen before is
+ * a subtree already marked (ids are MACs of content), so the unchanged
+ * parts of a long series of snapshots are walked once.
+ */
+async function markLive(repository: Repository, roots: Entry[], onProgress?: (step: string) => void): Promise<Set<string>> {
+  const live = new Set<string>();
+  const mark = (id: Buffer) => {
+    const key = id.toString('latin1');
+    if (live.has(key)) return false;
+    live.add(key);
+    return true;
+  };
+  const walk = async (dir: Entry): Promise<void> => {
+    if (!dir.tree || !mark(dir.tree)) return;
+    const node = decodeDirectory(await repository.getBlob(dir.tree));
+    const pages = 'entries' in node ? [node.entries] : [];
+    if ('pages' in node) {
+      for (const page of node.pages) {
+        mark(page.id);
+        pages.push(decodePage(await repository.getBlob(page.id)));
+      }
+    }
+    for (const entries of pages) {
+      for (const entry of entries) {
+        if (entry.kind === 'directory') await walk(entry);
+        else if (entry.content && 'chunks' in entry.content) for (const chunk of entry.content.chunks) mark(chunk.id);
+        else if (entry.content && mark(entry.content.list)) {
+          for (const chunk of decodeChunkList(await repository.getBlob(entry.content.list))) mark(chunk.id);
+        }
+      }
+    }
+  };
+  for (const [n, root] of roots.entries()) {
+    onProgress?.(`marking snapshot ${n + 1}/${roots.length}`);
+    await walk(root);
+  }
+  return live;
+}
+
+/**
+ * Removes from the store every blob no snapshot refers to any more (after
+ * rm, or left by an interrupted backup). Needs the store's exclusive lock,
+ * taken before the index was loaded. Any snapshot that cannot be read
+ * whole stops it before anything is removed.
+ */
+export async function prune(repository: Repository, options: PruneOptions = {}): Promise<PruneResult> {
+  const headers = await listSnapshots(repository);
+  const live = await markLive(
+    repository,
+    headers.map((h) => h.root),
+    options.onProgress,
+  );
+  const plan = await planSweep(repository, live);
+  const result: PruneResult = { snapshots: headers.length, liveBlobs: live.size, plan };
+  if (!options.dryRun) result.swept = await sweep(repository, live, plan, options.onProgress);
+  return result;
+}

@@ -1,0 +1,218 @@
+/**
+ * prune gives back the space of forgotten snapshots without ever touching
+ * what a remaining snapshot needs: not when it stops half-way, not with a
+ * damaged blob, not beside a reader, and not for another machine whose
+ * index cache still names what it removed.
+ */
+import { execFileSync } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/cli.js';
+import { loadBuilt } from '../helpers/built.js';
+import {
+  MiB,
+  describeTree,
+  expectOneLineError,
+  klosetWith,
+  packFiles,
+  storeListing,
+  storeSize,
+  writeRandomFile,
+} from '../helpers/fixtures.js';
+import { mountCli } from '../helpers/mount.js';
+
+let work: string;
+let kloset: ReturnType<typeof klosetWith>;
+
+beforeAll(async () => {
+  work = await tempDir('kloset-prune-');
+  kloset = klosetWith({ XDG_CACHE_HOME: path.join(work, 'cache') });
+});
+
+afterAll(async () => {
+  await fs.rm(work, { recursive: true, force: true });
+});
+
+/**
+ * A store with two snapshots of `source`: the first holds `gone.bin` (20 MiB,
+ * a copy kept as `<name>-gone.bin`), the second does not but shares
+ * `kept.bin` (10 MiB) and some small files.
+ */
+async function twoSnapshots(name: string): Promise<{ store: string; source: string; first: string; second: string }> {
+  const source = path.join(work, `${name}-source`);
+  const store = path.join(work, `${name}-store`);
+  await fs.mkdir(path.join(source, 'docs'), { recursive: true });
+  await writeRandomFile(path.join(source, 'kept.bin'), 10 * MiB);
+  await writeRandomFile(path.join(source, 'gone.bin'), 20 * MiB);
+  await fs.copyFile(path.join(source, 'gone.bin'), path.join(work, `${name}-gone.bin`));
+  for (let i = 0; i < 50; i++) await fs.writeFile(path.join(source, 'docs', `note-${i}.txt`), `note ${i}\n`.repeat(i + 1));
+  expect((await kloset(['at', store, 'create'])).code).toBe(0);
+  expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+  await fs.rm(path.join(source, 'gone.bin'));
+  await fs.writeFile(path.join(source, 'docs', 'note-0.txt'), 'changed\n');
+  expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+  const ids = JSON.parse((await kloset(['at', store, 'ls', '--json'])).stdout) as { id: string }[];
+  return { store, source, first: ids[0].id, second: ids[1].id };
+}
+
+async function expectRestoresExactly(store: string, source: string, env: NodeJS.ProcessEnv = {}): Promise<void> {
+  const target = await fs.mkdtemp(path.join(work, 'restored-'));
+  const restored = await kloset(['at', store, 'restore', '-to', target], { env });
+  expect(restored.stderr).toBe('');
+  expect(restored.code).toBe(0);
+  expect(await describeTree(target)).toEqual(await describeTree(source));
+  const checked = await kloset(['at', store, 'check'], { env });
+  expect(checked.stdout).toMatch(/no problems found/);
+  expect(checked.code).toBe(0);
+}
+
+describe('prune after rm', () => {
+  let store: string;
+  let source: string;
+
+  beforeAll(async () => {
+    ({ store, source } = await twoSnapshots('main'));
+    const ids = JSON.parse((await kloset(['at', store, 'ls', '--json'])).stdout) as { id: string }[];
+    expect((await kloset(['at', store, 'rm', ids[0].id])).code).toBe(0);
+  });
+
+  it('with --dry-run says what it would remove and changes nothing', async () => {
+    const before = await storeListing(store);
+    const result = await kloset(['at', store, 'prune', '--dry-run']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^prune \(dry run\): 1 snapshot, .* would (remove|rewrite)/);
+    expect(await storeListing(store)).toEqual(before);
+  });
+
+  it('gives back the space of the forgotten snapshot; the other restores byte for byte and passes check', async () => {
+    const before = await storeSize(store);
+    const result = await kloset(['at', store, 'prune']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^prune: 1 snapshot, /);
+    // gone.bin (20 MiB of random bytes) was only in the forgotten snapshot.
+    expect(before - (await storeSize(store))).toBeGreaterThan(19 * MiB);
+    expect(await fs.readdir(path.join(store, 'locks'))).toEqual([]);
+    await expectRestoresExactly(store, source);
+  });
+
+  it('finds nothing more to remove the second time', async () => {
+    const before = await storeListing(store);
+    const result = await kloset(['at', store, 'prune']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/nothing to remove/);
+    expect(await storeListing(store)).toEqual(before);
+  });
+
+  it('is also called maintenance, as in Plakar', async () => {
+    const result = await kloset(['at', store, 'maintenance', '-n']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/nothing to remove/);
+  });
+
+  it('removes packs that no index delta names, as an interrupted backup leaves them', async () => {
+    const [pack] = await packFiles(store);
+    const orphan = path.join(path.dirname(pack.file), `${pack.id.slice(0, 2)}${'0'.repeat(62)}`);
+    await fs.copyFile(pack.file, orphan);
+    const result = await kloset(['at', store, 'prune']);
+    expect(result.code).toBe(0);
+    await expect(fs.stat(orphan)).rejects.toThrow(/ENOENT/);
+    await expectRestoresExactly(store, source);
+  });
+});
+
+describe('a machine whose index cache predates a prune', () => {
+  it('stores the removed data again instead of taking it for stored', async () => {
+    const { store, source, first } = await twoSnapshots('cache');
+    const otherMachine = { XDG_CACHE_HOME: path.join(work, 'other-machine-cache') };
+    // The other machine's cache now names every blob of both snapshots, gone.bin's included.
+    expect((await kloset(['at', store, 'ls'], { env: otherMachine })).code).toBe(0);
+    expect((await kloset(['at', store, 'rm', first])).code).toBe(0);
+    expect((await kloset(['at', store, 'prune'])).code).toBe(0);
+    // gone.bin comes back into the source, and the other machine backs it up.
+    await fs.copyFile(path.join(work, 'cache-gone.bin'), path.join(source, 'gone.bin'));
+    const backup = await kloset(['at', store, 'backup', source], { env: otherMachine });
+    expect(backup.code).toBe(0);
+    await expectRestoresExactly(store, source, otherMachine);
+  });
+});
+
+describe('prune that stops half-way', () => {
+  it('leaves every snapshot whole when a pack cannot be deleted, and finishes on the next run', async () => {
+    const { store, source, first } = await twoSnapshots('stuck');
+    expect((await kloset(['at', store, 'rm', first])).code).toBe(0);
+    // An immutable pack: not even root can delete it, so the prune stops among its deletions.
+    const packs = await packFiles(store);
+    for (const pack of packs) execFileSync('chattr', ['+i', pack.file]);
+    try {
+      const stuck = await kloset(['at', store, 'prune']);
+      expect(stuck.code).not.toBe(0);
+      expectOneLineError(stuck, /operation not permitted|EPERM/i);
+      await expectRestoresExactly(store, source);
+    } finally {
+      for (const pack of packs) execFileSync('chattr', ['-i', pack.file]);
+    }
+    const before = await storeSize(store);
+    const done = await kloset(['at', store, 'prune']);
+    expect(done.code).toBe(0);
+    expect(before - (await storeSize(store))).toBeGreaterThan(19 * MiB);
+    await expectRestoresExactly(store, source);
+  });
+
+  it('removes nothing when a blob it would keep is damaged', async () => {
+    const { store, first } = await twoSnapshots('damaged');
+    expect((await kloset(['at', store, 'rm', first])).code).toBe(0);
+    // Damage every pack in its middle: whichever holds blobs in use and must be rewritten is hit.
+    for (const pack of await packFiles(store)) {
+      const handle = await fs.open(pack.file, 'r+');
+      const byte = Buffer.alloc(1);
+      await handle.read(byte, 0, 1, Math.floor(pack.size / 2));
+      byte[0] ^= 0xff;
+      await handle.write(byte, 0, 1, Math.floor(pack.size / 2));
+      await handle.close();
+    }
+    const before = await storeListing(store);
+    const result = await kloset(['at', store, 'prune']);
+    expect(result.code).not.toBe(0);
+    expectOneLineError(result, /damaged|authentication failed/);
+    expect((await storeListing(store)).filter((line) => !line.startsWith('packs/'))).toEqual(
+      before.filter((line) => !line.startsWith('packs/')),
+    );
+    for (const line of before.filter((l) => l.startsWith('packs/'))) expect(await storeListing(store)).toContain(line);
+  });
+});
+
+describe('prune beside other commands', () => {
+  it('refuses while a mount reads the store, and a backup refuses while prune holds it', async () => {
+    const { store, source, first } = await twoSnapshots('locks');
+    expect((await kloset(['at', store, 'rm', first])).code).toBe(0);
+    const mountpoint = path.join(work, 'locks-mnt');
+    await fs.mkdir(mountpoint);
+    const mounted = await mountCli(store, mountpoint, [], { env: { XDG_CACHE_HOME: path.join(work, 'cache') } });
+    try {
+      const before = await storeListing(store);
+      const refused = await kloset(['at', store, 'prune']);
+      expect(refused.code).toBe(1);
+      expectOneLineError(refused, /store is in use by a mount \(pid \d+ on .*\): try again once it has ended/);
+      expect((await storeListing(store)).filter((l) => !l.startsWith('locks/'))).toEqual(before.filter((l) => !l.startsWith('locks/')));
+    } finally {
+      await mounted.stop();
+    }
+    // A prune's exclusive lock, held by this process, keeps a backup out.
+    const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
+    const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
+    const { StoreLock } = (await loadBuilt('kloset/locks.js')) as typeof import('../../src/kloset/locks.js');
+    const repository = await Repository.open(new LocalBlobStore(store), async () => 'test passphrase', { loadIndex: false });
+    const lock = await StoreLock.acquire(repository, 'exclusive', 'prune');
+    try {
+      const refused = await kloset(['at', store, 'backup', source]);
+      expect(refused.code).toBe(1);
+      expectOneLineError(refused, /store is in use by prune \(pid \d+/);
+    } finally {
+      await lock.release();
+    }
+    expect((await kloset(['at', store, 'prune'])).code).toBe(0);
+    await expectRestoresExactly(store, source);
+  });
+});
