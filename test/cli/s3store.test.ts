@@ -293,6 +293,45 @@ describe('a store on S3 behind a faulty network', () => {
     expect(await describeTree(target)).toEqual(await describeTree(source));
   });
 
+  it('prunes a store on S3, and a prune refused its deletions leaves every snapshot whole', async () => {
+    await s3.createBucket('prune-bucket');
+    const { kloset } = await sandbox();
+    await configureStoreAlias(kloset, 'pruned', 's3://prune-bucket/kloset', proxy.endpoint);
+    expect((await kloset(['at', '@pruned', 'create'])).code).toBe(0);
+    const source = path.join(work, 'prune-source');
+    await makeSource(source, 'prune');
+    await writeRandomFile(path.join(source, 'gone.bin'), 20 * MiB);
+    const first = await kloset(['at', '@pruned', 'backup', source]);
+    expect(first.code).toBe(0);
+    await fs.rm(path.join(source, 'gone.bin'));
+    expect((await kloset(['at', '@pruned', 'backup', source])).code).toBe(0);
+    expect((await kloset(['at', '@pruned', 'rm', snapshotIdOf(first)])).code).toBe(0);
+    const restoresWhole = async (name: string) => {
+      const target = path.join(work, name);
+      const restored = await kloset(['at', '@pruned', 'restore', '-to', target]);
+      expect(restored.stderr).toBe('');
+      expect(restored.code).toBe(0);
+      expect(await describeTree(target)).toEqual(await describeTree(source));
+      expect((await kloset(['at', '@pruned', 'check'])).stdout).toMatch(/no problems found/);
+    };
+
+    // The new index is written and the old deltas go, then every pack deletion is refused.
+    proxy.addRule({ method: 'DELETE', path: /\/packs\//, fault: 'error', every: 1, status: 403, code: 'AccessDenied', message: 'Access Denied' });
+    const refused = await kloset(['at', '@pruned', 'prune']);
+    proxy.clearRules();
+    expect(refused.code).toBe(1);
+    expectOneLineError(refused);
+    await restoresWhole('prune-restored-1');
+
+    proxy.resetCounts();
+    const pruned = await kloset(['at', '@pruned', 'prune']);
+    expect(pruned.stderr).toBe('');
+    expect(pruned.code).toBe(0);
+    expect(pruned.stdout).toMatch(/removed \d+ packs? .*packs now/);
+    expect(proxy.requests.DELETE ?? 0).toBeGreaterThan(0);
+    await restoresWhole('prune-restored-2');
+  });
+
   it('writes about one PUT per 16 MiB pack, not one per chunk', async () => {
     await s3.createBucket('counted-bucket');
     const { kloset } = await sandbox();

@@ -80,12 +80,12 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
           const deleted = plan.deletePacks.reduce((sum, p) => sum + p.bytes, 0);
           const repacked = plan.repackPacks.reduce((sum, p) => sum + p.bytes, 0);
           const moved = plan.repackPacks.reduce((sum, p) => sum + p.liveBytes, 0);
-          const changes =
-            plan.deletePacks.length + plan.repackPacks.length === 0
-              ? 'nothing to remove'
-              : `${opts.dryRun ? 'would remove' : 'removed'} ${plural(plan.deletePacks.length, 'pack')} (${formatBytes(deleted)}) and ` +
-                `${opts.dryRun ? 'would rewrite' : 'rewrote'} ${plural(plan.repackPacks.length, 'pack')} (${formatBytes(repacked)}, ${formatBytes(moved)} of it in use)`;
-          const after = result.swept ? plan.packBytes - deleted - repacked + result.swept.writtenBytes : undefined;
+          const changed = plan.deletePacks.length + plan.repackPacks.length > 0;
+          const changes = !changed
+            ? 'nothing to remove'
+            : `${opts.dryRun ? 'would remove' : 'removed'} ${plural(plan.deletePacks.length, 'pack')} (${formatBytes(deleted)}) and ` +
+              `${opts.dryRun ? 'would rewrite' : 'rewrote'} ${plural(plan.repackPacks.length, 'pack')} (${formatBytes(repacked)}, ${formatBytes(moved)} of it in use)`;
+          const after = result.swept && changed ? plan.packBytes - deleted - repacked + result.swept.writtenBytes : undefined;
           ctx.out(
             `prune${opts.dryRun ? ' (dry run)' : ''}: ${plural(result.snapshots, 'snapshot')}, ${plural(result.liveBlobs, 'blob')} in use; ${changes}` +
               (after !== undefined ? `; packs now ${formatBytes(after)}, were ${formatBytes(plan.packBytes)}` : '') +
