@@ -129,9 +129,9 @@ export class Repository {
     return new Repository(store, config, keys);
   }
 
-  /** The passphrase is asked for only when the store is encrypted, and checked before any other read. */
   /**
-   * Opens the store and loads its index, unless `loadIndex` is false: a
+   * The passphrase is asked for only when the store is encrypted, and
+   * checked before any other read. Loads the index, unless `loadIndex` is false: a
    * command that must lock the store first loads it once the lock is held,
    * so that no prune can remove blobs between the two.
    */
@@ -345,9 +345,7 @@ export class BlobWriter {
   }
 
   private newBuilder(): PackBuilder {
-    // Room for a full pack plus the largest chunk and its trailer, so a pack never regrows.
-    const capacity = this.repository.config.packfile.targetSize + this.repository.config.chunking.maxSize + 1024 * 1024;
-    return new PackBuilder(this.spareBuffers.pop() ?? Buffer.allocUnsafeSlow(capacity));
+    return new PackBuilder(this.spareBuffers.pop() ?? packBuffer(this.repository.config));
   }
 
   has(id: Buffer): boolean {
@@ -464,6 +462,11 @@ export class BlobWriter {
     this.unindexedPacks = 0;
     for (const key of this.packDeltas.splice(0)) await store.delete(key);
   }
+}
+
+/** Room for a full pack plus the largest chunk and its trailer, so a pack never regrows. */
+export function packBuffer(config: StoreConfig): Buffer {
+  return Buffer.allocUnsafeSlow(config.packfile.targetSize + config.chunking.maxSize + 1024 * 1024);
 }
 
 export async function mapLimit<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { IntegrityError } from '../errors.js';
 import { BlobIndex, encodeIndexDelta, type BlobLocation } from './blobindex.js';
 import { PackBuilder, packIdFromKey, packKey } from './packfile.js';
-import type { Repository } from './repository.js';
+import { packBuffer, type Repository } from './repository.js';
 import { BlobType, ID_BYTES } from './sealing.js';
 
 /** A pack is rewritten when more than this share of its bytes belongs to no snapshot. */
@@ -94,7 +94,7 @@ export async function sweep(
 
   let writtenBytes = 0;
   const { targetSize } = repository.config.packfile;
-  let builder = new PackBuilder(Buffer.allocUnsafeSlow(targetSize + repository.config.chunking.maxSize + 1024 * 1024));
+  let builder = new PackBuilder(packBuffer(repository.config));
   const storePack = async () => {
     if (builder.empty) return;
     const { id: packId, data } = builder.finish(repository.sealer);
@@ -109,7 +109,7 @@ export async function sweep(
   const byPack = new Map<string, [Buffer, BlobLocation][]>();
   for (const [id, location] of repository.index) {
     const key = packKey(location.packId);
-    if (!repacking.has(key) || !live.has(id.toString('latin1')) || kept.has(id)) continue;
+    if (!repacking.has(key) || !live.has(id.toString('latin1'))) continue;
     let blobs = byPack.get(key);
     if (!blobs) byPack.set(key, (blobs = []));
     blobs.push([id, location]);
@@ -118,7 +118,6 @@ export async function sweep(
     onProgress?.(`repacking ${n + 1}/${plan.repackPacks.length}`);
     const data = await repository.store.get(pack.key);
     for (const [id, location] of byPack.get(pack.key) ?? []) {
-      if (kept.has(id)) continue; // the same blob stored twice: one copy is enough
       const sealed = data.subarray(location.offset, location.offset + location.length);
       // Authenticated before it moves: a damaged blob stops the sweep rather than travel on.
       repository.sealer.open(location.type, id, sealed, `blob ${id.toString('hex').slice(0, 16)} in ${pack.key}`);
