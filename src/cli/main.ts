@@ -31,6 +31,20 @@ const SINGLE_DASH_LONG = new Set([
   'no-spawn',
   'background',
   'daemon',
+  'before',
+  'since',
+  'latest',
+  'keep-last',
+  'keep-hourly',
+  'keep-daily',
+  'keep-weekly',
+  'keep-monthly',
+  'keep-yearly',
+  'keep-within',
+  'keep-tag',
+  'group-by',
+  'dry-run',
+  'prune',
 ]);
 
 export function normalizeArgs(argv: string[]): string[] {

@@ -24,11 +24,38 @@ export function parseTags(value: string | string[] | undefined): string[] {
   return values.flatMap((v) => v.split(',')).map((t) => t.trim()).filter(Boolean);
 }
 
-export async function findSnapshot(repository: Repository, ref: SnapshotRef, tags: string[] = []): Promise<SnapshotHeader> {
+/** The snapshot `ref` names; with no id, the newest of those `filter` selects. */
+export async function findSnapshot(repository: Repository, ref: SnapshotRef, filter: SnapshotFilter = { tags: [] }): Promise<SnapshotHeader> {
   if (ref.id !== '') return resolveSnapshot(repository, ref.id);
-  const candidates = (await listSnapshots(repository)).filter((h) => hasTags(h, tags));
+  const all = await listSnapshots(repository);
+  const candidates = filterSnapshots(all, filter);
   if (candidates.length === 0) {
-    throw new KlosetError(tags.length ? `no snapshot with tags ${tags.join(',')}` : 'the store has no snapshot yet');
+    if (all.length === 0) throw new KlosetError('the store has no snapshot yet');
+    throw new KlosetError(filter.tags.length && isEmptyFilter({ ...filter, tags: [] }) ? `no snapshot with tags ${filter.tags.join(',')}` : 'no snapshot matches');
   }
   return candidates[candidates.length - 1];
+}
+
+/** The selection flags `ls` and `rm` share, as Plakar names them. */
+export interface SnapshotFilter {
+  tags: string[];
+  before?: Date;
+  since?: Date;
+  /** Only the newest of what the other flags select. */
+  latest?: boolean;
+}
+
+export function isEmptyFilter(filter: SnapshotFilter): boolean {
+  return filter.tags.length === 0 && !filter.before && !filter.since && !filter.latest;
+}
+
+/** `headers` oldest first, as listSnapshots gives them; -before is strict, -since inclusive. */
+export function filterSnapshots(headers: SnapshotHeader[], filter: SnapshotFilter): SnapshotHeader[] {
+  const selected = headers.filter(
+    (h) =>
+      hasTags(h, filter.tags) &&
+      (!filter.before || h.time.getTime() < filter.before.getTime()) &&
+      (!filter.since || h.time.getTime() >= filter.since.getTime()),
+  );
+  return filter.latest ? selected.slice(-1) : selected;
 }

@@ -6,6 +6,8 @@ import { decodeChunkList, decodeDirectory, decodePage, type Entry } from './tree
 export interface PruneOptions {
   /** Work out and report what would go, and change nothing. */
   dryRun?: boolean;
+  /** Snapshots to count as already gone: for a dry run of `rm --prune`. */
+  forgotten?: Buffer[];
   onProgress?: (step: string) => void;
 }
 
@@ -65,7 +67,8 @@ async function markLive(repository: Repository, roots: Entry[], onProgress?: (st
  * whole stops it before anything is removed.
  */
 export async function prune(repository: Repository, options: PruneOptions = {}): Promise<PruneResult> {
-  const headers = await listSnapshots(repository);
+  const forgotten = new Set(options.forgotten?.map((id) => id.toString('hex')));
+  const headers = (await listSnapshots(repository)).filter((h) => !forgotten.has(h.id.toString('hex')));
   const live = await markLive(
     repository,
     headers.map((h) => h.root),

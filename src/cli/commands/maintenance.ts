@@ -1,15 +1,86 @@
 import type { Command } from 'commander';
-import { ExitCode } from '../../errors.js';
+import { ExitCode, UsageError } from '../../errors.js';
 import { verifyPacks } from '../../kloset/verify.js';
-import { listSnapshots, resolveSnapshot } from '../../snapshot/header.js';
+import type { Repository } from '../../kloset/repository.js';
+import { deleteSnapshotHeader, listSnapshots, resolveSnapshot, type SnapshotHeader } from '../../snapshot/header.js';
 import { prune } from '../../snapshot/prune.js';
+import { applyRetention, isEmptyPolicy, type GroupField, type RetentionPolicy } from '../../snapshot/retention.js';
 import { BlobJudge, verifySnapshot, type DamagedPath } from '../../snapshot/verify.js';
 import type { CliContext, Run } from '../context.js';
 import { formatBytes, formatDuration, plural, shortId } from '../format.js';
 import { ProgressLine } from '../progress.js';
-import { snapshotSummary } from './snapshots.js';
+import { collect, filterFrom, positiveInteger, withFilterOptions, type FilterFlags } from '../options.js';
+import { filterSnapshots, isEmptyFilter, parseTags } from '../snapshotref.js';
+import { parseSpan } from '../timespec.js';
+import { snapshotLine, snapshotSummary } from './snapshots.js';
+interface RmFlags extends FilterFlags {
+  keepLast?: number;
+  keepHourly?: number;
+  keepDaily?: number;
+  keepWeekly?: number;
+  keepMonthly?: number;
+  keepYearly?: number;
+  keepWithin?: string;
+  keepTag?: string[];
+  groupBy: string;
+  dryRun?: boolean;
+  prune?: boolean;
+}
 
+function policyFrom(flags: RmFlags): RetentionPolicy {
+  return {
+    last: flags.keepLast,
+    hourly: flags.keepHourly,
+    daily: flags.keepDaily,
+    weekly: flags.keepWeekly,
+    monthly: flags.keepMonthly,
+    yearly: flags.keepYearly,
+    within: flags.keepWithin === undefined ? undefined : parseSpan(flags.keepWithin, '--keep-within'),
+    tags: parseTags(flags.keepTag),
+  };
+}
 
+const GROUP_FIELDS: readonly GroupField[] = ['host', 'source', 'tags'];
+
+function groupFields(text: string): GroupField[] {
+  const fields = text.split(',').map((f) => f.trim()).filter(Boolean);
+  for (const field of fields) {
+    if (!GROUP_FIELDS.includes(field as GroupField)) throw new UsageError(`--group-by: unknown field ${JSON.stringify(field)} (host, source, tags, or '' for one group)`);
+  }
+  return fields as GroupField[];
+}
+
+/** "keep", "would remove" or "removed", then the snapshot as `ls` lists it. */
+function verdictLine(verdict: string, header: SnapshotHeader): string {
+  return `${verdict.padEnd(12)}  ${snapshotLine(header)}`;
+}
+
+/** Runs prune under the exclusive lock the caller holds, and prints its one-line summary. */
+async function pruneAndReport(ctx: CliContext, repository: Repository, options: { dryRun?: boolean; forgotten?: Buffer[] }): Promise<void> {
+  const started = Date.now();
+  const progress = new ProgressLine('prune');
+  try {
+    const result = await prune(repository, { ...options, onProgress: (step) => progress.note(step) });
+    progress.clear();
+    const { plan } = result;
+    const deleted = plan.deletePacks.reduce((sum, p) => sum + p.bytes, 0);
+    const repacked = plan.repackPacks.reduce((sum, p) => sum + p.bytes, 0);
+    const moved = plan.repackPacks.reduce((sum, p) => sum + p.liveBytes, 0);
+    const changed = plan.deletePacks.length + plan.repackPacks.length > 0;
+    const changes = !changed
+      ? 'nothing to remove'
+      : `${options.dryRun ? 'would remove' : 'removed'} ${plural(plan.deletePacks.length, 'pack')} (${formatBytes(deleted)}) and ` +
+        `${options.dryRun ? 'would rewrite' : 'rewrote'} ${plural(plan.repackPacks.length, 'pack')} (${formatBytes(repacked)}, ${formatBytes(moved)} of it in use)`;
+    const after = result.swept && changed ? plan.packBytes - deleted - repacked + result.swept.writtenBytes : undefined;
+    ctx.out(
+      `prune${options.dryRun ? ' (dry run)' : ''}: ${plural(result.snapshots, 'snapshot')}, ${plural(result.liveBlobs, 'blob')} in use; ${changes}` +
+        (after !== undefined ? `; packs now ${formatBytes(after)}, were ${formatBytes(plan.packBytes)}` : '') +
+        ` in ${formatDuration(Date.now() - started)}`,
+    );
+  } finally {
+    progress.clear();
+  }
+}
 
 export function registerMaintenanceCommands(program: Command, context: () => CliContext, run: Run): void {
   program
@@ -70,29 +141,72 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
     .action((opts: { dryRun?: boolean }) =>
       run(async () => {
         const ctx = context();
-        const started = Date.now();
         const { repository, lock } = await ctx.lockedRepository('exclusive', 'prune');
-        const progress = new ProgressLine('prune');
         try {
-          const result = await prune(repository, { dryRun: opts.dryRun, onProgress: (step) => progress.note(step) });
-          progress.clear();
-          const { plan } = result;
-          const deleted = plan.deletePacks.reduce((sum, p) => sum + p.bytes, 0);
-          const repacked = plan.repackPacks.reduce((sum, p) => sum + p.bytes, 0);
-          const moved = plan.repackPacks.reduce((sum, p) => sum + p.liveBytes, 0);
-          const changed = plan.deletePacks.length + plan.repackPacks.length > 0;
-          const changes = !changed
-            ? 'nothing to remove'
-            : `${opts.dryRun ? 'would remove' : 'removed'} ${plural(plan.deletePacks.length, 'pack')} (${formatBytes(deleted)}) and ` +
-              `${opts.dryRun ? 'would rewrite' : 'rewrote'} ${plural(plan.repackPacks.length, 'pack')} (${formatBytes(repacked)}, ${formatBytes(moved)} of it in use)`;
-          const after = result.swept && changed ? plan.packBytes - deleted - repacked + result.swept.writtenBytes : undefined;
-          ctx.out(
-            `prune${opts.dryRun ? ' (dry run)' : ''}: ${plural(result.snapshots, 'snapshot')}, ${plural(result.liveBlobs, 'blob')} in use; ${changes}` +
-              (after !== undefined ? `; packs now ${formatBytes(after)}, were ${formatBytes(plan.packBytes)}` : '') +
-              ` in ${formatDuration(Date.now() - started)}`,
-          );
+          await pruneAndReport(ctx, repository, { dryRun: opts.dryRun });
         } finally {
-          progress.clear();
+          await lock?.release();
+        }
+      }),
+    );
+
+  withFilterOptions(
+    program
+      .command('rm')
+      .alias('forget')
+      .description('forget snapshots: those named, those the filters select, or all but those a --keep policy keeps')
+      .argument('[snapshot...]', 'snapshot id prefixes'),
+  )
+    .option('--keep-last <n>', 'keep the n newest snapshots', positiveInteger)
+    .option('--keep-hourly <n>', 'keep the newest snapshot of each of the last n hours that have one', positiveInteger)
+    .option('--keep-daily <n>', 'the same for days', positiveInteger)
+    .option('--keep-weekly <n>', 'the same for ISO weeks (Monday to Sunday)', positiveInteger)
+    .option('--keep-monthly <n>', 'the same for months', positiveInteger)
+    .option('--keep-yearly <n>', 'the same for years', positiveInteger)
+    .option('--keep-within <span>', 'keep every snapshot taken within this span before the newest one (7d, 2w, 6m, 1y2m)')
+    .option('--keep-tag <tags>', 'keep every snapshot with one of these tags (comma-separated, repeatable)', collect)
+    .option('--group-by <fields>', 'apply the policy to each group of snapshots with the same host, source and/or tags', 'host,source')
+    .option('-n, --dry-run', 'say what would be forgotten, and forget nothing')
+    .option('--prune', 'then remove the data no remaining snapshot refers to')
+    .action((ids: string[], opts: RmFlags) =>
+      run(async () => {
+        const ctx = context();
+        const filter = filterFrom(opts);
+        const policy = policyFrom(opts);
+        const groupBy = groupFields(opts.groupBy);
+        if (ids.length && !(isEmptyFilter(filter) && isEmptyPolicy(policy))) {
+          throw new UsageError('rm takes snapshot ids or selection flags (-tag, -before, -since, -latest, --keep-*), not both');
+        }
+        if (!ids.length && isEmptyFilter(filter) && isEmptyPolicy(policy)) {
+          throw new UsageError('rm needs snapshot ids, a selection (-tag, -before, -since, -latest) or a keep policy (--keep-last, --keep-daily, ...)');
+        }
+        const { repository, lock } = await ctx.lockedRepository('exclusive', 'rm');
+        try {
+          const selected = ids.length
+            ? await Promise.all(ids.map((id) => resolveSnapshot(repository, id)))
+            : filterSnapshots(await listSnapshots(repository), filter);
+          const decisions = isEmptyPolicy(policy)
+            ? selected.map((header) => ({ header, keep: false, reasons: [] }))
+            : applyRetention(selected, policy, groupBy);
+          const doomed = decisions.filter((d) => !d.keep).map((d) => d.header);
+          for (const { header, keep, reasons } of decisions) {
+            if (keep) ctx.info(`${verdictLine('keep', header)}  (${reasons.join(', ')})`);
+            else if (opts.dryRun) ctx.info(verdictLine('would remove', header));
+          }
+          if (!opts.dryRun) {
+            for (const header of doomed) {
+              await deleteSnapshotHeader(repository, header.id);
+              ctx.info(verdictLine('removed', header));
+            }
+          }
+          const kept = decisions.length - doomed.length;
+          ctx.out(
+            `rm${opts.dryRun ? ' (dry run)' : ''}: ${opts.dryRun ? 'would remove' : 'removed'} ${plural(doomed.length, 'snapshot')}` +
+              (isEmptyPolicy(policy) ? '' : `, kept ${kept} by the policy`) +
+              (selected.length === 0 ? ' (no snapshot matches)' : ''),
+          );
+          if (opts.prune) await pruneAndReport(ctx, repository, { dryRun: opts.dryRun, forgotten: doomed.map((h) => h.id) });
+        } finally {
           await lock?.release();
         }
       }),

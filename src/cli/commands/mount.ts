@@ -7,7 +7,8 @@ import { listSnapshots } from '../../snapshot/header.js';
 import { DEFAULT_CACHE_BYTES, mountSnapshots, type MountTarget } from '../../mount/mount.js';
 import type { CliContext, Run } from '../context.js';
 import { formatBytes, plural } from '../format.js';
-import { findSnapshot, hasTags, parseSnapshotRef, parseTags } from '../snapshotref.js';
+import { collect, filterFrom, withFilterOptions, type FilterFlags } from '../options.js';
+import { filterSnapshots, findSnapshot, parseSnapshotRef } from '../snapshotref.js';
 
 const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 
@@ -18,17 +19,12 @@ export function parseSize(text: string): number {
   return Math.round(Number(match[1]) * SIZE_UNITS[match[2].toLowerCase()]);
 }
 
-interface MountFlags {
+interface MountFlags extends FilterFlags {
   cacheSize?: string;
   background?: boolean;
   foreground?: boolean;
   options?: string[];
-  tag?: string[];
   notifyFd?: string;
-}
-
-function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, value];
 }
 
 /**
@@ -58,8 +54,7 @@ async function detach(ctx: CliContext, argv: string[]): Promise<void> {
 }
 
 export function registerMountCommand(program: Command, context: () => CliContext, run: Run, argv: string[]): void {
-  program
-    .command('mount')
+  withFilterOptions(program.command('mount'))
     .description('mount snapshots read-only through FUSE')
     .argument('<mountpoint>', 'an existing empty directory')
     .argument('[snapshot]', 'one snapshot, optionally with :/path (default: every snapshot)')
@@ -68,11 +63,11 @@ export function registerMountCommand(program: Command, context: () => CliContext
     .option('--background', 'detach once mounted')
     .addOption(new Option('--daemon', 'same as --background').hideHelp())
     .option('-o, --options <options>', 'FUSE options: allow_other, debug (comma-separated, repeatable)', collect)
-    .option('--tag <tags>', 'only snapshots with these tags', collect)
     .addOption(new Option('--notify-fd <fd>').hideHelp())
     .action((mountpoint: string, snapshot: string | undefined, flags: MountFlags & { daemon?: boolean }) =>
       run(async () => {
         const ctx = context();
+        const filter = filterFrom(flags);
         const cacheBytes = flags.cacheSize ? parseSize(flags.cacheSize) : DEFAULT_CACHE_BYTES;
         const fuseOptions = (flags.options ?? []).flatMap((o) => o.split(',')).filter(Boolean);
         for (const option of fuseOptions) {
@@ -85,13 +80,12 @@ export function registerMountCommand(program: Command, context: () => CliContext
           // Held while mounted: a prune must not remove what a reader may still open.
           const { repository, lock } = await ctx.lockedRepository('shared', 'a mount', { reader: true });
           releaseLock = async () => lock?.release().catch(() => undefined);
-          const tags = parseTags(flags.tag);
           let target: MountTarget;
           if (snapshot) {
             const ref = parseSnapshotRef(snapshot);
-            target = { snapshot: await findSnapshot(repository, ref, tags), path: ref.path };
+            target = { snapshot: await findSnapshot(repository, ref, filter), path: ref.path };
           } else {
-            target = { snapshots: (await listSnapshots(repository)).filter((h) => hasTags(h, tags)) };
+            target = { snapshots: filterSnapshots(await listSnapshots(repository), filter) };
           }
           const where = path.resolve(mountpoint);
           const mounted = await mountSnapshots(repository, where, target, {

@@ -8,7 +8,7 @@ import { FsImporter } from '../../connectors/fs/importer.js';
 import type { Importer } from '../../connectors/importer.js';
 import { ExitCode, KlosetError, UsageError } from '../../errors.js';
 import { backup } from '../../snapshot/builder.js';
-import { deleteSnapshotHeader, listSnapshots, resolveSnapshot, type SnapshotHeader } from '../../snapshot/header.js';
+import { listSnapshots, resolveSnapshot, type SnapshotHeader } from '../../snapshot/header.js';
 import { SnapshotReader } from '../../snapshot/reader.js';
 import { restore } from '../../snapshot/restore.js';
 import type { Entry } from '../../snapshot/tree.js';
@@ -17,14 +17,11 @@ import { resolveLocation } from '../aliases.js';
 import type { CliContext, Run } from '../context.js';
 import { formatBytes, formatDuration, formatMode, formatTime, shortId } from '../format.js';
 import { ProgressLine } from '../progress.js';
-import { findSnapshot, hasTags, parseSnapshotRef, parseTags } from '../snapshotref.js';
+import { collect, filterFrom, withFilterOptions, type FilterFlags } from '../options.js';
+import { filterSnapshots, findSnapshot, parseSnapshotRef, parseTags } from '../snapshotref.js';
 
 /** How long an interrupted restore waits for its clean-up (aborting uploads) before it exits anyway. */
 const ABANDON_TIMEOUT_MS = 5000;
-
-function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, value];
-}
 
 export function snapshotSummary(h: SnapshotHeader) {
   return {
@@ -71,6 +68,11 @@ function requestLine(store: BlobStore, storedBytes = 0): string | undefined {
   const puts = store.requests.PUT ?? 0;
   const perGiB = storedBytes > 0 ? `; ${Math.round(puts / (storedBytes / 2 ** 30))} PUT per GiB stored` : '';
   return `requests to ${store.location}: ${counts.map(([kind, n]) => `${n} ${kind}`).join(', ')}${perGiB}`;
+}
+
+/** One snapshot as `ls` lists it: time, short id, size, source, tags. */
+export function snapshotLine(h: SnapshotHeader): string {
+  return `${formatTime(h.time)}  ${shortId(h.id)}  ${formatBytes(h.stats.size).padStart(10)}  ${h.source}${h.tags.length ? `  [${h.tags.join(',')}]` : ''}`;
 }
 
 function entryLine(e: Entry): string {
@@ -177,33 +179,30 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
       }),
     );
 
-  program
-    .command('ls')
-    .description('list snapshots, or the content of a directory in a snapshot')
-    .argument('[snapshot]', 'snapshot id prefix, optionally with :/path')
-    .option('--tag <tags>', 'only snapshots with these tags', collect)
+  withFilterOptions(
+    program
+      .command('ls')
+      .description('list snapshots, or the content of a directory in a snapshot')
+      .argument('[snapshot]', 'snapshot id prefix, optionally with :/path (no id: the newest of those selected)'),
+  )
     .option('--json', 'JSON output')
     .option('-R, --recursive', 'list subdirectories too')
-    .action((arg: string | undefined, opts: { tag?: string[]; json?: boolean; recursive?: boolean }) =>
+    .action((arg: string | undefined, opts: FilterFlags & { json?: boolean; recursive?: boolean }) =>
       run(async () => {
         const ctx = context();
+        const filter = filterFrom(opts);
         const repository = await ctx.repository();
-        const tags = parseTags(opts.tag);
         if (!arg) {
-          const headers = (await listSnapshots(repository)).filter((h) => hasTags(h, tags));
+          const headers = filterSnapshots(await listSnapshots(repository), filter);
           if (opts.json) {
             ctx.out(JSON.stringify(headers.map(snapshotSummary), null, 2));
             return;
           }
-          for (const h of headers) {
-            ctx.out(
-              `${formatTime(h.time)}  ${shortId(h.id)}  ${formatBytes(h.stats.size).padStart(10)}  ${h.source}${h.tags.length ? `  [${h.tags.join(',')}]` : ''}`,
-            );
-          }
+          for (const h of headers) ctx.out(snapshotLine(h));
           return;
         }
         const ref = parseSnapshotRef(arg);
-        const header = await findSnapshot(repository, ref, tags);
+        const header = await findSnapshot(repository, ref, filter);
         const reader = new SnapshotReader(repository, header);
         const entry = await reader.lookup(ref.path);
         const rows: ReturnType<typeof entryJson>[] = [];
@@ -261,7 +260,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const { repository, lock } = await ctx.lockedRepository('shared', 'a restore', { reader: true });
         try {
           const ref = parseSnapshotRef(arg);
-          const header = await findSnapshot(repository, ref, parseTags(opts.tag));
+          const header = await findSnapshot(repository, ref, { tags: parseTags(opts.tag) });
           const reader = new SnapshotReader(repository, header);
           const entry = await reader.lookup(ref.path);
           const exporter: Exporter = toS3
@@ -314,26 +313,6 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           return result.errors ? ExitCode.PARTIAL : ExitCode.OK;
         } finally {
           await lock?.release().catch(() => undefined);
-        }
-      }),
-    );
-
-  program
-    .command('rm')
-    .description('forget snapshots')
-    .argument('<snapshot...>', 'snapshot id prefixes')
-    .action((ids: string[]) =>
-      run(async () => {
-        const ctx = context();
-        const { repository, lock } = await ctx.lockedRepository('exclusive', 'rm');
-        try {
-          const headers = await Promise.all(ids.map((id) => resolveSnapshot(repository, id)));
-          for (const h of headers) {
-            await deleteSnapshotHeader(repository, h.id);
-            ctx.info(`removed snapshot ${shortId(h.id)}`);
-          }
-        } finally {
-          await lock?.release();
         }
       }),
     );
