@@ -135,6 +135,18 @@ describe('the server', () => {
     }
   });
 
+  it('holds a shared lock while it serves: prune is refused, a second viewer is not, and each releases its own', async () => {
+    const locks = () => fs.readdir(path.join(fixture.store, 'locks'));
+    expect(await locks()).toHaveLength(1);
+    const refused = await kloset(['at', fixture.store, 'prune', '-n'], { env: fixture.env });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^kloset: store is in use by the viewer \(pid \d+ on .* since .*\): try again once it has ended\n$/);
+    const second = await startUi(fixture.store, fixture.env);
+    expect(await locks()).toHaveLength(2);
+    expect((await second.stop()).code).toBe(0);
+    expect(await locks()).toHaveLength(1);
+  });
+
   it('sends a content security policy without inline script, nosniff and no referrer', async () => {
     const page = await get('/');
     const csp = page.headers['content-security-policy'] as string;

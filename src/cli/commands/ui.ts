@@ -44,13 +44,17 @@ export function registerUiCommand(program: Command, context: () => CliContext, r
       run(async () => {
         const ctx = context();
         const { host, port } = parseAddress(flags.addr);
-        const repository = await ctx.repository();
+        // Held while serving: a prune must not remove what a page may still read.
+        const { repository, lock } = await ctx.lockedRepository('shared', 'the viewer', { reader: true });
         const server = await startUiServer({
           repository,
           aliases: ctx.aliases,
           host,
           port,
           log: (line) => ctx.err(`kloset: ui: ${line}`),
+        }).catch(async (err: unknown) => {
+          await lock?.release().catch(() => undefined);
+          throw err;
         });
         // Listening for Ctrl-C before the URL is out: whoever reads it may stop us at once.
         const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -73,6 +77,7 @@ export function registerUiCommand(program: Command, context: () => CliContext, r
           ctx.info(`kloset ui: waiting for ${running} restore${running > 1 ? 's' : ''} to finish (Ctrl-C again to abort)`);
           await server.settle();
         }
+        await lock?.release().catch(() => undefined);
         ctx.info('kloset ui: stopped');
       }),
     );
