@@ -18,7 +18,7 @@ import { IntegrityError, KlosetError } from '../errors.js';
 import type { FileContent, SnapshotReader } from '../snapshot/reader.js';
 import type { Entry, Timespec } from '../snapshot/tree.js';
 import type { SnapshotCatalog } from './catalog.js';
-import { diffTrees } from './diff.js';
+import { diffTrees } from '../snapshot/diff.js';
 import {
   CONTENT_CSP,
   HttpError,

@@ -8,6 +8,7 @@ import { FsImporter } from '../../connectors/fs/importer.js';
 import type { Importer } from '../../connectors/importer.js';
 import { ExitCode, KlosetError, UsageError } from '../../errors.js';
 import { backup } from '../../snapshot/builder.js';
+import { diffTrees, type DiffItem } from '../../snapshot/diff.js';
 import { listSnapshots, resolveSnapshot, type SnapshotHeader } from '../../snapshot/header.js';
 import { SnapshotReader } from '../../snapshot/reader.js';
 import { restore } from '../../snapshot/restore.js';
@@ -15,7 +16,7 @@ import type { Entry } from '../../snapshot/tree.js';
 import type { BlobStore } from '../../storage/blobstore.js';
 import { resolveLocation } from '../aliases.js';
 import type { CliContext, Run } from '../context.js';
-import { formatBytes, formatDuration, formatMode, formatTime, shortId } from '../format.js';
+import { formatBytes, formatDuration, formatMode, formatTime, plural, shortId } from '../format.js';
 import { ProgressLine } from '../progress.js';
 import { collect, filterFrom, withFilterOptions, type FilterFlags } from '../options.js';
 import { filterSnapshots, findSnapshot, parseSnapshotRef, parseTags } from '../snapshotref.js';
@@ -68,6 +69,21 @@ function requestLine(store: BlobStore, storedBytes = 0): string | undefined {
   const puts = store.requests.PUT ?? 0;
   const perGiB = storedBytes > 0 ? `; ${Math.round(puts / (storedBytes / 2 ** 30))} PUT per GiB stored` : '';
   return `requests to ${store.location}: ${counts.map(([kind, n]) => `${n} ${kind}`).join(', ')}${perGiB}`;
+}
+
+/**
+ * One difference, marked as restic's `diff` marks them: + added, - removed,
+ * M content changed, T type changed, U metadata only; then the path
+ * (directories with a slash) and what changed or the totals of what came or went.
+ */
+function diffLine(item: DiffItem): string {
+  const entry = (item.after ?? item.before)!;
+  const name = entry.type === 'directory' ? `${item.path.replace(/\/$/, '')}/` : item.path;
+  const totals = entry.type === 'directory' ? `  (${plural(entry.files ?? 0, 'file')}, ${formatBytes(entry.size)})` : '';
+  if (item.status !== 'changed') return `${item.status === 'added' ? '+' : '-'}  ${name}${totals}`;
+  const reasons = item.reasons ?? [];
+  const mark = reasons.includes('type') ? 'T' : reasons.some((r) => r === 'content' || r === 'size' || r === 'target') ? 'M' : 'U';
+  return `${mark}  ${name}  (${reasons.join(', ')})`;
 }
 
 /** One snapshot as `ls` lists it: time, short id, size, source, tags. */
@@ -241,6 +257,41 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
             if (!process.stdout.write(data)) await new Promise((r) => process.stdout.once('drain', r));
           }
         }
+      }),
+    );
+
+  program
+    .command('diff')
+    .description('what changed between two snapshots, or between a directory or file in each')
+    .argument('<from>', 'snapshot id prefix, optionally with :/path')
+    .argument('<to>', 'snapshot id prefix, optionally with :/path (default: the same path as <from>)')
+    .option('--json', 'JSON output: both snapshots, the counts and every item')
+    .action((fromArg: string, toArg: string, opts: { json?: boolean }) =>
+      run(async () => {
+        const ctx = context();
+        const repository = await ctx.repository();
+        const from = parseSnapshotRef(fromArg);
+        const to = parseSnapshotRef(toArg);
+        if (from.id === '' || to.id === '') throw new UsageError('diff needs two snapshot ids');
+        if (!toArg.includes(':')) to.path = from.path;
+        const [readerA, readerB] = await Promise.all(
+          [from, to].map(async (ref) => new SnapshotReader(repository, await resolveSnapshot(repository, ref.id))),
+        );
+        const [rootA, rootB] = await Promise.all([readerA.lookup(from.path), readerB.lookup(to.path)]);
+        const result = await diffTrees(readerA, rootA, readerB, rootB, from.path, {
+          limit: opts.json ? Number.POSITIVE_INFINITY : 0,
+          onItem: opts.json ? undefined : (item) => ctx.out(diffLine(item)),
+        });
+        const { counts } = result;
+        if (opts.json) {
+          ctx.out(
+            JSON.stringify({ a: snapshotSummary(readerA.header), b: snapshotSummary(readerB.header), path: from.path, counts, items: result.items }, null, 2),
+          );
+          return;
+        }
+        ctx.info(
+          `diff ${shortId(readerA.header.id)}..${shortId(readerB.header.id)}: ${counts.added} added, ${counts.removed} removed, ${counts.changed} changed`,
+        );
       }),
     );
 

@@ -5,8 +5,8 @@
  * same subtree and is skipped unread; an added or removed directory is one
  * item carrying its totals, not a list of everything below it.
  */
-import type { SnapshotReader } from '../snapshot/reader.js';
-import { compareNames, type Entry } from '../snapshot/tree.js';
+import type { SnapshotReader } from './reader.js';
+import { compareNames, type Entry } from './tree.js';
 
 export type DiffStatus = 'added' | 'removed' | 'changed';
 export type ChangeReason = 'type' | 'size' | 'mtime' | 'content' | 'mode' | 'owner' | 'target';
@@ -64,6 +64,8 @@ export function changeReasons(a: Entry, b: Entry): ChangeReason[] {
 export interface DiffOptions {
   /** Items kept in the result (all are counted). */
   limit: number;
+  /** Called with every item as it is found, in path order, kept or not. */
+  onItem?: (item: DiffItem) => void;
   signal?: AbortSignal;
 }
 
@@ -78,6 +80,7 @@ export async function diffTrees(
   const result: DiffResult = { counts: { added: 0, removed: 0, changed: 0 }, items: [], truncated: false };
   const emit = (item: DiffItem) => {
     result.counts[item.status]++;
+    options.onItem?.(item);
     if (result.items.length < options.limit) result.items.push(item);
     else result.truncated = true;
   };

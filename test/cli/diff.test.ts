@@ -1,0 +1,94 @@
+/** `diff` between two snapshots of a changing directory, as a user reads it and as a script does. */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/cli.js';
+import { expectOneLineError, klosetWith } from '../helpers/fixtures.js';
+
+let work: string;
+let store: string;
+let kloset: ReturnType<typeof klosetWith>;
+let first: string;
+let second: string;
+
+beforeAll(async () => {
+  work = await tempDir('kloset-diff-');
+  store = path.join(work, 'store');
+  kloset = klosetWith({ XDG_CACHE_HOME: path.join(work, 'cache') });
+  const source = path.join(work, 'source');
+  await fs.mkdir(path.join(source, 'docs/old'), { recursive: true });
+  await fs.mkdir(path.join(source, 'same/deep'), { recursive: true });
+  await fs.writeFile(path.join(source, 'edited.txt'), 'first version\n');
+  await fs.writeFile(path.join(source, 'touched.txt'), 'same bytes\n');
+  await fs.writeFile(path.join(source, 'becomes-link'), 'a file first\n');
+  await fs.writeFile(path.join(source, 'docs/old/a.txt'), 'aaaa\n');
+  await fs.writeFile(path.join(source, 'docs/old/b.txt'), 'bbbbbbbb\n');
+  await fs.writeFile(path.join(source, 'docs/kept.txt'), 'kept\n');
+  await fs.writeFile(path.join(source, 'same/deep/file.txt'), 'unchanged\n');
+  expect((await kloset(['at', store, 'create'])).code).toBe(0);
+  expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+
+  await fs.writeFile(path.join(source, 'edited.txt'), 'second, longer version\n');
+  await fs.chmod(path.join(source, 'touched.txt'), 0o600);
+  await fs.rm(path.join(source, 'becomes-link'));
+  await fs.symlink('edited.txt', path.join(source, 'becomes-link'));
+  await fs.rm(path.join(source, 'docs/old'), { recursive: true });
+  await fs.mkdir(path.join(source, 'docs/new'));
+  await fs.writeFile(path.join(source, 'docs/new/c.txt'), 'c\n');
+  await fs.writeFile(path.join(source, 'added.txt'), 'new\n');
+  expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+  const ids = JSON.parse((await kloset(['at', store, 'ls', '--json'])).stdout) as { id: string }[];
+  [first, second] = ids.map((s) => s.id.slice(0, 8));
+});
+
+afterAll(async () => {
+  await fs.rm(work, { recursive: true, force: true });
+});
+
+describe('diff', () => {
+  it('lists what was added, removed and changed, in path order, with what changed', async () => {
+    const result = await kloset(['at', store, 'diff', first, second]);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout.split('\n')).toEqual([
+      '+  /added.txt',
+      'T  /becomes-link  (type)',
+      '+  /docs/new/  (1 file, 2 B)',
+      '-  /docs/old/  (2 files, 14 B)',
+      'M  /edited.txt  (size, content, mtime)',
+      'U  /touched.txt  (mode)',
+      `diff ${first}..${second}: 2 added, 1 removed, 3 changed`,
+      '',
+    ]);
+  });
+
+  it('compares one directory, or one file, of each snapshot', async () => {
+    const docs = await kloset(['at', store, 'diff', `${first}:/docs`, second]);
+    expect(docs.stdout).toBe(`+  /docs/new/  (1 file, 2 B)\n-  /docs/old/  (2 files, 14 B)\ndiff ${first}..${second}: 1 added, 1 removed, 0 changed\n`);
+    const same = await kloset(['at', store, 'diff', `${first}:/same`, `${second}:/same`]);
+    expect(same.stdout).toBe(`diff ${first}..${second}: 0 added, 0 removed, 0 changed\n`);
+    const file = await kloset(['at', store, 'diff', `${first}:/edited.txt`, second]);
+    expect(file.stdout).toBe(`M  /edited.txt  (size, content, mtime)\ndiff ${first}..${second}: 0 added, 0 removed, 1 changed\n`);
+  });
+
+  it('gives scripts both snapshots, the counts and every item with --json', async () => {
+    const result = await kloset(['at', store, 'diff', first, second, '-json']);
+    const parsed = JSON.parse(result.stdout) as {
+      a: { short_id: string };
+      b: { short_id: string };
+      counts: Record<string, number>;
+      items: { path: string; status: string; reasons?: string[]; before?: { type: string }; after?: { type: string; files?: number } }[];
+    };
+    expect([parsed.a.short_id, parsed.b.short_id]).toEqual([first, second]);
+    expect(parsed.counts).toEqual({ added: 2, removed: 1, changed: 3 });
+    expect(parsed.items).toHaveLength(6);
+    expect(parsed.items.find((i) => i.path === '/becomes-link')).toMatchObject({ status: 'changed', reasons: ['type'], before: { type: 'file' }, after: { type: 'symlink' } });
+    expect(parsed.items.find((i) => i.path === '/docs/new')).toMatchObject({ status: 'added', after: { type: 'directory', files: 1 } });
+  });
+
+  it('says in one line what it cannot compare', async () => {
+    expectOneLineError(await kloset(['at', store, 'diff', first, 'ffffffff']), /no snapshot with id ffffffff/);
+    expectOneLineError(await kloset(['at', store, 'diff', `${first}:/nowhere`, second]), /\/nowhere: no such file or directory in snapshot/);
+    expectOneLineError(await kloset(['at', store, 'diff', first, ':/docs']), /diff needs two snapshot ids/);
+  });
+});
