@@ -45,6 +45,7 @@ const SINGLE_DASH_LONG = new Set([
   'group-by',
   'dry-run',
   'prune',
+  'snapshot',
 ]);
 
 export function normalizeArgs(argv: string[]): string[] {

@@ -9,6 +9,7 @@ import type { Importer } from '../../connectors/importer.js';
 import { ExitCode, KlosetError, UsageError } from '../../errors.js';
 import { backup } from '../../snapshot/builder.js';
 import { diffTrees, type DiffItem } from '../../snapshot/diff.js';
+import { Locator } from '../../snapshot/locate.js';
 import { listSnapshots, resolveSnapshot, type SnapshotHeader } from '../../snapshot/header.js';
 import { SnapshotReader } from '../../snapshot/reader.js';
 import { restore } from '../../snapshot/restore.js';
@@ -292,6 +293,39 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         ctx.info(
           `diff ${shortId(readerA.header.id)}..${shortId(readerB.header.id)}: ${counts.added} added, ${counts.removed} removed, ${counts.changed} changed`,
         );
+      }),
+    );
+
+  withFilterOptions(
+    program
+      .command('locate')
+      .alias('find')
+      .description('find files and directories by name in every snapshot, or in those selected')
+      .argument('<pattern...>', "shell patterns matched against names: '*.conf', 'report-202?.pdf'"),
+  )
+    .option('--snapshot <id>', 'search this snapshot only')
+    .action((patterns: string[], opts: FilterFlags & { snapshot?: string }) =>
+      run(async () => {
+        const ctx = context();
+        for (const pattern of patterns) {
+          if (pattern.includes('/')) throw new UsageError(`${JSON.stringify(pattern)}: patterns match names, not paths`);
+        }
+        const matchers = patterns.map((pattern) => picomatch(pattern, { dot: true }));
+        const filter = filterFrom(opts);
+        const repository = await ctx.repository();
+        const headers = opts.snapshot
+          ? [await resolveSnapshot(repository, opts.snapshot)]
+          : filterSnapshots(await listSnapshots(repository), filter);
+        const locator = new Locator((name) => matchers.some((m) => m(name)));
+        let found = 0;
+        for (const header of headers) {
+          for await (const match of locator.find(new SnapshotReader(repository, header), header.root, '/')) {
+            ctx.out(`${shortId(header.id)}:${match}`);
+            found++;
+          }
+        }
+        // As locate(1) and grep: nothing found is status 1, without a message.
+        return found ? ExitCode.OK : ExitCode.FAILURE;
       }),
     );
 

@@ -1,0 +1,79 @@
+/** `locate` (also `find`) names the snapshots and paths where files of a given name are. */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/cli.js';
+import { expectOneLineError, klosetWith } from '../helpers/fixtures.js';
+
+let work: string;
+let store: string;
+let kloset: ReturnType<typeof klosetWith>;
+let first: string;
+let second: string;
+
+beforeAll(async () => {
+  work = await tempDir('kloset-locate-');
+  store = path.join(work, 'store');
+  kloset = klosetWith({ XDG_CACHE_HOME: path.join(work, 'cache') });
+  const source = path.join(work, 'source');
+  await fs.mkdir(path.join(source, 'etc/nginx/sites'), { recursive: true });
+  await fs.mkdir(path.join(source, 'home/.config'), { recursive: true });
+  await fs.writeFile(path.join(source, 'etc/nginx/nginx.conf'), 'events {}\n');
+  await fs.writeFile(path.join(source, 'etc/nginx/sites/default.conf'), 'server {}\n');
+  await fs.writeFile(path.join(source, 'etc/hosts'), '127.0.0.1 localhost\n');
+  await fs.writeFile(path.join(source, 'home/.config/app.conf'), 'x=1\n');
+  await fs.writeFile(path.join(source, 'home/report-2025.pdf'), '%PDF\n');
+  expect((await kloset(['at', store, 'create'])).code).toBe(0);
+  expect((await kloset(['at', store, 'backup', source, '-tag', 'before'])).code).toBe(0);
+  await fs.rm(path.join(source, 'home/report-2025.pdf'));
+  await fs.writeFile(path.join(source, 'home/report-2026.pdf'), '%PDF-1.7\n');
+  await fs.mkdir(path.join(source, 'etc/conf.d'));
+  expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+  const ids = JSON.parse((await kloset(['at', store, 'ls', '--json'])).stdout) as { id: string }[];
+  [first, second] = ids.map((s) => s.id.slice(0, 8));
+});
+
+afterAll(async () => {
+  await fs.rm(work, { recursive: true, force: true });
+});
+
+describe('locate', () => {
+  // The second snapshot's unchanged subtrees (etc/nginx, home/.config) are answered from what the first one's search found.
+  it('prints snapshot:path for every name that matches, dot files and directories included', async () => {
+    const result = await kloset(['at', store, 'locate', '*.conf', 'conf.d']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout.split('\n')).toEqual([
+      `${first}:/etc/nginx/nginx.conf`,
+      `${first}:/etc/nginx/sites/default.conf`,
+      `${first}:/home/.config/app.conf`,
+      `${second}:/etc/conf.d/`,
+      `${second}:/etc/nginx/nginx.conf`,
+      `${second}:/etc/nginx/sites/default.conf`,
+      `${second}:/home/.config/app.conf`,
+      '',
+    ]);
+  });
+
+  it('tells which snapshot still has a file that is gone, and takes find as its name too', async () => {
+    const result = await kloset(['at', store, 'find', 'report-202?.pdf']);
+    expect(result.stdout).toBe(`${first}:/home/report-2025.pdf\n${second}:/home/report-2026.pdf\n`);
+  });
+
+  it('searches one snapshot with -snapshot, or those the selection flags name', async () => {
+    expect((await kloset(['at', store, 'locate', '-snapshot', second, 'report-*'])).stdout).toBe(`${second}:/home/report-2026.pdf\n`);
+    expect((await kloset(['at', store, 'locate', '-tag', 'before', 'report-*'])).stdout).toBe(`${first}:/home/report-2025.pdf\n`);
+    expect((await kloset(['at', store, 'locate', '-latest', 'hosts'])).stdout).toBe(`${second}:/etc/hosts\n`);
+  });
+
+  it('exits 1 without a word when nothing matches, as locate(1) does', async () => {
+    const result = await kloset(['at', store, 'locate', '*.docx']);
+    expect(result).toMatchObject({ code: 1, stdout: '', stderr: '' });
+  });
+
+  it('refuses a path for a pattern, in one line', async () => {
+    const result = await kloset(['at', store, 'locate', 'etc/*.conf']);
+    expectOneLineError(result, /"etc\/\*\.conf": patterns match names, not paths/);
+    expect(result.code).toBe(2);
+  });
+});
