@@ -46,6 +46,7 @@ const SINGLE_DASH_LONG = new Set([
   'dry-run',
   'prune',
   'snapshot',
+  'remove-all',
 ]);
 
 export function normalizeArgs(argv: string[]): string[] {

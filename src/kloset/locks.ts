@@ -71,7 +71,10 @@ export class StoreLock {
     );
     if (others.length > 0) {
       await lock.release();
-      throw new StoreLockedError(`store is in use by ${describe(others[0].record)}: try again once it has ended`);
+      const holder = others[0].record;
+      // Only this host can tell a dead process from a live one; a lock from another stays until it ages out.
+      const elsewhere = holder.host !== os.hostname() ? ` (if that machine stopped it, 'kloset unlock --remove-all' removes the lock)` : '';
+      throw new StoreLockedError(`store is in use by ${describe(holder)}: try again once it has ended${elsewhere}`);
     }
     lock.timer = setInterval(() => void lock.write().catch(() => undefined), REFRESH_EVERY_MS);
     lock.timer.unref();
@@ -82,6 +85,33 @@ export class StoreLock {
     if (this.timer) clearInterval(this.timer);
     await this.repository.store.delete(this.key);
   }
+}
+
+export interface RemovedLock {
+  /** What held it: "a backup (pid … on … since …)". */
+  holder: string;
+  stale: boolean;
+}
+
+/**
+ * Removes the locks of processes that are gone (stale), or every lock with
+ * `all`: for a store whose locks name a machine that died, which would
+ * otherwise block rm and prune until the locks age out. Returns what it
+ * removed and, with `kept`, the live locks it left.
+ */
+export async function removeLocks(repository: Repository, { all = false } = {}): Promise<{ removed: RemovedLock[]; kept: RemovedLock[] }> {
+  const removed: RemovedLock[] = [];
+  const kept: RemovedLock[] = [];
+  for (const { key, record } of await listLocks(repository)) {
+    const lock = { holder: describe(record), stale: !alive(record) };
+    if (lock.stale || all) {
+      await repository.store.delete(key);
+      removed.push(lock);
+    } else {
+      kept.push(lock);
+    }
+  }
+  return { removed, kept };
 }
 
 async function listLocks(repository: Repository): Promise<{ key: string; record: LockRecord }[]> {

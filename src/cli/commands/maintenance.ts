@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { ExitCode, UsageError } from '../../errors.js';
+import { removeLocks } from '../../kloset/locks.js';
 import { verifyPacks } from '../../kloset/verify.js';
 import type { Repository } from '../../kloset/repository.js';
 import { deleteSnapshotHeader, listSnapshots, resolveSnapshot, type SnapshotHeader } from '../../snapshot/header.js';
@@ -147,6 +148,21 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         } finally {
           await lock?.release();
         }
+      }),
+    );
+
+  program
+    .command('unlock')
+    .description('remove the locks of processes that are gone; with --remove-all, every lock')
+    .option('--remove-all', 'also the locks of processes that may still run (only once they are known to have stopped)')
+    .action((opts: { removeAll?: boolean }) =>
+      run(async () => {
+        const ctx = context();
+        const repository = await ctx.repository({ loadIndex: false });
+        const { removed, kept } = await removeLocks(repository, { all: opts.removeAll });
+        for (const lock of removed) ctx.info(`removed the lock of ${lock.holder}${lock.stale ? ', which is gone' : ''}`);
+        for (const lock of kept) ctx.info(`kept the lock of ${lock.holder}, which may still run: --remove-all removes it`);
+        ctx.out(`unlock: removed ${plural(removed.length, 'lock')}${kept.length ? `, kept ${kept.length} in use` : ''}`);
       }),
     );
 

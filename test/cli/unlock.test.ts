@@ -1,0 +1,79 @@
+/**
+ * unlock clears the locks of processes that are gone, and with
+ * --remove-all those of another machine that may still be running; until
+ * then, prune refuses and says how to clear them.
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startKloset, tempDir } from '../helpers/cli.js';
+import { loadBuilt } from '../helpers/built.js';
+import { klosetWith } from '../helpers/fixtures.js';
+
+let work: string;
+let store: string;
+let kloset: ReturnType<typeof klosetWith>;
+const env = () => ({ XDG_CACHE_HOME: path.join(work, 'cache') });
+
+const locks = () => fs.readdir(path.join(store, 'locks')).catch(() => [] as string[]);
+
+/** A shared lock as a backup on another machine writes it, fresh. */
+async function lockFromElsewhere(): Promise<void> {
+  const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
+  const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
+  const { BlobType } = (await loadBuilt('kloset/sealing.js')) as typeof import('../../src/kloset/sealing.js');
+  const repository = await Repository.open(new LocalBlobStore(store), async () => 'test passphrase', { loadIndex: false });
+  const id = randomBytes(32);
+  const record = { kind: 'shared', command: 'a backup', host: 'db-server-7', pid: 4242, time: new Date().toISOString() };
+  await repository.store.put(`locks/${id.toString('hex')}`, await repository.sealStandalone(BlobType.lock, id, Buffer.from(JSON.stringify(record))));
+}
+
+beforeAll(async () => {
+  work = await tempDir('kloset-unlock-');
+  store = path.join(work, 'store');
+  kloset = klosetWith(env());
+  await fs.mkdir(path.join(work, 'source'));
+  await fs.writeFile(path.join(work, 'source', 'file.txt'), 'content\n');
+  expect((await kloset(['at', store, 'create'])).code).toBe(0);
+  expect((await kloset(['at', store, 'backup', path.join(work, 'source')])).code).toBe(0);
+});
+
+afterAll(async () => {
+  await fs.rm(work, { recursive: true, force: true });
+});
+
+describe('unlock', () => {
+  it('removes the lock a process killed with kill -9 left behind', async () => {
+    const { child, done } = startKloset(['at', store, 'ui', '--no-spawn'], { env: env() });
+    await new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => d.toString().includes('token=') && resolve()));
+    expect(await locks()).toHaveLength(1);
+    child.kill('SIGKILL');
+    await done;
+    expect(await locks()).toHaveLength(1);
+    const result = await kloset(['at', store, 'unlock']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^removed the lock of the viewer \(pid \d+ on .*\), which is gone$/m);
+    expect(result.stdout).toMatch(/^unlock: removed 1 lock$/m);
+    expect(await locks()).toEqual([]);
+  });
+
+  it('keeps the lock of another machine, which prune names with the way out; --remove-all removes it', async () => {
+    await lockFromElsewhere();
+    const refused = await kloset(['at', store, 'prune']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toBe(
+      `kloset: store is in use by a backup (pid 4242 on db-server-7 since ${/since (\S+)\)/.exec(refused.stderr)?.[1]}): try again once it has ended` +
+        ` (if that machine stopped it, 'kloset unlock --remove-all' removes the lock)\n`,
+    );
+    const kept = await kloset(['at', store, 'unlock']);
+    expect(kept.stdout).toMatch(/^kept the lock of a backup \(pid 4242 on db-server-7 .*\), which may still run: --remove-all removes it$/m);
+    expect(kept.stdout).toMatch(/^unlock: removed 0 locks, kept 1 in use$/m);
+    expect(await locks()).toHaveLength(1);
+    const removed = await kloset(['at', store, 'unlock', '-remove-all']);
+    expect(removed.stdout).toMatch(/^unlock: removed 1 lock$/m);
+    expect(await locks()).toEqual([]);
+    expect((await kloset(['at', store, 'prune'])).code).toBe(0);
+  });
+});
