@@ -47,6 +47,7 @@ const SINGLE_DASH_LONG = new Set([
   'prune',
   'snapshot',
   'remove-all',
+  'new-passphrase-file',
 ]);
 
 export function normalizeArgs(argv: string[]): string[] {

@@ -2,9 +2,9 @@ import { promises as fs } from 'node:fs';
 import { KlosetError } from '../errors.js';
 
 /** Reads a line from the terminal without echo. */
-async function promptHidden(question: string): Promise<string> {
+async function promptHidden(question: string, kind: PassphraseKind): Promise<string> {
   const stdin = process.stdin;
-  if (!stdin.isTTY) throw new KlosetError('a passphrase is needed: set KLOSET_PASSPHRASE or use --passphrase-file');
+  if (!stdin.isTTY) throw new KlosetError(`a ${kind.label} is needed: set ${kind.envNames[0]} or use ${kind.fileOption}`);
   process.stderr.write(question);
   stdin.setRawMode(true);
   stdin.resume();
@@ -50,8 +50,23 @@ export interface PassphraseSource {
   env?: NodeJS.ProcessEnv;
 }
 
+/** Where a passphrase comes from when no file is given, and what to call it. */
+interface PassphraseKind {
+  label: string;
+  envNames: string[];
+  fileOption: string;
+}
+
+const STORE_PASSPHRASE: PassphraseKind = {
+  label: 'passphrase',
+  envNames: ['KLOSET_PASSPHRASE', 'PLAKAR_PASSPHRASE'],
+  fileOption: '--passphrase-file',
+};
+
+const NEW_PASSPHRASE: PassphraseKind = { label: 'new passphrase', envNames: ['KLOSET_NEW_PASSPHRASE'], fileOption: '--new-passphrase-file' };
+
 /** --passphrase-file (`-` for standard input), KLOSET_PASSPHRASE, PLAKAR_PASSPHRASE, then the terminal. */
-export async function readPassphrase(source: PassphraseSource, confirm = false): Promise<string> {
+export async function readPassphrase(source: PassphraseSource, confirm = false, kind = STORE_PASSPHRASE): Promise<string> {
   const env = source.env ?? process.env;
   if (source.passphraseFile === '-') return (await readStdin()).replace(/\r?\n$/, '');
   if (source.passphraseFile) {
@@ -60,16 +75,22 @@ export async function readPassphrase(source: PassphraseSource, confirm = false):
     } catch (err) {
       // Node's "ENOENT: no such file or directory, open '<path>'": the reason alone, the path is said already.
       const reason = (err as Error).message.replace(/^E[A-Z]+: /, '').replace(/, \w+( '.*')?$/, '');
-      throw new KlosetError(`cannot read passphrase file ${source.passphraseFile}: ${reason}`);
+      throw new KlosetError(`cannot read ${kind.label} file ${source.passphraseFile}: ${reason}`);
     }
   }
-  const fromEnv = env.KLOSET_PASSPHRASE ?? env.PLAKAR_PASSPHRASE;
-  if (fromEnv !== undefined) return fromEnv;
-  const first = await promptHidden('passphrase: ');
+  for (const name of kind.envNames) if (env[name] !== undefined) return env[name]!;
+  const first = await promptHidden(`${kind.label}: `, kind);
   if (confirm) {
-    const second = await promptHidden('passphrase (again): ');
+    const second = await promptHidden(`${kind.label} (again): `, kind);
     if (first !== second) throw new KlosetError('passphrases do not match');
   }
-  if (first === '') throw new KlosetError('empty passphrase');
+  if (first === '') throw new KlosetError(`empty ${kind.label}`);
   return first;
+}
+
+/** For passwd: --new-passphrase-file, KLOSET_NEW_PASSPHRASE, or asked twice on the terminal; never empty. */
+export async function readNewPassphrase(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const passphrase = await readPassphrase({ passphraseFile: file, env }, true, NEW_PASSPHRASE);
+  if (passphrase === '') throw new KlosetError('empty new passphrase');
+  return passphrase;
 }

@@ -155,6 +155,31 @@ export class Repository {
     return repository;
   }
 
+  /**
+   * Wraps the master key under a new passphrase (new salt, same KDF cost).
+   * CONFIG is rewritten by one put, so another process reads the old or
+   * the new one whole; nothing else changes, since every other key derives
+   * from the master key. The new CONFIG is read back and opened before
+   * this returns.
+   */
+  static async changePassphrase(store: BlobStore, current: PassphraseProvider, next: PassphraseProvider): Promise<void> {
+    const { config, mac } = await readConfig(store);
+    if (!config.encryption) throw new KlosetError(`${store.location}: the store is not encrypted, so it has no passphrase`);
+    const masterKey = unwrapMasterKey(config.encryption.wrappedKey, await deriveKeyEncryptionKey(await current(), config.encryption.kdf));
+    const keys = deriveStoreKeys(masterKey, true);
+    if (!verifyConfigMac(keys.macKey, canonical(config), mac)) {
+      throw new IntegrityError(`${store.location}: store config has been altered (MAC mismatch)`);
+    }
+    const passphrase = await next();
+    const kdf: KdfParams = { ...config.encryption.kdf, salt: randomBytes(16).toString('base64') };
+    const rewrapped: StoreConfig = {
+      ...config,
+      encryption: { ...config.encryption, kdf, wrappedKey: wrapMasterKey(masterKey, await deriveKeyEncryptionKey(passphrase, kdf)) },
+    };
+    await store.put(CONFIG_KEY, Buffer.from(JSON.stringify({ ...rewrapped, mac: macConfig(keys.macKey, canonical(rewrapped)) }, null, 2) + '\n'));
+    await Repository.open(store, async () => passphrase, { loadIndex: false });
+  }
+
   get encrypted(): boolean {
     return this.config.encryption !== null;
   }

@@ -2,13 +2,14 @@ import type { Command } from 'commander';
 import { ExitCode, UsageError } from '../../errors.js';
 import { removeLocks } from '../../kloset/locks.js';
 import { verifyPacks } from '../../kloset/verify.js';
-import type { Repository } from '../../kloset/repository.js';
+import { Repository } from '../../kloset/repository.js';
 import { deleteSnapshotHeader, listSnapshots, resolveSnapshot, type SnapshotHeader } from '../../snapshot/header.js';
 import { prune } from '../../snapshot/prune.js';
 import { applyRetention, isEmptyPolicy, type GroupField, type RetentionPolicy } from '../../snapshot/retention.js';
 import { BlobJudge, verifySnapshot, type DamagedPath } from '../../snapshot/verify.js';
 import type { CliContext, Run } from '../context.js';
 import { formatBytes, formatDuration, plural, shortId } from '../format.js';
+import { readNewPassphrase } from '../passphrase.js';
 import { ProgressLine } from '../progress.js';
 import { collect, filterFrom, positiveInteger, withFilterOptions, type FilterFlags } from '../options.js';
 import { filterSnapshots, isEmptyFilter, parseTags } from '../snapshotref.js';
@@ -148,6 +149,23 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         } finally {
           await lock?.release();
         }
+      }),
+    );
+
+  program
+    .command('passwd')
+    .description("change the store's passphrase")
+    .option('--new-passphrase-file <file>', 'read the new passphrase from a file (else KLOSET_NEW_PASSPHRASE, else it is asked twice)')
+    .action((opts: { newPassphraseFile?: string }) =>
+      run(async () => {
+        const ctx = context();
+        const store = await ctx.blobStore();
+        await Repository.changePassphrase(
+          store,
+          () => ctx.passphrase(false),
+          () => readNewPassphrase(opts.newPassphraseFile),
+        );
+        ctx.out(`passwd: the passphrase of ${store.location} is changed; the old one no longer opens it`);
       }),
     );
 
