@@ -57,12 +57,18 @@ export class LocalBlobStore implements BlobStore {
     const target = this.pathOf(key);
     await fs.mkdir(path.dirname(target), { recursive: true });
     const temp = `${target}.tmp-${randomBytes(6).toString('hex')}`;
-    const handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
     try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
+      const handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+      try {
+        await handle.writeFile(data);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    } catch (err) {
+      // A full disk must not also keep the part written: it is nobody's blob, and nothing would ever remove it.
+      await fs.rm(temp, { force: true }).catch(() => undefined);
+      throw writeError(err, this.location, key);
     }
     return temp;
   }
@@ -197,6 +203,20 @@ class OpenFiles {
     this.files.clear();
     await Promise.all(all.map((f) => f.handle.then((h) => h.close()).catch(() => undefined)));
   }
+}
+
+const WRITE_FAILURES: Record<string, string> = {
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'read-only file system',
+  EACCES: 'permission denied',
+  EIO: 'input/output error',
+};
+
+/** What a user can act on: the store, the blob, and the reason in words. */
+function writeError(err: unknown, location: string, key: string): Error {
+  const reason = WRITE_FAILURES[(err as NodeJS.ErrnoException).code ?? ''];
+  return reason ? new KlosetError(`${location}: cannot write ${key}: ${reason}`, { cause: err }) : (err as Error);
 }
 
 function mapError(err: unknown, key: string): Error {

@@ -186,6 +186,12 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         } catch (err) {
           progress.clear();
           if (controller.signal.aborted) throw new KlosetError('backup interrupted: no snapshot was created', { exitCode: 130 });
+          // A system call failed mid-way (a full disk, a network store gone): the header is written
+          // last, so say that no part of a snapshot is in the store.
+          const failed = err as NodeJS.ErrnoException;
+          if (failed.code ?? (failed.cause as NodeJS.ErrnoException | undefined)?.code) {
+            throw new KlosetError(`${failed.message}; the backup stopped and created no snapshot`, { cause: err });
+          }
           throw err;
         } finally {
           scanning.abort();
