@@ -21,6 +21,7 @@ export interface GlobalOptions {
 export class CliContext {
   readonly aliases = new AliasConfig();
   options: GlobalOptions = {};
+  private readonly opened: BlobStore[] = [];
 
   constructor(
     /** The `at` argument, or KLOSET_REPOSITORY, or ~/.kloset. */
@@ -44,7 +45,14 @@ export class CliContext {
   /** The store named by `at` (a directory, `s3://bucket/prefix`, or an alias with its options). */
   async blobStore(): Promise<BlobStore> {
     const { location, options } = await resolveLocation(this.storeArg, 'store', this.aliases);
-    return await openBlobStore(location, options);
+    const store = await openBlobStore(location, options);
+    this.opened.push(store);
+    return store;
+  }
+
+  /** Closes what the command opened (file handles, connections), whether it succeeded or not. */
+  async close(): Promise<void> {
+    await Promise.all(this.opened.splice(0).map((store) => store.close().catch(() => undefined)));
   }
 
   /** For create: the location may not exist, or be empty; anything else is refused. */

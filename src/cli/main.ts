@@ -96,9 +96,11 @@ export async function main(argv: string[]): Promise<number> {
   const err = (line: string) => process.stderr.write(line + '\n');
   let exitCode: number = ExitCode.OK;
   let verbose = argv.includes('--verbose') || argv.includes('-verbose');
+  let context: CliContext | undefined;
   try {
     const { store, rest } = splitStore(normalizeArgs(argv));
-    const context = new CliContext(store, out, err);
+    const current = new CliContext(store, out, err);
+    context = current;
     const program = new Command('kloset')
       .description('deduplicated, compressed, encrypted backups into a Kloset store')
       .usage('[at <store>] <command> [options]')
@@ -115,17 +117,17 @@ export async function main(argv: string[]): Promise<number> {
       })
       .showSuggestionAfterError(true);
     program.hook('preAction', () => {
-      context.options = program.opts();
-      verbose = context.options.verbose === true;
+      current.options = program.opts();
+      verbose = current.options.verbose === true;
     });
     const run = async (work: () => Promise<number | void>) => {
       exitCode = (await work()) ?? ExitCode.OK;
     };
-    registerSnapshotCommands(program, () => context, run);
-    registerMaintenanceCommands(program, () => context, run);
-    registerMountCommand(program, () => context, run, argv);
-    registerUiCommand(program, () => context, run);
-    registerConfigCommands(program, () => context.aliases, out);
+    registerSnapshotCommands(program, () => current, run);
+    registerMaintenanceCommands(program, () => current, run);
+    registerMountCommand(program, () => current, run, argv);
+    registerUiCommand(program, () => current, run);
+    registerConfigCommands(program, () => current.aliases, out);
     await program.parseAsync(rest, { from: 'user' });
     return exitCode;
   } catch (error) {
@@ -142,5 +144,7 @@ export async function main(argv: string[]): Promise<number> {
     err(`kloset: ${e.code ? `${e.message}` : `internal error: ${e.message ?? String(error)}`}`);
     if (verbose) err(String(e.stack));
     return ExitCode.FAILURE;
+  } finally {
+    await context?.close();
   }
 }

@@ -146,7 +146,7 @@ export function addedToStore(stdout: string): number {
 export function expectOneLineError(result: CliResult, message?: RegExp | string): void {
   expect(result.stderr, 'a stack trace').not.toMatch(/^\s+at /m);
   const lines = result.stderr.split('\n').filter((line) => line !== '');
-  expect(lines, 'stderr').toHaveLength(1);
+  expect(lines, `stderr: ${result.stderr}`).toHaveLength(1);
   expect(lines[0]).toMatch(/^kloset: \S/);
   if (message !== undefined) expect(lines[0]).toMatch(message);
 }
