@@ -17,6 +17,8 @@ export interface PruneResult {
   plan: SweepPlan;
   /** Absent on a dry run. */
   swept?: SweepResult;
+  /** What killed writers left half written, removed (or, on a dry run, found). */
+  partialWrites: { count: number; bytes: number };
 }
 
 /**
@@ -75,7 +77,8 @@ export async function prune(repository: Repository, options: PruneOptions = {}):
     options.onProgress,
   );
   const plan = await planSweep(repository, live);
-  const result: PruneResult = { snapshots: headers.length, liveBlobs: live.size, plan };
+  const partialWrites = (await repository.store.removePartialWrites?.({ dryRun: options.dryRun })) ?? { count: 0, bytes: 0 };
+  const result: PruneResult = { snapshots: headers.length, liveBlobs: live.size, plan, partialWrites };
   if (!options.dryRun) result.swept = await sweep(repository, live, plan, options.onProgress);
   return result;
 }

@@ -33,5 +33,12 @@ export interface BlobStore {
   delete(key: string): Promise<void>;
   /** Size of a blob, or undefined when absent. */
   stat(key: string): Promise<number | undefined>;
+  /**
+   * Finds, and unless `dryRun` removes, what writes cut short by a killed
+   * process left behind (a local store's temporary files), which no key
+   * names. Only under the store's exclusive lock, when no put can be under
+   * way. Absent where a put leaves nothing partial.
+   */
+  removePartialWrites?(options?: { dryRun?: boolean }): Promise<{ count: number; bytes: number }>;
   close(): Promise<void>;
 }

@@ -4,6 +4,10 @@ import path from 'node:path';
 import { IntegrityError, KlosetError, NotFoundError } from '../errors.js';
 import type { BlobInfo, BlobStore } from './blobstore.js';
 
+/** A blob is written as `<key>.tmp-<12 hex>`, then renamed. */
+const TEMP_SUFFIX = '.tmp-';
+const TEMP_NAME = /\.tmp-[0-9a-f]{12}$/;
+
 /**
  * A blob store in a local directory: one file per key, written to a temporary
  * name, fsynced and renamed, so a crash never leaves a torn blob under a real key.
@@ -56,7 +60,7 @@ export class LocalBlobStore implements BlobStore {
   private async writeTemp(key: string, data: Buffer): Promise<string> {
     const target = this.pathOf(key);
     await fs.mkdir(path.dirname(target), { recursive: true });
-    const temp = `${target}.tmp-${randomBytes(6).toString('hex')}`;
+    const temp = `${target}${TEMP_SUFFIX}${randomBytes(6).toString('hex')}`;
     try {
       const handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
       try {
@@ -117,11 +121,32 @@ export class LocalBlobStore implements BlobStore {
       const key = dirKey === '' ? entry.name : `${dirKey}/${entry.name}`;
       if (entry.isDirectory()) {
         if (key.startsWith(prefix) || prefix.startsWith(key + '/')) yield* this.walk(key, prefix);
-      } else if (entry.isFile() && key.startsWith(prefix) && !entry.name.includes('.tmp-')) {
+      } else if (entry.isFile() && key.startsWith(prefix) && !TEMP_NAME.test(entry.name)) {
         const size = (await fs.stat(path.join(dir, entry.name))).size;
         yield { key, size };
       }
     }
+  }
+
+  async removePartialWrites({ dryRun = false } = {}): Promise<{ count: number; bytes: number }> {
+    let count = 0;
+    let bytes = 0;
+    // Not locks/ nor CONFIG: those are written without the exclusive lock (a lock's own refresh, passwd).
+    const entries = (
+      await Promise.all(
+        ['packs', 'index', 'snapshots'].map((dir) => fs.readdir(path.join(this.root, dir), { recursive: true, withFileTypes: true }).catch(() => [])),
+      )
+    ).flat();
+    for (const entry of entries) {
+      if (!entry.isFile() || !TEMP_NAME.test(entry.name)) continue;
+      const file = path.join(entry.parentPath, entry.name);
+      const size = (await fs.stat(file).catch(() => undefined))?.size;
+      if (size === undefined) continue;
+      if (!dryRun) await fs.unlink(file);
+      count++;
+      bytes += size;
+    }
+    return { count, bytes };
   }
 
   async delete(key: string): Promise<void> {

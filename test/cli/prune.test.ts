@@ -122,6 +122,29 @@ describe('prune after rm', () => {
   });
 });
 
+describe('files a killed writer left half written', () => {
+  it('are found by a dry run and removed by prune, except in locks/, which prune does not own', async () => {
+    const { store, source } = await twoSnapshots('partial');
+    // What a process killed in the middle of a put leaves: the temporary name, never renamed.
+    const partial = ['packs/ab/' + 'ab'.repeat(32) + '.tmp-0123456789ab', 'index/' + 'cd'.repeat(32) + '.tmp-ba9876543210', 'snapshots/' + 'ef'.repeat(32) + '.tmp-00ff00ff00ff'];
+    const lockTemp = 'locks/' + '12'.repeat(32) + '.tmp-aaaaaaaaaaaa';
+    for (const rel of [...partial, lockTemp]) {
+      await fs.mkdir(path.dirname(path.join(store, rel)), { recursive: true });
+      await fs.writeFile(path.join(store, rel), Buffer.alloc(1000, 1));
+    }
+    const dry = await kloset(['at', store, 'prune', '-n']);
+    expect(dry.stdout).toMatch(/; would remove 3 partly written files \(2\.93 KiB\) in /);
+    for (const rel of partial) await fs.access(path.join(store, rel));
+    const done = await kloset(['at', store, 'prune']);
+    expect(done.code).toBe(0);
+    expect(done.stdout).toMatch(/; removed 3 partly written files \(2\.93 KiB\) in /);
+    for (const rel of partial) await expect(fs.access(path.join(store, rel))).rejects.toThrow(/ENOENT/);
+    await fs.access(path.join(store, lockTemp));
+    await fs.rm(path.join(store, lockTemp));
+    await expectRestoresExactly(store, source);
+  });
+});
+
 describe('a machine whose index cache predates a prune', () => {
   it('stores the removed data again instead of taking it for stored', async () => {
     const { store, source, first } = await twoSnapshots('cache');

@@ -74,9 +74,14 @@ async function pruneAndReport(ctx: CliContext, repository: Repository, options: 
       : `${options.dryRun ? 'would remove' : 'removed'} ${plural(plan.deletePacks.length, 'pack')} (${formatBytes(deleted)}) and ` +
         `${options.dryRun ? 'would rewrite' : 'rewrote'} ${plural(plan.repackPacks.length, 'pack')} (${formatBytes(repacked)}, ${formatBytes(moved)} of it in use)`;
     const after = result.swept && changed ? plan.packBytes - deleted - repacked + result.swept.writtenBytes : undefined;
+    const { partialWrites } = result;
+    const partial = partialWrites.count
+      ? `; ${options.dryRun ? 'would remove' : 'removed'} ${plural(partialWrites.count, 'partly written file')} (${formatBytes(partialWrites.bytes)})`
+      : '';
     ctx.out(
       `prune${options.dryRun ? ' (dry run)' : ''}: ${plural(result.snapshots, 'snapshot')}, ${plural(result.liveBlobs, 'blob')} in use; ${changes}` +
         (after !== undefined ? `; packs now ${formatBytes(after)}, were ${formatBytes(plan.packBytes)}` : '') +
+        partial +
         ` in ${formatDuration(Date.now() - started)}`,
     );
   } finally {
