@@ -48,6 +48,7 @@ const SINGLE_DASH_LONG = new Set([
   'snapshot',
   'remove-all',
   'new-passphrase-file',
+  'include',
 ]);
 
 export function normalizeArgs(argv: string[]): string[] {

@@ -6,11 +6,21 @@ import type { Entry } from './tree.js';
 
 const SMALL_FILE_BATCH = 64;
 
+/**
+ * What a restore does with an entry: `skip` it, `take` it with everything
+ * below it, or, for a directory, `enter` it (create it, then ask for each
+ * child) or `search` it (ask for each child, and create the directory only
+ * when one of them is taken).
+ */
+export type Selection = 'skip' | 'take' | 'enter' | 'search';
+
 export interface RestoreOptions {
   onWarning?: (path: string, message: string) => void;
   onProgress?: (progress: { files: number; bytes: number; errors: number }) => void;
   /** Files written at once. */
   concurrency?: number;
+  /** Asked for the entries under a restored directory, by path relative to it; absent: take everything. */
+  select?: (rel: string, entry: Entry) => Selection;
 }
 
 export interface RestoreResult {
@@ -85,14 +95,27 @@ export async function restore(
    * does not wait for one directory's files before going on to the next,
    * so fetching, decoding and writing overlap across directories.
    */
-  const walk = async (rel: string, dir: Entry): Promise<{ done: Promise<void> }> => {
-    try {
-      await exporter.createDirectory(rel, dir);
-    } catch (err) {
-      if (rel === '') throw unusableTarget(err);
-      fail(rel, err);
-      return { done: Promise.resolve() };
-    }
+  const walk = async (
+    rel: string,
+    dir: Entry,
+    mode: 'take' | 'enter' | 'search',
+    parentCreated?: () => Promise<boolean>,
+  ): Promise<{ done: Promise<void> }> => {
+    // Created once, on first need: at once unless searching, where only a child taken needs it.
+    let creation: Promise<boolean> | undefined;
+    const created = () =>
+      (creation ??= (async () => {
+        if (parentCreated && !(await parentCreated())) return false;
+        try {
+          await exporter.createDirectory(rel, dir);
+          return true;
+        } catch (err) {
+          if (rel === '') throw unusableTarget(err);
+          fail(rel, err);
+          return false;
+        }
+      })());
+    if (mode !== 'search' && !(await created())) return { done: Promise.resolve() };
     const pendingHere = new Set<Promise<void>>();
     const start = async (task: Promise<void>) => {
       pendingHere.add(task);
@@ -121,8 +144,14 @@ export async function restore(
           continue;
         }
         const childRel = joinPath(rel, child.name);
-        if (child.kind === 'directory') pendingHere.add((await walk(childRel, child)).done);
-        else if (child.kind === 'file' && child.content && 'chunks' in child.content && child.content.chunks.length === 1) {
+        const selection = mode === 'take' || !options.select ? 'take' : options.select(childRel, child);
+        if (selection === 'skip' || (selection === 'search' && child.kind !== 'directory')) continue;
+        if (child.kind === 'directory') {
+          pendingHere.add((await walk(childRel, child, selection, created)).done);
+          continue;
+        }
+        if (mode === 'search' && !(await created())) continue;
+        if (child.kind === 'file' && child.content && 'chunks' in child.content && child.content.chunks.length === 1) {
           batch.push({ rel: childRel, file: child });
           if (batch.length >= SMALL_FILE_BATCH) await flushBatch();
         } else if (child.kind === 'file') {
@@ -137,13 +166,14 @@ export async function restore(
     }
     // The directory's own times and mode are set last: creating its entries changes them.
     const done = Promise.all(pendingHere).then(async () => {
+      if (!creation || !(await creation)) return; // searched, and nothing in it was taken
       result.directories++;
       await exporter.finishDirectory(rel, dir).catch((err) => fail(rel, err));
     });
     return { done };
   };
 
-  if (entry.kind === 'directory') await (await walk('', entry)).done;
+  if (entry.kind === 'directory') await (await walk('', entry, options.select ? 'enter' : 'take')).done;
   else if (entry.kind === 'file') {
     const problem = checkEntryName(entry.name);
     if (problem) fail('', new Error(problem));

@@ -12,7 +12,7 @@ import { diffTrees, type DiffItem } from '../../snapshot/diff.js';
 import { Locator } from '../../snapshot/locate.js';
 import { listSnapshots, resolveSnapshot, type SnapshotHeader } from '../../snapshot/header.js';
 import { SnapshotReader } from '../../snapshot/reader.js';
-import { restore } from '../../snapshot/restore.js';
+import { restore, type RestoreOptions } from '../../snapshot/restore.js';
 import type { Entry } from '../../snapshot/tree.js';
 import type { BlobStore } from '../../storage/blobstore.js';
 import { resolveLocation } from '../aliases.js';
@@ -87,6 +87,23 @@ function diffLine(item: DiffItem): string {
   return `${mark}  ${name}  (${reasons.join(', ')})`;
 }
 
+/** Globs matched against a path relative to the top of the backup or restore, or against its last name; undefined without patterns. */
+function pathMatcher(patterns: string[]): ((rel: string) => boolean) | undefined {
+  if (patterns.length === 0) return undefined;
+  const matchers = patterns.map((p) => picomatch(p, { dot: true }));
+  return (rel) => matchers.some((m) => m(rel) || m(path.posix.basename(rel)));
+}
+
+/** restore's -include (what matches, and the directories leading to it) or -exclude (all but what matches). */
+function restoreSelection(include: string[], exclude: string[]): RestoreOptions['select'] {
+  if (include.length && exclude.length) throw new UsageError('restore takes -include or -exclude, not both');
+  const included = pathMatcher(include);
+  if (included) return (rel, entry) => (included(rel) ? 'take' : entry.kind === 'directory' ? 'search' : 'skip');
+  const excluded = pathMatcher(exclude);
+  if (excluded) return (rel, entry) => (excluded(rel) ? 'skip' : entry.kind === 'directory' ? 'enter' : 'take');
+  return undefined;
+}
+
 /** One snapshot as `ls` lists it: time, short id, size, source, tags. */
 export function snapshotLine(h: SnapshotHeader): string {
   return `${formatTime(h.time)}  ${shortId(h.id)}  ${formatBytes(h.stats.size).padStart(10)}  ${h.source}${h.tags.length ? `  [${h.tags.join(',')}]` : ''}`;
@@ -133,10 +150,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const importer: Importer = fromS3
           ? (await import('../../connectors/s3/importer.js')).S3Importer.fromConfig(location, sourceOptions)
           : new FsImporter(location);
-        const matchers = (opts.exclude ?? []).map((p) => picomatch(p, { dot: true }));
-        const excludePath = matchers.length
-          ? (rel: string) => matchers.some((m) => m(rel) || m(path.posix.basename(rel)))
-          : undefined;
+        const excludePath = pathMatcher(opts.exclude ?? []);
         const { repository, lock } = await ctx.lockedRepository('shared', 'a backup');
         // Chosen under the lock: a prune cannot have removed what the parent refers to.
         const parent = opts.parent
@@ -342,9 +356,12 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
     .option('--to <directory>', 'where to restore (default: the current directory)')
     .option('--tag <tags>', 'with no snapshot given: the latest with these tags', collect)
     .option('--concurrency <n>', 'files restored at once', (v) => Number.parseInt(v, 10))
-    .action((arg: string | undefined, opts: { to?: string; tag?: string[]; concurrency?: number }) =>
+    .option('--include <pattern>', 'restore only what matches, with the directories leading to it (repeatable)', collect)
+    .option('--exclude <pattern>', 'leave out what matches, a directory with all it holds (repeatable)', collect)
+    .action((arg: string | undefined, opts: { to?: string; tag?: string[]; concurrency?: number; include?: string[]; exclude?: string[] }) =>
       run(async () => {
         const ctx = context();
+        const select = restoreSelection(opts.include ?? [], opts.exclude ?? []);
         const { location, options: destinationOptions } = await resolveLocation(opts.to ?? '.', 'destination', ctx.aliases);
         const toS3 = /^s3:\/\//i.test(location);
         if (!toS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported destination`);
@@ -380,6 +397,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           process.once('SIGTERM', onSignal);
           const result = await restore(reader, entry, ref.path, exporter, {
             concurrency: opts.concurrency,
+            select,
             onProgress: (p) => {
               restored = p.files;
               progress.update(p);
