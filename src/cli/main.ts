@@ -49,6 +49,7 @@ const SINGLE_DASH_LONG = new Set([
   'remove-all',
   'new-passphrase-file',
   'include',
+  'one-file-system',
 ]);
 
 export function normalizeArgs(argv: string[]): string[] {

@@ -141,7 +141,8 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
     .option('--tag <tags>', 'comma-separated tags', collect)
     .option('--exclude <pattern>', 'glob of paths to leave out (repeatable)', collect)
     .option('--no-parent', 'read every file, even unchanged ones')
-    .action((source: string, opts: { tag?: string[]; exclude?: string[]; parent: boolean }) =>
+    .option('-x, --one-file-system', 'do not cross into other file systems: a mount point is kept as an empty directory')
+    .action((source: string, opts: { tag?: string[]; exclude?: string[]; parent: boolean; oneFileSystem?: boolean }) =>
       run(async () => {
         const ctx = context();
         const { location, options: sourceOptions } = await resolveLocation(source, 'source', ctx.aliases);
@@ -149,7 +150,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         if (!fromS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported source`);
         const importer: Importer = fromS3
           ? (await import('../../connectors/s3/importer.js')).S3Importer.fromConfig(location, sourceOptions)
-          : new FsImporter(location);
+          : new FsImporter(location, { oneFileSystem: opts.oneFileSystem });
         const excludePath = pathMatcher(opts.exclude ?? []);
         const { repository, lock } = await ctx.lockedRepository('shared', 'a backup');
         // Chosen under the lock: a prune cannot have removed what the parent refers to.

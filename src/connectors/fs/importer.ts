@@ -75,10 +75,20 @@ export class FsImporter implements Importer {
   /** The directory snapshot paths are relative to: the source, or a single file's parent. */
   private base: string;
   private singleFile: string | undefined;
+  /** With `oneFileSystem`: the source's device; a directory on another one is kept, empty. */
+  private rootDevice: number | undefined;
 
-  constructor(root: string) {
+  constructor(
+    root: string,
+    private readonly options: { oneFileSystem?: boolean } = {},
+  ) {
     this.source = path.resolve(root);
     this.base = this.source;
+  }
+
+  /** A mount point below the source, with -one-file-system: recorded, not entered, as restic and tar do. */
+  private otherFileSystem(dir: string): boolean {
+    return this.rootDevice !== undefined && Number(lstatSync(dir).dev) !== this.rootDevice;
   }
 
   private full(rel: string): string {
@@ -103,6 +113,7 @@ export class FsImporter implements Importer {
       if (code === 'EACCES') throw new KlosetError(`${this.source}: permission denied`);
       throw err;
     }
+    if (this.options.oneFileSystem) this.rootDevice = entry.dev;
     if (entry.kind === 'directory') return entry;
     if (entry.kind !== 'file') throw new KlosetError(`${this.source}: not a directory or a regular file`);
     this.singleFile = path.basename(this.source);
@@ -123,6 +134,7 @@ export class FsImporter implements Importer {
       return;
     }
     const dir = this.full(rel);
+    if (this.otherFileSystem(dir)) return;
     const names = (await fs.readdir(dir)).sort(compareNames);
     for (const name of names) {
       let entry: SourceEntry;
@@ -177,7 +189,7 @@ export class FsImporter implements Importer {
       for (const entry of entries) {
         const childRel = rel === '' ? entry.name : `${rel}/${entry.name}`;
         if (skip?.(childRel)) continue;
-        if (entry.isDirectory()) await walk(childRel);
+        if (entry.isDirectory() && !this.otherFileSystem(this.full(childRel))) await walk(childRel);
         else if (entry.isFile()) files.push(childRel);
       }
       // A slice at a time: a directory of a million files must not become a million pending calls.
