@@ -87,6 +87,33 @@ async function readConfig(store: BlobStore): Promise<{ config: StoreConfig; mac:
 }
 
 /**
+ * The master key of a store and the keys derived from it, once CONFIG is
+ * proved unaltered by its MAC. The passphrase is asked for only when the
+ * store is encrypted; a wrong one fails here, before any other read.
+ */
+async function unlockConfig(
+  store: BlobStore,
+  config: StoreConfig,
+  mac: string,
+  passphrase: PassphraseProvider,
+): Promise<{ masterKey: Buffer; keys: StoreKeys }> {
+  let masterKey: Buffer;
+  if (config.encryption) {
+    const kek = await deriveKeyEncryptionKey(await passphrase(), config.encryption.kdf);
+    masterKey = unwrapMasterKey(config.encryption.wrappedKey, kek);
+  } else if (config.plaintextKey) {
+    masterKey = Buffer.from(config.plaintextKey, 'base64');
+  } else {
+    throw new KlosetError(`${store.location}: store config has no key`);
+  }
+  const keys = deriveStoreKeys(masterKey, config.encryption !== null);
+  if (!verifyConfigMac(keys.macKey, canonical(config), mac)) {
+    throw new IntegrityError(`${store.location}: store config has been altered (MAC mismatch)`);
+  }
+  return { masterKey, keys };
+}
+
+/**
  * The content layer: an authenticated, compressed, deduplicated blob space
  * over a BlobStore. Knows packs and the index; knows nothing of files or snapshots.
  */
@@ -137,19 +164,7 @@ export class Repository {
    */
   static async open(store: BlobStore, passphrase: PassphraseProvider, { loadIndex = true } = {}): Promise<Repository> {
     const { config, mac } = await readConfig(store);
-    let masterKey: Buffer;
-    if (config.encryption) {
-      const kek = await deriveKeyEncryptionKey(await passphrase(), config.encryption.kdf);
-      masterKey = unwrapMasterKey(config.encryption.wrappedKey, kek);
-    } else if (config.plaintextKey) {
-      masterKey = Buffer.from(config.plaintextKey, 'base64');
-    } else {
-      throw new KlosetError(`${store.location}: store config has no key`);
-    }
-    const keys = deriveStoreKeys(masterKey, config.encryption !== null);
-    if (!verifyConfigMac(keys.macKey, canonical(config), mac)) {
-      throw new IntegrityError(`${store.location}: store config has been altered (MAC mismatch)`);
-    }
+    const { keys } = await unlockConfig(store, config, mac, passphrase);
     const repository = new Repository(store, config, keys);
     if (loadIndex) await repository.loadIndex();
     return repository;
@@ -165,11 +180,7 @@ export class Repository {
   static async changePassphrase(store: BlobStore, current: PassphraseProvider, next: PassphraseProvider): Promise<void> {
     const { config, mac } = await readConfig(store);
     if (!config.encryption) throw new KlosetError(`${store.location}: the store is not encrypted, so it has no passphrase`);
-    const masterKey = unwrapMasterKey(config.encryption.wrappedKey, await deriveKeyEncryptionKey(await current(), config.encryption.kdf));
-    const keys = deriveStoreKeys(masterKey, true);
-    if (!verifyConfigMac(keys.macKey, canonical(config), mac)) {
-      throw new IntegrityError(`${store.location}: store config has been altered (MAC mismatch)`);
-    }
+    const { masterKey, keys } = await unlockConfig(store, config, mac, current);
     const passphrase = await next();
     const kdf: KdfParams = { ...config.encryption.kdf, salt: randomBytes(16).toString('base64') };
     const rewrapped: StoreConfig = {
@@ -375,6 +386,11 @@ export class BlobWriter {
 
   has(id: Buffer): boolean {
     return this.repository.has(id) || this.pending.has(id.toString('latin1'));
+  }
+
+  /** A pack could not be stored: every later add fails with that error, and so will commit(). */
+  get failed(): boolean {
+    return this.failure !== undefined;
   }
 
   /** Returns false when the blob was already there; resolves once the blob is queued, with back-pressure. */
