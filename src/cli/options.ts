@@ -7,8 +7,10 @@ export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
-export function positiveInteger(value: string): number {
-  if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError('expected a whole number of at least 1.');
+/** A --keep-* count: as in restic, -1 (or `unlimited`) has no limit. */
+export function keepCount(value: string): number {
+  if (value === '-1' || value === 'unlimited') return Number.POSITIVE_INFINITY;
+  if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError('expected a whole number of at least 1, or -1 for no limit.');
   return Number(value);
 }
 

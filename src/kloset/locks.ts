@@ -73,7 +73,10 @@ export class StoreLock {
       await lock.release();
       const holder = others[0].record;
       // Only this host can tell a dead process from a live one; a lock from another stays until it ages out.
-      const elsewhere = holder.host !== os.hostname() ? ` (if that machine stopped it, 'kloset unlock --remove-all' removes the lock)` : '';
+      const elsewhere =
+        holder.host !== os.hostname()
+          ? ` (if that machine stopped it, 'kloset at ${repository.store.location} unlock --remove-all' removes the lock)`
+          : '';
       throw new StoreLockedError(`store is in use by ${describe(holder)}: try again once it has ended${elsewhere}`);
     }
     lock.timer = setInterval(() => void lock.write().catch(() => undefined), REFRESH_EVERY_MS);

@@ -1,39 +1,40 @@
 import type { SnapshotReader } from './reader.js';
 import type { Entry } from './tree.js';
 
-/**
- * Paths below a directory whose last component `match`es, relative to it,
- * in the order `ls -R` shows them; directories end with a slash.
- */
-type Matches = string[];
+/** What a search needs of one directory: its children that match, and its subdirectories, in listing order. */
+type Listing = { name: string; matched: boolean; directory?: Entry }[];
 
 /**
  * Finds entries by name across snapshots. A directory's tree id is a MAC
- * of its whole content, so the answer for an id is remembered: a subtree
- * that did not change between snapshots is read once for all of them.
+ * of its whole content, so what a directory holds is remembered by id: a
+ * subtree that did not change between snapshots is read from the store
+ * once for all of them. Memory holds the matches and the directories, not
+ * the other files.
  */
 export class Locator {
-  private readonly known = new Map<string, Matches>();
+  private readonly known = new Map<string, Listing>();
 
   constructor(private readonly match: (name: string) => boolean) {}
 
-  /** Matching paths under `dir` (an entry of `reader`'s snapshot at `dirPath`), as absolute paths. */
+  /** Matching paths under `dir`, an entry of `reader`'s snapshot at `dirPath`, in `ls -R` order; directories end with a slash. */
   async *find(reader: SnapshotReader, dir: Entry, dirPath: string): AsyncGenerator<string> {
     const prefix = dirPath.endsWith('/') ? dirPath : `${dirPath}/`;
-    for (const rel of await this.below(reader, dir)) yield prefix + rel;
+    for (const child of await this.listing(reader, dir)) {
+      if (child.matched) yield child.directory ? `${prefix}${child.name}/` : prefix + child.name;
+      if (child.directory) yield* this.find(reader, child.directory, prefix + child.name);
+    }
   }
 
-  private async below(reader: SnapshotReader, dir: Entry): Promise<Matches> {
+  private async listing(reader: SnapshotReader, dir: Entry): Promise<Listing> {
     const key = dir.tree?.toString('latin1');
     const remembered = key === undefined ? undefined : this.known.get(key);
     if (remembered) return remembered;
-    const found: Matches = [];
+    const listing: Listing = [];
     for await (const child of reader.children(dir)) {
-      const isDirectory = child.kind === 'directory';
-      if (this.match(child.name)) found.push(isDirectory ? `${child.name}/` : child.name);
-      if (isDirectory) for (const rel of await this.below(reader, child)) found.push(`${child.name}/${rel}`);
+      const matched = this.match(child.name);
+      if (matched || child.kind === 'directory') listing.push({ name: child.name, matched, directory: child.kind === 'directory' ? child : undefined });
     }
-    if (key !== undefined) this.known.set(key, found);
-    return found;
+    if (key !== undefined) this.known.set(key, listing);
+    return listing;
   }
 }

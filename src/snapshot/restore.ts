@@ -138,14 +138,14 @@ export async function restore(
     };
     try {
       for await (const child of reader.children(dir)) {
+        const childRel = joinPath(rel, child.name);
+        const selection = mode === 'take' || !options.select ? 'take' : options.select(childRel, child);
+        if (selection === 'skip' || (selection === 'search' && child.kind !== 'directory')) continue;
         const problem = checkEntryName(child.name);
         if (problem) {
           fail(rel, new Error(problem));
           continue;
         }
-        const childRel = joinPath(rel, child.name);
-        const selection = mode === 'take' || !options.select ? 'take' : options.select(childRel, child);
-        if (selection === 'skip' || (selection === 'search' && child.kind !== 'directory')) continue;
         if (child.kind === 'directory') {
           pendingHere.add((await walk(childRel, child, selection, created)).done);
           continue;

@@ -1,26 +1,31 @@
 import type { SnapshotHeader } from './header.js';
 
-/** A calendar span, as restic's `--keep-within 1y2m3d4h` writes it: months and years are not fixed lengths. */
+/**
+ * A span of time as the command line writes it (`1y2m`, `36h`, `30min`):
+ * years, months and days count on the local calendar, since they are not
+ * fixed lengths; hours, minutes and seconds are real time.
+ */
 export interface CalendarSpan {
   years: number;
   months: number;
   days: number;
-  hours: number;
+  seconds: number;
 }
 
-/** `date` moved back by `span`, on the local calendar (a month back from 31 March is 3 March, as Go's AddDate does). */
+/** `date` moved back by `span`: a month back from 31 March is 3 March, as Go's AddDate has it. */
 export function spanBefore(date: Date, span: CalendarSpan): Date {
-  const d = new Date(date.getTime());
+  const d = new Date(date.getTime() - span.seconds * 1000);
   d.setFullYear(d.getFullYear() - span.years, d.getMonth() - span.months, d.getDate() - span.days);
-  d.setHours(d.getHours() - span.hours);
   return d;
 }
 
 /**
- * Which snapshots to keep, restic's `forget` rules: `last` keeps the n
- * newest; each calendar rule keeps the newest snapshot of each of the n
- * latest hours, days, weeks, months or years that have one. A snapshot kept
- * by any rule stays. Counts are per group (see `groupKey`).
+ * Which snapshots to keep, as restic's `forget` decides it: `last` keeps
+ * the n newest; each calendar rule keeps the newest snapshot of each of the
+ * n latest hours, days, weeks, months or years that have one, and, while a
+ * rule still has periods left when the group runs out, the oldest snapshot
+ * too. A count of Infinity has no limit. A snapshot kept by any rule stays.
+ * Counts are per group (see `groupKey`).
  */
 export interface RetentionPolicy {
   last?: number;
@@ -29,10 +34,10 @@ export interface RetentionPolicy {
   weekly?: number;
   monthly?: number;
   yearly?: number;
-  /** Keep everything taken within this span before the group's newest snapshot. */
+  /** Keep what was taken less than this span before the group's newest snapshot (not counting any dated in the future). */
   within?: CalendarSpan;
-  /** Keep every snapshot that has one of these tags. */
-  tags?: string[];
+  /** Keep a snapshot that has every tag of one of these sets. */
+  tags?: string[][];
 }
 
 export type GroupField = 'host' | 'source' | 'tags';
@@ -40,7 +45,7 @@ export type GroupField = 'host' | 'source' | 'tags';
 export interface RetentionDecision {
   header: SnapshotHeader;
   keep: boolean;
-  /** Why it stays ("last", "daily", "within 7d", "tag x"); empty when it goes. */
+  /** Why it stays ("last", "daily", "within", "tag a,b"); empty when it goes. */
   reasons: string[];
 }
 
@@ -84,7 +89,7 @@ export function groupKey(header: SnapshotHeader, fields: GroupField[]): string {
   );
 }
 
-function decideGroup(headers: SnapshotHeader[], policy: RetentionPolicy): RetentionDecision[] {
+function decideGroup(headers: SnapshotHeader[], policy: RetentionPolicy, now: Date): RetentionDecision[] {
   const newestFirst = [...headers].sort((a, b) => b.time.getTime() - a.time.getTime() || Buffer.compare(b.id, a.id));
   const rules = [
     ...(policy.last ? [{ reason: 'last', left: policy.last, period: (_: Date, n: number) => String(n), previous: '' }] : []),
@@ -95,15 +100,19 @@ function decideGroup(headers: SnapshotHeader[], policy: RetentionPolicy): Retent
       previous: '',
     })),
   ];
-  const withinFrom = policy.within && newestFirst.length ? spanBefore(newestFirst[0].time, policy.within).getTime() : undefined;
+  // A clock set wrong on one machine must not shift everyone else's window.
+  const newest = newestFirst.find((h) => h.time.getTime() <= now.getTime()) ?? newestFirst[0];
+  const withinAfter = policy.within && newest ? spanBefore(newest.time, policy.within).getTime() : undefined;
   return newestFirst.map((header, n) => {
     const reasons: string[] = [];
-    for (const tag of policy.tags ?? []) if (header.tags.includes(tag)) reasons.push(`tag ${tag}`);
-    if (withinFrom !== undefined && header.time.getTime() >= withinFrom) reasons.push('within');
+    for (const set of policy.tags ?? []) if (set.every((tag) => header.tags.includes(tag))) reasons.push(`tag ${set.join(',')}`);
+    if (withinAfter !== undefined && header.time.getTime() > withinAfter) reasons.push('within');
+    const oldest = n === newestFirst.length - 1;
     for (const rule of rules) {
       if (rule.left === 0) continue;
       const period = rule.period(header.time, n);
-      if (period === rule.previous) continue;
+      // The oldest is kept while a rule has periods left: the history then reaches back as far as it can.
+      if (period === rule.previous && !oldest) continue;
       rule.previous = period;
       rule.left--;
       reasons.push(rule.reason);
@@ -117,7 +126,7 @@ function decideGroup(headers: SnapshotHeader[], policy: RetentionPolicy): Retent
  * snapshot once, newest first within each group, groups in order of their
  * newest snapshot.
  */
-export function applyRetention(headers: SnapshotHeader[], policy: RetentionPolicy, groupBy: GroupField[]): RetentionDecision[] {
+export function applyRetention(headers: SnapshotHeader[], policy: RetentionPolicy, groupBy: GroupField[], now = new Date()): RetentionDecision[] {
   const groups = new Map<string, SnapshotHeader[]>();
   for (const header of headers) {
     const key = groupKey(header, groupBy);
@@ -125,7 +134,7 @@ export function applyRetention(headers: SnapshotHeader[], policy: RetentionPolic
     if (group) group.push(header);
     else groups.set(key, [header]);
   }
-  const decided = [...groups.values()].map((group) => decideGroup(group, policy));
+  const decided = [...groups.values()].map((group) => decideGroup(group, policy, now));
   decided.sort((a, b) => b[0].header.time.getTime() - a[0].header.time.getTime());
   return decided.flat();
 }

@@ -139,7 +139,8 @@ export class LocalBlobStore implements BlobStore {
     ).flat();
     for (const entry of entries) {
       if (!entry.isFile() || !TEMP_NAME.test(entry.name)) continue;
-      const file = path.join(entry.parentPath, entry.name);
+      // parentPath from Node 20.12; path before it.
+      const file = path.join(entry.parentPath ?? (entry as unknown as { path: string }).path, entry.name);
       const size = (await fs.stat(file).catch(() => undefined))?.size;
       if (size === undefined) continue;
       if (!dryRun) await fs.unlink(file);

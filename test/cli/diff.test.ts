@@ -56,10 +56,15 @@ describe('diff', () => {
       '+  /docs/new/  (1 file, 2 B)',
       '-  /docs/old/  (2 files, 14 B)',
       'M  /edited.txt  (size, content, mtime)',
-      'U  /touched.txt  (mode)',
-      `diff ${first}..${second}: 2 added, 1 removed, 3 changed`,
+      `diff ${first}..${second}: 2 added, 1 removed, 2 changed`,
       '',
     ]);
+  });
+
+  it('lists metadata-only changes too with --metadata, as restic does', async () => {
+    const result = await kloset(['at', store, 'diff', '--metadata', first, second]);
+    expect(result.stdout).toMatch(/^M {2}\/edited\.txt {2}\(size, content, mtime\)\nU {2}\/touched\.txt {2}\(mode\)\n/m);
+    expect(result.stdout).toMatch(/: 2 added, 1 removed, 3 changed\n$/);
   });
 
   it('compares one directory, or one file, of each snapshot', async () => {
@@ -80,8 +85,8 @@ describe('diff', () => {
       items: { path: string; status: string; reasons?: string[]; before?: { type: string }; after?: { type: string; files?: number } }[];
     };
     expect([parsed.a.short_id, parsed.b.short_id]).toEqual([first, second]);
-    expect(parsed.counts).toEqual({ added: 2, removed: 1, changed: 3 });
-    expect(parsed.items).toHaveLength(6);
+    expect(parsed.counts).toEqual({ added: 2, removed: 1, changed: 2 });
+    expect(parsed.items).toHaveLength(5);
     expect(parsed.items.find((i) => i.path === '/becomes-link')).toMatchObject({ status: 'changed', reasons: ['type'], before: { type: 'file' }, after: { type: 'symlink' } });
     expect(parsed.items.find((i) => i.path === '/docs/new')).toMatchObject({ status: 'added', after: { type: 'directory', files: 1 } });
   });

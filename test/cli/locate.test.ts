@@ -3,6 +3,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
+import { loadBuilt } from '../helpers/built.js';
 import { expectOneLineError, klosetWith } from '../helpers/fixtures.js';
 
 let work: string;
@@ -64,6 +65,38 @@ describe('locate', () => {
     expect((await kloset(['at', store, 'locate', '-snapshot', second, 'report-*'])).stdout).toBe(`${second}:/home/report-2026.pdf\n`);
     expect((await kloset(['at', store, 'locate', '-tag', 'before', 'report-*'])).stdout).toBe(`${first}:/home/report-2025.pdf\n`);
     expect((await kloset(['at', store, 'locate', '-latest', 'hosts'])).stdout).toBe(`${second}:/etc/hosts\n`);
+  });
+
+  it('reads an unchanged subtree from the store once for all the snapshots that share it', async () => {
+    const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
+    const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
+    const { listSnapshots } = (await loadBuilt('snapshot/header.js')) as typeof import('../../src/snapshot/header.js');
+    const { SnapshotReader } = (await loadBuilt('snapshot/reader.js')) as typeof import('../../src/snapshot/reader.js');
+    const { Locator } = (await loadBuilt('snapshot/locate.js')) as typeof import('../../src/snapshot/locate.js');
+    const repository = await Repository.open(new LocalBlobStore(store), async () => 'test passphrase');
+    const headers = await listSnapshots(repository);
+    const locator = new Locator((name) => name.endsWith('.conf'));
+    const listed: string[][] = [];
+    for (const header of headers) {
+      const reader = new SnapshotReader(repository, header);
+      const children = reader.children.bind(reader);
+      const dirs: string[] = [];
+      reader.children = (dir) => {
+        dirs.push(dir.name);
+        return children(dir);
+      };
+      const found: string[] = [];
+      for await (const path of locator.find(reader, header.root, '/')) found.push(path);
+      listed.push(dirs.sort());
+      // What a fresh search, with nothing remembered, finds in this snapshot.
+      const fresh: string[] = [];
+      for await (const path of new Locator((name) => name.endsWith('.conf')).find(new SnapshotReader(repository, header), header.root, '/')) fresh.push(path);
+      expect(found).toEqual(fresh);
+      expect(found).toHaveLength(3);
+    }
+    // The second snapshot changed the root, etc (conf.d) and home (the report): nginx, sites and .config are not read again.
+    expect(listed).toEqual([['', '.config', 'etc', 'home', 'nginx', 'sites'], ['', 'conf.d', 'etc', 'home']]);
+    await repository.store.close();
   });
 
   it('exits 1 without a word when nothing matches, as locate(1) does', async () => {

@@ -37,7 +37,7 @@ describe('passwd', () => {
     const result = await kloset(['at', store, 'passwd'], { env: { KLOSET_NEW_PASSPHRASE: 'second passphrase' } });
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
-    expect(result.stdout).toMatch(/^passwd: the passphrase of .* is changed; the old one no longer opens it\n$/);
+    expect(result.stdout).toMatch(/^passwd: the passphrase of .* is changed\nthe master key is the same: a copy of the old CONFIG .* still opens with the old passphrase\n$/);
     const after = JSON.parse((await config()).toString()) as typeof before;
     expect(after.storeId).toBe(before.storeId);
     expect(after.encryption.kdf.salt).not.toBe(before.encryption.kdf.salt);

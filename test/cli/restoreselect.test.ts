@@ -74,6 +74,18 @@ describe('restore -include', () => {
     );
   });
 
+  it('anchors a pattern with a leading slash at the top of what is restored', async () => {
+    expect(await restored(['-include', '/docs/*.txt'])).toEqual(sourceItems(['docs', 'docs/a.txt']));
+  });
+
+  it('says so when nothing matches, rather than leaving an empty directory without a word', async () => {
+    const target = path.join(work, 'nothing');
+    const result = await kloset(['at', store, 'restore', '-to', target, '-include', '*.docx']);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toMatch(/^warning: -include: nothing in [0-9a-f]{8}:\/ matches \*\.docx\n$/);
+    expect(await fs.readdir(target)).toEqual([]);
+  });
+
   it('matches paths relative to the subtree restored', async () => {
     const target = await fs.mkdtemp(path.join(work, 'restored-'));
     const id = JSON.parse((await kloset(['at', store, 'ls', '--json'])).stdout)[0].id as string;

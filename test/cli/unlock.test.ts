@@ -65,7 +65,7 @@ describe('unlock', () => {
     expect(refused.code).toBe(1);
     expect(refused.stderr).toBe(
       `kloset: store is in use by a backup (pid 4242 on db-server-7 since ${/since (\S+)\)/.exec(refused.stderr)?.[1]}): try again once it has ended` +
-        ` (if that machine stopped it, 'kloset unlock --remove-all' removes the lock)\n`,
+        ` (if that machine stopped it, 'kloset at ${store} unlock --remove-all' removes the lock)\n`,
     );
     const kept = await kloset(['at', store, 'unlock']);
     expect(kept.stdout).toMatch(/^kept the lock of a backup \(pid 4242 on db-server-7 .*\), which may still run: --remove-all removes it$/m);

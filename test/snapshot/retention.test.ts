@@ -60,8 +60,20 @@ describe('keep policies', () => {
   });
 
   it('--keep-hourly tells hours apart within a day', () => {
+    const headers = [snapshot(at(2026, 5, 1, 8, 10)), snapshot(at(2026, 5, 1, 9, 10)), snapshot(at(2026, 5, 1, 9, 50)), snapshot(at(2026, 5, 1, 10, 5))];
+    expect(kept(headers, { hourly: 2 })).toEqual(['2026-05-01 10:05 hourly', '2026-05-01 09:50 hourly']);
+  });
+
+  it('keeps the oldest snapshot too while a rule has periods left, as restic does, so the history reaches back', () => {
     const headers = [snapshot(at(2026, 5, 1, 9, 10)), snapshot(at(2026, 5, 1, 9, 50)), snapshot(at(2026, 5, 1, 10, 5))];
-    expect(kept(headers, { hourly: 5 })).toEqual(['2026-05-01 10:05 hourly', '2026-05-01 09:50 hourly']);
+    expect(kept(headers, { hourly: 5 })).toEqual(['2026-05-01 10:05 hourly', '2026-05-01 09:50 hourly', '2026-05-01 09:10 hourly']);
+    expect(kept(headers, { hourly: 2 })).toEqual(['2026-05-01 10:05 hourly', '2026-05-01 09:50 hourly']);
+  });
+
+  it('takes a count of Infinity (-1 on the command line) as no limit', () => {
+    const headers = Array.from({ length: 30 }, (_, i) => snapshot(at(2026, 4, 1 + i, 12)));
+    headers.push(snapshot(at(2026, 4, 30, 18)));
+    expect(kept(headers, { daily: Number.POSITIVE_INFINITY })).toHaveLength(30);
   });
 
   it('--keep-weekly counts ISO weeks, which run Monday to Sunday across the new year', () => {
@@ -83,18 +95,32 @@ describe('keep policies', () => {
     ]);
   });
 
-  it('--keep-within keeps what is within the span before the newest snapshot, not before now', () => {
+  it('--keep-within keeps what is less than the span older than the newest snapshot, not than now', () => {
     const headers = [snapshot(at(2020, 3, 1)), snapshot(at(2020, 3, 8)), snapshot(at(2020, 3, 9)), snapshot(at(2020, 3, 10))];
-    expect(kept(headers, { within: parseSpan('2d', '--keep-within') })).toEqual([
-      '2020-03-10 12:00 within',
-      '2020-03-09 12:00 within',
-      '2020-03-08 12:00 within',
-    ]);
+    // 8 March at noon is exactly two days before the newest: out, as in restic.
+    expect(kept(headers, { within: parseSpan('2d', '--keep-within') })).toEqual(['2020-03-10 12:00 within', '2020-03-09 12:00 within']);
   });
 
-  it('--keep-tag keeps every snapshot with one of the tags', () => {
-    const headers = [snapshot(at(2026, 1, 1), { tags: ['release'] }), snapshot(at(2026, 1, 2)), snapshot(at(2026, 1, 3))];
-    expect(kept(headers, { last: 1, tags: ['release', 'other'] })).toEqual(['2026-01-03 12:00 last', '2026-01-01 12:00 tag release']);
+  it('--keep-within does not let a snapshot dated in the future move the window', () => {
+    const future = new Date(Date.now() + 400 * 86_400_000);
+    const headers = [snapshot(at(2020, 3, 8)), snapshot(at(2020, 3, 9)), snapshot(at(2020, 3, 10)), snapshot(future)];
+    const decisions = applyRetention(headers, { within: parseSpan('2d', '--keep-within') }, []);
+    expect(decisions.filter((d) => d.keep).map((d) => d.header.time)).toEqual([future, at(2020, 3, 10), at(2020, 3, 9)]);
+  });
+
+  it('--keep-tag keeps a snapshot with all the tags of one set: a,b is both, two options are either', () => {
+    const headers = [
+      snapshot(at(2026, 1, 1), { tags: ['release'] }),
+      snapshot(at(2026, 1, 2), { tags: ['a'] }),
+      snapshot(at(2026, 1, 3), { tags: ['a', 'b'] }),
+      snapshot(at(2026, 1, 4)),
+      snapshot(at(2026, 1, 5)),
+    ];
+    expect(kept(headers, { last: 1, tags: [['release'], ['a', 'b']] })).toEqual([
+      '2026-01-05 12:00 last',
+      '2026-01-03 12:00 tag a,b',
+      '2026-01-01 12:00 tag release',
+    ]);
   });
 
   it('judges each host and source apart by default, and everything as one group with no fields', () => {
@@ -122,18 +148,22 @@ describe('keep policies', () => {
 describe('time specifications', () => {
   const now = at(2026, 3, 31, 15, 30);
 
-  it('spans count back on the calendar: months and years are not fixed lengths', () => {
-    expect(parseSpan('1y2m3w4d5h', 'x')).toEqual({ years: 1, months: 2, days: 25, hours: 5 });
+  it('spans count days, months and years back on the calendar, and hours in real time', () => {
+    expect(parseSpan('1y2m3w4d5h', 'x')).toEqual({ years: 1, months: 2, days: 25, seconds: 5 * 3600 });
     expect(spanBefore(now, parseSpan('1d', 'x'))).toEqual(at(2026, 3, 30, 15, 30));
     expect(spanBefore(now, parseSpan('2w', 'x'))).toEqual(at(2026, 3, 17, 15, 30));
     // As Go's AddDate: 31 February normalizes to 3 March.
     expect(spanBefore(now, parseSpan('1m', 'x'))).toEqual(at(2026, 3, 3, 15, 30));
     expect(spanBefore(now, parseSpan('1y', 'x'))).toEqual(at(2025, 3, 31, 15, 30));
-    expect(spanBefore(now, parseSpan('36h', 'x'))).toEqual(at(2026, 3, 30, 3, 30));
+    expect(spanBefore(now, parseSpan('36h', 'x')).getTime()).toBe(now.getTime() - 36 * 3600_000);
   });
 
   it('-before and -since take a span back from now, a local date or time, or RFC 3339', () => {
     expect(parseMoment('30d', '-before', now)).toEqual(at(2026, 3, 1, 15, 30));
+    expect(parseMoment('2mo', '-before', now)).toEqual(at(2026, 1, 31, 15, 30));
+    expect(parseMoment('90min', '-since', now).getTime()).toBe(now.getTime() - 90 * 60_000);
+    expect(parseMoment('1h30min', '-since', now).getTime()).toBe(now.getTime() - 90 * 60_000);
+    expect(parseMoment('45s', '-since', now).getTime()).toBe(now.getTime() - 45_000);
     expect(parseMoment('2026-01-02', '-before', now)).toEqual(at(2026, 1, 2, 0, 0));
     expect(parseMoment('2026-01-02 15:04', '-before', now)).toEqual(at(2026, 1, 2, 15, 4));
     expect(parseMoment('2026-01-02 15:04:05', '-before', now)).toEqual(new Date(2026, 0, 2, 15, 4, 5));
@@ -146,5 +176,11 @@ describe('time specifications', () => {
       expect(() => parseMoment(bad, '-before', now)).toThrow(/^-before: .* is neither a date/);
     }
     expect(() => parseSpan('1q', '--keep-within')).toThrow(/^--keep-within: "1q" is not a span/);
+  });
+
+  it('refuses a bare m in -before and -since, which Plakar reads as minutes and restic as months', () => {
+    for (const text of ['30m', '1h30m', '2m3d']) {
+      expect(() => parseMoment(text, '-since', now)).toThrow(/^-since: ".*" is ambiguous: write min for minutes or mo for months$/);
+    }
   });
 });

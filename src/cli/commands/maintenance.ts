@@ -11,7 +11,7 @@ import type { CliContext, Run } from '../context.js';
 import { formatBytes, formatDuration, plural, shortId } from '../format.js';
 import { readNewPassphrase } from '../passphrase.js';
 import { ProgressLine } from '../progress.js';
-import { collect, filterFrom, positiveInteger, withFilterOptions, type FilterFlags } from '../options.js';
+import { collect, filterFrom, keepCount, withFilterOptions, type FilterFlags } from '../options.js';
 import { filterSnapshots, isEmptyFilter, parseTags } from '../snapshotref.js';
 import { parseSpan } from '../timespec.js';
 import { snapshotLine, snapshotSummary } from './snapshots.js';
@@ -38,7 +38,7 @@ function policyFrom(flags: RmFlags): RetentionPolicy {
     monthly: flags.keepMonthly,
     yearly: flags.keepYearly,
     within: flags.keepWithin === undefined ? undefined : parseSpan(flags.keepWithin, '--keep-within'),
-    tags: parseTags(flags.keepTag),
+    tags: (flags.keepTag ?? []).map((set) => parseTags(set)).filter((set) => set.length > 0),
   };
 }
 
@@ -50,6 +50,11 @@ function groupFields(text: string): GroupField[] {
     if (!GROUP_FIELDS.includes(field as GroupField)) throw new UsageError(`--group-by: unknown field ${JSON.stringify(field)} (host, source, tags, or '' for one group)`);
   }
   return fields as GroupField[];
+}
+
+/** Two prefixes of one id name one snapshot. */
+function uniqueSnapshots(headers: SnapshotHeader[]): SnapshotHeader[] {
+  return [...new Map(headers.map((h) => [h.id.toString('hex'), h])).values()];
 }
 
 /** "keep", "would remove" or "removed", then the snapshot as `ls` lists it. */
@@ -170,7 +175,9 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
           () => ctx.passphrase(false),
           () => readNewPassphrase(opts.newPassphraseFile),
         );
-        ctx.out(`passwd: the passphrase of ${store.location} is changed; the old one no longer opens it`);
+        ctx.out(`passwd: the passphrase of ${store.location} is changed`);
+        // The master key stays (re-encrypting every blob is what a new store is for): an old CONFIG still opens with the old passphrase.
+        ctx.info('the master key is the same: a copy of the old CONFIG (a versioned bucket, a copy of the store) still opens with the old passphrase');
       }),
     );
 
@@ -196,14 +203,14 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
       .description('forget snapshots: those named, those the filters select, or all but those a --keep policy keeps')
       .argument('[snapshot...]', 'snapshot id prefixes'),
   )
-    .option('--keep-last <n>', 'keep the n newest snapshots', positiveInteger)
-    .option('--keep-hourly <n>', 'keep the newest snapshot of each of the last n hours that have one', positiveInteger)
-    .option('--keep-daily <n>', 'the same for days', positiveInteger)
-    .option('--keep-weekly <n>', 'the same for ISO weeks (Monday to Sunday)', positiveInteger)
-    .option('--keep-monthly <n>', 'the same for months', positiveInteger)
-    .option('--keep-yearly <n>', 'the same for years', positiveInteger)
-    .option('--keep-within <span>', 'keep every snapshot taken within this span before the newest one (7d, 2w, 6m, 1y2m)')
-    .option('--keep-tag <tags>', 'keep every snapshot with one of these tags (comma-separated, repeatable)', collect)
+    .option('--keep-last <n>', 'keep the n newest snapshots (-1: all)', keepCount)
+    .option('--keep-hourly <n>', 'keep the newest snapshot of each of the last n hours that have one (-1: no limit)', keepCount)
+    .option('--keep-daily <n>', 'the same for days', keepCount)
+    .option('--keep-weekly <n>', 'the same for ISO weeks (Monday to Sunday)', keepCount)
+    .option('--keep-monthly <n>', 'the same for months', keepCount)
+    .option('--keep-yearly <n>', 'the same for years', keepCount)
+    .option('--keep-within <span>', 'keep every snapshot taken less than this span before the newest one (7d, 2w, 6m, 1y2m)')
+    .option('--keep-tag <tags>', 'keep every snapshot with all of these tags (comma-separated; repeat the option for either set)', collect)
     .option('--group-by <fields>', 'apply the policy to each group of snapshots with the same host, source and/or tags', 'host,source')
     .option('-n, --dry-run', 'say what would be forgotten, and forget nothing')
     .option('--prune', 'then remove the data no remaining snapshot refers to')
@@ -222,7 +229,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         const { repository, lock } = await ctx.lockedRepository('exclusive', 'rm');
         try {
           const selected = ids.length
-            ? await Promise.all(ids.map((id) => resolveSnapshot(repository, id)))
+            ? uniqueSnapshots(await Promise.all(ids.map((id) => resolveSnapshot(repository, id))))
             : filterSnapshots(await listSnapshots(repository), filter);
           const decisions = isEmptyPolicy(policy)
             ? selected.map((header) => ({ header, keep: false, reasons: [] }))

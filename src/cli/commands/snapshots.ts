@@ -20,7 +20,7 @@ import type { CliContext, Run } from '../context.js';
 import { formatBytes, formatDuration, formatMode, formatTime, plural, shortId } from '../format.js';
 import { ProgressLine } from '../progress.js';
 import { collect, filterFrom, withFilterOptions, type FilterFlags } from '../options.js';
-import { filterSnapshots, findSnapshot, parseSnapshotRef, parseTags } from '../snapshotref.js';
+import { filterSnapshots, findSnapshot, isEmptyFilter, parseSnapshotRef, parseTags } from '../snapshotref.js';
 
 /** How long an interrupted restore waits for its clean-up (aborting uploads) before it exits anyway. */
 const ABANDON_TIMEOUT_MS = 5000;
@@ -75,33 +75,55 @@ function requestLine(store: BlobStore, storedBytes = 0): string | undefined {
 /**
  * One difference, marked as restic's `diff` marks them: + added, - removed,
  * M content changed, T type changed, U metadata only; then the path
- * (directories with a slash) and what changed or the totals of what came or went.
+ * (directories with a slash) and what changed, or the totals of a
+ * directory that came or went (restic lists everything below it instead).
  */
 function diffLine(item: DiffItem): string {
   const entry = (item.after ?? item.before)!;
   const name = entry.type === 'directory' ? `${item.path.replace(/\/$/, '')}/` : item.path;
   const totals = entry.type === 'directory' ? `  (${plural(entry.files ?? 0, 'file')}, ${formatBytes(entry.size)})` : '';
-  if (item.status !== 'changed') return `${item.status === 'added' ? '+' : '-'}  ${name}${totals}`;
-  const reasons = item.reasons ?? [];
-  const mark = reasons.includes('type') ? 'T' : reasons.some((r) => r === 'content' || r === 'size' || r === 'target') ? 'M' : 'U';
-  return `${mark}  ${name}  (${reasons.join(', ')})`;
+  if (item.status !== 'changed') return `${diffMark(item)}  ${name}${totals}`;
+  return `${diffMark(item)}  ${name}  (${(item.reasons ?? []).join(', ')})`;
 }
 
-/** Globs matched against a path relative to the top of the backup or restore, or against its last name; undefined without patterns. */
+function diffMark(item: DiffItem): '+' | '-' | 'T' | 'M' | 'U' {
+  if (item.status === 'added') return '+';
+  if (item.status === 'removed') return '-';
+  const reasons = item.reasons ?? [];
+  return reasons.includes('type') ? 'T' : reasons.some((r) => r === 'content' || r === 'size' || r === 'target') ? 'M' : 'U';
+}
+
+/**
+ * Globs matched against a path relative to the top of the backup or
+ * restore (a leading slash anchors there), or against its last name;
+ * undefined without patterns.
+ */
 function pathMatcher(patterns: string[]): ((rel: string) => boolean) | undefined {
   if (patterns.length === 0) return undefined;
-  const matchers = patterns.map((p) => picomatch(p, { dot: true }));
+  const matchers = patterns.map((p) => picomatch(p.replace(/^\/+/, ''), { dot: true }));
   return (rel) => matchers.some((m) => m(rel) || m(path.posix.basename(rel)));
 }
 
-/** restore's -include (what matches, and the directories leading to it) or -exclude (all but what matches). */
-function restoreSelection(include: string[], exclude: string[]): RestoreOptions['select'] {
+/**
+ * restore's -include (what matches, and the directories leading to it) or
+ * -exclude (all but what matches); `matched` tells afterwards whether an
+ * -include found anything.
+ */
+function restoreSelection(include: string[], exclude: string[]): { select?: RestoreOptions['select']; matched: () => boolean } {
   if (include.length && exclude.length) throw new UsageError('restore takes -include or -exclude, not both');
+  let matched = false;
   const included = pathMatcher(include);
-  if (included) return (rel, entry) => (included(rel) ? 'take' : entry.kind === 'directory' ? 'search' : 'skip');
+  if (included) {
+    const select: RestoreOptions['select'] = (rel, entry) => {
+      if (!included(rel)) return entry.kind === 'directory' ? 'search' : 'skip';
+      matched = true;
+      return 'take';
+    };
+    return { select, matched: () => matched };
+  }
   const excluded = pathMatcher(exclude);
-  if (excluded) return (rel, entry) => (excluded(rel) ? 'skip' : entry.kind === 'directory' ? 'enter' : 'take');
-  return undefined;
+  if (excluded) return { select: (rel, entry) => (excluded(rel) ? 'skip' : entry.kind === 'directory' ? 'enter' : 'take'), matched: () => true };
+  return { matched: () => true };
 }
 
 /** One snapshot as `ls` lists it: time, short id, size, source, tags. */
@@ -148,6 +170,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const { location, options: sourceOptions } = await resolveLocation(source, 'source', ctx.aliases);
         const fromS3 = /^s3:\/\//i.test(location);
         if (!fromS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported source`);
+        if (fromS3 && opts.oneFileSystem) throw new UsageError('-one-file-system applies to a local directory, not to a bucket');
         const importer: Importer = fromS3
           ? (await import('../../connectors/s3/importer.js')).S3Importer.fromConfig(location, sourceOptions)
           : new FsImporter(location, { oneFileSystem: opts.oneFileSystem });
@@ -204,8 +227,10 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           // A system call failed mid-way (a full disk, a network store gone): the header is written
           // last, so say that no part of a snapshot is in the store.
           const failed = err as NodeJS.ErrnoException;
-          if (failed.code ?? (failed.cause as NodeJS.ErrnoException | undefined)?.code) {
-            throw new KlosetError(`${failed.message}; the backup stopped and created no snapshot`, { cause: err });
+          const code = failed.code ?? (failed.cause as NodeJS.ErrnoException | undefined)?.code;
+          if (code && /^E[A-Z0-9]+$/.test(code)) {
+            const exitCode = err instanceof KlosetError ? err.exitCode : undefined;
+            throw new KlosetError(`${failed.message}; the backup stopped and created no snapshot`, { cause: err, exitCode });
           }
           throw err;
         } finally {
@@ -288,7 +313,8 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
     .argument('<from>', 'snapshot id prefix, optionally with :/path')
     .argument('<to>', 'snapshot id prefix, optionally with :/path (default: the same path as <from>)')
     .option('--json', 'JSON output: both snapshots, the counts and every item')
-    .action((fromArg: string, toArg: string, opts: { json?: boolean }) =>
+    .option('--metadata', 'also list entries whose mode, owner or times changed but not their content (U)')
+    .action((fromArg: string, toArg: string, opts: { json?: boolean; metadata?: boolean }) =>
       run(async () => {
         const ctx = context();
         const repository = await ctx.repository();
@@ -300,15 +326,20 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           [from, to].map(async (ref) => new SnapshotReader(repository, await resolveSnapshot(repository, ref.id))),
         );
         const [rootA, rootB] = await Promise.all([readerA.lookup(from.path), readerB.lookup(to.path)]);
-        const result = await diffTrees(readerA, rootA, readerB, rootB, from.path, {
-          limit: opts.json ? Number.POSITIVE_INFINITY : 0,
-          onItem: opts.json ? undefined : (item) => ctx.out(diffLine(item)),
+        // As restic's diff: metadata-only changes are listed on request.
+        const counts = { added: 0, removed: 0, changed: 0 };
+        const items: DiffItem[] = [];
+        await diffTrees(readerA, rootA, readerB, rootB, from.path, {
+          limit: 0,
+          onItem: (item) => {
+            if (!opts.metadata && diffMark(item) === 'U') return;
+            counts[item.status]++;
+            if (opts.json) items.push(item);
+            else ctx.out(diffLine(item));
+          },
         });
-        const { counts } = result;
         if (opts.json) {
-          ctx.out(
-            JSON.stringify({ a: snapshotSummary(readerA.header), b: snapshotSummary(readerB.header), path: from.path, counts, items: result.items }, null, 2),
-          );
+          ctx.out(JSON.stringify({ a: snapshotSummary(readerA.header), b: snapshotSummary(readerB.header), path: from.path, counts, items }, null, 2));
           return;
         }
         ctx.info(
@@ -333,6 +364,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         }
         const matchers = patterns.map((pattern) => picomatch(pattern, { dot: true }));
         const filter = filterFrom(opts);
+        if (opts.snapshot && !isEmptyFilter(filter)) throw new UsageError('locate takes -snapshot or selection flags (-tag, -before, -since, -latest), not both');
         const repository = await ctx.repository();
         const headers = opts.snapshot
           ? [await resolveSnapshot(repository, opts.snapshot)]
@@ -362,7 +394,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
     .action((arg: string | undefined, opts: { to?: string; tag?: string[]; concurrency?: number; include?: string[]; exclude?: string[] }) =>
       run(async () => {
         const ctx = context();
-        const select = restoreSelection(opts.include ?? [], opts.exclude ?? []);
+        const selection = restoreSelection(opts.include ?? [], opts.exclude ?? []);
         const { location, options: destinationOptions } = await resolveLocation(opts.to ?? '.', 'destination', ctx.aliases);
         const toS3 = /^s3:\/\//i.test(location);
         if (!toS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported destination`);
@@ -398,7 +430,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           process.once('SIGTERM', onSignal);
           const result = await restore(reader, entry, ref.path, exporter, {
             concurrency: opts.concurrency,
-            select,
+            select: selection.select,
             onProgress: (p) => {
               restored = p.files;
               progress.update(p);
@@ -414,6 +446,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
             return exporter.close();
           });
           progress.clear();
+          if (!selection.matched()) ctx.warn(`-include: nothing in ${shortId(header.id)}:${ref.path} matches ${(opts.include ?? []).join(', ')}`);
           ctx.out(
             `restored ${result.files} files, ${formatBytes(result.bytes)} from snapshot ${shortId(header.id)} to ${exporter.target} in ${formatDuration(Date.now() - started)}` +
               (result.errors ? `, ${result.errors} errors` : ''),

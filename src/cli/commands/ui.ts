@@ -46,39 +46,39 @@ export function registerUiCommand(program: Command, context: () => CliContext, r
         const { host, port } = parseAddress(flags.addr);
         // Held while serving: a prune must not remove what a page may still read.
         const { repository, lock } = await ctx.lockedRepository('shared', 'the viewer', { reader: true });
-        const server = await startUiServer({
-          repository,
-          aliases: ctx.aliases,
-          host,
-          port,
-          log: (line) => ctx.err(`kloset: ui: ${line}`),
-        }).catch(async (err: unknown) => {
+        try {
+          const server = await startUiServer({
+            repository,
+            aliases: ctx.aliases,
+            host,
+            port,
+            log: (line) => ctx.err(`kloset: ui: ${line}`),
+          });
+          // Listening for Ctrl-C before the URL is out: whoever reads it may stop us at once.
+          const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+          const stopped = new Promise<void>((resolve) => {
+            const stop = () => {
+              for (const signal of signals) process.off(signal, stop);
+              resolve();
+            };
+            for (const signal of signals) process.on(signal, stop);
+          });
+          ctx.out(`kloset ui: serving ${repository.store.location} at ${server.url}`);
+          ctx.info('press Ctrl-C to stop');
+          const cleanup = flags.spawn ? await openBrowser(server.url).catch(() => undefined) : undefined;
+          await stopped;
+          await server.close();
+          await cleanup?.();
+          const running = server.runningRestores();
+          if (running > 0) {
+            // A second Ctrl-C, with no handler left, ends the process at once.
+            ctx.info(`kloset ui: waiting for ${running} restore${running > 1 ? 's' : ''} to finish (Ctrl-C again to abort)`);
+            await server.settle();
+          }
+          ctx.info('kloset ui: stopped');
+        } finally {
           await lock?.release().catch(() => undefined);
-          throw err;
-        });
-        // Listening for Ctrl-C before the URL is out: whoever reads it may stop us at once.
-        const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-        const stopped = new Promise<void>((resolve) => {
-          const stop = () => {
-            for (const signal of signals) process.off(signal, stop);
-            resolve();
-          };
-          for (const signal of signals) process.on(signal, stop);
-        });
-        ctx.out(`kloset ui: serving ${repository.store.location} at ${server.url}`);
-        ctx.info('press Ctrl-C to stop');
-        const cleanup = flags.spawn ? await openBrowser(server.url).catch(() => undefined) : undefined;
-        await stopped;
-        await server.close();
-        await cleanup?.();
-        const running = server.runningRestores();
-        if (running > 0) {
-          // A second Ctrl-C, with no handler left, ends the process at once.
-          ctx.info(`kloset ui: waiting for ${running} restore${running > 1 ? 's' : ''} to finish (Ctrl-C again to abort)`);
-          await server.settle();
         }
-        await lock?.release().catch(() => undefined);
-        ctx.info('kloset ui: stopped');
       }),
     );
 }

@@ -88,7 +88,12 @@ export class FsImporter implements Importer {
 
   /** A mount point below the source, with -one-file-system: recorded, not entered, as restic and tar do. */
   private otherFileSystem(dir: string): boolean {
-    return this.rootDevice !== undefined && Number(lstatSync(dir).dev) !== this.rootDevice;
+    if (this.rootDevice === undefined) return false;
+    try {
+      return Number(lstatSync(dir).dev) !== this.rootDevice;
+    } catch {
+      return false; // gone or unreadable: reading it says so, where it is reported
+    }
   }
 
   private full(rel: string): string {
