@@ -36,6 +36,7 @@ import type { DirectoryOrders } from './listing.js';
 import { presentation } from './preview.js';
 import type { RestoreJobs } from './restorejobs.js';
 import { tarStream } from './tar.js';
+import { zipStream } from './zip.js';
 
 export const MAX_PAGE = 1000;
 export const DEFAULT_PAGE = 200;
@@ -347,11 +348,13 @@ export class UiApi {
     const reader = await this.deps.catalog.reader(match[1]);
     const where = snapshotPath(url);
     const e = await lookup(reader, where);
+    const format = url.searchParams.get('format') ?? 'tar';
+    if (format !== 'tar' && format !== 'zip') throw new HttpError(400, 'format is tar or zip');
     const root = where === '/' ? `snapshot-${reader.header.id.toString('hex').slice(0, 8)}` : e.name;
-    res.setHeader('Content-Type', 'application/x-tar');
-    res.setHeader('Content-Disposition', contentDisposition('attachment', `${root}.tar`));
+    res.setHeader('Content-Type', format === 'zip' ? 'application/zip' : 'application/x-tar');
+    res.setHeader('Content-Disposition', contentDisposition('attachment', `${root}.${format}`));
     res.setHeader('Cache-Control', 'no-store');
-    await sendStream(res, 200, coalesce(tarStream(reader, e, root)));
+    await sendStream(res, 200, coalesce(format === 'zip' ? zipStream(reader, e, root) : tarStream(reader, e, root)));
   }
 
   private async diff(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {

@@ -4,12 +4,16 @@
  * directory, previews of a text file and an image, a download, a diff.
  * Screenshots land in test-output/ui-*.png for a person to look at.
  */
+import { execFile } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, tempDir } from '../helpers/cli.js';
 import { HOSTILE, MANY, makeUiStore, sha256, startUi, type RunningUi, type UiStore } from './fixture.js';
+
+const run = promisify(execFile);
 
 const CHROMIUM = '/usr/bin/chromium';
 const OUTPUT = path.join(ROOT, 'test-output');
@@ -157,6 +161,16 @@ describe.skipIf(!hasChromium)('the viewer in headless chromium', () => {
     expect(download.suggestedFilename()).toBe('big.bin');
     const saved = await download.path();
     expect(sha256(await fs.readFile(saved))).toBe(sha256(await fs.readFile(path.join(fixture.source, 'big.bin'))));
+  });
+
+  it('downloads a directory as a zip that unzip extracts', async () => {
+    await go(`#/s/${fixture.ids[0]}/browse?path=/notes`);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('download-zip').click()]);
+    expect(download.suggestedFilename()).toBe('notes.zip');
+    const dir = path.join(fixture.work, 'unzipped-from-page');
+    await run('unzip', ['-q', await download.path(), '-d', dir]);
+    expect((await fs.readdir(path.join(dir, 'notes'))).sort()).toEqual(['logo.svg', 'page.html', 'readme.md']);
+    expect(await fs.readFile(path.join(dir, 'notes/page.html'), 'utf8')).toBe(await fs.readFile(path.join(fixture.source, 'notes/page.html'), 'utf8'));
   });
 
   it('compares two snapshots', async () => {

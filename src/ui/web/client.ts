@@ -166,7 +166,7 @@ export const api = {
     getJson<TreePage>(`${snap(id)}/tree?${q({ path, offset, limit })}`, signal),
   entry: (id: string, path: string) => getJson<FullEntry>(`${snap(id)}/entry?${q({ path })}`),
   contentUrl: (id: string, path: string, download = false) => `${snap(id)}/content?${q({ path, download: download ? 1 : undefined })}`,
-  archiveUrl: (id: string, path: string) => `${snap(id)}/archive?${q({ path })}`,
+  archiveUrl: (id: string, path: string, format: 'tar' | 'zip' = 'tar') => `${snap(id)}/archive?${q({ path, format: format === 'zip' ? 'zip' : undefined })}`,
   diff: (a: string, b: string, path: string) => getJson<DiffResult>(`/api/diff?${q({ a, b, path })}`),
   destinations: () => getJson<{ destinations: { name: string; location: string }[] }>('/api/destinations'),
   restore: (snapshot: string, path: string, destination: string) => postJson<RestoreJob>('/api/restore', { snapshot, path, destination }),

@@ -100,6 +100,7 @@ export async function renderFile(main: HTMLElement, id: string, path: string, si
     actions.append(
       linkButton('Browse', href({ view: 'browse', id: e.snapshot, path: e.path }), { icon: 'dir' }),
       linkButton('Download .tar', api.archiveUrl(e.snapshot, e.path), { icon: 'download', download: true }),
+      linkButton('.zip', api.archiveUrl(e.snapshot, e.path, 'zip'), { download: true, title: 'as a zip archive' }),
     );
   } else if (e.type === 'file') {
     actions.append(linkButton('Download', api.contentUrl(e.snapshot, e.path, true), { icon: 'download', download: true, testid: 'download-file' }));
