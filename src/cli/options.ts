@@ -25,7 +25,7 @@ export interface FilterFlags {
 export function withFilterOptions(command: Command): Command {
   return command
     .option('--tag <tags>', 'only snapshots with all these tags (comma-separated, repeatable)', collect)
-    .option('--before <when>', 'only snapshots taken before a date (2026-01-02, "2026-01-02 15:04") or a span back from now (30d, 2w, 6m, 1y)')
+    .option('--before <when>', 'only snapshots taken before a date (2026-01-02, "2026-01-02 15:04") or a span back from now (30d, 2w, 6mo, 1y, 12h, 30min)')
     .option('--since <when>', 'only snapshots taken at or after a date or a span back from now')
     .option('--latest', 'only the newest of the snapshots selected');
 }
