@@ -388,9 +388,9 @@ export class BlobWriter {
     return this.repository.has(id) || this.pending.has(id.toString('latin1'));
   }
 
-  /** A pack could not be stored: every later add fails with that error, and so will commit(). */
-  get failed(): boolean {
-    return this.failure !== undefined;
+  /** Why a pack could not be stored, if one could not: every later add fails with it, and so will commit(). */
+  get storeFailure(): unknown {
+    return this.failure;
   }
 
   /** Returns false when the blob was already there; resolves once the blob is queued, with back-pressure. */

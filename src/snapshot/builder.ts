@@ -194,8 +194,9 @@ export async function backup(repository: Repository, importer: Importer, options
       // The size is what was read: a file growing or shrinking under us stays self-consistent.
       return { ...source, size: chunked.size, ...(xattrs ? { xattrs } : {}), content };
     } catch (err) {
+      if (options.signal?.aborted) throw err;
       // The store failing is the backup's failure, not this file's: no warning that blames the file.
-      if (options.signal?.aborted || writer.failed) throw err;
+      if (writer.storeFailure !== undefined) throw writer.storeFailure;
       warn(path, err);
       return undefined;
     }
@@ -243,7 +244,8 @@ export async function backup(repository: Repository, importer: Importer, options
         }
       }
     } catch (err) {
-      if (options.signal?.aborted || writer.failed) throw err;
+      if (options.signal?.aborted) throw err;
+      if (writer.storeFailure !== undefined) throw writer.storeFailure;
       await Promise.allSettled(pending);
       warn(path, err);
       return { done: Promise.resolve(undefined) };

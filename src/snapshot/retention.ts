@@ -12,11 +12,15 @@ export interface CalendarSpan {
   seconds: number;
 }
 
-/** `date` moved back by `span`: a month back from 31 March is 3 March, as Go's AddDate has it. */
+/**
+ * `date` moved back by `span`, as restic computes it: first on the
+ * calendar (a month back from 31 March is 3 March, as Go's AddDate has
+ * it), then by the hours, minutes and seconds.
+ */
 export function spanBefore(date: Date, span: CalendarSpan): Date {
-  const d = new Date(date.getTime() - span.seconds * 1000);
+  const d = new Date(date.getTime());
   d.setFullYear(d.getFullYear() - span.years, d.getMonth() - span.months, d.getDate() - span.days);
-  return d;
+  return new Date(d.getTime() - span.seconds * 1000);
 }
 
 /**
@@ -100,9 +104,10 @@ function decideGroup(headers: SnapshotHeader[], policy: RetentionPolicy, now: Da
       previous: '',
     })),
   ];
-  // A clock set wrong on one machine must not shift everyone else's window.
-  const newest = newestFirst.find((h) => h.time.getTime() <= now.getTime()) ?? newestFirst[0];
-  const withinAfter = policy.within && newest ? spanBefore(newest.time, policy.within).getTime() : undefined;
+  // A clock set wrong on one machine must not shift everyone else's window;
+  // with nothing but future snapshots, the window holds them all, as in restic.
+  const newest = newestFirst.find((h) => h.time.getTime() <= now.getTime());
+  const withinAfter = !policy.within ? undefined : newest ? spanBefore(newest.time, policy.within).getTime() : Number.NEGATIVE_INFINITY;
   return newestFirst.map((header, n) => {
     const reasons: string[] = [];
     for (const set of policy.tags ?? []) if (set.every((tag) => header.tags.includes(tag))) reasons.push(`tag ${set.join(',')}`);

@@ -4,7 +4,7 @@
  * names, Unix modes in the external attributes, data descriptors after each
  * member); files are stored, not deflated, as in the tar. Members are added
  * as the tree is walked, each file's content read only when its turn comes,
- * and the walk stays at most LOOKAHEAD members ahead of the output.
+ * and the walk stays a bounded number of members ahead of the output.
  *
  * Symlinks are members whose mode says so and whose content is the target,
  * as Info-ZIP writes them. FIFOs, devices and sockets have no place in zip
@@ -17,23 +17,38 @@ import { KlosetError } from '../errors.js';
 import type { SnapshotReader } from '../snapshot/reader.js';
 import type { Entry } from '../snapshot/tree.js';
 
-const LOOKAHEAD = 64;
+/** Files whose content is yet to be read, at most. */
+const FILES_AHEAD = 64;
+/**
+ * Directories and symlinks queued behind a file still being read, at most:
+ * yazl writes such a run recursively once the file ends, a stack frame each.
+ */
+const OTHERS_AHEAD = 256;
 const S_IFLNK = 0o120000;
 
 export interface ZipOptions {
   onSkip?: (path: string, reason: string) => void;
 }
 
+/** zip times are unsigned: a time before 1970 (which tar keeps) becomes the epoch. */
 function mtimeOf(e: Entry): Date {
-  return new Date(e.mtime.sec * 1000 + Math.floor(e.mtime.nsec / 1e6));
+  return new Date(Math.max(0, e.mtime.sec * 1000 + Math.floor(e.mtime.nsec / 1e6)));
+}
+
+/** A name zip tools take for a path (a backslash, a drive letter) is made plain. */
+function plainRoot(name: string): string {
+  return name.replace(/\\/g, '_').replace(/^([A-Za-z]):/, '$1_');
 }
 
 /** The zip's bytes, in order. A file found damaged on the way fails the iteration: the download must not look complete. */
 export async function* zipStream(reader: SnapshotReader, entry: Entry, rootName: string, options: ZipOptions = {}): AsyncGenerator<Buffer> {
   const zip = new yazl.ZipFile();
   const output = zip.outputStream as unknown as Readable;
-  let added = 0;
-  let started = 0;
+  let filesAdded = 0;
+  let filesStarted = 0;
+  let filesEnded = 0;
+  let othersQueued = 0;
+  let reading: Readable | undefined;
   let wake: (() => void) | undefined;
   let stopped = false;
   const stop = () => {
@@ -45,6 +60,9 @@ export async function* zipStream(reader: SnapshotReader, entry: Entry, rootName:
     output.destroy(err instanceof Error ? err : new Error(String(err)));
   };
   zip.on('error', fail);
+  const until = async (ready: () => boolean) => {
+    while (!ready() && !stopped) await new Promise<void>((resolve) => (wake = resolve));
+  };
 
   const content = async function* (path: string, e: Entry): AsyncGenerator<Buffer> {
     let written = 0;
@@ -55,44 +73,68 @@ export async function* zipStream(reader: SnapshotReader, entry: Entry, rootName:
     if (written !== e.size) throw new KlosetError(`${path}: content is ${written} bytes, the entry says ${e.size}`);
   };
 
+  /** A directory or symlink: written at once unless a file is still being read ahead of it. */
+  const addOther = async (write: () => void): Promise<void> => {
+    if (filesEnded < filesAdded) {
+      if (othersQueued >= OTHERS_AHEAD) {
+        await until(() => filesEnded === filesAdded);
+        othersQueued = 0;
+      }
+      othersQueued++;
+    } else {
+      othersQueued = 0;
+    }
+    if (!stopped) write();
+  };
+
   const add = async (path: string, e: Entry): Promise<void> => {
     if (stopped) return;
     const mtime = mtimeOf(e);
     if (e.kind === 'directory') {
-      zip.addEmptyDirectory(path, { mtime, mode: e.mode });
+      await addOther(() => zip.addEmptyDirectory(path, { mtime, mode: e.mode }));
       for await (const child of reader.children(e)) {
+        if (stopped) break;
         // yazl turns a backslash into a separator: such a name would land elsewhere.
         const problem = checkEntryName(child.name) ?? (child.name.includes('\\') ? 'a backslash in the name' : undefined);
         if (problem) options.onSkip?.(`${path}/${child.name}`, problem);
         else await add(`${path}/${child.name}`, child);
       }
     } else if (e.kind === 'file') {
-      while (added - started >= LOOKAHEAD && !stopped) await new Promise<void>((resolve) => (wake = resolve));
+      await until(() => filesAdded - filesStarted < FILES_AHEAD);
       if (stopped) return;
-      added++;
+      filesAdded++;
+      othersQueued = 0;
       zip.addReadStreamLazy(path, { size: e.size, mtime, mode: e.mode, compress: false }, (callback) => {
-        started++;
-        wake?.();
+        filesStarted++;
         const stream = Readable.from(content(path, e), { objectMode: false });
+        reading = stream;
         stream.on('error', fail);
+        stream.on('close', () => {
+          filesEnded++;
+          wake?.();
+        });
+        wake?.();
         callback(null, stream);
       });
     } else if (e.kind === 'symlink') {
-      zip.addBuffer(Buffer.from(e.target ?? ''), path, { mtime, mode: S_IFLNK | 0o777, compress: false });
+      const target = Buffer.from(e.target ?? '');
+      await addOther(() => zip.addBuffer(target, path, { mtime, mode: S_IFLNK | 0o777, compress: false }));
     } else {
       options.onSkip?.(path, `${e.kind} not representable in zip`);
     }
   };
 
-  const filling = add(rootName, entry).then(
-    () => (stopped ? undefined : zip.end()),
-    (err: unknown) => fail(err),
-  );
+  const filling = add(plainRoot(rootName), entry)
+    .then(() => {
+      if (!stopped) zip.end();
+    })
+    .catch(fail);
   try {
     for await (const data of output) yield data as Buffer;
   } finally {
-    // Also when the client went away: the walk must not wait for a reader that is gone.
+    // Also when the client went away: the walk must not wait for a reader that is gone, nor a file stay open.
     stop();
+    reading?.destroy();
     await filling;
   }
 }

@@ -76,7 +76,7 @@ describe('diff', () => {
     expect(file.stdout).toBe(`M  /edited.txt  (size, content, mtime)\ndiff ${first}..${second}: 0 added, 0 removed, 1 changed\n`);
   });
 
-  it('gives scripts both snapshots, the counts and every item with --json', async () => {
+  it('gives scripts both snapshots, the counts and every item with --json, metadata-only changes included', async () => {
     const result = await kloset(['at', store, 'diff', first, second, '-json']);
     const parsed = JSON.parse(result.stdout) as {
       a: { short_id: string };
@@ -85,8 +85,9 @@ describe('diff', () => {
       items: { path: string; status: string; reasons?: string[]; before?: { type: string }; after?: { type: string; files?: number } }[];
     };
     expect([parsed.a.short_id, parsed.b.short_id]).toEqual([first, second]);
-    expect(parsed.counts).toEqual({ added: 2, removed: 1, changed: 2 });
-    expect(parsed.items).toHaveLength(5);
+    expect(parsed.counts).toEqual({ added: 2, removed: 1, changed: 3 });
+    expect(parsed.items).toHaveLength(6);
+    expect(parsed.items.find((i) => i.path === '/touched.txt')).toMatchObject({ status: 'changed', reasons: ['mode'] });
     expect(parsed.items.find((i) => i.path === '/becomes-link')).toMatchObject({ status: 'changed', reasons: ['type'], before: { type: 'file' }, after: { type: 'symlink' } });
     expect(parsed.items.find((i) => i.path === '/docs/new')).toMatchObject({ status: 'added', after: { type: 'directory', files: 1 } });
   });

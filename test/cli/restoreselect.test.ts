@@ -76,6 +76,9 @@ describe('restore -include', () => {
 
   it('anchors a pattern with a leading slash at the top of what is restored', async () => {
     expect(await restored(['-include', '/docs/*.txt'])).toEqual(sourceItems(['docs', 'docs/a.txt']));
+    // A bare name with a slash is that entry at the top only: not docs/deep's c.txt for /c.txt, but notes.txt for /notes.txt.
+    expect(await restored(['-include', '/c.txt', '-include', '/notes.txt'])).toEqual(sourceItems(['notes.txt']));
+    expect(await restored(['-include', 'c.txt'])).toEqual(sourceItems(['docs', 'docs/deep', 'docs/deep/c.txt']));
   });
 
   it('says so when nothing matches, rather than leaving an empty directory without a word', async () => {

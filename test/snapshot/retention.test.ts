@@ -106,6 +106,9 @@ describe('keep policies', () => {
     const headers = [snapshot(at(2020, 3, 8)), snapshot(at(2020, 3, 9)), snapshot(at(2020, 3, 10)), snapshot(future)];
     const decisions = applyRetention(headers, { within: parseSpan('2d', '--keep-within') }, []);
     expect(decisions.filter((d) => d.keep).map((d) => d.header.time)).toEqual([future, at(2020, 3, 10), at(2020, 3, 9)]);
+    // Only future snapshots: no window can be placed, so none is removed.
+    const onlyFuture = [snapshot(future), snapshot(new Date(future.getTime() - 30 * 86_400_000))];
+    expect(applyRetention(onlyFuture, { within: parseSpan('2d', '--keep-within') }, []).every((d) => d.keep)).toBe(true);
   });
 
   it('--keep-tag keeps a snapshot with all the tags of one set: a,b is both, two options are either', () => {
@@ -156,6 +159,8 @@ describe('time specifications', () => {
     expect(spanBefore(now, parseSpan('1m', 'x'))).toEqual(at(2026, 3, 3, 15, 30));
     expect(spanBefore(now, parseSpan('1y', 'x'))).toEqual(at(2025, 3, 31, 15, 30));
     expect(spanBefore(now, parseSpan('36h', 'x')).getTime()).toBe(now.getTime() - 36 * 3600_000);
+    // The calendar first, then the hours: a month back from 1 April 00:30 is 1 March, and an hour more is 28 February.
+    expect(spanBefore(at(2026, 4, 1, 0, 30), parseSpan('1m1h', 'x'))).toEqual(at(2026, 2, 28, 23, 30));
   });
 
   it('-before and -since take a span back from now, a local date or time, or RFC 3339', () => {

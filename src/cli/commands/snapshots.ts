@@ -100,8 +100,8 @@ function diffMark(item: DiffItem): '+' | '-' | 'T' | 'M' | 'U' {
  */
 function pathMatcher(patterns: string[]): ((rel: string) => boolean) | undefined {
   if (patterns.length === 0) return undefined;
-  const matchers = patterns.map((p) => picomatch(p.replace(/^\/+/, ''), { dot: true }));
-  return (rel) => matchers.some((m) => m(rel) || m(path.posix.basename(rel)));
+  const matchers = patterns.map((p) => ({ match: picomatch(p.replace(/^\/+/, ''), { dot: true }), anchored: p.startsWith('/') }));
+  return (rel) => matchers.some(({ match, anchored }) => match(rel) || (!anchored && match(path.posix.basename(rel))));
 }
 
 /**
@@ -312,7 +312,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
     .description('what changed between two snapshots, or between a directory or file in each')
     .argument('<from>', 'snapshot id prefix, optionally with :/path')
     .argument('<to>', 'snapshot id prefix, optionally with :/path (default: the same path as <from>)')
-    .option('--json', 'JSON output: both snapshots, the counts and every item')
+    .option('--json', 'JSON output: both snapshots, the counts and every item, metadata-only changes included')
     .option('--metadata', 'also list entries whose mode, owner or times changed but not their content (U)')
     .action((fromArg: string, toArg: string, opts: { json?: boolean; metadata?: boolean }) =>
       run(async () => {
@@ -326,16 +326,16 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           [from, to].map(async (ref) => new SnapshotReader(repository, await resolveSnapshot(repository, ref.id))),
         );
         const [rootA, rootB] = await Promise.all([readerA.lookup(from.path), readerB.lookup(to.path)]);
-        // As restic's diff: metadata-only changes are listed on request.
+        // As restic's diff: metadata-only changes are listed on request. JSON has every item, marked by its reasons.
         const counts = { added: 0, removed: 0, changed: 0 };
         const items: DiffItem[] = [];
         await diffTrees(readerA, rootA, readerB, rootB, from.path, {
           limit: 0,
           onItem: (item) => {
-            if (!opts.metadata && diffMark(item) === 'U') return;
-            counts[item.status]++;
             if (opts.json) items.push(item);
+            else if (!opts.metadata && diffMark(item) === 'U') return;
             else ctx.out(diffLine(item));
+            counts[item.status]++;
           },
         });
         if (opts.json) {

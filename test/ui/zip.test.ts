@@ -1,0 +1,93 @@
+/**
+ * The viewer's zip writer on trees that strain it: thousands of directories
+ * queued behind a large file (yazl writes such a run recursively), a time
+ * before 1970 (zip times are unsigned), and a damaged file, which must fail
+ * the stream rather than end it as if complete.
+ */
+import { execFile } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/cli.js';
+import { loadBuilt } from '../helpers/built.js';
+import { MiB, klosetWith, packFiles, sha256File, writeRandomFile } from '../helpers/fixtures.js';
+
+const run = promisify(execFile);
+const DIRECTORIES = 6000;
+
+let work: string;
+let source: string;
+let store: string;
+
+async function zipOf(where: string): Promise<string> {
+  const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
+  const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
+  const { listSnapshots } = (await loadBuilt('snapshot/header.js')) as typeof import('../../src/snapshot/header.js');
+  const { SnapshotReader } = (await loadBuilt('snapshot/reader.js')) as typeof import('../../src/snapshot/reader.js');
+  const { zipStream } = (await loadBuilt('ui/zip.js')) as typeof import('../../src/ui/zip.js');
+  const repository = await Repository.open(new LocalBlobStore(store), async () => 'test passphrase');
+  try {
+    const [header] = await listSnapshots(repository);
+    const reader = new SnapshotReader(repository, header);
+    const file = path.join(work, `${path.basename(where) || 'root'}.zip`);
+    const handle = await fs.open(file, 'w');
+    try {
+      for await (const data of zipStream(reader, await reader.lookup(where), 'root')) await handle.write(data);
+    } finally {
+      await handle.close();
+    }
+    return file;
+  } finally {
+    await repository.store.close();
+  }
+}
+
+beforeAll(async () => {
+  work = await tempDir('kloset-zip-');
+  source = path.join(work, 'source');
+  store = path.join(work, 'store');
+  const kloset = klosetWith({ XDG_CACHE_HOME: path.join(work, 'cache') });
+  await fs.mkdir(path.join(source, 'dirs'), { recursive: true });
+  await writeRandomFile(path.join(source, 'a-big.bin'), 24 * MiB);
+  for (let i = 0; i < DIRECTORIES; i++) await fs.mkdir(path.join(source, 'dirs', `d${String(i).padStart(5, '0')}`));
+  await fs.writeFile(path.join(source, 'old.txt'), 'from 1969\n');
+  await fs.utimes(path.join(source, 'old.txt'), -86_400, -86_400);
+  await fs.symlink('old.txt', path.join(source, 'link'));
+  await fs.lutimes(path.join(source, 'link'), -86_400, -86_400);
+  expect((await kloset(['at', store, 'create'])).code).toBe(0);
+  expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+}, 120_000);
+
+afterAll(async () => {
+  await fs.rm(work, { recursive: true, force: true });
+});
+
+describe('zipStream', () => {
+  it('writes thousands of directories queued behind a large file, a file from before 1970 and a symlink', async () => {
+    const file = await zipOf('/');
+    const out = path.join(work, 'unzipped');
+    await run('unzip', ['-q', file, '-d', out], { maxBuffer: 64 * MiB });
+    expect(await sha256File(path.join(out, 'root/a-big.bin'))).toBe(await sha256File(path.join(source, 'a-big.bin')));
+    expect(await fs.readdir(path.join(out, 'root/dirs'))).toHaveLength(DIRECTORIES);
+    expect(await fs.readFile(path.join(out, 'root/old.txt'), 'utf8')).toBe('from 1969\n');
+    expect(await fs.readlink(path.join(out, 'root/link'))).toBe('old.txt');
+  });
+
+  it('fails the stream, not ends it, when a file turns out damaged', async () => {
+    for (const pack of await packFiles(store)) {
+      const handle = await fs.open(pack.file, 'r+');
+      try {
+        // A byte in the middle of each pack: inside a sealed chunk of the big file.
+        const at = Math.floor(pack.size / 2);
+        const byte = Buffer.alloc(1);
+        await handle.read(byte, 0, 1, at);
+        byte[0] ^= 0xff;
+        await handle.write(byte, 0, 1, at);
+      } finally {
+        await handle.close();
+      }
+    }
+    await expect(zipOf('/')).rejects.toThrow(/damaged|authenticat|integrity/i);
+  });
+});
