@@ -9,7 +9,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
-import { loadBuilt } from '../helpers/built.js';
+import { loadBuilt, openBuiltStore } from '../helpers/built.js';
 import { MiB, describeTree, expectOneLineError, klosetWith, storeSize, writeRandomFile } from '../helpers/fixtures.js';
 
 const TIMES = [
@@ -28,10 +28,8 @@ let kloset: ReturnType<typeof klosetWith>;
 let ids: string[];
 
 async function backdate(times: Map<string, Date>): Promise<void> {
-  const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
-  const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
   const { readSnapshotHeader, putSnapshotHeader } = (await loadBuilt('snapshot/header.js')) as typeof import('../../src/snapshot/header.js');
-  const repository = await Repository.open(new LocalBlobStore(store), async () => 'test passphrase', { loadIndex: false });
+  const repository = await openBuiltStore(store, { loadIndex: false });
   for (const [id, time] of times) {
     const header = await readSnapshotHeader(repository, Buffer.from(id, 'hex'));
     await putSnapshotHeader(repository, { ...header, time });

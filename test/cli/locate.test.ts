@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
-import { loadBuilt } from '../helpers/built.js';
+import { loadBuilt, openBuiltStore } from '../helpers/built.js';
 import { expectOneLineError, klosetWith } from '../helpers/fixtures.js';
 
 let work: string;
@@ -68,12 +68,10 @@ describe('locate', () => {
   });
 
   it('reads an unchanged subtree from the store once for all the snapshots that share it', async () => {
-    const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
-    const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
     const { listSnapshots } = (await loadBuilt('snapshot/header.js')) as typeof import('../../src/snapshot/header.js');
     const { SnapshotReader } = (await loadBuilt('snapshot/reader.js')) as typeof import('../../src/snapshot/reader.js');
     const { Locator } = (await loadBuilt('snapshot/locate.js')) as typeof import('../../src/snapshot/locate.js');
-    const repository = await Repository.open(new LocalBlobStore(store), async () => 'test passphrase');
+    const repository = await openBuiltStore(store);
     const headers = await listSnapshots(repository);
     const locator = new Locator((name) => name.endsWith('.conf'));
     const listed: string[][] = [];

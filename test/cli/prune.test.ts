@@ -9,7 +9,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
-import { loadBuilt } from '../helpers/built.js';
+import { loadBuilt, openBuiltStore } from '../helpers/built.js';
 import {
   MiB,
   describeTree,
@@ -223,10 +223,8 @@ describe('prune beside other commands', () => {
       await mounted.stop();
     }
     // A prune's exclusive lock, held by this process, keeps a backup out.
-    const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
-    const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
     const { StoreLock } = (await loadBuilt('kloset/locks.js')) as typeof import('../../src/kloset/locks.js');
-    const repository = await Repository.open(new LocalBlobStore(store), async () => 'test passphrase', { loadIndex: false });
+    const repository = await openBuiltStore(store, { loadIndex: false });
     const lock = await StoreLock.acquire(repository, 'exclusive', 'prune');
     try {
       const refused = await kloset(['at', store, 'backup', source]);

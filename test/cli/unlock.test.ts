@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startKloset, tempDir } from '../helpers/cli.js';
-import { loadBuilt } from '../helpers/built.js';
+import { loadBuilt, openBuiltStore } from '../helpers/built.js';
 import { klosetWith } from '../helpers/fixtures.js';
 
 let work: string;
@@ -20,10 +20,8 @@ const locks = () => fs.readdir(path.join(store, 'locks')).catch(() => [] as stri
 
 /** A shared lock as a backup on another machine writes it, fresh. */
 async function lockFromElsewhere(): Promise<void> {
-  const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
-  const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
   const { BlobType } = (await loadBuilt('kloset/sealing.js')) as typeof import('../../src/kloset/sealing.js');
-  const repository = await Repository.open(new LocalBlobStore(store), async () => 'test passphrase', { loadIndex: false });
+  const repository = await openBuiltStore(store, { loadIndex: false });
   const id = randomBytes(32);
   const record = { kind: 'shared', command: 'a backup', host: 'db-server-7', pid: 4242, time: new Date().toISOString() };
   await repository.store.put(`locks/${id.toString('hex')}`, await repository.sealStandalone(BlobType.lock, id, Buffer.from(JSON.stringify(record))));

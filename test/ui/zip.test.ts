@@ -10,7 +10,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
-import { loadBuilt } from '../helpers/built.js';
+import { loadBuilt, openBuiltStore } from '../helpers/built.js';
 import { MiB, klosetWith, packFiles, sha256File, writeRandomFile } from '../helpers/fixtures.js';
 
 const run = promisify(execFile);
@@ -21,12 +21,10 @@ let source: string;
 let store: string;
 
 async function zipOf(where: string): Promise<string> {
-  const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
-  const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
   const { listSnapshots } = (await loadBuilt('snapshot/header.js')) as typeof import('../../src/snapshot/header.js');
   const { SnapshotReader } = (await loadBuilt('snapshot/reader.js')) as typeof import('../../src/snapshot/reader.js');
   const { zipStream } = (await loadBuilt('ui/zip.js')) as typeof import('../../src/ui/zip.js');
-  const repository = await Repository.open(new LocalBlobStore(store), async () => 'test passphrase');
+  const repository = await openBuiltStore(store);
   try {
     const [header] = await listSnapshots(repository);
     const reader = new SnapshotReader(repository, header);
