@@ -2,43 +2,39 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from '../helpers/cli.js';
-import { expectOneLineError, klosetWith } from '../helpers/fixtures.js';
+import { expectOneLineError, storeWithTwoSnapshots, type TwoSnapshots } from '../helpers/fixtures.js';
 
 let work: string;
 let store: string;
-let kloset: ReturnType<typeof klosetWith>;
+let kloset: TwoSnapshots['kloset'];
 let first: string;
 let second: string;
 
 beforeAll(async () => {
-  work = await tempDir('kloset-diff-');
-  store = path.join(work, 'store');
-  kloset = klosetWith({ XDG_CACHE_HOME: path.join(work, 'cache') });
-  const source = path.join(work, 'source');
-  await fs.mkdir(path.join(source, 'docs/old'), { recursive: true });
-  await fs.mkdir(path.join(source, 'same/deep'), { recursive: true });
-  await fs.writeFile(path.join(source, 'edited.txt'), 'first version\n');
-  await fs.writeFile(path.join(source, 'touched.txt'), 'same bytes\n');
-  await fs.writeFile(path.join(source, 'becomes-link'), 'a file first\n');
-  await fs.writeFile(path.join(source, 'docs/old/a.txt'), 'aaaa\n');
-  await fs.writeFile(path.join(source, 'docs/old/b.txt'), 'bbbbbbbb\n');
-  await fs.writeFile(path.join(source, 'docs/kept.txt'), 'kept\n');
-  await fs.writeFile(path.join(source, 'same/deep/file.txt'), 'unchanged\n');
-  expect((await kloset(['at', store, 'create'])).code).toBe(0);
-  expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
-
-  await fs.writeFile(path.join(source, 'edited.txt'), 'second, longer version\n');
-  await fs.chmod(path.join(source, 'touched.txt'), 0o600);
-  await fs.rm(path.join(source, 'becomes-link'));
-  await fs.symlink('edited.txt', path.join(source, 'becomes-link'));
-  await fs.rm(path.join(source, 'docs/old'), { recursive: true });
-  await fs.mkdir(path.join(source, 'docs/new'));
-  await fs.writeFile(path.join(source, 'docs/new/c.txt'), 'c\n');
-  await fs.writeFile(path.join(source, 'added.txt'), 'new\n');
-  expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
-  const ids = JSON.parse((await kloset(['at', store, 'ls', '--json'])).stdout) as { id: string }[];
-  [first, second] = ids.map((s) => s.id.slice(0, 8));
+  ({ work, store, kloset, first, second } = await storeWithTwoSnapshots(
+    'kloset-diff-',
+    async (source) => {
+      await fs.mkdir(path.join(source, 'docs/old'), { recursive: true });
+      await fs.mkdir(path.join(source, 'same/deep'), { recursive: true });
+      await fs.writeFile(path.join(source, 'edited.txt'), 'first version\n');
+      await fs.writeFile(path.join(source, 'touched.txt'), 'same bytes\n');
+      await fs.writeFile(path.join(source, 'becomes-link'), 'a file first\n');
+      await fs.writeFile(path.join(source, 'docs/old/a.txt'), 'aaaa\n');
+      await fs.writeFile(path.join(source, 'docs/old/b.txt'), 'bbbbbbbb\n');
+      await fs.writeFile(path.join(source, 'docs/kept.txt'), 'kept\n');
+      await fs.writeFile(path.join(source, 'same/deep/file.txt'), 'unchanged\n');
+    },
+    async (source) => {
+      await fs.writeFile(path.join(source, 'edited.txt'), 'second, longer version\n');
+      await fs.chmod(path.join(source, 'touched.txt'), 0o600);
+      await fs.rm(path.join(source, 'becomes-link'));
+      await fs.symlink('edited.txt', path.join(source, 'becomes-link'));
+      await fs.rm(path.join(source, 'docs/old'), { recursive: true });
+      await fs.mkdir(path.join(source, 'docs/new'));
+      await fs.writeFile(path.join(source, 'docs/new/c.txt'), 'c\n');
+      await fs.writeFile(path.join(source, 'added.txt'), 'new\n');
+    },
+  ));
 });
 
 afterAll(async () => {

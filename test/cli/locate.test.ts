@@ -2,36 +2,34 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from '../helpers/cli.js';
 import { loadBuilt, openBuiltStore } from '../helpers/built.js';
-import { expectOneLineError, klosetWith } from '../helpers/fixtures.js';
+import { expectOneLineError, storeWithTwoSnapshots, type TwoSnapshots } from '../helpers/fixtures.js';
 
 let work: string;
 let store: string;
-let kloset: ReturnType<typeof klosetWith>;
+let kloset: TwoSnapshots['kloset'];
 let first: string;
 let second: string;
 
 beforeAll(async () => {
-  work = await tempDir('kloset-locate-');
-  store = path.join(work, 'store');
-  kloset = klosetWith({ XDG_CACHE_HOME: path.join(work, 'cache') });
-  const source = path.join(work, 'source');
-  await fs.mkdir(path.join(source, 'etc/nginx/sites'), { recursive: true });
-  await fs.mkdir(path.join(source, 'home/.config'), { recursive: true });
-  await fs.writeFile(path.join(source, 'etc/nginx/nginx.conf'), 'events {}\n');
-  await fs.writeFile(path.join(source, 'etc/nginx/sites/default.conf'), 'server {}\n');
-  await fs.writeFile(path.join(source, 'etc/hosts'), '127.0.0.1 localhost\n');
-  await fs.writeFile(path.join(source, 'home/.config/app.conf'), 'x=1\n');
-  await fs.writeFile(path.join(source, 'home/report-2025.pdf'), '%PDF\n');
-  expect((await kloset(['at', store, 'create'])).code).toBe(0);
-  expect((await kloset(['at', store, 'backup', source, '-tag', 'before'])).code).toBe(0);
-  await fs.rm(path.join(source, 'home/report-2025.pdf'));
-  await fs.writeFile(path.join(source, 'home/report-2026.pdf'), '%PDF-1.7\n');
-  await fs.mkdir(path.join(source, 'etc/conf.d'));
-  expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
-  const ids = JSON.parse((await kloset(['at', store, 'ls', '--json'])).stdout) as { id: string }[];
-  [first, second] = ids.map((s) => s.id.slice(0, 8));
+  ({ work, store, kloset, first, second } = await storeWithTwoSnapshots(
+    'kloset-locate-',
+    async (source) => {
+      await fs.mkdir(path.join(source, 'etc/nginx/sites'), { recursive: true });
+      await fs.mkdir(path.join(source, 'home/.config'), { recursive: true });
+      await fs.writeFile(path.join(source, 'etc/nginx/nginx.conf'), 'events {}\n');
+      await fs.writeFile(path.join(source, 'etc/nginx/sites/default.conf'), 'server {}\n');
+      await fs.writeFile(path.join(source, 'etc/hosts'), '127.0.0.1 localhost\n');
+      await fs.writeFile(path.join(source, 'home/.config/app.conf'), 'x=1\n');
+      await fs.writeFile(path.join(source, 'home/report-2025.pdf'), '%PDF\n');
+    },
+    async (source) => {
+      await fs.rm(path.join(source, 'home/report-2025.pdf'));
+      await fs.writeFile(path.join(source, 'home/report-2026.pdf'), '%PDF-1.7\n');
+      await fs.mkdir(path.join(source, 'etc/conf.d'));
+    },
+    ['-tag', 'before'],
+  ));
 });
 
 afterAll(async () => {

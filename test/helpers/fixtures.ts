@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
-import { kloset, startKloset, type CliResult } from './cli.js';
+import { kloset, startKloset, tempDir, type CliResult } from './cli.js';
 
 export { startKloset };
 
@@ -32,6 +32,41 @@ export async function writeRandomFile(file: string, size: number, mark?: { at: n
 export function klosetWith(env: NodeJS.ProcessEnv) {
   return (args: string[], options: Parameters<typeof kloset>[1] = {}) =>
     kloset(args, { ...options, env: { ...env, ...(options.env ?? {}) } });
+}
+
+export interface TwoSnapshots {
+  work: string;
+  source: string;
+  store: string;
+  kloset: ReturnType<typeof klosetWith>;
+  /** Short ids, oldest first. */
+  first: string;
+  second: string;
+}
+
+/**
+ * A new store, in a new temporary directory, holding two snapshots of one
+ * source: as `make` leaves it (backed up with `firstArgs`), then as
+ * `change` leaves it.
+ */
+export async function storeWithTwoSnapshots(
+  prefix: string,
+  make: (source: string) => Promise<void>,
+  change: (source: string) => Promise<void>,
+  firstArgs: string[] = [],
+): Promise<TwoSnapshots> {
+  const work = await tempDir(prefix);
+  const source = path.join(work, 'source');
+  const store = path.join(work, 'store');
+  const run = klosetWith({ XDG_CACHE_HOME: path.join(work, 'cache') });
+  await fs.mkdir(source);
+  await make(source);
+  expect((await run(['at', store, 'create'])).code).toBe(0);
+  expect((await run(['at', store, 'backup', source, ...firstArgs])).code).toBe(0);
+  await change(source);
+  expect((await run(['at', store, 'backup', source])).code).toBe(0);
+  const [first, second] = (JSON.parse((await run(['at', store, 'ls', '--json'])).stdout) as { id: string }[]).map((s) => s.id.slice(0, 8));
+  return { work, source, store, kloset: run, first, second };
 }
 
 export interface TreeItem {
