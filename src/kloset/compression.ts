@@ -42,37 +42,41 @@ export function encodeBlob(raw: Buffer, params: CompressionParams): Buffer[] {
 
 const CODEC_BYTES = [Buffer.from([Codec.none]), Buffer.from([Codec.zstd])];
 
+/** Bytes of a blob whose entropy is measured: all of a small blob, else WINDOWS windows spread over it. */
 const SAMPLE_BYTES = 4096;
+const WINDOWS = 16;
+const WINDOW_BYTES = SAMPLE_BYTES / WINDOWS;
 /** Bits per byte above which a sample is taken for random, encrypted or already compressed data. */
 const INCOMPRESSIBLE_ENTROPY = 7.5;
 const histogram = new Uint32Array(256);
+const LOG2 = Float64Array.from({ length: SAMPLE_BYTES + 1 }, (_, n) => (n === 0 ? 0 : Math.log2(n)));
 
 /**
- * Judges a blob on the byte entropy of three 4 KiB samples (start, middle,
- * end; the whole blob when smaller). zstd is slowest on data it cannot
- * shrink, and media, archives and encrypted files show an entropy near 8
- * bits per byte at once; they are then stored as is.
+ * Judges a blob on the byte entropy of a 4 KiB sample. zstd is slowest on
+ * data it cannot shrink, and media, archives and encrypted files show an
+ * entropy near 8 bits per byte at once; they are then stored as is. The
+ * sample is contiguous windows rather than a byte every so often: a stride
+ * would see one field of fixed-size records and could take a table of
+ * numbers for noise.
  */
-function looksCompressible(raw: Buffer): boolean {
-  histogram.fill(0);
-  let count = 0;
-  const sample = (from: number, to: number) => {
-    for (let i = from; i < to; i++) histogram[raw[i]]++;
-    count += to - from;
-  };
-  if (raw.length <= 3 * SAMPLE_BYTES) sample(0, raw.length);
-  else {
-    const middle = (raw.length >> 1) - (SAMPLE_BYTES >> 1);
-    sample(0, SAMPLE_BYTES);
-    sample(middle, middle + SAMPLE_BYTES);
-    sample(raw.length - SAMPLE_BYTES, raw.length);
+function looksCompressible(raw: Uint8Array): boolean {
+  const counts = histogram;
+  counts.fill(0);
+  const length = raw.length;
+  if (length <= SAMPLE_BYTES) {
+    for (let i = 0; i < length; i++) counts[raw[i]]++;
+  } else {
+    const spacing = (length - WINDOW_BYTES) / (WINDOWS - 1);
+    for (let w = 0; w < WINDOWS; w++) {
+      const from = Math.floor(w * spacing);
+      for (let i = from; i < from + WINDOW_BYTES; i++) counts[raw[i]]++;
+    }
   }
-  let entropy = 0;
-  for (let b = 0; b < 256; b++) {
-    const n = histogram[b];
-    if (n > 0) entropy -= n * Math.log2(n / count);
-  }
-  return entropy / count < INCOMPRESSIBLE_ENTROPY;
+  const count = Math.min(length, SAMPLE_BYTES);
+  // H = log2(N) - sum(c * log2 c) / N
+  let weighted = 0;
+  for (let b = 0; b < 256; b++) weighted += counts[b] * LOG2[counts[b]];
+  return LOG2[count] - weighted / count < INCOMPRESSIBLE_ENTROPY;
 }
 
 function frame(codec: number, body: Buffer): Buffer[] {

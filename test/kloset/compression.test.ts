@@ -35,18 +35,31 @@ describe('blob encoding', () => {
     }
   });
 
-  it('compresses a blob whose samples are random but whose whole is repetitive only if zstd gains', async () => {
-    // Random start, middle and end, text everywhere else: judged on its samples, stored as is.
-    const raw = text(1_000_000);
-    randomBytes(4096).copy(raw, 0);
-    randomBytes(4096).copy(raw, raw.length / 2 - 2048);
-    randomBytes(4096).copy(raw, raw.length - 4096);
-    const [codec] = encodeBlob(raw, DEFAULT_COMPRESSION);
-    expect(codec[0]).toBe(Codec.none);
-    // Mostly text with one random sample out of three: compressed.
+  it('judges a large blob on samples spread over all of it', async () => {
+    // Random but for a few text stretches: stored as is, without a zstd pass.
+    const noisy = randomBytes(1_000_000);
+    text(4096).copy(noisy, 0);
+    text(4096).copy(noisy, noisy.length / 2);
+    expect(encodeBlob(noisy, DEFAULT_COMPRESSION)[0][0]).toBe(Codec.none);
+    // Text but for random stretches at its start, middle and end: compressed.
     const mixed = text(1_000_000);
     randomBytes(4096).copy(mixed, 0);
+    randomBytes(4096).copy(mixed, mixed.length / 2 - 2048);
+    randomBytes(4096).copy(mixed, mixed.length - 4096);
     expect(encodeBlob(mixed, DEFAULT_COMPRESSION)[0][0]).toBe(Codec.zstd);
+  });
+
+  it('compresses a table of fixed-size records whose every record starts with a random byte', async () => {
+    // A sample taken every so many bytes would land on the random byte of each record and see noise.
+    const records = Buffer.alloc(2_000_000);
+    const noise = randomBytes(records.length / 8);
+    for (let i = 0; i < noise.length; i++) {
+      records[i * 8] = noise[i];
+      records.writeUInt16LE(i & 0xffff, i * 8 + 4);
+    }
+    const [codec, body] = encodeBlob(records, DEFAULT_COMPRESSION);
+    expect(codec[0]).toBe(Codec.zstd);
+    expect(body.length).toBeLessThan(records.length / 2);
   });
 
   it('refuses a damaged compressed body and an unknown codec with an integrity error', async () => {
