@@ -340,11 +340,16 @@ export function indexDeltaId(key: string): Buffer {
 }
 
 /**
- * An index delta follows every PACKS_PER_DELTA packs, or the first pack
- * after DELTA_INTERVAL_MS: a killed backup loses the reuse of at most that
- * much, and a store on S3 pays about one PUT per pack, not two.
+ * The first index delta follows FIRST_DELTA_PACKS packs, each later one
+ * twice as many packs as the one before, up to MAX_DELTA_PACKS; a delta
+ * also follows the first pack stored DELTA_INTERVAL_MS after the last one.
+ * A killed backup loses the reuse of at most that much (half of what a
+ * small one stored, a gigabyte or half a minute of a large one), while a
+ * large backup on S3 pays about one PUT per gigabyte for its deltas rather
+ * than one for every few packs.
  */
-const PACKS_PER_DELTA = 4;
+const FIRST_DELTA_PACKS = 4;
+const MAX_DELTA_PACKS = 64;
 const DELTA_INTERVAL_MS = 30_000;
 
 /** Packs uploading at once unless the store says otherwise; each holds a pack of memory. */
@@ -352,9 +357,10 @@ const DEFAULT_UPLOADS_IN_FLIGHT = 2;
 
 /**
  * Adds blobs to a repository. Blobs go into packs; stored packs are named
- * by an index delta every few packs, so a backup killed at any point leaves
- * complete packs, indexed (and reused by the next backup) but for the last
- * few, which stay unreferenced until garbage collection. commit() folds the
+ * by index deltas along the way, so a backup killed at any point leaves
+ * complete packs, indexed (and reused by the next backup) but for those
+ * stored since the last delta, which stay unreferenced until garbage
+ * collection. commit() folds the
  * writer's deltas into one.
  */
 export class BlobWriter {
@@ -369,6 +375,7 @@ export class BlobWriter {
   /** Stored packs' blobs not yet named by a delta in the store. */
   private unindexed: [Buffer, BlobLocation][] = [];
   private unindexedPacks = 0;
+  private packsPerDelta = FIRST_DELTA_PACKS;
   private lastDelta = Date.now();
   private deltas: Promise<void> = Promise.resolve();
   private failure: unknown;
@@ -455,7 +462,7 @@ export class BlobWriter {
     this.unindexedPacks++;
     this.bytesStored += data.length;
     this.packsStored++;
-    if (this.unindexedPacks >= PACKS_PER_DELTA || Date.now() - this.lastDelta >= DELTA_INTERVAL_MS) await this.writeDelta();
+    if (this.unindexedPacks >= this.packsPerDelta || Date.now() - this.lastDelta >= DELTA_INTERVAL_MS) await this.writeDelta();
   }
 
   /**
@@ -468,6 +475,7 @@ export class BlobWriter {
       const entries = this.unindexed;
       this.unindexed = [];
       this.unindexedPacks = 0;
+      this.packsPerDelta = Math.min(MAX_DELTA_PACKS, this.packsPerDelta * 2);
       this.lastDelta = Date.now();
       const name = entries[entries.length - 1][1].packId;
       const key = `index/${name.toString('hex')}`;

@@ -89,6 +89,39 @@ describe('the chunk pool', () => {
     }
   });
 
+  it('writes index deltas along a backup ever further apart: after 4 packs, then 8, 16, 32 more', async () => {
+    const indexPuts: string[] = [];
+    class RecordingStore extends LocalBlobStore {
+      override async put(key: string, data: Buffer): Promise<void> {
+        if (key.startsWith('index/')) indexPuts.push(key);
+        return super.put(key, data);
+      }
+    }
+    const packed = await Repository.create(new RecordingStore(path.join(dir, 'delta-spacing')), {
+      passphrase: null,
+      chunking: SMALL,
+      packSize: 256 * 1024,
+    });
+    const writer = packed.newWriter();
+    const pool = new ChunkPool(writer);
+    try {
+      const data = randomBytes(10 * 1024 * 1024);
+      writeFileSync(path.join(dir, 'spacing'), data);
+      await pool.chunkFile(path.join(dir, 'spacing'), data.length);
+      await writer.commit();
+      const packs = writer.packsStored;
+      expect(packs).toBeGreaterThan(28);
+      expect(packs).toBeLessThan(60);
+      // Deltas along the way after packs 4, 12 and 28, then the one that replaces them.
+      expect(indexPuts).toHaveLength(4);
+      const left: string[] = [];
+      for await (const { key } of packed.store.list('index/')) left.push(key);
+      expect(left).toEqual([indexPuts[indexPuts.length - 1]]);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('fails a missing file alone, with its error code, and goes on with the others', async () => {
     const writer = repository.newWriter();
     const pool = new ChunkPool(writer);
