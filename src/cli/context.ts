@@ -2,7 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { KlosetError } from '../errors.js';
 import { StoreLock, StoreLockedError, type LockKind } from '../kloset/locks.js';
-import { CONFIG_KEY, Repository } from '../kloset/repository.js';
+import { CONFIG_KEY, Repository, type PassphraseProvider } from '../kloset/repository.js';
 import type { BlobStore } from '../storage/blobstore.js';
 import { isEmptyStore, openBlobStore, prepareEmptyStore } from '../storage/open.js';
 import { AliasConfig, resolveLocation } from './aliases.js';
@@ -15,6 +15,12 @@ export interface GlobalOptions {
   passphraseFile?: string;
   verbose?: boolean;
   quiet?: boolean;
+}
+
+/** A store named on the command line, with where its passphrase comes from (sync opens two). */
+export interface NamedStore {
+  storeArg: string;
+  passphrase: PassphraseProvider;
 }
 
 /** What every command gets: where the store is, how to open it, where to write. */
@@ -42,9 +48,9 @@ export class CliContext {
     if (!this.options.quiet) this.out(message);
   }
 
-  /** The store named by `at` (a directory, `s3://bucket/prefix`, or an alias with its options). */
-  async blobStore(): Promise<BlobStore> {
-    const { location, options } = await resolveLocation(this.storeArg, 'store', this.aliases);
+  /** The store named by `at` (a directory, `s3://bucket/prefix`, or an alias with its options), or by `storeArg`. */
+  async blobStore(storeArg = this.storeArg): Promise<BlobStore> {
+    const { location, options } = await resolveLocation(storeArg, 'store', this.aliases);
     const store = await openBlobStore(location, options);
     this.opened.push(store);
     return store;
@@ -62,15 +68,15 @@ export class CliContext {
     return store;
   }
 
-  async repository({ loadIndex = true } = {}): Promise<Repository> {
-    const store = await this.blobStore();
+  /** The store named by `at`, or `store`. */
+  async repository({ loadIndex = true, store: named }: { loadIndex?: boolean; store?: NamedStore } = {}): Promise<Repository> {
+    const storeArg = named?.storeArg ?? this.storeArg;
+    const store = await this.blobStore(storeArg);
     // Store-neutral: a location with no CONFIG that holds nothing at all is no store yet.
     if ((await configSize(store)) === undefined && (await isEmptyStore(store))) {
-      throw new KlosetError(
-        `${store.location}: not a kloset store: the store does not exist (create it with 'kloset at ${this.storeArg} create')`,
-      );
+      throw new KlosetError(`${store.location}: not a kloset store: the store does not exist (create it with 'kloset at ${storeArg} create')`);
     }
-    return Repository.open(store, () => readPassphrase(this.options), { loadIndex });
+    return Repository.open(store, named?.passphrase ?? (() => readPassphrase(this.options)), { loadIndex });
   }
 
   /**
@@ -79,8 +85,12 @@ export class CliContext {
    * (`shared` for restore and mount) that cannot write a lock, with
    * credentials that only read, goes on without one.
    */
-  async lockedRepository(kind: LockKind, command: string, { reader = false } = {}): Promise<{ repository: Repository; lock?: StoreLock }> {
-    const repository = await this.repository({ loadIndex: false });
+  async lockedRepository(
+    kind: LockKind,
+    command: string,
+    { reader = false, store }: { reader?: boolean; store?: NamedStore } = {},
+  ): Promise<{ repository: Repository; lock?: StoreLock }> {
+    const repository = await this.repository({ loadIndex: false, store });
     let lock: StoreLock | undefined;
     try {
       lock = await StoreLock.acquire(repository, kind, command);

@@ -5,6 +5,7 @@ import { registerConfigCommands } from './commands/config.js';
 import { registerSnapshotCommands } from './commands/snapshots.js';
 import { registerMaintenanceCommands } from './commands/maintenance.js';
 import { registerMountCommand } from './commands/mount.js';
+import { registerSyncCommand } from './commands/sync.js';
 import { registerUiCommand } from './commands/ui.js';
 import { CliContext } from './context.js';
 
@@ -127,6 +128,7 @@ export async function main(argv: string[]): Promise<number> {
     };
     registerSnapshotCommands(program, () => current, run);
     registerMaintenanceCommands(program, () => current, run);
+    registerSyncCommand(program, () => current, run);
     registerMountCommand(program, () => current, run, argv);
     registerUiCommand(program, () => current, run);
     registerConfigCommands(program, () => current.aliases, out);

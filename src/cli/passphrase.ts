@@ -88,6 +88,18 @@ export async function readPassphrase(source: PassphraseSource, confirm = false, 
   return first;
 }
 
+const PEER_PASSPHRASE: PassphraseKind = {
+  label: 'passphrase of the other store',
+  envNames: ['KLOSET_PEER_PASSPHRASE'],
+  fileOption: '--peer-passphrase-file',
+};
+
+/** For sync's other store: --peer-passphrase-file or KLOSET_PEER_PASSPHRASE; without either, `same` (this store's). */
+export async function readPeerPassphrase(file: string | undefined, same: () => Promise<string>, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  if (file === undefined && env.KLOSET_PEER_PASSPHRASE === undefined) return same();
+  return readPassphrase({ passphraseFile: file, env }, false, PEER_PASSPHRASE);
+}
+
 /** For passwd: --new-passphrase-file, KLOSET_NEW_PASSPHRASE, or asked twice on the terminal; never empty. */
 export async function readNewPassphrase(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<string> {
   const passphrase = await readPassphrase({ passphraseFile: file, env }, true, NEW_PASSPHRASE);

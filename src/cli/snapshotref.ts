@@ -37,6 +37,11 @@ export async function findSnapshot(repository: Repository, ref: SnapshotRef, fil
 }
 
 /** The selection flags `ls` and `rm` share, as Plakar names them. */
+/** Each snapshot once, in the order first named. */
+export function uniqueSnapshots(headers: SnapshotHeader[]): SnapshotHeader[] {
+  return [...new Map(headers.map((h) => [h.id.toString('hex'), h])).values()];
+}
+
 export interface SnapshotFilter {
   tags: string[];
   before?: Date;

@@ -37,6 +37,12 @@ export interface BackupOptions {
   onWarning?: (path: string, message: string) => void;
   onProgress?: (progress: BackupProgress) => void;
   signal?: AbortSignal;
+  /**
+   * The snapshot of another store this backup copies: its id, time, host,
+   * user and error count are kept, and an entry that cannot be read fails
+   * the backup instead of being left out with a warning.
+   */
+  copyOf?: SnapshotHeader;
 }
 
 /**
@@ -148,7 +154,6 @@ export async function backup(repository: Repository, importer: Importer, options
   };
   const progress = () => options.onProgress?.({ files: stats.files, bytes: stats.size, errors: stats.errors });
   const warn = (path: string, err: unknown) => {
-    stats.errors++;
     const code = (err as NodeJS.ErrnoException).code;
     const message =
       code === 'EACCES' || code === 'EPERM'
@@ -158,7 +163,11 @@ export async function backup(repository: Repository, importer: Importer, options
           : err instanceof Error
             ? err.message
             : String(err);
-    options.onWarning?.(path === '' ? '/' : `/${path}`, message);
+    const shown = path === '' ? '/' : `/${path}`;
+    // A copy is whole or absent: it must not pass for the snapshot it copies with a file missing.
+    if (options.copyOf) throw new KlosetError(`${shown}: ${message}`, { cause: err });
+    stats.errors++;
+    options.onWarning?.(shown, message);
   };
 
   const reuseContent = (content: ContentRef): boolean => {
@@ -273,17 +282,18 @@ export async function backup(repository: Repository, importer: Importer, options
     await writer.commit();
     stats.storedBytes = writer.bytesStored;
     stats.durationMs = Date.now() - started;
+    const original = options.copyOf;
     const header: SnapshotHeader = {
-      id: newSnapshotId(),
-      time: new Date(),
-      host: os.hostname(),
-      user: os.userInfo().username,
+      id: original?.id ?? newSnapshotId(),
+      time: original?.time ?? new Date(),
+      host: original?.host ?? os.hostname(),
+      user: original?.user ?? os.userInfo().username,
       importer: importer.type,
       origin: importer.origin,
       source: importer.source,
       tags: options.tags ?? [],
       root,
-      stats,
+      stats: original ? { ...stats, errors: original.stats.errors } : stats,
       parent: options.parent?.id,
     };
     await putSnapshotHeader(repository, header);

@@ -155,6 +155,19 @@ describe('a store on S3 configured as an alias (the seed command lines)', () => 
     expect(result.code).toBe(0);
   });
 
+  it('copies its snapshot to a store on local disk with sync, which restores it byte for byte', async () => {
+    const local = path.join(work, 'seed-copy');
+    expect((await kloset(['at', local, 'create'])).code).toBe(0);
+    // Both stores have the same passphrase: no second one is needed.
+    const result = await kloset(['at', '@s3_store', 'sync', 'to', local]);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(`sync @s3_store to ${local}: copied 1 snapshot`);
+    const target = path.join(work, 'seed-copy-restored');
+    expect((await kloset(['at', local, 'restore', '-to', target, id])).code).toBe(0);
+    expect(await describeTree(target)).toEqual(await describeTree(source));
+  });
+
   it('refuses a second create on the same prefix, in one line', async () => {
     const result = await kloset(['at', '@s3_store', 'create']);
     expect(result.code).toBe(1);

@@ -12,7 +12,7 @@ import { formatBytes, formatDuration, plural, shortId } from '../format.js';
 import { readNewPassphrase } from '../passphrase.js';
 import { ProgressLine } from '../progress.js';
 import { collect, filterFrom, keepCount, withFilterOptions, type FilterFlags } from '../options.js';
-import { filterSnapshots, isEmptyFilter, parseTags } from '../snapshotref.js';
+import { filterSnapshots, isEmptyFilter, parseTags, uniqueSnapshots } from '../snapshotref.js';
 import { parseSpan } from '../timespec.js';
 import { snapshotLine, snapshotSummary } from './snapshots.js';
 interface RmFlags extends FilterFlags {
@@ -53,10 +53,6 @@ function groupFields(text: string): GroupField[] {
 }
 
 /** Two prefixes of one id name one snapshot. */
-function uniqueSnapshots(headers: SnapshotHeader[]): SnapshotHeader[] {
-  return [...new Map(headers.map((h) => [h.id.toString('hex'), h])).values()];
-}
-
 /** "keep", "would remove" or "removed", then the snapshot as `ls` lists it. */
 function verdictLine(verdict: string, header: SnapshotHeader): string {
   return `${verdict.padEnd(12)}  ${snapshotLine(header)}`;

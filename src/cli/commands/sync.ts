@@ -1,0 +1,143 @@
+import type { Command } from 'commander';
+import { ExitCode, KlosetError, UsageError } from '../../errors.js';
+import type { StoreLock } from '../../kloset/locks.js';
+import type { Repository } from '../../kloset/repository.js';
+import { copySnapshot } from '../../snapshot/copy.js';
+import { listSnapshots, resolveSnapshot, type SnapshotHeader } from '../../snapshot/header.js';
+import type { CliContext, NamedStore, Run } from '../context.js';
+import { formatBytes, formatDuration, plural, shortId } from '../format.js';
+import { filterFrom, withFilterOptions, type FilterFlags } from '../options.js';
+import { readPassphrase, readPeerPassphrase } from '../passphrase.js';
+import { ProgressLine } from '../progress.js';
+import { filterSnapshots, isEmptyFilter, uniqueSnapshots } from '../snapshotref.js';
+
+type Direction = 'to' | 'from' | 'with';
+const DIRECTIONS: readonly string[] = ['to', 'from', 'with'];
+
+interface SyncFlags extends FilterFlags {
+  peerPassphraseFile?: string;
+}
+
+interface Side {
+  name: string;
+  repository: Repository;
+}
+
+/**
+ * `sync [snapshot...] to|from|with <store>`, as in Plakar: copies the
+ * snapshots one store has and the other lacks, keeping their ids, so a
+ * second run copies nothing. `with` does both directions.
+ */
+export function registerSyncCommand(program: Command, context: () => CliContext, run: Run): void {
+  withFilterOptions(
+    program
+      .command('sync')
+      .description('copy snapshots to another store, from it, or both ways, keeping their ids')
+      .argument('<args...>', '[snapshot...] to|from|with <store>: snapshot id prefixes (of the store copied from), a direction, then the other store'),
+  )
+    .option('--peer-passphrase-file <file>', "the other store's passphrase (else KLOSET_PEER_PASSPHRASE, else this store's)")
+    .action((args: string[], opts: SyncFlags) =>
+      run(async () => {
+        const ctx = context();
+        if (args.length < 2 || !DIRECTIONS.includes(args[args.length - 2])) {
+          throw new UsageError('sync needs a direction and a store: sync [snapshot...] to|from|with <store>');
+        }
+        const direction = args[args.length - 2] as Direction;
+        const otherArg = args[args.length - 1];
+        const ids = args.slice(0, -2);
+        const filter = filterFrom(opts);
+        if (ids.length && !isEmptyFilter(filter)) throw new UsageError('sync takes snapshot ids or selection flags (-tag, -before, -since, -latest), not both');
+        if (ids.length && direction === 'with') throw new UsageError('sync with copies both ways: name snapshots with sync to or sync from');
+
+        let own: Promise<string> | undefined;
+        const ownPassphrase = () => (own ??= readPassphrase(ctx.options));
+        const peer: NamedStore = { storeArg: otherArg, passphrase: () => readPeerPassphrase(opts.peerPassphraseFile, ownPassphrase) };
+        const locks: StoreLock[] = [];
+        try {
+          const here = await ctx.lockedRepository('shared', 'a sync', { store: { storeArg: ctx.storeArg, passphrase: ownPassphrase } });
+          if (here.lock) locks.push(here.lock);
+          const there = await ctx.lockedRepository('shared', 'a sync', { store: peer }).catch((err: unknown) => {
+            if (err instanceof KlosetError && err.message === 'wrong passphrase') {
+              throw new KlosetError(`${otherArg}: wrong passphrase (set the other store's with KLOSET_PEER_PASSPHRASE or --peer-passphrase-file; without them, this store's is tried)`);
+            }
+            throw err;
+          });
+          if (there.lock) locks.push(there.lock);
+          const local: Side = { name: ctx.storeArg, repository: here.repository };
+          const remote: Side = { name: otherArg, repository: there.repository };
+          const legs: [Side, Side][] = direction === 'to' ? [[local, remote]] : direction === 'from' ? [[remote, local]] : [[local, remote], [remote, local]];
+          let failed = 0;
+          for (const [from, to] of legs) {
+            const selected = ids.length
+              ? uniqueSnapshots(await Promise.all(ids.map((id) => resolveSnapshot(from.repository, id))))
+              : filterSnapshots(await listSnapshots(from.repository), filter);
+            failed += await syncLeg(ctx, from, to, selected);
+          }
+          return failed ? ExitCode.PARTIAL : ExitCode.OK;
+        } finally {
+          for (const lock of locks) await lock.release().catch(() => undefined);
+        }
+      }),
+    );
+}
+
+/** Copies what `to` lacks of `selected`, oldest first, so each copy finds the one before it as its parent; returns the failures. */
+async function syncLeg(ctx: CliContext, from: Side, to: Side, selected: SnapshotHeader[]): Promise<number> {
+  const present = await listSnapshots(to.repository);
+  const have = new Set(present.map((h) => h.id.toString('hex')));
+  const missing = selected.filter((h) => !have.has(h.id.toString('hex'))).sort((a, b) => a.time.getTime() - b.time.getTime());
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let copied = 0;
+  let failed = 0;
+  try {
+    for (const header of missing) {
+      const parent = present
+        .filter((h) => h.importer === header.importer && h.origin === header.origin && h.source === header.source && h.time <= header.time)
+        .pop();
+      const progress = new ProgressLine(`copy ${shortId(header.id)}`, header.root.summary?.size);
+      try {
+        const copy = await copySnapshot(from.repository, header, to.repository, {
+          parent,
+          signal: controller.signal,
+          onProgress: (p) => progress.update(p),
+        });
+        progress.clear();
+        const s = copy.stats;
+        ctx.info(
+          `copied ${shortId(header.id)} ${header.source} to ${to.name}: ${plural(s.files, 'file')}, ${formatBytes(s.size)} ` +
+            `(${formatBytes(s.storedBytes)} added to the store) in ${formatDuration(s.durationMs)}`,
+        );
+        copied++;
+        present.push(copy);
+        present.sort((a, b) => a.time.getTime() - b.time.getTime());
+      } catch (err) {
+        progress.clear();
+        if (controller.signal.aborted) {
+          throw new KlosetError(`sync interrupted: ${plural(copied, 'snapshot')} copied to ${to.name}; ${shortId(header.id)} was not`, { exitCode: 130 });
+        }
+        if (!(err instanceof KlosetError)) {
+          const code = (err as NodeJS.ErrnoException).code;
+          // A system call failed (a full disk, a store gone): the next copies would fail alike.
+          if (code && /^E[A-Z0-9]+$/.test(code)) throw new KlosetError(`${(err as Error).message}; the copy of ${shortId(header.id)} stopped`, { cause: err });
+          throw err;
+        }
+        ctx.err(`kloset: ${shortId(header.id)} not copied to ${to.name}: ${err.message}`);
+        failed++;
+      }
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  const already = selected.length - missing.length;
+  ctx.out(
+    `sync ${from.name} to ${to.name}: copied ${plural(copied, 'snapshot')}` +
+      (already ? `, ${already} already there` : '') +
+      (failed ? `, ${failed} failed` : '') +
+      (selected.length === 0 ? ' (no snapshot selected)' : ''),
+  );
+  return failed;
+}

@@ -1,0 +1,169 @@
+/**
+ * `sync` copies snapshots between two stores that share no key: the copies
+ * keep their ids and restore byte for byte, a second run copies nothing,
+ * and a snapshot that cannot be read whole is not copied at all.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/cli.js';
+import {
+  MiB,
+  addedToStore,
+  describeTree,
+  expectNoStackTrace,
+  expectOneLineError,
+  klosetWith,
+  packFiles,
+  storeListing,
+  writeRandomFile,
+} from '../helpers/fixtures.js';
+
+let work: string;
+let source: string;
+let kloset: ReturnType<typeof klosetWith>;
+const A = { KLOSET_PASSPHRASE: 'alpha passphrase' };
+const AtoB = { ...A, KLOSET_PEER_PASSPHRASE: 'beta passphrase' };
+let storeA: string;
+let storeB: string;
+let firstTree: Awaited<ReturnType<typeof describeTree>>;
+
+/** What a copy keeps of its snapshot, as `ls --json` shows it. */
+const KEPT = ['id', 'time', 'host', 'user', 'importer', 'origin', 'source', 'tags'] as const;
+type Listed = Record<(typeof KEPT)[number], string> & { tags: string[] };
+
+async function listed(store: string, env: NodeJS.ProcessEnv): Promise<Listed[]> {
+  const result = await kloset(['at', store, 'ls', '--json'], { env });
+  expect(result.code, result.stderr).toBe(0);
+  return (JSON.parse(result.stdout) as Listed[]).map((s) => Object.fromEntries(KEPT.map((key) => [key, s[key]])) as Listed);
+}
+
+async function newStore(name: string, passphrase: string): Promise<string> {
+  const store = path.join(work, name);
+  expect((await kloset(['at', store, 'create'], { env: { KLOSET_PASSPHRASE: passphrase } })).code).toBe(0);
+  return store;
+}
+
+beforeAll(async () => {
+  work = await tempDir('kloset-sync-');
+  source = path.join(work, 'source');
+  kloset = klosetWith({ XDG_CACHE_HOME: path.join(work, 'cache') });
+  await fs.mkdir(path.join(source, 'docs/deep'), { recursive: true });
+  await fs.mkdir(path.join(source, 'empty-dir'));
+  await writeRandomFile(path.join(source, 'large.bin'), 6 * MiB);
+  await fs.writeFile(path.join(source, 'docs/notes.txt'), 'notes\n'.repeat(5000));
+  await fs.writeFile(path.join(source, 'docs/deep/empty'), '');
+  await fs.writeFile(path.join(source, 'script.sh'), '#!/bin/sh\necho hi\n', { mode: 0o750 });
+  await fs.symlink('docs/notes.txt', path.join(source, 'notes-link'));
+  storeA = await newStore('A', A.KLOSET_PASSPHRASE);
+  storeB = await newStore('B', AtoB.KLOSET_PEER_PASSPHRASE);
+  expect((await kloset(['at', storeA, 'backup', '-tag', 'first', source], { env: A })).code).toBe(0);
+  firstTree = await describeTree(source);
+  await fs.writeFile(path.join(source, 'docs/added.txt'), 'added after the first snapshot\n');
+  await fs.appendFile(path.join(source, 'docs/notes.txt'), 'one more line\n');
+  expect((await kloset(['at', storeA, 'backup', source], { env: A })).code).toBe(0);
+});
+
+afterAll(async () => {
+  await fs.rm(work, { recursive: true, force: true });
+});
+
+describe('sync to another store', () => {
+  it('copies every snapshot with its id, time, host, source and tags, the second reading only what changed', async () => {
+    const result = await kloset(['at', storeA, 'sync', 'to', storeB], { env: AtoB });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const lines = result.stdout.trim().split('\n');
+    expect(lines).toHaveLength(3);
+    expect(lines[2]).toBe(`sync ${storeA} to ${storeB}: copied 2 snapshots`);
+    // The second copy finds the first as its parent: only the changed file's chunks are new.
+    expect(addedToStore(lines[0])).toBeGreaterThan(5.9 * MiB);
+    expect(addedToStore(lines[1])).toBeLessThan(64 * 1024);
+    expect(await listed(storeB, { KLOSET_PASSPHRASE: AtoB.KLOSET_PEER_PASSPHRASE })).toEqual(await listed(storeA, A));
+  });
+
+  it('leaves copies that check clean and restore byte for byte, each as its snapshot was', async () => {
+    const B = { KLOSET_PASSPHRASE: AtoB.KLOSET_PEER_PASSPHRASE };
+    const check = await kloset(['at', storeB, 'check'], { env: B });
+    expect(check.code, check.stderr + check.stdout).toBe(0);
+    const [first, second] = (await listed(storeB, B)).map((s) => s.id.slice(0, 8));
+    const target = path.join(work, 'restored');
+    expect((await kloset(['at', storeB, 'restore', '-to', path.join(target, 'first'), first], { env: B })).code).toBe(0);
+    expect((await kloset(['at', storeB, 'restore', '-to', path.join(target, 'second'), second], { env: B })).code).toBe(0);
+    expect(await describeTree(path.join(target, 'first'))).toEqual(firstTree);
+    expect(await describeTree(path.join(target, 'second'))).toEqual(await describeTree(source));
+  });
+
+  it('copies nothing the second time, and writes nothing', async () => {
+    const before = await storeListing(storeB);
+    const result = await kloset(['at', storeA, 'sync', 'to', storeB], { env: AtoB });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe(`sync ${storeA} to ${storeB}: copied 0 snapshots, 2 already there\n`);
+    expect(await storeListing(storeB)).toEqual(before);
+  });
+
+  it("refuses with one line when the other store's passphrase is wrong, and changes neither store", async () => {
+    const before = await storeListing(storeB);
+    const result = await kloset(['at', storeA, 'sync', 'to', storeB], { env: A });
+    expectOneLineError(result, /wrong passphrase .*KLOSET_PEER_PASSPHRASE/);
+    expect(result.code).toBe(1);
+    expect(await storeListing(storeB)).toEqual(before);
+  });
+
+  it('refuses a missing direction with a usage error', async () => {
+    const result = await kloset(['at', storeA, 'sync', storeB], { env: AtoB });
+    expectOneLineError(result, /to\|from\|with/);
+    expect(result.code).toBe(2);
+  });
+});
+
+describe('sync from and with', () => {
+  it('copies the snapshots named or selected, then the rest both ways', async () => {
+    const C = { KLOSET_PASSPHRASE: 'gamma passphrase' };
+    const storeC = await newStore('C', C.KLOSET_PASSPHRASE);
+    const passphraseFile = path.join(work, 'alpha.txt');
+    await fs.writeFile(passphraseFile, `${A.KLOSET_PASSPHRASE}\n`);
+    const [first, second] = (await listed(storeA, A)).map((s) => s.id);
+
+    const named = await kloset(['at', storeC, 'sync', first.slice(0, 8), 'from', storeA, '--peer-passphrase-file', passphraseFile], { env: C });
+    expect(named.code, named.stderr).toBe(0);
+    expect((await listed(storeC, C)).map((s) => s.id)).toEqual([first]);
+
+    const both = await kloset(['at', storeC, 'sync', 'with', storeA, '--peer-passphrase-file', passphraseFile], { env: C });
+    expect(both.code, both.stderr).toBe(0);
+    expect(both.stdout).toContain(`sync ${storeC} to ${storeA}: copied 0 snapshots, 1 already there`);
+    expect(both.stdout).toContain(`sync ${storeA} to ${storeC}: copied 1 snapshot, 1 already there`);
+    expect((await listed(storeC, C)).map((s) => s.id)).toEqual([first, second]);
+  });
+
+  it('selects by tag', async () => {
+    const D = { KLOSET_PASSPHRASE: 'delta passphrase' };
+    const storeD = await newStore('D', D.KLOSET_PASSPHRASE);
+    const result = await kloset(['at', storeA, 'sync', '-tag', 'first', 'to', storeD], { env: { ...A, KLOSET_PEER_PASSPHRASE: D.KLOSET_PASSPHRASE } });
+    expect(result.code, result.stderr).toBe(0);
+    expect((await listed(storeD, D)).map((s) => s.tags)).toEqual([['first']]);
+  });
+});
+
+describe('sync of a damaged snapshot', () => {
+  it('copies no snapshot that cannot be read whole, names the file, and exits partial', async () => {
+    const damaged = path.join(work, 'A-damaged');
+    await fs.cp(storeA, damaged, { recursive: true });
+    // The largest pack holds large.bin, which both snapshots share.
+    const [pack] = (await packFiles(damaged)).sort((a, b) => b.size - a.size);
+    const data = await fs.readFile(pack.file);
+    data[data.length >> 1] ^= 0xff;
+    await fs.writeFile(pack.file, data);
+    const E = { KLOSET_PASSPHRASE: 'epsilon passphrase' };
+    const storeE = await newStore('E', E.KLOSET_PASSPHRASE);
+
+    const result = await kloset(['at', damaged, 'sync', 'to', storeE], { env: { ...A, KLOSET_PEER_PASSPHRASE: E.KLOSET_PASSPHRASE } });
+    expectNoStackTrace(result);
+    expect(result.code).toBe(3);
+    const errors = result.stderr.trim().split('\n');
+    expect(errors).toHaveLength(2);
+    for (const line of errors) expect(line).toMatch(/^kloset: [0-9a-f]{8} not copied to .*: \/large\.bin: .*authentication failed/);
+    expect(result.stdout).toContain('copied 0 snapshots, 2 failed');
+    expect(await listed(storeE, E)).toEqual([]);
+  });
+});
