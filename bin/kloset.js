@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=134217728 node --max-semi-space-size=2 --initial-old-space-size=64
+#!/usr/bin/env -S MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=134217728 node --max-semi-space-size=2 --initial-old-space-size=48
 // The malloc settings keep chunk-sized buffers in the heap instead of fresh
 // mmap()ed pages: every read, seal and decrypt allocates about a megabyte, and
 // faulting new pages in for each costs more than the cryptography. One arena
@@ -7,8 +7,9 @@
 // and entry objects, and 32 MiB of semi-spaces would only add to the RSS.
 // A larger first old-generation limit: every 64 KiB a socket reads is a new
 // buffer, and with the default limit V8 ran a full collection for every
-// 6 MiB or so of a download (over a hundred for a 1 GiB read through a
-// mount of a store on S3, a third of its CPU time).
+// 8 MiB or so of a download (over a hundred for a 1 GiB read through a
+// mount of a store on S3, a fifth of its CPU time; half as many at 48 MiB).
+// 64 MiB halved them again but raised a backup's peak RSS by 20 MB.
 import { main } from '../dist/cli/main.js';
 
 main(process.argv.slice(2)).then((code) => {
