@@ -34,8 +34,9 @@ const SEED: Seed[] = [
   },
   { key: 'site/', body: Buffer.alloc(0) },
   { key: 'reports/2024/q1.csv', body: Buffer.from('a,b\n1,2\n'), headers: { ContentType: 'text/csv', ContentDisposition: 'inline' } },
-  // s3rver only reports a common prefix that holds an object directly (real S3 has no such limit).
   { key: 'reports/readme.txt', body: Buffer.from('about the reports') },
+  // Prefixes that hold only deeper prefixes, not an object of their own.
+  { key: 'deep/only/prefixes/leaf.txt', body: Buffer.from('three prefixes down') },
   { key: 'reports', body: Buffer.from('an object named like a prefix') },
   { key: 'reports-old.txt', body: Buffer.from('sorts between reports and reports/') },
   { key: 'weird/%2e%2e/x', body: Buffer.from('percent dots') },
@@ -171,12 +172,15 @@ describe('a bucket backed up and restored with the seed command lines', () => {
     expect(list.stdout).toMatch(new RegExp(`\\s${id}\\s.*s3://your-source-bucket-name`));
     const top = await kloset(['at', '@s3_store', 'ls', `${id}:/`]);
     expect(top.stdout.trim().split('\n').map((line) => line.split(' ').pop())).toEqual([
+      'deep/',
       'reports/',
       'reports-old.txt',
       `reports${OBJECT_SUFFIX}`,
       'site/',
       'weird/',
     ]);
+    const deep = await kloset(['at', '@s3_store', 'ls', `${id}:/deep/only/prefixes`]);
+    expect(deep.stdout.trim().split(' ').pop()).toBe('leaf.txt');
     const json = JSON.parse((await kloset(['at', '@s3_store', 'ls', '--json', `${id}:/site`])).stdout) as { name: string; meta?: Record<string, string> }[];
     const index = json.find((e) => e.name === 'index.html')!;
     expect(index.meta).toMatchObject({ 's3.key': 'site/index.html', 's3.content_type': 'text/html', 's3.meta.owner': 'web-team' });

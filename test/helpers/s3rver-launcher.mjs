@@ -16,6 +16,10 @@
 // framed as aws-chunked, as restic's minio-go sends them over plain http)
 // reach s3rver as plain bodies: s3rver 3.7 would store the framing with the
 // data. s3rver does not check V4 signatures, so the rewritten headers pass.
+//
+// One listing fix: see listPrefixesOfPrefixesOnly below.
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
 import { Transform } from 'node:stream';
 import S3rver from 's3rver';
 
@@ -26,9 +30,44 @@ if (!directory) {
 }
 
 const server = new S3rver({ address: '127.0.0.1', port: 0, directory, silent: true });
+listPrefixesOfPrefixesOnly(server.store);
 // Middleware put first, before s3rver's own: decoding, then counting, sees every request.
 if (process.argv.includes('--count-requests')) server.middleware.unshift(countRequests());
 if (process.argv.includes('--decode-aws-chunked')) server.middleware.unshift(decodeAwsChunked);
+
+/**
+ * s3rver 3.7 names a common prefix only for a key it meets, and it does not
+ * walk below the level it lists: a prefix that holds only deeper prefixes
+ * (`deep/` over `deep/only/x`) is left out of a delimited listing, where S3
+ * lists it. On a listing of one page, such prefixes are added.
+ */
+function listPrefixesOfPrefixesOnly(store) {
+  const list = store.listObjects.bind(store);
+  const holdsObject = (dir) =>
+    readdirSync(dir, { withFileTypes: true }).some(
+      (e) => (e.isFile() && e.name.endsWith('._S3rver_object')) || (e.isDirectory() && holdsObject(path.join(dir, e.name))),
+    );
+  store.listObjects = async (bucket, options) => {
+    const result = await list(bucket, options);
+    const { delimiter = '', prefix = '', startAfter = '' } = options;
+    if (delimiter !== '/' || startAfter || result.isTruncated || process.platform === 'win32') return result;
+    const parent = prefix.slice(0, prefix.lastIndexOf('/') + 1);
+    const dir = path.join(store.getBucketPath(bucket), parent);
+    const found = new Set(result.commonPrefixes);
+    let entries = [];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return result;
+    }
+    for (const entry of entries) {
+      const candidate = `${parent}${entry.name}/`;
+      if (entry.isDirectory() && candidate.startsWith(prefix) && !found.has(candidate) && holdsObject(path.join(dir, entry.name))) found.add(candidate);
+    }
+    result.commonPrefixes = [...found].sort();
+    return result;
+  };
+}
 
 function countRequests() {
   const stats = {};
