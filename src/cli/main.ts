@@ -100,6 +100,13 @@ export async function main(argv: string[]): Promise<number> {
   let exitCode: number = ExitCode.OK;
   let verbose = argv.includes('--verbose') || argv.includes('-verbose');
   let context: CliContext | undefined;
+  // Node exits with status 0 once nothing is left to wait for, even with a command's promise still pending:
+  // that is a bug, and it must not pass for success.
+  const drained = () => {
+    err('kloset: internal error: the command stopped with its work unfinished');
+    process.exitCode = ExitCode.FAILURE;
+  };
+  process.once('beforeExit', drained);
   try {
     const { store, rest } = splitStore(normalizeArgs(argv));
     const current = new CliContext(store, out, err);
@@ -149,6 +156,7 @@ export async function main(argv: string[]): Promise<number> {
     if (verbose) err(String(e.stack));
     return ExitCode.FAILURE;
   } finally {
+    process.off('beforeExit', drained);
     await context?.close();
   }
 }

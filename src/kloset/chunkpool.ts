@@ -185,8 +185,11 @@ export class ChunkPool {
     // A stream's chunker state lives in one worker, chosen now: its blocks are sent as they arrive.
     const worker = this.leastQueued();
     const { stream, done } = this.open(size, worker);
+    // A stream that failed, or a pool stopped, takes no more blocks: its sender must not wait for room that never comes.
+    const open = () => this.failure === undefined && this.streams.get(stream)?.failed === false;
     const sendBlock = async (block: Buffer) => {
-      while (worker.inFlight >= IN_FLIGHT_PER_WORKER) await new Promise<void>((r) => worker.waiters.push(r));
+      while (worker.inFlight >= IN_FLIGHT_PER_WORKER && open()) await new Promise<void>((r) => worker.waiters.push(r));
+      if (!open()) return;
       worker.inFlight += block.length;
       this.send(worker, { kind: 'data', stream, data: block }, block.buffer as ArrayBuffer);
     };
@@ -194,7 +197,7 @@ export class ChunkPool {
     let pendingBytes = 0;
     try {
       for await (const data of source) {
-        if (this.streams.get(stream)?.failed ?? true) break;
+        if (!open()) break;
         pending.push(data);
         pendingBytes += data.length;
         if (pendingBytes >= STREAM_BLOCK) {
@@ -288,6 +291,7 @@ export class ChunkPool {
   private failAll(err: Error): void {
     this.failure ??= err;
     for (const [id, state] of this.streams) this.fail(id, state, new KlosetError(`chunk worker failed: ${err.message}`, { cause: err }));
+    for (const worker of this.workers) for (const wake of worker.waiters.splice(0)) wake();
   }
 
   async close(): Promise<void> {

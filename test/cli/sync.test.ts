@@ -5,6 +5,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
 import {
@@ -15,6 +16,7 @@ import {
   expectOneLineError,
   klosetWith,
   packFiles,
+  startKloset,
   storeListing,
   writeRandomFile,
 } from '../helpers/fixtures.js';
@@ -166,4 +168,30 @@ describe('sync of a damaged snapshot', () => {
     expect(result.stdout).toContain('copied 0 snapshots, 2 failed');
     expect(await listed(storeE, E)).toEqual([]);
   });
+});
+
+describe('a sync interrupted with Ctrl-C', () => {
+  it('exits 130 and leaves the other store without a partial snapshot, passing check', async () => {
+    const big = path.join(work, 'big-source');
+    await fs.mkdir(big);
+    for (let i = 0; i < 4; i++) await writeRandomFile(path.join(big, `part-${i}.bin`), 48 * MiB);
+    const storeF = path.join(work, 'F');
+    expect((await kloset(['at', storeF, 'create'], { env: A })).code).toBe(0);
+    expect((await kloset(['at', storeF, 'backup', big], { env: A })).code).toBe(0);
+    const storeG = await newStore('G', A.KLOSET_PASSPHRASE);
+    const { child, done } = startKloset(['at', storeF, 'sync', 'to', storeG], { env: { ...A, XDG_CACHE_HOME: path.join(work, 'cache') } });
+    let exited = false;
+    void done.then(() => (exited = true));
+    // Interrupted once the copy has stored a pack in the other store.
+    while (!exited && (await packFiles(storeG).catch(() => [])).length === 0) await sleep(20);
+    expect(exited, 'the sync finished before it could be interrupted').toBe(false);
+    child.kill('SIGINT');
+    const result = await done;
+    expectNoStackTrace(result);
+    expect(result.code, result.stdout + result.stderr).toBe(130);
+    expect(result.stderr).toMatch(/^kloset: sync interrupted: 0 snapshots copied to .*; [0-9a-f]{8} was not$/m);
+    expect(await listed(storeG, A)).toEqual([]);
+    const check = await kloset(['at', storeG, 'check'], { env: A });
+    expect(check.code, check.stdout + check.stderr).toBe(0);
+  }, 120_000);
 });
