@@ -275,6 +275,8 @@ export class ChunkPool {
     state.failed = true;
     this.finish(stream, state);
     state.reject(err);
+    // Its sender may be waiting for room on the worker: woken, it sees the failure and stops.
+    if (state.worker) for (const wake of state.worker.waiters.splice(0)) wake();
   }
 
   private finish(stream: number, state: StreamState): void {
@@ -291,7 +293,6 @@ export class ChunkPool {
   private failAll(err: Error): void {
     this.failure ??= err;
     for (const [id, state] of this.streams) this.fail(id, state, new KlosetError(`chunk worker failed: ${err.message}`, { cause: err }));
-    for (const worker of this.workers) for (const wake of worker.waiters.splice(0)) wake();
   }
 
   async close(): Promise<void> {
