@@ -4,6 +4,7 @@ import { KlosetError } from '../errors.js';
 import type { BlobWriter } from './repository.js';
 import { BlobType, ID_BYTES } from './sealing.js';
 import type { ChunkJob, WorkerBatch, WorkerRequest } from './chunkworker.js';
+import { DELEGATED, LoadTable } from './loadtable.js';
 
 /** A file's content as the snapshot records it: chunk ids in order with their plaintext sizes. */
 export interface ChunkRef {
@@ -50,6 +51,10 @@ interface StreamState {
   chunks: ChunkRef[];
   newChunks: number;
   newBytes: number;
+  /** Chunks handed to another worker to seal, not yet back: the stream is done only when none is left... */
+  handedOff: number;
+  /** ...and its worker has cut its last chunk. */
+  cut: boolean;
   resolve: (content: ChunkedContent) => void;
   reject: (err: Error) => void;
   failed: boolean;
@@ -81,6 +86,8 @@ export class ChunkPool {
   private nextStream = 1;
   private sendScheduled = false;
   private failure: Error | undefined;
+  /** Chunks one worker cut and another sealed. */
+  chunksHandedOff = 0;
 
   constructor(
     private readonly writer: BlobWriter,
@@ -90,16 +97,14 @@ export class ChunkPool {
   /** Workers start with the first file to read: a backup with nothing new starts none. */
   private start(): void {
     const repository = this.writer.repository;
-    const init: WorkerRequest = {
-      op: 'init',
-      init: {
-        keys: repository.keys,
-        chunking: repository.config.chunking,
-        compression: repository.config.compression,
-        knownIds: repository.index.sortedIds(),
-      },
+    const shared = {
+      keys: repository.keys,
+      chunking: repository.config.chunking,
+      compression: repository.config.compression,
+      knownIds: repository.index.sortedIds(),
+      load: LoadTable.allocate(this.size),
     };
-    for (let i = 0; i < this.size; i++) {
+    for (let slot = 0; slot < this.size; slot++) {
       // A small young generation makes the worker collect garbage promptly: RSS stays low.
       const thread = new Worker(new URL('./chunkworker.js', import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: 4 } });
       const worker: PoolWorker = { thread, jobs: [], buffers: [], transfer: [], queued: 0, inFlight: 0, waiters: [], tail: Promise.resolve() };
@@ -108,7 +113,7 @@ export class ChunkPool {
       });
       thread.on('error', (err) => this.failAll(err));
       thread.on('exit', () => this.failAll(new Error('chunk worker stopped')));
-      thread.postMessage(init);
+      thread.postMessage({ op: 'init', init: { ...shared, slot } } satisfies WorkerRequest);
       this.workers.push(worker);
     }
   }
@@ -117,7 +122,19 @@ export class ChunkPool {
     if (this.failure) throw new KlosetError(`chunk worker failed: ${this.failure.message}`, { cause: this.failure });
     const stream = this.nextStream++;
     const done = new Promise<ChunkedContent>((resolve, reject) => {
-      this.streams.set(stream, { worker, size, counted: 0, chunks: [], newChunks: 0, newBytes: 0, resolve, reject, failed: false });
+      this.streams.set(stream, {
+        worker,
+        size,
+        counted: 0,
+        chunks: [],
+        newChunks: 0,
+        newBytes: 0,
+        handedOff: 0,
+        cut: false,
+        resolve,
+        reject,
+        failed: false,
+      });
     });
     if (worker) worker.queued += size;
     done.catch(() => undefined); // the caller awaits it; never an unhandled rejection meanwhile
@@ -220,27 +237,42 @@ export class ChunkPool {
   /**
    * Applies one batch: every sealed chunk goes to the writer, even one of a
    * stream that failed meanwhile, because the worker now counts it as stored
-   * and will not seal it again for another file.
+   * and will not seal it again for another file. A chunk handed off goes on
+   * to its helper; its sealed bytes come back in one of the helper's batches.
    */
   private async apply(worker: PoolWorker, batch: WorkerBatch): Promise<void> {
     const sealedBytes = batch.sealed ? Buffer.from(batch.sealed) : undefined;
     const ids = Buffer.from(batch.ids.buffer, batch.ids.byteOffset, batch.ids.byteLength);
     const layout = batch.layout;
     let index = 0;
+    let handedOff = 0;
     let writerError: Error | undefined;
     try {
       for (const result of batch.results) {
         const state = this.streams.get(result.stream);
         for (let n = 0; n < result.chunks; n++, index++) {
           const id = ids.subarray(index * ID_BYTES, (index + 1) * ID_BYTES);
-          const size = layout[index * 3];
+          const offset = layout[index * 3 + 1];
           const length = layout[index * 3 + 2];
-          if (state) {
+          const size = layout[index * 3];
+          if (result.sealOnly) {
+            if (state) {
+              state.chunks[result.positions![n]].id = id;
+              state.handedOff--;
+            }
+          } else if (state) {
             state.chunks.push({ id, size });
             this.count(state, size);
           }
+          if (length === DELEGATED) {
+            const data = batch.handedOff[handedOff++];
+            const position = state ? state.chunks.length - 1 : 0;
+            if (state) state.handedOff++;
+            this.chunksHandedOff++;
+            this.send(this.workers[offset], { kind: 'seal', stream: result.stream, position, data: new Uint8Array(data) }, data);
+            continue;
+          }
           if (length === 0 || writerError) continue;
-          const offset = layout[index * 3 + 1];
           try {
             if (await this.writer.addSealed(BlobType.chunk, id, sealedBytes!.subarray(offset, offset + length), size) && state) {
               state.newChunks++;
@@ -252,8 +284,9 @@ export class ChunkPool {
         }
         if (result.consumed > 0) this.release(worker, result.consumed);
         if (!state) continue;
+        if (result.last) state.cut = true;
         if (writerError) this.fail(result.stream, state, writerError);
-        else if (result.last) {
+        else if (state.cut && state.handedOff === 0) {
           this.finish(result.stream, state);
           const size = state.chunks.reduce((sum, c) => sum + c.size, 0);
           state.resolve({ chunks: state.chunks, size, newChunks: state.newChunks, newBytes: state.newBytes });

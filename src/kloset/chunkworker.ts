@@ -8,12 +8,17 @@
  * end), and one reply carries the chunks of many of them, their sealed bytes
  * side by side in one buffer. On a small-file tree, a message and a buffer
  * per file would cost more than the files' own hashing.
+ *
+ * Cutting a stream is sequential, but naming, compressing and sealing its
+ * chunks is not: a worker with nothing of its own to do takes chunks off a
+ * busy one (see LoadTable), through the main thread.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { BlockPool, Chunker, gearTable, type ChunkingParams } from './chunker.js';
 import { encodeBlob, type CompressionParams } from './compression.js';
 import type { StoreKeys } from './keys.js';
+import { DELEGATED, LoadTable } from './loadtable.js';
 import { BlobType, ID_BYTES, SEAL_OVERHEAD, Sealer } from './sealing.js';
 
 export interface WorkerInit {
@@ -22,6 +27,10 @@ export interface WorkerInit {
   compression: CompressionParams;
   /** Sorted ids already in the store: those chunks are not compressed or sealed again. */
   knownIds: SharedArrayBuffer;
+  /** This worker's place in the pool's load table. */
+  slot: number;
+  /** The pool's load table (see LoadTable): how a worker finds an idle one to seal for it. */
+  load: SharedArrayBuffer;
 }
 
 /** One stream is one file: its jobs are handled in order, its chunks returned in order. */
@@ -31,7 +40,9 @@ export type ChunkJob =
   /** Bytes of a streamed source (an S3 object)... */
   | { kind: 'data'; stream: number; data: Uint8Array }
   /** ...then its end. */
-  | { kind: 'end'; stream: number };
+  | { kind: 'end'; stream: number }
+  /** A chunk another worker cut, to name, compress and seal here; `position` is its place in the stream's chunk list. */
+  | { kind: 'seal'; stream: number; position: number; data: Uint8Array };
 
 export type WorkerRequest =
   | { op: 'init'; init: WorkerInit }
@@ -45,6 +56,10 @@ export interface StreamResult {
   /** Bytes of `data` jobs used up, so the sender can send more. */
   consumed: number;
   last: boolean;
+  /** Chunks sealed for the worker that cut them: already in the stream's list, here only their ids and sealed bytes... */
+  sealOnly: boolean;
+  /** ...and their positions in that list. */
+  positions?: number[];
 }
 
 export interface WorkerBatch {
@@ -52,9 +67,15 @@ export interface WorkerBatch {
   results: StreamResult[];
   /** ID_BYTES per chunk, in order. */
   ids: Uint8Array;
-  /** Three numbers per chunk: plaintext size, then offset and length of its sealed bytes in `sealed` (length 0: already stored). */
+  /**
+   * Three numbers per chunk: plaintext size, then offset and length of its
+   * sealed bytes in `sealed`. Length 0: already stored. Length DELEGATED: the
+   * chunk's plaintext is next in `handedOff`, for the worker whose slot is in
+   * place of the offset, and its id is zeros.
+   */
   layout: Int32Array;
   sealed: ArrayBuffer | undefined;
+  handedOff: ArrayBuffer[];
   errors: { stream: number; message: string; code?: string }[];
 }
 
@@ -78,6 +99,12 @@ const FLUSH_FILES = 32;
  */
 const BATCH_BUFFERS = 2;
 
+/** Chunks smaller than this are sealed where they are cut: handing one off would cost more than it saves. */
+const DELEGATE_MIN = 64 * 1024;
+/** Bytes handed to one helper and not yet sealed: enough to keep it busy, little memory. */
+const DELEGATE_LIMIT = 8 * 1024 * 1024;
+let load: LoadTable | undefined;
+
 let bufferCapacity = 0;
 const spareBuffers: ArrayBuffer[] = [];
 let buffersOut = 0;
@@ -90,6 +117,7 @@ let results: StreamResult[] = [];
 let ids: Buffer[] = [];
 let layout: number[] = [];
 let errors: WorkerBatch['errors'] = [];
+let handedOff: ArrayBuffer[] = [];
 let filesDone = 0;
 
 function isKnown(id: Buffer): boolean {
@@ -109,8 +137,8 @@ function flush(): void {
   if (results.length === 0 && errors.length === 0) return;
   const sealed = used > 0 ? (buffer!.buffer as ArrayBuffer) : undefined;
   const idBytes = Buffer.concat(ids);
-  const batch: WorkerBatch = { op: 'batch', results, ids: idBytes, layout: Int32Array.from(layout), sealed, errors };
-  const transfer: ArrayBuffer[] = [batch.layout.buffer as ArrayBuffer];
+  const batch: WorkerBatch = { op: 'batch', results, ids: idBytes, layout: Int32Array.from(layout), sealed, handedOff, errors };
+  const transfer: ArrayBuffer[] = [batch.layout.buffer as ArrayBuffer, ...handedOff];
   if (idBytes.byteOffset === 0 && idBytes.byteLength === idBytes.buffer.byteLength) transfer.push(idBytes.buffer as ArrayBuffer);
   if (sealed) {
     transfer.push(sealed);
@@ -123,6 +151,7 @@ function flush(): void {
   ids = [];
   layout = [];
   errors = [];
+  handedOff = [];
   filesDone = 0;
 }
 
@@ -137,35 +166,72 @@ async function room(): Promise<void> {
   }
 }
 
-function resultFor(stream: number): StreamResult {
+function resultFor(stream: number, sealOnly = false): StreamResult {
   const last = results[results.length - 1];
-  if (last && last.stream === stream && !last.last) return last;
-  const fresh: StreamResult = { stream, chunks: 0, consumed: 0, last: false };
+  if (last && last.stream === stream && !last.last && last.sealOnly === sealOnly) return last;
+  const fresh: StreamResult = { stream, chunks: 0, consumed: 0, last: false, sealOnly, positions: sealOnly ? [] : undefined };
   results.push(fresh);
   return fresh;
 }
 
-/** Adds a chunk to the batch: sealed unless the store or this worker has it already. The caller has made room(). */
-function produce(stream: number, raw: Buffer): void {
-  const id = sealer!.blobId(raw);
-  const key = id.toString('latin1');
-  let offset = 0;
-  let length = 0;
-  if (!isKnown(id) && !producedHere.has(key)) {
-    producedHere.add(key);
-    offset = used;
-    length = sealer!.sealInto(BlobType.chunk, id, encodeBlob(raw, init!.compression), buffer!, used);
-    used += length;
+/** Stands in a batch for the id of a chunk handed off: its helper names it. */
+const UNNAMED = Buffer.alloc(ID_BYTES);
+
+/**
+ * Adds a chunk to the batch: sealed here unless the store or this worker has
+ * it already, or handed whole (naming it too) to an idle worker. The caller
+ * has made room(). Returns whether the chunk was handed off.
+ */
+function produce(stream: number, raw: Buffer): boolean {
+  const helper = raw.length >= DELEGATE_MIN ? load!.reserveHelper(init!.slot, raw.length, DELEGATE_LIMIT) : -1;
+  if (helper >= 0) {
+    // A copy the helper can own: the chunk is a view of the chunker's reused block.
+    const copy = Buffer.allocUnsafeSlow(raw.length);
+    raw.copy(copy);
+    handedOff.push(copy.buffer as ArrayBuffer);
+    ids.push(UNNAMED);
+    layout.push(raw.length, helper, DELEGATED);
+    resultFor(stream).chunks++;
+    return true;
   }
+  const id = sealer!.blobId(raw);
   ids.push(id);
-  layout.push(raw.length, offset, length);
+  layout.push(raw.length, ...sealIfNew(id, raw));
   resultFor(stream).chunks++;
+  return false;
+}
+
+/** Offset and length of the chunk's sealed bytes in the batch; length 0 when the store or this worker has it already. */
+function sealIfNew(id: Buffer, raw: Buffer): [number, number] {
+  const key = id.toString('latin1');
+  if (isKnown(id) || producedHere.has(key)) return [0, 0];
+  producedHere.add(key);
+  const offset = used;
+  const length = sealer!.sealInto(BlobType.chunk, id, encodeBlob(raw, init!.compression), buffer!, used);
+  used += length;
+  return [offset, length];
 }
 
 async function produceAll(stream: number, chunks: Buffer[]): Promise<void> {
   for (const chunk of chunks) {
     await room();
-    produce(stream, chunk);
+    // A handed-off chunk leaves at once: its helper is waiting for it.
+    if (produce(stream, chunk)) flush();
+  }
+}
+
+async function sealFor(job: Extract<ChunkJob, { kind: 'seal' }>): Promise<void> {
+  const raw = Buffer.from(job.data.buffer, job.data.byteOffset, job.data.byteLength);
+  try {
+    await room();
+    const id = sealer!.blobId(raw);
+    ids.push(id);
+    layout.push(raw.length, ...sealIfNew(id, raw));
+    const result = resultFor(job.stream, true);
+    result.chunks++;
+    result.positions!.push(job.position);
+  } finally {
+    load!.sealed(init!.slot, raw.length);
   }
 }
 
@@ -225,40 +291,49 @@ async function run(job: ChunkJob): Promise<void> {
     }
     case 'end':
       return finishStream(job.stream);
+    case 'seal':
+      return sealFor(job);
   }
 }
 
 /** Streams that failed: their remaining jobs are skipped. */
 const failed = new Set<number>();
 const queue: ChunkJob[] = [];
+/** Chunks to seal for others come first: the worker that handed them off counts on this one being idle. */
+const sealQueue: ChunkJob[] = [];
 let draining = false;
 
 async function drain(): Promise<void> {
   draining = true;
-  while (queue.length > 0) {
-    const job = queue.shift()!;
-    if (failed.has(job.stream)) {
-      if (job.kind === 'data') resultFor(job.stream).consumed += job.data.byteLength;
-      else failed.delete(job.stream);
-      continue;
-    }
-    try {
-      await run(job);
-    } catch (err) {
-      chunkers.get(job.stream)?.dispose();
-      chunkers.delete(job.stream);
-      // A failed stream's further jobs ('data', then 'end') are dropped; a file has none.
-      if (job.kind === 'data') {
-        failed.add(job.stream);
-        resultFor(job.stream).consumed += job.data.byteLength;
-      }
-      const code = (err as NodeJS.ErrnoException).code;
-      errors.push({ stream: job.stream, message: err instanceof Error ? err.message : String(err), code });
-    }
+  while (queue.length > 0 || sealQueue.length > 0) {
+    const job = sealQueue.shift() ?? queue.shift()!;
+    await runOrSkip(job);
+    if (job.kind !== 'seal') load!.ownJobs(init!.slot, -1);
     if (filesDone >= FLUSH_FILES) flush();
   }
   flush();
   draining = false;
+}
+
+async function runOrSkip(job: ChunkJob): Promise<void> {
+  if (job.kind !== 'seal' && failed.has(job.stream)) {
+    if (job.kind === 'data') resultFor(job.stream).consumed += job.data.byteLength;
+    else failed.delete(job.stream);
+    return;
+  }
+  try {
+    await run(job);
+  } catch (err) {
+    chunkers.get(job.stream)?.dispose();
+    chunkers.delete(job.stream);
+    // A failed stream's further jobs ('data', then 'end') are dropped; a file has none.
+    if (job.kind === 'data') {
+      failed.add(job.stream);
+      resultFor(job.stream).consumed += job.data.byteLength;
+    }
+    const code = (err as NodeJS.ErrnoException).code;
+    errors.push({ stream: job.stream, message: err instanceof Error ? err.message : String(err), code });
+  }
 }
 
 parentPort!.on('message', (message: WorkerRequest) => {
@@ -273,6 +348,7 @@ parentPort!.on('message', (message: WorkerRequest) => {
         encryptionKey: keys.encryptionKey ? Buffer.from(keys.encryptionKey) : undefined,
       });
       known = new Uint8Array(init.knownIds);
+      load = new LoadTable(init.load, init.load.byteLength / Int32Array.BYTES_PER_ELEMENT / 2);
       gear = gearTable(Buffer.from(keys.chunkerSeed));
       // A read block plus the longest tail a chunker can carry (under maxSize).
       blocks = new BlockPool(READ_BLOCK + init.chunking.maxSize, 2);
@@ -288,7 +364,15 @@ parentPort!.on('message', (message: WorkerRequest) => {
         bufferReturned = undefined;
         wake?.();
       }
-      queue.push(...message.jobs);
+      let own = 0;
+      for (const job of message.jobs) {
+        if (job.kind === 'seal') sealQueue.push(job);
+        else {
+          queue.push(job);
+          own++;
+        }
+      }
+      load!.ownJobs(init!.slot, own);
       if (!draining) void drain();
       break;
     }

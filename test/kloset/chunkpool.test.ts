@@ -50,6 +50,32 @@ describe('the chunk pool', () => {
     }
   });
 
+  it('seals the chunks of one large file on every worker, listed in the order the file has them', async () => {
+    const data = randomBytes(12 * 1024 * 1024);
+    const file = path.join(dir, 'large');
+    writeFileSync(file, data);
+    const chunkWith = async (workers: number) => {
+      const writer = repository.newWriter();
+      const pool = new ChunkPool(writer, workers);
+      try {
+        const result = await pool.chunkFile(file, data.length);
+        await writer.commit();
+        return { result, handedOff: pool.chunksHandedOff };
+      } finally {
+        await pool.close();
+      }
+    };
+    // Two workers first, so the second worker seals new chunks; one worker then finds every chunk stored.
+    const shared = await chunkWith(2);
+    const alone = await chunkWith(1);
+    expect(shared.handedOff).toBeGreaterThan(10);
+    expect(alone.handedOff).toBe(0);
+    expect(alone.result.newChunks).toBe(0);
+    expect(shared.result.chunks.map((c) => c.id.toString('hex'))).toEqual(alone.result.chunks.map((c) => c.id.toString('hex')));
+    expect(shared.result.chunks.map((c) => c.size)).toEqual(alone.result.chunks.map((c) => c.size));
+    expect((await contentOf(shared.result.chunks)).equals(data)).toBe(true);
+  });
+
   it('stores the chunks two files share once and names them in both', async () => {
     const writer = repository.newWriter();
     const pool = new ChunkPool(writer);
