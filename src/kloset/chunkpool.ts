@@ -4,7 +4,7 @@ import { KlosetError } from '../errors.js';
 import type { BlobWriter } from './repository.js';
 import { BlobType, ID_BYTES } from './sealing.js';
 import type { ChunkJob, WorkerBatch, WorkerRequest } from './chunkworker.js';
-import { DELEGATED, LoadTable } from './loadtable.js';
+import { HANDED_OFF, LoadTable } from './loadtable.js';
 
 /** A file's content as the snapshot records it: chunk ids in order with their plaintext sizes. */
 export interface ChunkRef {
@@ -264,7 +264,7 @@ export class ChunkPool {
             state.chunks.push({ id, size });
             this.count(state, size);
           }
-          if (length === DELEGATED) {
+          if (length === HANDED_OFF) {
             const data = batch.handedOff[handedOff++];
             const position = state ? state.chunks.length - 1 : 0;
             if (state) state.handedOff++;

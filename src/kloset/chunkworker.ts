@@ -18,7 +18,7 @@ import { parentPort } from 'node:worker_threads';
 import { BlockPool, Chunker, gearTable, type ChunkingParams } from './chunker.js';
 import { encodeBlob, type CompressionParams } from './compression.js';
 import type { StoreKeys } from './keys.js';
-import { DELEGATED, LoadTable } from './loadtable.js';
+import { HANDED_OFF, LoadTable } from './loadtable.js';
 import { BlobType, ID_BYTES, SEAL_OVERHEAD, Sealer } from './sealing.js';
 
 export interface WorkerInit {
@@ -69,7 +69,7 @@ export interface WorkerBatch {
   ids: Uint8Array;
   /**
    * Three numbers per chunk: plaintext size, then offset and length of its
-   * sealed bytes in `sealed`. Length 0: already stored. Length DELEGATED: the
+   * sealed bytes in `sealed`. Length 0: already stored. Length HANDED_OFF: the
    * chunk's plaintext is next in `handedOff`, for the worker whose slot is in
    * place of the offset, and its id is zeros.
    */
@@ -100,9 +100,9 @@ const FLUSH_FILES = 32;
 const BATCH_BUFFERS = 2;
 
 /** Chunks smaller than this are sealed where they are cut: handing one off would cost more than it saves. */
-const DELEGATE_MIN = 64 * 1024;
+const HAND_OFF_MIN = 64 * 1024;
 /** Bytes handed to one helper and not yet sealed: enough to keep it busy, little memory. */
-const DELEGATE_LIMIT = 8 * 1024 * 1024;
+const HAND_OFF_LIMIT = 8 * 1024 * 1024;
 let load: LoadTable | undefined;
 
 let bufferCapacity = 0;
@@ -183,14 +183,14 @@ const UNNAMED = Buffer.alloc(ID_BYTES);
  * has made room(). Returns whether the chunk was handed off.
  */
 function produce(stream: number, raw: Buffer): boolean {
-  const helper = raw.length >= DELEGATE_MIN ? load!.reserveHelper(init!.slot, raw.length, DELEGATE_LIMIT) : -1;
+  const helper = raw.length >= HAND_OFF_MIN ? load!.reserveHelper(init!.slot, raw.length, HAND_OFF_LIMIT) : -1;
   if (helper >= 0) {
     // A copy the helper can own: the chunk is a view of the chunker's reused block.
     const copy = Buffer.allocUnsafeSlow(raw.length);
     raw.copy(copy);
     handedOff.push(copy.buffer as ArrayBuffer);
     ids.push(UNNAMED);
-    layout.push(raw.length, helper, DELEGATED);
+    layout.push(raw.length, helper, HANDED_OFF);
     resultFor(stream).chunks++;
     return true;
   }
@@ -348,7 +348,7 @@ parentPort!.on('message', (message: WorkerRequest) => {
         encryptionKey: keys.encryptionKey ? Buffer.from(keys.encryptionKey) : undefined,
       });
       known = new Uint8Array(init.knownIds);
-      load = new LoadTable(init.load, init.load.byteLength / Int32Array.BYTES_PER_ELEMENT / 2);
+      load = new LoadTable(init.load);
       gear = gearTable(Buffer.from(keys.chunkerSeed));
       // A read block plus the longest tail a chunker can carry (under maxSize).
       blocks = new BlockPool(READ_BLOCK + init.chunking.maxSize, 2);

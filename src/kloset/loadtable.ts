@@ -1,21 +1,21 @@
 /** In a batch's layout, the sealed length of a chunk handed to another worker to seal. */
-export const DELEGATED = -1;
+export const HANDED_OFF = -1;
 
 /**
  * Shared by every worker of a pool: per worker, how many of its own jobs
  * (files, stream blocks) are queued or running, then how many bytes others
  * have handed it to seal and it has not sealed yet. A stream is chunked in
- * one worker, in order; a worker with a large file hands every new chunk it
+ * one worker, in order; a worker with a large file hands every chunk it
  * can to a worker with nothing of its own to do, so one large file keeps
  * every core busy.
  */
 export class LoadTable {
   private readonly cells: Int32Array;
-  constructor(
-    buffer: SharedArrayBuffer,
-    private readonly workers: number,
-  ) {
+  private readonly workers: number;
+
+  constructor(buffer: SharedArrayBuffer) {
     this.cells = new Int32Array(buffer);
+    this.workers = this.cells.length / 2;
   }
 
   static allocate(workers: number): SharedArrayBuffer {
