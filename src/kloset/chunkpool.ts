@@ -204,8 +204,11 @@ export class ChunkPool {
     const { stream, done } = this.open(size, worker);
     // A stream that failed, or a pool stopped, takes no more blocks: its sender must not wait for room that never comes.
     const open = () => this.failure === undefined && this.streams.get(stream)?.failed === false;
+    // A stream that fits in one block may pass large streams' bytes, up to a second budget: else a few large
+    // objects keep the worker's queue full, and the many small downloads wait until they are done.
+    const budget = size > 0 && size <= STREAM_BLOCK ? 2 * IN_FLIGHT_PER_WORKER : IN_FLIGHT_PER_WORKER;
     const sendBlock = async (block: Buffer) => {
-      while (worker.inFlight >= IN_FLIGHT_PER_WORKER && open()) await new Promise<void>((r) => worker.waiters.push(r));
+      while (worker.inFlight >= budget && open()) await new Promise<void>((r) => worker.waiters.push(r));
       if (!open()) return;
       worker.inFlight += block.length;
       this.send(worker, { kind: 'data', stream, data: block }, block.buffer as ArrayBuffer);

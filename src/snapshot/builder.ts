@@ -19,8 +19,13 @@ import {
 /** Entries per directory page: a page stays well under a megabyte even with inline chunk lists. */
 export const PAGE_ENTRIES = 1000;
 
-/** Files read and chunked at once, unless the source says otherwise: enough to keep every worker's queue full between batches. */
+/**
+ * Files read at once, unless the source says otherwise: enough to keep every worker's queue full between
+ * batches. A local file is read by the worker that chunks it, so its slot is held until it is chunked.
+ */
 const FILES_IN_FLIGHT = 128;
+/** Files read and still being chunked, per file being read. */
+const CHUNKING_PER_READ = 4;
 
 export interface BackupProgress {
   files: number;
@@ -104,11 +109,15 @@ class Slots {
   }
 }
 
-/** Stops a file's read between blocks once the backup is interrupted. */
-async function* abortable(source: AsyncIterable<Buffer>, signal: AbortSignal | undefined): AsyncIterable<Buffer> {
-  for await (const block of source) {
-    signal?.throwIfAborted();
-    yield block;
+/** Stops a file's read between blocks once the backup is interrupted; `done` is called when the read ends, however it ends. */
+async function* abortable(source: AsyncIterable<Buffer>, signal: AbortSignal | undefined, done: () => void): AsyncIterable<Buffer> {
+  try {
+    for await (const block of source) {
+      signal?.throwIfAborted();
+      yield block;
+    }
+  } finally {
+    done();
   }
 }
 
@@ -139,7 +148,11 @@ export async function backup(repository: Repository, importer: Importer, options
   // Stopping the workers fails every file in flight at once: an interrupt does not wait for a large file.
   const stopPool = () => void pool.close();
   options.signal?.addEventListener('abort', stopPool, { once: true });
-  const slots = new Slots(importer.readConcurrency ?? FILES_IN_FLIGHT);
+  const reading = importer.readConcurrency ?? FILES_IN_FLIGHT;
+  // Files being read, and files read or being read whose chunks are not all stored yet: the second bound
+  // keeps the walk from running far ahead of the workers on a source of many empty objects.
+  const slots = new Slots(reading);
+  const unfinished = new Slots(CHUNKING_PER_READ * reading);
   const parent = options.parent ? new SnapshotReader(repository, options.parent) : undefined;
   const stats: SnapshotStats = {
     files: 0,
@@ -176,7 +189,12 @@ export async function backup(repository: Repository, importer: Importer, options
     return repository.has(content.list);
   };
 
-  async function snapshotFile(path: string, source: SourceEntry, previous: Entry | undefined): Promise<Entry | undefined> {
+  /**
+   * `readDone` is called once the file's bytes have all been read (for a
+   * streamed source, once they are all with the chunk pool): the read slot is
+   * then free for the next download while this file is still being chunked.
+   */
+  async function snapshotFile(path: string, source: SourceEntry, previous: Entry | undefined, readDone: () => void): Promise<Entry | undefined> {
     if (previous && sameFile(source, previous) && reuseContent(previous.content!)) {
       stats.files++;
       stats.size += previous.size;
@@ -190,7 +208,7 @@ export async function backup(repository: Repository, importer: Importer, options
     try {
       const chunked = importer.localPath
         ? await pool.chunkFile(importer.localPath(path), source.size)
-        : await pool.chunk(abortable(importer.read(path, source), options.signal), source.size);
+        : await pool.chunk(abortable(importer.read(path, source), options.signal, readDone), source.size);
       let content: ContentRef;
       if (chunked.chunks.length <= INLINE_CHUNKS) content = { chunks: chunked.chunks };
       else content = { list: await writer.put(BlobType.content, encodeChunkList(chunked.chunks)), count: chunked.chunks.length };
@@ -240,12 +258,19 @@ export async function backup(repository: Repository, importer: Importer, options
         if (child.kind === 'directory') {
           pending.push((await walkDirectory(childPath, child, prior)).done);
         } else if (child.kind === 'file') {
+          await unfinished.acquire();
           await slots.acquire();
-          const task = snapshotFile(childPath, child, prior?.kind === 'file' ? prior : undefined);
-          void task.then(
-            () => slots.release(),
-            () => slots.release(),
-          );
+          let held = true;
+          const release = () => {
+            if (held) slots.release();
+            held = false;
+          };
+          const task = snapshotFile(childPath, child, prior?.kind === 'file' ? prior : undefined, release);
+          const settled = () => {
+            release();
+            unfinished.release();
+          };
+          void task.then(settled, settled);
           pending.push(task);
         } else {
           if (child.kind === 'symlink') stats.symlinks++;
