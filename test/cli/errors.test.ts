@@ -52,6 +52,19 @@ describe('a wrong passphrase', () => {
   });
 });
 
+describe('a source that is not a bucket', () => {
+  it('names it in one line, exit 2, and leaves the store as it was, unlocked', async () => {
+    const before = await storeListing(store);
+    for (const bad of ['s3://', 's3://b/x']) {
+      const result = await kloset(['at', store, 'backup', bad]);
+      expect(result.code).toBe(2);
+      expectOneLineError(result, new RegExp(escapeRegExp(bad)));
+    }
+    expect(await storeListing(store)).toEqual(before);
+    expect(await fs.readdir(path.join(store, 'locks'))).toEqual([]);
+  });
+});
+
 describe('a store location that is not a store', () => {
   it('names a missing store and suggests create, exit 1', async () => {
     const missing = path.join(work, 'no-such-store');

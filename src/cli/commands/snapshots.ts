@@ -171,11 +171,19 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const fromS3 = /^s3:\/\//i.test(location);
         if (!fromS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported source`);
         if (fromS3 && opts.oneFileSystem) throw new UsageError('-one-file-system applies to a local directory, not to a bucket');
-        const importer: Importer = fromS3
-          ? (await import('../../connectors/s3/importer.js')).S3Importer.fromConfig(location, sourceOptions)
-          : new FsImporter(location, { oneFileSystem: opts.oneFileSystem });
+        const local = fromS3 ? undefined : new FsImporter(location, { oneFileSystem: opts.oneFileSystem });
+        // The S3 connector's modules load while the store opens, whose key derivation runs on the thread pool.
+        const connector = fromS3 ? import('../../connectors/s3/importer.js') : undefined;
+        connector?.catch(() => undefined); // awaited below, once the store is open
         const excludePath = pathMatcher(opts.exclude ?? []);
         const { repository, lock } = await ctx.lockedRepository('shared', 'a backup');
+        let importer: Importer;
+        try {
+          importer = local ?? (await connector!).S3Importer.fromConfig(location, sourceOptions);
+        } catch (err) {
+          await lock?.release().catch(() => undefined);
+          throw err;
+        }
         // Chosen under the lock: a prune cannot have removed what the parent refers to.
         const parent = opts.parent
           ? await listSnapshots(repository).then(
