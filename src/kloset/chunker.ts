@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import { GEAR_WASM } from './gearwasm.js';
 
 /** Recorded in the store config: every writer of a store must cut at the same places to dedup. */
 export interface ChunkingParams {
@@ -23,6 +24,57 @@ export function gearTable(seed: Buffer): Int32Array {
     for (let j = 0; j < 8; j++) table[block * 8 + j] = bytes.readInt32LE(j * 4);
   }
   return table;
+}
+
+/** Where the bytes to scan start in the scanner's memory: after the table. */
+const WINDOW_AT = 1024;
+/** Bytes copied into the scanner's memory and scanned at a time: a cut found early wastes at most this much copying. */
+const WINDOW = 64 * 1024;
+const gearModule = new WebAssembly.Module(GEAR_WASM);
+
+interface GearExports {
+  memory: WebAssembly.Memory;
+  hash: WebAssembly.Global;
+  scan(p: number, normal: number, end: number, strict: number, loose: number): number;
+}
+
+/**
+ * The gear scan of one table, run in WebAssembly (gear.wat). The bytes are
+ * copied into its memory a window at a time; the copy costs a small part of
+ * what the faster loop saves.
+ */
+export class GearScanner {
+  private readonly exports: GearExports;
+  private readonly memory: Uint8Array;
+
+  constructor(table: Int32Array) {
+    this.exports = new WebAssembly.Instance(gearModule).exports as unknown as GearExports;
+    this.memory = new Uint8Array(this.exports.memory.buffer);
+    const view = new DataView(this.exports.memory.buffer);
+    for (let i = 0; i < 256; i++) view.setInt32(i * 4, table[i], true);
+  }
+
+  /** The hash where the last scan stopped. */
+  get hash(): number {
+    return this.exports.hash.value as number;
+  }
+
+  /**
+   * Scans buf[from, end) starting from `hash`: with the strict mask below
+   * `normal`, then the loose one. Returns the index just past the first
+   * byte whose hash matches, or -1 (then `hash` is the hash at `end`).
+   */
+  scan(buf: Uint8Array, from: number, normal: number, end: number, hash: number, strict: number, loose: number): number {
+    this.exports.hash.value = hash;
+    for (let at = from; at < end; at += WINDOW) {
+      const stop = Math.min(end, at + WINDOW);
+      this.memory.set(buf.subarray(at, stop), WINDOW_AT);
+      const shift = WINDOW_AT - at;
+      const cut = this.exports.scan(WINDOW_AT, Math.max(at, Math.min(normal, stop)) + shift, stop + shift, strict, loose);
+      if (cut >= 0) return cut - shift;
+    }
+    return -1;
+  }
 }
 
 /** A mask of the `bits` highest bits: with a left-shifting gear hash those depend on the last 32 bytes. */
@@ -69,7 +121,7 @@ export class Chunker {
   private block: Buffer | undefined;
 
   /**
-   * `gear` comes from gearTable(): computed once per store, not per file.
+   * `gear` holds the table from gearTable(): made once per store (and thread), not per file.
    * `blocks`, when given, supplies and takes back buffers of a fixed
    * capacity, so a long stream does not allocate (and fault in) fresh memory
    * for every read; the caller must then be done with the chunks of one
@@ -77,7 +129,7 @@ export class Chunker {
    */
   constructor(
     private readonly params: ChunkingParams,
-    private readonly gear: Int32Array,
+    private readonly gear: GearScanner,
     private readonly blocks?: BlockPool,
   ) {
     const bits = Math.round(Math.log2(params.avgSize));
@@ -145,22 +197,12 @@ export class Chunker {
     if (available <= minSize) return final ? available : -1;
     const end = Math.min(available, maxSize);
     const normal = Math.min(end, avgSize);
-    const gear = this.gear;
-    const strict = this.maskStrict;
-    const loose = this.maskLoose;
-    let hash = this.hash;
-    let i = Math.max(this.scanned, minSize);
-    for (; i < normal; i++) {
-      hash = ((hash << 1) + gear[buf[i]]) | 0;
-      if ((hash & strict) === 0) return i + 1;
-    }
-    for (; i < end; i++) {
-      hash = ((hash << 1) + gear[buf[i]]) | 0;
-      if ((hash & loose) === 0) return i + 1;
-    }
+    const from = Math.max(this.scanned, minSize);
+    const cut = this.gear.scan(buf, from, normal, end, this.hash, this.maskStrict, this.maskLoose);
+    if (cut >= 0) return cut;
     if (end === maxSize || final) return end;
-    this.scanned = i;
-    this.hash = hash;
+    this.scanned = Math.max(from, end);
+    this.hash = this.gear.hash;
     return -1;
   }
 }

@@ -15,7 +15,7 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import { BlockPool, Chunker, gearTable, type ChunkingParams } from './chunker.js';
+import { BlockPool, Chunker, GearScanner, gearTable, type ChunkingParams } from './chunker.js';
 import { encodeBlob, type CompressionParams } from './compression.js';
 import type { StoreKeys } from './keys.js';
 import { HANDED_OFF, LoadTable } from './loadtable.js';
@@ -82,7 +82,7 @@ export interface WorkerBatch {
 let init: WorkerInit | undefined;
 let sealer: Sealer | undefined;
 let known: Uint8Array = new Uint8Array(0);
-let gear: Int32Array | undefined;
+let gear: GearScanner | undefined;
 let blocks: BlockPool | undefined;
 const producedHere = new Set<string>();
 const chunkers = new Map<number, Chunker>();
@@ -349,7 +349,7 @@ parentPort!.on('message', (message: WorkerRequest) => {
       });
       known = new Uint8Array(init.knownIds);
       load = new LoadTable(init.load);
-      gear = gearTable(Buffer.from(keys.chunkerSeed));
+      gear = new GearScanner(gearTable(Buffer.from(keys.chunkerSeed)));
       // A read block plus the longest tail a chunker can carry (under maxSize).
       blocks = new BlockPool(READ_BLOCK + init.chunking.maxSize, 2);
       // A full batch plus the largest sealed chunk: a stored-as-is chunk, its codec byte and the seal.

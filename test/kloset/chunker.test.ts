@@ -1,9 +1,35 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { Chunker, DEFAULT_CHUNKING, gearTable, type ChunkingParams } from '../../src/kloset/chunker.js';
+import { Chunker, DEFAULT_CHUNKING, GearScanner, gearTable, type ChunkingParams } from '../../src/kloset/chunker.js';
+import { GEAR_WASM } from '../../src/kloset/gearwasm.js';
+// @ts-expect-error a build script, without type declarations
+import { compileGearWat } from '../../scripts/gear-wasm.mjs';
 
 const SMALL: ChunkingParams = { algorithm: 'fastcdc', minSize: 2048, avgSize: 8192, maxSize: 32768 };
-const gear = gearTable(Buffer.from('chunker test seed'));
+const table = gearTable(Buffer.from('chunker test seed'));
+const gear = new GearScanner(table);
+
+/** FastCDC with normalized chunking as a plain loop over all of the data: what every store's boundaries must stay. */
+function referenceSizes(data: Buffer, params: ChunkingParams, gearValues: Int32Array): number[] {
+  const bits = Math.round(Math.log2(params.avgSize));
+  const strict = (0xffffffff << (32 - (bits + 2))) | 0;
+  const loose = (0xffffffff << (32 - (bits - 2))) | 0;
+  const cutAt = (at: number): number => {
+    const remaining = data.length - at;
+    if (remaining <= params.minSize) return remaining;
+    const end = Math.min(remaining, params.maxSize);
+    const normal = Math.min(end, params.avgSize);
+    let hash = 0;
+    for (let i = params.minSize; i < end; i++) {
+      hash = ((hash << 1) + gearValues[data[at + i]]) | 0;
+      if ((hash & (i < normal ? strict : loose)) === 0) return i + 1;
+    }
+    return end;
+  };
+  const sizes: number[] = [];
+  for (let at = 0; at < data.length; at += sizes[sizes.length - 1]) sizes.push(cutAt(at));
+  return sizes;
+}
 
 function chunkIn(data: Buffer, pieces: number[], params = SMALL): Buffer[] {
   const chunker = new Chunker(params, gear);
@@ -67,9 +93,28 @@ describe('the chunker', () => {
   });
 
   it('cuts differently under another key, so boundaries do not reveal content', () => {
-    const chunker = new Chunker(SMALL, gearTable(Buffer.from('another seed')));
+    const chunker = new Chunker(SMALL, new GearScanner(gearTable(Buffer.from('another seed'))));
     const other = [...chunker.push(data), ...chunker.finish()].map((c) => c.length);
     expect(other).not.toEqual(chunkIn(data, [data.length]).map((c) => c.length));
+  });
+
+  it('cuts exactly where the plain gear loop does, for random data and text, small chunks and the defaults', () => {
+    const text = Buffer.from(Array.from({ length: 120_000 }, (_, i) => `line ${i} of ${(i * 7919) % 1000}\n`).join(''));
+    const large = randomBytes(9 * 1024 * 1024);
+    for (const [sample, params, pieces] of [
+      [data, SMALL, [65536]],
+      [data, SMALL, [7919, 100_003, 3]],
+      [text, SMALL, [70_000]],
+      [large, DEFAULT_CHUNKING, [1024 * 1024]],
+      [Buffer.concat([text, large]), DEFAULT_CHUNKING, [3 * 1024 * 1024 + 17]],
+    ] as const) {
+      const sizes = chunkIn(sample, [...pieces], params).map((c) => c.length);
+      expect(sizes).toEqual(referenceSizes(sample, params, table));
+    }
+  }, 120_000);
+
+  it('runs the WebAssembly compiled from gear.wat', async () => {
+    expect(GEAR_WASM.equals(await compileGearWat())).toBe(true);
   });
 
   it('uses the store defaults of 256 KiB, 1 MiB and 4 MiB', () => {
