@@ -99,13 +99,17 @@ class Slots {
   constructor(size: number) {
     this.free = size;
   }
-  async acquire(): Promise<void> {
+  /** Waits for a free slot; the function returned gives it back, once however often it is called. */
+  async acquire(): Promise<() => void> {
     while (this.free === 0) await new Promise<void>((r) => this.waiters.push(r));
     this.free--;
-  }
-  release(): void {
-    this.free++;
-    this.waiters.shift()?.();
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.free++;
+      this.waiters.shift()?.();
+    };
   }
 }
 
@@ -258,17 +262,12 @@ export async function backup(repository: Repository, importer: Importer, options
         if (child.kind === 'directory') {
           pending.push((await walkDirectory(childPath, child, prior)).done);
         } else if (child.kind === 'file') {
-          await unfinished.acquire();
-          await slots.acquire();
-          let held = true;
-          const release = () => {
-            if (held) slots.release();
-            held = false;
-          };
-          const task = snapshotFile(childPath, child, prior?.kind === 'file' ? prior : undefined, release);
+          const releaseUnfinished = await unfinished.acquire();
+          const releaseRead = await slots.acquire();
+          const task = snapshotFile(childPath, child, prior?.kind === 'file' ? prior : undefined, releaseRead);
           const settled = () => {
-            release();
-            unfinished.release();
+            releaseRead();
+            releaseUnfinished();
           };
           void task.then(settled, settled);
           pending.push(task);
