@@ -1,5 +1,7 @@
-import { decode, encode } from '@msgpack/msgpack';
+import { requireCjs } from '../cjs.js';
 import type { BlobType } from './sealing.js';
+
+const { decode, encode } = requireCjs('@msgpack/msgpack') as typeof import('@msgpack/msgpack');
 
 /** Where a blob lives: one ranged read of `length` bytes at `offset` in pack `packId`. */
 export interface BlobLocation {

@@ -1,5 +1,8 @@
-import { Decoder, Encoder } from '@toondepauw/node-zstd';
+import { requireCjs } from '../cjs.js';
 import { IntegrityError } from '../errors.js';
+
+const { Decoder, Encoder } = requireCjs('@toondepauw/node-zstd') as typeof import('@toondepauw/node-zstd');
+type Encoder = InstanceType<typeof Encoder>;
 
 /**
  * Every blob's plaintext starts with one byte naming how the rest is encoded,

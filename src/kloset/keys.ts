@@ -1,6 +1,8 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
-import { hashRaw } from '@node-rs/argon2';
+import { requireCjs } from '../cjs.js';
 import { KlosetError } from '../errors.js';
+
+const { hashRaw } = requireCjs('@node-rs/argon2') as typeof import('@node-rs/argon2');
 
 /** Argon2id cost, recorded in the store's config so any later version can derive the same key. */
 export interface KdfParams {

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
-import { decode, encode } from '@msgpack/msgpack';
+import { requireCjs } from '../cjs.js';
 import { IntegrityError } from '../errors.js';
 import { BlobType, ID_BYTES, type Sealer } from './sealing.js';
+
+const { decode, encode } = requireCjs('@msgpack/msgpack') as typeof import('@msgpack/msgpack');
 
 /**
  * A packfile is many sealed blobs back to back, then a sealed trailer that

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { decode, encode } from '@msgpack/msgpack';
+import { requireCjs } from '../cjs.js';
 import { IntegrityError, KlosetError, NotFoundError } from '../errors.js';
 import type { BlobStore } from '../storage/blobstore.js';
 import { BlobIndex, decodeIndexDelta, encodeIndexDelta, type BlobLocation } from './blobindex.js';
@@ -22,6 +22,8 @@ import {
 } from './keys.js';
 import { DEFAULT_PACK_SIZE, PackBuilder, packKey } from './packfile.js';
 import { BlobType, ID_BYTES, Sealer } from './sealing.js';
+
+const { decode, encode } = requireCjs('@msgpack/msgpack') as typeof import('@msgpack/msgpack');
 
 export const CONFIG_KEY = 'CONFIG';
 export const FORMAT_NAME = 'kloset-store';

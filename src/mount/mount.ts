@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { promisify } from 'node:util';
+import { requireCjs } from '../cjs.js';
 import { KlosetError } from '../errors.js';
 import type { Repository } from '../kloset/repository.js';
 import type { SnapshotHeader } from '../snapshot/header.js';
@@ -47,9 +48,9 @@ async function isMounted(mountpoint: string): Promise<boolean> {
 }
 
 /** The binding loads libfuse when imported: load it only to mount, and say what is missing. */
-async function loadFuse(): Promise<typeof import('fuse-native').default> {
+function loadFuse(): typeof import('fuse-native').default {
   try {
-    return (await import('fuse-native')).default;
+    return requireCjs('fuse-native') as typeof import('fuse-native').default;
   } catch (err) {
     throw new KlosetError(
       `cannot load FUSE (${(err as Error).message.split('\n')[0]}); install libfuse2 (Debian: apt-get install libfuse2 fuse3)`,
@@ -101,7 +102,7 @@ export async function mountSnapshots(
     namespace = Namespace.ofEntry(reader, entry);
     totals = { bytes: target.snapshot.stats.size, files: target.snapshot.stats.files };
   }
-  const Fuse = await loadFuse();
+  const Fuse = loadFuse();
   const cache = new ChunkCache(repository, chunkBudget(options.cacheBytes ?? DEFAULT_CACHE_BYTES));
   const filesystem = new SnapshotFilesystem(namespace, cache, options.log, totals);
   const fuse = new Fuse(mountpoint, filesystem.operations(), {

@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { decode, encode } from '@msgpack/msgpack';
+import { requireCjs } from '../cjs.js';
 import { KlosetError, NotFoundError } from '../errors.js';
 import type { Repository } from '../kloset/repository.js';
 import { BlobType, ID_BYTES } from '../kloset/sealing.js';
 import { entryFromWire, entryToWire, toBuffer, type Entry } from './tree.js';
+
+const { decode, encode } = requireCjs('@msgpack/msgpack') as typeof import('@msgpack/msgpack');
 
 export interface SnapshotStats {
   files: number;

@@ -1,6 +1,8 @@
-import { decode, encode } from '@msgpack/msgpack';
+import { requireCjs } from '../cjs.js';
 import { IntegrityError } from '../errors.js';
 import type { ChunkRef } from '../kloset/chunkpool.js';
+
+const { decode, encode } = requireCjs('@msgpack/msgpack') as typeof import('@msgpack/msgpack');
 
 export type EntryKind = 'file' | 'directory' | 'symlink' | 'device' | 'fifo' | 'socket';
 

@@ -13,7 +13,12 @@
 import http from 'node:http';
 import https from 'node:https';
 import { Readable, finished } from 'node:stream';
-import {
+import type { BucketLocationConstraint, PutObjectCommandInput, S3ClientConfig, StorageClass } from '@aws-sdk/client-s3';
+import { requireCjs } from '../cjs.js';
+import { IntegrityError, KlosetError, NotFoundError, UsageError } from '../errors.js';
+import type { BlobInfo, BlobStore } from './blobstore.js';
+
+const {
   CreateBucketCommand,
   DeleteObjectCommand,
   GetObjectCommand,
@@ -22,14 +27,9 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
-  type BucketLocationConstraint,
-  type PutObjectCommandInput,
-  type S3ClientConfig,
-  type StorageClass,
-} from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
-import { IntegrityError, KlosetError, NotFoundError, UsageError } from '../errors.js';
-import type { BlobInfo, BlobStore } from './blobstore.js';
+} = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
+type S3Client = InstanceType<typeof S3Client>;
+const { Upload } = requireCjs('@aws-sdk/lib-storage') as typeof import('@aws-sdk/lib-storage');
 
 // The SDK warns on stderr, once per process, that its releases after early
 // 2027 need Node 22. This project pins a release that supports Node 20 (see

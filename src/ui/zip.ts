@@ -11,11 +11,13 @@
  * and are left out, as are names that could not be extracted safely.
  */
 import { Readable } from 'node:stream';
-import yazl from 'yazl';
+import { requireCjs } from '../cjs.js';
 import { checkEntryName } from '../connectors/exporter.js';
 import { KlosetError } from '../errors.js';
 import type { SnapshotReader } from '../snapshot/reader.js';
 import type { Entry } from '../snapshot/tree.js';
+
+const yazl = requireCjs('yazl') as typeof import('yazl');
 
 /** Files whose content is yet to be read, at most. */
 const FILES_AHEAD = 64;

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Command } from 'commander';
-import picomatch from 'picomatch';
+import { requireCjs } from '../../cjs.js';
 import type { Exporter } from '../../connectors/exporter.js';
 import { FsExporter } from '../../connectors/fs/exporter.js';
 import { FsImporter } from '../../connectors/fs/importer.js';
@@ -21,6 +21,8 @@ import { formatBytes, formatDuration, formatMode, formatTime, plural, shortId } 
 import { ProgressLine } from '../progress.js';
 import { collect, filterFrom, withFilterOptions, type FilterFlags } from '../options.js';
 import { filterSnapshots, findSnapshot, isEmptyFilter, parseSnapshotRef, parseTags } from '../snapshotref.js';
+
+const picomatch = requireCjs('picomatch') as typeof import('picomatch');
 
 /** How long an interrupted restore waits for its clean-up (aborting uploads) before it exits anyway. */
 const ABANDON_TIMEOUT_MS = 5000;

@@ -1,4 +1,6 @@
-import { getAttributeSync, listAttributesSync, setAttributeSync } from '@napi-rs/xattr';
+import { requireCjs } from '../../cjs.js';
+
+const { getAttributeSync, listAttributesSync, setAttributeSync } = requireCjs('@napi-rs/xattr') as typeof import('@napi-rs/xattr');
 
 /**
  * Extended attributes, read and written with the l*xattr calls (never

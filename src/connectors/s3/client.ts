@@ -6,12 +6,19 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { extendedEncodeURIComponent, HttpRequest, type HttpHandler, type HttpResponse } from '@smithy/core/protocols';
-import { getRetryAfterHint, isClockSkewError, isServerError, isThrottlingError, isTransientError } from '@smithy/core/retry';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { HttpHandler, HttpResponse } from '@smithy/core/protocols';
 import type { AuthScheme, Provider, RequestSigner, RetryErrorType, RetryStrategyV2, SdkError } from '@smithy/types';
+import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
 import { createS3Client, s3OptionsFromConfig } from '../../storage/s3.js';
+
+const { GetObjectCommand } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
+const { extendedEncodeURIComponent, HttpRequest } = requireCjs('@smithy/core/protocols') as typeof import('@smithy/core/protocols');
+type HttpRequest = InstanceType<typeof HttpRequest>;
+const { getRetryAfterHint, isClockSkewError, isServerError, isThrottlingError, isTransientError } = requireCjs(
+  '@smithy/core/retry',
+) as typeof import('@smithy/core/retry');
 
 export interface S3ObjectLocation {
   bucket: string;

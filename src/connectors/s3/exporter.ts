@@ -1,10 +1,14 @@
 import { Readable } from 'node:stream';
-import { AbortMultipartUploadCommand, HeadBucketCommand, PutObjectCommand, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import type { PutObjectCommandInput, S3Client } from '@aws-sdk/client-s3';
+import { requireCjs } from '../../cjs.js';
 import { KlosetError } from '../../errors.js';
 import type { Entry } from '../../snapshot/tree.js';
 import type { Exporter } from '../exporter.js';
 import { connectorSettings, errorName, formatS3Uri, objectUri, s3Error, type S3ObjectLocation } from './client.js';
+
+const { AbortMultipartUploadCommand, HeadBucketCommand, PutObjectCommand } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
+const { Upload } = requireCjs('@aws-sdk/lib-storage') as typeof import('@aws-sdk/lib-storage');
+type Upload = InstanceType<typeof Upload>;
 
 const MiB = 1024 * 1024;
 /** Objects up to this size go up in one PUT (held in memory while they are assembled); larger ones in parts. */

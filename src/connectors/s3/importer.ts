@@ -1,12 +1,6 @@
 import type { Readable } from 'node:stream';
-import {
-  HeadBucketCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  type _Object,
-  type ListObjectsV2CommandOutput,
-  type S3Client,
-} from '@aws-sdk/client-s3';
+import type { _Object, ListObjectsV2CommandOutput, S3Client } from '@aws-sdk/client-s3';
+import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
 import type { Timespec } from '../../snapshot/tree.js';
 import type { Importer, SourceEntry } from '../importer.js';
@@ -24,6 +18,8 @@ import {
 } from './client.js';
 import { directoryName, keyForPath, prefixForPath } from './keys.js';
 import { KeyHeap, ListingOrderError, orderListing, type ListedItem } from './listing.js';
+
+const { HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
 
 /** Storage classes whose objects must be restored before a GET can read them. */
 const ARCHIVED_CLASSES = new Set(['GLACIER', 'DEEP_ARCHIVE']);
