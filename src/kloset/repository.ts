@@ -5,7 +5,7 @@ import path from 'node:path';
 import { requireCjs } from '../cjs.js';
 import { IntegrityError, KlosetError, NotFoundError } from '../errors.js';
 import type { BlobStore } from '../storage/blobstore.js';
-import { BlobIndex, decodeIndexDelta, encodeIndexDelta, type BlobLocation } from './blobindex.js';
+import { BlobIndex, checkIndexTable, decodeIndexDelta, encodeIndexDelta, type BlobLocation, type IndexTable } from './blobindex.js';
 import { DEFAULT_CHUNKING, type ChunkingParams } from './chunker.js';
 import { DEFAULT_COMPRESSION, decodeBlob, encodeBlob, type CompressionParams } from './compression.js';
 import {
@@ -46,6 +46,8 @@ export interface StoreConfig {
 const COALESCE_GAP = 256 * 1024;
 /** A coalesced read stops growing here: its chunks are decoded only once all of it has arrived. */
 const COALESCE_MAX = 4 * 1024 * 1024;
+/** The layout of the local index cache; a cache of another layout is rebuilt from the store. */
+const INDEX_CACHE_VERSION = 2;
 
 export type PassphraseProvider = () => Promise<string>;
 
@@ -218,7 +220,7 @@ export class Repository {
     let cached = await this.readIndexCache();
     if (cached && !cached.deltas.every((name) => listed.has(name))) cached = undefined;
     const covered = new Set(cached?.deltas ?? []);
-    if (cached) decodeIndexDelta(cached.plaintext, this.index);
+    if (cached) this.index.loadTable(cached.table);
     const fresh = names.filter((name) => !covered.has(name));
     await mapLimit(fresh, 8, async (name) => {
       try {
@@ -231,20 +233,25 @@ export class Repository {
     if (fresh.length > 0 && names.length > 0) await this.writeIndexCache(names);
   }
 
-  private async readIndexCache(): Promise<{ deltas: string[]; plaintext: Buffer } | undefined> {
+  /** The cache's table is checked whole before it is used: one that fails is rebuilt from the store. */
+  private async readIndexCache(): Promise<{ deltas: string[]; table: IndexTable } | undefined> {
     try {
       const sealed = await fs.readFile(this.cacheFile());
       const plaintext = await decodeBlob(this.sealer.open(BlobType.index, Buffer.alloc(ID_BYTES), sealed, 'index cache'), 'index cache');
-      const { deltas, index } = decode(plaintext) as { deltas: string[]; index: Uint8Array };
-      return { deltas, plaintext: Buffer.from(index) };
+      const cache = decode(plaintext) as { v?: number; deltas: string[]; packs: Uint8Array[]; records: Uint8Array };
+      if (cache.v !== INDEX_CACHE_VERSION) return undefined;
+      const table = { packs: cache.packs.map((p) => Buffer.from(p)), records: Buffer.from(cache.records) };
+      checkIndexTable(table);
+      return { deltas: cache.deltas, table };
     } catch {
-      return undefined; // a missing or damaged cache is rebuilt from the store
+      return undefined; // a missing, damaged or older cache is rebuilt from the store
     }
   }
 
   private async writeIndexCache(deltas: string[]): Promise<void> {
     try {
-      const plaintext = Buffer.from(encode({ deltas, index: encodeIndexDelta(this.index) }));
+      const { packs, records } = this.index.table();
+      const plaintext = Buffer.from(encode({ v: INDEX_CACHE_VERSION, deltas, packs, records }));
       const sealed = this.sealer.seal(BlobType.index, Buffer.alloc(ID_BYTES), encodeBlob(plaintext, this.config.compression));
       const file = this.cacheFile();
       await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
