@@ -1508,6 +1508,15 @@ async function sectionMount(ctx) {
   addS3(`cold sequential read, ${(ds.bigSize / MiB).toFixed(0)} MiB file${S3_ROW}`, 'more', (x) => x.cold?.mibs, fmt.mibs);
   addS3(`warm sequential re-read${S3_ROW}`, 'more', (x) => x.warm?.mibs, fmt.mibs);
   addS3(`peak RSS of the mount process (VmHWM)${S3_ROW}`, 'less', (x) => x.rssMiB, fmt.mib);
+  // Requests per GiB the backup sent, over the bytes it sent: both tools write packs of about 16 MiB.
+  const putsPerGiBUp = (x) => {
+    const delta = x.requests?.backup;
+    if (!delta) return null;
+    const up = Object.values(delta).reduce((sum, b) => sum + b.bytesUp, 0);
+    const puts = totalKinds(delta).PUT ?? 0;
+    return up > 0 ? puts / (up / GiB) : null;
+  };
+  addS3(`PUT per GiB uploaded by the backup${S3_ROW}`, 'less', putsPerGiBUp, (v) => (v == null ? '—' : v.toFixed(0)), null);
   const rawS3 = Object.fromEntries(s3Rows.map((row) => [row.metric.replace(S3_ROW, '').split(',')[0], row.raw]));
   rows.push(...s3Rows);
   const target = (name, value, pass, shown) => ({ name, value: shown, status: value == null ? 'n/a' : pass ? 'PASS' : 'MISS' });
