@@ -1,5 +1,5 @@
 import { requireCjs } from '../cjs.js';
-import type { BlobType } from './sealing.js';
+import { ID_BYTES, type BlobType } from './sealing.js';
 
 const { decode, encode } = requireCjs('@msgpack/msgpack') as typeof import('@msgpack/msgpack');
 
@@ -14,7 +14,6 @@ export interface BlobLocation {
 
 type Row = [type: number, id: Uint8Array, pack: number, offset: number, length: number, rawLength: number];
 
-const ID_BYTES = 32;
 /**
  * One blob in the table: id, pack number, offset, length, raw length (u32le
  * each) and type (u8). A million blobs take 49 MB in one buffer, and loading
