@@ -15,7 +15,12 @@ export interface Exporter {
   /** Called after the directory's children, so their writes do not change its times. */
   finishDirectory(path: string, entry: Entry): Promise<void>;
   close(): Promise<void>;
-  /** The restore is being stopped: remove what is half written, so nothing incomplete is left looking whole. */
+  /**
+   * The restore is being stopped: remove what is half written, so nothing
+   * incomplete is left looking whole. From then on writeFile creates
+   * nothing: the restore's tasks still running until the process exits
+   * must not start files that would be cut short.
+   */
   abandon?(): void | Promise<void>;
 }
 

@@ -158,7 +158,7 @@ async function walkSnapshot(reader: SnapshotReader, root: Entry) {
 beforeAll(async () => {
   s3 = await startS3Server();
   client = s3.client();
-  for (const bucket of ['source', 'restored', 'below', 'cold', 'probe', 'from-local', 'denied']) await s3.createBucket(bucket);
+  for (const bucket of ['source', 'restored', 'below', 'cold', 'probe', 'from-local', 'denied', 'stopped']) await s3.createBucket(bucket);
   await putAll('source', SEED);
 }, 120_000);
 
@@ -448,5 +448,21 @@ describe('S3 destination', () => {
     } finally {
       await proxy.stop();
     }
+  });
+
+  it('once the restore is stopping, starts no upload that would be left unfinished', async () => {
+    const exporter = new S3Exporter(client, parseS3Uri('s3://stopped'), { singlePutLimit: 5 * 1024 * 1024, partSize: 5 * 1024 * 1024 });
+    await exporter.createDirectory('', { name: '', kind: 'directory', mode: 0o040755, uid: 0, gid: 0, size: 0, mtime: { sec: 0, nsec: 0 } });
+    await exporter.abandon();
+    const size = 12 * 1024 * 1024;
+    const entry: Entry = { name: 'large.bin', kind: 'file', mode: 0o100644, uid: 0, gid: 0, size, mtime: { sec: 0, nsec: 0 } };
+    let read = 0;
+    const content = (async function* () {
+      read++;
+      yield randomBytes(size);
+    })();
+    await expect(exporter.writeFile('large.bin', entry, content)).rejects.toThrow(/s3:\/\/stopped\/large\.bin: not written, the restore is stopping/);
+    expect(read).toBe(0);
+    expect(await listKeys('stopped')).toEqual([]);
   });
 });

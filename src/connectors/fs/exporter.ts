@@ -61,6 +61,7 @@ export class FsExporter implements Exporter {
   private readonly asRoot = process.getuid?.() === 0;
   /** Files opened and not yet complete. */
   private readonly writing = new Set<string>();
+  private abandoned = false;
 
   constructor(target: string) {
     this.target = path.resolve(target);
@@ -94,6 +95,7 @@ export class FsExporter implements Exporter {
    */
   async writeFile(rel: string, entry: Entry, content: AsyncIterable<Buffer>): Promise<void> {
     const full = this.full(rel);
+    if (this.abandoned) throw new KlosetError(`${rel}: not written, the restore is stopping`);
     const fd = openSync(full, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
     this.writing.add(full);
     try {
@@ -118,6 +120,7 @@ export class FsExporter implements Exporter {
   }
 
   abandon(): void {
+    this.abandoned = true;
     for (const full of this.writing) rmSync(full, { force: true });
     this.writing.clear();
   }

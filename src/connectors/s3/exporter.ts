@@ -62,6 +62,7 @@ export class S3Exporter implements Exporter {
   private readonly partSize: number;
   /** Multipart uploads under way, with their keys. */
   private readonly uploads = new Map<Upload, string>();
+  private abandoned = false;
 
   constructor(
     private readonly client: S3Client,
@@ -103,6 +104,8 @@ export class S3Exporter implements Exporter {
     const key = this.keyFor(path, entry);
     const where = objectUri(this.bucket, key);
     const input: PutObjectCommandInput = { Bucket: this.bucket, Key: key, ...objectHeaders(entry.meta) };
+    // Nothing new starts once stopping: a multipart upload begun now would outlive abandon()'s aborts, its parts billed.
+    if (this.abandoned) throw new KlosetError(`${where}: not written, the restore is stopping`);
     try {
       if (entry.size <= this.singlePutLimit) {
         const blocks: Buffer[] = [];
@@ -145,6 +148,7 @@ export class S3Exporter implements Exporter {
    * here at once by its id.
    */
   async abandon(): Promise<void> {
+    this.abandoned = true;
     await Promise.allSettled(
       [...this.uploads].map(async ([upload, key]) => {
         void upload.abort();
