@@ -1,8 +1,8 @@
 import { KlosetError } from '../errors.js';
 import type { Repository } from '../kloset/repository.js';
-import { listSnapshots, resolveSnapshot, type SnapshotHeader } from '../snapshot/header.js';
+import { LATEST, listSnapshots, resolveSnapshot, type SnapshotHeader } from '../snapshot/header.js';
 
-/** `3f2a`, `3f2a:/src`, `:/src` or '' (the latest snapshot, among those with the tags). */
+/** `3f2a`, `3f2a:/src`, `latest:/src`, `:/src` or '' (the latest snapshot, among those with the tags). */
 export interface SnapshotRef {
   id: string;
   path: string;
@@ -24,9 +24,9 @@ export function parseTags(value: string | string[] | undefined): string[] {
   return values.flatMap((v) => v.split(',')).map((t) => t.trim()).filter(Boolean);
 }
 
-/** The snapshot `ref` names; with no id, the newest of those `filter` selects. */
+/** The snapshot `ref` names; with no id or `latest`, the newest of those `filter` selects. */
 export async function findSnapshot(repository: Repository, ref: SnapshotRef, filter: SnapshotFilter = { tags: [] }): Promise<SnapshotHeader> {
-  if (ref.id !== '') return resolveSnapshot(repository, ref.id);
+  if (ref.id !== '' && ref.id !== LATEST) return resolveSnapshot(repository, ref.id);
   const all = await listSnapshots(repository);
   const candidates = filterSnapshots(all, filter);
   if (candidates.length === 0) {
@@ -36,12 +36,12 @@ export async function findSnapshot(repository: Repository, ref: SnapshotRef, fil
   return candidates[candidates.length - 1];
 }
 
-/** The selection flags `ls` and `rm` share, as Plakar names them. */
 /** Each snapshot once, in the order first named. */
 export function uniqueSnapshots(headers: SnapshotHeader[]): SnapshotHeader[] {
   return [...new Map(headers.map((h) => [h.id.toString('hex'), h])).values()];
 }
 
+/** The selection flags `ls` and `rm` share, as Plakar names them. */
 export interface SnapshotFilter {
   tags: string[];
   before?: Date;

@@ -111,8 +111,16 @@ export async function listSnapshots(repository: Repository): Promise<SnapshotHea
   return headers.sort((a, b) => a.time.getTime() - b.time.getTime() || Buffer.compare(a.id, b.id));
 }
 
-/** A hex prefix names a snapshot when exactly one id starts with it. */
+/** Names the newest snapshot wherever an id is asked for, as in restic. */
+export const LATEST = 'latest';
+
+/** A hex prefix names a snapshot when exactly one id starts with it; LATEST names the newest. */
 export async function resolveSnapshot(repository: Repository, prefix: string): Promise<SnapshotHeader> {
+  if (prefix === LATEST) {
+    const all = await listSnapshots(repository);
+    if (all.length === 0) throw new KlosetError('the store has no snapshot yet');
+    return all[all.length - 1];
+  }
   if (!/^[0-9a-fA-F]+$/.test(prefix)) throw new KlosetError(`invalid snapshot id ${JSON.stringify(prefix)}`);
   const wanted = prefix.toLowerCase();
   const all = await listSnapshots(repository);

@@ -315,6 +315,30 @@ describe('snapshot selection', () => {
     expect(await fs.readFile(path.join(target, 'note.txt'), 'utf8')).toBe('tagged\n');
   });
 
+  it('takes latest for the newest snapshot, as restic does: cat, ls, info and restore, with -tag too', async () => {
+    const cat = await kloset(['at', store, 'cat', 'latest:/note.txt']);
+    expect(cat.code).toBe(0);
+    expect(cat.stdout).toBe('latest\n');
+    const ls = await kloset(['at', store, 'ls', 'latest:/']);
+    expect(ls.code).toBe(0);
+    expect(ls.stdout).toMatch(/ note\.txt$/m);
+    const info = await kloset(['at', store, 'info', '--json', 'latest']);
+    expect(info.code).toBe(0);
+    expect(JSON.parse(info.stdout).id).toBe(ids.latest);
+    const target = path.join(work, 'latest-tagged-restored');
+    const restored = await kloset(['at', store, 'restore', '-tag', 'b', '-to', target, 'latest']);
+    expect(restored.code).toBe(0);
+    expect(await fs.readFile(path.join(target, 'note.txt'), 'utf8')).toBe('tagged\n');
+  });
+
+  it('says so in one line when latest is asked of an empty store', async () => {
+    const empty = path.join(work, 'no-snapshot-store');
+    expect((await kloset(['at', empty, 'create'])).code).toBe(0);
+    const result = await kloset(['at', empty, 'cat', 'latest:/note.txt']);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr.trim()).toBe('kloset: the store has no snapshot yet');
+  });
+
   it('restore without a snapshot id restores the latest snapshot', async () => {
     const target = path.join(work, 'latest-restored');
     const result = await kloset(['at', store, 'restore', '-to', target]);

@@ -257,7 +257,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
   program
     .command('info')
     .description('store details and statistics, or one snapshot\'s')
-    .argument('[snapshot]', 'snapshot id prefix')
+    .argument('[snapshot]', 'snapshot id prefix, or latest')
     .option('--json', 'JSON output')
     .action((id: string | undefined, opts: { json?: boolean }) =>
       run(async () => {

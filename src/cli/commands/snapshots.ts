@@ -256,7 +256,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
     program
       .command('ls')
       .description('list snapshots, or the content of a directory in a snapshot')
-      .argument('[snapshot]', 'snapshot id prefix, optionally with :/path (no id: the newest of those selected)'),
+      .argument('[snapshot]', 'snapshot id prefix or latest, optionally with :/path (no id: the newest of those selected)'),
   )
     .option('--json', 'JSON output')
     .option('-R, --recursive', 'list subdirectories too')
@@ -395,7 +395,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
   program
     .command('restore')
     .description('restore a snapshot, or a path in it, into a directory')
-    .argument('[snapshot]', 'snapshot id prefix, optionally with :/path (default: the latest)')
+    .argument('[snapshot]', 'snapshot id prefix or latest, optionally with :/path (default: the latest)')
     .option('--to <directory>', 'where to restore (default: the current directory)')
     .option('--tag <tags>', 'with no snapshot given: the latest with these tags', collect)
     .option('--concurrency <n>', 'files restored at once', (v) => Number.parseInt(v, 10))
