@@ -1,12 +1,10 @@
 import type { Command } from 'commander';
 import { ExitCode, UsageError } from '../../errors.js';
 import { removeLocks } from '../../kloset/locks.js';
-import { verifyPacks } from '../../kloset/verify.js';
 import { Repository } from '../../kloset/repository.js';
 import { deleteSnapshotHeader, listSnapshots, resolveSnapshot, type SnapshotHeader } from '../../snapshot/header.js';
-import { prune } from '../../snapshot/prune.js';
 import { applyRetention, isEmptyPolicy, type GroupField, type RetentionPolicy } from '../../snapshot/retention.js';
-import { BlobJudge, verifySnapshot, type DamagedPath } from '../../snapshot/verify.js';
+import type { BlobJudge, DamagedPath } from '../../snapshot/verify.js';
 import type { CliContext, Run } from '../context.js';
 import { formatBytes, formatDuration, plural, shortId } from '../format.js';
 import { readNewPassphrase } from '../passphrase.js';
@@ -52,7 +50,6 @@ function groupFields(text: string): GroupField[] {
   return fields as GroupField[];
 }
 
-/** Two prefixes of one id name one snapshot. */
 /** "keep", "would remove" or "removed", then the snapshot as `ls` lists it. */
 function verdictLine(verdict: string, header: SnapshotHeader): string {
   return `${verdict.padEnd(12)}  ${snapshotLine(header)}`;
@@ -63,6 +60,7 @@ async function pruneAndReport(ctx: CliContext, repository: Repository, options: 
   const started = Date.now();
   const progress = new ProgressLine('prune');
   try {
+    const { prune } = await import('../../snapshot/prune.js');
     const result = await prune(repository, { ...options, onProgress: (step) => progress.note(step) });
     progress.clear();
     const { plan } = result;
@@ -99,6 +97,11 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
       run(async () => {
         const ctx = context();
         const started = Date.now();
+        // Loaded by the commands that use them only: every other command starts that much sooner.
+        const [{ verifyPacks }, { BlobJudge, verifySnapshot }] = await Promise.all([
+          import('../../kloset/verify.js'),
+          import('../../snapshot/verify.js'),
+        ]);
         const repository = await ctx.repository();
         let judge: BlobJudge;
         let packSummary = '';

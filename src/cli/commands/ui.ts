@@ -3,7 +3,6 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { parseAddress, startUiServer } from '../../ui/server.js';
 import type { CliContext, Run } from '../context.js';
 
 interface UiFlags {
@@ -43,6 +42,8 @@ export function registerUiCommand(program: Command, context: () => CliContext, r
     .action((flags: UiFlags) =>
       run(async () => {
         const ctx = context();
+        // The server and its pages load for this command only.
+        const { parseAddress, startUiServer } = await import('../../ui/server.js');
         const { host, port } = parseAddress(flags.addr);
         // Held while serving: a prune must not remove what a page may still read.
         const { repository, lock } = await ctx.lockedRepository('shared', 'the viewer', { reader: true });
