@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { KlosetError, NotFoundError } from '../errors.js';
 import type { Repository } from './repository.js';
@@ -19,6 +20,8 @@ interface LockRecord {
   /** The command holding it, for the message of one that has to wait. */
   command?: string;
   host: string;
+  /** Linux's boot id: a pid can be judged only by the machine, and within the boot, that gave it. */
+  boot?: string;
   pid: number;
   time: string;
 }
@@ -27,9 +30,27 @@ interface LockRecord {
 const STALE_AFTER_MS = 30 * 60 * 1000;
 const REFRESH_EVERY_MS = 5 * 60 * 1000;
 
+/**
+ * Two machines may share a host name (cloned virtual machines, "localhost"),
+ * and a machine that rebooted reuses pids: a lock is tested by its pid only
+ * when it was taken in this very boot of this machine.
+ */
+const BOOT_ID = (() => {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+})();
+
+/** Whether this process can tell if the lock's holder still runs. */
+function judgedByPid(record: LockRecord): boolean {
+  return record.host === os.hostname() && record.boot === BOOT_ID;
+}
+
 function alive(record: LockRecord): boolean {
   if (Date.now() - Date.parse(record.time) > STALE_AFTER_MS) return false;
-  if (record.host !== os.hostname()) return true;
+  if (!judgedByPid(record)) return true;
   try {
     process.kill(record.pid, 0);
     return true;
@@ -47,6 +68,10 @@ export class StoreLockedError extends KlosetError {}
 
 export class StoreLock {
   private timer?: NodeJS.Timeout;
+  /** The refresh under way, if any: a release waits for it, or the lock would be written back after its deletion. */
+  private refreshing: Promise<void> | undefined;
+  /** When the lock was last written: once that is too long ago, others may have taken it for stale. */
+  private writtenAt = 0;
 
   private constructor(
     private readonly repository: Repository,
@@ -57,35 +82,78 @@ export class StoreLock {
   ) {}
 
   private async write(): Promise<void> {
-    const record: LockRecord = { kind: this.kind, command: this.command, host: os.hostname(), pid: process.pid, time: new Date().toISOString() };
+    const now = Date.now();
+    const record: LockRecord = {
+      kind: this.kind,
+      command: this.command,
+      host: os.hostname(),
+      ...(BOOT_ID ? { boot: BOOT_ID } : {}),
+      pid: process.pid,
+      time: new Date(now).toISOString(),
+    };
     const sealed = await this.repository.sealStandalone(BlobType.lock, this.id, Buffer.from(JSON.stringify(record)));
     await this.repository.store.put(this.key, sealed);
+    this.writtenAt = now;
   }
 
   static async acquire(repository: Repository, kind: LockKind, command: string): Promise<StoreLock> {
     const id = randomBytes(ID_BYTES);
     const lock = new StoreLock(repository, `locks/${id.toString('hex')}`, id, kind, command);
     await lock.write();
-    const others = (await listLocks(repository)).filter(
-      (l) => l.key !== lock.key && (kind === 'exclusive' || l.record.kind === 'exclusive') && alive(l.record),
-    );
+    let others: { key: string; record: LockRecord }[];
+    try {
+      others = (await listLocks(repository)).filter((l) => l.key !== lock.key && lock.excludes(l.record));
+    } catch (err) {
+      await lock.release().catch(() => undefined);
+      throw err;
+    }
     if (others.length > 0) {
       await lock.release();
       const holder = others[0].record;
-      // Only this host can tell a dead process from a live one; a lock from another stays until it ages out.
-      const elsewhere =
-        holder.host !== os.hostname()
+      // Only the holder's machine, in the same boot, can tell a dead process from a live one; other locks stay until they age out.
+      const elsewhere = !judgedByPid(holder)
           ? ` (if that machine stopped it, 'kloset at ${repository.store.location} unlock --remove-all' removes the lock)`
           : '';
       throw new StoreLockedError(`store is in use by ${describe(holder)}: try again once it has ended${elsewhere}`);
     }
-    lock.timer = setInterval(() => void lock.write().catch(() => undefined), REFRESH_EVERY_MS);
+    lock.timer = setInterval(() => {
+      // A failed refresh is not fatal here: check() refuses once the lock has gone unrefreshed too long.
+      lock.refreshing ??= lock
+        .write()
+        .catch(() => undefined)
+        .finally(() => (lock.refreshing = undefined));
+    }, REFRESH_EVERY_MS);
     lock.timer.unref();
     return lock;
   }
 
+  /** A live lock this one cannot be held beside. */
+  private excludes(other: LockRecord): boolean {
+    return (this.kind === 'exclusive' || other.kind === 'exclusive') && alive(other);
+  }
+
+  /**
+   * Throws unless the lock still holds: written recently enough that no
+   * other process can have judged it stale, still in the store, and with
+   * no lock it excludes beside it. For a writer to call before it makes
+   * its work visible: a prune that took it for stale (the machine was
+   * suspended, its refreshes failed, an unlock removed it) may have
+   * deleted what it stored.
+   */
+  async check(): Promise<void> {
+    const lost = (why: string) => new StoreLockedError(`the store's lock was lost (${why}): stopping before anything is committed`);
+    if (Date.now() - this.writtenAt > STALE_AFTER_MS - REFRESH_EVERY_MS) {
+      throw lost(`not refreshed for ${Math.round((Date.now() - this.writtenAt) / 60_000)} minutes`);
+    }
+    const locks = await listLocks(this.repository);
+    if (!locks.some((l) => l.key === this.key)) throw lost('it was removed from the store');
+    const other = locks.find((l) => l.key !== this.key && this.excludes(l.record));
+    if (other) throw lost(`${describe(other.record)} holds the store`);
+  }
+
   async release(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    await this.refreshing;
     await this.repository.store.delete(this.key);
   }
 }

@@ -215,12 +215,13 @@ export class Repository {
    */
   async loadIndex(): Promise<void> {
     const names: string[] = [];
-    for await (const { key } of this.store.list('index/')) names.push(key);
+    for await (const { key } of this.store.list('index/')) if (isIndexDeltaKey(key)) names.push(key);
     const listed = new Set(names);
     let cached = await this.readIndexCache();
     if (cached && !cached.deltas.every((name) => listed.has(name))) cached = undefined;
     const covered = new Set(cached?.deltas ?? []);
-    if (cached) this.index.loadTable(cached.table);
+    // Without the cache the index is rebuilt from nothing: a reload must not keep what a prune removed.
+    this.index.loadTable(cached?.table ?? { packs: [], records: Buffer.alloc(0) });
     const fresh = names.filter((name) => !covered.has(name));
     await mapLimit(fresh, 8, async (name) => {
       try {
@@ -341,6 +342,11 @@ export class Repository {
   newWriter(): BlobWriter {
     return new BlobWriter(this);
   }
+}
+
+/** An index delta's key; anything else under index/ (an editor's or a sync tool's file) is not the store's. */
+export function isIndexDeltaKey(key: string): boolean {
+  return /^index\/[0-9a-f]{64}$/.test(key);
 }
 
 export function indexDeltaId(key: string): Buffer {
@@ -495,7 +501,7 @@ export class BlobWriter {
   }
 
   /** Every added blob is in a stored pack when this resolves (not yet necessarily named by a delta). */
-  private async storePacks(): Promise<void> {
+  async storePacks(): Promise<void> {
     while (this.sealing || !this.builder.empty) await this.sealPack();
     while (this.uploads.size > 0) await Promise.all(this.uploads);
     if (this.failure) throw this.failure;

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { IntegrityError } from '../errors.js';
 import { BlobIndex, encodeIndexDelta, type BlobLocation } from './blobindex.js';
 import { PackBuilder, packIdFromKey, packKey } from './packfile.js';
-import { packBuffer, type Repository } from './repository.js';
+import { isIndexDeltaKey, packBuffer, type Repository } from './repository.js';
 import { BlobType, ID_BYTES } from './sealing.js';
 
 /** A pack is rewritten when more than this share of its bytes belongs to no snapshot. */
@@ -129,7 +129,7 @@ export async function sweep(
 
   onProgress?.('writing the index');
   const oldDeltas: string[] = [];
-  for await (const { key } of repository.store.list('index/')) oldDeltas.push(key);
+  for await (const { key } of repository.store.list('index/')) if (isIndexDeltaKey(key)) oldDeltas.push(key);
   const deltaId = randomBytes(ID_BYTES);
   const deltaKey = `index/${deltaId.toString('hex')}`;
   await repository.store.put(deltaKey, await repository.sealStandalone(BlobType.index, deltaId, encodeIndexDelta(kept)));

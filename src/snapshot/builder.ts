@@ -48,6 +48,12 @@ export interface BackupOptions {
    * the backup instead of being left out with a warning.
    */
   copyOf?: SnapshotHeader;
+  /**
+   * Called once every blob is stored, before the index and the snapshot
+   * that make them visible are written; a throw leaves no snapshot. The
+   * CLI checks there that its lock still holds.
+   */
+  beforeCommit?: () => Promise<void>;
 }
 
 /**
@@ -303,6 +309,8 @@ export async function backup(repository: Repository, importer: Importer, options
     const root = await (await walkDirectory('', rootSource, options.parent?.root)).done;
     if (!root) throw new KlosetError(`${importer.source}: cannot read the directory`);
     options.signal?.throwIfAborted();
+    await writer.storePacks();
+    await options.beforeCommit?.();
     await writer.commit();
     stats.storedBytes = writer.bytesStored;
     stats.durationMs = Date.now() - started;

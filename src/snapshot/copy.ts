@@ -59,6 +59,7 @@ export interface CopyOptions {
   parent?: SnapshotHeader;
   onProgress?: (progress: BackupProgress) => void;
   signal?: AbortSignal;
+  beforeCommit?: () => Promise<void>;
 }
 
 /**
@@ -73,6 +74,7 @@ export function copySnapshot(from: Repository, header: SnapshotHeader, to: Repos
     copyOf: header,
     onProgress: options.onProgress,
     signal: options.signal,
+    beforeCommit: options.beforeCommit,
   };
   return backup(to, new SnapshotImporter(from, header), backupOptions);
 }

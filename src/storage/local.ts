@@ -122,8 +122,12 @@ export class LocalBlobStore implements BlobStore {
       if (entry.isDirectory()) {
         if (key.startsWith(prefix) || prefix.startsWith(key + '/')) yield* this.walk(key, prefix);
       } else if (entry.isFile() && key.startsWith(prefix) && !TEMP_NAME.test(entry.name)) {
-        const size = (await fs.stat(path.join(dir, entry.name))).size;
-        yield { key, size };
+        // Deleted since the directory was read (a writer folding its deltas, an rm): not listed.
+        const size = (await fs.stat(path.join(dir, entry.name)).catch((err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOENT') return undefined;
+          throw err;
+        }))?.size;
+        if (size !== undefined) yield { key, size };
       }
     }
   }

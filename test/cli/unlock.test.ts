@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startKloset, tempDir } from '../helpers/cli.js';
@@ -19,11 +20,11 @@ const env = () => ({ XDG_CACHE_HOME: path.join(work, 'cache') });
 const locks = () => fs.readdir(path.join(store, 'locks')).catch(() => [] as string[]);
 
 /** A shared lock as a backup on another machine writes it, fresh. */
-async function lockFromElsewhere(): Promise<void> {
+async function lockFromElsewhere(holder: { host: string; boot?: string; pid: number } = { host: 'db-server-7', pid: 4242 }): Promise<void> {
   const { BlobType } = (await loadBuilt('kloset/sealing.js')) as typeof import('../../src/kloset/sealing.js');
   const repository = await openBuiltStore(store, { loadIndex: false });
   const id = randomBytes(32);
-  const record = { kind: 'shared', command: 'a backup', host: 'db-server-7', pid: 4242, time: new Date().toISOString() };
+  const record = { kind: 'shared', command: 'a backup', ...holder, time: new Date().toISOString() };
   await repository.store.put(`locks/${id.toString('hex')}`, await repository.sealStandalone(BlobType.lock, id, Buffer.from(JSON.stringify(record))));
 }
 
@@ -73,5 +74,40 @@ describe('unlock', () => {
     expect(removed.stdout).toMatch(/^unlock: removed 1 lock$/m);
     expect(await locks()).toEqual([]);
     expect((await kloset(['at', store, 'prune'])).code).toBe(0);
+  });
+
+  it('keeps the lock of a machine of the same host name, or of an earlier boot, whatever its pid', async () => {
+    // Cloned virtual machines share a host name, and pids start again at each boot.
+    await lockFromElsewhere({ host: os.hostname(), boot: 'another-boot', pid: 2 ** 22 + 1 });
+    const refused = await kloset(['at', store, 'prune']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^kloset: store is in use by a backup \(pid 4194305 on .*\): try again once it has ended \(if that machine stopped it, .* unlock --remove-all' removes the lock\)\n$/);
+    expect((await kloset(['at', store, 'unlock'])).stdout).toMatch(/^unlock: removed 0 locks, kept 1 in use$/m);
+    expect((await kloset(['at', store, 'unlock', '--remove-all'])).code).toBe(0);
+    expect(await locks()).toEqual([]);
+  });
+});
+
+describe('a backup', () => {
+  it('whose lock is taken away while it runs stores no snapshot, and says why', async () => {
+    const source = path.join(work, 'large-source');
+    await fs.mkdir(source);
+    for (let i = 0; i < 8; i++) await fs.writeFile(path.join(source, `part-${i}.bin`), randomBytes(24 * 1024 * 1024));
+    const before = (await kloset(['at', store, 'ls'])).stdout;
+    const { done } = startKloset(['at', store, 'backup', source], { env: env() });
+    // As `unlock --remove-all` run elsewhere, or a prune that took the lock for stale, would do.
+    let removed = false;
+    while (!removed) {
+      for (const name of await locks()) {
+        await fs.unlink(path.join(store, 'locks', name));
+        removed = true;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const result = await done;
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe("kloset: the store's lock was lost (it was removed from the store): stopping before anything is committed\n");
+    expect((await kloset(['at', store, 'ls'])).stdout).toBe(before);
+    expect((await kloset(['at', store, 'check'])).code).toBe(0);
   });
 });

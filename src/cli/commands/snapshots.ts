@@ -215,6 +215,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
             exclude: excludePath,
             parent,
             signal: controller.signal,
+            beforeCommit: async () => lock?.check(),
             onProgress: (p) => progress.update(p),
             onWarning: (p, message) => {
               progress.clear();

@@ -21,6 +21,7 @@ interface SyncFlags extends FilterFlags {
 interface Side {
   name: string;
   repository: Repository;
+  lock: StoreLock | undefined;
 }
 
 /**
@@ -63,8 +64,8 @@ export function registerSyncCommand(program: Command, context: () => CliContext,
             throw err;
           });
           if (there.lock) locks.push(there.lock);
-          const local: Side = { name: ctx.storeArg, repository: here.repository };
-          const remote: Side = { name: otherArg, repository: there.repository };
+          const local: Side = { name: ctx.storeArg, repository: here.repository, lock: here.lock };
+          const remote: Side = { name: otherArg, repository: there.repository, lock: there.lock };
           const legs: [Side, Side][] = direction === 'to' ? [[local, remote]] : direction === 'from' ? [[remote, local]] : [[local, remote], [remote, local]];
           let failed = 0;
           for (const [from, to] of legs) {
@@ -102,6 +103,7 @@ async function syncLeg(ctx: CliContext, from: Side, to: Side, selected: Snapshot
         const copy = await copySnapshot(from.repository, header, to.repository, {
           parent,
           signal: controller.signal,
+          beforeCommit: async () => to.lock?.check(),
           onProgress: (p) => progress.update(p),
         });
         progress.clear();

@@ -1,0 +1,105 @@
+/**
+ * The repository and its local store against what other processes do to the
+ * store meanwhile: a prune replacing the index, files vanishing during a
+ * listing, files that are not the store's, and locks taken away.
+ */
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { loadBuilt } from '../helpers/built.js';
+
+const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
+const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
+const { BlobType } = (await loadBuilt('kloset/sealing.js')) as typeof import('../../src/kloset/sealing.js');
+const { StoreLock } = (await loadBuilt('kloset/locks.js')) as typeof import('../../src/kloset/locks.js');
+
+let work: string;
+let store: string;
+const savedCache = process.env.XDG_CACHE_HOME;
+const open = () => Repository.open(new LocalBlobStore(store), async () => 'unused');
+
+/** Stores one chunk through a writer of its own, as a backup would; returns the chunk's id and the delta naming it. */
+async function storeChunk(text: string): Promise<{ id: Buffer; delta: string }> {
+  const repository = await open();
+  const before = new Set(await fs.readdir(path.join(store, 'index')).catch(() => [] as string[]));
+  const writer = repository.newWriter();
+  const id = await writer.put(BlobType.chunk, Buffer.from(text));
+  await writer.commit();
+  const delta = (await fs.readdir(path.join(store, 'index'))).find((name) => !before.has(name))!;
+  return { id, delta };
+}
+
+beforeAll(async () => {
+  work = await fs.mkdtemp(path.join(os.tmpdir(), 'kloset-repository-'));
+});
+beforeEach(async () => {
+  store = path.join(work, `store-${Date.now()}-${Math.random().toString(16).slice(2)}`);
+  process.env.XDG_CACHE_HOME = path.join(store + '-cache');
+  await Repository.create(new LocalBlobStore(store), { passphrase: null });
+});
+afterAll(async () => {
+  process.env.XDG_CACHE_HOME = savedCache;
+  await fs.rm(work, { recursive: true, force: true });
+});
+
+describe('the index', () => {
+  it('forgets, when reloaded, the blobs whose delta a prune replaced', async () => {
+    const gone = await storeChunk('removed by the prune');
+    const viewer = await open(); // a long-lived reader, such as the viewer
+    expect(viewer.has(gone.id)).toBe(true);
+    // What a prune leaves: the blob's delta gone, other deltas in its place.
+    const kept = await storeChunk('kept by the prune');
+    await fs.unlink(path.join(store, 'index', gone.delta));
+
+    await viewer.loadIndex();
+    expect(viewer.has(gone.id)).toBe(false);
+    expect(viewer.has(kept.id)).toBe(true);
+    // Nor does the local cache it rewrote: a later command would take the blob for stored.
+    expect((await open()).has(gone.id)).toBe(false);
+  });
+
+  it('ignores files under index/ that are not deltas', async () => {
+    const { id } = await storeChunk('indexed');
+    await fs.writeFile(path.join(store, 'index', '.DS_Store'), 'not a delta');
+    await fs.writeFile(path.join(store, 'index', 'notes.txt'), '');
+    await fs.rm(process.env.XDG_CACHE_HOME!, { recursive: true, force: true });
+    expect((await open()).has(id)).toBe(true);
+  });
+});
+
+describe('the local store', () => {
+  it('lists what is left of a directory whose files are deleted while it is listed', async () => {
+    const blobs = new LocalBlobStore(store);
+    for (const name of ['a', 'b', 'c']) await blobs.put(`snapshots/${name}`, Buffer.from(name));
+    const seen: string[] = [];
+    for await (const { key } of blobs.list('snapshots/')) {
+      if (seen.length === 0) {
+        // Read after the directory was: the other two go before they are reached.
+        for (const name of ['a', 'b', 'c']) if (`snapshots/${name}` !== key) await blobs.delete(`snapshots/${name}`);
+      }
+      seen.push(key);
+    }
+    expect(seen).toHaveLength(1);
+  });
+});
+
+describe('a lock', () => {
+  const lockFiles = () => fs.readdir(path.join(store, 'locks')).catch(() => [] as string[]);
+
+  it('is not left behind when the other locks cannot be read', async () => {
+    const damaged = 'ab'.repeat(32);
+    await fs.mkdir(path.join(store, 'locks'), { recursive: true });
+    await fs.writeFile(path.join(store, 'locks', damaged), 'not a sealed lock');
+    await expect(StoreLock.acquire(await open(), 'exclusive', 'a prune')).rejects.toThrow(/^locks\/(ab){32}: blob too short/);
+    expect(await lockFiles()).toEqual([damaged]);
+  });
+
+  it('says it is lost once it has been removed from the store', async () => {
+    const lock = await StoreLock.acquire(await open(), 'shared', 'a backup');
+    await expect(lock.check()).resolves.toBeUndefined();
+    for (const name of await lockFiles()) await fs.unlink(path.join(store, 'locks', name));
+    await expect(lock.check()).rejects.toThrow("the store's lock was lost (it was removed from the store): stopping before anything is committed");
+    await lock.release();
+  });
+});
