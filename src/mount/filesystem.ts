@@ -21,8 +21,9 @@ const E = {
 const TYPE_BITS = { file: 0o100000, directory: 0o040000, symlink: 0o120000, device: 0o020000, fifo: 0o010000, socket: 0o140000 };
 const XATTR_META_PREFIX = 'user.';
 
+/** The binding passes times as unsigned milliseconds: a time before 1970 would wrap to the far future, so it shows as the epoch. */
 function toDate(t: { sec: number; nsec: number }): Date {
-  return new Date(t.sec * 1000 + Math.floor(t.nsec / 1e6));
+  return new Date(Math.max(0, t.sec * 1000 + Math.floor(t.nsec / 1e6)));
 }
 
 export interface FilesystemStats {
@@ -73,7 +74,7 @@ export class SnapshotFilesystem {
       rdev: e.rdev ?? 0,
       blocks: Math.ceil(size / 512),
       mtime,
-      atime: mtime,
+      atime: e.atime ? toDate(e.atime) : mtime,
       ctime: e.ctime ? toDate(e.ctime) : mtime,
     };
   }

@@ -6,6 +6,7 @@ declare module 'fuse-native' {
     mkdir?: boolean;
     debug?: boolean;
     allowOther?: boolean;
+    defaultPermissions?: boolean;
     fsname?: string;
     subtype?: string;
     kernelCache?: boolean;

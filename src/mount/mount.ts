@@ -50,7 +50,12 @@ async function isMounted(mountpoint: string): Promise<boolean> {
 /** The binding loads libfuse when imported: load it only to mount, and say what is missing. */
 function loadFuse(): typeof import('fuse-native').default {
   try {
-    return requireCjs('fuse-native') as typeof import('fuse-native').default;
+    const Fuse = requireCjs('fuse-native') as typeof import('fuse-native').default;
+    // The binding unmounts through a shell command line, where a mount point
+    // holding `$(...)` or a backquote would run a command: call fusermount directly.
+    Fuse.unmount = (mountpoint: string, done: (err: Error | null) => void) =>
+      void execFile('fusermount', ['-uz', mountpoint], (err) => done(err));
+    return Fuse;
   } catch (err) {
     throw new KlosetError(
       `cannot load FUSE (${(err as Error).message.split('\n')[0]}); install libfuse2 (Debian: apt-get install libfuse2 fuse3)`,
@@ -90,6 +95,8 @@ export async function mountSnapshots(
   options: MountOptions,
 ): Promise<MountedSnapshots> {
   await prepareMountpoint(mountpoint);
+  // The mount table lists the real path: the one given may go through a symlink.
+  mountpoint = await fs.realpath(mountpoint);
   let namespace: Namespace;
   let totals: { bytes: number; files: number };
   if ('snapshots' in target) {
@@ -109,6 +116,8 @@ export async function mountSnapshots(
     fsname: 'kloset',
     subtype: 'kloset',
     allowOther: options.allowOther,
+    // Other users reach the files only as their modes allow (the kernel checks them), as restic mount does.
+    defaultPermissions: options.allowOther,
     debug: options.debug,
     // Snapshots never change: let the kernel keep pages and attributes.
     kernelCache: true,
@@ -136,8 +145,8 @@ export async function mountSnapshots(
     mountpoint,
     filesystem,
     gone,
-    unmount: () =>
-      (unmounted ??= new Promise<void>((resolve, reject) =>
+    unmount: () => {
+      unmounted ??= new Promise<void>((resolve, reject) =>
         fuse.unmount((err) => {
           if (!err) return resolve();
           // Already unmounted from outside: that is what was wanted.
@@ -145,6 +154,10 @@ export async function mountSnapshots(
             still ? reject(new KlosetError(`${mountpoint}: cannot unmount: ${err.message.split('\n')[0]}`)) : resolve(),
           );
         }),
-      )),
+      );
+      // A failed attempt may be made again.
+      unmounted.catch(() => (unmounted = undefined));
+      return unmounted;
+    },
   };
 }

@@ -94,7 +94,8 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
           // Drop the token from the address bar and the history.
           url.searchParams.delete('token');
           res.statusCode = 303;
-          res.setHeader('Location', url.pathname + url.search);
+          // One leading slash: a path such as //host would send the browser to another site.
+          res.setHeader('Location', '/' + url.pathname.replace(/^\/+/, '') + url.search);
           return void res.end();
         }
       }

@@ -156,6 +156,75 @@ describe('a foreground mount', () => {
   });
 });
 
+describe('mount points users give', () => {
+  it('one reached through a symlink stays mounted until told, and unmounts then', async () => {
+    await newMountpoint('mnt-behind-link');
+    const link = path.join(work, 'link-to-work');
+    await fs.symlink(work, link);
+    const mount = await mountCli(store, path.join(link, 'mnt-behind-link'), [id], { env });
+    // The watch for an unmount from outside polls every second: it must not take this one for gone.
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(await fs.readFile(path.join(work, 'mnt-behind-link', 'hello.txt'), 'utf8')).toBe('hello\n');
+    expect((await mount.stop()).code).toBe(0);
+    expect(await isMountPoint(path.join(work, 'mnt-behind-link'))).toBe(false);
+  });
+
+  it('one whose name holds shell characters is unmounted, and nothing runs', async () => {
+    const canary = path.join(work, 'canary');
+    const mnt = await newMountpoint('mnt-$(touch canary)-`id`-"q"');
+    const mount = await mountCli(store, mnt, [id], { env, cwd: work });
+    expect(await fs.readFile(path.join(mnt, 'hello.txt'), 'utf8')).toBe('hello\n');
+    const result = await mount.stop();
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(await isMountPoint(mnt)).toBe(false);
+    await expect(fs.stat(canary)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('with -o allow_other, other users read only what the modes let them', async (ctx) => {
+    if (process.getuid?.() !== 0) return ctx.skip();
+    const open = path.join(work, 'open-tree');
+    await fs.mkdir(open);
+    await fs.chmod(work, 0o755); // the way to the mount point, for the other user
+    const source = path.join(open, 'source');
+    await fs.mkdir(source, { mode: 0o755 });
+    await fs.writeFile(path.join(source, 'public.txt'), 'public\n', { mode: 0o644 });
+    await fs.writeFile(path.join(source, 'secret.txt'), 'secret\n', { mode: 0o600 });
+    await fs.chmod(path.join(source, 'secret.txt'), 0o600);
+    const openStore = path.join(open, 'store');
+    const openId = await storeWithSnapshot(openStore, source, { passphrase: env.KLOSET_PASSPHRASE });
+    const mnt = await newMountpoint('mnt-allow-other');
+    const mount = await mountCli(openStore, mnt, [openId, '-o', 'allow_other'], { env });
+    const asNobody = (file: string) =>
+      run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'cat', path.join(mnt, file)]).then(
+        (r) => r.stdout,
+        (err: { stderr: string }) => `refused: ${err.stderr.trim()}`,
+      );
+    expect(await asNobody('public.txt')).toBe('public\n');
+    expect(await asNobody('secret.txt')).toMatch(/^refused: .*Permission denied$/);
+    expect(await fs.readFile(path.join(mnt, 'secret.txt'), 'utf8')).toBe('secret\n');
+    expect((await mount.stop()).code).toBe(0);
+  });
+});
+
+describe('times', () => {
+  it('shows a time before 1970 as the epoch rather than a wrapped far future', async () => {
+    const source = path.join(work, 'times-source');
+    await fs.mkdir(source);
+    await fs.writeFile(path.join(source, 'old.txt'), 'from 1965\n');
+    await fs.writeFile(path.join(source, 'new.txt'), 'from 2020\n');
+    await fs.utimes(path.join(source, 'old.txt'), new Date('1965-03-01T00:00:00Z'), new Date('1965-03-01T00:00:00Z'));
+    await fs.utimes(path.join(source, 'new.txt'), new Date('2020-01-01T00:00:00Z'), new Date('2020-01-01T00:00:00Z'));
+    const timesStore = path.join(work, 'times-store');
+    const timesId = await storeWithSnapshot(timesStore, source, { passphrase: env.KLOSET_PASSPHRASE });
+    const mnt = await newMountpoint('mnt-times');
+    const mount = await mountCli(timesStore, mnt, [timesId], { env });
+    expect((await fs.stat(path.join(mnt, 'old.txt'))).mtimeMs).toBe(0);
+    expect((await fs.stat(path.join(mnt, 'new.txt'))).mtime.toISOString()).toBe('2020-01-01T00:00:00.000Z');
+    expect((await mount.stop()).code).toBe(0);
+  });
+});
+
 describe('what cannot be mounted', () => {
   it('a mount point that does not exist: one line saying so', async () => {
     const result = await kloset(['at', store, 'mount', path.join(work, 'no-such-dir'), id]);

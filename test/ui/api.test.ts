@@ -94,6 +94,21 @@ describe('the token', () => {
     expect((await request('/api/snapshots', { auth: false, headers: { Cookie: `other=1; ${pair}` } })).status).toBe(200);
   });
 
+  it('sends the browser on to a path of this server only, whatever dot segments the URL holds', async () => {
+    const token = new URL(ui.url).searchParams.get('token')!;
+    const base = new URL(ui.base);
+    // Sent as written, as `curl --path-as-is` does: a URL object would resolve the dot segments first.
+    const location = await new Promise<string | undefined>((resolve, reject) => {
+      const req = http.request({ host: base.hostname, port: base.port, path: `/a/..//attacker.example/x?token=${token}` }, (res) => {
+        res.resume();
+        resolve(res.statusCode === 303 ? res.headers.location : `status ${res.statusCode}`);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(location).toBe('/attacker.example/x');
+  });
+
   it('does not make a request from another host name (DNS rebinding) acceptable', async () => {
     const reply = await get('/api/snapshots', { Host: `attacker.example:${new URL(ui.base).port}` });
     expect(reply.status).toBe(403);

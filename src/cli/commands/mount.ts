@@ -98,15 +98,23 @@ export function registerMountCommand(program: Command, context: () => CliContext
           ctx.info(`mounted ${what} at ${where}; Ctrl-C or SIGTERM unmounts`);
           notify?.end('ready\n');
           // Until a signal, or until someone else unmounts (fusermount -u, umount).
-          await Promise.race([
-            mounted.gone,
-            new Promise<void>((resolve) => {
-              process.once('SIGINT', resolve);
-              process.once('SIGTERM', resolve);
-              process.once('SIGHUP', resolve);
-            }),
-          ]);
-          await mounted.unmount();
+          // While the unmount fails, the files are still served: the lock stays, and the next signal tries again.
+          for (;;) {
+            await Promise.race([
+              mounted.gone,
+              new Promise<void>((resolve) => {
+                process.once('SIGINT', resolve);
+                process.once('SIGTERM', resolve);
+                process.once('SIGHUP', resolve);
+              }),
+            ]);
+            try {
+              await mounted.unmount();
+              break;
+            } catch (err) {
+              ctx.err(`kloset: ${err instanceof Error ? err.message : String(err)}; still mounted: Ctrl-C or SIGTERM tries again`);
+            }
+          }
           const s = mounted.filesystem.stats;
           const c = mounted.filesystem.cache;
           ctx.info(
