@@ -3,6 +3,7 @@
  * token, security headers on every reply, the page and its scripts from
  * this process (nothing from a CDN), the JSON API under /api/.
  */
+import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AliasConfig } from '../cli/aliases.js';
@@ -134,8 +135,15 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
   });
   const port = (server.address() as AddressInfo).port;
   guard = new TokenGuard(port, options.token);
-  const shownHost = host.includes(':') ? `[${host}]` : host;
-  allowedHosts = new Set([`${shownHost}:${port}`, `127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`].map((h) => h.toLowerCase()));
+  const listenedHost = host.includes(':') ? `[${host}]` : host;
+  // Browsers send a host's cookies to all its ports: under 127.0.0.1 the viewer's
+  // cookie would go to any other local server the browser visits. The printed
+  // address is a name of this run's own under .localhost, which browsers resolve
+  // to 127.0.0.1 by themselves (RFC 6761), and its cookie goes nowhere else.
+  const shownHost = host === '127.0.0.1' ? `kloset-${randomBytes(8).toString('hex')}.localhost` : listenedHost;
+  allowedHosts = new Set(
+    [`${shownHost}:${port}`, `${listenedHost}:${port}`, `127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`].map((h) => h.toLowerCase()),
+  );
   const origin = `http://${shownHost}:${port}`;
   return {
     url: `${origin}/?token=${guard.token}`,

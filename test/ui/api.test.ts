@@ -81,17 +81,20 @@ describe('the token', () => {
   });
 
   it('in the printed URL is exchanged for an HttpOnly SameSite=Strict cookie and dropped from the address', async () => {
-    const first = await request(new URL(ui.url).pathname + new URL(ui.url).search, { auth: false });
+    // As a browser sends it: to the printed address, a name of this viewer's own.
+    const host = { Host: new URL(ui.url).host };
+    expect(new URL(ui.url).hostname).toMatch(/^kloset-[0-9a-f]{16}\.localhost$/);
+    const first = await request(new URL(ui.url).pathname + new URL(ui.url).search, { auth: false, headers: host });
     expect(first.status).toBe(303);
     expect(first.headers.location).toBe('/');
     const cookie = first.headers['set-cookie']![0];
     expect(cookie).toMatch(/HttpOnly/);
     expect(cookie).toMatch(/SameSite=Strict/);
     const pair = cookie.split(';')[0];
-    const page = await request('/', { auth: false, headers: { Cookie: pair } });
+    const page = await request('/', { auth: false, headers: { ...host, Cookie: pair } });
     expect(page.status).toBe(200);
     expect(page.headers['content-type']).toMatch(/^text\/html/);
-    expect((await request('/api/snapshots', { auth: false, headers: { Cookie: `other=1; ${pair}` } })).status).toBe(200);
+    expect((await request('/api/snapshots', { auth: false, headers: { ...host, Cookie: `other=1; ${pair}` } })).status).toBe(200);
   });
 
   it('sends the browser on to a path of this server only, whatever dot segments the URL holds', async () => {

@@ -6,6 +6,8 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -34,7 +36,7 @@ describe.skipIf(!hasChromium)('the viewer in headless chromium', () => {
 
   /** Goes to a route of the page and waits until its view is drawn. */
   const go = async (hash: string) => {
-    await page.goto(`${ui.base}/${hash}`);
+    await page.goto(`${ui.origin}/${hash}`);
     await page.waitForFunction((h) => document.getElementById('main')?.dataset.route === h, hash);
   };
   const shot = (name: string) => page.screenshot({ path: path.join(OUTPUT, `ui-${name}.png`), fullPage: false });
@@ -87,6 +89,30 @@ describe.skipIf(!hasChromium)('the viewer in headless chromium', () => {
     expect(await first.textContent()).toContain('second');
     expect(await page.getByTestId('store-totals').textContent()).toMatch(/Dedup ratio\s*[\d.]+×/);
     await shot('list');
+  });
+
+  it('keeps its cookie from the other servers of this machine that the browser visits', async () => {
+    await page.goto(ui.url);
+    await page.getByTestId('snapshot-row').first().waitFor();
+    const seen: (string | undefined)[] = [];
+    const other = http.createServer((req, res) => {
+      seen.push(req.headers.cookie);
+      res.end('another local server');
+    });
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+    try {
+      const visitor = await context.newPage();
+      await visitor.goto(`http://127.0.0.1:${(other.address() as AddressInfo).port}/`);
+      await visitor.close();
+    } finally {
+      await new Promise((resolve) => {
+        other.close(resolve);
+        other.closeAllConnections(); // the browser keeps its connection open
+      });
+    }
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.filter((cookie) => cookie?.includes('kloset_ui_'))).toEqual([]);
+    expect((await context.cookies()).map((c) => c.domain)).toEqual([new URL(ui.origin).hostname]);
   });
 
   it('sorts and filters the list', async () => {

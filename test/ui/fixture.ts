@@ -140,7 +140,11 @@ export async function changeSource(root: string): Promise<void> {
 }
 
 export interface RunningUi {
+  /** The printed URL, with the token. */
   url: string;
+  /** Its origin, the viewer's name of its own under .localhost: what a browser opens. */
+  origin: string;
+  /** The same server by its numeric address, for clients that do not resolve .localhost names as browsers do. */
   base: string;
   token: string;
   stop(): Promise<CliResult>;
@@ -154,7 +158,7 @@ export async function startUi(store: string, env: NodeJS.ProcessEnv, args: strin
     const timer = setTimeout(() => reject(new Error(`kloset ui printed no URL: ${out}`)), 20_000);
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString('utf8');
-      const match = /(http:\/\/127\.0\.0\.1:\d+\/\?token=[A-Za-z0-9_-]+)/.exec(out);
+      const match = /(http:\/\/[a-z0-9.-]+:\d+\/\?token=[A-Za-z0-9_-]+)/.exec(out);
       if (match) {
         clearTimeout(timer);
         resolve(match[1]);
@@ -165,7 +169,8 @@ export async function startUi(store: string, env: NodeJS.ProcessEnv, args: strin
   const parsed = new URL(url);
   return {
     url,
-    base: parsed.origin,
+    origin: parsed.origin,
+    base: `http://127.0.0.1:${parsed.port}`,
     token: parsed.searchParams.get('token')!,
     stop: async () => {
       child.kill('SIGINT');
