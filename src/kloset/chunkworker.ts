@@ -13,7 +13,7 @@
  * chunks is not: a worker with nothing of its own to do takes chunks off a
  * busy one (see LoadTable), through the main thread.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { BlockPool, Chunker, GearScanner, gearTable, type ChunkingParams } from './chunker.js';
 import { encodeBlob, type CompressionParams } from './compression.js';
@@ -252,9 +252,30 @@ async function finishStream(stream: number): Promise<void> {
   filesDone++;
 }
 
+/**
+ * The walk saw a regular file; by now the name may be something else. A
+ * symlink put in its place (by whoever may write the directory) is not
+ * followed, or a backup run as root would store, under the name, a file
+ * its owner cannot read; a FIFO would block the read forever.
+ */
+function openRegularFile(path: string): number {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new Error('replaced by a symlink since it was listed: not followed');
+    throw err;
+  }
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw new Error('no longer a regular file since it was listed: not read');
+  }
+  return fd;
+}
+
 async function readFile(job: Extract<ChunkJob, { kind: 'file' }>): Promise<void> {
   const chunker = chunkerFor(job.stream);
-  const fd = openSync(job.path, 'r');
+  const fd = openRegularFile(job.path);
   try {
     // One byte more than the walk saw: a short read then proves the end without another call,
     // and a file that grew since is read whole.

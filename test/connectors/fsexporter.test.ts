@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -47,5 +48,71 @@ describe('a restore into a directory that is stopped', () => {
     release();
     await cut;
     expect(await fs.readdir(target)).toEqual([]);
+  });
+});
+
+describe('a restore into a directory that already holds things', () => {
+  it('replaces a hard link to a file outside the target instead of writing through it', async () => {
+    const target = path.join(work, 'hardlinked');
+    const outside = path.join(work, 'outside.txt');
+    await fs.mkdir(target);
+    await fs.writeFile(outside, 'outside, untouched\n', { mode: 0o600 });
+    await fs.link(outside, path.join(target, 'config'));
+    const exporter = new FsExporter(target);
+    await exporter.createDirectory('', directory);
+    await exporter.writeFile('config', { ...file('config', 9), mode: 0o104755 }, once(Buffer.from('restored\n')));
+    expect(await fs.readFile(outside, 'utf8')).toBe('outside, untouched\n');
+    expect((await fs.stat(outside)).mode & 0o7777).toBe(0o600);
+    expect(await fs.readFile(path.join(target, 'config'), 'utf8')).toBe('restored\n');
+    expect((await fs.stat(path.join(target, 'config'))).nlink).toBe(1);
+  });
+
+  it('replaces a FIFO or a symlink of the same name instead of blocking on it or refusing', async () => {
+    const target = path.join(work, 'specials');
+    await fs.mkdir(target);
+    execFileSync('mkfifo', [path.join(target, 'fifo')]);
+    await fs.symlink('/etc/hostname', path.join(target, 'link'));
+    const exporter = new FsExporter(target);
+    await exporter.createDirectory('', directory);
+    await exporter.writeFile('fifo', file('fifo', 5), once(Buffer.from('file\n')));
+    await exporter.writeFile('link', file('link', 5), once(Buffer.from('file\n')));
+    for (const name of ['fifo', 'link']) {
+      expect((await fs.lstat(path.join(target, name))).isFile(), name).toBe(true);
+      expect(await fs.readFile(path.join(target, name), 'utf8')).toBe('file\n');
+    }
+  });
+
+  it('leaves the owner, mode and times of a target it did not make as they were', async () => {
+    const target = path.join(work, 'shared-target');
+    await fs.mkdir(target);
+    await fs.chmod(target, 0o1777);
+    const before = await fs.stat(target);
+    const exporter = new FsExporter(target);
+    await exporter.createDirectory('', directory);
+    await exporter.finishDirectory('', { ...directory, mode: 0o040700, mtime: { sec: 1_000_000_000, nsec: 0 } });
+    const after = await fs.stat(target);
+    expect(after.mode & 0o7777).toBe(0o1777);
+    expect(after.mtimeMs).toBe(before.mtimeMs);
+    // A target the restore makes gets the snapshot's.
+    const made = path.join(work, 'made-target');
+    const fresh = new FsExporter(made);
+    await fresh.createDirectory('', directory);
+    await fresh.finishDirectory('', { ...directory, mode: 0o040700, mtime: { sec: 1_000_000_000, nsec: 0 } });
+    expect((await fs.stat(made)).mode & 0o7777).toBe(0o700);
+    expect((await fs.stat(made)).mtimeMs).toBe(1_000_000_000_000);
+  });
+
+  it('gives a file back its capabilities, which a change of owner would clear', async (ctx) => {
+    if (process.getuid?.() !== 0) return ctx.skip();
+    // cap_net_raw=ep, as setcap writes it (VFS_CAP_REVISION_2, effective).
+    const capability = Buffer.from([0x01, 0, 0, 0x02, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    const target = path.join(work, 'capabilities');
+    const exporter = new FsExporter(target);
+    await exporter.createDirectory('', directory);
+    const entry: Entry = { ...file('ping', 4), uid: 1234, gid: 1234, mode: 0o100755, xattrs: { 'security.capability': capability } };
+    await exporter.writeFile('ping', entry, once(Buffer.from('ping')));
+    const { getAttributeSync } = await import('@napi-rs/xattr');
+    expect(Buffer.from(getAttributeSync(path.join(target, 'ping'), 'security.capability')!).equals(capability)).toBe(true);
+    expect((await fs.stat(path.join(target, 'ping'))).uid).toBe(1234);
   });
 });

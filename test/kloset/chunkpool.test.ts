@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -45,6 +46,27 @@ describe('the chunk pool', () => {
         expect((await contentOf(result.chunks)).equals(files[i].data)).toBe(true);
       }
       expect(results[4].chunks.length).toBeGreaterThan(3 * 1024 * 1024 / SMALL.maxSize - 1);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('reads neither a symlink nor a FIFO put where the walk saw a regular file, and says why', async () => {
+    const secret = path.join(dir, 'secret');
+    writeFileSync(secret, 'not for the owner of the tree');
+    const swapped = path.join(dir, 'swapped');
+    symlinkSync(secret, swapped);
+    const fifo = path.join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const writer = repository.newWriter();
+    const pool = new ChunkPool(writer);
+    try {
+      await expect(pool.chunkFile(swapped, 29)).rejects.toThrow('replaced by a symlink since it was listed: not followed');
+      // Opened without waiting for a writer: a FIFO would otherwise hold the worker forever.
+      await expect(pool.chunkFile(fifo, 0)).rejects.toThrow('no longer a regular file since it was listed: not read');
+      const plain = path.join(dir, 'plain');
+      writeFileSync(plain, 'still read');
+      expect((await pool.chunkFile(plain, 10)).size).toBe(10);
     } finally {
       await pool.close();
     }

@@ -10,6 +10,7 @@ import {
   openSync,
   promises as fs,
   rmSync,
+  unlinkSync,
   utimesSync,
   write,
   writeSync,
@@ -42,6 +43,22 @@ function deviceNumbers(rdev: number): [string, string] {
   return [String(major >>> 0), String(minor >>> 0)];
 }
 
+/**
+ * A new file for every name: whatever held the name (a hard link to a file
+ * outside the target, a FIFO, a symlink) is replaced, not written through,
+ * as tar does.
+ */
+function createFile(full: string): number {
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+  try {
+    return openSync(full, flags, 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  unlinkSync(full);
+  return openSync(full, flags, 0o600);
+}
+
 /** An owner the target cannot give (an id missing on a file system that checks) is not a reason to fail the file. */
 function tryOwner(change: () => void): void {
   try {
@@ -62,6 +79,8 @@ export class FsExporter implements Exporter {
   /** Files opened and not yet complete. */
   private readonly writing = new Set<string>();
   private abandoned = false;
+  /** Whether the target was made by this restore: an existing one (the current directory, /tmp) keeps its own owner, mode and times. */
+  private madeTarget = false;
 
   constructor(target: string) {
     this.target = path.resolve(target);
@@ -79,7 +98,7 @@ export class FsExporter implements Exporter {
     const full = this.full(rel);
     try {
       // The target itself may need its parents; below it, each level is made (and checked) in turn.
-      if (rel === '') await fs.mkdir(full, { recursive: true, mode: 0o700 });
+      if (rel === '') this.madeTarget = (await fs.mkdir(full, { recursive: true, mode: 0o700 })) !== undefined;
       else await fs.mkdir(full, { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -96,7 +115,7 @@ export class FsExporter implements Exporter {
   async writeFile(rel: string, entry: Entry, content: AsyncIterable<Buffer>): Promise<void> {
     const full = this.full(rel);
     if (this.abandoned) throw new KlosetError(`${rel}: not written, the restore is stopping`);
-    const fd = openSync(full, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
+    const fd = createFile(full);
     this.writing.add(full);
     try {
       const threaded = entry.size >= THREADED_WRITE_MIN;
@@ -154,6 +173,7 @@ export class FsExporter implements Exporter {
   }
 
   async finishDirectory(rel: string, entry: Entry): Promise<void> {
+    if (rel === '' && !this.madeTarget) return;
     this.applyMetadata(this.full(rel), entry);
   }
 
@@ -163,16 +183,16 @@ export class FsExporter implements Exporter {
    * thread-pool round trip apiece would dominate a restore of small files.
    */
   private applyMetadata(full: string, entry: Entry, fd?: number): void {
-    if (entry.xattrs) writeXattrs(full, entry.xattrs);
     const atime = asDate(entry.atime ?? entry.mtime);
     const mtime = asDate(entry.mtime);
+    // Owner first: a change of owner clears file capabilities (security.capability), which come back with the attributes.
+    if (this.asRoot) tryOwner(() => (fd !== undefined ? fchownSync(fd, entry.uid, entry.gid) : chownSync(full, entry.uid, entry.gid)));
+    if (entry.xattrs) writeXattrs(full, entry.xattrs);
     if (fd !== undefined) {
-      if (this.asRoot) tryOwner(() => fchownSync(fd, entry.uid, entry.gid));
       fchmodSync(fd, entry.mode & 0o7777);
       futimesSync(fd, atime, mtime);
       return;
     }
-    if (this.asRoot) tryOwner(() => chownSync(full, entry.uid, entry.gid));
     chmodSync(full, entry.mode & 0o7777);
     utimesSync(full, atime, mtime);
   }
