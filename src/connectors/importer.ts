@@ -7,6 +7,16 @@ export type SourceEntry = Omit<Entry, 'content' | 'tree' | 'summary'>;
  * A source of a backup (a directory, a bucket). Paths are relative to the
  * source's root, '/'-separated, '' for the root itself.
  */
+/**
+ * A child the source lists but cannot record (it cannot be stat'ed, its name
+ * cannot be kept exactly): the backup warns, counts it, and goes on with its
+ * siblings.
+ */
+export interface SkippedChild {
+  name: string;
+  skipped: Error;
+}
+
 export interface Importer {
   /** "fs", "s3": recorded in the snapshot header. */
   readonly type: string;
@@ -18,7 +28,7 @@ export interface Importer {
   readonly readConcurrency?: number;
   rootEntry(): Promise<SourceEntry>;
   /** A directory's children, sorted by compareNames. */
-  children(path: string): AsyncIterable<SourceEntry>;
+  children(path: string): AsyncIterable<SourceEntry | SkippedChild>;
   /** A file's bytes; errors surface as the iteration throws. */
   read(path: string, entry: SourceEntry): AsyncIterable<Buffer>;
   /**

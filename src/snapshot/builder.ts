@@ -263,6 +263,10 @@ export async function backup(repository: Repository, importer: Importer, options
     try {
       for await (const child of importer.children(path)) {
         const childPath = joinPath(path, child.name);
+        if ('skipped' in child) {
+          warn(childPath, child.skipped);
+          continue;
+        }
         if (options.exclude?.(childPath, child)) continue;
         const prior = before?.get(child.name);
         if (child.kind === 'directory') {

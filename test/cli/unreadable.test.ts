@@ -4,6 +4,7 @@
  * partial. Tests run as root, who can read anything, so kloset runs here as
  * nobody (uid 65534).
  */
+import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -43,8 +44,9 @@ beforeAll(async () => {
   backup = await kloset(['at', store, 'backup', source], NOBODY);
 });
 
-afterAll(async () => {
-  await fs.rm(work, { recursive: true, force: true });
+afterAll(() => {
+  // rm walks down with openat: the tree holds a path too long for fs.rm.
+  execFileSync('rm', ['-rf', work]);
 });
 
 describe('a backup with an unreadable file', () => {
@@ -81,5 +83,56 @@ describe('a backup with an unreadable file', () => {
     const restored = await describeTree(target);
     // The directory's mtime is the source's; its restored content differs by the missing file only.
     expect(restored).toEqual(expected);
+  });
+});
+
+describe('a backup of entries whose names or paths cannot be kept', () => {
+  let result: CliResult;
+  let odd: string;
+  let oddStore: string;
+  /** The directory holding a child whose full path is longer than the system allows. */
+  let deep: string;
+
+  beforeAll(async () => {
+    odd = path.join(work, 'odd-source');
+    await fs.mkdir(odd);
+    await fs.writeFile(path.join(odd, 'fine.txt'), 'kept\n');
+    // Names in Latin-1 and with a stray byte: not UTF-8.
+    await fs.writeFile(Buffer.from(path.join(odd, 'caf\xe9.txt'), 'latin1'), 'latin-1 name\n');
+    await fs.mkdir(Buffer.from(path.join(odd, 'dir\xff'), 'latin1'));
+    await fs.writeFile(path.join(odd, 'zz-after.txt'), 'kept too\n');
+    await fs.symlink(Buffer.from('target\xfe', 'latin1'), path.join(odd, 'link-to-latin1'));
+    // 3,860 to 3,960 bytes of directories, then a name that takes the path past PATH_MAX (4096).
+    const level = 'd'.repeat(98);
+    deep = odd;
+    for (let i = 0; deep.length < 3_860; i++) deep = path.join(deep, `${i % 10}${level}`);
+    await fs.mkdir(deep, { recursive: true });
+    await fs.writeFile(path.join(deep, 'short.txt'), 'beside a name too long\n');
+    // Created relative to its directory: its full path is too long for the system to take.
+    execFileSync('sh', ['-c', `cd "$1" && echo too long > "$2"`, 'sh', deep, 'n'.repeat(250)]);
+    oddStore = path.join(work, 'odd-store');
+    expect((await kloset(['at', oddStore, 'create'])).code).toBe(0);
+    result = await kloset(['at', oddStore, 'backup', odd]);
+  });
+
+  it('names each in a warning, counts it, says partial, and keeps every sibling', async () => {
+    const warnings = result.stderr.split('\n').filter((line) => line !== '');
+    expect(warnings).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^warning: \/caf\uFFFD\.txt: its name is not valid UTF-8, which kloset cannot keep exactly: not backed up$/),
+        expect.stringMatching(/^warning: \/dir\uFFFD: its name is not valid UTF-8, which kloset cannot keep exactly: not backed up$/),
+        expect.stringMatching(/^warning: \/link-to-latin1: its target is not valid UTF-8, which kloset cannot keep exactly: not backed up$/),
+        expect.stringMatching(/^warning: \/.*\/n{250}: ENAMETOOLONG/),
+      ]),
+    );
+    expect(warnings).toHaveLength(4);
+    expect(result.code).toBe(3);
+    expect(result.stdout).toMatch(/, 4 errors\b/);
+    const listed = await kloset(['at', oddStore, 'ls', '-R', ':/']);
+    const names = listed.stdout.trim().split('\n').map((line) => line.split(' ').pop()!);
+    expect(names).toContain('fine.txt');
+    expect(names).toContain('zz-after.txt');
+    expect(names.some((name) => name.endsWith('/short.txt'))).toBe(true);
+    expect(names.filter((name) => name.includes('\uFFFD'))).toEqual([]);
   });
 });

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { KlosetError } from '../../errors.js';
 import { compareNames, type EntryKind, type Timespec } from '../../snapshot/tree.js';
-import type { Importer, SourceEntry } from '../importer.js';
+import type { Importer, SkippedChild, SourceEntry } from '../importer.js';
 import { Accounts } from './accounts.js';
 import { readXattrs } from './xattrs.js';
 
@@ -31,6 +31,17 @@ function kindOf(stat: BigIntStats): EntryKind | undefined {
 const accounts = new Accounts();
 
 /**
+ * Names and link targets are kept as UTF-8 text: bytes that are not valid
+ * UTF-8 would come back changed, so such an entry is refused, by name,
+ * rather than stored under another.
+ */
+function exactText(raw: Buffer, what: string): string {
+  const text = raw.toString('utf8');
+  if (!Buffer.from(text, 'utf8').equals(raw)) throw new KlosetError(`${what} is not valid UTF-8, which kloset cannot keep exactly: not backed up`);
+  return text;
+}
+
+/**
  * One entry's metadata, read with synchronous calls on purpose: lstat,
  * llistxattr and readlink are answered from the kernel's caches in
  * microseconds, far less than a thread-pool round trip each, and the walk
@@ -56,7 +67,7 @@ export function statEntry(fullPath: string, name: string, fileXattrs = true): So
     nlink: Number(stat.nlink),
   };
   if (kind === 'device') entry.rdev = Number(stat.rdev);
-  if (kind === 'symlink') entry.target = readlinkSync(fullPath);
+  if (kind === 'symlink') entry.target = exactText(readlinkSync(fullPath, { encoding: 'buffer' }), 'its target');
   else if (kind === 'directory' || (kind === 'file' && fileXattrs)) {
     const xattrs = readXattrs(fullPath);
     if (xattrs) entry.xattrs = xattrs;
@@ -133,22 +144,25 @@ export class FsImporter implements Importer {
    * others are read with xattrs(). That is one listxattr less per unchanged
    * file, a good part of an unchanged re-backup.
    */
-  async *children(rel: string): AsyncIterable<SourceEntry> {
+  async *children(rel: string): AsyncIterable<SourceEntry | SkippedChild> {
     if (this.singleFile !== undefined && rel === '') {
       yield statEntry(this.full(this.singleFile), this.singleFile, false);
       return;
     }
     const dir = this.full(rel);
     if (this.otherFileSystem(dir)) return;
-    const names = (await fs.readdir(dir)).sort(compareNames);
-    for (const name of names) {
+    const names = (await fs.readdir(dir, { encoding: 'buffer' })).map((raw) => ({ raw, name: raw.toString('utf8') }));
+    names.sort((a, b) => compareNames(a.name, b.name));
+    for (const { raw, name } of names) {
       let entry: SourceEntry;
       try {
+        exactText(raw, 'its name');
         entry = statEntry(path.join(dir, name), name, false);
       } catch (err) {
         // Removed between readdir and lstat: a live file system does that.
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        throw err;
+        yield { name, skipped: err as Error };
+        continue;
       }
       yield entry;
     }
