@@ -269,3 +269,25 @@ describe('objects in GLACIER', () => {
     expect(list.stdout.trim()).toBe('');
   });
 });
+
+describe('a key the listing cannot carry', () => {
+  it('is named in a warning and counted, not stored with the bucket listing as its content', async () => {
+    await s3.createBucket('odd-keys-bucket');
+    // s3rver does not URL-encode listings, and XML parsing turns a key of a line feed into an empty string.
+    await putAll('odd-keys-bucket', [
+      { key: '\n', body: Buffer.from('a line feed as a key') },
+      { key: 'plain.txt', body: Buffer.from('plain') },
+    ]);
+    const { kloset } = await sandbox();
+    await configure(kloset, 'odd', 'uri', 's3://odd-keys-bucket');
+    const store = path.join(work, 'odd-keys-store');
+    expect((await kloset(['at', store, 'create', '--plaintext'])).code).toBe(0);
+    const result = await kloset(['at', store, 'backup', '@odd']);
+    expectNoStackTrace(result);
+    expect(result.stderr).toBe('warning: /"": s3://odd-keys-bucket/: the listing gave a key whose characters it lost: not backed up\n');
+    expect(result.code).toBe(3);
+    expect(result.stdout).toMatch(/1 files, .*, 1 errors/);
+    const listed = await kloset(['at', store, 'ls', '-R', ':/']);
+    expect(listed.stdout.trim().split('\n').map((line) => line.split(' ').pop())).toEqual(['plain.txt']);
+  });
+});

@@ -466,3 +466,21 @@ describe('S3 destination', () => {
     expect(await listKeys('stopped')).toEqual([]);
   });
 });
+
+describe('a listing page asked for with EncodingType=url', () => {
+  it('is decoded where the server encoded it, as botocore decodes it, and left alone where it did not', async () => {
+    const { decodeListing } = await import('../../src/connectors/s3/importer.js');
+    const encoded = decodeListing({
+      $metadata: {},
+      EncodingType: 'url',
+      Prefix: 'dir%0D/',
+      Contents: [{ Key: 'dir%0D/a+b%2Bc%25d%0A' }],
+      CommonPrefixes: [{ Prefix: 'dir%0D/sub%09/' }],
+    });
+    expect(encoded.Prefix).toBe('dir\r/');
+    expect(encoded.Contents?.map((o) => o.Key)).toEqual(['dir\r/a b+c%d\n']);
+    expect(encoded.CommonPrefixes?.map((p) => p.Prefix)).toEqual(['dir\r/sub\t/']);
+    const plain = decodeListing({ $metadata: {}, Contents: [{ Key: 'a+b%2B' }] });
+    expect(plain.Contents?.map((o) => o.Key)).toEqual(['a+b%2B']);
+  });
+});

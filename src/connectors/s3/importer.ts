@@ -3,7 +3,7 @@ import type { _Object, ListObjectsV2CommandOutput, S3Client } from '@aws-sdk/cli
 import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
 import type { Timespec } from '../../snapshot/tree.js';
-import type { Importer, SourceEntry } from '../importer.js';
+import type { Importer, SkippedChild, SourceEntry } from '../importer.js';
 import {
   connectorSettings,
   errorName,
@@ -157,6 +157,23 @@ export function parseGlacierPolicy(value: string | undefined): GlacierPolicy {
 }
 
 /**
+ * Undoes EncodingType=url on a listing page, where the server applied it (it
+ * says so in the page; a server that ignores the parameter sends keys as
+ * they are). Spaces come as '+', as in a form: botocore decodes the same way.
+ */
+export function decodeListing(page: ListObjectsV2CommandOutput): ListObjectsV2CommandOutput {
+  if (page.EncodingType?.toLowerCase() !== 'url') return page;
+  const decode = (text: string | undefined) => (text === undefined ? undefined : decodeURIComponent(text.replace(/\+/g, ' ')));
+  return {
+    ...page,
+    EncodingType: undefined,
+    Prefix: decode(page.Prefix),
+    Contents: page.Contents?.map((object) => ({ ...object, Key: decode(object.Key) })),
+    CommonPrefixes: page.CommonPrefixes?.map((common) => ({ ...common, Prefix: decode(common.Prefix) })),
+  };
+}
+
+/**
  * A bucket, or a prefix of one, as a backup source. Prefixes are directories
  * and objects are files, named by the mapping of keys.ts (KEYS.md); every file
  * entry keeps its key verbatim in `meta['s3.key']`, with the object's ETag,
@@ -248,9 +265,13 @@ export class S3Importer implements Importer {
     };
   }
 
-  private listPage(prefix: string, token: string | undefined): Promise<ListObjectsV2CommandOutput> {
-    return this.client.send(
-      new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: '/', MaxKeys: this.pageSize, ContinuationToken: token }),
+  private async listPage(prefix: string, token: string | undefined): Promise<ListObjectsV2CommandOutput> {
+    // Keys come URL-encoded, as the AWS CLI asks for them: XML cannot carry a
+    // carriage return or most control characters, and its parsers change them.
+    return decodeListing(
+      await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: '/', MaxKeys: this.pageSize, ContinuationToken: token, EncodingType: 'url' }),
+      ),
     );
   }
 
@@ -259,7 +280,7 @@ export class S3Importer implements Importer {
    * next page fetched while the current one is merged, the first one perhaps
    * fetched ahead of the walk (ListAhead).
    */
-  private async *pages(path: string, prefix: string): AsyncGenerator<ListedItem<_Object | undefined>[]> {
+  private async *pages(path: string, prefix: string, unlisted: Error[]): AsyncGenerator<ListedItem<_Object | undefined>[]> {
     let next: Promise<ListObjectsV2CommandOutput> | undefined = this.ahead.take(path, prefix) ?? this.listPage(prefix, undefined);
     while (next) {
       let page: ListObjectsV2CommandOutput;
@@ -274,7 +295,12 @@ export class S3Importer implements Importer {
       const items: ListedItem<_Object | undefined>[] = [];
       for (const object of page.Contents ?? []) {
         const key = object.Key;
-        if (key === undefined || !key.startsWith(prefix)) continue;
+        if (key === '' || key === undefined) {
+          // No S3 key is empty: the listing lost this one's characters (a server that does not encode keys).
+          unlisted.push(new KlosetError(`${objectUri(this.bucket, prefix)}: the listing gave a key whose characters it lost: not backed up`));
+          continue;
+        }
+        if (!key.startsWith(prefix)) continue;
         const segment = key.slice(prefix.length);
         if (segment.includes('/')) throw new KlosetError(`${objectUri(this.bucket, prefix)}: the server ignored the listing's delimiter`);
         items.push({ segment, directory: false, data: object });
@@ -302,11 +328,12 @@ export class S3Importer implements Importer {
     }
   }
 
-  async *children(path: string): AsyncIterable<SourceEntry> {
+  async *children(path: string): AsyncIterable<SourceEntry | SkippedChild> {
     const relative = prefixForPath(path);
     if (relative === undefined) throw new KlosetError(`${this.source}: ${JSON.stringify(path)} is not a directory of this bucket`);
     const prefix = this.prefix + relative;
-    const ordered = orderListing(this.pages(path, prefix), (segment) => this.probe(`${prefix}${segment}/`), this.window);
+    const unlisted: Error[] = [];
+    const ordered = orderListing(this.pages(path, prefix, unlisted), (segment) => this.probe(`${prefix}${segment}/`), this.window);
     try {
       for await (const item of ordered) {
         if (this.fatal) throw this.fatal;
@@ -322,6 +349,7 @@ export class S3Importer implements Importer {
       if (err instanceof ListingOrderError) throw new KlosetError(`${objectUri(this.bucket, prefix)}: ${err.message}`);
       throw err;
     }
+    for (const error of unlisted) yield { name: '""', skipped: error };
     if (path === '' && this.glacier === 'fail') {
       // The last files may still be reading: a read that finds an archived object must still fail the backup.
       await this.readsIdle();
