@@ -114,7 +114,10 @@ export async function mountSnapshots(
   const filesystem = new SnapshotFilesystem(namespace, cache, options.log, totals);
   const fuse = new Fuse(mountpoint, filesystem.operations(), {
     fsname: 'kloset',
-    subtype: 'kloset',
+    // The binding has no read-only flag; it joins its options with commas,
+    // so `ro` rides along: the mount table then says read-only, `test -w`
+    // says no, and the kernel refuses writes before they reach us.
+    subtype: 'kloset,ro',
     allowOther: options.allowOther,
     // Other users reach the files only as their modes allow (the kernel checks them), as restic mount does.
     defaultPermissions: options.allowOther,

@@ -15,7 +15,7 @@ import { getAttribute, listAttributes, setAttribute } from '@napi-rs/xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
 import { MiB, klosetWith, writeRandomFile } from '../helpers/fixtures.js';
-import { builtLibrary, isMountPoint, mountCli, mountType, unmountAll, type MountedCli } from '../helpers/mount.js';
+import { builtLibrary, isMountPoint, mountCli, mountTable, mountType, unmountAll, type MountedCli } from '../helpers/mount.js';
 
 const run = promisify(execFile);
 const PASSPHRASE = 'test passphrase';
@@ -214,8 +214,11 @@ describe('one snapshot mounted', () => {
     expect(printedToUsable).toBeLessThan(1_000);
   });
 
-  it('is a kloset FUSE mount', async () => {
+  it('is a kloset FUSE mount, read-only for the kernel and for `test -w`', async () => {
     expect(await mountType(mnt)).toBe('fuse.kloset');
+    const entry = (await mountTable()).reverse().find((m) => m.mountpoint === path.resolve(mnt));
+    expect(entry?.options.split(',')).toContain('ro');
+    await expect(fs.access(path.join(mnt, 'notes.txt'), constants.W_OK)).rejects.toThrow(/EROFS/);
   });
 
   it('lists like the source tree: names, types, sizes, modes, owners, mtimes, symlink targets', async () => {
