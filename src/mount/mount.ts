@@ -14,8 +14,9 @@ export const DEFAULT_CACHE_BYTES = 512 * 1024 * 1024;
 
 /**
  * The cache size bounds the mount's caches together: an eighth of it (at
- * most 64 MiB) is left to directory metadata (resolved paths, decoded
- * directory pages), the rest holds chunks.
+ * most 64 MiB) is left to directory metadata (resolved paths, and the
+ * decoded directory pages that the readers of all snapshots share, 256 at
+ * most), the rest holds chunks.
  */
 function chunkBudget(cacheBytes: number): number {
   return cacheBytes - Math.min(64 * 1024 * 1024, Math.floor(cacheBytes / 8));

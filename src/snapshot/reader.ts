@@ -8,18 +8,35 @@ import { compareNames, decodeChunkList, decodeDirectory, decodePage, type Direct
 /** Chunks fetched ahead of a sequential reader: keeps several ranged reads in flight. */
 const READ_AHEAD = 4;
 
+type TreeCache = LRUCache<string, DirectoryNode | Entry[]>;
+
+/**
+ * Decoded directory nodes and pages, by blob id, for every reader of a
+ * repository: snapshots share most of their trees, and a mount or a viewer
+ * that walks many snapshots then holds one cache, not one per snapshot.
+ */
+const treeCaches = new WeakMap<Repository, TreeCache>();
+
+function treeCacheOf(repository: Repository): TreeCache {
+  let cache = treeCaches.get(repository);
+  // Nodes and pages are small and re-read on every lookup: keep the recent ones.
+  if (!cache) treeCaches.set(repository, (cache = new LRUCache<string, DirectoryNode | Entry[]>({ max: 256 })));
+  return cache;
+}
+
 /**
  * Read access to one snapshot, shared by ls, cat, restore, the viewer and the
  * mount: path lookup, paged directory listing, seekable file content.
  */
 export class SnapshotReader {
-  /** Directory nodes and pages are small and re-read on every lookup: keep the recent ones. */
-  private readonly nodes = new LRUCache<string, DirectoryNode | Entry[]>({ max: 256 });
+  private readonly nodes: TreeCache;
 
   constructor(
     readonly repository: Repository,
     readonly header: SnapshotHeader,
-  ) {}
+  ) {
+    this.nodes = treeCacheOf(repository);
+  }
 
   get root(): Entry {
     return this.header.root;

@@ -1,0 +1,62 @@
+/**
+ * Readers of one repository share the directories they decode: a mount or a
+ * viewer walking many snapshots of one tree holds that tree once.
+ */
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { loadBuilt } from '../helpers/built.js';
+
+const { backup } = (await loadBuilt('snapshot/builder.js')) as typeof import('../../src/snapshot/builder.js');
+const { SnapshotReader } = (await loadBuilt('snapshot/reader.js')) as typeof import('../../src/snapshot/reader.js');
+const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
+const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
+const { FsImporter } = (await loadBuilt('connectors/fs/importer.js')) as typeof import('../../src/connectors/fs/importer.js');
+
+/** The local store, counting the ranged reads that reach it. */
+class CountingStore extends LocalBlobStore {
+  rangedReads = 0;
+  override getRange(key: string, offset: number, length: number): Promise<Buffer> {
+    this.rangedReads++;
+    return super.getRange(key, offset, length);
+  }
+}
+
+let dir: string;
+const savedCache = process.env.XDG_CACHE_HOME;
+beforeAll(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'kloset-reader-'));
+  process.env.XDG_CACHE_HOME = path.join(dir, 'cache');
+});
+afterAll(() => {
+  process.env.XDG_CACHE_HOME = savedCache;
+  rmSync(dir, { recursive: true, force: true });
+});
+
+it('decodes a directory once for every snapshot that holds it', async () => {
+  const source = path.join(dir, 'source');
+  for (const sub of ['a', 'b', 'c']) {
+    mkdirSync(path.join(source, sub), { recursive: true });
+    for (let i = 0; i < 20; i++) writeFileSync(path.join(source, sub, `f${i}.txt`), `${sub} ${i}\n`);
+  }
+  const store = new CountingStore(path.join(dir, 'store'));
+  const repository = await Repository.create(store, { passphrase: null });
+  // Two snapshots of an unchanged tree: the same directory blobs.
+  const first = await backup(repository, new FsImporter(source));
+  const second = await backup(repository, new FsImporter(source), { parent: first });
+  const walk = async (reader: InstanceType<typeof SnapshotReader>) => {
+    const names: string[] = [];
+    for await (const sub of reader.children(reader.root)) for await (const file of reader.children(sub)) names.push(`${sub.name}/${file.name}`);
+    return names;
+  };
+  // Opened again, as a mount or the viewer opens it: nothing decoded yet.
+  const opened = await Repository.open(store, async () => 'unused');
+  const before = store.rangedReads;
+  const names = await walk(new SnapshotReader(opened, first));
+  const afterFirst = store.rangedReads;
+  expect(afterFirst).toBeGreaterThan(before);
+  expect(await walk(new SnapshotReader(opened, second))).toEqual(names);
+  expect(store.rangedReads).toBe(afterFirst);
+  expect(names).toHaveLength(60);
+});
