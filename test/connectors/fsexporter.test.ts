@@ -82,9 +82,10 @@ describe('a restore into a directory that already holds things', () => {
     }
   });
 
-  it('leaves the owner, mode and times of a target it did not make as they were', async () => {
+  it('leaves the owner, mode and times of a target already in use as they were', async () => {
     const target = path.join(work, 'shared-target');
     await fs.mkdir(target);
+    await fs.writeFile(path.join(target, 'someone-elses.txt'), 'in use\n');
     await fs.chmod(target, 0o1777);
     const before = await fs.stat(target);
     const exporter = new FsExporter(target);
@@ -93,13 +94,16 @@ describe('a restore into a directory that already holds things', () => {
     const after = await fs.stat(target);
     expect(after.mode & 0o7777).toBe(0o1777);
     expect(after.mtimeMs).toBe(before.mtimeMs);
-    // A target the restore makes gets the snapshot's.
-    const made = path.join(work, 'made-target');
-    const fresh = new FsExporter(made);
-    await fresh.createDirectory('', directory);
-    await fresh.finishDirectory('', { ...directory, mode: 0o040700, mtime: { sec: 1_000_000_000, nsec: 0 } });
-    expect((await fs.stat(made)).mode & 0o7777).toBe(0o700);
-    expect((await fs.stat(made)).mtimeMs).toBe(1_000_000_000_000);
+    // A target the restore makes, or finds empty, gets the snapshot's.
+    const empty = path.join(work, 'empty-target');
+    await fs.mkdir(empty);
+    for (const made of [path.join(work, 'made-target'), empty]) {
+      const fresh = new FsExporter(made);
+      await fresh.createDirectory('', directory);
+      await fresh.finishDirectory('', { ...directory, mode: 0o040700, mtime: { sec: 1_000_000_000, nsec: 0 } });
+      expect((await fs.stat(made)).mode & 0o7777).toBe(0o700);
+      expect((await fs.stat(made)).mtimeMs).toBe(1_000_000_000_000);
+    }
   });
 
   it('gives a file back its capabilities, which a change of owner would clear', async (ctx) => {

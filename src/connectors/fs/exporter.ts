@@ -79,8 +79,12 @@ export class FsExporter implements Exporter {
   /** Files opened and not yet complete. */
   private readonly writing = new Set<string>();
   private abandoned = false;
-  /** Whether the target was made by this restore: an existing one (the current directory, /tmp) keeps its own owner, mode and times. */
-  private madeTarget = false;
+  /**
+   * Whether the target takes the restored root's owner, mode and times: one
+   * this restore made, or found empty. A directory already in use (the
+   * current directory, /tmp) keeps its own.
+   */
+  private ownTarget = false;
 
   constructor(target: string) {
     this.target = path.resolve(target);
@@ -98,8 +102,9 @@ export class FsExporter implements Exporter {
     const full = this.full(rel);
     try {
       // The target itself may need its parents; below it, each level is made (and checked) in turn.
-      if (rel === '') this.madeTarget = (await fs.mkdir(full, { recursive: true, mode: 0o700 })) !== undefined;
-      else await fs.mkdir(full, { mode: 0o700 });
+      if (rel === '') {
+        this.ownTarget = (await fs.mkdir(full, { recursive: true, mode: 0o700 })) !== undefined || (await fs.readdir(full)).length === 0;
+      } else await fs.mkdir(full, { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const stat = await fs.lstat(full);
@@ -173,7 +178,7 @@ export class FsExporter implements Exporter {
   }
 
   async finishDirectory(rel: string, entry: Entry): Promise<void> {
-    if (rel === '' && !this.madeTarget) return;
+    if (rel === '' && !this.ownTarget) return;
     this.applyMetadata(this.full(rel), entry);
   }
 
