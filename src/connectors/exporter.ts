@@ -10,6 +10,12 @@ export interface Exporter {
   /** Called before the directory's children. */
   createDirectory(path: string, entry: Entry): Promise<void>;
   writeFile(path: string, entry: Entry, content: AsyncIterable<Buffer>): Promise<void>;
+  /**
+   * Makes `path` another name of the file already restored at `existing`
+   * (a hard link, as the source had it). An exporter without links leaves
+   * it out, and the restore writes the content again.
+   */
+  linkFile?(existing: string, path: string, entry: Entry): Promise<void>;
   /** Symlinks, devices, FIFOs; an exporter may skip what it cannot represent. */
   createSpecial(path: string, entry: Entry): Promise<void>;
   /** Called after the directory's children, so their writes do not change its times. */

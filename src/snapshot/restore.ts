@@ -49,7 +49,7 @@ export async function restore(
 ): Promise<RestoreResult> {
   const result: RestoreResult = { files: 0, directories: 0, bytes: 0, errors: 0 };
   const limit = options.concurrency ?? 8;
-  const running = new Set<Promise<void>>();
+  const running = new Set<Promise<unknown>>();
   const shown = (rel: string) => '/' + [sourcePath.replace(/^\/+|\/+$/g, ''), rel].filter(Boolean).join('/');
   const fail = (rel: string, err: unknown) => {
     result.errors++;
@@ -57,12 +57,42 @@ export async function restore(
     options.onProgress?.({ files: result.files, bytes: result.bytes, errors: result.errors });
   };
 
-  const restoreFile = async (rel: string, file: Entry) => {
+  /** Resolves true once the file is written, false when it could not be (and was reported). */
+  const restoreFile = async (rel: string, file: Entry): Promise<boolean> => {
     try {
       const content = await reader.openFile(file);
       await exporter.writeFile(rel, file, content.stream());
       result.files++;
       result.bytes += file.size;
+      options.onProgress?.({ files: result.files, bytes: result.bytes, errors: result.errors });
+      return true;
+    } catch (err) {
+      fail(rel, err);
+      return false;
+    }
+  };
+
+  /**
+   * Files the source had under several names (hard links), by device and
+   * inode: the first name restored, once written (undefined if it failed).
+   * The others become links to it, within what this restore writes.
+   */
+  const linked = new Map<string, Promise<string | undefined>>();
+  const linkKey = (file: Entry) =>
+    exporter.linkFile && file.nlink !== undefined && file.nlink > 1 && file.ino !== undefined ? `${file.dev ?? 0}:${file.ino}` : undefined;
+  const restoreLinked = async (rel: string, file: Entry, key: string): Promise<void> => {
+    const first = linked.get(key);
+    if (!first) {
+      const written = restoreFile(rel, file).then((ok) => (ok ? rel : undefined));
+      linked.set(key, written);
+      await written;
+      return;
+    }
+    const existing = await first;
+    if (existing === undefined) return void (await restoreFile(rel, file)); // the first name failed: this one on its own
+    try {
+      await exporter.linkFile!(existing, rel, file);
+      result.files++;
       options.onProgress?.({ files: result.files, bytes: result.bytes, errors: result.errors });
     } catch (err) {
       fail(rel, err);
@@ -83,7 +113,7 @@ export async function restore(
     }
   };
 
-  const schedule = async (task: Promise<void>) => {
+  const schedule = async (task: Promise<unknown>) => {
     running.add(task);
     void task.finally(() => running.delete(task));
     while (running.size >= limit) await Promise.race(running);
@@ -116,8 +146,8 @@ export async function restore(
         }
       })());
     if (mode !== 'search' && !(await created())) return { done: Promise.resolve() };
-    const pendingHere = new Set<Promise<void>>();
-    const start = async (task: Promise<void>) => {
+    const pendingHere = new Set<Promise<unknown>>();
+    const start = async (task: Promise<unknown>) => {
       pendingHere.add(task);
       await schedule(task);
     };
@@ -151,7 +181,10 @@ export async function restore(
           continue;
         }
         if (mode === 'search' && !(await created())) continue;
-        if (child.kind === 'file' && child.content && 'chunks' in child.content && child.content.chunks.length === 1) {
+        const key = child.kind === 'file' ? linkKey(child) : undefined;
+        if (key) {
+          await start(restoreLinked(childRel, child, key));
+        } else if (child.kind === 'file' && child.content && 'chunks' in child.content && child.content.chunks.length === 1) {
           batch.push({ rel: childRel, file: child });
           if (batch.length >= SMALL_FILE_BATCH) await flushBatch();
         } else if (child.kind === 'file') {

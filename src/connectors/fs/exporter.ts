@@ -7,6 +7,7 @@ import {
   fchmodSync,
   fchownSync,
   futimesSync,
+  linkSync,
   openSync,
   promises as fs,
   rmSync,
@@ -140,6 +141,20 @@ export class FsExporter implements Exporter {
     } finally {
       closeSync(fd);
       this.writing.delete(full);
+    }
+  }
+
+  /** As createFile does for a file: whatever holds the name is replaced, not followed. */
+  async linkFile(existing: string, rel: string): Promise<void> {
+    const from = this.full(existing);
+    const full = this.full(rel);
+    if (this.abandoned) throw new KlosetError(`${rel}: not written, the restore is stopping`);
+    try {
+      linkSync(from, full);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      unlinkSync(full);
+      linkSync(from, full);
     }
   }
 
