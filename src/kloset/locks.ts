@@ -111,9 +111,9 @@ export class StoreLock {
       await lock.release();
       const holder = others[0].record;
       // Only the holder's machine, in the same boot, can tell a dead process from a live one; other locks stay until they age out.
-      const elsewhere = !judgedByPid(holder)
-          ? ` (if that machine stopped it, 'kloset at ${repository.store.location} unlock --remove-all' removes the lock)`
-          : '';
+      const elsewhere = judgedByPid(holder)
+        ? ''
+        : ` (if that machine stopped it, 'kloset at ${repository.store.location} unlock --remove-all' removes the lock)`;
       throw new StoreLockedError(`store is in use by ${describe(holder)}: try again once it has ended${elsewhere}`);
     }
     lock.timer = setInterval(() => {
