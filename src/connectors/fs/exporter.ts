@@ -60,6 +60,16 @@ function createFile(full: string): number {
   return openSync(full, flags, 0o600);
 }
 
+/** Reads one entry, not the whole of a directory that may be large (a home directory). */
+async function isEmptyDirectory(full: string): Promise<boolean> {
+  const dir = await fs.opendir(full);
+  try {
+    return (await dir.read()) === null;
+  } finally {
+    await dir.close();
+  }
+}
+
 /** An owner the target cannot give (an id missing on a file system that checks) is not a reason to fail the file. */
 function tryOwner(change: () => void): void {
   try {
@@ -104,7 +114,7 @@ export class FsExporter implements Exporter {
     try {
       // The target itself may need its parents; below it, each level is made (and checked) in turn.
       if (rel === '') {
-        this.ownTarget = (await fs.mkdir(full, { recursive: true, mode: 0o700 })) !== undefined || (await fs.readdir(full)).length === 0;
+        this.ownTarget = (await fs.mkdir(full, { recursive: true, mode: 0o700 })) !== undefined || (await isEmptyDirectory(full));
       } else await fs.mkdir(full, { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
