@@ -158,7 +158,7 @@ async function walkSnapshot(reader: SnapshotReader, root: Entry) {
 beforeAll(async () => {
   s3 = await startS3Server();
   client = s3.client();
-  for (const bucket of ['source', 'restored', 'below', 'cold', 'probe', 'from-local', 'denied', 'stopped']) await s3.createBucket(bucket);
+  for (const bucket of ['source', 'restored', 'below', 'cold', 'probe', 'from-local', 'denied', 'stopped', 'put-direct', 'put-sdk', 'put-retried']) await s3.createBucket(bucket);
   await putAll('source', SEED);
 }, 120_000);
 
@@ -225,6 +225,37 @@ describe('S3 source and destination', () => {
     }
     const many = await getObject('restored', 'many/f-01204');
     expect(many.body.toString()).toBe('many 1204');
+  });
+
+  it('writes the same objects with its own signed PUTs as through PutObjectCommand', async () => {
+    const direct = await restore(reader, root, '/', new S3Exporter(client, parseS3Uri('s3://put-direct')));
+    const sdk = await restore(reader, root, '/', new S3Exporter(client, parseS3Uri('s3://put-sdk'), { sdkPuts: true }));
+    expect([direct.errors, sdk.errors]).toEqual([0, 0]);
+    expect(await listKeys('put-direct')).toEqual(await listKeys('put-sdk'));
+    for (const seed of SEED.filter((s) => !s.key.startsWith('many/'))) {
+      const [a, b] = await Promise.all([getObject('put-direct', seed.key), getObject('put-sdk', seed.key)]);
+      expect(sha(a.body), seed.key).toBe(sha(b.body));
+      expect({ ...a, body: undefined }, seed.key).toEqual({ ...b, body: undefined });
+    }
+  });
+
+  it('retries a PUT answered 503 SlowDown, 500 or a dropped connection, and writes the object whole', async () => {
+    const proxy = await startFaultProxy(s3.endpoint);
+    try {
+      proxy.addRule({ method: 'PUT', path: /index\.html/, fault: 'slowdown', times: 2 });
+      proxy.addRule({ method: 'PUT', path: /img%2001\.jpg/, fault: 'internal', times: 1 });
+      proxy.addRule({ method: 'PUT', path: /notes\.txt\.gz/, fault: 'drop', times: 1 });
+      const result = await restore(reader, root, '/', new S3Exporter(s3.client({ endpoint: proxy.endpoint, maxAttempts: 4 }), parseS3Uri('s3://put-retried')));
+      expect(result.errors).toBe(0);
+      expect(proxy.faults.PUT).toBe(4);
+      for (const key of ['index.html', 'photos/2024/img 01.jpg', 'photos/2024/notes.txt.gz']) {
+        const [was, now] = await Promise.all([getObject('source', key), getObject('put-retried', key)]);
+        expect(sha(now.body), key).toBe(sha(was.body));
+        expect({ ...now, body: undefined }, key).toEqual({ ...was, body: undefined });
+      }
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it('restores below a destination prefix, under the original keys', async () => {

@@ -6,14 +6,14 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import type { S3Client } from '@aws-sdk/client-s3';
+import type { PutObjectCommandInput, S3Client } from '@aws-sdk/client-s3';
 import type { HttpHandler, HttpResponse } from '@smithy/core/protocols';
 import type { AuthScheme, Provider, RequestSigner, RetryErrorType, RetryStrategyV2, SdkError } from '@smithy/types';
 import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
 import { createS3Client, s3OptionsFromConfig } from '../../storage/s3.js';
 
-const { GetObjectCommand } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
+const { GetObjectCommand, PutObjectCommand } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
 const { extendedEncodeURIComponent, HttpRequest } = requireCjs('@smithy/core/protocols') as typeof import('@smithy/core/protocols');
 type HttpRequest = InstanceType<typeof HttpRequest>;
 const { getRetryAfterHint, isClockSkewError, isServerError, isThrottlingError, isTransientError } = requireCjs(
@@ -171,9 +171,27 @@ export type GetObject = (bucket: string, key: string, options?: GetObjectOptions
  * go through GetObjectCommand.
  */
 export function objectGetter(client: S3Client): GetObject {
-  const direct = DirectGetter.of(client);
+  const direct = DirectRequests.of(client);
   if (direct) return (bucket, key, options) => direct.get(bucket, key, options);
   return sdkObjectGetter(client);
+}
+
+/** What a restore sends for one object small enough for a single PUT. */
+export type PutObjectInput = Omit<PutObjectCommandInput, 'Body' | 'Bucket' | 'Key'> & { Bucket: string; Key: string; Body: Buffer };
+export type PutObject = (input: PutObjectInput) => Promise<void>;
+
+/** The PUT counterpart of objectGetter, on the same terms. */
+export function objectPutter(client: S3Client): PutObject {
+  const direct = DirectRequests.of(client);
+  if (direct) return (input) => direct.put(input);
+  return sdkObjectPutter(client);
+}
+
+/** A PUT of one object through the SDK's PutObjectCommand. */
+export function sdkObjectPutter(client: S3Client): PutObject {
+  return async (input) => {
+    await client.send(new PutObjectCommand({ ...input, ContentLength: input.Body.length }));
+  };
 }
 
 /** A GET of one object through the SDK's GetObjectCommand. */
@@ -252,8 +270,8 @@ function header(headers: IncomingHttpHeaders | Record<string, string>, name: str
   return Array.isArray(value) ? value.join(', ') : value;
 }
 
-/** Path-style GETs signed by the client's own signer and sent through its HTTP handler. */
-class DirectGetter {
+/** Path-style GETs and PUTs signed by the client's own signer and sent through its HTTP handler. */
+class DirectRequests {
   private setup: Promise<Setup> | undefined;
 
   private constructor(
@@ -261,7 +279,7 @@ class DirectGetter {
     private readonly handler: HttpHandler,
   ) {}
 
-  static of(client: S3Client): DirectGetter | undefined {
+  static of(client: S3Client): DirectRequests | undefined {
     const config = client.config as unknown as ClientConfig;
     const handler = config.requestHandler as Partial<HttpHandler> | undefined;
     if (
@@ -277,7 +295,7 @@ class DirectGetter {
     ) {
       return undefined;
     }
-    return new DirectGetter(config, handler as HttpHandler);
+    return new DirectRequests(config, handler as HttpHandler);
   }
 
   private async resolve(): Promise<Setup> {
@@ -306,16 +324,62 @@ class DirectGetter {
   }
 
   async get(bucket: string, key: string, options: GetObjectOptions = {}): Promise<ObjectResponse> {
+    return this.withRetries(bucket, key, (setup, path) => this.attempt(setup, path, options));
+  }
+
+  /**
+   * A PUT of one object from a buffer, with the headers PutObjectCommand
+   * would send for the same input (content headers, Expires as an HTTP
+   * date, user metadata as x-amz-meta-*); the signer hashes the body into
+   * x-amz-content-sha256, which S3 checks.
+   */
+  async put(input: PutObjectInput): Promise<void> {
+    const headers: Record<string, string> = { 'content-type': input.ContentType ?? 'application/octet-stream', 'content-length': String(input.Body.length) };
+    if (input.CacheControl !== undefined) headers['cache-control'] = input.CacheControl;
+    if (input.ContentEncoding !== undefined) headers['content-encoding'] = input.ContentEncoding;
+    if (input.ContentDisposition !== undefined) headers['content-disposition'] = input.ContentDisposition;
+    if (input.ContentLanguage !== undefined) headers['content-language'] = input.ContentLanguage;
+    if (input.Expires !== undefined) headers.expires = input.Expires.toUTCString();
+    if (input.WebsiteRedirectLocation !== undefined) headers['x-amz-website-redirect-location'] = input.WebsiteRedirectLocation;
+    if (input.StorageClass !== undefined) headers['x-amz-storage-class'] = input.StorageClass;
+    for (const [name, value] of Object.entries(input.Metadata ?? {})) headers[`x-amz-meta-${name}`] = value;
+    await this.withRetries(input.Bucket, input.Key, async (setup, path) => {
+      const request = new HttpRequest({
+        protocol: setup.protocol,
+        hostname: setup.hostname,
+        port: setup.port,
+        method: 'PUT',
+        path,
+        query: {},
+        headers: { host: setup.host, ...headers },
+        body: input.Body,
+      });
+      const { response } = await this.handler.handle((await this.sign(setup, request)) as HttpRequest);
+      const body = response.body as Readable | undefined;
+      if (response.statusCode < 200 || response.statusCode >= 300) throw await this.error(response, body);
+      body?.resume(); // the socket goes back to the pool once the answer is read
+    });
+  }
+
+  private sign(setup: Setup, request: HttpRequest) {
+    return setup.signer.sign(request, {
+      signingDate: new Date(Date.now() + (this.config.systemClockOffset ?? 0)),
+      signingRegion: setup.region,
+      signingService: 's3',
+    });
+  }
+
+  private async withRetries<T>(bucket: string, key: string, attempt: (setup: Setup, path: string) => Promise<T>): Promise<T> {
     const setup = await (this.setup ??= this.resolve().catch((err) => {
       this.setup = undefined;
       throw err;
     }));
-    // As the SDK serializes GetObject's path: the key is a greedy label, each segment encoded.
+    // As the SDK serializes an object's path: the key is a greedy label, each segment encoded.
     const path = `${setup.basePath}/${extendedEncodeURIComponent(bucket)}/${key.split('/').map(extendedEncodeURIComponent).join('/')}`;
     let token = await setup.retry.acquireInitialRetryToken('s3');
     for (;;) {
       try {
-        const response = await this.attempt(setup, path, options);
+        const response = await attempt(setup, path);
         setup.retry.recordSuccess(token);
         return response;
       } catch (err) {
@@ -334,12 +398,7 @@ class DirectGetter {
     if (options.range !== undefined) headers.range = options.range;
     if (options.ifMatch !== undefined) headers['if-match'] = options.ifMatch;
     const request = new HttpRequest({ protocol: setup.protocol, hostname: setup.hostname, port: setup.port, method: 'GET', path, query: {}, headers });
-    const signed = await setup.signer.sign(request, {
-      signingDate: new Date(Date.now() + (this.config.systemClockOffset ?? 0)),
-      signingRegion: setup.region,
-      signingService: 's3',
-    });
-    const { response } = await this.handler.handle(signed as HttpRequest);
+    const { response } = await this.handler.handle((await this.sign(setup, request)) as HttpRequest);
     const body = response.body as Readable | undefined;
     const h = response.headers;
     if (response.statusCode < 200 || response.statusCode >= 300) throw await this.error(response, body);

@@ -4,9 +4,19 @@ import { requireCjs } from '../../cjs.js';
 import { KlosetError } from '../../errors.js';
 import type { Entry } from '../../snapshot/tree.js';
 import type { Exporter } from '../exporter.js';
-import { connectorSettings, errorName, formatS3Uri, objectUri, s3Error, type S3ObjectLocation } from './client.js';
+import {
+  connectorSettings,
+  errorName,
+  formatS3Uri,
+  objectPutter,
+  objectUri,
+  s3Error,
+  sdkObjectPutter,
+  type PutObject,
+  type S3ObjectLocation,
+} from './client.js';
 
-const { AbortMultipartUploadCommand, HeadBucketCommand, PutObjectCommand } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
+const { AbortMultipartUploadCommand, HeadBucketCommand } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
 const { Upload } = requireCjs('@aws-sdk/lib-storage') as typeof import('@aws-sdk/lib-storage');
 type Upload = InstanceType<typeof Upload>;
 
@@ -21,6 +31,8 @@ const PARTS_IN_FLIGHT = 2;
 export interface S3ExporterOptions {
   singlePutLimit?: number;
   partSize?: number;
+  /** Send every single PUT through the SDK's PutObjectCommand, even where objectPutter (client.ts) sends them itself. */
+  sdkPuts?: boolean;
 }
 
 /** The object headers a file entry recorded (S3Importer's `s3.*` meta), as PutObject fields. */
@@ -60,6 +72,7 @@ export class S3Exporter implements Exporter {
   private readonly prefix: string;
   private readonly singlePutLimit: number;
   private readonly partSize: number;
+  private readonly putObject: PutObject;
   /** Multipart uploads under way, with their keys. */
   private readonly uploads = new Map<Upload, string>();
   private abandoned = false;
@@ -74,6 +87,7 @@ export class S3Exporter implements Exporter {
     this.target = formatS3Uri(location);
     this.singlePutLimit = options.singlePutLimit ?? SINGLE_PUT_LIMIT;
     this.partSize = Math.max(5 * MiB, options.partSize ?? PART_SIZE);
+    this.putObject = options.sdkPuts ? sdkObjectPutter(client) : objectPutter(client);
   }
 
   static fromConfig(uri: string, options: Readonly<Record<string, string>> = {}, env: NodeJS.ProcessEnv = process.env): S3Exporter {
@@ -115,7 +129,7 @@ export class S3Exporter implements Exporter {
           length += block.length;
         }
         const body = blocks.length === 1 ? blocks[0] : Buffer.concat(blocks, length);
-        await this.client.send(new PutObjectCommand({ ...input, Body: body, ContentLength: body.length }));
+        await this.putObject({ ...input, Bucket: this.bucket, Key: key, Body: body });
         return;
       }
       const upload = new Upload({
