@@ -51,6 +51,43 @@ const INDEX_CACHE_VERSION = 2;
 
 export type PassphraseProvider = () => Promise<string>;
 
+/**
+ * Locations this machine has opened as encrypted stores, one per line.
+ * CONFIG is authenticated only by a key it carries itself, so whoever can
+ * write the store could put a plaintext CONFIG in place of an encrypted
+ * one, and take the next backups in clear: a location remembered here is
+ * refused when it turns up plaintext.
+ */
+function encryptedStoresFile(): string {
+  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(base, 'kloset', 'encrypted-stores');
+}
+
+function storeLocation(store: BlobStore): string {
+  return store.location.includes('://') ? store.location : path.resolve(store.location);
+}
+
+async function encryptedStores(): Promise<string[]> {
+  const text = await fs.readFile(encryptedStoresFile(), 'utf8').catch(() => '');
+  return text.split('\n').filter(Boolean);
+}
+
+/** Records whether the store at `location` is encrypted; a cache that cannot be written does not fail a command. */
+async function rememberEncryption(location: string, encrypted: boolean): Promise<void> {
+  const known = await encryptedStores();
+  if (known.includes(location) === encrypted) return;
+  const next = encrypted ? [...known, location] : known.filter((l) => l !== location);
+  try {
+    const file = encryptedStoresFile();
+    await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+    const temp = `${file}.${process.pid}.tmp`;
+    await fs.writeFile(temp, next.map((l) => `${l}\n`).join(''), { mode: 0o600 });
+    await fs.rename(temp, file);
+  } catch {
+    // as for the index cache: an optimisation of the cache directory, not a reason to fail
+  }
+}
+
 export interface CreateOptions {
   /** null makes a plaintext store: still MACed and compressed, not encrypted. */
   passphrase: string | null;
@@ -157,6 +194,7 @@ export class Repository {
     const body = { ...config, mac: macConfig(keys.macKey, canonical(config)) };
     const written = await store.putIfAbsent(CONFIG_KEY, Buffer.from(JSON.stringify(body, null, 2) + '\n'));
     if (!written) throw new KlosetError(`${store.location}: a store already exists here`);
+    await rememberEncryption(storeLocation(store), encrypted);
     return new Repository(store, config, keys);
   }
 
@@ -168,7 +206,15 @@ export class Repository {
    */
   static async open(store: BlobStore, passphrase: PassphraseProvider, { loadIndex = true } = {}): Promise<Repository> {
     const { config, mac } = await readConfig(store);
+    const location = storeLocation(store);
+    if (!config.encryption && (await encryptedStores()).includes(location)) {
+      throw new KlosetError(
+        `${store.location}: this store was encrypted when this machine last used it, and its CONFIG now says it is not: refusing, ` +
+          `since someone able to write the store could replace it so as to receive backups in clear (if you re-created it yourself, remove its line from ${encryptedStoresFile()})`,
+      );
+    }
     const { keys } = await unlockConfig(store, config, mac, passphrase);
+    if (config.encryption) await rememberEncryption(location, true);
     const repository = new Repository(store, config, keys);
     if (loadIndex) await repository.loadIndex();
     return repository;

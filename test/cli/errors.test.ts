@@ -275,3 +275,31 @@ describe('a restore target that cannot be a directory', () => {
     expect(await fs.readFile(file, 'utf8')).toBe('keep me\n');
   });
 });
+
+describe('an encrypted store whose CONFIG was replaced by a plaintext one', () => {
+  it('is refused in one line, and nothing is written to it', async () => {
+    const swapped = path.join(work, 'swapped-store');
+    expect((await kloset(['at', swapped, 'create'])).code).toBe(0);
+    expect((await kloset(['at', swapped, 'backup', source])).code).toBe(0);
+    // What someone able to write the store could do: a plaintext store of their own, its CONFIG put in place.
+    const theirs = path.join(work, 'their-plaintext-store');
+    expect((await klosetWith({ XDG_CACHE_HOME: path.join(work, 'elsewhere-cache') })(['at', theirs, 'create', '-plaintext'])).code).toBe(0);
+    await fs.copyFile(path.join(theirs, 'CONFIG'), path.join(swapped, 'CONFIG'));
+    for (const dir of ['index', 'snapshots']) await fs.rename(path.join(swapped, dir), path.join(work, `moved-${dir}`));
+    const before = await storeListing(swapped);
+    const result = await kloset(['at', swapped, 'backup', source]);
+    expect(result.code).toBe(1);
+    expectOneLineError(result, /this store was encrypted when this machine last used it, and its CONFIG now says it is not: refusing/);
+    expect(await storeListing(swapped)).toEqual(before);
+  });
+
+  it('is not refused once re-created plaintext here by the user', async () => {
+    const recreated = path.join(work, 'recreated-store');
+    expect((await kloset(['at', recreated, 'create'])).code).toBe(0);
+    await fs.rm(recreated, { recursive: true });
+    expect((await kloset(['at', recreated, 'create', '-plaintext'])).code).toBe(0);
+    const backup = await kloset(['at', recreated, 'backup', source]);
+    expect(backup.stderr).toBe('');
+    expect(backup.code).toBe(0);
+  });
+});
