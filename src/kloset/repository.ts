@@ -59,8 +59,20 @@ export type PassphraseProvider = () => Promise<string>;
  * refused when it turns up plaintext.
  */
 function encryptedStoresFile(): string {
-  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  return path.join(base, 'kloset', 'encrypted-stores');
+  return path.join(cacheRoot(), 'encrypted-stores');
+}
+
+/** This machine's cache of kloset: index copies, and what it remembers of the stores it used. */
+function cacheRoot(): string {
+  return path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'kloset');
+}
+
+/** Replaces a cache file whole (a temporary file renamed over it), so a reader never sees half of one. */
+async function replaceCacheFile(file: string, data: Buffer | string): Promise<void> {
+  await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const temp = `${file}.${process.pid}.tmp`;
+  await fs.writeFile(temp, data, { mode: 0o600 });
+  await fs.rename(temp, file);
 }
 
 function storeLocation(store: BlobStore): string {
@@ -78,11 +90,7 @@ async function rememberEncryption(location: string, encrypted: boolean): Promise
   if (known.includes(location) === encrypted) return;
   const next = encrypted ? [...known, location] : known.filter((l) => l !== location);
   try {
-    const file = encryptedStoresFile();
-    await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-    const temp = `${file}.${process.pid}.tmp`;
-    await fs.writeFile(temp, next.map((l) => `${l}\n`).join(''), { mode: 0o600 });
-    await fs.rename(temp, file);
+    await replaceCacheFile(encryptedStoresFile(), next.map((l) => `${l}\n`).join(''));
   } catch {
     // as for the index cache: an optimisation of the cache directory, not a reason to fail
   }
@@ -248,8 +256,7 @@ export class Repository {
   // ---- index ---------------------------------------------------------------
 
   private cacheFile(): string {
-    const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-    return path.join(base, 'kloset', this.config.storeId, 'index');
+    return path.join(cacheRoot(), this.config.storeId, 'index');
   }
 
   /**
@@ -300,11 +307,7 @@ export class Repository {
       const { packs, records } = this.index.table();
       const plaintext = Buffer.from(encode({ v: INDEX_CACHE_VERSION, deltas, packs, records }));
       const sealed = this.sealer.seal(BlobType.index, Buffer.alloc(ID_BYTES), encodeBlob(plaintext, this.config.compression));
-      const file = this.cacheFile();
-      await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-      const temp = `${file}.${process.pid}.tmp`;
-      await fs.writeFile(temp, sealed, { mode: 0o600 });
-      await fs.rename(temp, file);
+      await replaceCacheFile(this.cacheFile(), sealed);
     } catch {
       // The cache is an optimisation: an unwritable cache directory must not fail a command.
     }

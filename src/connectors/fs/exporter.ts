@@ -45,19 +45,23 @@ function deviceNumbers(rdev: number): [string, string] {
 }
 
 /**
- * A new file for every name: whatever held the name (a hard link to a file
- * outside the target, a FIFO, a symlink) is replaced, not written through,
- * as tar does.
+ * Makes a new name with `make`, which fails with EEXIST if the name is
+ * held: whatever held it (a hard link to a file outside the target, a
+ * FIFO, a symlink) is then removed, not written or linked through, as tar
+ * does.
  */
-function createFile(full: string): number {
-  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+function replacing<T>(full: string, make: () => T): T {
   try {
-    return openSync(full, flags, 0o600);
+    return make();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
   unlinkSync(full);
-  return openSync(full, flags, 0o600);
+  return make();
+}
+
+function createFile(full: string): number {
+  return replacing(full, () => openSync(full, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
 }
 
 /** Reads one entry, not the whole of a directory that may be large (a home directory). */
@@ -154,18 +158,11 @@ export class FsExporter implements Exporter {
     }
   }
 
-  /** As createFile does for a file: whatever holds the name is replaced, not followed. */
   async linkFile(existing: string, rel: string): Promise<void> {
     const from = this.full(existing);
     const full = this.full(rel);
     if (this.abandoned) throw new KlosetError(`${rel}: not written, the restore is stopping`);
-    try {
-      linkSync(from, full);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      unlinkSync(full);
-      linkSync(from, full);
-    }
+    replacing(full, () => linkSync(from, full));
   }
 
   abandon(): void {
