@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ExitCode, KlosetError } from '../errors.js';
+import { shownName } from '../snapshot/names.js';
 import { registerConfigCommands } from './commands/config.js';
 import { registerSnapshotCommands } from './commands/snapshots.js';
 import { registerMaintenanceCommands } from './commands/maintenance.js';
@@ -95,8 +96,9 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`kloset: cannot write the output: ${error.message}\n`);
     process.exit(ExitCode.FAILURE);
   });
-  const out = (line: string) => process.stdout.write(line + '\n');
-  const err = (line: string) => process.stderr.write(line + '\n');
+  // A name that is not UTF-8 is printed as it is typed back (see shownName): with U+FFFD.
+  const out = (line: string) => process.stdout.write(shownName(line) + '\n');
+  const err = (line: string) => process.stderr.write(shownName(line) + '\n');
   let exitCode: number = ExitCode.OK;
   let verbose = argv.includes('--verbose') || argv.includes('-verbose');
   let context: CliContext | undefined;

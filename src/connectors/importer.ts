@@ -35,7 +35,7 @@ export interface Importer {
    * For a source on the local file system: the file's path on disk. The chunk
    * workers then read it themselves and its bytes never cross threads.
    */
-  localPath?(path: string): string;
+  localPath?(path: string): string | Buffer;
   /**
    * When present, children() lists files without their extended
    * attributes: they are read with this, for the files that changed since
@@ -48,6 +48,8 @@ export interface Importer {
    * requests leaves it out.
    */
   scan?(skip?: (path: string) => boolean, signal?: AbortSignal): Promise<number>;
+  /** What the source has to say once the backup is done, beyond per-entry warnings: one line each. */
+  notes?(): string[];
   close(): Promise<void>;
 }
 

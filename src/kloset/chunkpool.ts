@@ -186,7 +186,7 @@ export class ChunkPool {
   }
 
   /** Chunks a local file, read by the worker itself; resolves once every new chunk is queued for a pack. */
-  chunkFile(path: string, size: number): Promise<ChunkedContent> {
+  chunkFile(path: string | Uint8Array, size: number): Promise<ChunkedContent> {
     const { stream, done } = this.open(size, undefined);
     this.waiting.push({ kind: 'file', stream, path, size });
     this.pump();

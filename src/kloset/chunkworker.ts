@@ -36,7 +36,7 @@ export interface WorkerInit {
 /** One stream is one file: its jobs are handled in order, its chunks returned in order. */
 export type ChunkJob =
   /** A local file: read here, so its bytes never pass through the main thread. */
-  | { kind: 'file'; stream: number; path: string; size: number }
+  | { kind: 'file'; stream: number; path: string | Uint8Array; size: number }
   /** Bytes of a streamed source (an S3 object)... */
   | { kind: 'data'; stream: number; data: Uint8Array }
   /** ...then its end. */
@@ -258,10 +258,12 @@ async function finishStream(stream: number): Promise<void> {
  * followed, or a backup run as root would store, under the name, a file
  * its owner cannot read; a FIFO would block the read forever.
  */
-function openRegularFile(path: string): number {
+function openRegularFile(path: string | Uint8Array): number {
   let fd: number;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    // A path that is not UTF-8 text comes as its bytes, which arrive here as a plain Uint8Array.
+    const osPath = typeof path === 'string' ? path : Buffer.from(path.buffer, path.byteOffset, path.byteLength);
+    fd = openSync(osPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new Error('replaced by a symlink since it was listed: not followed');
     throw err;

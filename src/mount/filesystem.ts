@@ -1,5 +1,6 @@
 import { constants } from 'node:fs';
 import os from 'node:os';
+import { shownName } from '../snapshot/names.js';
 import { ChunkCache } from './chunkcache.js';
 import { FileReader } from './filereader.js';
 import type { Namespace, Node } from './namespace.js';
@@ -64,7 +65,7 @@ export class SnapshotFilesystem {
     }
     const e = node.entry;
     const mtime = toDate(e.mtime);
-    const size = e.kind === 'file' ? e.size : e.kind === 'symlink' ? Buffer.byteLength(e.target ?? '') : 4096;
+    const size = e.kind === 'file' ? e.size : e.kind === 'symlink' ? Buffer.byteLength(shownName(e.target ?? '')) : e.kind === 'directory' ? 4096 : 0;
     return {
       mode: (e.mode & 0o7777) | TYPE_BITS[e.kind],
       size,
@@ -106,7 +107,7 @@ export class SnapshotFilesystem {
       readlink: (path: string, cb: Cb) =>
         this.withNode(path, cb, (node) => {
           if (node.type === 'link') return cb(0, node.target);
-          if (node.type === 'entry' && node.entry.kind === 'symlink') return cb(0, node.entry.target ?? '');
+          if (node.type === 'entry' && node.entry.kind === 'symlink') return cb(0, shownName(node.entry.target ?? ''));
           cb(E.EINVAL);
         }),
       open: (path: string, flags: number, cb: Cb) =>

@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Repository } from '../kloset/repository.js';
 import type { SnapshotHeader } from '../snapshot/header.js';
+import { shownName } from '../snapshot/names.js';
 import { SnapshotReader } from '../snapshot/reader.js';
 import type { Entry } from '../snapshot/tree.js';
 
@@ -95,7 +96,7 @@ export class Namespace {
     let node: Node | undefined;
     if (parent.type === 'virtual') node = parent.children.get(name);
     else if (parent.type === 'entry' && parent.entry.kind === 'directory') {
-      const entry = await parent.reader.child(parent.entry, name);
+      const entry = await parent.reader.find(parent.entry, name);
       if (entry) node = { type: 'entry', reader: parent.reader, entry };
     }
     if (node) this.resolved.set(path, node);
@@ -109,8 +110,10 @@ export class Namespace {
     if (node.type !== 'entry' || node.entry.kind !== 'directory') return [];
     const names: string[] = [];
     for await (const child of node.reader.children(node.entry)) {
-      names.push(child.name);
-      this.resolved.set(prefix + child.name, { type: 'entry', reader: node.reader, entry: child });
+      // The kernel takes names as bytes but fuse-native passes them as text: one that is not UTF-8 is shown, and asked for, with U+FFFD.
+      const name = shownName(child.name);
+      names.push(name);
+      this.resolved.set(prefix + name, { type: 'entry', reader: node.reader, entry: child });
     }
     return names;
   }

@@ -3,6 +3,7 @@ import { KlosetError } from '../errors.js';
 import type { ChunkRef } from '../kloset/chunkpool.js';
 import type { Repository } from '../kloset/repository.js';
 import type { SnapshotHeader } from './header.js';
+import { shownName } from './names.js';
 import { compareNames, decodeChunkList, decodeDirectory, decodePage, type DirectoryNode, type Entry } from './tree.js';
 
 /** Chunks fetched ahead of a sequential reader: keeps several ranged reads in flight. */
@@ -128,13 +129,31 @@ export class SnapshotReader {
     return undefined;
   }
 
+  /**
+   * One child by its name, or by the name as shownName gives it: U+FFFD
+   * where the name is not UTF-8, as it comes from a command line or through
+   * a mount. Such a name has no place in the sorted order to search, so the
+   * directory is then read through; two names that show alike match neither.
+   */
+  async find(entry: Entry, name: string): Promise<Entry | undefined> {
+    const exact = await this.child(entry, name);
+    if (exact || !name.includes('\uFFFD')) return exact;
+    let found: Entry | undefined;
+    for await (const child of this.children(entry)) {
+      if (child.name.isWellFormed() || shownName(child.name) !== name) continue;
+      if (found) return undefined;
+      found = child;
+    }
+    return found;
+  }
+
   /** '/a/b', 'a/b' and '' all work; throws a user-facing error for a missing path. */
   async lookup(path: string): Promise<Entry> {
     let entry = this.root;
     const parts = path.split('/').filter((p) => p !== '' && p !== '.');
     for (let i = 0; i < parts.length; i++) {
       if (entry.kind !== 'directory') throw new KlosetError(`/${parts.slice(0, i).join('/')}: not a directory`);
-      const next = await this.child(entry, parts[i]);
+      const next = await this.find(entry, parts[i]);
       if (!next) throw new KlosetError(`/${parts.slice(0, i + 1).join('/')}: no such file or directory in snapshot ${this.header.id.toString('hex').slice(0, 8)}`);
       entry = next;
     }

@@ -1,6 +1,7 @@
 import { requireCjs } from '../cjs.js';
 import { IntegrityError } from '../errors.js';
 import type { ChunkRef } from '../kloset/chunkpool.js';
+import { nameFromBytes, nameToBytes } from './names.js';
 
 const { decode, encode } = requireCjs('@msgpack/msgpack') as typeof import('@msgpack/msgpack');
 
@@ -55,10 +56,15 @@ export interface Entry {
 
 export const INLINE_CHUNKS = 8;
 
-/** Names sort by their UTF-8 bytes, the same order S3 lists keys in. */
+/** Names sort by their bytes (UTF-8 for text), the same order S3 lists keys in. */
 export function compareNames(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+  return Buffer.compare(nameToBytes(a), nameToBytes(b));
 }
+
+/** A name or link target on the wire: a string when it is UTF-8 text, else its bytes (see names.ts). */
+const nameToWire = (name: string): string | Buffer => (name.isWellFormed() ? name : nameToBytes(name));
+const nameFromWire = (value: unknown): string | undefined =>
+  typeof value === 'string' ? value : value instanceof Uint8Array ? nameFromBytes(value) : undefined;
 
 const KIND_CODES: Record<EntryKind, number> = { file: 0, directory: 1, symlink: 2, device: 3, fifo: 4, socket: 5 };
 const KINDS = Object.keys(KIND_CODES) as EntryKind[];
@@ -70,7 +76,7 @@ const unts = (v: unknown): Timespec | undefined => (Array.isArray(v) ? { sec: v[
 
 /** The wire form of an entry: a MessagePack map with short keys (see FORMAT.md). */
 export function entryToWire(e: Entry): Wire {
-  const wire: Wire = { n: e.name, k: KIND_CODES[e.kind], m: e.mode, u: e.uid, g: e.gid, s: e.size, mt: ts(e.mtime) };
+  const wire: Wire = { n: nameToWire(e.name), k: KIND_CODES[e.kind], m: e.mode, u: e.uid, g: e.gid, s: e.size, mt: ts(e.mtime) };
   if (e.user !== undefined) wire.un = e.user;
   if (e.group !== undefined) wire.gn = e.group;
   if (e.ctime) wire.ct = ts(e.ctime);
@@ -79,7 +85,7 @@ export function entryToWire(e: Entry): Wire {
   if (e.dev !== undefined) wire.d = e.dev;
   if (e.nlink !== undefined) wire.nl = e.nlink;
   if (e.rdev !== undefined) wire.rd = e.rdev;
-  if (e.target !== undefined) wire.l = e.target;
+  if (e.target !== undefined) wire.l = nameToWire(e.target);
   if (e.xattrs && Object.keys(e.xattrs).length > 0) wire.x = e.xattrs;
   if (e.meta && Object.keys(e.meta).length > 0) wire.md = e.meta;
   if (e.content) {
@@ -94,7 +100,7 @@ const buf = (v: unknown) => Buffer.from(v as Uint8Array);
 
 export function entryFromWire(w: Wire): Entry {
   const entry: Entry = {
-    name: w.n as string,
+    name: nameFromWire(w.n) as string,
     kind: KINDS[w.k as number],
     mode: w.m as number,
     uid: w.u as number,
@@ -111,7 +117,7 @@ export function entryFromWire(w: Wire): Entry {
   if (w.d !== undefined) entry.dev = w.d as number;
   if (w.nl !== undefined) entry.nlink = w.nl as number;
   if (w.rd !== undefined) entry.rdev = w.rd as number;
-  if (w.l !== undefined) entry.target = w.l as string;
+  if (w.l !== undefined) entry.target = nameFromWire(w.l);
   if (w.x) entry.xattrs = Object.fromEntries(Object.entries(w.x as Wire).map(([k, v]) => [k, buf(v)]));
   if (w.md) entry.meta = w.md as Record<string, string>;
   if (w.c) {
@@ -136,7 +142,7 @@ export function encodeDirectory(node: DirectoryNode): Buffer {
   const wire =
     'entries' in node
       ? { v: 1, n: node.count, e: node.entries.map(entryToWire) }
-      : { v: 1, n: node.count, p: node.pages.map((p) => [p.first, p.count, p.id]) };
+      : { v: 1, n: node.count, p: node.pages.map((p) => [nameToWire(p.first), p.count, p.id]) };
   return toBuffer(encode(wire));
 }
 
@@ -145,7 +151,11 @@ export function decodeDirectory(data: Buffer): DirectoryNode {
   if (wire.e) return { count: wire.n as number, entries: (wire.e as Wire[]).map(entryFromWire) };
   return {
     count: wire.n as number,
-    pages: (wire.p as [string, number, Uint8Array][]).map(([first, count, id]) => ({ first, count, id: buf(id) })),
+    pages: (wire.p as [unknown, number, Uint8Array][]).map(([first, count, id]) => {
+      const name = nameFromWire(first);
+      if (name === undefined) throw new IntegrityError('malformed directory page index');
+      return { first: name, count, id: buf(id) };
+    }),
   };
 }
 

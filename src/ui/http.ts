@@ -4,6 +4,7 @@
  * Content-Disposition, and RFC 9110 byte ranges.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { shownName } from '../snapshot/names.js';
 
 /** An error with the status it answers with; its message is shown to the user. */
 export class HttpError extends Error {
@@ -53,7 +54,8 @@ export function setSecurityHeaders(res: ServerResponse, csp = PAGE_CSP): void {
  * unchanged, and no byte sequence in it can be read as markup.
  */
 export function jsonText(value: unknown): string {
-  return JSON.stringify(value).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  // Names that are not UTF-8 go out as shownName gives them, the form lookups take back.
+  return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'string' ? shownName(v) : v)).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 export function sendJson(res: ServerResponse, status: number, value: unknown): void {
@@ -101,7 +103,8 @@ function encodeExtValue(value: string): string {
  * `attachment; filename="ascii"; filename*=UTF-8''utf8` (RFC 6266): the
  * quoted fallback keeps printable ASCII only, without quotes or backslashes.
  */
-export function contentDisposition(kind: 'inline' | 'attachment', filename: string): string {
+export function contentDisposition(kind: 'inline' | 'attachment', name: string): string {
+  const filename = shownName(name); // encodeURIComponent refuses the lone surrogates of a name that is not UTF-8
   const fallback = filename.replace(/[^\x20-\x7e]|["\\%]/g, '_') || 'download';
   return `${kind}; filename="${fallback}"; filename*=UTF-8''${encodeExtValue(filename)}`;
 }

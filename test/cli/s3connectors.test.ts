@@ -291,3 +291,23 @@ describe('a key the listing cannot carry', () => {
     expect(listed.stdout.trim().split('\n').map((line) => line.split(' ').pop())).toEqual(['plain.txt']);
   });
 });
+
+describe('a file whose name is not UTF-8, restored into a bucket', () => {
+  it('is named in a warning and left out, since a key is text; the rest is written', async () => {
+    await s3.createBucket('latin1-dest');
+    const source = path.join(work, 'latin1-source');
+    await fs.mkdir(source);
+    await fs.writeFile(Buffer.from(`${source}/caf\xe9.txt`, 'latin1'), 'latin-1 name');
+    await fs.writeFile(path.join(source, 'plain.txt'), 'plain');
+    const { kloset } = await sandbox();
+    await configure(kloset, 'latin1_dest', 'uri', 's3://latin1-dest');
+    const store = path.join(work, 'latin1-store');
+    expect((await kloset(['at', store, 'create', '--plaintext'])).code).toBe(0);
+    expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+    const result = await kloset(['at', store, 'restore', '-to', '@latin1_dest']);
+    expectNoStackTrace(result);
+    expect(result.stderr).toMatch(/^warning: .*s3:\/\/latin1-dest\/caf\uFFFD\.txt: the name is not UTF-8 text, which an S3 key must be: not written\n$/);
+    expect(result.code).toBe(3);
+    expect(await listKeys('latin1-dest')).toEqual(['plain.txt']);
+  });
+});

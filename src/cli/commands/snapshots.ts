@@ -229,6 +229,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
               `${formatBytes(s.size)} (${formatBytes(s.storedBytes)} added to the store) in ${formatDuration(s.durationMs)}` +
               (s.errors ? `, ${s.errors} errors` : ''),
           );
+          for (const note of importer.notes?.() ?? []) ctx.warn(note);
           const requests = requestLine(repository.store, s.storedBytes);
           if (requests) ctx.info(requests);
           return s.errors ? ExitCode.PARTIAL : ExitCode.OK;

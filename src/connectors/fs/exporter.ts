@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
   chownSync,
@@ -19,6 +20,7 @@ import {
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { KlosetError } from '../../errors.js';
+import { osPath } from '../../snapshot/names.js';
 import type { Entry, Timespec } from '../../snapshot/tree.js';
 import type { Exporter } from '../exporter.js';
 import { writeXattrs } from './xattrs.js';
@@ -56,17 +58,17 @@ function replacing<T>(full: string, make: () => T): T {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
-  unlinkSync(full);
+  unlinkSync(osPath(full));
   return make();
 }
 
 function createFile(full: string): number {
-  return replacing(full, () => openSync(full, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
+  return replacing(full, () => openSync(osPath(full), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
 }
 
 /** Reads one entry, not the whole of a directory that may be large (a home directory). */
 async function isEmptyDirectory(full: string): Promise<boolean> {
-  const dir = await fs.opendir(full);
+  const dir = await fs.opendir(osPath(full) as string); // opendir takes bytes too, though its type says string
   try {
     return (await dir.read()) === null;
   } finally {
@@ -119,10 +121,10 @@ export class FsExporter implements Exporter {
       // The target itself may need its parents; below it, each level is made (and checked) in turn.
       if (rel === '') {
         this.ownTarget = (await fs.mkdir(full, { recursive: true, mode: 0o700 })) !== undefined || (await isEmptyDirectory(full));
-      } else await fs.mkdir(full, { mode: 0o700 });
+      } else await fs.mkdir(osPath(full), { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const stat = await fs.lstat(full);
+      const stat = await fs.lstat(osPath(full));
       if (!stat.isDirectory()) throw new KlosetError(`${full}: exists and is not a directory`);
     }
   }
@@ -147,7 +149,7 @@ export class FsExporter implements Exporter {
     } catch (err) {
       closeSync(fd);
       this.writing.delete(full);
-      rmSync(full, { force: true }); // no half-restored file left looking whole
+      rmSync(osPath(full), { force: true }); // no half-restored file left looking whole
       throw err;
     }
     try {
@@ -162,38 +164,43 @@ export class FsExporter implements Exporter {
     const from = this.full(existing);
     const full = this.full(rel);
     if (this.abandoned) throw new KlosetError(`${rel}: not written, the restore is stopping`);
-    replacing(full, () => linkSync(from, full));
+    replacing(full, () => linkSync(osPath(from), osPath(full)));
   }
 
   abandon(): void {
     this.abandoned = true;
-    for (const full of this.writing) rmSync(full, { force: true });
+    for (const full of this.writing) rmSync(osPath(full), { force: true });
     this.writing.clear();
   }
 
   async createSpecial(rel: string, entry: Entry): Promise<void> {
     const full = this.full(rel);
     if (entry.kind === 'symlink' && entry.target !== undefined) {
-      await fs.rm(full, { force: true });
-      await fs.symlink(entry.target, full);
-      if (this.asRoot) await fs.lchown(full, entry.uid, entry.gid).catch(() => undefined);
-      await fs.lutimes(full, asDate(entry.atime ?? entry.mtime), asDate(entry.mtime)).catch(() => undefined);
+      const at = osPath(full);
+      await fs.rm(at, { force: true });
+      await fs.symlink(osPath(entry.target), at);
+      if (this.asRoot) await fs.lchown(at, entry.uid, entry.gid).catch(() => undefined);
+      await fs.lutimes(at, asDate(entry.atime ?? entry.mtime), asDate(entry.mtime)).catch(() => undefined);
       return;
     }
     if (entry.kind === 'fifo' || entry.kind === 'device') {
-      await fs.rm(full, { force: true });
+      const at = osPath(full);
+      await fs.rm(at, { force: true });
       // Node has no mkfifo or mknod: coreutils has both. Making a device needs root, as with tar.
+      // Their arguments are text, so a name that is not is made under a temporary one in the target, then renamed.
+      const made = typeof at === 'string' ? full : path.join(this.target, `.kloset-${process.pid}-${randomBytes(8).toString('hex')}`);
       const permissions = (entry.mode & 0o7777).toString(8);
       const [command, ...args] =
         entry.kind === 'fifo'
-          ? ['mkfifo', '-m', permissions, full]
-          : ['mknod', '-m', permissions, full, (entry.mode & S_IFMT) === S_IFBLK ? 'b' : 'c', ...deviceNumbers(entry.rdev ?? 0)];
+          ? ['mkfifo', '-m', permissions, made]
+          : ['mknod', '-m', permissions, made, (entry.mode & S_IFMT) === S_IFBLK ? 'b' : 'c', ...deviceNumbers(entry.rdev ?? 0)];
       try {
         await execFileAsync(command, args);
       } catch (err) {
         const reason = ((err as { stderr?: string }).stderr ?? '').trim().split('\n').pop() || (err as Error).message;
         throw new KlosetError(`cannot create ${entry.kind === 'fifo' ? 'FIFO' : 'device'}: ${reason}`);
       }
+      if (made !== full) await fs.rename(made, at);
       this.applyMetadata(full, entry);
     }
     // Sockets belong to the process that listened on them: recorded, not recreated (as tar and restic do).
@@ -213,15 +220,17 @@ export class FsExporter implements Exporter {
     const atime = asDate(entry.atime ?? entry.mtime);
     const mtime = asDate(entry.mtime);
     // Owner first: a change of owner clears file capabilities (security.capability), which come back with the attributes.
-    if (this.asRoot) tryOwner(() => (fd !== undefined ? fchownSync(fd, entry.uid, entry.gid) : chownSync(full, entry.uid, entry.gid)));
-    if (entry.xattrs) writeXattrs(full, entry.xattrs);
+    const at = osPath(full);
+    if (this.asRoot) tryOwner(() => (fd !== undefined ? fchownSync(fd, entry.uid, entry.gid) : chownSync(at, entry.uid, entry.gid)));
+    // The attribute binding takes text paths; a backup records none for other paths (FsImporter), so none is lost here.
+    if (entry.xattrs && typeof at === 'string') writeXattrs(at, entry.xattrs);
     if (fd !== undefined) {
       fchmodSync(fd, entry.mode & 0o7777);
       futimesSync(fd, atime, mtime);
       return;
     }
-    chmodSync(full, entry.mode & 0o7777);
-    utimesSync(full, atime, mtime);
+    chmodSync(at, entry.mode & 0o7777);
+    utimesSync(at, atime, mtime);
   }
 
   async close(): Promise<void> {}

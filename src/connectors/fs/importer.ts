@@ -2,6 +2,7 @@ import { lstatSync, promises as fs, readlinkSync, type BigIntStats } from 'node:
 import os from 'node:os';
 import path from 'node:path';
 import { KlosetError } from '../../errors.js';
+import { nameFromBytes, osPath } from '../../snapshot/names.js';
 import { compareNames, type EntryKind, type Timespec } from '../../snapshot/tree.js';
 import type { Importer, SkippedChild, SourceEntry } from '../importer.js';
 import { Accounts } from './accounts.js';
@@ -31,14 +32,14 @@ function kindOf(stat: BigIntStats): EntryKind | undefined {
 const accounts = new Accounts();
 
 /**
- * Names and link targets are kept as UTF-8 text: bytes that are not valid
- * UTF-8 would come back changed, so such an entry is refused, by name,
- * rather than stored under another.
+ * Extended attributes of a path that is not UTF-8 text cannot be read: the
+ * binding takes paths as strings. `textless` counts such entries, so that
+ * the backup says so at its end (FsImporter.notes).
  */
-function exactText(raw: Buffer, what: string): string {
-  const text = raw.toString('utf8');
-  if (!Buffer.from(text, 'utf8').equals(raw)) throw new KlosetError(`${what} is not valid UTF-8, which kloset cannot keep exactly: not backed up`);
-  return text;
+function xattrsOf(fullPath: string, textless: { count: number }): Record<string, Buffer> | undefined {
+  if (fullPath.isWellFormed()) return readXattrs(fullPath);
+  textless.count++;
+  return undefined;
 }
 
 /**
@@ -47,8 +48,8 @@ function exactText(raw: Buffer, what: string): string {
  * microseconds, far less than a thread-pool round trip each, and the walk
  * is what keeps the chunk workers fed.
  */
-export function statEntry(fullPath: string, name: string, fileXattrs = true): SourceEntry {
-  const stat = lstatSync(fullPath, { bigint: true });
+function statEntry(fullPath: string, name: string, fileXattrs: boolean, textless: { count: number }): SourceEntry {
+  const stat = lstatSync(osPath(fullPath), { bigint: true });
   const kind = kindOf(stat);
   if (!kind) throw new KlosetError(`${fullPath}: unsupported file type`);
   const entry: SourceEntry = {
@@ -67,9 +68,9 @@ export function statEntry(fullPath: string, name: string, fileXattrs = true): So
     nlink: Number(stat.nlink),
   };
   if (kind === 'device') entry.rdev = Number(stat.rdev);
-  if (kind === 'symlink') entry.target = exactText(readlinkSync(fullPath, { encoding: 'buffer' }), 'its target');
+  if (kind === 'symlink') entry.target = nameFromBytes(readlinkSync(osPath(fullPath), { encoding: 'buffer' }));
   else if (kind === 'directory' || (kind === 'file' && fileXattrs)) {
-    const xattrs = readXattrs(fullPath);
+    const xattrs = xattrsOf(fullPath, textless);
     if (xattrs) entry.xattrs = xattrs;
   }
   return entry;
@@ -88,6 +89,7 @@ export class FsImporter implements Importer {
   private singleFile: string | undefined;
   /** With `oneFileSystem`: the source's device; a directory on another one is kept, empty. */
   private rootDevice: number | undefined;
+  private readonly textless = { count: 0 };
 
   constructor(
     root: string,
@@ -101,7 +103,7 @@ export class FsImporter implements Importer {
   private otherFileSystem(dir: string): boolean {
     if (this.rootDevice === undefined) return false;
     try {
-      return Number(lstatSync(dir).dev) !== this.rootDevice;
+      return Number(lstatSync(osPath(dir)).dev) !== this.rootDevice;
     } catch {
       return false; // gone or unreadable: reading it says so, where it is reported
     }
@@ -111,18 +113,25 @@ export class FsImporter implements Importer {
     return rel === '' ? this.base : path.join(this.base, rel);
   }
 
-  localPath(rel: string): string {
-    return this.full(rel);
+  localPath(rel: string): string | Buffer {
+    return osPath(this.full(rel));
   }
 
   xattrs(rel: string): Record<string, Buffer> | undefined {
-    return readXattrs(this.full(rel));
+    return xattrsOf(this.full(rel), this.textless);
+  }
+
+  notes(): string[] {
+    const { count } = this.textless;
+    if (count === 0) return [];
+    const entries = count === 1 ? '1 entry whose path is not UTF-8 text was' : `${count} entries whose paths are not UTF-8 text were`;
+    return [`${entries} backed up without extended attributes, which kloset reads by text path only`];
   }
 
   async rootEntry(): Promise<SourceEntry> {
     let entry: SourceEntry;
     try {
-      entry = statEntry(this.source, '');
+      entry = statEntry(this.source, '', true, this.textless);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') throw new KlosetError(`${this.source}: no such file or directory`);
@@ -134,7 +143,7 @@ export class FsImporter implements Importer {
     if (entry.kind !== 'file') throw new KlosetError(`${this.source}: not a directory or a regular file`);
     this.singleFile = path.basename(this.source);
     this.base = path.dirname(this.source);
-    return { ...statEntry(this.base, ''), name: '' };
+    return { ...statEntry(this.base, '', true, this.textless), name: '' };
   }
 
   /**
@@ -146,18 +155,17 @@ export class FsImporter implements Importer {
    */
   async *children(rel: string): AsyncIterable<SourceEntry | SkippedChild> {
     if (this.singleFile !== undefined && rel === '') {
-      yield statEntry(this.full(this.singleFile), this.singleFile, false);
+      yield statEntry(this.full(this.singleFile), this.singleFile, false, this.textless);
       return;
     }
     const dir = this.full(rel);
     if (this.otherFileSystem(dir)) return;
-    const names = (await fs.readdir(dir, { encoding: 'buffer' })).map((raw) => ({ raw, name: raw.toString('utf8') }));
-    names.sort((a, b) => compareNames(a.name, b.name));
-    for (const { raw, name } of names) {
+    const names = (await fs.readdir(osPath(dir), { encoding: 'buffer' })).map(nameFromBytes);
+    names.sort(compareNames);
+    for (const name of names) {
       let entry: SourceEntry;
       try {
-        exactText(raw, 'its name');
-        entry = statEntry(path.join(dir, name), name, false);
+        entry = statEntry(path.join(dir, name), name, false, this.textless);
       } catch (err) {
         // Removed between readdir and lstat: a live file system does that.
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
@@ -169,7 +177,7 @@ export class FsImporter implements Importer {
   }
 
   async *read(rel: string, entry: SourceEntry): AsyncIterable<Buffer> {
-    const handle = await fs.open(this.full(rel), 'r');
+    const handle = await fs.open(osPath(this.full(rel)), 'r');
     try {
       let position = 0;
       for (;;) {
@@ -200,13 +208,14 @@ export class FsImporter implements Importer {
       signal?.throwIfAborted();
       let entries;
       try {
-        entries = await fs.readdir(this.full(rel), { withFileTypes: true });
+        entries = await fs.readdir(osPath(this.full(rel)), { withFileTypes: true, encoding: 'buffer' });
       } catch {
         return; // the backup itself reports what it cannot read
       }
       const files: string[] = [];
       for (const entry of entries) {
-        const childRel = rel === '' ? entry.name : `${rel}/${entry.name}`;
+        const name = nameFromBytes(entry.name);
+        const childRel = rel === '' ? name : `${rel}/${name}`;
         if (skip?.(childRel)) continue;
         if (entry.isDirectory() && !this.otherFileSystem(this.full(childRel))) await walk(childRel);
         else if (entry.isFile()) files.push(childRel);
@@ -214,7 +223,7 @@ export class FsImporter implements Importer {
       // A slice at a time: a directory of a million files must not become a million pending calls.
       for (let at = 0; at < files.length; at += SCAN_SLICE) {
         signal?.throwIfAborted();
-        const sizes = await Promise.all(files.slice(at, at + SCAN_SLICE).map((file) => fs.lstat(this.full(file)).then((stat) => stat.size, () => 0)));
+        const sizes = await Promise.all(files.slice(at, at + SCAN_SLICE).map((file) => fs.lstat(osPath(this.full(file))).then((stat) => stat.size, () => 0)));
         for (const size of sizes) bytes += size;
       }
     };
