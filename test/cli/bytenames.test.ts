@@ -103,6 +103,12 @@ describe('names that are not UTF-8', () => {
     expect((await kloset(['at', store, 'cat', 'latest:/cut\uFFFD'])).stdout).toBe('a cut sequence\n');
   });
 
+  it('are given exactly by ls --json, each stray byte as a \\udcXX escape', async () => {
+    const listed = await kloset(['at', store, 'ls', '--json', 'latest:/']);
+    const names = (JSON.parse(listed.stdout) as { name: string }[]).map((e) => e.name);
+    expect(names).toEqual(expect.arrayContaining(['caf\udce9', 'cut\udce2\udc82', 'link\udcff', 'plain.txt']));
+  });
+
   it('that show alike are found by neither shown name, rather than one taken for the other', async () => {
     const cat = await kloset(['at', store, 'cat', 'latest:/twin\uFFFD']);
     expect(cat.code).not.toBe(0);
