@@ -44,6 +44,9 @@ export class CliContext {
     this.err(`warning: ${message}`);
   }
 
+  /** What a listing does with a snapshot whose header is damaged: says so, and goes on with the others. */
+  readonly onDamagedSnapshot = (damaged: Error): void => this.warn(damaged.message);
+
   info(message: string): void {
     if (!this.options.quiet) this.out(message);
   }

@@ -1,6 +1,6 @@
 import { KlosetError } from '../errors.js';
 import type { Repository } from '../kloset/repository.js';
-import { LATEST, listSnapshots, resolveSnapshot, type SnapshotHeader } from '../snapshot/header.js';
+import { LATEST, listSnapshots, resolveSnapshot, type OnDamagedSnapshot, type SnapshotHeader } from '../snapshot/header.js';
 
 /** `3f2a`, `3f2a:/src`, `latest:/src`, `:/src` or '' (the latest snapshot, among those with the tags). */
 export interface SnapshotRef {
@@ -25,9 +25,14 @@ export function parseTags(value: string | string[] | undefined): string[] {
 }
 
 /** The snapshot `ref` names; with no id or `latest`, the newest of those `filter` selects. */
-export async function findSnapshot(repository: Repository, ref: SnapshotRef, filter: SnapshotFilter = { tags: [] }): Promise<SnapshotHeader> {
-  if (ref.id !== '' && ref.id !== LATEST) return resolveSnapshot(repository, ref.id);
-  const all = await listSnapshots(repository);
+export async function findSnapshot(
+  repository: Repository,
+  ref: SnapshotRef,
+  filter: SnapshotFilter,
+  onDamaged: OnDamagedSnapshot,
+): Promise<SnapshotHeader> {
+  if (ref.id !== '' && ref.id !== LATEST) return resolveSnapshot(repository, ref.id, onDamaged);
+  const all = await listSnapshots(repository, onDamaged);
   const candidates = filterSnapshots(all, filter);
   if (candidates.length === 0) {
     if (all.length === 0) throw new KlosetError('the store has no snapshot yet');

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { requireCjs } from '../cjs.js';
-import { KlosetError, NotFoundError } from '../errors.js';
+import { IntegrityError, KlosetError, NotFoundError } from '../errors.js';
 import type { Repository } from '../kloset/repository.js';
 import { BlobType, ID_BYTES } from '../kloset/sealing.js';
 import { entryFromWire, entryToWire, toBuffer, type Entry } from './tree.js';
@@ -91,46 +91,99 @@ export async function readSnapshotHeader(repository: Repository, id: Buffer): Pr
   return decodeHeader(await repository.readSealed(snapshotKey(id), BlobType.snapshot, id));
 }
 
-/** Every snapshot, oldest first. */
-export async function listSnapshots(repository: Repository): Promise<SnapshotHeader[]> {
+/**
+ * A snapshot whose header does not open (damaged, tampered with). It is left
+ * out of listings so that the other snapshots stay usable, and `rm` can
+ * still name it to remove it.
+ */
+export class DamagedSnapshotError extends KlosetError {
+  constructor(
+    readonly id: Buffer,
+    cause: unknown,
+  ) {
+    const short = id.toString('hex').slice(0, 8);
+    const reason = cause instanceof Error ? cause.message.replace(/^snapshots\/[0-9a-f]+: /, '') : String(cause);
+    super(`snapshot ${short}: its header is damaged: ${reason}; 'rm ${short}' removes it`, { cause });
+    this.name = 'DamagedSnapshotError';
+  }
+}
+
+/** Called with each snapshot a listing leaves out because its header is damaged. */
+export type OnDamagedSnapshot = (damaged: DamagedSnapshotError) => void;
+
+async function snapshotIds(repository: Repository): Promise<Buffer[]> {
   const ids: Buffer[] = [];
   for await (const { key } of repository.store.list('snapshots/')) {
     const match = /^snapshots\/([0-9a-f]{64})$/.exec(key);
     if (match) ids.push(Buffer.from(match[1], 'hex'));
   }
+  return ids;
+}
+
+/** One header, undefined if it was removed meanwhile; a damaged one throws DamagedSnapshotError. */
+async function openHeader(repository: Repository, id: Buffer): Promise<SnapshotHeader | undefined> {
+  try {
+    return await readSnapshotHeader(repository, id);
+  } catch (err) {
+    if (err instanceof NotFoundError) return undefined;
+    if (err instanceof IntegrityError) throw new DamagedSnapshotError(id, err);
+    throw err;
+  }
+}
+
+/**
+ * Every snapshot, oldest first. A damaged header goes to `onDamaged` and is
+ * left out; without `onDamaged` it is an error, as it must be for prune,
+ * which cannot tell what such a snapshot still needs.
+ */
+export async function listSnapshots(repository: Repository, onDamaged?: OnDamagedSnapshot): Promise<SnapshotHeader[]> {
+  const ids = await snapshotIds(repository);
   const headers: SnapshotHeader[] = [];
+  const damaged: DamagedSnapshotError[] = [];
   await Promise.all(
     ids.map(async (id) => {
       try {
-        headers.push(await readSnapshotHeader(repository, id));
+        const header = await openHeader(repository, id);
+        if (header) headers.push(header);
       } catch (err) {
-        if (!(err instanceof NotFoundError)) throw err; // removed while we listed
+        if (!(err instanceof DamagedSnapshotError)) throw err;
+        damaged.push(err);
       }
     }),
   );
+  damaged.sort((a, b) => Buffer.compare(a.id, b.id));
+  if (damaged.length > 0 && !onDamaged) throw damaged[0];
+  for (const err of damaged) onDamaged!(err);
   return headers.sort((a, b) => a.time.getTime() - b.time.getTime() || Buffer.compare(a.id, b.id));
 }
 
 /** Names the newest snapshot wherever an id is asked for, as in restic. */
 export const LATEST = 'latest';
 
-/** A hex prefix names a snapshot when exactly one id starts with it; LATEST names the newest. */
-export async function resolveSnapshot(repository: Repository, prefix: string): Promise<SnapshotHeader> {
+/**
+ * A hex prefix names a snapshot when exactly one id starts with it (a damaged
+ * one then throws DamagedSnapshotError, which rm catches); LATEST names the
+ * newest that opens.
+ */
+export async function resolveSnapshot(repository: Repository, prefix: string, onDamaged: OnDamagedSnapshot): Promise<SnapshotHeader> {
   if (prefix === LATEST) {
-    const all = await listSnapshots(repository);
+    const all = await listSnapshots(repository, onDamaged);
     if (all.length === 0) throw new KlosetError('the store has no snapshot yet');
     return all[all.length - 1];
   }
   if (!/^[0-9a-fA-F]+$/.test(prefix)) throw new KlosetError(`invalid snapshot id ${JSON.stringify(prefix)}`);
   const wanted = prefix.toLowerCase();
-  const all = await listSnapshots(repository);
-  const matches = all.filter((h) => h.id.toString('hex').startsWith(wanted));
-  if (matches.length === 0) throw new KlosetError(`no snapshot with id ${prefix}`);
+  const matches = (await snapshotIds(repository)).filter((id) => id.toString('hex').startsWith(wanted));
   if (matches.length > 1) {
-    const names = matches.map((h) => h.id.toString('hex').slice(0, Math.max(12, wanted.length + 2))).join(', ');
+    const names = matches
+      .map((id) => id.toString('hex').slice(0, Math.max(12, wanted.length + 2)))
+      .sort()
+      .join(', ');
     throw new KlosetError(`snapshot id ${prefix} is ambiguous: ${names}`);
   }
-  return matches[0];
+  const header = matches.length === 1 ? await openHeader(repository, matches[0]) : undefined;
+  if (!header) throw new KlosetError(`no snapshot with id ${prefix}`);
+  return header;
 }
 
 export async function deleteSnapshotHeader(repository: Repository, id: Buffer): Promise<void> {

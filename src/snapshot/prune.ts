@@ -1,6 +1,7 @@
+import { KlosetError } from '../errors.js';
 import type { Repository } from '../kloset/repository.js';
 import { planSweep, sweep, type SweepPlan, type SweepResult } from '../kloset/sweep.js';
-import { listSnapshots } from './header.js';
+import { DamagedSnapshotError, listSnapshots } from './header.js';
 import { decodeChunkList, decodeDirectory, decodePage, type Entry } from './tree.js';
 
 export interface PruneOptions {
@@ -70,7 +71,14 @@ async function markLive(repository: Repository, roots: Entry[], onProgress?: (st
  */
 export async function prune(repository: Repository, options: PruneOptions = {}): Promise<PruneResult> {
   const forgotten = new Set(options.forgotten?.map((id) => id.toString('hex')));
-  const headers = (await listSnapshots(repository)).filter((h) => !forgotten.has(h.id.toString('hex')));
+  const headers = (
+    await listSnapshots(repository).catch((err: unknown) => {
+      if (err instanceof DamagedSnapshotError) {
+        throw new KlosetError(`${err.message}; prune removes nothing while it cannot tell what a snapshot refers to`, { cause: err });
+      }
+      throw err;
+    })
+  ).filter((h) => !forgotten.has(h.id.toString('hex')));
   const live = await markLive(
     repository,
     headers.map((h) => h.root),

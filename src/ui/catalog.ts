@@ -34,11 +34,21 @@ export class SnapshotCatalog {
   private known?: Set<string>;
   private totals?: { blobs: number; packs: number; stored: number; raw: number };
 
-  constructor(readonly repository: Repository) {}
+  /** Snapshots with a damaged header, already reported: each is logged once, not on every listing. */
+  private readonly damaged = new Set<string>();
+
+  constructor(
+    readonly repository: Repository,
+    private readonly log: (line: string) => void = () => undefined,
+  ) {}
 
   /** Every snapshot, oldest first; merges new index deltas when a new snapshot shows up. */
   async list(): Promise<SnapshotHeader[]> {
-    const headers = await listSnapshots(this.repository);
+    const headers = await listSnapshots(this.repository, (damaged) => {
+      const key = damaged.id.toString('hex');
+      if (!this.damaged.has(key)) this.log(damaged.message);
+      this.damaged.add(key);
+    });
     const ids = new Set(headers.map((h) => h.id.toString('hex')));
     if (this.known && [...ids].some((id) => !this.known!.has(id))) {
       await this.repository.loadIndex();

@@ -65,7 +65,7 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
   if (!isLoopback(host)) throw new UsageError(`refusing to listen on ${host}: loopback only`);
   const log = options.log ?? (() => undefined);
   const assets = await loadAssets();
-  const catalog = new SnapshotCatalog(options.repository);
+  const catalog = new SnapshotCatalog(options.repository, log);
   const jobs = new RestoreJobs();
   const api = new UiApi({ catalog, orders: new DirectoryOrders(), jobs, aliases: options.aliases });
   let guard: TokenGuard | undefined;

@@ -15,6 +15,8 @@ import {
   klosetWith,
   packFiles,
   sha256File,
+  storeListing,
+  storeWithTwoSnapshots,
   writeRandomFile,
 } from '../helpers/fixtures.js';
 
@@ -138,5 +140,68 @@ describe.each([
       expect(result.stdout).toMatch(/\b1 errors?\b/);
       await expect(fs.access(path.join(target, 'A.bin'))).rejects.toThrow();
     });
+  });
+});
+
+describe('a store with a damaged snapshot header', () => {
+  let store: string;
+  let run: ReturnType<typeof klosetWith>;
+  let first: string;
+  let second: string;
+
+  beforeAll(async () => {
+    ({ store, kloset: run, first, second } = await storeWithTwoSnapshots(
+      'kloset-damaged-header-',
+      async (source) => fs.writeFile(path.join(source, 'a.txt'), 'first\n'),
+      async (source) => fs.writeFile(path.join(source, 'b.txt'), 'second\n'),
+    ));
+    const [header] = (await fs.readdir(path.join(store, 'snapshots'))).filter((name) => name.startsWith(second));
+    const file = path.join(store, 'snapshots', header);
+    const data = await fs.readFile(file);
+    data[data.length >> 1] ^= 0xff;
+    await fs.writeFile(file, data);
+  });
+
+  afterAll(async () => {
+    await fs.rm(path.dirname(store), { recursive: true, force: true });
+  });
+
+  const warning = () => new RegExp(`^warning: snapshot ${second}: its header is damaged: authentication failed [^;]*; 'rm ${second}' removes it$`);
+
+  it('keeps the others listed and restorable, with a warning naming it', async () => {
+    const listed = await run(['at', store, 'ls']);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toMatch(new RegExp(`  ${first}  `));
+    expect(listed.stdout).not.toContain(second);
+    expect(listed.stderr.trim()).toMatch(warning());
+    const cat = await run(['at', store, 'cat', `${first}:/a.txt`]);
+    expect(cat.stdout).toBe('first\n');
+    const latest = await run(['at', store, 'cat', 'latest:/a.txt']);
+    expect(latest.stdout).toBe('first\n');
+    expect(latest.stderr.trim()).toMatch(warning());
+  });
+
+  it('is named by check, which fails', async () => {
+    const check = await run(['at', store, 'check']);
+    expect(check.code).toBe(1);
+    expect(check.stderr).toMatch(new RegExp(`^damaged: snapshot ${second}: its header is damaged`, 'm'));
+    expectNoStackTrace(check);
+  });
+
+  it('stops prune, which cannot tell what it refers to, before anything is removed', async () => {
+    const before = await storeListing(store);
+    const prune = await run(['at', store, 'prune']);
+    expectOneLineError(prune, new RegExp(`snapshot ${second}: its header is damaged: .*; prune removes nothing while it cannot tell what a snapshot refers to`));
+    expect((await storeListing(store)).filter((line) => !line.startsWith('locks/'))).toEqual(before.filter((line) => !line.startsWith('locks/')));
+  });
+
+  it('is removed by rm with its id, after which check is clean', async () => {
+    const rm = await run(['at', store, 'rm', second]);
+    expect(rm.code).toBe(0);
+    expect(rm.stdout).toContain(`removed       ${second}  (damaged header)`);
+    expect(rm.stdout).toMatch(/rm: removed 1 snapshot\b/);
+    const check = await run(['at', store, 'check']);
+    expect(check.stderr).toBe('');
+    expect(check.code).toBe(0);
   });
 });

@@ -253,7 +253,9 @@ describe('one snapshot mounted', () => {
     let boundaries: number[];
     try {
       const repository = await lib.Repository.open(new lib.LocalBlobStore(store), async () => PASSPHRASE);
-      const header = await lib.resolveSnapshot(repository, treeId);
+      const header = await lib.resolveSnapshot(repository, treeId, (damaged) => {
+        throw damaged;
+      });
       const reader = new lib.SnapshotReader(repository, header);
       const content = await reader.openFile(await reader.lookup('/big.bin'));
       boundaries = [...content.offsets].slice(1, -1);

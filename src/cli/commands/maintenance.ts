@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { ExitCode, UsageError } from '../../errors.js';
 import { removeLocks } from '../../kloset/locks.js';
 import { Repository } from '../../kloset/repository.js';
-import { deleteSnapshotHeader, listSnapshots, resolveSnapshot, type SnapshotHeader } from '../../snapshot/header.js';
+import { DamagedSnapshotError, deleteSnapshotHeader, listSnapshots, resolveSnapshot, type SnapshotHeader } from '../../snapshot/header.js';
 import { applyRetention, isEmptyPolicy, type GroupField, type RetentionPolicy } from '../../snapshot/retention.js';
 import type { BlobJudge, DamagedPath } from '../../snapshot/verify.js';
 import type { CliContext, Run } from '../context.js';
@@ -107,8 +107,11 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         let packSummary = '';
         let problems = 0;
         const snapshots = ids.length
-          ? await Promise.all(ids.map((id) => resolveSnapshot(repository, id)))
-          : await listSnapshots(repository);
+          ? await Promise.all(ids.map((id) => resolveSnapshot(repository, id, ctx.onDamagedSnapshot)))
+          : await listSnapshots(repository, (damaged) => {
+              problems++;
+              ctx.err(`damaged: ${damaged.message}`);
+            });
         if (ids.length === 0) {
           const progress = new ProgressLine('check', undefined, 'packs');
           const packs = await verifyPacks(repository, (p) => {
@@ -227,9 +230,20 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         }
         const { repository, lock } = await ctx.lockedRepository('exclusive', 'rm');
         try {
+          // A snapshot named by id whose header is damaged can only be removed, by its id.
+          const damaged = new Map<string, DamagedSnapshotError>();
+          const named = await Promise.all(
+            ids.map((id) =>
+              resolveSnapshot(repository, id, ctx.onDamagedSnapshot).catch((err: unknown) => {
+                if (!(err instanceof DamagedSnapshotError)) throw err;
+                damaged.set(err.id.toString('hex'), err);
+                return undefined;
+              }),
+            ),
+          );
           const selected = ids.length
-            ? uniqueSnapshots(await Promise.all(ids.map((id) => resolveSnapshot(repository, id))))
-            : filterSnapshots(await listSnapshots(repository), filter);
+            ? uniqueSnapshots(named.filter((h): h is SnapshotHeader => h !== undefined))
+            : filterSnapshots(await listSnapshots(repository, ctx.onDamagedSnapshot), filter);
           const decisions = isEmptyPolicy(policy)
             ? selected.map((header) => ({ header, keep: false, reasons: [] }))
             : applyRetention(selected, policy, groupBy);
@@ -238,6 +252,10 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
             if (keep) ctx.info(`${verdictLine('keep', header)}  (${reasons.join(', ')})`);
             else if (opts.dryRun) ctx.info(verdictLine('would remove', header));
           }
+          for (const { id } of damaged.values()) {
+            if (!opts.dryRun) await deleteSnapshotHeader(repository, id);
+            ctx.info(`${(opts.dryRun ? 'would remove' : 'removed').padEnd(12)}  ${id.toString('hex').slice(0, 8)}  (damaged header)`);
+          }
           if (!opts.dryRun) {
             for (const header of doomed) {
               await deleteSnapshotHeader(repository, header.id);
@@ -245,12 +263,14 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
             }
           }
           const kept = decisions.length - doomed.length;
+          const removed = doomed.length + damaged.size;
           ctx.out(
-            `rm${opts.dryRun ? ' (dry run)' : ''}: ${opts.dryRun ? 'would remove' : 'removed'} ${plural(doomed.length, 'snapshot')}` +
+            `rm${opts.dryRun ? ' (dry run)' : ''}: ${opts.dryRun ? 'would remove' : 'removed'} ${plural(removed, 'snapshot')}` +
               (isEmptyPolicy(policy) ? '' : `, kept ${kept} by the policy`) +
-              (selected.length === 0 ? ' (no snapshot matches)' : ''),
+              (selected.length === 0 && damaged.size === 0 ? ' (no snapshot matches)' : ''),
           );
-          if (opts.prune) await pruneAndReport(ctx, repository, { dryRun: opts.dryRun, forgotten: doomed.map((h) => h.id) });
+          const forgotten = [...doomed.map((h) => h.id), ...[...damaged.values()].map((d) => d.id)];
+          if (opts.prune) await pruneAndReport(ctx, repository, { dryRun: opts.dryRun, forgotten });
         } finally {
           await lock?.release();
         }
@@ -267,7 +287,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         const ctx = context();
         const repository = await ctx.repository();
         if (id) {
-          const header = await resolveSnapshot(repository, id);
+          const header = await resolveSnapshot(repository, id, ctx.onDamagedSnapshot);
           const summary = snapshotSummary(header);
           if (opts.json) return void ctx.out(JSON.stringify(summary, null, 2));
           for (const [key, value] of Object.entries(summary)) {
@@ -277,7 +297,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
           }
           return;
         }
-        const snapshots = await listSnapshots(repository);
+        const snapshots = await listSnapshots(repository, ctx.onDamagedSnapshot);
         const packs = new Set<string>();
         let stored = 0;
         let raw = 0;

@@ -83,9 +83,9 @@ export function registerMountCommand(program: Command, context: () => CliContext
           let target: MountTarget;
           if (snapshot) {
             const ref = parseSnapshotRef(snapshot);
-            target = { snapshot: await findSnapshot(repository, ref, filter), path: ref.path };
+            target = { snapshot: await findSnapshot(repository, ref, filter, ctx.onDamagedSnapshot), path: ref.path };
           } else {
-            target = { snapshots: filterSnapshots(await listSnapshots(repository), filter) };
+            target = { snapshots: filterSnapshots(await listSnapshots(repository, ctx.onDamagedSnapshot), filter) };
           }
           const where = path.resolve(mountpoint);
           const mounted = await mountSnapshots(repository, where, target, {

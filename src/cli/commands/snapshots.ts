@@ -188,7 +188,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         }
         // Chosen under the lock: a prune cannot have removed what the parent refers to.
         const parent = opts.parent
-          ? await listSnapshots(repository).then(
+          ? await listSnapshots(repository, ctx.onDamagedSnapshot).then(
               (headers) => headers.filter((h) => h.importer === importer.type && h.origin === importer.origin && h.source === importer.source).pop(),
               async (err: unknown) => {
                 await lock?.release().catch(() => undefined);
@@ -268,7 +268,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const filter = filterFrom(opts);
         const repository = await ctx.repository();
         if (!arg) {
-          const headers = filterSnapshots(await listSnapshots(repository), filter);
+          const headers = filterSnapshots(await listSnapshots(repository, ctx.onDamagedSnapshot), filter);
           if (opts.json) {
             ctx.out(JSON.stringify(headers.map(snapshotSummary), null, 2));
             return;
@@ -277,7 +277,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           return;
         }
         const ref = parseSnapshotRef(arg);
-        const header = await findSnapshot(repository, ref, filter);
+        const header = await findSnapshot(repository, ref, filter, ctx.onDamagedSnapshot);
         const reader = new SnapshotReader(repository, header);
         const entry = await reader.lookup(ref.path);
         const rows: ReturnType<typeof entryJson>[] = [];
@@ -308,7 +308,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         for (const arg of args) {
           const ref = parseSnapshotRef(arg);
           if (ref.id === '' || !arg.includes(':')) throw new UsageError(`cat needs snapshot:/path, got ${JSON.stringify(arg)}`);
-          const reader = new SnapshotReader(repository, await resolveSnapshot(repository, ref.id));
+          const reader = new SnapshotReader(repository, await resolveSnapshot(repository, ref.id, ctx.onDamagedSnapshot));
           const entry = await reader.lookup(ref.path);
           if (entry.kind !== 'file') throw new KlosetError(`${ref.path}: not a regular file`);
           const content = await reader.openFile(entry);
@@ -335,7 +335,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         if (from.id === '' || to.id === '') throw new UsageError('diff needs two snapshot ids');
         if (!toArg.includes(':')) to.path = from.path;
         const [readerA, readerB] = await Promise.all(
-          [from, to].map(async (ref) => new SnapshotReader(repository, await resolveSnapshot(repository, ref.id))),
+          [from, to].map(async (ref) => new SnapshotReader(repository, await resolveSnapshot(repository, ref.id, ctx.onDamagedSnapshot))),
         );
         const [rootA, rootB] = await Promise.all([readerA.lookup(from.path), readerB.lookup(to.path)]);
         // As restic's diff: metadata-only changes are listed on request. JSON has every item, marked by its reasons.
@@ -379,8 +379,8 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         if (opts.snapshot && !isEmptyFilter(filter)) throw new UsageError('locate takes -snapshot or selection flags (-tag, -before, -since, -latest), not both');
         const repository = await ctx.repository();
         const headers = opts.snapshot
-          ? [await resolveSnapshot(repository, opts.snapshot)]
-          : filterSnapshots(await listSnapshots(repository), filter);
+          ? [await resolveSnapshot(repository, opts.snapshot, ctx.onDamagedSnapshot)]
+          : filterSnapshots(await listSnapshots(repository, ctx.onDamagedSnapshot), filter);
         const locator = new Locator((name) => matchers.some((m) => m(name)));
         let found = 0;
         for (const header of headers) {
@@ -413,7 +413,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const { repository, lock } = await ctx.lockedRepository('shared', 'a restore', { reader: true });
         try {
           const ref = parseSnapshotRef(arg);
-          const header = await findSnapshot(repository, ref, { tags: parseTags(opts.tag) });
+          const header = await findSnapshot(repository, ref, { tags: parseTags(opts.tag) }, ctx.onDamagedSnapshot);
           const reader = new SnapshotReader(repository, header);
           const entry = await reader.lookup(ref.path);
           const exporter: Exporter = toS3

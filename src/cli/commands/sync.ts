@@ -70,8 +70,8 @@ export function registerSyncCommand(program: Command, context: () => CliContext,
           let failed = 0;
           for (const [from, to] of legs) {
             const selected = ids.length
-              ? uniqueSnapshots(await Promise.all(ids.map((id) => resolveSnapshot(from.repository, id))))
-              : filterSnapshots(await listSnapshots(from.repository), filter);
+              ? uniqueSnapshots(await Promise.all(ids.map((id) => resolveSnapshot(from.repository, id, ctx.onDamagedSnapshot))))
+              : filterSnapshots(await listSnapshots(from.repository, ctx.onDamagedSnapshot), filter);
             failed += await syncLeg(ctx, from, to, selected);
           }
           return failed ? ExitCode.PARTIAL : ExitCode.OK;
@@ -84,7 +84,7 @@ export function registerSyncCommand(program: Command, context: () => CliContext,
 
 /** Copies what `to` lacks of `selected`, oldest first, so each copy finds the one before it as its parent; returns the failures. */
 async function syncLeg(ctx: CliContext, from: Side, to: Side, selected: SnapshotHeader[]): Promise<number> {
-  const present = await listSnapshots(to.repository);
+  const present = await listSnapshots(to.repository, ctx.onDamagedSnapshot);
   const have = new Set(present.map((h) => h.id.toString('hex')));
   const missing = selected.filter((h) => !have.has(h.id.toString('hex'))).sort((a, b) => a.time.getTime() - b.time.getTime());
   const controller = new AbortController();
