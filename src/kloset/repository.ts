@@ -431,6 +431,13 @@ export class BlobWriter {
   /** Pack buffers not in use: at most uploadsInFlight + 1 exist, whatever the size of the backup. */
   private readonly spareBuffers: Buffer[] = [];
   private builder: PackBuilder;
+  /**
+   * Blobs this writer added that no delta in the store names yet. They reach
+   * the repository's index only once one does: a writer that fails (one
+   * copy of a sync) must not leave blobs there that a later writer of the
+   * same process would take as stored, while no delta, and so no other
+   * process and no prune, knows their packs.
+   */
   private readonly pending = new Set<string>();
   private readonly uploads = new Set<Promise<void>>();
   private sealing: Promise<void> | undefined;
@@ -518,8 +525,6 @@ export class BlobWriter {
     await repository.store.put(packKey(packId), data);
     for (const blob of builder.blobs) {
       const location = { type: blob.type, packId, offset: blob.offset, length: blob.length, rawLength: blob.rawLength };
-      repository.index.add(blob.id, location);
-      this.pending.delete(blob.id.toString('latin1'));
       this.written.push([blob.id, location]);
       this.unindexed.push([blob.id, location]);
     }
@@ -545,8 +550,17 @@ export class BlobWriter {
       const key = `index/${name.toString('hex')}`;
       await this.repository.store.put(key, await this.repository.sealStandalone(BlobType.index, name, encodeIndexDelta(entries)));
       this.packDeltas.push(key);
+      this.indexed(entries);
     });
     return this.deltas;
+  }
+
+  /** Blobs a delta in the store now names: from here on the repository knows them. */
+  private indexed(entries: [Buffer, BlobLocation][]): void {
+    for (const [id, location] of entries) {
+      this.repository.index.add(id, location);
+      this.pending.delete(id.toString('latin1'));
+    }
   }
 
   /** Every added blob is in a stored pack when this resolves (not yet necessarily named by a delta). */
@@ -571,6 +585,7 @@ export class BlobWriter {
       `index/${deltaId.toString('hex')}`,
       await this.repository.sealStandalone(BlobType.index, deltaId, encodeIndexDelta(this.written)),
     );
+    this.indexed(this.unindexed);
     this.unindexed = [];
     this.unindexedPacks = 0;
     for (const key of this.packDeltas.splice(0)) await store.delete(key);

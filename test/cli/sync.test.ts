@@ -168,6 +168,38 @@ describe('sync of a damaged snapshot', () => {
     expect(result.stdout).toContain('copied 0 snapshots, 2 failed');
     expect(await listed(storeE, E)).toEqual([]);
   });
+
+  it('leaves what a failed copy stored out of the next copies, which are whole', async () => {
+    // The second snapshot stores a.bin's packs before its copy fails on z.bin; the third holds a.bin alone.
+    const src = path.join(work, 'failing-source');
+    await fs.mkdir(src);
+    const F = { KLOSET_PASSPHRASE: 'phi passphrase' };
+    const G = { KLOSET_PASSPHRASE: 'gamma passphrase' };
+    const storeF = await newStore('phi', F.KLOSET_PASSPHRASE);
+    const run = (args: string[]) => kloset(['at', storeF, ...args], { env: F });
+    await writeRandomFile(path.join(src, 'z.bin'), 20 * MiB);
+    expect((await run(['backup', src])).code).toBe(0);
+    const zPacks = new Set((await packFiles(storeF)).map((p) => p.file));
+    await writeRandomFile(path.join(src, 'a.bin'), 40 * MiB);
+    expect((await run(['backup', src])).code).toBe(0);
+    await fs.rm(path.join(src, 'z.bin'));
+    expect((await run(['backup', src])).code).toBe(0);
+    for (const file of zPacks) {
+      const data = await fs.readFile(file);
+      data[data.length >> 1] ^= 0xff;
+      await fs.writeFile(file, data);
+    }
+    const storeG = await newStore('gamma', G.KLOSET_PASSPHRASE);
+    const result = await kloset(['at', storeF, 'sync', 'to', storeG], { env: { ...F, KLOSET_PEER_PASSPHRASE: G.KLOSET_PASSPHRASE } });
+    expect(result.code).toBe(3);
+    expect(result.stdout).toContain('copied 1 snapshot, 2 failed');
+    const check = await kloset(['at', storeG, 'check'], { env: G });
+    expect(check.stderr).toBe('');
+    expect(check.code).toBe(0);
+    const restored = path.join(work, 'failing-restored');
+    expect((await kloset(['at', storeG, 'restore', '-to', restored], { env: G })).code).toBe(0);
+    expect((await fs.readFile(path.join(restored, 'a.bin'))).equals(await fs.readFile(path.join(src, 'a.bin')))).toBe(true);
+  });
 });
 
 describe('a sync interrupted with Ctrl-C', () => {
