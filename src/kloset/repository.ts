@@ -169,6 +169,8 @@ async function unlockConfig(
 export class Repository {
   readonly sealer: Sealer;
   readonly index = new BlobIndex();
+  /** The index deltas the last loadIndex() merged: all that prune may replace, since only those does it know. */
+  loadedDeltas: ReadonlySet<string> = new Set();
 
   private constructor(
     readonly store: BlobStore,
@@ -285,6 +287,7 @@ export class Repository {
       }
     });
     if (fresh.length > 0 && names.length > 0) await this.writeIndexCache(names);
+    this.loadedDeltas = listed;
   }
 
   /** The cache's table is checked whole before it is used: one that fails is rebuilt from the store. */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { IntegrityError } from '../errors.js';
+import { IntegrityError, KlosetError } from '../errors.js';
 import { BlobIndex, encodeIndexDelta, type BlobLocation } from './blobindex.js';
 import { PackBuilder, packIdFromKey, packKey } from './packfile.js';
 import { isIndexDeltaKey, packBuffer, type Repository } from './repository.js';
@@ -79,6 +79,7 @@ export async function sweep(
   live: Set<string>,
   plan: SweepPlan,
   onProgress?: (step: string) => void,
+  beforeRemoving?: () => Promise<void>,
 ): Promise<SweepResult> {
   if (plan.missing > 0) {
     throw new IntegrityError(`${plan.missing} blobs in use are missing from the index: nothing was removed (run check)`);
@@ -127,9 +128,16 @@ export async function sweep(
   }
   await storePack();
 
+  // The last moment to find that another writer got in (a lock taken for dead while this one was
+  // suspended): after it, deltas and packs go.
+  await beforeRemoving?.();
   onProgress?.('writing the index');
   const oldDeltas: string[] = [];
-  for await (const { key } of repository.store.list('index/')) if (isIndexDeltaKey(key)) oldDeltas.push(key);
+  for await (const { key } of repository.store.list('index/')) {
+    if (!isIndexDeltaKey(key)) continue;
+    if (!repository.loadedDeltas.has(key)) throw new KlosetError(`${key} appeared while prune ran: another writer used the store, nothing was removed`);
+    oldDeltas.push(key);
+  }
   const deltaId = randomBytes(ID_BYTES);
   const deltaKey = `index/${deltaId.toString('hex')}`;
   await repository.store.put(deltaKey, await repository.sealStandalone(BlobType.index, deltaId, encodeIndexDelta(kept)));

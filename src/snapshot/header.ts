@@ -111,7 +111,8 @@ export class DamagedSnapshotError extends KlosetError {
 /** Called with each snapshot a listing leaves out because its header is damaged. */
 export type OnDamagedSnapshot = (damaged: DamagedSnapshotError) => void;
 
-async function snapshotIds(repository: Repository): Promise<Buffer[]> {
+/** The ids of the snapshots in the store, without reading their headers. */
+export async function snapshotIds(repository: Repository): Promise<Buffer[]> {
   const ids: Buffer[] = [];
   for await (const { key } of repository.store.list('snapshots/')) {
     const match = /^snapshots\/([0-9a-f]{64})$/.exec(key);

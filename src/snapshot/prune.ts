@@ -1,7 +1,7 @@
 import { KlosetError } from '../errors.js';
 import type { Repository } from '../kloset/repository.js';
 import { planSweep, sweep, type SweepPlan, type SweepResult } from '../kloset/sweep.js';
-import { DamagedSnapshotError, listSnapshots } from './header.js';
+import { DamagedSnapshotError, listSnapshots, snapshotIds } from './header.js';
 import { decodeChunkList, decodeDirectory, decodePage, type Entry } from './tree.js';
 
 export interface PruneOptions {
@@ -10,6 +10,8 @@ export interface PruneOptions {
   /** Snapshots to count as already gone: for a dry run of `rm --prune`. */
   forgotten?: Buffer[];
   onProgress?: (step: string) => void;
+  /** Throws if the exclusive lock was lost meanwhile (StoreLock.check): called just before anything is removed. */
+  checkLock?: () => Promise<void>;
 }
 
 export interface PruneResult {
@@ -87,6 +89,17 @@ export async function prune(repository: Repository, options: PruneOptions = {}):
   const plan = await planSweep(repository, live);
   const partialWrites = (await repository.store.removePartialWrites?.({ dryRun: options.dryRun })) ?? { count: 0, bytes: 0 };
   const result: PruneResult = { snapshots: headers.length, liveBlobs: live.size, plan, partialWrites };
-  if (!options.dryRun) result.swept = await sweep(repository, live, plan, options.onProgress);
+  const marked = new Set(headers.map((h) => h.id.toString('hex')));
+  // A snapshot committed since the marking may need what the plan removes: stop then, and remove nothing.
+  const beforeRemoving = async () => {
+    await options.checkLock?.();
+    for (const snapshot of await snapshotIds(repository)) {
+      const id = snapshot.toString('hex');
+      if (!marked.has(id) && !forgotten.has(id)) {
+        throw new KlosetError(`snapshot ${id.slice(0, 8)} appeared while prune ran: another writer used the store, nothing was removed`);
+      }
+    }
+  };
+  if (!options.dryRun) result.swept = await sweep(repository, live, plan, options.onProgress, beforeRemoving);
   return result;
 }

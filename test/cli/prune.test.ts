@@ -237,3 +237,36 @@ describe('prune beside other commands', () => {
     await expectRestoresExactly(store, source);
   });
 });
+
+describe('prune racing another writer, as when its lock was taken for dead while it was suspended', () => {
+  it('removes nothing when a snapshot was committed after it marked what is in use', async () => {
+    const { store, source, first } = await twoSnapshots('race');
+    expect((await kloset(['at', store, 'rm', first])).code).toBe(0);
+    const { prune } = (await loadBuilt('snapshot/prune.js')) as typeof import('../../src/snapshot/prune.js');
+    const repository = await openBuiltStore(store);
+    const packs = await packFiles(store);
+    // gone.bin comes back: the new snapshot reuses the very blobs this prune is about to remove.
+    const writeSnapshot = async () => {
+      await fs.copyFile(path.join(work, 'race-gone.bin'), path.join(source, 'gone.bin'));
+      const backup = await kloset(['at', store, 'backup', source]);
+      expect(backup.code).toBe(0);
+    };
+    await expect(prune(repository, { checkLock: writeSnapshot })).rejects.toThrow(/appeared while prune ran: another writer used the store, nothing was removed/);
+    for (const pack of packs) await fs.access(pack.file);
+    await expectRestoresExactly(store, source);
+  });
+
+  it('removes nothing when an index delta appeared after it loaded the index', async () => {
+    const { store, source, first } = await twoSnapshots('race-delta');
+    expect((await kloset(['at', store, 'rm', first])).code).toBe(0);
+    const { prune } = (await loadBuilt('snapshot/prune.js')) as typeof import('../../src/snapshot/prune.js');
+    const repository = await openBuiltStore(store);
+    const packs = await packFiles(store);
+    const stray = path.join(store, 'index', 'ab'.repeat(32));
+    const writeDelta = async () => fs.copyFile(path.join(store, 'index', (await fs.readdir(path.join(store, 'index')))[0]), stray);
+    await expect(prune(repository, { checkLock: writeDelta })).rejects.toThrow(/index\/(ab)+ appeared while prune ran/);
+    for (const pack of packs) await fs.access(pack.file);
+    await fs.rm(stray);
+    await expectRestoresExactly(store, source);
+  });
+});

@@ -56,7 +56,11 @@ function verdictLine(verdict: string, header: SnapshotHeader): string {
 }
 
 /** Runs prune under the exclusive lock the caller holds, and prints its one-line summary. */
-async function pruneAndReport(ctx: CliContext, repository: Repository, options: { dryRun?: boolean; forgotten?: Buffer[] }): Promise<void> {
+async function pruneAndReport(
+  ctx: CliContext,
+  repository: Repository,
+  options: { dryRun?: boolean; forgotten?: Buffer[]; checkLock?: () => Promise<void> },
+): Promise<void> {
   const started = Date.now();
   const progress = new ProgressLine('prune');
   try {
@@ -157,7 +161,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         const ctx = context();
         const { repository, lock } = await ctx.lockedRepository('exclusive', 'prune');
         try {
-          await pruneAndReport(ctx, repository, { dryRun: opts.dryRun });
+          await pruneAndReport(ctx, repository, { dryRun: opts.dryRun, checkLock: async () => lock?.check() });
         } finally {
           await lock?.release();
         }
@@ -270,7 +274,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
               (selected.length === 0 && damaged.size === 0 ? ' (no snapshot matches)' : ''),
           );
           const forgotten = [...doomed.map((h) => h.id), ...[...damaged.values()].map((d) => d.id)];
-          if (opts.prune) await pruneAndReport(ctx, repository, { dryRun: opts.dryRun, forgotten });
+          if (opts.prune) await pruneAndReport(ctx, repository, { dryRun: opts.dryRun, forgotten, checkLock: async () => lock?.check() });
         } finally {
           await lock?.release();
         }
