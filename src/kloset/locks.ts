@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import os from 'node:os';
 import { KlosetError, NotFoundError } from '../errors.js';
 import type { Repository } from './repository.js';
@@ -20,8 +20,10 @@ interface LockRecord {
   /** The command holding it, for the message of one that has to wait. */
   command?: string;
   host: string;
-  /** Linux's boot id: a pid can be judged only by the machine, and within the boot, that gave it. */
+  /** Linux's boot id: a pid can be judged only by the machine, and within the boot, that gave it... */
   boot?: string;
+  /** ...and in the pid namespace that gave it: a container shares the boot id, and with host networking the host name. */
+  pidns?: string;
   pid: number;
   time: string;
 }
@@ -32,8 +34,9 @@ const REFRESH_EVERY_MS = 5 * 60 * 1000;
 
 /**
  * Two machines may share a host name (cloned virtual machines, "localhost"),
- * and a machine that rebooted reuses pids: a lock is tested by its pid only
- * when it was taken in this very boot of this machine.
+ * a machine that rebooted reuses pids, and a container numbers its own: a
+ * lock is tested by its pid only when it was taken in this very boot of this
+ * machine, in this pid namespace.
  */
 const BOOT_ID = (() => {
   try {
@@ -43,9 +46,17 @@ const BOOT_ID = (() => {
   }
 })();
 
+const PID_NAMESPACE = (() => {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return undefined;
+  }
+})();
+
 /** Whether this process can tell if the lock's holder still runs. */
 function judgedByPid(record: LockRecord): boolean {
-  return record.host === os.hostname() && record.boot === BOOT_ID;
+  return record.host === os.hostname() && record.boot === BOOT_ID && record.pidns === PID_NAMESPACE;
 }
 
 function alive(record: LockRecord): boolean {
@@ -88,6 +99,7 @@ export class StoreLock {
       command: this.command,
       host: os.hostname(),
       ...(BOOT_ID ? { boot: BOOT_ID } : {}),
+      ...(PID_NAMESPACE ? { pidns: PID_NAMESPACE } : {}),
       pid: process.pid,
       time: new Date(now).toISOString(),
     };

@@ -4,7 +4,7 @@
  * then, prune refuses and says how to clear them.
  */
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync, readlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,7 +20,7 @@ const env = () => ({ XDG_CACHE_HOME: path.join(work, 'cache') });
 const locks = () => fs.readdir(path.join(store, 'locks')).catch(() => [] as string[]);
 
 /** A shared lock as a backup on another machine writes it, fresh. */
-async function lockFromElsewhere(holder: { host: string; boot?: string; pid: number } = { host: 'db-server-7', pid: 4242 }): Promise<void> {
+async function lockFromElsewhere(holder: { host: string; boot?: string; pidns?: string; pid: number } = { host: 'db-server-7', pid: 4242 }): Promise<void> {
   const { BlobType } = (await loadBuilt('kloset/sealing.js')) as typeof import('../../src/kloset/sealing.js');
   const repository = await openBuiltStore(store, { loadIndex: false });
   const id = randomBytes(32);
@@ -84,6 +84,18 @@ describe('unlock', () => {
     expect(refused.stderr).toMatch(/^kloset: store is in use by a backup \(pid 4194305 on .*\): try again once it has ended \(if that machine stopped it, .* unlock --remove-all' removes the lock\)\n$/);
     expect((await kloset(['at', store, 'unlock'])).stdout).toMatch(/^unlock: removed 0 locks, kept 1 in use$/m);
     expect((await kloset(['at', store, 'unlock', '--remove-all'])).code).toBe(0);
+    expect(await locks()).toEqual([]);
+  });
+
+  it('keeps the lock of a container of this very machine and boot, whose pids are its own', async () => {
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    await lockFromElsewhere({ host: os.hostname(), boot, pidns: 'pid:[4026530000]', pid: 2 ** 22 + 1 });
+    expect((await kloset(['at', store, 'prune'])).code).toBe(1);
+    expect((await kloset(['at', store, 'unlock'])).stdout).toMatch(/^unlock: removed 0 locks, kept 1 in use$/m);
+    // The same record from this namespace names a process that is gone: its lock is stale.
+    expect((await kloset(['at', store, 'unlock', '--remove-all'])).code).toBe(0);
+    await lockFromElsewhere({ host: os.hostname(), boot, pidns: readlinkSync('/proc/self/ns/pid'), pid: 2 ** 22 + 1 });
+    expect((await kloset(['at', store, 'unlock'])).stdout).toMatch(/^unlock: removed 1 lock\b/m);
     expect(await locks()).toEqual([]);
   });
 });
