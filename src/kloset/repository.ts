@@ -44,6 +44,8 @@ export interface StoreConfig {
 
 /** Bytes of unwanted blobs a coalesced read may carry along rather than split into two requests. */
 const COALESCE_GAP = 256 * 1024;
+/** A blob missing from the index makes the repository look for new index deltas at most this often. */
+const CATCH_UP_INTERVAL_MS = 1000;
 /** A coalesced read stops growing here: its chunks are decoded only once all of it has arrived. */
 const COALESCE_MAX = 4 * 1024 * 1024;
 /** The layout of the local index cache; a cache of another layout is rebuilt from the store. */
@@ -278,14 +280,7 @@ export class Repository {
     // Without the cache the index is rebuilt from nothing: a reload must not keep what a prune removed.
     this.index.loadTable(cached?.table ?? { packs: [], records: Buffer.alloc(0) });
     const fresh = names.filter((name) => !covered.has(name));
-    await mapLimit(fresh, 8, async (name) => {
-      try {
-        decodeIndexDelta(await this.readSealed(name, BlobType.index, indexDeltaId(name)), this.index);
-      } catch (err) {
-        // A delta consolidated and removed by a concurrent writer since we listed it.
-        if (!(err instanceof NotFoundError)) throw err;
-      }
-    });
+    await this.mergeDeltas(fresh);
     if (fresh.length > 0 && names.length > 0) await this.writeIndexCache(names);
     this.loadedDeltas = listed;
   }
@@ -322,15 +317,58 @@ export class Repository {
     return this.index.has(id);
   }
 
-  locate(id: Buffer): BlobLocation {
+  /**
+   * Where a blob is, or undefined if no index delta names it. A blob the
+   * loaded index lacks may be a new one: a snapshot listed after the index
+   * was loaded names blobs of deltas written meanwhile (a backup stores its
+   * deltas, then its header). So a miss first merges the deltas stored since,
+   * at most once per CATCH_UP_INTERVAL_MS, and a damaged store costs one listing
+   * per interval, not one per missing blob.
+   */
+  async find(id: Buffer): Promise<BlobLocation | undefined> {
     const location = this.index.get(id);
+    if (location) return location;
+    if (!this.catchingUp && Date.now() - this.caughtUpAt >= CATCH_UP_INTERVAL_MS) {
+      this.catchingUp = this.catchUpIndex().finally(() => {
+        this.caughtUpAt = Date.now();
+        this.catchingUp = undefined;
+      });
+    }
+    await this.catchingUp;
+    return this.index.get(id);
+  }
+
+  private catchingUp: Promise<void> | undefined;
+  private caughtUpAt = 0;
+
+  /** Merges the deltas stored since the index was loaded. */
+  private async catchUpIndex(): Promise<void> {
+    const names: string[] = [];
+    for await (const { key } of this.store.list('index/')) if (isIndexDeltaKey(key) && !this.loadedDeltas.has(key)) names.push(key);
+    await this.mergeDeltas(names);
+    this.loadedDeltas = new Set([...this.loadedDeltas, ...names]);
+  }
+
+  private async mergeDeltas(names: string[]): Promise<void> {
+    await mapLimit(names, 8, async (name) => {
+      try {
+        decodeIndexDelta(await this.readSealed(name, BlobType.index, indexDeltaId(name)), this.index);
+      } catch (err) {
+        // A delta consolidated and removed by a concurrent writer since it was listed.
+        if (!(err instanceof NotFoundError)) throw err;
+      }
+    });
+  }
+
+  private async locate(id: Buffer): Promise<BlobLocation> {
+    const location = await this.find(id);
     if (!location) throw new IntegrityError(`blob ${id.toString('hex').slice(0, 16)} is missing from the store`);
     return location;
   }
 
   /** One ranged read, authenticated and decoded. */
   async getBlob(id: Buffer): Promise<Buffer> {
-    const location = this.locate(id);
+    const location = await this.locate(id);
     return this.decodeLocated(id, location, await this.store.getRange(packKey(location.packId), location.offset, location.length));
   }
 
@@ -340,7 +378,7 @@ export class Repository {
    * asking for the next chunks of a file makes one request, not one per chunk.
    */
   async getBlobs(ids: Buffer[]): Promise<Buffer[]> {
-    const located = ids.map((id, index) => ({ id, index, location: this.locate(id) }));
+    const located = await Promise.all(ids.map(async (id, index) => ({ id, index, location: await this.locate(id) })));
     located.sort(
       (a, b) => Buffer.compare(a.location.packId, b.location.packId) || a.location.offset - b.location.offset,
     );

@@ -38,7 +38,7 @@ export class BlobJudge {
   }
 
   private async judge(id: Buffer, key: string): Promise<boolean> {
-    const location = this.repository.index.get(id);
+    const location = await this.repository.find(id);
     if (!location) return false;
     if (this.damaged) return !this.damaged.has(key);
     try {

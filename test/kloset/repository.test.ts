@@ -59,6 +59,17 @@ describe('the index', () => {
     expect((await open()).has(gone.id)).toBe(false);
   });
 
+  it('finds a blob that a delta stored after it was loaded names, as a snapshot listed since then needs', async () => {
+    const reader = await open(); // loaded before the backup below committed
+    const { id } = await storeChunk('committed after the reader loaded its index');
+    expect(reader.has(id)).toBe(false);
+    expect((await reader.getBlob(id)).toString()).toBe('committed after the reader loaded its index');
+    // A blob that no delta names stays missing, and asking again within a second lists nothing new.
+    const unknown = Buffer.alloc(32, 7);
+    await expect(reader.getBlob(unknown)).rejects.toThrow(/is missing from the store/);
+    expect(await reader.find(unknown)).toBeUndefined();
+  });
+
   it('ignores files under index/ that are not deltas', async () => {
     const { id } = await storeChunk('indexed');
     await fs.writeFile(path.join(store, 'index', '.DS_Store'), 'not a delta');
