@@ -1,9 +1,34 @@
 import { createHash } from 'node:crypto';
 import { NotFoundError } from '../errors.js';
-import type { BlobLocation } from './blobindex.js';
-import { packKey } from './packfile.js';
-import { mapLimit, type Repository } from './repository.js';
+import { BlobIndex, decodeIndexDelta, type BlobLocation } from './blobindex.js';
+import { packIdFromKey, packKey } from './packfile.js';
+import { indexDeltaId, isIndexDeltaKey, mapLimit, type Repository } from './repository.js';
 import { BlobType } from './sealing.js';
+
+export interface DeltaProblem {
+  key: string;
+  message: string;
+}
+
+/**
+ * Reads every index delta from the store itself, not the local copy of the
+ * merged index: a delta damaged since it was merged would fail every
+ * machine that has no such copy. Returns the deltas that do not open.
+ */
+export async function verifyIndexDeltas(repository: Repository): Promise<DeltaProblem[]> {
+  const keys: string[] = [];
+  for await (const { key } of repository.store.list('index/')) if (isIndexDeltaKey(key)) keys.push(key);
+  const problems: DeltaProblem[] = [];
+  await mapLimit(keys, 8, async (key) => {
+    try {
+      decodeIndexDelta(await repository.readSealed(key, BlobType.index, indexDeltaId(key)), new BlobIndex());
+    } catch (err) {
+      if (err instanceof NotFoundError) return; // replaced by a writer meanwhile
+      problems.push({ key, message: (err as Error).message.replace(`${key}: `, '') });
+    }
+  });
+  return problems.sort((a, b) => a.key.localeCompare(b.key));
+}
 
 export interface PackProblem {
   packId: Buffer;
@@ -49,6 +74,30 @@ export async function verifyPacks(
   let estimate = 0;
   for (const blobs of byPack.values()) estimate += Math.max(...blobs.map(([, l]) => l.offset + l.length));
   const result: VerifyResult = { packs: 0, blobs: 0, bytes: 0, damaged: new Set(), problems: [] };
+  // Packs whose blobs the index places elsewhere (a second copy two concurrent backups made, which
+  // another machine's index may use) or nowhere (left by an interrupted backup): their names are checked.
+  const others: Buffer[] = [];
+  if (!only) {
+    for await (const { key, size } of repository.store.list('packs/')) {
+      const packId = packIdFromKey(key);
+      if (!packId || byPack.has(packId.toString('hex'))) continue;
+      others.push(packId);
+      estimate += size;
+    }
+  }
+  await mapLimit(others, 2, async (packId) => {
+    try {
+      const data = await repository.store.get(packKey(packId));
+      if (!createHash('sha256').update(data).digest().equals(packId)) {
+        result.problems.push({ packId, message: 'content does not match its name (damaged); no blob in use is read from it here' });
+      }
+      result.bytes += data.length;
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) result.problems.push({ packId, message: (err as Error).message });
+    }
+    result.packs++;
+    onProgress?.({ packs: result.packs, bytes: result.bytes, estimate });
+  });
   await mapLimit([...byPack.values()], 2, async (blobs) => {
     const packId = blobs[0][1].packId;
     let data: Buffer | undefined;

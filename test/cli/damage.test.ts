@@ -3,6 +3,7 @@
  * check names them and their snapshot, cat of such a file fails cleanly,
  * restore brings back everything else and reports the rest (exit 3).
  */
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -203,5 +204,55 @@ describe('a store with a damaged snapshot header', () => {
     const check = await run(['at', store, 'check']);
     expect(check.stderr).toBe('');
     expect(check.code).toBe(0);
+  });
+});
+
+describe('check reads what the local index copy stands in for', () => {
+  let store: string;
+  let run: ReturnType<typeof klosetWith>;
+
+  beforeAll(async () => {
+    ({ store, kloset: run } = await storeWithTwoSnapshots(
+      'kloset-damaged-delta-',
+      async (source) => fs.writeFile(path.join(source, 'a.txt'), 'first\n'),
+      async (source) => fs.writeFile(path.join(source, 'b.txt'), 'second\n'),
+    ));
+    expect((await run(['at', store, 'check'])).code).toBe(0); // the local copy of the index is warm
+  });
+
+  afterAll(async () => {
+    await fs.rm(path.dirname(store), { recursive: true, force: true });
+  });
+
+  it('names an index delta damaged since the index was copied locally', async () => {
+    const [delta] = await fs.readdir(path.join(store, 'index'));
+    const file = path.join(store, 'index', delta);
+    const original = await fs.readFile(file);
+    const data = Buffer.from(original);
+    data[data.length >> 1] ^= 0xff;
+    await fs.writeFile(file, data);
+    try {
+      const check = await run(['at', store, 'check']);
+      expect(check.code).toBe(1);
+      expect(check.stderr).toBe(`damaged: index delta ${delta.slice(0, 16)}: authentication failed (damaged or tampered)\n`);
+      expect(check.stdout).toMatch(/: 0 damaged paths in 0 snapshots, 1 damaged index delta$/m);
+    } finally {
+      await fs.writeFile(file, original);
+    }
+  });
+
+  it('names a damaged pack that no blob in use comes from, as a second copy or a leftover is', async () => {
+    const content = Buffer.from('a pack that no index delta names');
+    const name = createHash('sha256').update(content).digest('hex');
+    const dir = path.join(store, 'packs', name.slice(0, 2));
+    await fs.mkdir(dir, { recursive: true });
+    await fs.writeFile(path.join(dir, name), content);
+    expect((await run(['at', store, 'check'])).code).toBe(0);
+    content[0] ^= 0xff;
+    await fs.writeFile(path.join(dir, name), content);
+    const check = await run(['at', store, 'check']);
+    expect(check.code).toBe(1);
+    expect(check.stderr).toBe(`damaged: pack ${name.slice(0, 16)}: content does not match its name (damaged); no blob in use is read from it here\n`);
+    await fs.rm(path.join(dir, name));
   });
 });

@@ -102,30 +102,36 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         const ctx = context();
         const started = Date.now();
         // Loaded by the commands that use them only: every other command starts that much sooner.
-        const [{ verifyPacks }, { BlobJudge, verifySnapshot }] = await Promise.all([
+        const [{ verifyIndexDeltas, verifyPacks }, { BlobJudge, verifySnapshot }] = await Promise.all([
           import('../../kloset/verify.js'),
           import('../../snapshot/verify.js'),
         ]);
         const repository = await ctx.repository();
         let judge: BlobJudge;
         let packSummary = '';
-        let problems = 0;
+        /** Damaged files beside the snapshots' paths, by kind: 'pack', 'index delta', 'snapshot header'. */
+        const problems = new Map<string, number>();
+        const problem = (kind: string) => problems.set(kind, (problems.get(kind) ?? 0) + 1);
         const snapshots = ids.length
           ? await Promise.all(ids.map((id) => resolveSnapshot(repository, id, ctx.onDamagedSnapshot)))
           : await listSnapshots(repository, (damaged) => {
-              problems++;
+              problem('snapshot header');
               ctx.err(`damaged: ${damaged.message}`);
             });
         if (ids.length === 0) {
+          for (const delta of await verifyIndexDeltas(repository)) {
+            problem('index delta');
+            ctx.err(`damaged: index delta ${delta.key.slice('index/'.length, 'index/'.length + 16)}: ${delta.message}`);
+          }
           const progress = new ProgressLine('check', undefined, 'packs');
           const packs = await verifyPacks(repository, (p) => {
             progress.setTotal(p.estimate);
             progress.update({ files: p.packs, bytes: p.bytes, errors: 0 });
           });
           progress.clear();
-          for (const problem of packs.problems) {
-            problems++;
-            ctx.err(`damaged: pack ${problem.packId.toString('hex').slice(0, 16)}: ${problem.message}`);
+          for (const pack of packs.problems) {
+            problem('pack');
+            ctx.err(`damaged: pack ${pack.packId.toString('hex').slice(0, 16)}: ${pack.message}`);
           }
           judge = new BlobJudge(repository, packs.damaged);
           packSummary = `${plural(packs.packs, 'pack')}, ${plural(packs.blobs, 'blob')}, ${formatBytes(packs.bytes)}; `;
@@ -141,13 +147,16 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         }
         const hit = new Set(damaged.map((d) => d.snapshot.id.toString('hex'))).size;
         const verdict =
-          damaged.length || problems
-            ? `${plural(damaged.length, 'damaged path')} in ${plural(hit, 'snapshot')}${problems ? `, ${plural(problems, 'damaged pack')}` : ''}`
+          damaged.length || problems.size
+            ? [
+                `${plural(damaged.length, 'damaged path')} in ${plural(hit, 'snapshot')}`,
+                ...[...problems].map(([kind, count]) => plural(count, `damaged ${kind}`)),
+              ].join(', ')
             : 'no problems found';
         ctx.out(
           `check: ${packSummary}${plural(snapshots.length, 'snapshot')} verified in ${formatDuration(Date.now() - started)}: ${verdict}`,
         );
-        return damaged.length || problems ? ExitCode.FAILURE : ExitCode.OK;
+        return damaged.length || problems.size ? ExitCode.FAILURE : ExitCode.OK;
       }),
     );
 
