@@ -108,13 +108,19 @@ export class Namespace {
     const prefix = path === '/' ? '/' : `${path}/`;
     if (node.type === 'virtual') return [...node.children.keys()];
     if (node.type !== 'entry' || node.entry.kind !== 'directory') return [];
-    const names: string[] = [];
-    for await (const child of node.reader.children(node.entry)) {
-      // The kernel takes names as bytes but fuse-native passes them as text: one that is not UTF-8 is shown, and asked for, with U+FFFD.
-      const name = shownName(child.name);
-      names.push(name);
-      this.resolved.set(prefix + name, { type: 'entry', reader: node.reader, entry: child });
-    }
+    const children: Entry[] = [];
+    for await (const child of node.reader.children(node.entry)) children.push(child);
+    // The kernel takes names as bytes but fuse-native passes them as text: one that is not UTF-8 is
+    // shown, and asked for, with U+FFFD. Names that show alike are not remembered under that name,
+    // so a lookup finds what SnapshotReader.find does: the name that is that very text, or none.
+    const names = children.map((child) => shownName(child.name));
+    const showings = new Map<string, number>();
+    for (const name of names) showings.set(name, (showings.get(name) ?? 0) + 1);
+    children.forEach((child, i) => {
+      if (child.name.isWellFormed() || showings.get(names[i]) === 1) {
+        this.resolved.set(prefix + names[i], { type: 'entry', reader: node.reader, entry: child });
+      }
+    });
     return names;
   }
 }

@@ -1,3 +1,4 @@
+import { shownName } from './names.js';
 import type { SnapshotReader } from './reader.js';
 import type { Entry } from './tree.js';
 
@@ -31,7 +32,8 @@ export class Locator {
     if (remembered) return remembered;
     const listing: Listing = [];
     for await (const child of reader.children(dir)) {
-      const matched = this.match(child.name);
+      // A name that is not UTF-8 is typed as it is shown, with U+FFFD.
+      const matched = this.match(child.name) || (!child.name.isWellFormed() && this.match(shownName(child.name)));
       if (matched || child.kind === 'directory') listing.push({ name: child.name, matched, directory: child.kind === 'directory' ? child : undefined });
     }
     if (key !== undefined) this.known.set(key, listing);

@@ -418,6 +418,8 @@ export class UiApi {
     const field = (name: string) => {
       const value = body?.[name];
       if (typeof value !== 'string' || value === '') throw new HttpError(400, `restore needs "${name}" (a string)`);
+      // A lone surrogate (a name as ls --json escapes it) is no path: names are asked for as the viewer shows them.
+      if (!value.isWellFormed()) throw new HttpError(400, `"${name}" is not well-formed text: give names with U+FFFD, as the viewer shows them`);
       return value;
     };
     const reader = await this.deps.catalog.reader(field('snapshot'));

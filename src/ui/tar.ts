@@ -11,6 +11,7 @@
  */
 import { checkEntryName } from '../connectors/exporter.js';
 import { KlosetError } from '../errors.js';
+import { shownName } from '../snapshot/names.js';
 import type { SnapshotReader } from '../snapshot/reader.js';
 import type { Entry } from '../snapshot/tree.js';
 
@@ -135,7 +136,9 @@ function asciiStub(value: string, max: number): string {
   return out;
 }
 
-function memberFields(path: string, e: Entry): HeaderFields | undefined {
+/** Names that are not UTF-8 go in as the viewer shows them (shownName): a pax path is UTF-8. */
+function memberFields(exactPath: string, e: Entry): HeaderFields | undefined {
+  const path = shownName(exactPath);
   const base = { path, mode: e.mode, uid: e.uid, gid: e.gid, size: 0, mtime: e.mtime.sec, uname: e.user, gname: e.group };
   switch (e.kind) {
     case 'directory':
@@ -143,7 +146,7 @@ function memberFields(path: string, e: Entry): HeaderFields | undefined {
     case 'file':
       return { ...base, size: e.size, type: '0' };
     case 'symlink':
-      return { ...base, type: '2', linkname: e.target ?? '' };
+      return { ...base, type: '2', linkname: shownName(e.target ?? '') };
     case 'fifo':
       return { ...base, type: '6' };
     case 'device': {

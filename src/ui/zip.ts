@@ -14,6 +14,7 @@ import { Readable } from 'node:stream';
 import { requireCjs } from '../cjs.js';
 import { checkEntryName } from '../connectors/exporter.js';
 import { KlosetError } from '../errors.js';
+import { shownName } from '../snapshot/names.js';
 import type { SnapshotReader } from '../snapshot/reader.js';
 import type { Entry } from '../snapshot/tree.js';
 
@@ -92,8 +93,10 @@ export async function* zipStream(reader: SnapshotReader, entry: Entry, rootName:
   const add = async (path: string, e: Entry): Promise<void> => {
     if (stopped) return;
     const mtime = mtimeOf(e);
+    // A zip name is UTF-8: one that is not goes in as the viewer shows it.
+    const name = shownName(path);
     if (e.kind === 'directory') {
-      await addOther(() => zip.addEmptyDirectory(path, { mtime, mode: e.mode }));
+      await addOther(() => zip.addEmptyDirectory(name, { mtime, mode: e.mode }));
       for await (const child of reader.children(e)) {
         if (stopped) break;
         // yazl turns a backslash into a separator: such a name would land elsewhere.
@@ -106,7 +109,7 @@ export async function* zipStream(reader: SnapshotReader, entry: Entry, rootName:
       if (stopped) return;
       filesAdded++;
       othersQueued = 0;
-      zip.addReadStreamLazy(path, { size: e.size, mtime, mode: e.mode, compress: false }, (callback) => {
+      zip.addReadStreamLazy(name, { size: e.size, mtime, mode: e.mode, compress: false }, (callback) => {
         filesStarted++;
         const stream = Readable.from(content(path, e), { objectMode: false });
         reading = stream;
@@ -119,8 +122,8 @@ export async function* zipStream(reader: SnapshotReader, entry: Entry, rootName:
         callback(null, stream);
       });
     } else if (e.kind === 'symlink') {
-      const target = Buffer.from(e.target ?? '');
-      await addOther(() => zip.addBuffer(target, path, { mtime, mode: S_IFLNK | 0o777, compress: false }));
+      const target = Buffer.from(shownName(e.target ?? ''));
+      await addOther(() => zip.addBuffer(target, name, { mtime, mode: S_IFLNK | 0o777, compress: false }));
     } else {
       options.onSkip?.(path, `${e.kind} not representable in zip`);
     }

@@ -73,7 +73,7 @@ beforeAll(async () => {
   await fs.writeFile(under(source, latin1('twin\xe8')), 'first twin\n');
   await fs.writeFile(under(source, latin1('twin\xe9')), 'second twin\n');
   // Node makes no FIFO, and a command's arguments are text: the shell's printf gives the byte.
-  execFileSync('sh', ['-c', 'mkfifo "$(printf "fifo\\351")"'], { cwd: source });
+  execFileSync('sh', ['-c', 'mkfifo "$(printf "fifo\\351")" "$(printf "caf\\351/pipe\\351")"'], { cwd: source });
   store = path.join(work, 'store');
   expect((await kloset(['at', store, 'create'])).code).toBe(0);
   backup = await kloset(['at', store, 'backup', source]);
@@ -125,6 +125,16 @@ describe('names that are not UTF-8', () => {
     expect(linkGroups(await describeBytes(target))).toEqual(expected);
   });
 
+  it('are matched by patterns in their shown form, as they are typed', async () => {
+    const target = path.join(work, 'selected');
+    const selected = await kloset(['at', store, 'restore', '-to', target, '-include', 'caf\uFFFD', 'latest']);
+    expect(selected.stderr).toBe('');
+    expect((await fs.readdir(target, { encoding: 'buffer' })).map((n) => n.toString('latin1'))).toEqual(['caf\xe9']);
+    const located = await kloset(['at', store, 'locate', 'na\uFFFDve.txt']);
+    expect(located.code).toBe(0);
+    expect(located.stdout).toMatch(/:\/caf\uFFFD\/na\uFFFDve\.txt$/m);
+  });
+
   it('are matched on an unchanged re-backup, so nothing is read again', async () => {
     const again = await kloset(['at', store, 'backup', source]);
     expect(again.code).toBe(0);
@@ -144,6 +154,8 @@ describe('names that are not UTF-8', () => {
       expect(await fs.readlink(path.join(root, 'link\uFFFD'))).toBe('caf\uFFFD/na\uFFFDve.txt');
       expect(await fs.readFile(path.join(root, 'link\uFFFD'), 'utf8')).toBe('in a Latin-1 directory\n');
       expect((await fs.lstat(path.join(root, 'fifo\uFFFD'))).size).toBe(0);
+      // Two names that show alike: neither is reached, rather than one served for the other.
+      await expect(fs.readFile(path.join(root, 'twin\uFFFD'))).rejects.toThrow(/ENOENT/);
     } finally {
       await mounted.stop();
     }
@@ -158,11 +170,27 @@ describe('names that are not UTF-8', () => {
       const tree = await get(`${snapshot}/tree?path=${encodeURIComponent('/caf\uFFFD')}`);
       expect(tree.status).toBe(200);
       const listed = (await tree.json()) as { entries: { name: string; path: string }[] };
-      expect(listed.entries.map((e) => [e.name, e.path])).toEqual([['na\uFFFDve.txt', '/caf\uFFFD/na\uFFFDve.txt']]);
+      expect(listed.entries.map((e) => [e.name, e.path])).toEqual([
+        ['na\uFFFDve.txt', '/caf\uFFFD/na\uFFFDve.txt'],
+        ['pipe\uFFFD', '/caf\uFFFD/pipe\uFFFD'],
+      ]);
       const content = await get(`${snapshot}/content?path=${encodeURIComponent(listed.entries[0].path)}&download=1`);
       expect(content.status).toBe(200);
       expect(await content.text()).toBe('in a Latin-1 directory\n');
       expect(decodeURIComponent(content.headers.get('content-disposition')!.split("UTF-8''")[1])).toBe('na\uFFFDve.txt');
+      const archive = Buffer.from(await (await get(`${snapshot}/archive?path=${encodeURIComponent('/caf\uFFFD')}`)).arrayBuffer());
+      const tarFile = path.join(work, 'cafe.tar');
+      await fs.writeFile(tarFile, archive);
+      expect(execFileSync('tar', ['-tf', tarFile], { encoding: 'utf8' }).split('\n').filter(Boolean).sort()).toEqual(
+        ['caf\uFFFD/', 'caf\uFFFD/na\uFFFDve.txt', 'caf\uFFFD/pipe\uFFFD'],
+      );
+      // The escaped form ls --json gives is not a path: a clear 400, not a server error.
+      const restore = await fetch(new URL('/api/restore', ui.base), {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${ui.token}`, 'Content-Type': 'application/json', Origin: ui.base },
+        body: JSON.stringify({ snapshot: snapshots[snapshots.length - 1].id, path: '/caf\udce9', destination: path.join(work, 'api-restore') }),
+      });
+      expect(restore.status).toBe(400);
     } finally {
       const stopped = await ui.stop();
       expect(stopped.stderr).toBe('');

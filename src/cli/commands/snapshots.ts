@@ -11,6 +11,7 @@ import { backup } from '../../snapshot/builder.js';
 import { diffTrees, type DiffItem } from '../../snapshot/diff.js';
 import { Locator } from '../../snapshot/locate.js';
 import { listSnapshots, resolveSnapshot, type SnapshotHeader } from '../../snapshot/header.js';
+import { shownName } from '../../snapshot/names.js';
 import { SnapshotReader } from '../../snapshot/reader.js';
 import { restore, type RestoreOptions } from '../../snapshot/restore.js';
 import type { Entry } from '../../snapshot/tree.js';
@@ -103,7 +104,9 @@ function diffMark(item: DiffItem): '+' | '-' | 'T' | 'M' | 'U' {
 function pathMatcher(patterns: string[]): ((rel: string) => boolean) | undefined {
   if (patterns.length === 0) return undefined;
   const matchers = patterns.map((p) => ({ match: picomatch(p.replace(/^\/+/, ''), { dot: true }), anchored: p.startsWith('/') }));
-  return (rel) => matchers.some(({ match, anchored }) => match(rel) || (!anchored && match(path.posix.basename(rel))));
+  // A name that is not UTF-8 is typed as it is shown, with U+FFFD (see shownName).
+  const matches = (rel: string) => matchers.some(({ match, anchored }) => match(rel) || (!anchored && match(path.posix.basename(rel))));
+  return (rel) => matches(rel) || (!rel.isWellFormed() && matches(shownName(rel)));
 }
 
 /**

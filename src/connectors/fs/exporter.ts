@@ -62,6 +62,21 @@ function replacing<T>(full: string, make: () => T): T {
   return make();
 }
 
+/** Node has no mkfifo or mknod: coreutils has both. Making a device needs root, as with tar. */
+async function makeSpecial(at: string, entry: Entry): Promise<void> {
+  const permissions = (entry.mode & 0o7777).toString(8);
+  const [command, ...args] =
+    entry.kind === 'fifo'
+      ? ['mkfifo', '-m', permissions, at]
+      : ['mknod', '-m', permissions, at, (entry.mode & S_IFMT) === S_IFBLK ? 'b' : 'c', ...deviceNumbers(entry.rdev ?? 0)];
+  try {
+    await execFileAsync(command, args);
+  } catch (err) {
+    const reason = ((err as { stderr?: string }).stderr ?? '').trim().split('\n').pop() || (err as Error).message;
+    throw new KlosetError(`cannot create ${entry.kind === 'fifo' ? 'FIFO' : 'device'}: ${reason}`);
+  }
+}
+
 function createFile(full: string): number {
   return replacing(full, () => openSync(osPath(full), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
 }
@@ -120,7 +135,7 @@ export class FsExporter implements Exporter {
     try {
       // The target itself may need its parents; below it, each level is made (and checked) in turn.
       if (rel === '') {
-        this.ownTarget = (await fs.mkdir(full, { recursive: true, mode: 0o700 })) !== undefined || (await isEmptyDirectory(full));
+        this.ownTarget = (await fs.mkdir(osPath(full), { recursive: true, mode: 0o700 })) !== undefined || (await isEmptyDirectory(full));
       } else await fs.mkdir(osPath(full), { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -186,21 +201,22 @@ export class FsExporter implements Exporter {
     if (entry.kind === 'fifo' || entry.kind === 'device') {
       const at = osPath(full);
       await fs.rm(at, { force: true });
-      // Node has no mkfifo or mknod: coreutils has both. Making a device needs root, as with tar.
-      // Their arguments are text, so a name that is not is made under a temporary one in the target, then renamed.
-      const made = typeof at === 'string' ? full : path.join(this.target, `.kloset-${process.pid}-${randomBytes(8).toString('hex')}`);
-      const permissions = (entry.mode & 0o7777).toString(8);
-      const [command, ...args] =
-        entry.kind === 'fifo'
-          ? ['mkfifo', '-m', permissions, made]
-          : ['mknod', '-m', permissions, made, (entry.mode & S_IFMT) === S_IFBLK ? 'b' : 'c', ...deviceNumbers(entry.rdev ?? 0)];
-      try {
-        await execFileAsync(command, args);
-      } catch (err) {
-        const reason = ((err as { stderr?: string }).stderr ?? '').trim().split('\n').pop() || (err as Error).message;
-        throw new KlosetError(`cannot create ${entry.kind === 'fifo' ? 'FIFO' : 'device'}: ${reason}`);
+      if (typeof at === 'string') await makeSpecial(full, entry);
+      else {
+        // mkfifo and mknod take their path as text: a name that is not is made under a temporary
+        // one in its own directory, reached through the directory's descriptor, then renamed.
+        const dir = await fs.open(osPath(path.dirname(full)), constants.O_RDONLY | constants.O_DIRECTORY);
+        const temporary = `/proc/${process.pid}/fd/${dir.fd}/.kloset-${randomBytes(8).toString('hex')}`;
+        try {
+          await makeSpecial(temporary, entry);
+          await fs.rename(temporary, at);
+        } catch (err) {
+          await fs.rm(temporary, { force: true });
+          throw err;
+        } finally {
+          await dir.close();
+        }
       }
-      if (made !== full) await fs.rename(made, at);
       this.applyMetadata(full, entry);
     }
     // Sockets belong to the process that listened on them: recorded, not recreated (as tar and restic do).
