@@ -32,7 +32,7 @@ _kloset_setup() {
   fi
 
   # --- Debian packages -------------------------------------------------------
-  local pkgs=(libfuse2 fuse3 time chromium attr unzip)
+  local pkgs=(libfuse2 fuse3 time chromium attr unzip strace)
   local missing=()
   local p
   if command -v dpkg >/dev/null 2>&1; then

@@ -10,7 +10,9 @@ const TEMP_NAME = /\.tmp-[0-9a-f]{12}$/;
 
 /**
  * A blob store in a local directory: one file per key, written to a temporary
- * name, fsynced and renamed, so a crash never leaves a torn blob under a real key.
+ * name, fsynced and renamed, so a crash never leaves a torn blob under a real
+ * key; the directory is fsynced after each change to it, so a power failure
+ * does not undo one change and keep a later one.
  */
 export class LocalBlobStore implements BlobStore {
   readonly location: string;
@@ -59,7 +61,11 @@ export class LocalBlobStore implements BlobStore {
 
   private async writeTemp(key: string, data: Buffer): Promise<string> {
     const target = this.pathOf(key);
-    await fs.mkdir(path.dirname(target), { recursive: true });
+    const made = await fs.mkdir(path.dirname(target), { recursive: true });
+    // New directories (packs/<hh>) are entries of their parents, which must reach the disk too.
+    if (made !== undefined) {
+      for (let dir = path.dirname(target); dir !== path.dirname(made); dir = path.dirname(dir)) await syncDirectory(path.dirname(dir));
+    }
     const temp = `${target}${TEMP_SUFFIX}${randomBytes(6).toString('hex')}`;
     try {
       const handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
@@ -85,6 +91,7 @@ export class LocalBlobStore implements BlobStore {
       await fs.rm(temp, { force: true });
       throw err;
     }
+    await syncDirectory(path.dirname(this.pathOf(key)));
   }
 
   async putIfAbsent(key: string, data: Buffer): Promise<boolean> {
@@ -92,6 +99,7 @@ export class LocalBlobStore implements BlobStore {
     try {
       // link() fails with EEXIST instead of replacing: the atomic create-if-absent.
       await fs.link(temp, this.pathOf(key));
+      await syncDirectory(path.dirname(this.pathOf(key)));
       return true;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
@@ -157,9 +165,15 @@ export class LocalBlobStore implements BlobStore {
   async delete(key: string): Promise<void> {
     await this.handles.forget(key);
     // unlink, not rm: rm takes a file it may not remove for a directory and reports ENOTDIR.
-    await fs.unlink(this.pathOf(key)).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') throw err;
-    });
+    const removed = await fs.unlink(this.pathOf(key)).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+        return false;
+      },
+    );
+    // An index delta that a power failure brought back after prune removed its packs would name blobs that are gone.
+    if (removed) await syncDirectory(path.dirname(this.pathOf(key)));
   }
 
   async stat(key: string): Promise<number | undefined> {
@@ -244,6 +258,23 @@ const WRITE_FAILURES: Record<string, string> = {
 };
 
 /** What a user can act on: the store, the blob, and the reason in words. */
+/**
+ * Makes a directory's entries durable: a file renamed into place is on the
+ * disk only once its directory is, or a power failure could keep a snapshot
+ * header and lose the pack it needs.
+ */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } catch (err) {
+    // A file system that cannot sync a directory (some network ones) has nothing more to give.
+    if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+  } finally {
+    await handle.close();
+  }
+}
+
 function writeError(err: unknown, location: string, key: string): Error {
   const reason = WRITE_FAILURES[(err as NodeJS.ErrnoException).code ?? ''];
   return reason ? new KlosetError(`${location}: cannot write ${key}: ${reason}`, { cause: err }) : (err as Error);
