@@ -83,6 +83,8 @@ export class StoreLock {
   private refreshing: Promise<void> | undefined;
   /** When the lock was last written: once that is too long ago, others may have taken it for stale. */
   private writtenAt = 0;
+  /** Set once a refresh finds the lock gone from the store: it is not written back, and check() refuses. */
+  private removed = false;
 
   private constructor(
     private readonly repository: Repository,
@@ -131,12 +133,27 @@ export class StoreLock {
     lock.timer = setInterval(() => {
       // A failed refresh is not fatal here: check() refuses once the lock has gone unrefreshed too long.
       lock.refreshing ??= lock
-        .write()
+        .refresh()
         .catch(() => undefined)
         .finally(() => (lock.refreshing = undefined));
     }, REFRESH_EVERY_MS);
     lock.timer.unref();
     return lock;
+  }
+
+  /**
+   * Rewrites the lock, unless it was removed (an unlock, or a prune that took
+   * it for stale): writing it back would hide that from check(), and the
+   * work it guards would commit over what was removed meanwhile.
+   */
+  private async refresh(): Promise<void> {
+    if (this.removed) return;
+    if ((await this.repository.store.stat(this.key)) === undefined) {
+      this.removed = true;
+      if (this.timer) clearInterval(this.timer);
+      return;
+    }
+    await this.write();
   }
 
   /** A live lock this one cannot be held beside. */
@@ -154,6 +171,7 @@ export class StoreLock {
    */
   async check(): Promise<void> {
     const lost = (why: string) => new StoreLockedError(`the store's lock was lost (${why}): stopping before anything is committed`);
+    if (this.removed) throw lost('it was removed from the store');
     if (Date.now() - this.writtenAt > STALE_AFTER_MS - REFRESH_EVERY_MS) {
       throw lost(`not refreshed for ${Math.round((Date.now() - this.writtenAt) / 60_000)} minutes`);
     }

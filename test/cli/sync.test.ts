@@ -227,3 +227,30 @@ describe('a sync interrupted with Ctrl-C', () => {
     expect(check.code, check.stdout + check.stderr).toBe(0);
   }, 120_000);
 });
+
+describe('a sync whose lock on the other store is taken away', () => {
+  it('stops at the copy under way and commits no later one', async () => {
+    const big = path.join(work, 'lost-lock-source');
+    await fs.mkdir(big);
+    const storeL = path.join(work, 'lost-lock-from');
+    expect((await kloset(['at', storeL, 'create'], { env: A })).code).toBe(0);
+    for (let i = 0; i < 2; i++) {
+      await writeRandomFile(path.join(big, `part-${i}.bin`), 48 * MiB);
+      expect((await kloset(['at', storeL, 'backup', big], { env: A })).code).toBe(0);
+    }
+    const storeM = await newStore('lost-lock-to', A.KLOSET_PASSPHRASE);
+    const { done } = startKloset(['at', storeL, 'sync', 'to', storeM], { env: { ...A, XDG_CACHE_HOME: path.join(work, 'cache') } });
+    let exited = false;
+    void done.then(() => (exited = true));
+    // As `unlock --remove-all` run elsewhere would do, once the copy is under way.
+    while (!exited && (await packFiles(storeM).catch(() => [])).length === 0) await sleep(20);
+    for (const name of (await fs.readdir(path.join(storeM, 'locks'))).filter((n) => /^[0-9a-f]{64}$/.test(n))) {
+      await fs.unlink(path.join(storeM, 'locks', name));
+    }
+    const result = await done;
+    expectNoStackTrace(result);
+    expect(result.code, result.stdout + result.stderr).toBe(1);
+    expect(result.stderr).toMatch(/^kloset: the store's lock was lost \(it was removed from the store\): stopping before anything is committed; 0 snapshots copied to /m);
+    expect(await listed(storeM, A)).toEqual([]);
+  }, 120_000);
+});

@@ -6,7 +6,7 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { loadBuilt } from '../helpers/built.js';
 
 const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
@@ -112,5 +112,20 @@ describe('a lock', () => {
     for (const name of await lockFiles()) await fs.unlink(path.join(store, 'locks', name));
     await expect(lock.check()).rejects.toThrow("the store's lock was lost (it was removed from the store): stopping before anything is committed");
     await lock.release();
+  });
+
+  it('is not written back by its refresh once it has been removed, so it stays lost', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const lock = await StoreLock.acquire(await open(), 'shared', 'a backup');
+      for (const name of await lockFiles()) await fs.unlink(path.join(store, 'locks', name));
+      vi.advanceTimersByTime(5 * 60 * 1000); // the refresh is due
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(await lockFiles()).toEqual([]);
+      await expect(lock.check()).rejects.toThrow(/lock was lost \(it was removed from the store\)/);
+      await lock.release();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { ExitCode, KlosetError, UsageError } from '../../errors.js';
-import type { StoreLock } from '../../kloset/locks.js';
+import { StoreLockedError, type StoreLock } from '../../kloset/locks.js';
 import type { Repository } from '../../kloset/repository.js';
 import { copySnapshot } from '../../snapshot/copy.js';
 import { listSnapshots, resolveSnapshot, type SnapshotHeader } from '../../snapshot/header.js';
@@ -120,6 +120,8 @@ async function syncLeg(ctx: CliContext, from: Side, to: Side, selected: Snapshot
         if (controller.signal.aborted) {
           throw new KlosetError(`sync interrupted: ${plural(copied, 'snapshot')} copied to ${to.name}; ${shortId(header.id)} was not`, { exitCode: 130 });
         }
+        // Without the lock, no later copy may commit either: stop here.
+        if (err instanceof StoreLockedError) throw new KlosetError(`${err.message}; ${plural(copied, 'snapshot')} copied to ${to.name}`, { cause: err });
         if (!(err instanceof KlosetError)) {
           const code = (err as NodeJS.ErrnoException).code;
           // A system call failed (a full disk, a store gone): the next copies would fail alike.
