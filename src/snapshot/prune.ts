@@ -1,7 +1,7 @@
 import { KlosetError } from '../errors.js';
 import type { Repository } from '../kloset/repository.js';
 import { planSweep, sweep, type SweepPlan, type SweepResult } from '../kloset/sweep.js';
-import { DamagedSnapshotError, listSnapshots, snapshotIds } from './header.js';
+import { listSnapshots, snapshotIds } from './header.js';
 import { decodeChunkList, decodeDirectory, decodePage, type Entry } from './tree.js';
 
 export interface PruneOptions {
@@ -73,12 +73,11 @@ async function markLive(repository: Repository, roots: Entry[], onProgress?: (st
  */
 export async function prune(repository: Repository, options: PruneOptions = {}): Promise<PruneResult> {
   const forgotten = new Set(options.forgotten?.map((id) => id.toString('hex')));
+  // A damaged header stops prune, unless it is one of those being forgotten (rm -n --prune names it).
   const headers = (
-    await listSnapshots(repository).catch((err: unknown) => {
-      if (err instanceof DamagedSnapshotError) {
-        throw new KlosetError(`${err.message}; prune removes nothing while it cannot tell what a snapshot refers to`, { cause: err });
-      }
-      throw err;
+    await listSnapshots(repository, (damaged) => {
+      if (forgotten.has(damaged.id.toString('hex'))) return;
+      throw new KlosetError(`${damaged.message}; prune removes nothing while it cannot tell what a snapshot refers to`, { cause: damaged });
     })
   ).filter((h) => !forgotten.has(h.id.toString('hex')));
   const live = await markLive(
@@ -87,19 +86,21 @@ export async function prune(repository: Repository, options: PruneOptions = {}):
     options.onProgress,
   );
   const plan = await planSweep(repository, live);
-  const partialWrites = (await repository.store.removePartialWrites?.({ dryRun: options.dryRun })) ?? { count: 0, bytes: 0 };
-  const result: PruneResult = { snapshots: headers.length, liveBlobs: live.size, plan, partialWrites };
   const marked = new Set(headers.map((h) => h.id.toString('hex')));
-  // A snapshot committed since the marking may need what the plan removes: stop then, and remove nothing.
-  const beforeRemoving = async () => {
+  // A snapshot committed since the marking may need what the plan removes: stop then, with `outcome` said.
+  const stopIfAnotherWriter = async (outcome: string) => {
     await options.checkLock?.();
     for (const snapshot of await snapshotIds(repository)) {
       const id = snapshot.toString('hex');
       if (!marked.has(id) && !forgotten.has(id)) {
-        throw new KlosetError(`snapshot ${id.slice(0, 8)} appeared while prune ran: another writer used the store, nothing was removed`);
+        throw new KlosetError(`snapshot ${id.slice(0, 8)} appeared while prune ran: another writer used the store, ${outcome}`);
       }
     }
   };
-  if (!options.dryRun) result.swept = await sweep(repository, live, plan, options.onProgress, beforeRemoving);
+  const result: PruneResult = { snapshots: headers.length, liveBlobs: live.size, plan, partialWrites: { count: 0, bytes: 0 } };
+  if (!options.dryRun) result.swept = await sweep(repository, live, plan, options.onProgress, () => stopIfAnotherWriter('nothing was removed'));
+  // Last: half-written files are left by a killed writer only if no writer is at work.
+  if (!options.dryRun) await stopIfAnotherWriter('its half-written files were left alone');
+  result.partialWrites = (await repository.store.removePartialWrites?.({ dryRun: options.dryRun })) ?? result.partialWrites;
   return result;
 }

@@ -196,6 +196,16 @@ describe('a store with a damaged snapshot header', () => {
     expect((await storeListing(store)).filter((line) => !line.startsWith('locks/'))).toEqual(before.filter((line) => !line.startsWith('locks/')));
   });
 
+  it('is named by a dry run of rm --prune, which removes nothing', async () => {
+    const before = await storeListing(store);
+    const dry = await run(['at', store, 'rm', '-n', '--prune', second]);
+    expect(dry.stderr).toBe('');
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toContain(`would remove  ${second}  (damaged header)`);
+    expect(dry.stdout).toMatch(/^prune \(dry run\): 1 snapshot, /m);
+    expect((await storeListing(store)).filter((line) => !line.startsWith('locks/'))).toEqual(before.filter((line) => !line.startsWith('locks/')));
+  });
+
   it('is removed by rm with its id, after which check is clean', async () => {
     const rm = await run(['at', store, 'rm', second]);
     expect(rm.code).toBe(0);

@@ -251,9 +251,33 @@ describe('prune racing another writer, as when its lock was taken for dead while
       const backup = await kloset(['at', store, 'backup', source]);
       expect(backup.code).toBe(0);
     };
-    await expect(prune(repository, { checkLock: writeSnapshot })).rejects.toThrow(/appeared while prune ran: another writer used the store, nothing was removed/);
+    await expect(prune(repository, { checkLock: writeSnapshot })).rejects.toThrow(
+      /^snapshot [0-9a-f]{8} appeared while prune ran: another writer used the store, nothing was removed$/,
+    );
     for (const pack of packs) await fs.access(pack.file);
     await expectRestoresExactly(store, source);
+  });
+
+  it('leaves alone the half-written files of a writer that got in, even one that stores no new blob', async () => {
+    const { store, source, first } = await twoSnapshots('race-partial');
+    expect((await kloset(['at', store, 'rm', first])).code).toBe(0);
+    const { prune } = (await loadBuilt('snapshot/prune.js')) as typeof import('../../src/snapshot/prune.js');
+    const repository = await openBuiltStore(store);
+    // The upload of another writer, under way.
+    const partial = path.join(store, 'packs', 'ab', `${'ab'.repeat(32)}.tmp-0123456789ab`);
+    await fs.mkdir(path.dirname(partial), { recursive: true });
+    await fs.writeFile(partial, 'half a pack');
+    const deltas = await fs.readdir(path.join(store, 'index'));
+    let backedUp = false;
+    const unchangedBackup = async () => {
+      if (backedUp) return;
+      backedUp = true;
+      expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+    };
+    await expect(prune(repository, { checkLock: unchangedBackup })).rejects.toThrow(/^snapshot [0-9a-f]{8} appeared while prune ran/);
+    // Nothing new to index: only the check of the snapshots could have stopped it.
+    expect(await fs.readdir(path.join(store, 'index'))).toEqual(deltas);
+    await fs.access(partial);
   });
 
   it('removes nothing when an index delta appeared after it loaded the index', async () => {
