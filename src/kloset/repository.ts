@@ -283,6 +283,7 @@ export class Repository {
     await this.mergeDeltas(fresh);
     if (fresh.length > 0 && names.length > 0) await this.writeIndexCache(names);
     this.loadedDeltas = listed;
+    this.caughtUpDeltas = new Set();
   }
 
   /** The cache's table is checked whole before it is used: one that fails is rebuilt from the store. */
@@ -340,13 +341,17 @@ export class Repository {
 
   private catchingUp: Promise<void> | undefined;
   private caughtUpAt = 0;
+  /** Deltas merged since loadIndex(), apart from loadedDeltas: to prune they are still another writer's. */
+  private caughtUpDeltas = new Set<string>();
 
   /** Merges the deltas stored since the index was loaded. */
   private async catchUpIndex(): Promise<void> {
     const names: string[] = [];
-    for await (const { key } of this.store.list('index/')) if (isIndexDeltaKey(key) && !this.loadedDeltas.has(key)) names.push(key);
+    for await (const { key } of this.store.list('index/')) {
+      if (isIndexDeltaKey(key) && !this.loadedDeltas.has(key) && !this.caughtUpDeltas.has(key)) names.push(key);
+    }
     await this.mergeDeltas(names);
-    this.loadedDeltas = new Set([...this.loadedDeltas, ...names]);
+    for (const name of names) this.caughtUpDeltas.add(name);
   }
 
   private async mergeDeltas(names: string[]): Promise<void> {
