@@ -262,8 +262,8 @@ function openRegularFile(path: string | Uint8Array): number {
   let fd: number;
   try {
     // A path that is not UTF-8 text comes as its bytes, which arrive here as a plain Uint8Array.
-    const osPath = typeof path === 'string' ? path : Buffer.from(path.buffer, path.byteOffset, path.byteLength);
-    fd = openSync(osPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    const at = typeof path === 'string' ? path : Buffer.from(path.buffer, path.byteOffset, path.byteLength);
+    fd = openSync(at, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new Error('replaced by a symlink since it was listed: not followed');
     throw err;

@@ -16,8 +16,8 @@ declare global {
  * U+DC80..U+DCFF, as Python's "surrogateescape" does. Valid UTF-8 never
  * decodes to a lone surrogate, so the mapping is one to one and a name comes
  * back byte for byte, while paths are still joined and split as strings.
- * Only at the edges do the bytes matter: the file system (osPath), the tree's
- * wire form (nameToBytes) and the order of names (compareNames in tree.ts).
+ * Only at the edges do the bytes matter: the file system and the tree's
+ * wire form (exactForm), and the order of names (compareNames in tree.ts).
  */
 
 const ESCAPE_BASE = 0xdc00;
@@ -79,13 +79,11 @@ export function nameToBytes(name: string): Buffer {
   return Buffer.concat(parts);
 }
 
-/** Whether a name is exactly UTF-8 text, as S3 keys and most names are. */
-export function isTextName(name: string): boolean {
-  return name.isWellFormed();
-}
-
-/** A path as the file system calls take it: the string itself, or its exact bytes when it is not UTF-8 text. */
-export function osPath(path: string): string | Buffer {
+/**
+ * A name or path as the file system calls and the tree's wire form take it:
+ * the string itself, or its exact bytes when it is not UTF-8 text.
+ */
+export function exactForm(path: string): string | Buffer {
   return path.isWellFormed() ? path : nameToBytes(path);
 }
 

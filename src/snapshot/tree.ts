@@ -1,7 +1,7 @@
 import { requireCjs } from '../cjs.js';
 import { IntegrityError } from '../errors.js';
 import type { ChunkRef } from '../kloset/chunkpool.js';
-import { nameFromBytes, nameToBytes } from './names.js';
+import { exactForm, nameFromBytes, nameToBytes } from './names.js';
 
 const { decode, encode } = requireCjs('@msgpack/msgpack') as typeof import('@msgpack/msgpack');
 
@@ -61,8 +61,7 @@ export function compareNames(a: string, b: string): number {
   return Buffer.compare(nameToBytes(a), nameToBytes(b));
 }
 
-/** A name or link target on the wire: a string when it is UTF-8 text, else its bytes (see names.ts). */
-const nameToWire = (name: string): string | Buffer => (name.isWellFormed() ? name : nameToBytes(name));
+/** A name or link target on the wire is a string when it is UTF-8 text, else its bytes (see names.ts). */
 const nameFromWire = (value: unknown): string | undefined =>
   typeof value === 'string' ? value : value instanceof Uint8Array ? nameFromBytes(value) : undefined;
 
@@ -76,7 +75,7 @@ const unts = (v: unknown): Timespec | undefined => (Array.isArray(v) ? { sec: v[
 
 /** The wire form of an entry: a MessagePack map with short keys (see FORMAT.md). */
 export function entryToWire(e: Entry): Wire {
-  const wire: Wire = { n: nameToWire(e.name), k: KIND_CODES[e.kind], m: e.mode, u: e.uid, g: e.gid, s: e.size, mt: ts(e.mtime) };
+  const wire: Wire = { n: exactForm(e.name), k: KIND_CODES[e.kind], m: e.mode, u: e.uid, g: e.gid, s: e.size, mt: ts(e.mtime) };
   if (e.user !== undefined) wire.un = e.user;
   if (e.group !== undefined) wire.gn = e.group;
   if (e.ctime) wire.ct = ts(e.ctime);
@@ -85,7 +84,7 @@ export function entryToWire(e: Entry): Wire {
   if (e.dev !== undefined) wire.d = e.dev;
   if (e.nlink !== undefined) wire.nl = e.nlink;
   if (e.rdev !== undefined) wire.rd = e.rdev;
-  if (e.target !== undefined) wire.l = nameToWire(e.target);
+  if (e.target !== undefined) wire.l = exactForm(e.target);
   if (e.xattrs && Object.keys(e.xattrs).length > 0) wire.x = e.xattrs;
   if (e.meta && Object.keys(e.meta).length > 0) wire.md = e.meta;
   if (e.content) {
@@ -142,7 +141,7 @@ export function encodeDirectory(node: DirectoryNode): Buffer {
   const wire =
     'entries' in node
       ? { v: 1, n: node.count, e: node.entries.map(entryToWire) }
-      : { v: 1, n: node.count, p: node.pages.map((p) => [nameToWire(p.first), p.count, p.id]) };
+      : { v: 1, n: node.count, p: node.pages.map((p) => [exactForm(p.first), p.count, p.id]) };
   return toBuffer(encode(wire));
 }
 

@@ -239,11 +239,16 @@ describe('prune beside other commands', () => {
 });
 
 describe('prune racing another writer, as when its lock was taken for dead while it was suspended', () => {
-  it('removes nothing when a snapshot was committed after it marked what is in use', async () => {
-    const { store, source, first } = await twoSnapshots('race');
+  /** twoSnapshots with the first one forgotten, and the built prune with the store opened for it. */
+  async function forgottenFirst(name: string) {
+    const { store, source, first } = await twoSnapshots(name);
     expect((await kloset(['at', store, 'rm', first])).code).toBe(0);
     const { prune } = (await loadBuilt('snapshot/prune.js')) as typeof import('../../src/snapshot/prune.js');
-    const repository = await openBuiltStore(store);
+    return { store, source, prune, repository: await openBuiltStore(store) };
+  }
+
+  it('removes nothing when a snapshot was committed after it marked what is in use', async () => {
+    const { store, source, prune, repository } = await forgottenFirst('race');
     const packs = await packFiles(store);
     // gone.bin comes back: the new snapshot reuses the very blobs this prune is about to remove.
     const writeSnapshot = async () => {
@@ -259,10 +264,7 @@ describe('prune racing another writer, as when its lock was taken for dead while
   });
 
   it('leaves alone the half-written files of a writer that got in, even one that stores no new blob', async () => {
-    const { store, source, first } = await twoSnapshots('race-partial');
-    expect((await kloset(['at', store, 'rm', first])).code).toBe(0);
-    const { prune } = (await loadBuilt('snapshot/prune.js')) as typeof import('../../src/snapshot/prune.js');
-    const repository = await openBuiltStore(store);
+    const { store, source, prune, repository } = await forgottenFirst('race-partial');
     // The upload of another writer, under way.
     const partial = path.join(store, 'packs', 'ab', `${'ab'.repeat(32)}.tmp-0123456789ab`);
     await fs.mkdir(path.dirname(partial), { recursive: true });
@@ -281,10 +283,7 @@ describe('prune racing another writer, as when its lock was taken for dead while
   });
 
   it('removes nothing when an index delta appeared after it loaded the index', async () => {
-    const { store, source, first } = await twoSnapshots('race-delta');
-    expect((await kloset(['at', store, 'rm', first])).code).toBe(0);
-    const { prune } = (await loadBuilt('snapshot/prune.js')) as typeof import('../../src/snapshot/prune.js');
-    const repository = await openBuiltStore(store);
+    const { store, source, prune, repository } = await forgottenFirst('race-delta');
     const packs = await packFiles(store);
     const stray = path.join(store, 'index', 'ab'.repeat(32));
     const writeDelta = async () => fs.copyFile(path.join(store, 'index', (await fs.readdir(path.join(store, 'index')))[0]), stray);

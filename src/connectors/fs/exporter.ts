@@ -20,7 +20,7 @@ import {
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { KlosetError } from '../../errors.js';
-import { osPath } from '../../snapshot/names.js';
+import { exactForm } from '../../snapshot/names.js';
 import type { Entry, Timespec } from '../../snapshot/tree.js';
 import type { Exporter } from '../exporter.js';
 import { writeXattrs } from './xattrs.js';
@@ -58,7 +58,7 @@ function replacing<T>(full: string, make: () => T): T {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
-  unlinkSync(osPath(full));
+  unlinkSync(exactForm(full));
   return make();
 }
 
@@ -78,12 +78,12 @@ async function makeSpecial(at: string, entry: Entry): Promise<void> {
 }
 
 function createFile(full: string): number {
-  return replacing(full, () => openSync(osPath(full), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
+  return replacing(full, () => openSync(exactForm(full), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
 }
 
 /** Reads one entry, not the whole of a directory that may be large (a home directory). */
 async function isEmptyDirectory(full: string): Promise<boolean> {
-  const dir = await fs.opendir(osPath(full) as string); // opendir takes bytes too, though its type says string
+  const dir = await fs.opendir(exactForm(full) as string); // opendir takes bytes too, though its type says string
   try {
     return (await dir.read()) === null;
   } finally {
@@ -135,11 +135,11 @@ export class FsExporter implements Exporter {
     try {
       // The target itself may need its parents; below it, each level is made (and checked) in turn.
       if (rel === '') {
-        this.ownTarget = (await fs.mkdir(osPath(full), { recursive: true, mode: 0o700 })) !== undefined || (await isEmptyDirectory(full));
-      } else await fs.mkdir(osPath(full), { mode: 0o700 });
+        this.ownTarget = (await fs.mkdir(exactForm(full), { recursive: true, mode: 0o700 })) !== undefined || (await isEmptyDirectory(full));
+      } else await fs.mkdir(exactForm(full), { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const stat = await fs.lstat(osPath(full));
+      const stat = await fs.lstat(exactForm(full));
       if (!stat.isDirectory()) throw new KlosetError(`${full}: exists and is not a directory`);
     }
   }
@@ -164,7 +164,7 @@ export class FsExporter implements Exporter {
     } catch (err) {
       closeSync(fd);
       this.writing.delete(full);
-      rmSync(osPath(full), { force: true }); // no half-restored file left looking whole
+      rmSync(exactForm(full), { force: true }); // no half-restored file left looking whole
       throw err;
     }
     try {
@@ -179,33 +179,33 @@ export class FsExporter implements Exporter {
     const from = this.full(existing);
     const full = this.full(rel);
     if (this.abandoned) throw new KlosetError(`${rel}: not written, the restore is stopping`);
-    replacing(full, () => linkSync(osPath(from), osPath(full)));
+    replacing(full, () => linkSync(exactForm(from), exactForm(full)));
   }
 
   abandon(): void {
     this.abandoned = true;
-    for (const full of this.writing) rmSync(osPath(full), { force: true });
+    for (const full of this.writing) rmSync(exactForm(full), { force: true });
     this.writing.clear();
   }
 
   async createSpecial(rel: string, entry: Entry): Promise<void> {
     const full = this.full(rel);
     if (entry.kind === 'symlink' && entry.target !== undefined) {
-      const at = osPath(full);
+      const at = exactForm(full);
       await fs.rm(at, { force: true });
-      await fs.symlink(osPath(entry.target), at);
+      await fs.symlink(exactForm(entry.target), at);
       if (this.asRoot) await fs.lchown(at, entry.uid, entry.gid).catch(() => undefined);
       await fs.lutimes(at, asDate(entry.atime ?? entry.mtime), asDate(entry.mtime)).catch(() => undefined);
       return;
     }
     if (entry.kind === 'fifo' || entry.kind === 'device') {
-      const at = osPath(full);
+      const at = exactForm(full);
       await fs.rm(at, { force: true });
       if (typeof at === 'string') await makeSpecial(full, entry);
       else {
         // mkfifo and mknod take their path as text: a name that is not is made under a temporary
         // one in its own directory, reached through the directory's descriptor, then renamed.
-        const dir = await fs.open(osPath(path.dirname(full)), constants.O_RDONLY | constants.O_DIRECTORY);
+        const dir = await fs.open(exactForm(path.dirname(full)), constants.O_RDONLY | constants.O_DIRECTORY);
         const temporary = `/proc/${process.pid}/fd/${dir.fd}/.kloset-${randomBytes(8).toString('hex')}`;
         try {
           await makeSpecial(temporary, entry);
@@ -236,7 +236,7 @@ export class FsExporter implements Exporter {
     const atime = asDate(entry.atime ?? entry.mtime);
     const mtime = asDate(entry.mtime);
     // Owner first: a change of owner clears file capabilities (security.capability), which come back with the attributes.
-    const at = osPath(full);
+    const at = exactForm(full);
     if (this.asRoot) tryOwner(() => (fd !== undefined ? fchownSync(fd, entry.uid, entry.gid) : chownSync(at, entry.uid, entry.gid)));
     // The attribute binding takes text paths; a backup records none for other paths (FsImporter), so none is lost here.
     if (entry.xattrs && typeof at === 'string') writeXattrs(at, entry.xattrs);

@@ -2,7 +2,7 @@ import { lstatSync, promises as fs, readlinkSync, type BigIntStats } from 'node:
 import os from 'node:os';
 import path from 'node:path';
 import { KlosetError } from '../../errors.js';
-import { nameFromBytes, osPath } from '../../snapshot/names.js';
+import { nameFromBytes, exactForm } from '../../snapshot/names.js';
 import { compareNames, type EntryKind, type Timespec } from '../../snapshot/tree.js';
 import type { Importer, SkippedChild, SourceEntry } from '../importer.js';
 import { Accounts } from './accounts.js';
@@ -49,7 +49,7 @@ function xattrsOf(fullPath: string, textless: { count: number }): Record<string,
  * is what keeps the chunk workers fed.
  */
 function statEntry(fullPath: string, name: string, fileXattrs: boolean, textless: { count: number }): SourceEntry {
-  const stat = lstatSync(osPath(fullPath), { bigint: true });
+  const stat = lstatSync(exactForm(fullPath), { bigint: true });
   const kind = kindOf(stat);
   if (!kind) throw new KlosetError(`${fullPath}: unsupported file type`);
   const entry: SourceEntry = {
@@ -68,7 +68,7 @@ function statEntry(fullPath: string, name: string, fileXattrs: boolean, textless
     nlink: Number(stat.nlink),
   };
   if (kind === 'device') entry.rdev = Number(stat.rdev);
-  if (kind === 'symlink') entry.target = nameFromBytes(readlinkSync(osPath(fullPath), { encoding: 'buffer' }));
+  if (kind === 'symlink') entry.target = nameFromBytes(readlinkSync(exactForm(fullPath), { encoding: 'buffer' }));
   else if (kind === 'directory' || (kind === 'file' && fileXattrs)) {
     const xattrs = xattrsOf(fullPath, textless);
     if (xattrs) entry.xattrs = xattrs;
@@ -103,7 +103,7 @@ export class FsImporter implements Importer {
   private otherFileSystem(dir: string): boolean {
     if (this.rootDevice === undefined) return false;
     try {
-      return Number(lstatSync(osPath(dir)).dev) !== this.rootDevice;
+      return Number(lstatSync(exactForm(dir)).dev) !== this.rootDevice;
     } catch {
       return false; // gone or unreadable: reading it says so, where it is reported
     }
@@ -114,7 +114,7 @@ export class FsImporter implements Importer {
   }
 
   localPath(rel: string): string | Buffer {
-    return osPath(this.full(rel));
+    return exactForm(this.full(rel));
   }
 
   xattrs(rel: string): Record<string, Buffer> | undefined {
@@ -160,7 +160,7 @@ export class FsImporter implements Importer {
     }
     const dir = this.full(rel);
     if (this.otherFileSystem(dir)) return;
-    const names = (await fs.readdir(osPath(dir), { encoding: 'buffer' })).map(nameFromBytes);
+    const names = (await fs.readdir(exactForm(dir), { encoding: 'buffer' })).map(nameFromBytes);
     names.sort(compareNames);
     for (const name of names) {
       let entry: SourceEntry;
@@ -177,7 +177,7 @@ export class FsImporter implements Importer {
   }
 
   async *read(rel: string, entry: SourceEntry): AsyncIterable<Buffer> {
-    const handle = await fs.open(osPath(this.full(rel)), 'r');
+    const handle = await fs.open(exactForm(this.full(rel)), 'r');
     try {
       let position = 0;
       for (;;) {
@@ -208,7 +208,7 @@ export class FsImporter implements Importer {
       signal?.throwIfAborted();
       let entries;
       try {
-        entries = await fs.readdir(osPath(this.full(rel)), { withFileTypes: true, encoding: 'buffer' });
+        entries = await fs.readdir(exactForm(this.full(rel)), { withFileTypes: true, encoding: 'buffer' });
       } catch {
         return; // the backup itself reports what it cannot read
       }
@@ -223,7 +223,7 @@ export class FsImporter implements Importer {
       // A slice at a time: a directory of a million files must not become a million pending calls.
       for (let at = 0; at < files.length; at += SCAN_SLICE) {
         signal?.throwIfAborted();
-        const sizes = await Promise.all(files.slice(at, at + SCAN_SLICE).map((file) => fs.lstat(osPath(this.full(file))).then((stat) => stat.size, () => 0)));
+        const sizes = await Promise.all(files.slice(at, at + SCAN_SLICE).map((file) => fs.lstat(exactForm(this.full(file))).then((stat) => stat.size, () => 0)));
         for (const size of sizes) bytes += size;
       }
     };

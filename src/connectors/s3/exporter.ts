@@ -2,7 +2,6 @@ import { Readable } from 'node:stream';
 import type { PutObjectCommandInput, S3Client } from '@aws-sdk/client-s3';
 import { requireCjs } from '../../cjs.js';
 import { KlosetError } from '../../errors.js';
-import { isTextName } from '../../snapshot/names.js';
 import type { Entry } from '../../snapshot/tree.js';
 import type { Exporter } from '../exporter.js';
 import {
@@ -119,7 +118,7 @@ export class S3Exporter implements Exporter {
     const key = this.keyFor(path, entry);
     const where = objectUri(this.bucket, key);
     // A key is UTF-8 text: a file name that is not would reach S3 changed, under another object's key perhaps.
-    if (!isTextName(key)) throw new KlosetError(`${where}: the name is not UTF-8 text, which an S3 key must be: not written`);
+    if (!key.isWellFormed()) throw new KlosetError(`${where}: the name is not UTF-8 text, which an S3 key must be: not written`);
     const input: PutObjectCommandInput = { Bucket: this.bucket, Key: key, ...objectHeaders(entry.meta) };
     // Nothing new starts once stopping: a multipart upload begun now would outlive abandon()'s aborts, its parts billed.
     if (this.abandoned) throw new KlosetError(`${where}: not written, the restore is stopping`);
