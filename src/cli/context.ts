@@ -84,14 +84,14 @@ export class CliContext {
 
   /**
    * The repository with a lock on the store, its index loaded once the lock
-   * is held: a prune cannot then remove what the index names. A reader
-   * (`shared` for restore and mount) that cannot write a lock, with
-   * credentials that only read, goes on without one.
+   * is held (unless `loadIndex` is false): a prune cannot then remove what
+   * the index names. A reader (`shared` for restore and mount) that cannot
+   * write a lock, with credentials that only read, goes on without one.
    */
   async lockedRepository(
     kind: LockKind,
     command: string,
-    { reader = false, store }: { reader?: boolean; store?: NamedStore } = {},
+    { reader = false, store, loadIndex = true }: { reader?: boolean; store?: NamedStore; loadIndex?: boolean } = {},
   ): Promise<{ repository: Repository; lock?: StoreLock }> {
     const repository = await this.repository({ loadIndex: false, store });
     let lock: StoreLock | undefined;
@@ -102,7 +102,7 @@ export class CliContext {
       this.warn(`cannot lock the store (${err instanceof Error ? err.message : String(err)}): reading without a lock`);
     }
     try {
-      await repository.loadIndex();
+      if (loadIndex) await repository.loadIndex();
     } catch (err) {
       await lock?.release().catch(() => undefined);
       throw err;

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { requireCjs } from '../cjs.js';
 import { IntegrityError } from '../errors.js';
-import { BlobType, ID_BYTES, type Sealer } from './sealing.js';
+import type { BlobStore } from '../storage/blobstore.js';
+import { BlobType, ID_BYTES, SEAL_OVERHEAD, type Sealer } from './sealing.js';
 
 const { decode, encode } = requireCjs('@msgpack/msgpack') as typeof import('@msgpack/msgpack');
 
@@ -96,21 +97,44 @@ export class PackBuilder {
   }
 }
 
-/** The blob list of a whole pack, authenticated by its trailer. */
-export function readPackTrailer(data: Buffer, sealer: Sealer, what: string): PackedBlob[] {
-  if (data.length < PACK_HEADER_BYTES + 4 || !data.subarray(0, 4).equals(PACK_MAGIC.subarray(0, 4))) {
-    throw new IntegrityError(`${what}: not a packfile or truncated`);
-  }
-  const trailerLength = data.readUInt32LE(data.length - 4);
-  const start = data.length - 4 - trailerLength;
-  if (start < PACK_HEADER_BYTES) throw new IntegrityError(`${what}: truncated trailer`);
-  const listing = sealer.open(BlobType.packTrailer, TRAILER_ID, data.subarray(start, data.length - 4), `${what} trailer`);
-  const rows = decode(listing) as [number, Uint8Array, number, number, number][];
-  return rows.map(([type, id, offset, length, rawLength]) => ({
-    type: type as BlobType,
-    id: Buffer.from(id),
-    offset,
-    length,
-    rawLength,
-  }));
+/** Bytes of a pack's end fetched by the first read: the whole trailer of most packs, even one of small files. */
+const TAIL_READ = 64 * 1024;
+const STORED_TYPES: ReadonlySet<number> = new Set([BlobType.chunk, BlobType.content, BlobType.tree, BlobType.treePage, BlobType.snapshot]);
+
+/**
+ * The blob list of a stored pack, from its trailer alone, as an index
+ * rebuild needs it: one ranged read of the pack's end (two when the trailer
+ * is larger than that read), authenticated, and each row checked to lie
+ * within the pack, so a listing that opens never points outside it.
+ */
+export async function readPackListing(store: BlobStore, packId: Buffer, size: number, sealer: Sealer): Promise<PackedBlob[]> {
+  if (size < PACK_HEADER_BYTES + SEAL_OVERHEAD + 4) throw new IntegrityError('too short to be a pack');
+  const key = packKey(packId);
+  const tailStart = Math.max(0, size - TAIL_READ);
+  const tail = await store.getRange(key, tailStart, size - tailStart);
+  if (tailStart === 0 && !tail.subarray(0, 4).equals(PACK_MAGIC.subarray(0, 4))) throw new IntegrityError('not a pack');
+  const trailerLength = tail.readUInt32LE(tail.length - 4);
+  const start = size - 4 - trailerLength;
+  if (trailerLength < SEAL_OVERHEAD || start < PACK_HEADER_BYTES) throw new IntegrityError('no trailer (truncated, or not a pack)');
+  const sealed = start >= tailStart ? tail.subarray(start - tailStart, tail.length - 4) : await store.getRange(key, start, trailerLength);
+  const rows = decode(sealer.open(BlobType.packTrailer, TRAILER_ID, sealed, 'trailer'));
+  if (!Array.isArray(rows)) throw new IntegrityError('malformed trailer');
+  return rows.map((row: unknown) => {
+    const [type, id, offset, length, rawLength] = Array.isArray(row) ? row : [];
+    const whole = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
+    if (
+      !STORED_TYPES.has(type) ||
+      !(id instanceof Uint8Array) ||
+      id.length !== ID_BYTES ||
+      !whole(offset) ||
+      !whole(length) ||
+      !whole(rawLength) ||
+      offset < PACK_HEADER_BYTES ||
+      length < SEAL_OVERHEAD ||
+      offset + length > start
+    ) {
+      throw new IntegrityError('malformed trailer entry');
+    }
+    return { type: type as BlobType, id: Buffer.from(id), offset, length, rawLength };
+  });
 }

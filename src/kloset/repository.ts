@@ -360,7 +360,11 @@ export class Repository {
         decodeIndexDelta(await this.readSealed(name, BlobType.index, indexDeltaId(name)), this.index);
       } catch (err) {
         // A delta consolidated and removed by a concurrent writer since it was listed.
-        if (!(err instanceof NotFoundError)) throw err;
+        if (err instanceof NotFoundError) return;
+        if (err instanceof IntegrityError) {
+          throw new IntegrityError(`${err.message} ('kloset repair index' rebuilds the index from the packs)`, { cause: err });
+        }
+        throw err;
       }
     });
   }

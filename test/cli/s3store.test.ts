@@ -7,7 +7,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliResult, tempDir } from '../helpers/cli.js';
 import {
@@ -153,6 +153,25 @@ describe('a store on S3 configured as an alias (the seed command lines)', () => 
     expectNoStackTrace(result);
     expect(result.stdout).toMatch(/no problems found/);
     expect(result.code).toBe(0);
+  });
+
+  it('rebuilds its index from the packs with repair index once every index object is lost', async () => {
+    const client = s3.client();
+    const listed = await client.send(new ListObjectsV2Command({ Bucket: 'seed-bucket', Prefix: 'plakar-kloset/index/' }));
+    const keys = (listed.Contents ?? []).map((object) => object.Key!);
+    expect(keys.length).toBeGreaterThan(0);
+    for (const key of keys) await client.send(new DeleteObjectCommand({ Bucket: 'seed-bucket', Key: key }));
+    client.destroy();
+    const { kloset: elsewhere } = await sandbox(); // another machine: no local copy of the index
+    await configureStoreAlias(elsewhere, 's3_store', 's3://seed-bucket/plakar-kloset', `127.0.0.1:${s3.port}`);
+    const repair = await elsewhere(['at', '@s3_store', 'repair', 'index']);
+    expect(repair.stderr).toBe('');
+    expect(repair.code).toBe(0);
+    expect(repair.stdout).toMatch(/^repair index: (\d+) packs?, 0 index deltas; indexed [1-9]\d* blobs from \1 pack trailers?;/);
+    const big = await elsewhere(['at', '@s3_store', 'cat', `${id}:/big.bin`]);
+    expect(big.code).toBe(0);
+    expect(big.stdoutBytes.equals(await fs.readFile(path.join(source, 'big.bin')))).toBe(true);
+    expect((await elsewhere(['at', '@s3_store', 'check'])).stdout).toMatch(/no problems found/);
   });
 
   it('copies its snapshot to a store on local disk with sync, which restores it byte for byte', async () => {

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { ExitCode, UsageError } from '../../errors.js';
 import { removeLocks } from '../../kloset/locks.js';
-import { Repository } from '../../kloset/repository.js';
+import { indexDeltaId, Repository } from '../../kloset/repository.js';
 import { DamagedSnapshotError, deleteSnapshotHeader, listSnapshots, resolveSnapshot, type SnapshotHeader } from '../../snapshot/header.js';
 import { applyRetention, isEmptyPolicy, type GroupField, type RetentionPolicy } from '../../snapshot/retention.js';
 import type { BlobJudge, DamagedPath } from '../../snapshot/verify.js';
@@ -156,6 +156,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         ctx.out(
           `check: ${packSummary}${plural(snapshots.length, 'snapshot')} verified in ${formatDuration(Date.now() - started)}: ${verdict}`,
         );
+        if (problems.has('index delta')) ctx.info("'kloset repair index' rebuilds the index from the packs");
         return damaged.length || problems.size ? ExitCode.FAILURE : ExitCode.OK;
       }),
     );
@@ -172,6 +173,59 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         try {
           await pruneAndReport(ctx, repository, { dryRun: opts.dryRun, checkLock: async () => lock?.check() });
         } finally {
+          await lock?.release();
+        }
+      }),
+    );
+
+  program
+    .command('repair')
+    .description('repair the store')
+    .command('index')
+    .description("rebuild the index from the packs: drop damaged deltas and packs gone from the store, index every pack no delta names")
+    .option('--read-all-packs', "rebuild from every pack's trailer, setting the deltas aside")
+    .option('-n, --dry-run', 'say what would change, and change nothing')
+    .action((opts: { readAllPacks?: boolean; dryRun?: boolean }) =>
+      run(async () => {
+        const ctx = context();
+        const started = Date.now();
+        const { repairIndex } = await import('../../kloset/repair.js');
+        // The index is what is being repaired: it is not loaded, and a damaged delta must not stop the command.
+        const { repository, lock } = await ctx.lockedRepository('exclusive', 'repair index', { loadIndex: false });
+        const progress = new ProgressLine('repair', undefined, 'packs');
+        try {
+          const result = await repairIndex(repository, {
+            readAllPacks: opts.readAllPacks,
+            dryRun: opts.dryRun,
+            checkLock: async () => lock?.check(),
+            onProgress: ({ packs, total }) => {
+              progress.setTotal(total);
+              progress.update({ files: packs, bytes: 0, errors: 0 });
+            },
+          });
+          progress.clear();
+          const hex = (id: Buffer) => id.toString('hex').slice(0, 16);
+          for (const delta of result.damagedDeltas) ctx.err(`damaged: index delta ${hex(indexDeltaId(delta.key))}: ${delta.message}`);
+          for (const pack of result.missingPacks) ctx.err(`missing: pack ${hex(pack.packId)}, where the index places ${plural(pack.blobs, 'blob')}`);
+          for (const pack of result.unreadablePacks) ctx.err(`damaged: pack ${hex(pack.packId)}: ${pack.message}: its blobs cannot be indexed`);
+          const would = (done: string, planned: string) => (opts.dryRun ? planned : done);
+          const found = [
+            result.damagedDeltas.length && `${would('dropped', 'would drop')} ${plural(result.damagedDeltas.length, 'damaged delta')}`,
+            result.missingPacks.length && `${would('dropped', 'would drop')} ${plural(result.missingPacks.length, 'missing pack')}`,
+            `${would('indexed', 'would index')} ${plural(result.blobsFound, 'blob')} from ${plural(result.packsRead, 'pack trailer')}`,
+          ].filter(Boolean);
+          ctx.out(
+            `repair index${opts.dryRun ? ' (dry run)' : ''}: ${plural(result.packs, 'pack')}, ${plural(result.deltas, 'index delta')}; ` +
+              (result.changed
+                ? `${found.join(', ')}; the index ${would('now names', 'would name')} ${plural(result.blobs, 'blob')} in one delta`
+                : 'every delta opens, names only packs the store holds, and every pack is named: nothing to do') +
+              ` in ${formatDuration(Date.now() - started)}`,
+          );
+          const lost = result.missingPacks.length + result.unreadablePacks.length;
+          if (lost) ctx.err("the blobs of those packs are gone from this store: check names the snapshots that used them, and a new backup of the same data stores them again");
+          return lost ? ExitCode.FAILURE : ExitCode.OK;
+        } finally {
+          progress.clear();
           await lock?.release();
         }
       }),

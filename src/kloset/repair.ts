@@ -1,0 +1,126 @@
+import { randomBytes } from 'node:crypto';
+import { NotFoundError } from '../errors.js';
+import { BlobIndex, decodeIndexDelta, encodeIndexDelta, type BlobLocation } from './blobindex.js';
+import { packIdFromKey, readPackListing } from './packfile.js';
+import { indexDeltaId, isIndexDeltaKey, mapLimit, type Repository } from './repository.js';
+import { BlobType, ID_BYTES } from './sealing.js';
+import type { DeltaProblem, PackProblem } from './verify.js';
+
+export interface IndexRepairOptions {
+  /** Rebuild from every pack's trailer and set aside what the deltas say. */
+  readAllPacks?: boolean;
+  /** Work out the repair and store nothing. */
+  dryRun?: boolean;
+  /** Throws unless the caller's exclusive lock still holds: asked just before old deltas are removed. */
+  checkLock?: () => Promise<void>;
+  onProgress?: (done: { packs: number; total: number }) => void;
+}
+
+export interface IndexRepair {
+  deltas: number;
+  packs: number;
+  /** Deltas that do not open: their blobs are found again through the packs' trailers. */
+  damagedDeltas: DeltaProblem[];
+  /** Packs the deltas name that the store no longer holds, with how many blobs the index placed there. */
+  missingPacks: { packId: Buffer; blobs: number }[];
+  /** Packs whose trailer was read: those no sound delta names, or all of them. */
+  packsRead: number;
+  /** Packs whose trailer could not be read: their blobs stay unindexed. */
+  unreadablePacks: PackProblem[];
+  /** Blobs indexed from trailers that no sound delta named. */
+  blobsFound: number;
+  /** Blobs the repaired index names. */
+  blobs: number;
+  /** Whether the index needed repair (and, unless a dry run, got it). */
+  changed: boolean;
+}
+
+/** Trailer reads in flight: each is one small ranged read. */
+const TRAILER_READS = 8;
+
+/**
+ * Rebuilds the index from the store's packs, as restic's `repair index`
+ * does, under the exclusive lock. Every delta is read; a delta that does not
+ * open is dropped, and so is every entry naming a pack the store no longer
+ * holds (a backup would otherwise take those blobs for stored and write
+ * snapshots that cannot be restored); every pack no sound delta names is
+ * indexed from its trailer. The result is written as one new delta before
+ * the old ones are removed, so a repair cut short leaves an index at least
+ * as complete as before.
+ */
+export async function repairIndex(repository: Repository, options: IndexRepairOptions = {}): Promise<IndexRepair> {
+  const store = repository.store;
+  const deltaKeys: string[] = [];
+  for await (const { key } of store.list('index/')) if (isIndexDeltaKey(key)) deltaKeys.push(key);
+  const packSizes = new Map<string, { packId: Buffer; size: number }>();
+  for await (const { key, size } of store.list('packs/')) {
+    const packId = packIdFromKey(key);
+    if (packId) packSizes.set(packId.toString('hex'), { packId, size });
+  }
+
+  const sound = new BlobIndex();
+  const damagedDeltas: DeltaProblem[] = [];
+  if (!options.readAllPacks) {
+    await mapLimit(deltaKeys, 8, async (key) => {
+      let plaintext: Buffer;
+      try {
+        plaintext = await repository.readSealed(key, BlobType.index, indexDeltaId(key));
+        decodeIndexDelta(plaintext, new BlobIndex()); // whole, or not at all
+      } catch (err) {
+        if (err instanceof NotFoundError) return;
+        damagedDeltas.push({ key, message: (err as Error).message.replace(`${key}: `, '') });
+        return;
+      }
+      decodeIndexDelta(plaintext, sound);
+    });
+  }
+
+  const entries: [Buffer, BlobLocation][] = [];
+  const namedPacks = new Map<string, { packId: Buffer; blobs: number }>();
+  for (const [id, location] of sound) {
+    const hex = location.packId.toString('hex');
+    const named = namedPacks.get(hex) ?? { packId: location.packId, blobs: 0 };
+    named.blobs++;
+    namedPacks.set(hex, named);
+    if (packSizes.has(hex)) entries.push([id, location]);
+  }
+  const missingPacks = [...namedPacks].filter(([hex]) => !packSizes.has(hex)).map(([, named]) => named);
+
+  const toRead = [...packSizes].filter(([hex]) => !namedPacks.has(hex)).map(([, pack]) => pack);
+  const unreadablePacks: PackProblem[] = [];
+  let packsRead = 0;
+  let blobsFound = 0;
+  await mapLimit(toRead, TRAILER_READS, async ({ packId, size }) => {
+    try {
+      for (const blob of await readPackListing(store, packId, size, repository.sealer)) {
+        entries.push([blob.id, { type: blob.type, packId, offset: blob.offset, length: blob.length, rawLength: blob.rawLength }]);
+        blobsFound++;
+      }
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) unreadablePacks.push({ packId, message: (err as Error).message });
+    }
+    options.onProgress?.({ packs: ++packsRead, total: toRead.length });
+  });
+
+  const changed = Boolean(options.readAllPacks) || damagedDeltas.length > 0 || missingPacks.length > 0 || blobsFound > 0;
+  const blobs = new Set(entries.map(([id]) => id.toString('latin1'))).size;
+  if (changed && !options.dryRun) {
+    if (entries.length > 0) {
+      const deltaId = randomBytes(ID_BYTES);
+      await store.put(`index/${deltaId.toString('hex')}`, await repository.sealStandalone(BlobType.index, deltaId, encodeIndexDelta(entries)));
+    }
+    await options.checkLock?.();
+    for (const key of deltaKeys) await store.delete(key);
+  }
+  return {
+    deltas: deltaKeys.length,
+    packs: packSizes.size,
+    damagedDeltas: damagedDeltas.sort((a, b) => a.key.localeCompare(b.key)),
+    missingPacks,
+    packsRead,
+    unreadablePacks,
+    blobsFound,
+    blobs,
+    changed,
+  };
+}
