@@ -36,7 +36,10 @@ export interface PackProblem {
 }
 
 export interface VerifyResult {
+  /** Packs read whole. */
   packs: number;
+  /** Packs only looked up in the store's listing (`readPack` declined them): present, and long enough for their blobs. */
+  listedOnly: number;
   blobs: number;
   bytes: number;
   /** Ids of blobs that are missing, fail authentication or do not match their id. */
@@ -53,15 +56,18 @@ export async function verifyBlob(repository: Repository, id: Buffer, location: B
 }
 
 /**
- * Reads every indexed pack whole (one request per pack), checks its SHA-256
- * name, then every blob the index places in it. Returns the damaged blob ids,
- * so the snapshot layer can name the files and snapshots they belong to.
+ * Reads every indexed pack whole (one request per pack), or those
+ * `readPack` picks, checks its SHA-256 name, then every blob the index
+ * places in it. Returns the damaged blob ids, so the snapshot layer can name
+ * the files and snapshots they belong to.
  */
 export async function verifyPacks(
   repository: Repository,
   /** `estimate`: the bytes of all packs to read, from the index (trailers left out). */
   onProgress?: (done: { packs: number; bytes: number; estimate: number }) => void,
   only?: Set<string>,
+  /** The packs to read whole (all when absent); the others are only looked up in the store's listing. */
+  readPack?: (packId: Buffer) => boolean,
 ): Promise<VerifyResult> {
   const byPack = new Map<string, [Buffer, BlobLocation][]>();
   for (const [id, location] of repository.index) {
@@ -71,20 +77,35 @@ export async function verifyPacks(
     if (!list) byPack.set(key, (list = []));
     list.push([id, location]);
   }
-  let estimate = 0;
-  for (const blobs of byPack.values()) estimate += Math.max(...blobs.map(([, l]) => l.offset + l.length));
-  const result: VerifyResult = { packs: 0, blobs: 0, bytes: 0, damaged: new Set(), problems: [] };
+  const result: VerifyResult = { packs: 0, listedOnly: 0, blobs: 0, bytes: 0, damaged: new Set(), problems: [] };
   // Packs whose blobs the index places elsewhere (a second copy two concurrent backups made, which
   // another machine's index may use) or nowhere (left by an interrupted backup): their names are checked.
   const others: Buffer[] = [];
-  if (!only) {
+  const listed = new Map<string, number>();
+  if (!only || readPack) {
     for await (const { key, size } of repository.store.list('packs/')) {
       const packId = packIdFromKey(key);
-      if (!packId || byPack.has(packId.toString('hex'))) continue;
-      others.push(packId);
-      estimate += size;
+      if (!packId) continue;
+      listed.set(packId.toString('hex'), size);
+      if (!byPack.has(packId.toString('hex')) && !only && (!readPack || readPack(packId))) others.push(packId);
     }
   }
+  if (readPack) {
+    for (const [key, blobs] of byPack) {
+      if (readPack(blobs[0][1].packId)) continue;
+      byPack.delete(key);
+      const size = listed.get(key);
+      if (size === undefined) result.problems.push({ packId: blobs[0][1].packId, message: 'missing' });
+      for (const [id, location] of blobs) {
+        result.blobs++;
+        if (size === undefined || location.offset + location.length > size) result.damaged.add(id.toString('latin1'));
+      }
+      result.listedOnly++;
+    }
+  }
+  let estimate = 0;
+  for (const blobs of byPack.values()) estimate += Math.max(...blobs.map(([, l]) => l.offset + l.length));
+  for (const packId of others) estimate += listed.get(packId.toString('hex')) ?? 0;
   await mapLimit(others, 2, async (packId) => {
     try {
       const data = await repository.store.get(packKey(packId));

@@ -50,6 +50,31 @@ function groupFields(text: string): GroupField[] {
   return fields as GroupField[];
 }
 
+/**
+ * Which packs a partial check reads, as restic's --read-data-subset: `n/t`
+ * takes group n of t by the pack id (the same packs every time, so t runs
+ * with n = 1..t read each pack once), `x%` that share at random.
+ */
+function packSubset(text: string): (packId: Buffer) => boolean {
+  const group = /^(\d+)\/(\d+)$/.exec(text);
+  if (group) {
+    const [n, t] = [Number(group[1]), Number(group[2])];
+    if (t < 1 || n < 1 || n > t) throw new UsageError(`--read-data-subset: ${text}: n/t needs 1 <= n <= t`);
+    return (packId) => packId.readUInt32BE(0) % t === n - 1;
+  }
+  const share = /^(\d+(?:\.\d+)?)%$/.exec(text);
+  if (share && Number(share[1]) > 0 && Number(share[1]) <= 100) {
+    const picked = new Map<string, boolean>();
+    return (packId) => {
+      const key = packId.toString('latin1');
+      let pick = picked.get(key);
+      if (pick === undefined) picked.set(key, (pick = Math.random() * 100 < Number(share[1])));
+      return pick;
+    };
+  }
+  throw new UsageError(`--read-data-subset: ${JSON.stringify(text)} is neither n/t (as 1/7) nor a share of 0 to 100% (as 10%)`);
+}
+
 /** "keep", "would remove" or "removed", then the snapshot as `ls` lists it. */
 function verdictLine(verdict: string, header: SnapshotHeader): string {
   return `${verdict.padEnd(12)}  ${snapshotLine(header)}`;
@@ -97,10 +122,15 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
     .command('check')
     .description('verify every blob of the store, or of some snapshots, and name what is damaged')
     .argument('[snapshot...]', 'snapshot id prefixes (default: the whole store)')
-    .action((ids: string[]) =>
+    .option('--read-data-subset <n/t|x%>', 'read only some packs whole: group n of t (1/7 to 7/7 over a week reads every pack once), or x% picked at random; the others are looked up in the listing')
+    .option('--no-read-data', 'read no pack: check that every blob in use is indexed in a pack the store lists, and every directory opens')
+    .action((ids: string[], opts: { readDataSubset?: string; readData: boolean }) =>
       run(async () => {
         const ctx = context();
         const started = Date.now();
+        if (opts.readDataSubset !== undefined && !opts.readData) throw new UsageError('--read-data-subset and --no-read-data: one or the other');
+        if (opts.readDataSubset !== undefined && ids.length) throw new UsageError('--read-data-subset checks the whole store, not named snapshots');
+        const readPack = !opts.readData ? () => false : opts.readDataSubset !== undefined ? packSubset(opts.readDataSubset) : undefined;
         // Loaded by the commands that use them only: every other command starts that much sooner.
         const [{ verifyIndexDeltas, verifyPacks }, { BlobJudge, verifySnapshot }] = await Promise.all([
           import('../../kloset/verify.js'),
@@ -118,23 +148,31 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
               problem('snapshot header');
               ctx.err(`damaged: ${damaged.message}`);
             });
-        if (ids.length === 0) {
-          for (const delta of await verifyIndexDeltas(repository)) {
+        if (ids.length === 0 || readPack) {
+          for (const delta of ids.length ? [] : await verifyIndexDeltas(repository)) {
             problem('index delta');
             ctx.err(`damaged: index delta ${delta.key.slice('index/'.length, 'index/'.length + 16)}: ${delta.message}`);
           }
           const progress = new ProgressLine('check', undefined, 'packs');
-          const packs = await verifyPacks(repository, (p) => {
-            progress.setTotal(p.estimate);
-            progress.update({ files: p.packs, bytes: p.bytes, errors: 0 });
-          });
+          const packs = await verifyPacks(
+            repository,
+            (p) => {
+              progress.setTotal(p.estimate);
+              progress.update({ files: p.packs, bytes: p.bytes, errors: 0 });
+            },
+            undefined,
+            readPack,
+          );
           progress.clear();
-          for (const pack of packs.problems) {
+          // Named snapshots are judged by their own blobs, below: a pack they do not use is not their problem.
+          for (const pack of ids.length ? [] : packs.problems) {
             problem('pack');
             ctx.err(`damaged: pack ${pack.packId.toString('hex').slice(0, 16)}: ${pack.message}`);
           }
           judge = new BlobJudge(repository, packs.damaged);
-          packSummary = `${plural(packs.packs, 'pack')}, ${plural(packs.blobs, 'blob')}, ${formatBytes(packs.bytes)}; `;
+          packSummary = readPack
+            ? `${plural(packs.packs, 'pack')} read (${formatBytes(packs.bytes)}), ${packs.listedOnly} only listed, ${plural(packs.blobs, 'blob')}; `
+            : `${plural(packs.packs, 'pack')}, ${plural(packs.blobs, 'blob')}, ${formatBytes(packs.bytes)}; `;
         } else {
           judge = new BlobJudge(repository);
         }
