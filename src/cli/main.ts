@@ -52,6 +52,12 @@ const SINGLE_DASH_LONG = new Set([
   'new-passphrase-file',
   'include',
   'one-file-system',
+  'exclude-file',
+  'exclude-caches',
+  'include-file',
+  'read-data-subset',
+  'no-read-data',
+  'read-all-packs',
 ]);
 
 export function normalizeArgs(argv: string[]): string[] {

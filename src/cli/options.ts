@@ -1,10 +1,36 @@
+import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
+import { KlosetError } from '../errors.js';
 import { parseMoment } from './timespec.js';
 import { parseTags, type SnapshotFilter } from './snapshotref.js';
 
 /** For repeatable options: `-tag a -tag b`. */
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
+}
+
+/**
+ * Patterns given one by one plus those of pattern files, one per line as
+ * restic's --exclude-file reads them: blank lines and lines starting with
+ * '#' are left out, and so is the space around a pattern.
+ */
+export function patternsWithFiles(patterns: string[] = [], files: string[] = []): string[] {
+  const all = [...patterns];
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+      throw new KlosetError(`cannot read the pattern file ${file}: ${why}`, { exitCode: 2 });
+    }
+    for (const line of text.split('\n')) {
+      const pattern = line.trim();
+      if (pattern !== '' && !pattern.startsWith('#')) all.push(pattern);
+    }
+  }
+  return all;
 }
 
 /** A --keep-* count: as in restic, -1 (or `unlimited`) has no limit. */

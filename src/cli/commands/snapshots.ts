@@ -20,7 +20,7 @@ import { resolveLocation } from '../aliases.js';
 import type { CliContext, Run } from '../context.js';
 import { formatBytes, formatDuration, formatMode, formatTime, plural, shortId } from '../format.js';
 import { ProgressLine } from '../progress.js';
-import { collect, filterFrom, withFilterOptions, type FilterFlags } from '../options.js';
+import { collect, filterFrom, patternsWithFiles, withFilterOptions, type FilterFlags } from '../options.js';
 import { filterSnapshots, findSnapshot, isEmptyFilter, parseSnapshotRef, parseTags } from '../snapshotref.js';
 
 const picomatch = requireCjs('picomatch') as typeof import('picomatch');
@@ -109,6 +109,16 @@ function pathMatcher(patterns: string[]): ((rel: string) => boolean) | undefined
   return (rel) => matches(rel) || (!rel.isWellFormed() && matches(shownName(rel)));
 }
 
+interface RestoreFlags {
+  to?: string;
+  tag?: string[];
+  concurrency?: number;
+  include?: string[];
+  exclude?: string[];
+  includeFile?: string[];
+  excludeFile?: string[];
+}
+
 /**
  * restore's -include (what matches, and the directories leading to it) or
  * -exclude (all but what matches); `matched` tells afterwards whether an
@@ -167,20 +177,23 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
     .argument('[path]', 'directory or @source alias', '.')
     .option('--tag <tags>', 'comma-separated tags', collect)
     .option('--exclude <pattern>', 'glob of paths to leave out (repeatable)', collect)
+    .option('--exclude-file <file>', 'leave out the paths matching the patterns of a file, one per line (# comments; repeatable)', collect)
+    .option('--exclude-caches', 'leave out the content of directories marked by a CACHEDIR.TAG file (the directory and the tag are kept)')
     .option('--no-parent', 'read every file, even unchanged ones')
     .option('-x, --one-file-system', 'do not cross into other file systems: a mount point is kept as an empty directory')
-    .action((source: string, opts: { tag?: string[]; exclude?: string[]; parent: boolean; oneFileSystem?: boolean }) =>
+    .action((source: string, opts: { tag?: string[]; exclude?: string[]; excludeFile?: string[]; excludeCaches?: boolean; parent: boolean; oneFileSystem?: boolean }) =>
       run(async () => {
         const ctx = context();
         const { location, options: sourceOptions } = await resolveLocation(source, 'source', ctx.aliases);
         const fromS3 = /^s3:\/\//i.test(location);
         if (!fromS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported source`);
         if (fromS3 && opts.oneFileSystem) throw new UsageError('-one-file-system applies to a local directory, not to a bucket');
-        const local = fromS3 ? undefined : new FsImporter(location, { oneFileSystem: opts.oneFileSystem });
+        if (fromS3 && opts.excludeCaches) throw new UsageError('-exclude-caches applies to a local directory, not to a bucket');
+        const excludePath = pathMatcher(patternsWithFiles(opts.exclude, opts.excludeFile));
+        const local = fromS3 ? undefined : new FsImporter(location, { oneFileSystem: opts.oneFileSystem, excludeCaches: opts.excludeCaches });
         // The S3 connector's modules load while the store opens, whose key derivation runs on the thread pool.
         const connector = fromS3 ? import('../../connectors/s3/importer.js') : undefined;
         connector?.catch(() => undefined); // awaited below, once the store is open
-        const excludePath = pathMatcher(opts.exclude ?? []);
         const { repository, lock } = await ctx.lockedRepository('shared', 'a backup');
         let importer: Importer;
         try {
@@ -406,10 +419,12 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
     .option('--concurrency <n>', 'files restored at once', (v) => Number.parseInt(v, 10))
     .option('--include <pattern>', 'restore only what matches, with the directories leading to it (repeatable)', collect)
     .option('--exclude <pattern>', 'leave out what matches, a directory with all it holds (repeatable)', collect)
-    .action((arg: string | undefined, opts: { to?: string; tag?: string[]; concurrency?: number; include?: string[]; exclude?: string[] }) =>
+    .option('--include-file <file>', 'the patterns of a file, one per line, as -include (# comments; repeatable)', collect)
+    .option('--exclude-file <file>', 'the patterns of a file, one per line, as -exclude (# comments; repeatable)', collect)
+    .action((arg: string | undefined, opts: RestoreFlags) =>
       run(async () => {
         const ctx = context();
-        const selection = restoreSelection(opts.include ?? [], opts.exclude ?? []);
+        const selection = restoreSelection(patternsWithFiles(opts.include, opts.includeFile), patternsWithFiles(opts.exclude, opts.excludeFile));
         const { location, options: destinationOptions } = await resolveLocation(opts.to ?? '.', 'destination', ctx.aliases);
         const toS3 = /^s3:\/\//i.test(location);
         if (!toS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported destination`);

@@ -1,4 +1,4 @@
-import { lstatSync, promises as fs, readlinkSync, type BigIntStats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, promises as fs, readSync, readlinkSync, type BigIntStats } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { KlosetError } from '../../errors.js';
@@ -13,6 +13,9 @@ const READ_BLOCK = 1024 * 1024;
 const GROWTH_PROBE = 64 * 1024;
 /** Files whose size the progress scan asks for at once. */
 const SCAN_SLICE = 256;
+
+const CACHE_TAG = 'CACHEDIR.TAG';
+const CACHE_TAG_SIGNATURE = Buffer.from('Signature: 8a477f597d28d172789f06886806bc55');
 
 /** atime is not recorded: it changes on every read and would make every backup's trees new. */
 function timespec(ns: bigint): Timespec {
@@ -93,7 +96,7 @@ export class FsImporter implements Importer {
 
   constructor(
     root: string,
-    private readonly options: { oneFileSystem?: boolean } = {},
+    private readonly options: { oneFileSystem?: boolean; excludeCaches?: boolean } = {},
   ) {
     this.source = path.resolve(root);
     this.base = this.source;
@@ -106,6 +109,26 @@ export class FsImporter implements Importer {
       return Number(lstatSync(exactForm(dir)).dev) !== this.rootDevice;
     } catch {
       return false; // gone or unreadable: reading it says so, where it is reported
+    }
+  }
+
+  /**
+   * With `excludeCaches`: whether `dir` holds a CACHEDIR.TAG, a regular file
+   * that starts with the signature of the Cache Directory Tagging
+   * Specification (bford.info/cachedir), as tar, restic and borg read it.
+   */
+  private cacheDirectory(dir: string, names: string[]): boolean {
+    if (!this.options.excludeCaches || !names.includes(CACHE_TAG)) return false;
+    let fd: number | undefined;
+    try {
+      fd = openSync(exactForm(path.join(dir, CACHE_TAG)), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      if (!fstatSync(fd).isFile()) return false;
+      const head = Buffer.alloc(CACHE_TAG_SIGNATURE.length);
+      return readSync(fd, head, 0, head.length, 0) === head.length && head.equals(CACHE_TAG_SIGNATURE);
+    } catch {
+      return false;
+    } finally {
+      if (fd !== undefined) closeSync(fd);
     }
   }
 
@@ -160,7 +183,8 @@ export class FsImporter implements Importer {
     }
     const dir = this.full(rel);
     if (this.otherFileSystem(dir)) return;
-    const names = (await fs.readdir(exactForm(dir), { encoding: 'buffer' })).map(nameFromBytes);
+    let names = (await fs.readdir(exactForm(dir), { encoding: 'buffer' })).map(nameFromBytes);
+    if (this.cacheDirectory(dir, names)) names = [CACHE_TAG];
     names.sort(compareNames);
     for (const name of names) {
       let entry: SourceEntry;
@@ -213,6 +237,9 @@ export class FsImporter implements Importer {
         return; // the backup itself reports what it cannot read
       }
       const files: string[] = [];
+      if (this.cacheDirectory(this.full(rel), entries.map((entry) => nameFromBytes(entry.name)))) {
+        entries = entries.filter((entry) => nameFromBytes(entry.name) === CACHE_TAG);
+      }
       for (const entry of entries) {
         const name = nameFromBytes(entry.name);
         const childRel = rel === '' ? name : `${rel}/${name}`;
