@@ -36,7 +36,17 @@ function readSpan(text: string, units: Record<string, Unit>): CalendarSpan | und
 export function parseSpan(text: string, option: string): CalendarSpan {
   const span = readSpan(text, KEEP_WITHIN_UNITS);
   if (!span) throw new UsageError(`${option}: ${JSON.stringify(text)} is not a span such as 30d, 2w, 6m or 1y2m (y, m for months, w, d, h)`);
+  checkSpan(span, text, option);
   return span;
+}
+
+/** A span must lead to a date: one past the calendar's range would compare false with every snapshot time. */
+function checkSpan(span: CalendarSpan, text: string, option: string, now = new Date()): Date {
+  const date = spanBefore(now, span);
+  if (!Object.values(span).every(Number.isSafeInteger) || Number.isNaN(date.getTime())) {
+    throw new UsageError(`${option}: ${JSON.stringify(text)} reaches past the calendar (before the year -271821)`);
+  }
+  return date;
 }
 
 const DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2}))?)?$/;
@@ -48,7 +58,7 @@ const DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2}))?)?$/;
  */
 export function parseMoment(text: string, option: string, now = new Date()): Date {
   const span = readSpan(text, MOMENT_UNITS);
-  if (span) return spanBefore(now, span);
+  if (span) return checkSpan(span, text, option, now);
   if (/^(?:\d+[a-z]+)+$/.test(text) && /\d+m(?![a-z])/.test(text)) {
     throw new UsageError(`${option}: ${JSON.stringify(text)} is ambiguous: write min for minutes or mo for months`);
   }

@@ -107,7 +107,9 @@ function decideGroup(headers: SnapshotHeader[], policy: RetentionPolicy, now: Da
   // A clock set wrong on one machine must not shift everyone else's window;
   // with nothing but future snapshots, the window holds them all, as in restic.
   const newest = newestFirst.find((h) => h.time.getTime() <= now.getTime());
-  const withinAfter = !policy.within ? undefined : newest ? spanBefore(newest.time, policy.within).getTime() : Number.NEGATIVE_INFINITY;
+  let withinAfter = !policy.within ? undefined : newest ? spanBefore(newest.time, policy.within).getTime() : Number.NEGATIVE_INFINITY;
+  // A span past the calendar's range keeps everything: an invalid date would compare false and keep nothing.
+  if (Number.isNaN(withinAfter)) withinAfter = Number.NEGATIVE_INFINITY;
   return newestFirst.map((header, n) => {
     const reasons: string[] = [];
     for (const set of policy.tags ?? []) if (set.every((tag) => header.tags.includes(tag))) reasons.push(`tag ${set.join(',')}`);

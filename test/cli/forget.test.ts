@@ -165,6 +165,10 @@ describe('rm refuses what it cannot read, in one line, and removes nothing', () 
     [['--keep-daily', '0'], /--keep-daily <n>.* '0' is invalid/],
     [['--keep-weekly', 'two'], /--keep-weekly <n>.* 'two' is invalid/],
     [['--keep-within', '1q'], /--keep-within: "1q" is not a span/],
+    // Past the calendar, a span gave an invalid date that no snapshot was "within": everything went.
+    [['--keep-within', '300000y'], /--keep-within: "300000y" reaches past the calendar/],
+    [['--keep-within', '999999999999999999999999d'], /--keep-within: "999999999999999999999999d" reaches past the calendar/],
+    [['-before', '99999999999y'], /-before: "99999999999y" reaches past the calendar/],
     [['--keep-last', '1', '--group-by', 'host,colour'], /--group-by: unknown field "colour"/],
   ])('rm %j', async (args, message) => {
     const result = await kloset(['at', store, 'rm', ...args]);

@@ -109,6 +109,8 @@ describe('keep policies', () => {
     // Only future snapshots: no window can be placed, so none is removed.
     const onlyFuture = [snapshot(future), snapshot(new Date(future.getTime() - 30 * 86_400_000))];
     expect(applyRetention(onlyFuture, { within: parseSpan('2d', '--keep-within') }, []).every((d) => d.keep)).toBe(true);
+    // A span past the calendar's range keeps everything, whatever reached the policy.
+    expect(applyRetention(headers, { within: { years: 300_000, months: 0, days: 0, seconds: 0 } }, []).every((d) => d.keep)).toBe(true);
   });
 
   it('--keep-tag keeps a snapshot with all the tags of one set: a,b is both, two options are either', () => {
