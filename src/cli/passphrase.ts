@@ -68,17 +68,22 @@ const NEW_PASSPHRASE: PassphraseKind = { label: 'new passphrase', envNames: ['KL
 /** --passphrase-file (`-` for standard input), KLOSET_PASSPHRASE, PLAKAR_PASSPHRASE, then the terminal. */
 export async function readPassphrase(source: PassphraseSource, confirm = false, kind = STORE_PASSPHRASE): Promise<string> {
   const env = source.env ?? process.env;
-  if (source.passphraseFile === '-') return (await readStdin()).replace(/\r?\n$/, '');
+  if (source.passphraseFile === '-') return nonEmpty((await readStdin()).replace(/\r?\n$/, ''), `the ${kind.label} read from standard input`);
   if (source.passphraseFile) {
+    let text: string;
     try {
-      return (await fs.readFile(source.passphraseFile, 'utf8')).replace(/\r?\n$/, '');
+      text = await fs.readFile(source.passphraseFile, 'utf8');
     } catch (err) {
       // Node's "ENOENT: no such file or directory, open '<path>'": the reason alone, the path is said already.
       const reason = (err as Error).message.replace(/^E[A-Z]+: /, '').replace(/, \w+( '.*')?$/, '');
       throw new KlosetError(`cannot read ${kind.label} file ${source.passphraseFile}: ${reason}`);
     }
+    return nonEmpty(text.replace(/\r?\n$/, ''), `${kind.label} file ${source.passphraseFile}`);
   }
-  for (const name of kind.envNames) if (env[name] !== undefined) return env[name]!;
+  for (const name of kind.envNames) {
+    // Set but empty (KLOSET_PASSPHRASE=$UNSET): a store created so would be encrypted under no secret at all.
+    if (env[name] !== undefined) return confirm ? nonEmpty(env[name]!, name) : env[name]!;
+  }
   const first = await promptHidden(`${kind.label}: `, kind);
   if (confirm) {
     const second = await promptHidden(`${kind.label} (again): `, kind);
@@ -86,6 +91,11 @@ export async function readPassphrase(source: PassphraseSource, confirm = false, 
   }
   if (first === '') throw new KlosetError(`empty ${kind.label}`);
   return first;
+}
+
+function nonEmpty(passphrase: string, from: string): string {
+  if (passphrase === '') throw new KlosetError(`${from} is empty`);
+  return passphrase;
 }
 
 const PEER_PASSPHRASE: PassphraseKind = {

@@ -95,7 +95,20 @@ export function isS3Location(location: string): boolean {
 }
 
 /** `s3://bucket/some/prefix` → { bucket, prefix: 'some/prefix/' }. */
+/**
+ * An S3 location or endpoint names no credentials: `s3://id:secret@bucket`
+ * is refused without being repeated, so the secret reaches no terminal or log.
+ */
+export function refuseUserInfo(text: string, what: string): void {
+  const match = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)([^/?#]*)@/.exec(text);
+  if (!match) return;
+  throw new UsageError(
+    `${match[1]}****@${text.slice(match[0].length)}: ${what} holds no credentials: set access_key and secret_access_key (or use AWS's environment and files)`,
+  );
+}
+
 export function parseS3Location(location: string): S3Location {
+  refuseUserInfo(location, 'an S3 location');
   const match = S3_URI.exec(location);
   if (!match) throw new UsageError(`${location}: not an S3 location (expected s3://bucket/prefix)`);
   const bucket = match[1]!;
@@ -154,6 +167,7 @@ function parsePositive(key: string, value: string): number {
 
 /** The endpoint as a URL, its scheme from `use_tls` when that is given or the endpoint has none. */
 export function endpointUrl(endpoint: string, useTls: boolean | undefined): string {
+  refuseUserInfo(endpoint.includes('://') ? endpoint : `http://${endpoint}`, 'an endpoint');
   const match = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/.exec(endpoint);
   const scheme = useTls === undefined ? (match ? match[1]!.toLowerCase() : 'https') : useTls ? 'https' : 'http';
   if (scheme !== 'http' && scheme !== 'https') throw new UsageError(`endpoint ${endpoint}: expected http:// or https://`);

@@ -226,6 +226,41 @@ describe('no passphrase', () => {
   });
 });
 
+describe('credentials written into an S3 location or endpoint', () => {
+  const SECRET = 'SuperSecretKey123';
+  it.each([
+    [['at', `s3://AKIAEXAMPLE:${SECRET}@127.0.0.1:9/bucket`, 'ls'], {}],
+    [['at', '<store>', 'backup', `s3://AKIAEXAMPLE:${SECRET}@bucket/prefix`], {}],
+    [['at', '<store>', 'restore', '-to', `s3://AKIAEXAMPLE:${SECRET}@bucket`, '<id>'], {}],
+    [['at', 's3://bucket/kloset', 'ls'], { KLOSET_S3_ENDPOINT: `http://AKIAEXAMPLE:${SECRET}@127.0.0.1:9` }],
+  ])('are refused in one line that does not repeat them: %j', async (args, env) => {
+    const result = await kloset(
+      args.map((arg) => arg.replace('<store>', store).replace('<id>', id)),
+      { env: { ...env, AWS_EC2_METADATA_DISABLED: 'true' } },
+    );
+    expect(result.code).toBe(2);
+    expectOneLineError(result, /\/\/\*\*\*\*@.*holds no credentials: set access_key and secret_access_key/);
+    expect(result.stderr + result.stdout).not.toMatch(/AKIAEXAMPLE|SuperSecret/);
+  });
+});
+
+describe('an empty passphrase', () => {
+  it('is refused for a new store, from a file or from the environment, and nothing is created', async () => {
+    const empty = path.join(work, 'empty-passphrase');
+    await fs.writeFile(empty, '\n');
+    const fresh = path.join(work, 'never-created');
+    const fromFile = await kloset(['at', fresh, '--passphrase-file', empty, 'create'], { env: { KLOSET_PASSPHRASE: undefined } });
+    expect(fromFile.code).toBe(1);
+    expectOneLineError(fromFile, `kloset: passphrase file ${empty} is empty`);
+    const fromEnv = await kloset(['at', fresh, 'create'], { env: { KLOSET_PASSPHRASE: '' } });
+    expect(fromEnv.code).toBe(1);
+    expectOneLineError(fromEnv, 'kloset: KLOSET_PASSPHRASE is empty');
+    await expect(fs.stat(path.join(fresh, 'CONFIG'))).rejects.toThrow(/ENOENT/);
+    const open = await kloset(['at', store, '--passphrase-file', empty, 'ls'], { env: { KLOSET_PASSPHRASE: undefined } });
+    expectOneLineError(open, `kloset: passphrase file ${empty} is empty`);
+  });
+});
+
 describe('a reader that stops reading', () => {
   it('ends cat and ls quietly with the status of SIGPIPE, as coreutils do', async () => {
     const bigSource = path.join(work, 'big-source');

@@ -11,7 +11,7 @@ import type { HttpHandler, HttpResponse } from '@smithy/core/protocols';
 import type { AuthScheme, Provider, RequestSigner, RetryErrorType, RetryStrategyV2, SdkError } from '@smithy/types';
 import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
-import { createS3Client, s3OptionsFromConfig } from '../../storage/s3.js';
+import { createS3Client, refuseUserInfo, s3OptionsFromConfig } from '../../storage/s3.js';
 
 const { GetObjectCommand, PutObjectCommand } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
 const { extendedEncodeURIComponent, HttpRequest } = requireCjs('@smithy/core/protocols') as typeof import('@smithy/core/protocols');
@@ -34,6 +34,7 @@ export function isS3Uri(location: string): boolean {
 
 /** `s3://bucket/some/prefix` → { bucket, prefix: 'some/prefix/' }; `s3://bucket` → prefix ''. */
 export function parseS3Uri(uri: string): S3ObjectLocation {
+  refuseUserInfo(uri, 'an S3 location');
   const match = URI.exec(uri);
   if (!match) throw new UsageError(`${uri}: not an S3 location (expected s3://bucket/prefix)`);
   const bucket = match[1];
