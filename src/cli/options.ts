@@ -33,6 +33,12 @@ export function patternsWithFiles(patterns: string[] = [], files: string[] = [])
   return all;
 }
 
+/** A count of things at once (--concurrency): a whole number of at least 1. */
+export function positiveCount(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) throw new InvalidArgumentError('expected a whole number of at least 1.');
+  return Number(value);
+}
+
 /** A --keep-* count: as in restic, -1 (or `unlimited`) has no limit. */
 export function keepCount(value: string): number {
   if (value === '-1' || value === 'unlimited') return Number.POSITIVE_INFINITY;

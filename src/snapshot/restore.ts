@@ -48,7 +48,8 @@ export async function restore(
   options: RestoreOptions = {},
 ): Promise<RestoreResult> {
   const result: RestoreResult = { files: 0, directories: 0, bytes: 0, errors: 0 };
-  const limit = options.concurrency ?? 8;
+  // At least one: with none running, waiting for a free slot would never end.
+  const limit = options.concurrency !== undefined && options.concurrency >= 1 ? Math.floor(options.concurrency) : 8;
   const running = new Set<Promise<unknown>>();
   const shown = (rel: string) => '/' + [sourcePath.replace(/^\/+|\/+$/g, ''), rel].filter(Boolean).join('/');
   const fail = (rel: string, err: unknown) => {

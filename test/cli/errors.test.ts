@@ -193,6 +193,14 @@ describe('usage errors', () => {
     expectOneLineError(result, /--to/);
   });
 
+  it.each(['0', '-5', 'abc', '1.5'])('restore --concurrency %s is a usage error, exit 2, and restores nothing', async (value) => {
+    const target = path.join(work, `concurrency-${value}`);
+    const result = await kloset(['at', store, 'restore', '-to', target, '--concurrency', value, id]);
+    expect(result.code).toBe(2);
+    expectOneLineError(result, /--concurrency <n>.*expected a whole number of at least 1/);
+    await expect(fs.stat(target)).rejects.toThrow(/ENOENT/);
+  });
+
   it("'at' without a store is a usage error, exit 2", async () => {
     const result = await kloset(['at']);
     expect(result.code).toBe(2);

@@ -20,7 +20,7 @@ import { resolveLocation } from '../aliases.js';
 import type { CliContext, Run } from '../context.js';
 import { formatBytes, formatDuration, formatMode, formatTime, plural, shortId } from '../format.js';
 import { ProgressLine } from '../progress.js';
-import { collect, filterFrom, patternsWithFiles, withFilterOptions, type FilterFlags } from '../options.js';
+import { collect, filterFrom, patternsWithFiles, positiveCount, withFilterOptions, type FilterFlags } from '../options.js';
 import { filterSnapshots, findSnapshot, isEmptyFilter, parseSnapshotRef, parseTags } from '../snapshotref.js';
 
 const picomatch = requireCjs('picomatch') as typeof import('picomatch');
@@ -416,7 +416,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
     .argument('[snapshot]', 'snapshot id prefix or latest, optionally with :/path (default: the latest)')
     .option('--to <directory>', 'where to restore (default: the current directory)')
     .option('--tag <tags>', 'with no snapshot given: the latest with these tags', collect)
-    .option('--concurrency <n>', 'files restored at once', (v) => Number.parseInt(v, 10))
+    .option('--concurrency <n>', 'files restored at once', positiveCount)
     .option('--include <pattern>', 'restore only what matches, with the directories leading to it (repeatable)', collect)
     .option('--exclude <pattern>', 'leave out what matches, a directory with all it holds (repeatable)', collect)
     .option('--include-file <file>', 'the patterns of a file, one per line, as -include (# comments; repeatable)', collect)
