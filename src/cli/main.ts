@@ -11,56 +11,17 @@ import { registerUiCommand } from './commands/ui.js';
 import { CliContext } from './context.js';
 
 /**
- * Long options that the Plakar documentation writes with one dash (`-to`,
- * `-tag`): rewritten to the double-dash form before commander sees them.
+ * Every long option of the program and its commands: the Plakar
+ * documentation writes them with one dash (`-to`, `-tag`), rewritten to the
+ * double-dash form before commander sees them.
  */
-const SINGLE_DASH_LONG = new Set([
-  'to',
-  'tag',
-  'exclude',
-  'plaintext',
-  'json',
-  'recursive',
-  'concurrency',
-  'passphrase-file',
-  'verbose',
-  'quiet',
-  'no-parent',
-  'no-encryption',
-  'cache-size',
-  'foreground',
-  'addr',
-  'no-spawn',
-  'background',
-  'daemon',
-  'before',
-  'since',
-  'latest',
-  'keep-last',
-  'keep-hourly',
-  'keep-daily',
-  'keep-weekly',
-  'keep-monthly',
-  'keep-yearly',
-  'keep-within',
-  'keep-tag',
-  'group-by',
-  'dry-run',
-  'prune',
-  'snapshot',
-  'remove-all',
-  'new-passphrase-file',
-  'include',
-  'one-file-system',
-  'exclude-file',
-  'exclude-caches',
-  'include-file',
-  'read-data-subset',
-  'no-read-data',
-  'read-all-packs',
-]);
+function longOptionNames(command: Command, into = new Set<string>(['help', 'version'])): Set<string> {
+  for (const option of command.options) if (option.long) into.add(option.long.slice(2));
+  for (const sub of command.commands) longOptionNames(sub, into);
+  return into;
+}
 
-export function normalizeArgs(argv: string[]): string[] {
+export function normalizeArgs(argv: string[], longNames: ReadonlySet<string>): string[] {
   const out: string[] = [];
   for (const arg of argv) {
     if (arg === '--') {
@@ -68,7 +29,7 @@ export function normalizeArgs(argv: string[]): string[] {
       break;
     }
     const match = /^-([a-z][a-z-]+)(=.*)?$/.exec(arg);
-    out.push(match && SINGLE_DASH_LONG.has(match[1]) ? `--${match[1]}${match[2] ?? ''}` : arg);
+    out.push(match && longNames.has(match[1]) ? `--${match[1]}${match[2] ?? ''}` : arg);
   }
   return out;
 }
@@ -83,7 +44,12 @@ function packageVersion(): string {
 
 /** Splits `at <store>` off the front; the store defaults to KLOSET_REPOSITORY or ~/.kloset. */
 function splitStore(argv: string[]): { store: string; rest: string[] } {
-  const atIndex = argv.findIndex((a) => !a.startsWith('-'));
+  // The first word that is neither an option nor the value of one: `kloset --passphrase-file F at ./store ls`.
+  let atIndex = -1;
+  for (let i = 0; i < argv.length && atIndex < 0; i++) {
+    if (argv[i] === '--passphrase-file') i++;
+    else if (!argv[i].startsWith('-')) atIndex = i;
+  }
   if (atIndex >= 0 && argv[atIndex] === 'at') {
     if (atIndex + 1 >= argv.length) throw new KlosetError("'at' needs a store location", { exitCode: ExitCode.USAGE });
     return { store: argv[atIndex + 1], rest: [...argv.slice(0, atIndex), ...argv.slice(atIndex + 2)] };
@@ -116,9 +82,7 @@ export async function main(argv: string[]): Promise<number> {
   };
   process.once('beforeExit', drained);
   try {
-    const { store, rest } = splitStore(normalizeArgs(argv));
-    const current = new CliContext(store, out, err);
-    context = current;
+    let current!: CliContext;
     const program = new Command('kloset')
       .description('deduplicated, compressed, encrypted backups into a Kloset store')
       .usage('[at <store>] <command> [options]')
@@ -147,6 +111,9 @@ export async function main(argv: string[]): Promise<number> {
     registerMountCommand(program, () => current, run, argv);
     registerUiCommand(program, () => current, run);
     registerConfigCommands(program, () => current.aliases, out);
+    const { store, rest } = splitStore(normalizeArgs(argv, longOptionNames(program)));
+    current = new CliContext(store, out, err);
+    context = current;
     await program.parseAsync(rest, { from: 'user' });
     return exitCode;
   } catch (error) {

@@ -201,6 +201,15 @@ describe('usage errors', () => {
     await expect(fs.stat(target)).rejects.toThrow(/ENOENT/);
   });
 
+  it('takes every long option with one dash as well as two', async () => {
+    const diff = await kloset(['at', store, 'diff', '-metadata', id, id]);
+    expect(diff.stderr).toBe('');
+    expect(diff.code).toBe(0);
+    const help = await kloset(['ls', '-help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: kloset ls /);
+  });
+
   it("'at' without a store is a usage error, exit 2", async () => {
     const result = await kloset(['at']);
     expect(result.code).toBe(2);
@@ -224,13 +233,19 @@ describe('no passphrase', () => {
     expectOneLineError(result, new RegExp(`cannot read passphrase file ${escapeRegExp(missing)}: no such file or directory$`));
   });
 
-  it('reads the passphrase from --passphrase-file instead', async () => {
+  it('reads the passphrase from --passphrase-file instead, written before or after `at <store>`', async () => {
     const file = path.join(work, 'passphrase.txt');
     await fs.writeFile(file, 'test passphrase\n', { mode: 0o600 });
-    const result = await kloset(['at', store, '--passphrase-file', file, 'ls'], { env: noPassphrase });
-    expect(result.stderr).toBe('');
-    expect(result.code).toBe(0);
-    expect(result.stdout).toContain(id.slice(0, 8));
+    for (const args of [
+      ['at', store, '--passphrase-file', file, 'ls'],
+      ['--passphrase-file', file, 'at', store, 'ls'],
+      ['-passphrase-file', file, 'at', store, 'ls'],
+    ]) {
+      const result = await kloset(args, { env: noPassphrase });
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      expect(result.stdout).toContain(id.slice(0, 8));
+    }
   });
 });
 
