@@ -10,9 +10,11 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Importer, SourceEntry } from '../../src/connectors/importer.js';
 import { EMPTY_NAME, OBJECT_SUFFIX, pathsForKeys } from '../../src/connectors/s3/keys.js';
 import { type CliResult, tempDir } from '../helpers/cli.js';
 import { expectNoStackTrace, klosetWith } from '../helpers/fixtures.js';
+import { storeWithSnapshot } from '../helpers/mount.js';
 import { startS3Server, type S3Server } from '../helpers/s3server.js';
 
 interface Seed {
@@ -309,5 +311,51 @@ describe('a file whose name is not UTF-8, restored into a bucket', () => {
     expect(result.stderr).toMatch(/^warning: .*s3:\/\/latin1-dest\/caf\uFFFD\.txt: the name is not UTF-8 text, which an S3 key must be: not written\n$/);
     expect(result.code).toBe(3);
     expect(await listKeys('latin1-dest')).toEqual(['plain.txt']);
+  });
+});
+
+/** Two objects as an S3 source records them, one under a key that climbs out of any prefix it is written below. */
+class ClimbingKeysImporter implements Importer {
+  readonly type = 's3';
+  readonly origin = 'test';
+  readonly source = 's3://crafted';
+  private readonly files: Record<string, { key: string; bytes: Buffer }> = {
+    'climbs.txt': { key: '../../victim/owned', bytes: Buffer.from('should never land in the victim bucket') },
+    'plain.txt': { key: 'plain.txt', bytes: Buffer.from('plain') },
+  };
+
+  async rootEntry(): Promise<SourceEntry> {
+    return { name: '', kind: 'directory', mode: 0o40755, uid: 0, gid: 0, size: 0, mtime: { sec: 0, nsec: 0 } };
+  }
+
+  async *children(): AsyncIterable<SourceEntry> {
+    for (const [name, { key, bytes }] of Object.entries(this.files)) {
+      yield { name, kind: 'file', mode: 0o100644, uid: 0, gid: 0, size: bytes.length, mtime: { sec: 0, nsec: 0 }, meta: { 's3.key': key } };
+    }
+  }
+
+  async *read(name: string): AsyncIterable<Buffer> {
+    yield this.files[name].bytes;
+  }
+
+  async close(): Promise<void> {}
+}
+
+describe("a key with '..' segments, restored into a bucket", () => {
+  it('is named in a warning and left out: a server that resolves the path would write it outside the destination', async () => {
+    await s3.createBucket('dots-dest');
+    await s3.createBucket('victim');
+    const store = path.join(work, 'dots-store');
+    await storeWithSnapshot(store, new ClimbingKeysImporter());
+    const { kloset } = await sandbox();
+    await configure(kloset, 'dots_dest', 'uri', 's3://dots-dest/restore/here');
+    const result = await kloset(['at', store, 'restore', '-to', '@dots_dest']);
+    expectNoStackTrace(result);
+    expect(result.stderr).toMatch(
+      /^warning: .*s3:\/\/dots-dest\/restore\/here\/\.\.\/\.\.\/victim\/owned: a key with a '\.' or '\.\.' segment could be written elsewhere .*: not written\n$/,
+    );
+    expect(result.code).toBe(3);
+    expect(await listKeys('victim')).toEqual([]);
+    expect(await listKeys('dots-dest')).toEqual(['restore/here/plain.txt']);
   });
 });

@@ -119,6 +119,11 @@ export class S3Exporter implements Exporter {
     const where = objectUri(this.bucket, key);
     // A key is UTF-8 text: a file name that is not would reach S3 changed, under another object's key perhaps.
     if (!key.isWellFormed()) throw new KlosetError(`${where}: the name is not UTF-8 text, which an S3 key must be: not written`);
+    // A key goes into the request's path: a server or proxy that resolves `..` there (s3rver does) would
+    // write outside the destination's prefix, into another bucket even, with path-style addressing.
+    if (key.split('/').some((segment) => segment === '.' || segment === '..')) {
+      throw new KlosetError(`${where}: a key with a '.' or '..' segment could be written elsewhere by a server that resolves it: not written`);
+    }
     const input: PutObjectCommandInput = { Bucket: this.bucket, Key: key, ...objectHeaders(entry.meta) };
     // Nothing new starts once stopping: a multipart upload begun now would outlive abandon()'s aborts, its parts billed.
     if (this.abandoned) throw new KlosetError(`${where}: not written, the restore is stopping`);
