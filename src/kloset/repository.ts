@@ -53,6 +53,12 @@ const INDEX_CACHE_VERSION = 2;
 
 export type PassphraseProvider = () => Promise<string>;
 
+/** Bounds on what CONFIG may ask of a client: far above the defaults, far below harm. */
+const MAX_CHUNK_BYTES = 64 * 1024 * 1024;
+const MAX_PACK_BYTES = 1024 * 1024 * 1024;
+const MAX_KDF_MEMORY_KIB = 4 * 1024 * 1024;
+const MAX_KDF_ITERATIONS = 64;
+
 /**
  * Locations this machine has opened as encrypted stores, one per line.
  * CONFIG is authenticated only by a key it carries itself, so whoever can
@@ -134,7 +140,46 @@ async function readConfig(store: BlobStore): Promise<{ config: StoreConfig; mac:
     throw new KlosetError(`${store.location}: store format version ${parsed.version} is not supported`);
   }
   const { mac, ...config } = parsed;
+  const malformed = configShapeProblem(config);
+  if (malformed) throw new KlosetError(`${store.location}: not a kloset store (its CONFIG is malformed: ${malformed})`);
   return { config, mac };
+}
+
+/**
+ * CONFIG is read before anything authenticates it, and its KDF cost is spent
+ * before the passphrase is known to be right: a store anyone could write to
+ * must not make a client allocate terabytes, hash for hours, or write its
+ * cache outside the cache directory (storeId names a directory there).
+ */
+function configShapeProblem(config: StoreConfig): string | undefined {
+  const whole = (n: unknown, min: number, max: number) => Number.isSafeInteger(n) && (n as number) >= min && (n as number) <= max;
+  const base64Bytes = (text: unknown, length: number) => typeof text === 'string' && /^[A-Za-z0-9+/]*={0,2}$/.test(text) && Buffer.from(text, 'base64').length === length;
+  if (typeof config.storeId !== 'string' || !/^[0-9a-f]{32}$/.test(config.storeId)) return 'storeId';
+  const chunking = config.chunking as Partial<ChunkingParams> | undefined;
+  if (
+    chunking?.algorithm !== 'fastcdc' ||
+    !whole(chunking.minSize, 64, MAX_CHUNK_BYTES) ||
+    !whole(chunking.avgSize, chunking.minSize!, MAX_CHUNK_BYTES) ||
+    !whole(chunking.maxSize, chunking.avgSize!, MAX_CHUNK_BYTES)
+  ) {
+    return 'chunking';
+  }
+  if (config.compression?.algorithm !== 'zstd' || !whole(config.compression.level, -7, 22)) return 'compression';
+  if (!whole(config.packfile?.targetSize, 1024, MAX_PACK_BYTES)) return 'packfile';
+  const encryption = config.encryption;
+  if (encryption === null) return base64Bytes(config.plaintextKey, MASTER_KEY_BYTES) ? undefined : 'plaintextKey';
+  const kdf = encryption?.kdf as Partial<KdfParams> | undefined;
+  if (encryption?.cipher !== 'aes-256-gcm' || !base64Bytes(encryption.wrappedKey, 12 + MASTER_KEY_BYTES + 16)) return 'encryption';
+  if (
+    kdf?.algorithm !== 'argon2id' ||
+    !whole(kdf.memoryKiB, 8, MAX_KDF_MEMORY_KIB) ||
+    !whole(kdf.iterations, 1, MAX_KDF_ITERATIONS) ||
+    !whole(kdf.parallelism, 1, 16) ||
+    !base64Bytes(kdf.salt, 16)
+  ) {
+    return 'encryption.kdf';
+  }
+  return undefined;
 }
 
 /**

@@ -334,6 +334,25 @@ describe('a restore target that cannot be a directory', () => {
   });
 });
 
+describe('a CONFIG that asks for harm', () => {
+  it.each([
+    ['a storeId that climbs out of the cache directory', (c: Record<string, any>) => (c.storeId = '../../../elsewhere'), 'storeId'],
+    ['a key derivation of 4 TiB', (c: Record<string, any>) => (c.encryption.kdf.memoryKiB = 2 ** 32 - 1), 'encryption.kdf'],
+    ['a key derivation of four billion passes', (c: Record<string, any>) => (c.encryption.kdf.iterations = 2 ** 32 - 1), 'encryption.kdf'],
+    ['no key derivation at all', (c: Record<string, any>) => (c.encryption.kdf = null), 'encryption.kdf'],
+    ['chunks of a terabyte', (c: Record<string, any>) => (c.chunking.maxSize = 2 ** 40), 'chunking'],
+  ])('is refused at once, in one line, before the passphrase is used: %s', async (_name, tamper, field) => {
+    const copy = path.join(work, `tampered-${field}-${Math.random().toString(36).slice(2, 8)}`);
+    await fs.cp(store, copy, { recursive: true });
+    const config = JSON.parse(await fs.readFile(path.join(copy, 'CONFIG'), 'utf8')) as Record<string, any>;
+    tamper(config);
+    await fs.writeFile(path.join(copy, 'CONFIG'), JSON.stringify(config));
+    const result = await kloset(['at', copy, 'ls']);
+    expect(result.code).toBe(1);
+    expectOneLineError(result, `kloset: ${copy}: not a kloset store (its CONFIG is malformed: ${field})`);
+  });
+});
+
 describe('an encrypted store whose CONFIG was replaced by a plaintext one', () => {
   it('is refused in one line, and nothing is written to it', async () => {
     const swapped = path.join(work, 'swapped-store');
