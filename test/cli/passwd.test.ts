@@ -68,7 +68,7 @@ describe('passwd', () => {
   it.each([
     ['a wrong current passphrase', { KLOSET_PASSPHRASE: 'not it', KLOSET_NEW_PASSPHRASE: 'x' }, [], /^kloset: wrong passphrase$/],
     ['no new passphrase and no terminal', { KLOSET_PASSPHRASE: 'third passphrase' }, [], /a new passphrase is needed: set KLOSET_NEW_PASSPHRASE/],
-    ['an empty new passphrase', { KLOSET_PASSPHRASE: 'third passphrase', KLOSET_NEW_PASSPHRASE: '' }, [], /empty new passphrase/],
+    ['an empty new passphrase', { KLOSET_PASSPHRASE: 'third passphrase', KLOSET_NEW_PASSPHRASE: '' }, [], /^kloset: KLOSET_NEW_PASSPHRASE is empty$/],
     ['an unreadable new passphrase file', { KLOSET_PASSPHRASE: 'third passphrase' }, ['--new-passphrase-file', '/nonexistent/next'], /cannot read new passphrase file \/nonexistent\/next: no such file or directory/],
   ])('refuses %s in one line and leaves CONFIG as it was', async (_what, env, args, message) => {
     const before = await config();
