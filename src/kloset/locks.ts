@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, readlinkSync } from 'node:fs';
 import os from 'node:os';
-import { KlosetError, NotFoundError } from '../errors.js';
+import { IntegrityError, KlosetError, NotFoundError } from '../errors.js';
 import type { Repository } from './repository.js';
 import { BlobType, ID_BYTES } from './sealing.js';
 
@@ -70,7 +70,16 @@ function alive(record: LockRecord): boolean {
   }
 }
 
-function describe(record: LockRecord): string {
+/** A lock as listed: its record, or why it could not be read (damaged, or sealed under another key). */
+interface ListedLock {
+  key: string;
+  record?: LockRecord;
+  damaged?: string;
+}
+
+function describe(lock: ListedLock): string {
+  const record = lock.record;
+  if (!record) return `an unreadable lock ${lock.key.slice('locks/'.length, 'locks/'.length + 16)} (${lock.damaged})`;
   return `${record.command ?? (record.kind === 'exclusive' ? 'a deleting operation' : 'a backup')} (pid ${record.pid} on ${record.host} since ${record.time})`;
 }
 
@@ -114,18 +123,23 @@ export class StoreLock {
     const id = randomBytes(ID_BYTES);
     const lock = new StoreLock(repository, `locks/${id.toString('hex')}`, id, kind, command);
     await lock.write();
-    let others: { key: string; record: LockRecord }[];
+    let others: ListedLock[];
     try {
-      others = (await listLocks(repository)).filter((l) => l.key !== lock.key && lock.excludes(l.record));
+      others = (await listLocks(repository)).filter((l) => l.key !== lock.key && lock.excludes(l));
     } catch (err) {
       await lock.release().catch(() => undefined);
       throw err;
     }
     if (others.length > 0) {
       await lock.release();
-      const holder = others[0].record;
+      const holder = others[0];
+      if (!holder.record) {
+        throw new StoreLockedError(
+          `store is in use by ${describe(holder)}: 'kloset at ${repository.store.location} unlock' removes it (a process still holding it stops before it commits)`,
+        );
+      }
       // Only the holder's machine, in the same boot, can tell a dead process from a live one; other locks stay until they age out.
-      const elsewhere = judgedByPid(holder)
+      const elsewhere = judgedByPid(holder.record)
         ? ''
         : ` (if that machine stopped it, 'kloset at ${repository.store.location} unlock --remove-all' removes the lock)`;
       throw new StoreLockedError(`store is in use by ${describe(holder)}: try again once it has ended${elsewhere}`);
@@ -156,9 +170,13 @@ export class StoreLock {
     await this.write();
   }
 
-  /** A live lock this one cannot be held beside. */
-  private excludes(other: LockRecord): boolean {
-    return (this.kind === 'exclusive' || other.kind === 'exclusive') && alive(other);
+  /**
+   * A live lock this one cannot be held beside. An unreadable lock counts as
+   * a live shared one: it keeps a prune out, and lets backups in.
+   */
+  private excludes(other: ListedLock): boolean {
+    if (!other.record) return this.kind === 'exclusive';
+    return (this.kind === 'exclusive' || other.record.kind === 'exclusive') && alive(other.record);
   }
 
   /**
@@ -177,8 +195,8 @@ export class StoreLock {
     }
     const locks = await listLocks(this.repository);
     if (!locks.some((l) => l.key === this.key)) throw lost('it was removed from the store');
-    const other = locks.find((l) => l.key !== this.key && this.excludes(l.record));
-    if (other) throw lost(`${describe(other.record)} holds the store`);
+    const other = locks.find((l) => l.key !== this.key && this.excludes(l));
+    if (other) throw lost(`${describe(other)} holds the store`);
   }
 
   async release(): Promise<void> {
@@ -189,9 +207,10 @@ export class StoreLock {
 }
 
 export interface RemovedLock {
-  /** What held it: "a backup (pid … on … since …)". */
+  /** What held it: "a backup (pid … on … since …)", or for a lock that does not open, "an unreadable lock … (why)". */
   holder: string;
   stale: boolean;
+  unreadable: boolean;
 }
 
 /**
@@ -203,10 +222,11 @@ export interface RemovedLock {
 export async function removeLocks(repository: Repository, { all = false } = {}): Promise<{ removed: RemovedLock[]; kept: RemovedLock[] }> {
   const removed: RemovedLock[] = [];
   const kept: RemovedLock[] = [];
-  for (const { key, record } of await listLocks(repository)) {
-    const lock = { holder: describe(record), stale: !alive(record) };
+  for (const listed of await listLocks(repository)) {
+    // An unreadable lock names no process to wait for; one that still runs rewrites it, or stops at its commit check.
+    const lock = { holder: describe(listed), stale: !listed.record || !alive(listed.record), unreadable: !listed.record };
     if (lock.stale || all) {
-      await repository.store.delete(key);
+      await repository.store.delete(listed.key);
       removed.push(lock);
     } else {
       kept.push(lock);
@@ -215,17 +235,31 @@ export async function removeLocks(repository: Repository, { all = false } = {}):
   return { removed, kept };
 }
 
-async function listLocks(repository: Repository): Promise<{ key: string; record: LockRecord }[]> {
-  const locks: { key: string; record: LockRecord }[] = [];
+async function listLocks(repository: Repository): Promise<ListedLock[]> {
+  const locks: ListedLock[] = [];
   for await (const { key } of repository.store.list('locks/')) {
     const hex = key.slice('locks/'.length);
     if (!/^[0-9a-f]{64}$/.test(hex)) continue;
+    let plaintext: Buffer;
     try {
-      const plaintext = await repository.readSealed(key, BlobType.lock, Buffer.from(hex, 'hex'));
-      locks.push({ key, record: JSON.parse(plaintext.toString('utf8')) as LockRecord });
+      plaintext = await repository.readSealed(key, BlobType.lock, Buffer.from(hex, 'hex'));
     } catch (err) {
-      if (!(err instanceof NotFoundError)) throw err;
+      if (err instanceof NotFoundError) continue;
+      if (!(err instanceof IntegrityError)) throw err;
+      locks.push({ key, damaged: err.message.replace(`${key}: `, '') });
+      continue;
     }
+    const record = parseLockRecord(plaintext);
+    locks.push(record ? { key, record } : { key, damaged: 'malformed' });
   }
   return locks;
+}
+
+function parseLockRecord(plaintext: Buffer): LockRecord | undefined {
+  try {
+    const record = JSON.parse(plaintext.toString('utf8')) as LockRecord;
+    return record && typeof record === 'object' && typeof record.time === 'string' && Number.isSafeInteger(record.pid) ? record : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -100,6 +100,33 @@ describe('unlock', () => {
   });
 });
 
+describe('a lock that does not open', () => {
+  it('keeps prune out, lets a backup in, and is removed by unlock', async () => {
+    await lockFromElsewhere();
+    const [name] = await locks();
+    const file = path.join(store, 'locks', name);
+    const data = await fs.readFile(file);
+    data[data.length >> 1] ^= 0xff;
+    await fs.writeFile(file, data);
+
+    const refused = await kloset(['at', store, 'prune']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toBe(
+      `kloset: store is in use by an unreadable lock ${name.slice(0, 16)} (authentication failed (damaged or tampered)): ` +
+        `'kloset at ${store} unlock' removes it (a process still holding it stops before it commits)\n`,
+    );
+    const backup = await kloset(['at', store, 'backup', path.join(work, 'source')]);
+    expect(backup.stderr).toBe('');
+    expect(backup.code).toBe(0);
+
+    const unlock = await kloset(['at', store, 'unlock']);
+    expect(unlock.code).toBe(0);
+    expect(unlock.stdout).toMatch(new RegExp(`^removed an unreadable lock ${name.slice(0, 16)} \\(authentication failed \\(damaged or tampered\\)\\)$`, 'm'));
+    expect(await locks()).toEqual([]);
+    expect((await kloset(['at', store, 'prune'])).code).toBe(0);
+  });
+});
+
 describe('a backup', () => {
   it('whose lock is taken away while it runs stores no snapshot, and says why', async () => {
     const source = path.join(work, 'large-source');

@@ -297,7 +297,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         const ctx = context();
         const repository = await ctx.repository({ loadIndex: false });
         const { removed, kept } = await removeLocks(repository, { all: opts.removeAll });
-        for (const lock of removed) ctx.info(`removed the lock of ${lock.holder}${lock.stale ? ', which is gone' : ''}`);
+        for (const lock of removed) ctx.info(lock.unreadable ? `removed ${lock.holder}` : `removed the lock of ${lock.holder}${lock.stale ? ', which is gone' : ''}`);
         for (const lock of kept) ctx.info(`kept the lock of ${lock.holder}, which may still run: --remove-all removes it`);
         ctx.out(`unlock: removed ${plural(removed.length, 'lock')}${kept.length ? `, kept ${kept.length} in use` : ''}`);
       }),
