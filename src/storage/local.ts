@@ -3,6 +3,7 @@ import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { IntegrityError, KlosetError, NotFoundError } from '../errors.js';
 import type { BlobInfo, BlobStore } from './blobstore.js';
+import { makeDirectories } from './directories.js';
 
 /** A blob is written as `<key>.tmp-<12 hex>`, then renamed. */
 const TEMP_SUFFIX = '.tmp-';
@@ -61,7 +62,7 @@ export class LocalBlobStore implements BlobStore {
 
   private async writeTemp(key: string, data: Buffer): Promise<string> {
     const target = this.pathOf(key);
-    const made = await fs.mkdir(path.dirname(target), { recursive: true });
+    const made = await makeDirectories(path.dirname(target));
     // New directories (packs/<hh>) are entries of their parents, which must reach the disk too.
     if (made !== undefined) {
       for (let dir = path.dirname(target); dir !== path.dirname(made); dir = path.dirname(dir)) await syncDirectory(path.dirname(dir));

@@ -9,6 +9,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { KlosetError } from '../errors.js';
 import type { BlobStore } from './blobstore.js';
+import { makeDirectories } from './directories.js';
 import { LocalBlobStore } from './local.js';
 
 const URI_SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
@@ -80,7 +81,7 @@ export async function prepareEmptyStore(store: BlobStore): Promise<void> {
       if (code === 'ENOTDIR') throw new KlosetError(`${dir}: not a directory`);
       if (code !== 'ENOENT') throw err;
     }
-    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    await makeDirectories(dir, 0o700);
     return;
   }
   await (store as BlobStore & StoreExtras).ensureBucket?.();

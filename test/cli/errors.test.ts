@@ -321,6 +321,32 @@ describe('output that cannot be written', () => {
   });
 });
 
+describe('a directory that cannot be made', () => {
+  it('is named with the real reason on a read-only file system, for create and restore', async () => {
+    const readOnly = path.join(work, 'read-only');
+    await fs.mkdir(readOnly);
+    expect(spawnSync('mount', ['-t', 'tmpfs', '-o', 'ro', 'tmpfs', readOnly]).status).toBe(0);
+    try {
+      const create = await kloset(['at', path.join(readOnly, 'store'), 'create']);
+      expect(create.code).toBe(1);
+      expectOneLineError(create, /EROFS: read-only file system, mkdir /);
+      const restore = await kloset(['at', store, 'restore', '-to', path.join(readOnly, 'out'), id]);
+      expect(restore.code).toBe(1);
+      expectOneLineError(restore, /cannot restore there: EROFS: read-only file system, mkdir /);
+    } finally {
+      spawnSync('umount', [readOnly]);
+    }
+  });
+
+  it('ends in one line under /proc, where a recursive mkdir never returns', async () => {
+    const create = await kloset(['at', '/proc/kloset-no-such-dir/store', 'create']);
+    expect(create.code).toBe(1);
+    expectOneLineError(create, "kloset: ENOENT: no such file or directory, mkdir '/proc/kloset-no-such-dir'");
+    const restore = await kloset(['at', store, 'restore', '-to', '/proc/kloset-no-such-dir/out', id]);
+    expectOneLineError(restore, /cannot restore there: ENOENT/);
+  });
+});
+
 describe('a restore target that cannot be a directory', () => {
   it('fails in one line, exit 1, for a whole snapshot and for one file, and leaves the file alone', async () => {
     const file = path.join(work, 'target-is-a-file');

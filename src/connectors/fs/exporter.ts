@@ -22,6 +22,7 @@ import { promisify } from 'node:util';
 import { KlosetError } from '../../errors.js';
 import { exactForm } from '../../snapshot/names.js';
 import type { Entry, Timespec } from '../../snapshot/tree.js';
+import { makeDirectories } from '../../storage/directories.js';
 import type { Exporter } from '../exporter.js';
 import { writeXattrs } from './xattrs.js';
 
@@ -135,7 +136,7 @@ export class FsExporter implements Exporter {
     try {
       // The target itself may need its parents; below it, each level is made (and checked) in turn.
       if (rel === '') {
-        this.ownTarget = (await fs.mkdir(exactForm(full), { recursive: true, mode: 0o700 })) !== undefined || (await isEmptyDirectory(full));
+        this.ownTarget = (await makeDirectories(full, 0o700)) !== undefined || (await isEmptyDirectory(full));
       } else await fs.mkdir(exactForm(full), { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
