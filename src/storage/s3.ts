@@ -252,6 +252,7 @@ export class S3BlobStore implements BlobStore {
   private readonly multipartThreshold: number;
   private readonly partSize: number;
   private readonly region: string | undefined;
+  private readonly endpoint: string | undefined;
   /** Whether the server honours `If-None-Match: *` on PUT; undefined until a PUT tells. */
   private conditionalPuts: boolean | undefined;
 
@@ -266,6 +267,7 @@ export class S3BlobStore implements BlobStore {
     this.multipartThreshold = options.multipartThreshold ?? DEFAULT_MULTIPART_THRESHOLD;
     this.partSize = Math.max(5 * MiB, options.partSize ?? DEFAULT_PART_SIZE);
     this.region = options.region;
+    this.endpoint = options.endpoint;
   }
 
   private objectKey(key: string): string {
@@ -517,6 +519,11 @@ export class S3BlobStore implements BlobStore {
   }
 
   /** One line for the user, naming the bucket; the SDK's error is kept as the cause. */
+  /** A bucket request answered 404 with nothing to say more: at an endpoint of the user's, it may be no S3 server at all. */
+  private noSuchBucket(): string {
+    return this.endpoint ? `no such bucket at ${this.endpoint} (or that is not an S3 server)` : 'no such bucket';
+  }
+
   mapError(err: unknown, key: string): Error {
     if (err instanceof KlosetError) return err;
     const name = errorName(err);
@@ -529,6 +536,8 @@ export class S3BlobStore implements BlobStore {
         return new KlosetError(`${bucket}: no such bucket`, { cause: err });
       case 'NoSuchKey':
       case 'NotFound':
+        // A request on the bucket itself (its listing, a HEAD) that finds nothing: the bucket, or the endpoint, is not there.
+        if (key === '') return new KlosetError(`${bucket}: ${this.noSuchBucket()}`, { cause: err });
         return new NotFoundError(`${key}: not found`);
       case 'AccessDenied':
       case 'Forbidden':
@@ -556,7 +565,7 @@ export class S3BlobStore implements BlobStore {
     }
     if (status === 404) {
       // A HEAD has no body to tell a missing key from a missing bucket.
-      return key === '' ? new KlosetError(`${bucket}: no such bucket`, { cause: err }) : new NotFoundError(`${key}: not found`);
+      return key === '' ? new KlosetError(`${bucket}: ${this.noSuchBucket()}`, { cause: err }) : new NotFoundError(`${key}: not found`);
     }
     if (status === 403) {
       return new KlosetError(`${bucket}: access denied (check the credentials and the bucket's policy)`, { cause: err });

@@ -6,6 +6,8 @@
  * interrupted restore into a bucket that aborts its multipart upload.
  */
 import { promises as fs } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -228,6 +230,25 @@ describe('a store given as s3://bucket/prefix', () => {
     expectOneLineError(result, /s3:\/\/busy-bucket\/data: not empty/);
     const ls = await kloset(['at', 's3://busy-bucket/data', 'ls']);
     expectOneLineError(ls, /s3:\/\/busy-bucket\/data: not a kloset store/);
+  });
+
+  it('says the bucket is not there, or the endpoint is no S3 server, when every request gets a bare 404', async () => {
+    const server = http.createServer((_request, response) => {
+      response.statusCode = 404;
+      response.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const { kloset } = await sandbox(s3.env({ endpoint }));
+      for (const command of ['ls', 'create']) {
+        const result = await kloset(['at', 's3://some-bucket/kloset', command]);
+        expect(result.code).toBe(1);
+        expectOneLineError(result, `kloset: s3://some-bucket: no such bucket at ${endpoint} (or that is not an S3 server)`);
+      }
+    } finally {
+      server.close();
+    }
   });
 
   it('says in one line that no credentials were found', async () => {
