@@ -14,7 +14,7 @@
  * later kloset can add settings without this code dropping them.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { KlosetError, UsageError } from '../errors.js';
@@ -44,6 +44,9 @@ export interface AliasConfigOptions {
 
 export const CONFIG_FILE_NAME = 'config.json';
 const CONFIG_FORMAT_VERSION = 1;
+/** How long a change waits for another process's; a lock older than the stale age is taken for a dead process's. */
+const CONFIG_LOCK_WAIT_MS = 10_000;
+const STALE_CONFIG_LOCK_MS = 30_000;
 
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const NAME_RULE = "letters, digits, '_', '.' and '-', starting with a letter or digit";
@@ -189,43 +192,43 @@ export class AliasConfig {
     assertSectionName(section);
     assertAliasName(name);
     const normalized = this.normalizeValues(values);
-    const document = await this.read();
-    let names = document.aliases.get(section);
-    if (names?.has(name)) throw new KlosetError(`alias ${section}.${name} already exists`);
-    if (!names) {
-      names = new Map();
-      document.aliases.set(section, names);
-    }
-    names.set(name, new Map(Object.entries(normalized)));
-    await this.write(document);
+    await this.update((document) => {
+      let names = document.aliases.get(section);
+      if (names?.has(name)) throw new KlosetError(`alias ${section}.${name} already exists`);
+      if (!names) {
+        names = new Map();
+        document.aliases.set(section, names);
+      }
+      names.set(name, new Map(Object.entries(normalized)));
+    });
   }
 
   async set(section: string, name: string, values: Readonly<Record<string, string>>): Promise<void> {
     const normalized = this.normalizeValues(values);
-    const document = await this.read();
-    const aliasValues = this.existing(document, section, name);
-    for (const [key, value] of Object.entries(normalized)) aliasValues.set(key, value);
-    await this.write(document);
+    await this.update((document) => {
+      const aliasValues = this.existing(document, section, name);
+      for (const [key, value] of Object.entries(normalized)) aliasValues.set(key, value);
+    });
   }
 
   async unset(section: string, name: string, keys: readonly string[]): Promise<void> {
-    const document = await this.read();
-    const aliasValues = this.existing(document, section, name);
-    // Like `git config --unset`, a key that is not there is an error: it is most often a typo.
-    for (const key of keys) {
-      if (!aliasValues.has(key)) throw new KlosetError(`alias ${section}.${name} has no key '${key}'`);
-    }
-    for (const key of keys) aliasValues.delete(key);
-    await this.write(document);
+    await this.update((document) => {
+      const aliasValues = this.existing(document, section, name);
+      // Like `git config --unset`, a key that is not there is an error: it is most often a typo.
+      for (const key of keys) {
+        if (!aliasValues.has(key)) throw new KlosetError(`alias ${section}.${name} has no key '${key}'`);
+      }
+      for (const key of keys) aliasValues.delete(key);
+    });
   }
 
   async remove(section: string, name: string): Promise<void> {
-    const document = await this.read();
-    this.existing(document, section, name);
-    const names = document.aliases.get(section)!;
-    names.delete(name);
-    if (names.size === 0) document.aliases.delete(section);
-    await this.write(document);
+    await this.update((document) => {
+      this.existing(document, section, name);
+      const names = document.aliases.get(section)!;
+      names.delete(name);
+      if (names.size === 0) document.aliases.delete(section);
+    });
   }
 
   /**
@@ -273,6 +276,41 @@ export class AliasConfig {
     const homeDir = this.homeDir ?? os.homedir();
     const expanded = value === '~' ? homeDir : value.startsWith('~/') ? path.join(homeDir, value.slice(2)) : value;
     return path.resolve(this.cwd ?? process.cwd(), expanded);
+  }
+
+  /**
+   * Reads, changes and writes the file under a lock file beside it: two
+   * `config set` run at once (a provisioning script) must both land, not
+   * the later one over the earlier one's read.
+   */
+  private async update(change: (document: ConfigDocument) => void): Promise<void> {
+    const lockFile = path.join(this.configDir, `.${CONFIG_FILE_NAME}.lock`);
+    try {
+      await mkdir(this.configDir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw new KlosetError(`cannot write ${this.configFile}: ${describeError(err)}`, { cause: err });
+    }
+    for (const started = Date.now(); ; ) {
+      try {
+        await (await open(lockFile, 'wx', 0o600)).close();
+        break;
+      } catch (err) {
+        if (errorCode(err) !== 'EEXIST') throw new KlosetError(`cannot write ${this.configFile}: ${describeError(err)}`, { cause: err });
+      }
+      // A lock older than any update takes was left by a process that died holding it.
+      const age = await stat(lockFile).then((s) => Date.now() - s.mtimeMs, () => 0);
+      if (age > STALE_CONFIG_LOCK_MS) await rm(lockFile, { force: true });
+      else if (Date.now() - started > CONFIG_LOCK_WAIT_MS) {
+        throw new KlosetError(`${this.configFile} is being changed by another kloset (${lockFile} exists): try again`);
+      } else await new Promise((resolve) => setTimeout(resolve, 10 + Math.random() * 40));
+    }
+    try {
+      const document = await this.read();
+      change(document);
+      await this.write(document);
+    } finally {
+      await rm(lockFile, { force: true });
+    }
   }
 
   private async read(): Promise<ConfigDocument> {

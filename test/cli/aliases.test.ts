@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, stat, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
@@ -12,6 +12,7 @@ import {
   resolveLocation,
 } from '../../src/cli/aliases.js';
 import { registerConfigCommands } from '../../src/cli/commands/config.js';
+import { kloset as runKloset } from '../helpers/cli.js';
 
 const AWS_KEY_ID = 'AKIAIOSFODNN7EXAMPLE';
 const AWS_SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
@@ -503,5 +504,30 @@ describe('secrets', () => {
     const err = await rejection(kloset('config', 'store', 'set', 'mystore', 'passphrase', 'two', 'words'));
     expect(err).toBeInstanceOf(UsageError);
     expect(err.message).not.toMatch(/two|words/);
+  });
+});
+
+describe('changes made at once by several processes', () => {
+  it('all land: each reads and writes the file under a lock', async () => {
+    const env = { XDG_CONFIG_HOME: path.join(tempRoot, 'parallel') };
+    expect((await runKloset(['store', 'add', 'base', '/tmp/base'], { env })).code).toBe(0);
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => runKloset(['store', 'set', 'base', `k${i}=v${i}`], { env })));
+    for (const result of results) expect(result.code).toBe(0);
+    const saved = JSON.parse(await readFile(path.join(env.XDG_CONFIG_HOME, 'kloset', 'config.json'), 'utf8')) as { aliases: { store: { base: Record<string, string> } } };
+    expect(Object.keys(saved.aliases.store.base).sort()).toEqual(['k0', 'k1', 'k2', 'k3', 'k4', 'k5', 'k6', 'k7', 'location']);
+    expect(await readdir(path.join(env.XDG_CONFIG_HOME, 'kloset'))).toEqual(['config.json']);
+  });
+
+  it('take over a lock left by a process that died holding it', async () => {
+    const env = { XDG_CONFIG_HOME: path.join(tempRoot, 'stale') };
+    const lock = path.join(env.XDG_CONFIG_HOME, 'kloset', '.config.json.lock');
+    await mkdir(path.dirname(lock), { recursive: true });
+    await writeFile(lock, '');
+    const old = new Date(Date.now() - 60_000);
+    await utimes(lock, old, old);
+    const result = await runKloset(['store', 'add', 'after', '/tmp/after'], { env });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    await expect(stat(lock)).rejects.toThrow(/ENOENT/);
   });
 });
