@@ -394,10 +394,14 @@ describe('kloset config (Plakar 1.0 form)', () => {
     expect(err.message).toBe("unknown alias store.nope (see 'kloset config')");
   });
 
-  it('accepts a value starting with - after --', async () => {
+  it('accepts a value starting with -, with or without --, and never echoes it as an unknown option', async () => {
     await kloset('config', 'store', 'create', 'mystore');
     await kloset('config', 'store', 'set', 'mystore', 'passphrase', '--', '-starts-with-dash');
     expect((await newConfig().get('store', 'mystore'))!.passphrase).toBe('-starts-with-dash');
+    await kloset('config', 'store', 'set', 'mystore', 'secret_access_key', '-MySecretPass99');
+    expect((await newConfig().get('store', 'mystore'))!.secret_access_key).toBe('-MySecretPass99');
+    const err = await rejection(kloset('store', 'add', 'other', '/x', '-PastedSecret'));
+    expect(err.message).toBe('malformed option #1: expected key=value');
   });
 });
 

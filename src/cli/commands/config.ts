@@ -28,8 +28,7 @@ Examples:
   kloset config s3_src unset s3_src use_tls
   kloset config s3_src rm s3_src
 
-Use an alias wherever a location goes, as @name. A value starting with '-'
-goes after '--': kloset config s3 set s3 passphrase -- -value`;
+Use an alias wherever a location goes, as @name.`;
 
 export function registerConfigCommands(program: Command, getConfig: () => AliasConfig, out: Output): void {
   program
@@ -37,6 +36,8 @@ export function registerConfigCommands(program: Command, getConfig: () => AliasC
     .description('list aliases, or create, set, unset and rm them in a section')
     .argument('[args...]', '<section> create|set|unset|rm <name> [<key> [<value>]]')
     .option('--json', 'list as JSON (secrets still masked)')
+    // A value may start with '-' (a generated secret): it is a value, and never echoed as an unknown option.
+    .allowUnknownOption()
     .addHelpText('after', CONFIG_HELP)
     .action(async (args: string[], options: { json?: boolean }) => {
       await runConfig(getConfig(), args, options.json === true, out);
@@ -97,6 +98,7 @@ function registerRoleCommands(program: Command, role: AliasRole, getConfig: () =
     .argument('<name>', 'alias name')
     .argument('<location>', 'path or URI')
     .argument('[key=value...]', 'options')
+    .allowUnknownOption()
     .action(async (name: string, location: string, pairs: string[]) => {
       const values = parseKeyValuePairs(pairs);
       if (Object.hasOwn(values, 'location')) {
@@ -110,6 +112,7 @@ function registerRoleCommands(program: Command, role: AliasRole, getConfig: () =
     .description(`set options of a ${role} alias`)
     .argument('<name>', 'alias name')
     .argument('<key=value...>', 'options')
+    .allowUnknownOption()
     .action(async (name: string, pairs: string[]) => {
       await getConfig().set(role, name, parseKeyValuePairs(pairs));
     });
