@@ -1,4 +1,4 @@
-import { KlosetError } from '../errors.js';
+import { KlosetError, UsageError } from '../errors.js';
 import type { Repository } from '../kloset/repository.js';
 import { LATEST, listSnapshots, resolveSnapshot, type OnDamagedSnapshot, type SnapshotHeader } from '../snapshot/header.js';
 
@@ -31,7 +31,11 @@ export async function findSnapshot(
   filter: SnapshotFilter,
   onDamaged: OnDamagedSnapshot,
 ): Promise<SnapshotHeader> {
-  if (ref.id !== '' && ref.id !== LATEST) return resolveSnapshot(repository, ref.id, onDamaged);
+  if (ref.id !== '' && ref.id !== LATEST) {
+    // An id names one snapshot: a selection beside it would be silently ignored, and the wrong snapshot used.
+    if (!isEmptyFilter(filter)) throw new UsageError(`${ref.id}: a snapshot id or selection flags (-tag, -before, -since, -latest), not both`);
+    return resolveSnapshot(repository, ref.id, onDamaged);
+  }
   const all = await listSnapshots(repository, onDamaged);
   const candidates = filterSnapshots(all, filter);
   if (candidates.length === 0) {

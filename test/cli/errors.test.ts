@@ -153,6 +153,19 @@ describe('snapshot ids', () => {
   });
 });
 
+describe('a snapshot id beside selection flags', () => {
+  it.each([
+    [['restore', '-to', '<work>/never', '-tag', 'no-such-tag', '<id>']],
+    [['ls', '-tag', 'x', '<id>:/sub']],
+    [['ls', '-before', '2000-01-01', '<id>:/sub']],
+  ])('is refused in one line, exit 2, instead of ignoring the flags: %j', async (args) => {
+    const result = await kloset(['at', store, ...args.map((a) => a.replace('<work>', work).replace('<id>', id.slice(0, 8)))]);
+    expect(result.code).toBe(2);
+    expectOneLineError(result, /a snapshot id or selection flags \(-tag, -before, -since, -latest\), not both/);
+    await expect(fs.stat(path.join(work, 'never'))).rejects.toThrow(/ENOENT/);
+  });
+});
+
 describe('paths in a snapshot', () => {
   it('says a path is not in the snapshot, for ls, cat and restore', async () => {
     for (const args of [
