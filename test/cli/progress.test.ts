@@ -63,4 +63,17 @@ describe('the progress line', () => {
     expect(result.stdout).not.toContain('\r');
     expect(result.stdout.trim().split('\n')).toHaveLength(1);
   }, 120_000);
+
+  it('with --quiet prints nothing but errors and warnings: no summary either', async () => {
+    for (const args of [
+      ['--quiet', 'at', store, 'backup', source],
+      ['at', store, 'restore', '-quiet', '-to', path.join(dir, 'quiet-restore')],
+      ['at', store, 'check', '--quiet'],
+    ]) {
+      const result = await kloset(args, { env });
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      expect(result.stdout).toBe('');
+    }
+  }, 120_000);
 });

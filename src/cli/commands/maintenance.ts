@@ -106,7 +106,7 @@ async function pruneAndReport(
     const partial = partialWrites.count
       ? `; ${options.dryRun ? 'would remove' : 'removed'} ${plural(partialWrites.count, 'partly written file')} (${formatBytes(partialWrites.bytes)})`
       : '';
-    ctx.out(
+    ctx.info(
       `prune${options.dryRun ? ' (dry run)' : ''}: ${plural(result.snapshots, 'snapshot')}, ${plural(result.liveBlobs, 'blob')} in use; ${changes}` +
         (after !== undefined ? `; packs now ${formatBytes(after)}, were ${formatBytes(plan.packBytes)}` : '') +
         partial +
@@ -191,7 +191,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
                 ...[...problems].map(([kind, count]) => plural(count, `damaged ${kind}`)),
               ].join(', ')
             : 'no problems found';
-        ctx.out(
+        ctx.info(
           `check: ${packSummary}${plural(snapshots.length, 'snapshot')} verified in ${formatDuration(Date.now() - started)}: ${verdict}`,
         );
         if (problems.has('index delta')) ctx.info("'kloset repair index' rebuilds the index from the packs");
@@ -252,7 +252,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
             result.missingPacks.length && `${would('dropped', 'would drop')} ${plural(result.missingPacks.length, 'missing pack')}`,
             `${would('indexed', 'would index')} ${plural(result.blobsFound, 'blob')} from ${plural(result.packsRead, 'pack trailer')}`,
           ].filter(Boolean);
-          ctx.out(
+          ctx.info(
             `repair index${opts.dryRun ? ' (dry run)' : ''}: ${plural(result.packs, 'pack')}, ${plural(result.deltas, 'index delta')}; ` +
               (result.changed
                 ? `${found.join(', ')}; the index ${would('now names', 'would name')} ${plural(result.blobs, 'blob')} in one delta`
@@ -282,7 +282,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
           () => ctx.passphrase(false),
           () => readNewPassphrase(opts.newPassphraseFile),
         );
-        ctx.out(`passwd: the passphrase of ${store.location} is changed`);
+        ctx.info(`passwd: the passphrase of ${store.location} is changed`);
         // The master key stays (re-encrypting every blob is what a new store is for): an old CONFIG still opens with the old passphrase.
         ctx.info('the master key is the same: a copy of the old CONFIG (a versioned bucket, a copy of the store) still opens with the old passphrase');
       }),
@@ -299,7 +299,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         const { removed, kept } = await removeLocks(repository, { all: opts.removeAll });
         for (const lock of removed) ctx.info(lock.unreadable ? `removed ${lock.holder}` : `removed the lock of ${lock.holder}${lock.stale ? ', which is gone' : ''}`);
         for (const lock of kept) ctx.info(`kept the lock of ${lock.holder}, which may still run: --remove-all removes it`);
-        ctx.out(`unlock: removed ${plural(removed.length, 'lock')}${kept.length ? `, kept ${kept.length} in use` : ''}`);
+        ctx.info(`unlock: removed ${plural(removed.length, 'lock')}${kept.length ? `, kept ${kept.length} in use` : ''}`);
       }),
     );
 
@@ -369,7 +369,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
           }
           const kept = decisions.length - doomed.length;
           const removed = doomed.length + damaged.size;
-          ctx.out(
+          ctx.info(
             `rm${opts.dryRun ? ' (dry run)' : ''}: ${opts.dryRun ? 'would remove' : 'removed'} ${plural(removed, 'snapshot')}` +
               (isEmptyPolicy(policy) ? '' : `, kept ${kept} by the policy`) +
               (selected.length === 0 && damaged.size === 0 ? ' (no snapshot matches)' : ''),

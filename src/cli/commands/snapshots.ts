@@ -240,7 +240,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           });
           progress.clear();
           const s = header.stats;
-          ctx.out(
+          ctx.info(
             `created snapshot ${shortId(header.id)} of ${importer.source}: ${s.files} files, ${s.directories} directories, ` +
               `${formatBytes(s.size)} (${formatBytes(s.storedBytes)} added to the store) in ${formatDuration(s.durationMs)}` +
               (s.errors ? `, ${s.errors} errors` : ''),
@@ -477,7 +477,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           });
           progress.clear();
           if (!selection.matched()) ctx.warn(`-include: nothing in ${shortId(header.id)}:${ref.path} matches ${(opts.include ?? []).join(', ')}`);
-          ctx.out(
+          ctx.info(
             `restored ${result.files} files, ${formatBytes(result.bytes)} from snapshot ${shortId(header.id)} to ${exporter.target} in ${formatDuration(Date.now() - started)}` +
               (result.errors ? `, ${result.errors} errors` : ''),
           );

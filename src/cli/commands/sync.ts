@@ -137,7 +137,7 @@ async function syncLeg(ctx: CliContext, from: Side, to: Side, selected: Snapshot
     process.off('SIGTERM', onSignal);
   }
   const already = selected.length - missing.length;
-  ctx.out(
+  ctx.info(
     `sync ${from.name} to ${to.name}: copied ${plural(copied, 'snapshot')}` +
       (already ? `, ${already} already there` : '') +
       (failed ? `, ${failed} failed` : '') +
