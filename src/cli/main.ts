@@ -57,6 +57,18 @@ function splitStore(argv: string[]): { store: string; rest: string[] } {
   return { store: CliContext.defaultStore(), rest: argv };
 }
 
+/**
+ * Control characters but tab and newline, which a file name may hold: on a
+ * terminal they are shown as '?', as ls does, since an escape sequence in a
+ * name could rewrite the screen or retitle the window. A pipe gets them as
+ * they are.
+ */
+const CONTROL_CHARACTERS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+
+function forTerminal(stream: NodeJS.WriteStream, text: string): string {
+  return stream.isTTY ? text.replace(CONTROL_CHARACTERS, '?') : text;
+}
+
 /** The shell's status for a process that SIGPIPE ended. */
 const BROKEN_PIPE_EXIT = 128 + 13;
 
@@ -69,8 +81,8 @@ export async function main(argv: string[]): Promise<number> {
     process.exit(ExitCode.FAILURE);
   });
   // A name that is not UTF-8 is printed as it is typed back (see shownName): with U+FFFD.
-  const out = (line: string) => process.stdout.write(shownName(line) + '\n');
-  const err = (line: string) => process.stderr.write(shownName(line) + '\n');
+  const out = (line: string) => process.stdout.write(forTerminal(process.stdout, shownName(line)) + '\n');
+  const err = (line: string) => process.stderr.write(forTerminal(process.stderr, shownName(line)) + '\n');
   let exitCode: number = ExitCode.OK;
   let verbose = argv.includes('--verbose') || argv.includes('-verbose');
   let context: CliContext | undefined;

@@ -64,6 +64,20 @@ describe('the progress line', () => {
     expect(result.stdout.trim().split('\n')).toHaveLength(1);
   }, 120_000);
 
+  it("shows a name's control characters as '?' on a terminal, and gives them as they are to a pipe", async () => {
+    const named = path.join(dir, 'named');
+    await fs.mkdir(named);
+    const evil = 'title\x1b]0;owned\x07red\x1b[31m.txt';
+    await fs.writeFile(path.join(named, evil), 'x');
+    const backup = await kloset(['at', store, 'backup', named], { env });
+    expect(backup.code).toBe(0);
+    const onScreen = await onTerminal(['at', store, 'ls', 'latest:/']);
+    expect(onScreen).toContain('title?]0;owned?red?[31m.txt');
+    expect(onScreen).not.toContain('\x1b');
+    const piped = await kloset(['at', store, 'ls', 'latest:/'], { env });
+    expect(piped.stdout).toContain(evil);
+  }, 120_000);
+
   it('with --quiet prints nothing but errors and warnings: no summary either', async () => {
     for (const args of [
       ['--quiet', 'at', store, 'backup', source],
