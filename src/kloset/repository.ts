@@ -125,6 +125,9 @@ async function readConfig(store: BlobStore): Promise<{ config: StoreConfig; mac:
     if (err instanceof NotFoundError) {
       throw new KlosetError(`${store.location}: not a kloset store (run 'kloset at ${store.location} create' first)`);
     }
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTDIR') throw new KlosetError(`${store.location}: not a kloset store (not a directory)`, { cause: err });
+    if (code === 'EISDIR') throw new KlosetError(`${store.location}: not a kloset store (its CONFIG is a directory)`, { cause: err });
     throw err;
   }
   let parsed: (StoreConfig & { mac?: string }) | undefined;

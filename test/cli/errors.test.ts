@@ -91,7 +91,10 @@ describe('a store location that is not a store', () => {
     const file = path.join(source, 'a.txt');
     const result = await kloset(['at', file, 'ls']);
     expect(result.code).toBe(1);
-    expectOneLineError(result);
+    expectOneLineError(result, `kloset: ${file}: not a kloset store (not a directory)`);
+    const odd = path.join(work, 'config-is-a-directory');
+    await fs.mkdir(path.join(odd, 'CONFIG'), { recursive: true });
+    expectOneLineError(await kloset(['at', odd, 'ls']), `kloset: ${odd}: not a kloset store (its CONFIG is a directory)`);
   });
 });
 
