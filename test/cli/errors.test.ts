@@ -182,6 +182,13 @@ describe('paths in a snapshot', () => {
     }
   });
 
+  it('cat names a file it cannot print and prints the others, as cat(1) does, exit 1', async () => {
+    const result = await kloset(['at', store, 'cat', `${id}:/a.txt`, `${id}:/nope.txt`, `${id}:/sub/b.txt`]);
+    expect(result.stdout).toBe('a\nb\n');
+    expect(result.code).toBe(1);
+    expectOneLineError(result, /\/nope\.txt/);
+  });
+
   it('refuses to cat a directory', async () => {
     const result = await kloset(['at', store, 'cat', `${id}:/sub`]);
     expect(result.code).toBe(1);

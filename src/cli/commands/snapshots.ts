@@ -320,18 +320,30 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
     .action((args: string[]) =>
       run(async () => {
         const ctx = context();
-        const repository = await ctx.repository();
-        for (const arg of args) {
+        const refs = args.map((arg) => {
           const ref = parseSnapshotRef(arg);
           if (ref.id === '' || !arg.includes(':')) throw new UsageError(`cat needs snapshot:/path, got ${JSON.stringify(arg)}`);
-          const reader = new SnapshotReader(repository, await resolveSnapshot(repository, ref.id, ctx.onDamagedSnapshot));
-          const entry = await reader.lookup(ref.path);
-          if (entry.kind !== 'file') throw new KlosetError(`${ref.path}: not a regular file`);
-          const content = await reader.openFile(entry);
-          for await (const data of content.stream()) {
-            if (!process.stdout.write(data)) await new Promise((r) => process.stdout.once('drain', r));
+          return ref;
+        });
+        const repository = await ctx.repository();
+        // As cat(1): a file that cannot be printed is named, and the others are still printed.
+        let failed = false;
+        for (const ref of refs) {
+          try {
+            const reader = new SnapshotReader(repository, await resolveSnapshot(repository, ref.id, ctx.onDamagedSnapshot));
+            const entry = await reader.lookup(ref.path);
+            if (entry.kind !== 'file') throw new KlosetError(`${ref.path}: not a regular file`);
+            const content = await reader.openFile(entry);
+            for await (const data of content.stream()) {
+              if (!process.stdout.write(data)) await new Promise((r) => process.stdout.once('drain', r));
+            }
+          } catch (err) {
+            if (!(err instanceof KlosetError) || refs.length === 1) throw err;
+            ctx.err(`kloset: ${err.message}`);
+            failed = true;
           }
         }
+        return failed ? ExitCode.FAILURE : ExitCode.OK;
       }),
     );
 
