@@ -370,6 +370,18 @@ describe('a directory that cannot be made', () => {
   });
 });
 
+describe('a restore into the store', () => {
+  it('is refused in one line, exit 2, and the store is left as it was', async () => {
+    const before = await storeListing(store);
+    for (const target of [store, path.join(store, 'restored')]) {
+      const result = await kloset(['at', store, 'restore', '-to', target, id]);
+      expect(result.code).toBe(2);
+      expectOneLineError(result, `kloset: ${target}: inside the store ${store}: restore somewhere else`);
+    }
+    expect((await storeListing(store)).filter((l) => !l.startsWith('locks/'))).toEqual(before.filter((l) => !l.startsWith('locks/')));
+  });
+});
+
 describe('a restore target that cannot be a directory', () => {
   it('fails in one line, exit 1, for a whole snapshot and for one file, and leaves the file alone', async () => {
     const file = path.join(work, 'target-is-a-file');

@@ -16,6 +16,7 @@ import { SnapshotReader } from '../../snapshot/reader.js';
 import { restore, type RestoreOptions } from '../../snapshot/restore.js';
 import type { Entry } from '../../snapshot/tree.js';
 import type { BlobStore } from '../../storage/blobstore.js';
+import { LocalBlobStore } from '../../storage/local.js';
 import { resolveLocation } from '../aliases.js';
 import type { CliContext, Run } from '../context.js';
 import { formatBytes, formatDuration, formatMode, formatTime, plural, shortId } from '../format.js';
@@ -107,6 +108,12 @@ function pathMatcher(patterns: string[]): ((rel: string) => boolean) | undefined
   // A name that is not UTF-8 is typed as it is shown, with U+FFFD (see shownName).
   const matches = (rel: string) => matchers.some(({ match, anchored }) => match(rel) || (!anchored && match(path.posix.basename(rel))));
   return (rel) => matches(rel) || (!rel.isWellFormed() && matches(shownName(rel)));
+}
+
+/** Whether `inner` is `outer` or below it. */
+function isWithin(inner: string, outer: string): boolean {
+  const relative = path.relative(outer, inner);
+  return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
 }
 
 interface RestoreFlags {
@@ -442,6 +449,9 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         if (!toS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported destination`);
         const { repository, lock } = await ctx.lockedRepository('shared', 'a restore', { reader: true });
         try {
+          if (!toS3 && repository.store instanceof LocalBlobStore && isWithin(path.resolve(location), path.resolve(repository.store.root))) {
+            throw new UsageError(`${location}: inside the store ${repository.store.root}: restore somewhere else`);
+          }
           const ref = parseSnapshotRef(arg);
           const header = await findSnapshot(repository, ref, { tags: parseTags(opts.tag) }, ctx.onDamagedSnapshot);
           const reader = new SnapshotReader(repository, header);
