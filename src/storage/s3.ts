@@ -19,6 +19,7 @@ import { IntegrityError, KlosetError, NotFoundError, UsageError } from '../error
 import type { BlobInfo, BlobStore } from './blobstore.js';
 
 const {
+  AbortMultipartUploadCommand,
   CreateBucketCommand,
   DeleteObjectCommand,
   GetObjectCommand,
@@ -30,6 +31,23 @@ const {
 } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
 type S3Client = InstanceType<typeof S3Client>;
 const { Upload } = requireCjs('@aws-sdk/lib-storage') as typeof import('@aws-sdk/lib-storage');
+type Upload = InstanceType<typeof Upload>;
+
+/**
+ * Runs a multipart upload to its end. lib-storage aborts the upload when a
+ * part fails, not when its completion does: then its parts would stay in
+ * the bucket, unseen and billed, so the upload is aborted here.
+ */
+export async function finishUpload(client: S3Client, upload: Upload, bucket: string, key: string): Promise<void> {
+  try {
+    await upload.done();
+  } catch (err) {
+    if (upload.uploadId) {
+      await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: upload.uploadId })).catch(() => undefined);
+    }
+    throw err;
+  }
+}
 
 // The SDK warns on stderr, once per process, that its releases after early
 // 2027 need Node 22. This project pins a release that supports Node 20 (see
@@ -42,6 +60,8 @@ export const MiB = 1024 * 1024;
 export const DEFAULT_MULTIPART_THRESHOLD = 32 * MiB;
 export const DEFAULT_PART_SIZE = 16 * MiB;
 export const DEFAULT_MAX_ATTEMPTS = 8;
+/** Silence on a connection after which a request fails and is retried (rclone's --timeout is 5 minutes; S3 answers in milliseconds). */
+const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
 export const DEFAULT_MAX_SOCKETS = 32;
 /** Attempts at reading a body that the connection cut short (the SDK's retries end when the headers arrive). */
 const BODY_ATTEMPTS = 4;
@@ -58,8 +78,10 @@ export interface S3StoreOptions {
   sessionToken?: string;
   /** Default true: https for the endpoint. */
   useTls?: boolean;
-  /** Storage class of every object the store writes (STANDARD, STANDARD_IA, …). */
+  /** Storage class of the packs the store writes (STANDARD_IA, GLACIER_IR, …); everything else stays STANDARD. */
   storageClass?: string;
+  /** A request whose connection carries no byte for this long fails, and is retried. Default 60 s. */
+  idleTimeoutMs?: number;
   /** Default: path style whenever an endpoint is given, as most S3-compatible servers need. */
   forcePathStyle?: boolean;
   maxAttempts?: number;
@@ -120,6 +142,19 @@ export function parseS3Location(location: string): S3Location {
   return { bucket, prefix };
 }
 
+/** Classes whose objects a GET cannot read until a restore request thaws them. */
+const ARCHIVE_CLASSES = new Set(['GLACIER', 'DEEP_ARCHIVE']);
+
+function storageClassOf(text: string): string {
+  const storageClass = text.toUpperCase();
+  if (ARCHIVE_CLASSES.has(storageClass)) {
+    throw new UsageError(
+      `storage_class ${storageClass}: its objects cannot be read until each is restored, so neither a restore nor a prune could read the store; GLACIER_IR, STANDARD_IA or ONEZONE_IA can`,
+    );
+  }
+  return storageClass;
+}
+
 /**
  * Store options from an alias's keys (`endpoint`, `region`, `access_key`,
  * `secret_access_key`, `session_token`, `use_tls`, `storage_class`, …) and the
@@ -137,7 +172,8 @@ export function s3OptionsFromConfig(
   if (config.secret_access_key) options.secretAccessKey = config.secret_access_key;
   if (config.session_token) options.sessionToken = config.session_token;
   if (config.use_tls !== undefined) options.useTls = parseBoolean('use_tls', config.use_tls);
-  if (config.storage_class) options.storageClass = config.storage_class.toUpperCase();
+  if (config.storage_class) options.storageClass = storageClassOf(config.storage_class);
+  if (config.timeout) options.idleTimeoutMs = parsePositive('timeout', config.timeout) * 1000;
   if (config.force_path_style !== undefined) {
     options.forcePathStyle = parseBoolean('force_path_style', config.force_path_style);
   }
@@ -192,8 +228,9 @@ export function createS3Client(options: S3StoreOptions = {}): S3Client {
       httpAgent: new http.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? DEFAULT_MAX_SOCKETS }),
       httpsAgent: new https.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? DEFAULT_MAX_SOCKETS }),
       connectionTimeout: 10_000,
-      // Idle time on a socket before the request fails (and is retried), not a limit on the transfer.
-      requestTimeout: 60_000,
+      // Idle time on the socket, headers or body, before the request fails and is retried: a server
+      // that accepts and then says nothing must not hold a command forever. (requestTimeout only logs.)
+      socketTimeout: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
     },
   };
   if (options.endpoint) {
@@ -358,7 +395,8 @@ export class S3BlobStore implements BlobStore {
       Bucket: this.bucket,
       Key: objectKey,
       Body: data,
-      ...(this.storageClass ? { StorageClass: this.storageClass } : {}),
+      // Packs only: small objects in an infrequent-access class are billed for 128 KiB and 30 days, and a lock lives minutes.
+      ...(this.storageClass && key.startsWith('packs/') ? { StorageClass: this.storageClass } : {}),
     };
     if (data.length <= this.multipartThreshold) {
       await this.call(key, () => this.client.send(new PutObjectCommand({ ...input, ContentLength: data.length })));
@@ -373,7 +411,7 @@ export class S3BlobStore implements BlobStore {
       leavePartsOnError: false,
     });
     try {
-      await upload.done();
+      await finishUpload(this.client, upload, this.bucket, objectKey);
     } catch (err) {
       throw this.mapError(err, key);
     }
@@ -392,7 +430,6 @@ export class S3BlobStore implements BlobStore {
       Key: objectKey,
       Body: data,
       ContentLength: data.length,
-      ...(this.storageClass ? { StorageClass: this.storageClass } : {}),
     };
     if (this.conditionalPuts === false) {
       await this.call(key, () => this.client.send(new PutObjectCommand(input)));

@@ -23,13 +23,15 @@
  *   destroyed instead of answering: the client cannot know it succeeded
  * - `truncate`: forwarded; the status, headers and half the body are sent, then the socket is destroyed
  * - `delay`: forwarded after `delayMs` (default 1000)
+ * - `stall`: the connection is accepted and then left silent (a hung server)
+ * - `stall-body`: forwarded; the status, headers and half the body are sent, then nothing more
  * - `error`: any S3 error answer, `status` and `code` from the rule (e.g. 403
  *   AccessDenied, SignatureDoesNotMatch, which s3rver itself never checks)
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export type Fault = 'slowdown' | 'internal' | 'drop' | 'drop-response' | 'truncate' | 'delay' | 'error';
+export type Fault = 'slowdown' | 'internal' | 'drop' | 'drop-response' | 'truncate' | 'delay' | 'stall' | 'stall-body' | 'error';
 
 export interface FaultRule {
   /** HTTP method (GET, PUT, POST, HEAD, DELETE); any method when absent. */
@@ -164,6 +166,18 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       case 'delay':
         setTimeout(() => forward(req, res), rule.delayMs ?? 1000);
         return;
+      case 'stall':
+        req.resume(); // read what is sent, answer nothing
+        return;
+      case 'stall-body':
+        return forward(req, res, (upstreamRes) => {
+          const length = Number(upstreamRes.headers['content-length'] ?? 0);
+          res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+          const chunks: Buffer[] = [];
+          upstreamRes.on('data', (chunk: Buffer) => chunks.push(chunk));
+          upstreamRes.on('end', () => res.write(Buffer.concat(chunks).subarray(0, Math.floor(length / 2))));
+          return false;
+        });
       case 'error':
         return answerError(req, res, rule.status ?? 400, rule.code ?? 'InvalidRequest', rule.message ?? 'Injected by the fault proxy.');
     }

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IntegrityError, KlosetError, NotFoundError } from '../../src/errors.js';
 import { LocalBlobStore } from '../../src/storage/local.js';
 import { isEmptyStore, openBlobStore, prepareEmptyStore } from '../../src/storage/open.js';
-import { endpointUrl, parseS3Location, S3BlobStore, type S3StoreOptions } from '../../src/storage/s3.js';
+import { endpointUrl, parseS3Location, S3BlobStore, s3OptionsFromConfig, type S3StoreOptions } from '../../src/storage/s3.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultproxy.js';
 import { startS3Server, type S3Server } from '../helpers/s3server.js';
 
@@ -154,11 +154,23 @@ describe('S3BlobStore', () => {
     expect(blobs.requests).toMatchObject({ PUT: 1, POST: 0 });
   });
 
-  it('writes with the configured storage class', async () => {
+  it('writes packs with the configured storage class, and the small objects a store rewrites or deletes soon in STANDARD', async () => {
     const blobs = store({ storageClass: 'STANDARD_IA' });
-    await blobs.put('cold', Buffer.from('x'));
-    const head = await s3.client().send(new HeadObjectCommand({ Bucket: 'blobs', Key: `${blobs.prefix}cold` }));
-    expect(head.StorageClass).toBe('STANDARD_IA');
+    await blobs.put('packs/ab/cold', Buffer.from('x'));
+    await blobs.put('locks/brief', Buffer.from('x'));
+    await blobs.putIfAbsent('CONFIG', Buffer.from('x'));
+    const classOf = async (key: string) =>
+      (await s3.client().send(new HeadObjectCommand({ Bucket: 'blobs', Key: `${blobs.prefix}${key}` }))).StorageClass ?? 'STANDARD';
+    expect(await classOf('packs/ab/cold')).toBe('STANDARD_IA');
+    expect(await classOf('locks/brief')).toBe('STANDARD');
+    expect(await classOf('CONFIG')).toBe('STANDARD');
+  });
+
+  it('refuses an archive storage class, whose objects a GET cannot read', () => {
+    for (const storageClass of ['glacier', 'DEEP_ARCHIVE']) {
+      expect(() => s3OptionsFromConfig({ storage_class: storageClass })).toThrow(/cannot be read until each is restored/);
+    }
+    expect(s3OptionsFromConfig({ storage_class: 'glacier_ir' }).storageClass).toBe('GLACIER_IR');
   });
 
   it('putIfAbsent writes a free key once and never replaces it', async () => {
@@ -307,6 +319,45 @@ describe('S3BlobStore under injected faults', () => {
     }
     proxy.clearRules();
     expect(proxy.faults.GET).toBeGreaterThanOrEqual(4);
+  });
+
+  it('gives up on a connection that goes silent, before or during the body, and asks again', async () => {
+    const blobs = store({ viaProxy: true, idleTimeoutMs: 1000 });
+    const data = randomBytes(1 * MiB);
+    await blobs.put('pack', data);
+    proxy.resetCounts();
+    proxy.failNext('GET', 1, 'stall');
+    expect((await blobs.get('pack')).equals(data)).toBe(true);
+    proxy.failNext('GET', 1, 'stall-body');
+    expect((await blobs.getRange('pack', 1000, 500_000)).equals(data.subarray(1000, 501_000))).toBe(true);
+    proxy.failNext('PUT', 1, 'stall');
+    await blobs.put('packs/after-a-stall', data);
+    proxy.clearRules();
+    expect(proxy.faults).toMatchObject({ GET: 2, PUT: 1 });
+    expect((await blobs.get('packs/after-a-stall')).equals(data)).toBe(true);
+  });
+
+  it('fails in one line, after its attempts, against a server that never answers', async () => {
+    const blobs = store({ viaProxy: true, idleTimeoutMs: 500, maxAttempts: 2 });
+    proxy.addRule({ method: 'GET', fault: 'stall', every: 1 });
+    try {
+      await expect(blobs.get('CONFIG')).rejects.toThrow(/^s3:\/\/blobs\/.*CONFIG: .*(timed out|TimeoutError)/);
+    } finally {
+      proxy.clearRules();
+    }
+  });
+
+  it('aborts a multipart upload whose completion fails, so that no part is left to be billed', async () => {
+    const blobs = store({ viaProxy: true, multipartThreshold: 5 * MiB, partSize: 5 * MiB });
+    proxy.resetCounts();
+    proxy.addRule({ method: 'POST', path: /uploadId=/, fault: 'internal', every: 1 });
+    try {
+      await expect(blobs.put('packs/never', randomBytes(6 * MiB))).rejects.toThrow();
+    } finally {
+      proxy.clearRules();
+    }
+    expect(proxy.log.filter((r) => r.method === 'DELETE' && /uploadId=/.test(r.url))).toHaveLength(1);
+    expect(await blobs.stat('packs/never')).toBeUndefined();
   });
 
   it('reads again a body that the connection cut short', async () => {

@@ -3,6 +3,7 @@ import type { PutObjectCommandInput, S3Client } from '@aws-sdk/client-s3';
 import { requireCjs } from '../../cjs.js';
 import { KlosetError } from '../../errors.js';
 import type { Entry } from '../../snapshot/tree.js';
+import { finishUpload } from '../../storage/s3.js';
 import type { Exporter } from '../exporter.js';
 import {
   connectorSettings,
@@ -148,7 +149,7 @@ export class S3Exporter implements Exporter {
       });
       this.uploads.set(upload, key);
       try {
-        await upload.done();
+        await finishUpload(this.client, upload, this.bucket, key);
       } finally {
         this.uploads.delete(upload);
       }
