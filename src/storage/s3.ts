@@ -142,6 +142,19 @@ export function parseS3Location(location: string): S3Location {
   return { bucket, prefix };
 }
 
+/**
+ * The token of a listing's next page, or undefined after its last page. A
+ * page that says more follow but gives no token, or the token it was asked
+ * with, would end the listing early or never: a prune that took a partial
+ * listing of snapshots for whole would delete what the others use.
+ */
+export function nextPageToken(page: { IsTruncated?: boolean; NextContinuationToken?: string }, asked: string | undefined, where: string): string | undefined {
+  if (!page.IsTruncated) return undefined;
+  const token = page.NextContinuationToken;
+  if (!token || token === asked) throw new KlosetError(`${where}: the server's listing says it has more keys but gives no way to them`);
+  return token;
+}
+
 /** Classes whose objects a GET cannot read until a restore request thaws them. */
 const ARCHIVE_CLASSES = new Set(['GLACIER', 'DEEP_ARCHIVE']);
 
@@ -482,7 +495,7 @@ export class S3BlobStore implements BlobStore {
         if (key === '') continue;
         yield { key, size: object.Size ?? 0 };
       }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      token = nextPageToken(page, token, `${this.location}/${prefix}`);
     } while (token);
   }
 

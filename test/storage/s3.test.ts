@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IntegrityError, KlosetError, NotFoundError } from '../../src/errors.js';
 import { LocalBlobStore } from '../../src/storage/local.js';
 import { isEmptyStore, openBlobStore, prepareEmptyStore } from '../../src/storage/open.js';
-import { endpointUrl, parseS3Location, S3BlobStore, s3OptionsFromConfig, type S3StoreOptions } from '../../src/storage/s3.js';
+import { endpointUrl, nextPageToken, parseS3Location, S3BlobStore, s3OptionsFromConfig, type S3StoreOptions } from '../../src/storage/s3.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultproxy.js';
 import { startS3Server, type S3Server } from '../helpers/s3server.js';
 
@@ -290,6 +290,18 @@ describe('S3BlobStore errors', () => {
   it('says when the server cannot be reached, after its retries', async () => {
     const blobs = store({ endpoint: 'http://127.0.0.1:1', maxAttempts: 2 });
     await expect(blobs.get('CONFIG')).rejects.toThrow(/^s3:\/\/blobs\/.*: cannot reach the S3 server \(ECONNREFUSED/);
+  });
+});
+
+describe('a listing page', () => {
+  it('that says more keys follow must give a new token to them, or the listing fails', () => {
+    expect(nextPageToken({ IsTruncated: false }, undefined, 'here')).toBeUndefined();
+    expect(nextPageToken({ IsTruncated: true, NextContinuationToken: 'b' }, 'a', 'here')).toBe('b');
+    // A partial listing of snapshots taken for whole would let prune delete what the others use.
+    expect(() => nextPageToken({ IsTruncated: true }, undefined, 's3://b/p/snapshots/')).toThrow(
+      /^s3:\/\/b\/p\/snapshots\/: the server's listing says it has more keys but gives no way to them$/,
+    );
+    expect(() => nextPageToken({ IsTruncated: true, NextContinuationToken: 'a' }, 'a', 'here')).toThrow(KlosetError);
   });
 });
 

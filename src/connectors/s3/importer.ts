@@ -3,6 +3,7 @@ import type { _Object, ListObjectsV2CommandOutput, S3Client } from '@aws-sdk/cli
 import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
 import type { Timespec } from '../../snapshot/tree.js';
+import { nextPageToken } from '../../storage/s3.js';
 import type { Importer, SkippedChild, SourceEntry } from '../importer.js';
 import {
   connectorSettings,
@@ -282,6 +283,7 @@ export class S3Importer implements Importer {
    */
   private async *pages(path: string, prefix: string, unlisted: Error[]): AsyncGenerator<ListedItem<_Object | undefined>[]> {
     let next: Promise<ListObjectsV2CommandOutput> | undefined = this.ahead.take(path, prefix) ?? this.listPage(prefix, undefined);
+    let asked: string | undefined;
     while (next) {
       let page: ListObjectsV2CommandOutput;
       try {
@@ -289,7 +291,8 @@ export class S3Importer implements Importer {
       } catch (err) {
         throw s3Error(err, objectUri(this.bucket, prefix));
       }
-      const token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      const token = nextPageToken(page, asked, objectUri(this.bucket, prefix));
+      asked = token;
       next = token ? this.listPage(prefix, token) : undefined;
       next?.catch(() => undefined); // observed when awaited; a break before then must not leave it unhandled
       const items: ListedItem<_Object | undefined>[] = [];
