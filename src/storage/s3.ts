@@ -523,11 +523,12 @@ export class S3BlobStore implements BlobStore {
   }
 
   /** True when nothing at all lies under the store's prefix (one LIST of one key). */
+  /** Nothing under the prefix but, perhaps, the empty "folder" object the AWS console makes for it. */
   async isEmpty(): Promise<boolean> {
     const page = await this.call('', () =>
-      this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix, MaxKeys: 1 })),
+      this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix, MaxKeys: 2 })),
     );
-    return (page.KeyCount ?? page.Contents?.length ?? 0) === 0;
+    return (page.Contents ?? []).every((object) => object.Key === this.prefix && (object.Size ?? 0) === 0);
   }
 
   /** For create: makes the bucket when it does not exist yet. */

@@ -221,6 +221,15 @@ describe('a store given as s3://bucket/prefix', () => {
     expectOneLineError(result, /^kloset: s3:\/\/empty-bucket\/nothing-here: not a kloset store.*create/);
   });
 
+  it("creates a store under a prefix that holds only the console's empty folder object", async () => {
+    await s3.createBucket('console-bucket');
+    await s3.client().send(new PutObjectCommand({ Bucket: 'console-bucket', Key: 'backups/', Body: '' }));
+    const { kloset } = await sandbox(s3.env());
+    const result = await kloset(['at', 's3://console-bucket/backups', 'create']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+  });
+
   it('refuses to create a store under a prefix that holds other objects', async () => {
     await s3.createBucket('busy-bucket');
     await s3.client().send(new PutObjectCommand({ Bucket: 'busy-bucket', Key: 'data/precious.txt', Body: 'keep me' }));
