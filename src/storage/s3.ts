@@ -155,6 +155,23 @@ export function nextPageToken(page: { IsTruncated?: boolean; NextContinuationTok
   return token;
 }
 
+/**
+ * Why a request reached no S3 server, for a network error (a Node error
+ * code), said so that the user knows what to change; undefined otherwise.
+ */
+export function cannotReach(err: unknown, detail: string): string | undefined {
+  const { code, hostname, address, port } = (err ?? {}) as NodeJS.ErrnoException & { hostname?: string; address?: string; port?: number };
+  if (!code || !/^E[A-Z_]+$/.test(code)) return undefined;
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    return `cannot reach the S3 server (${code}: no host named ${hostname ?? 'so'} is known; check the endpoint)`;
+  }
+  if (code === 'EPROTO' || /wrong version number|ssl|tls/i.test(detail)) {
+    return `cannot reach the S3 server (${code}: the TLS handshake failed; if the endpoint speaks plain http, set use_tls false)`;
+  }
+  if (code === 'ECONNREFUSED' && address) return `cannot reach the S3 server (${code}: nothing answers at ${address}:${port}; check the endpoint)`;
+  return `cannot reach the S3 server (${code}${detail && !detail.includes(code) ? `: ${detail}` : ''})`;
+}
+
 /** Classes whose objects a GET cannot read until a restore request thaws them. */
 const ARCHIVE_CLASSES = new Set(['GLACIER', 'DEEP_ARCHIVE']);
 
@@ -621,12 +638,8 @@ export class S3BlobStore implements BlobStore {
     if (status === 403) {
       return new KlosetError(`${bucket}: access denied (check the credentials and the bucket's policy)`, { cause: err });
     }
-    const code = (err as NodeJS.ErrnoException | undefined)?.code;
-    if (code && /^E[A-Z]+$/.test(code)) {
-      return new KlosetError(`${where}: cannot reach the S3 server (${code}${detail && !detail.includes(code) ? `: ${detail}` : ''})`, {
-        cause: err,
-      });
-    }
+    const unreachable = cannotReach(err, detail);
+    if (unreachable) return new KlosetError(`${where}: ${unreachable}`, { cause: err });
     const label = name && name !== 'Error' && !detail.includes(name) ? `${name}: ` : '';
     return new KlosetError(`${where}: ${label}${detail || `HTTP ${status ?? 'error'}`}`, { cause: err });
   }

@@ -287,9 +287,13 @@ describe('S3BlobStore errors', () => {
     await expect(blobs.get('CONFIG')).rejects.toThrow(/^s3:\/\/no-such-bucket: no such bucket$/);
   });
 
-  it('says when the server cannot be reached, after its retries', async () => {
-    const blobs = store({ endpoint: 'http://127.0.0.1:1', maxAttempts: 2 });
-    await expect(blobs.get('CONFIG')).rejects.toThrow(/^s3:\/\/blobs\/.*: cannot reach the S3 server \(ECONNREFUSED/);
+  it('says when the server cannot be reached, after its retries, and what to check', async () => {
+    const refused = store({ endpoint: 'http://127.0.0.1:1', maxAttempts: 2 });
+    await expect(refused.get('CONFIG')).rejects.toThrow(/^s3:\/\/blobs\/.*: cannot reach the S3 server \(ECONNREFUSED: nothing answers at 127\.0\.0\.1:1; check the endpoint\)$/);
+    const unknown = store({ endpoint: 'http://no-such-host.invalid:9000', maxAttempts: 1 });
+    await expect(unknown.get('CONFIG')).rejects.toThrow(/cannot reach the S3 server \(ENOTFOUND: no host named no-such-host\.invalid is known; check the endpoint\)$/);
+    const tls = store({ endpoint: s3.endpoint.replace('http:', 'https:'), maxAttempts: 1 });
+    await expect(tls.get('CONFIG')).rejects.toThrow(/the TLS handshake failed; if the endpoint speaks plain http, set use_tls false\)$/);
   });
 });
 

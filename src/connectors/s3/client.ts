@@ -11,7 +11,7 @@ import type { HttpHandler, HttpResponse } from '@smithy/core/protocols';
 import type { AuthScheme, Provider, RequestSigner, RetryErrorType, RetryStrategyV2, SdkError } from '@smithy/types';
 import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
-import { createS3Client, refuseUserInfo, s3OptionsFromConfig } from '../../storage/s3.js';
+import { cannotReach, createS3Client, refuseUserInfo, s3OptionsFromConfig } from '../../storage/s3.js';
 
 const { GetObjectCommand, PutObjectCommand } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
 const { extendedEncodeURIComponent, HttpRequest } = requireCjs('@smithy/core/protocols') as typeof import('@smithy/core/protocols');
@@ -122,8 +122,8 @@ export function s3Error(err: unknown, where: string): KlosetError {
   if (/region is missing/i.test(detail)) return make('no region configured (set region, or AWS_REGION)');
   if (status === 404) return make('not found', 'ENOENT');
   if (status === 403) return make('access denied', 'EACCES');
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (code && /^E[A-Z]+$/.test(code)) return make(`cannot reach the S3 server (${code})`);
+  const unreachable = cannotReach(err, detail);
+  if (unreachable) return make(unreachable);
   const label = name && name !== 'Error' && !detail.includes(name) ? `${name}: ` : '';
   return make(`${label}${detail || `HTTP ${status ?? 'error'}`}`);
 }
