@@ -129,6 +129,20 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     req.pipe(upstreamReq);
   };
 
+  /** Forwards, then sends the status, the headers and half the body, and calls `then` (which ends the answer, or leaves it hanging). */
+  const forwardHalf = (req: http.IncomingMessage, res: http.ServerResponse, then: () => void) =>
+    forward(req, res, (upstreamRes) => {
+      const length = Number(upstreamRes.headers['content-length'] ?? 0);
+      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+      const chunks: Buffer[] = [];
+      upstreamRes.on('data', (chunk: Buffer) => chunks.push(chunk));
+      upstreamRes.on('end', () => {
+        const body = Buffer.concat(chunks);
+        res.write(body.subarray(0, Math.floor((length || body.length) / 2)), then);
+      });
+      return false;
+    });
+
   const server = http.createServer((req, res) => {
     const method = (req.method ?? 'GET').toUpperCase();
     const url = req.url ?? '/';
@@ -152,17 +166,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
           return false;
         });
       case 'truncate':
-        return forward(req, res, (upstreamRes) => {
-          const length = Number(upstreamRes.headers['content-length'] ?? 0);
-          res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
-          const chunks: Buffer[] = [];
-          upstreamRes.on('data', (chunk: Buffer) => chunks.push(chunk));
-          upstreamRes.on('end', () => {
-            const body = Buffer.concat(chunks);
-            res.write(body.subarray(0, Math.floor((length || body.length) / 2)), () => req.socket.destroy());
-          });
-          return false;
-        });
+        return forwardHalf(req, res, () => req.socket.destroy());
       case 'delay':
         setTimeout(() => forward(req, res), rule.delayMs ?? 1000);
         return;
@@ -170,14 +174,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         req.resume(); // read what is sent, answer nothing
         return;
       case 'stall-body':
-        return forward(req, res, (upstreamRes) => {
-          const length = Number(upstreamRes.headers['content-length'] ?? 0);
-          res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
-          const chunks: Buffer[] = [];
-          upstreamRes.on('data', (chunk: Buffer) => chunks.push(chunk));
-          upstreamRes.on('end', () => res.write(Buffer.concat(chunks).subarray(0, Math.floor(length / 2))));
-          return false;
-        });
+        return forwardHalf(req, res, () => undefined);
       case 'error':
         return answerError(req, res, rule.status ?? 400, rule.code ?? 'InvalidRequest', rule.message ?? 'Injected by the fault proxy.');
     }
