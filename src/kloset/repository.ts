@@ -417,15 +417,18 @@ export class Repository {
     });
   }
 
-  private async locate(id: Buffer): Promise<BlobLocation> {
+  /** Where blob `id` is; it must be of `type`, or a snapshot crafted with the key could make a reader decode one kind as another. */
+  private async locate(id: Buffer, type: BlobType): Promise<BlobLocation> {
     const location = await this.find(id);
-    if (!location) throw new IntegrityError(`blob ${id.toString('hex').slice(0, 16)} is missing from the store`);
+    const what = `blob ${id.toString('hex').slice(0, 16)}`;
+    if (!location) throw new IntegrityError(`${what} is missing from the store`);
+    if (location.type !== type) throw new IntegrityError(`${what} is a ${BLOB_KINDS[location.type] ?? 'blob'}, not a ${BLOB_KINDS[type]}`);
     return location;
   }
 
-  /** One ranged read, authenticated and decoded. */
-  async getBlob(id: Buffer): Promise<Buffer> {
-    const location = await this.locate(id);
+  /** One ranged read, authenticated and decoded: a blob of `type`. */
+  async getBlob(id: Buffer, type: BlobType): Promise<Buffer> {
+    const location = await this.locate(id, type);
     return this.decodeLocated(id, location, await this.store.getRange(packKey(location.packId), location.offset, location.length));
   }
 
@@ -434,8 +437,8 @@ export class Repository {
    * ranged read (gaps up to COALESCE_GAP are read through), so a reader
    * asking for the next chunks of a file makes one request, not one per chunk.
    */
-  async getBlobs(ids: Buffer[]): Promise<Buffer[]> {
-    const located = await Promise.all(ids.map(async (id, index) => ({ id, index, location: await this.locate(id) })));
+  async getBlobs(ids: Buffer[], type: BlobType): Promise<Buffer[]> {
+    const located = await Promise.all(ids.map(async (id, index) => ({ id, index, location: await this.locate(id, type) })));
     located.sort(
       (a, b) => Buffer.compare(a.location.packId, b.location.packId) || a.location.offset - b.location.offset,
     );
@@ -490,6 +493,15 @@ export class Repository {
     return new BlobWriter(this);
   }
 }
+
+/** What each type of blob is, in messages. */
+const BLOB_KINDS: Record<number, string> = {
+  [BlobType.chunk]: 'chunk',
+  [BlobType.content]: 'chunk list',
+  [BlobType.tree]: 'directory',
+  [BlobType.treePage]: 'directory page',
+  [BlobType.snapshot]: 'snapshot',
+};
 
 /** An index delta's key; anything else under index/ (an editor's or a sync tool's file) is not the store's. */
 export function isIndexDeltaKey(key: string): boolean {

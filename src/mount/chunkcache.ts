@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { Repository } from '../kloset/repository.js';
+import { BlobType } from '../kloset/sealing.js';
 
 /** A cached chunk's bytes: copied out the way Buffer.copy does it. */
 export interface ChunkBytes {
@@ -199,7 +200,7 @@ export class ChunkCache {
     if (missing.length > 0) {
       const unique = [...new Set(missing.map((i) => keys[i]))];
       this.misses += unique.length;
-      const batch = this.repository.getBlobs(unique.map((key) => ids[keys.indexOf(key)]));
+      const batch = this.repository.getBlobs(unique.map((key) => ids[keys.indexOf(key)]), BlobType.chunk);
       unique.forEach((key, n) => {
         const one = batch.then((chunks) => this.keep(key, chunks[n]));
         this.inFlight.set(key, one);

@@ -1,5 +1,6 @@
 import { KlosetError } from '../errors.js';
 import type { Repository } from '../kloset/repository.js';
+import { BlobType } from '../kloset/sealing.js';
 import { planSweep, sweep, type SweepPlan, type SweepResult } from '../kloset/sweep.js';
 import { listSnapshots, snapshotIds } from './header.js';
 import { decodeChunkList, decodeDirectory, decodePage, type Entry } from './tree.js';
@@ -40,12 +41,12 @@ async function markLive(repository: Repository, roots: Entry[], onProgress?: (st
   };
   const walk = async (dir: Entry): Promise<void> => {
     if (!dir.tree || !mark(dir.tree)) return;
-    const node = decodeDirectory(await repository.getBlob(dir.tree));
+    const node = decodeDirectory(await repository.getBlob(dir.tree, BlobType.tree));
     const pages = 'entries' in node ? [node.entries] : [];
     if ('pages' in node) {
       for (const page of node.pages) {
         mark(page.id);
-        pages.push(decodePage(await repository.getBlob(page.id)));
+        pages.push(decodePage(await repository.getBlob(page.id, BlobType.treePage)));
       }
     }
     for (const entries of pages) {
@@ -53,7 +54,7 @@ async function markLive(repository: Repository, roots: Entry[], onProgress?: (st
         if (entry.kind === 'directory') await walk(entry);
         else if (entry.content && 'chunks' in entry.content) for (const chunk of entry.content.chunks) mark(chunk.id);
         else if (entry.content && mark(entry.content.list)) {
-          for (const chunk of decodeChunkList(await repository.getBlob(entry.content.list))) mark(chunk.id);
+          for (const chunk of decodeChunkList(await repository.getBlob(entry.content.list, BlobType.content))) mark(chunk.id);
         }
       }
     }

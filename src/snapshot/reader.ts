@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache';
 import { KlosetError } from '../errors.js';
 import type { ChunkRef } from '../kloset/chunkpool.js';
 import type { Repository } from '../kloset/repository.js';
+import { BlobType } from '../kloset/sealing.js';
 import type { SnapshotHeader } from './header.js';
 import { shownName } from './names.js';
 import { compareNames, decodeChunkList, decodeDirectory, decodePage, type DirectoryNode, type Entry } from './tree.js';
@@ -48,7 +49,7 @@ export class SnapshotReader {
     const key = entry.tree.toString('latin1');
     let node = this.nodes.get(key) as DirectoryNode | undefined;
     if (!node) {
-      node = decodeDirectory(await this.repository.getBlob(entry.tree));
+      node = decodeDirectory(await this.repository.getBlob(entry.tree, BlobType.tree));
       this.nodes.set(key, node);
     }
     return node;
@@ -58,7 +59,7 @@ export class SnapshotReader {
     const key = id.toString('latin1');
     let page = this.nodes.get(key) as Entry[] | undefined;
     if (!page) {
-      page = decodePage(await this.repository.getBlob(id));
+      page = decodePage(await this.repository.getBlob(id, BlobType.treePage));
       this.nodes.set(key, page);
     }
     return page;
@@ -163,7 +164,7 @@ export class SnapshotReader {
   async openFile(entry: Entry): Promise<FileContent> {
     if (entry.kind !== 'file') throw new KlosetError(`${entry.name}: not a regular file`);
     const content = entry.content;
-    const chunks = !content ? [] : 'chunks' in content ? content.chunks : decodeChunkList(await this.repository.getBlob(content.list));
+    const chunks = !content ? [] : 'chunks' in content ? content.chunks : decodeChunkList(await this.repository.getBlob(content.list, BlobType.content));
     return new FileContent(this.repository, chunks);
   }
 }
@@ -198,7 +199,7 @@ export class FileContent {
   }
 
   chunk(index: number): Promise<Buffer> {
-    return this.repository.getBlob(this.chunks[index].id);
+    return this.repository.getBlob(this.chunks[index].id, BlobType.chunk);
   }
 
   /** Up to `length` bytes at `offset` (fewer at the end of the file). */

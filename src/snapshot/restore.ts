@@ -1,6 +1,7 @@
 import { checkEntryName, type Exporter } from '../connectors/exporter.js';
 import { joinPath } from '../connectors/importer.js';
 import { KlosetError } from '../errors.js';
+import { BlobType } from '../kloset/sealing.js';
 import type { SnapshotReader } from './reader.js';
 import type { Entry } from './tree.js';
 
@@ -158,7 +159,7 @@ export async function restore(
     let batch: { rel: string; file: Entry }[] = [];
     const restoreBatch = async (items: { rel: string; file: Entry }[]) => {
       const ids = items.map((item) => (item.file.content as { chunks: { id: Buffer }[] }).chunks[0].id);
-      const chunks = await reader.repository.getBlobs(ids).catch(() => undefined);
+      const chunks = await reader.repository.getBlobs(ids, BlobType.chunk).catch(() => undefined);
       // A damaged chunk fails the whole batch: then each file on its own, so the damage is named.
       await Promise.all(items.map((item, k) => (chunks ? restoreChunk(item.rel, item.file, chunks[k]) : restoreFile(item.rel, item.file))));
     };

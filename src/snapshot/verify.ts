@@ -1,6 +1,7 @@
 import { joinPath } from '../connectors/importer.js';
 import { packKey } from '../kloset/packfile.js';
 import type { Repository } from '../kloset/repository.js';
+import { BlobType } from '../kloset/sealing.js';
 import { verifyBlob } from '../kloset/verify.js';
 import type { SnapshotHeader } from './header.js';
 import { decodeChunkList, decodeDirectory, decodePage, type Entry } from './tree.js';
@@ -67,7 +68,7 @@ export async function verifySnapshot(
     if ('chunks' in content) chunks = content.chunks;
     else {
       if (!(await judge.sound(content.list))) return report(path, 'chunk list damaged or missing');
-      chunks = decodeChunkList(await repository.getBlob(content.list));
+      chunks = decodeChunkList(await repository.getBlob(content.list, BlobType.content));
     }
     const verdicts = await Promise.all(chunks.map((c) => judge.sound(c.id)));
     const bad = verdicts.filter((ok) => !ok).length;
@@ -76,7 +77,7 @@ export async function verifySnapshot(
 
   const walk = async (path: string, dir: Entry): Promise<void> => {
     if (!dir.tree || !(await judge.sound(dir.tree))) return report(path, 'directory damaged or missing');
-    const node = decodeDirectory(await repository.getBlob(dir.tree));
+    const node = decodeDirectory(await repository.getBlob(dir.tree, BlobType.tree));
     const pages: Entry[][] = [];
     if ('entries' in node) pages.push(node.entries);
     else {
@@ -85,7 +86,7 @@ export async function verifySnapshot(
           report(path, `directory page from ${JSON.stringify(page.first)} damaged`);
           continue;
         }
-        pages.push(decodePage(await repository.getBlob(page.id)));
+        pages.push(decodePage(await repository.getBlob(page.id, BlobType.treePage)));
       }
     }
     for (const entries of pages) {

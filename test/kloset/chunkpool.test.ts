@@ -9,6 +9,7 @@ import { loadBuilt } from '../helpers/built.js';
 const { ChunkPool } = (await loadBuilt('kloset/chunkpool.js')) as typeof import('../../src/kloset/chunkpool.js');
 const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
 const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
+const { BlobType } = (await loadBuilt('kloset/sealing.js')) as typeof import('../../src/kloset/sealing.js');
 type Repository = import('../../src/kloset/repository.js').Repository;
 
 const SMALL = { algorithm: 'fastcdc' as const, minSize: 16 * 1024, avgSize: 64 * 1024, maxSize: 256 * 1024 };
@@ -24,7 +25,7 @@ describe('the chunk pool', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   async function contentOf(chunks: { id: Buffer }[]): Promise<Buffer> {
-    return Buffer.concat(await Promise.all(chunks.map((c) => repository.getBlob(c.id))));
+    return Buffer.concat(await Promise.all(chunks.map((c) => repository.getBlob(c.id, BlobType.chunk))));
   }
 
   it('reads each file whole, whatever size the walk saw, with many files in flight', async () => {

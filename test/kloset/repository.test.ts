@@ -63,11 +63,19 @@ describe('the index', () => {
     const reader = await open(); // loaded before the backup below committed
     const { id } = await storeChunk('committed after the reader loaded its index');
     expect(reader.has(id)).toBe(false);
-    expect((await reader.getBlob(id)).toString()).toBe('committed after the reader loaded its index');
+    expect((await reader.getBlob(id, BlobType.chunk)).toString()).toBe('committed after the reader loaded its index');
     // A blob that no delta names stays missing, and asking again within a second lists nothing new.
     const unknown = Buffer.alloc(32, 7);
-    await expect(reader.getBlob(unknown)).rejects.toThrow(/is missing from the store/);
+    await expect(reader.getBlob(unknown, BlobType.chunk)).rejects.toThrow(/is missing from the store/);
     expect(await reader.find(unknown)).toBeUndefined();
+  });
+
+  it('gives a blob only as the type it was stored as', async () => {
+    const { id } = await storeChunk('a chunk, never a directory');
+    const repository = await open();
+    expect((await repository.getBlob(id, BlobType.chunk)).toString()).toBe('a chunk, never a directory');
+    await expect(repository.getBlob(id, BlobType.tree)).rejects.toThrow(/^blob [0-9a-f]{16} is a chunk, not a directory$/);
+    await expect(repository.getBlobs([id], BlobType.treePage)).rejects.toThrow(/is a chunk, not a directory page$/);
   });
 
   it('ignores files under index/ that are not deltas', async () => {
