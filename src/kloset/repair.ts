@@ -16,6 +16,11 @@ export interface IndexRepairOptions {
   onProgress?: (done: { packs: number; total: number }) => void;
 }
 
+export interface UnreadablePack extends PackProblem {
+  /** A sound delta names the pack, and its entries stay in the index. */
+  keptFromIndex: boolean;
+}
+
 export interface IndexRepair {
   deltas: number;
   packs: number;
@@ -25,9 +30,9 @@ export interface IndexRepair {
   missingPacks: { packId: Buffer; blobs: number }[];
   /** Packs whose trailer was read: those no sound delta names, or all of them. */
   packsRead: number;
-  /** Packs whose trailer could not be read: their blobs stay unindexed. */
-  unreadablePacks: PackProblem[];
-  /** Blobs indexed from trailers that no sound delta named. */
+  /** Packs whose trailer could not be read: their blobs stay unindexed, unless a sound delta names them. */
+  unreadablePacks: UnreadablePack[];
+  /** Blobs read from pack trailers. */
   blobsFound: number;
   /** Blobs the repaired index names. */
   blobs: number;
@@ -60,49 +65,58 @@ export async function repairIndex(repository: Repository, options: IndexRepairOp
 
   const sound = new BlobIndex();
   const damagedDeltas: DeltaProblem[] = [];
-  if (!options.readAllPacks) {
-    await mapLimit(deltaKeys, 8, async (key) => {
-      let plaintext: Buffer;
-      try {
-        plaintext = await repository.readSealed(key, BlobType.index, indexDeltaId(key));
-        decodeIndexDelta(plaintext, new BlobIndex()); // whole, or not at all
-      } catch (err) {
-        if (err instanceof NotFoundError) return;
-        damagedDeltas.push({ key, message: (err as Error).message.replace(`${key}: `, '') });
-        return;
-      }
-      decodeIndexDelta(plaintext, sound);
-    });
-  }
+  await mapLimit(deltaKeys, 8, async (key) => {
+    let plaintext: Buffer;
+    try {
+      plaintext = await repository.readSealed(key, BlobType.index, indexDeltaId(key));
+      decodeIndexDelta(plaintext, new BlobIndex()); // whole, or not at all
+    } catch (err) {
+      if (err instanceof NotFoundError) return;
+      damagedDeltas.push({ key, message: (err as Error).message.replace(`${key}: `, '') });
+      return;
+    }
+    decodeIndexDelta(plaintext, sound);
+  });
 
-  const entries: [Buffer, BlobLocation][] = [];
-  const namedPacks = new Map<string, { packId: Buffer; blobs: number }>();
+  /** The index's entries by pack: those of the sound deltas, replaced by a pack's trailer where that is read. */
+  const byPack = new Map<string, [Buffer, BlobLocation][]>();
   for (const [id, location] of sound) {
     const hex = location.packId.toString('hex');
-    const named = namedPacks.get(hex) ?? { packId: location.packId, blobs: 0 };
-    named.blobs++;
-    namedPacks.set(hex, named);
-    if (packSizes.has(hex)) entries.push([id, location]);
+    let list = byPack.get(hex);
+    if (!list) byPack.set(hex, (list = []));
+    list.push([id, location]);
   }
-  const missingPacks = [...namedPacks].filter(([hex]) => !packSizes.has(hex)).map(([, named]) => named);
+  const missingPacks = [...byPack]
+    .filter(([hex]) => !packSizes.has(hex))
+    .map(([hex, list]) => {
+      byPack.delete(hex);
+      return { packId: list[0][1].packId, blobs: list.length };
+    });
 
-  const toRead = [...packSizes].filter(([hex]) => !namedPacks.has(hex)).map(([, pack]) => pack);
-  const unreadablePacks: PackProblem[] = [];
+  const toRead = [...packSizes].filter(([hex]) => options.readAllPacks || !byPack.has(hex)).map(([, pack]) => pack);
+  const unreadablePacks: UnreadablePack[] = [];
   let packsRead = 0;
   let blobsFound = 0;
+  let unnamedIndexed = 0;
   await mapLimit(toRead, TRAILER_READS, async ({ packId, size }) => {
+    const hex = packId.toString('hex');
     try {
-      for (const blob of await readPackListing(store, packId, size, repository.sealer)) {
-        entries.push([blob.id, { type: blob.type, packId, offset: blob.offset, length: blob.length, rawLength: blob.rawLength }]);
-        blobsFound++;
-      }
+      const listed = await readPackListing(store, packId, size, repository.sealer);
+      if (!byPack.has(hex)) unnamedIndexed++;
+      byPack.set(
+        hex,
+        listed.map((blob) => [blob.id, { type: blob.type, packId, offset: blob.offset, length: blob.length, rawLength: blob.rawLength }]),
+      );
+      blobsFound += listed.length;
     } catch (err) {
-      if (!(err instanceof NotFoundError)) unreadablePacks.push({ packId, message: (err as Error).message });
+      // With --read-all-packs, a pack whose trailer fails keeps what a sound delta says of it.
+      if (!(err instanceof NotFoundError)) unreadablePacks.push({ packId, message: (err as Error).message, keptFromIndex: byPack.has(hex) });
     }
     options.onProgress?.({ packs: ++packsRead, total: toRead.length });
   });
+  const entries = [...byPack.values()].flat();
 
-  const changed = Boolean(options.readAllPacks) || damagedDeltas.length > 0 || missingPacks.length > 0 || blobsFound > 0;
+  const changed = Boolean(options.readAllPacks) || damagedDeltas.length > 0 || missingPacks.length > 0 || unnamedIndexed > 0;
   const blobs = new Set(entries.map(([id]) => id.toString('latin1'))).size;
   if (changed && !options.dryRun) {
     if (entries.length > 0) {

@@ -245,7 +245,9 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
           const hex = (id: Buffer) => id.toString('hex').slice(0, 16);
           for (const delta of result.damagedDeltas) ctx.err(`damaged: index delta ${hex(indexDeltaId(delta.key))}: ${delta.message}`);
           for (const pack of result.missingPacks) ctx.err(`missing: pack ${hex(pack.packId)}, where the index places ${plural(pack.blobs, 'blob')}`);
-          for (const pack of result.unreadablePacks) ctx.err(`damaged: pack ${hex(pack.packId)}: ${pack.message}: its blobs cannot be indexed`);
+          for (const pack of result.unreadablePacks) {
+            ctx.err(`damaged: pack ${hex(pack.packId)}: ${pack.message}: ${pack.keptFromIndex ? 'its entries in the index are kept' : 'its blobs cannot be indexed'}`);
+          }
           const would = (done: string, planned: string) => (opts.dryRun ? planned : done);
           const found = [
             result.damagedDeltas.length && `${would('dropped', 'would drop')} ${plural(result.damagedDeltas.length, 'damaged delta')}`,
@@ -259,8 +261,8 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
                 : 'every delta opens, names only packs the store holds, and every pack is named: nothing to do') +
               ` in ${formatDuration(Date.now() - started)}`,
           );
-          const lost = result.missingPacks.length + result.unreadablePacks.length;
-          if (lost) ctx.err("the blobs of those packs are gone from this store: check names the snapshots that used them, and a new backup of the same data stores them again");
+          const lost = result.missingPacks.length + result.unreadablePacks.filter((pack) => !pack.keptFromIndex).length;
+          if (lost) ctx.err("the blobs of those packs cannot be read from this store: check names the snapshots that used them, and a new backup of the same data stores them again");
           return lost ? ExitCode.FAILURE : ExitCode.OK;
         } finally {
           progress.clear();
