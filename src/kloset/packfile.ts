@@ -117,7 +117,13 @@ export async function readPackListing(store: BlobStore, packId: Buffer, size: nu
   const start = size - 4 - trailerLength;
   if (trailerLength < SEAL_OVERHEAD || start < PACK_HEADER_BYTES) throw new IntegrityError('no trailer (truncated, or not a pack)');
   const sealed = start >= tailStart ? tail.subarray(start - tailStart, tail.length - 4) : await store.getRange(key, start, trailerLength);
-  const rows = decode(sealer.open(BlobType.packTrailer, TRAILER_ID, sealed, 'trailer'));
+  const listing = sealer.open(BlobType.packTrailer, TRAILER_ID, sealed, 'trailer');
+  let rows: unknown;
+  try {
+    rows = decode(listing);
+  } catch {
+    throw new IntegrityError('malformed trailer');
+  }
   if (!Array.isArray(rows)) throw new IntegrityError('malformed trailer');
   return rows.map((row: unknown) => {
     const [type, id, offset, length, rawLength] = Array.isArray(row) ? row : [];

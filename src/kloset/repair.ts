@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { NotFoundError } from '../errors.js';
+import { IntegrityError, NotFoundError } from '../errors.js';
 import { BlobIndex, decodeIndexDelta, encodeIndexDelta, type BlobLocation } from './blobindex.js';
 import { packIdFromKey, readPackListing } from './packfile.js';
 import { indexDeltaId, isIndexDeltaKey, mapLimit, type Repository } from './repository.js';
@@ -63,34 +63,38 @@ export async function repairIndex(repository: Repository, options: IndexRepairOp
     if (packId) packSizes.set(packId.toString('hex'), { packId, size });
   }
 
-  const sound = new BlobIndex();
+  // Each delta on its own: merged, a blob two packs hold would keep one location, perhaps the pack that is gone.
+  const byPack = new Map<string, Map<string, [Buffer, BlobLocation]>>();
   const damagedDeltas: DeltaProblem[] = [];
   await mapLimit(deltaKeys, 8, async (key) => {
-    let plaintext: Buffer;
+    const delta = new BlobIndex();
     try {
-      plaintext = await repository.readSealed(key, BlobType.index, indexDeltaId(key));
-      decodeIndexDelta(plaintext, new BlobIndex()); // whole, or not at all
+      const plaintext = await repository.readSealed(key, BlobType.index, indexDeltaId(key));
+      try {
+        decodeIndexDelta(plaintext, delta);
+      } catch (err) {
+        throw new IntegrityError(`malformed (${(err as Error).message})`);
+      }
     } catch (err) {
       if (err instanceof NotFoundError) return;
-      damagedDeltas.push({ key, message: (err as Error).message.replace(`${key}: `, '') });
+      // Only what fails authentication or decoding is damage: a network error must not make a sound delta go.
+      if (!(err instanceof IntegrityError)) throw err;
+      damagedDeltas.push({ key, message: err.message.replace(`${key}: `, '') });
       return;
     }
-    decodeIndexDelta(plaintext, sound);
+    for (const [id, location] of delta) {
+      const hex = location.packId.toString('hex');
+      let blobs = byPack.get(hex);
+      if (!blobs) byPack.set(hex, (blobs = new Map()));
+      blobs.set(id.toString('latin1'), [id, location]);
+    }
   });
 
-  /** The index's entries by pack: those of the sound deltas, replaced by a pack's trailer where that is read. */
-  const byPack = new Map<string, [Buffer, BlobLocation][]>();
-  for (const [id, location] of sound) {
-    const hex = location.packId.toString('hex');
-    let list = byPack.get(hex);
-    if (!list) byPack.set(hex, (list = []));
-    list.push([id, location]);
-  }
   const missingPacks = [...byPack]
     .filter(([hex]) => !packSizes.has(hex))
-    .map(([hex, list]) => {
+    .map(([hex, blobs]) => {
       byPack.delete(hex);
-      return { packId: list[0][1].packId, blobs: list.length };
+      return { packId: Buffer.from(hex, 'hex'), blobs: blobs.size };
     });
 
   const toRead = [...packSizes].filter(([hex]) => options.readAllPacks || !byPack.has(hex)).map(([, pack]) => pack);
@@ -105,16 +109,19 @@ export async function repairIndex(repository: Repository, options: IndexRepairOp
       if (!byPack.has(hex)) unnamedIndexed++;
       byPack.set(
         hex,
-        listed.map((blob) => [blob.id, { type: blob.type, packId, offset: blob.offset, length: blob.length, rawLength: blob.rawLength }]),
+        new Map(listed.map((blob) => [blob.id.toString('latin1'), [blob.id, { type: blob.type, packId, offset: blob.offset, length: blob.length, rawLength: blob.rawLength }]])),
       );
       blobsFound += listed.length;
     } catch (err) {
+      if (err instanceof NotFoundError) return;
+      if (!(err instanceof IntegrityError)) throw err;
       // With --read-all-packs, a pack whose trailer fails keeps what a sound delta says of it.
-      if (!(err instanceof NotFoundError)) unreadablePacks.push({ packId, message: (err as Error).message, keptFromIndex: byPack.has(hex) });
+      unreadablePacks.push({ packId, message: err.message, keptFromIndex: byPack.has(hex) });
+    } finally {
+      options.onProgress?.({ packs: ++packsRead, total: toRead.length });
     }
-    options.onProgress?.({ packs: ++packsRead, total: toRead.length });
   });
-  const entries = [...byPack.values()].flat();
+  const entries = [...byPack.values()].flatMap((blobs) => [...blobs.values()]);
 
   const changed = Boolean(options.readAllPacks) || damagedDeltas.length > 0 || missingPacks.length > 0 || unnamedIndexed > 0;
   const blobs = new Set(entries.map(([id]) => id.toString('latin1'))).size;
