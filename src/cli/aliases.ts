@@ -14,10 +14,11 @@
  * later kloset can add settings without this code dropping them.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { KlosetError, UsageError } from '../errors.js';
+import { makeDirectories } from '../storage/directories.js';
 
 export const ALIAS_ROLES = ['store', 'source', 'destination'] as const;
 /** What a location is used as; `resolveAlias` prefers the section of that name. */
@@ -286,7 +287,9 @@ export class AliasConfig {
   private async update(change: (document: ConfigDocument) => void): Promise<void> {
     const lockFile = path.join(this.configDir, `.${CONFIG_FILE_NAME}.lock`);
     try {
-      await mkdir(this.configDir, { recursive: true, mode: 0o700 });
+      await makeDirectories(this.configDir, 0o700);
+      // The file holds credentials: its directory is the user's alone even if it existed before.
+      await chmod(this.configDir, 0o700);
     } catch (err) {
       throw new KlosetError(`cannot write ${this.configFile}: ${describeError(err)}`, { cause: err });
     }
@@ -340,9 +343,6 @@ export class AliasConfig {
       `.${CONFIG_FILE_NAME}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
     );
     try {
-      await mkdir(this.configDir, { recursive: true, mode: 0o700 });
-      // The file holds credentials: its directory is the user's alone even if it existed before.
-      await chmod(this.configDir, 0o700);
       const handle = await open(tempFile, 'wx', 0o600);
       try {
         await handle.chmod(0o600); // the umask may have narrowed the mode given to open

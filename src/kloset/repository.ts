@@ -5,6 +5,7 @@ import path from 'node:path';
 import { requireCjs } from '../cjs.js';
 import { IntegrityError, KlosetError, NotFoundError } from '../errors.js';
 import type { BlobStore } from '../storage/blobstore.js';
+import { makeDirectories } from '../storage/directories.js';
 import { BlobIndex, checkIndexTable, decodeIndexDelta, encodeIndexDelta, type BlobLocation, type IndexTable } from './blobindex.js';
 import { DEFAULT_CHUNKING, type ChunkingParams } from './chunker.js';
 import { DEFAULT_COMPRESSION, decodeBlob, encodeBlob, type CompressionParams } from './compression.js';
@@ -77,7 +78,7 @@ function cacheRoot(): string {
 
 /** Replaces a cache file whole (a temporary file renamed over it), so a reader never sees half of one. */
 async function replaceCacheFile(file: string, data: Buffer | string): Promise<void> {
-  await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  await makeDirectories(path.dirname(file), 0o700);
   const temp = `${file}.${process.pid}.tmp`;
   await fs.writeFile(temp, data, { mode: 0o600 });
   await fs.rename(temp, file);

@@ -367,6 +367,12 @@ describe('a directory that cannot be made', () => {
     expectOneLineError(create, "kloset: ENOENT: no such file or directory, mkdir '/proc/kloset-no-such-dir'");
     const restore = await kloset(['at', store, 'restore', '-to', '/proc/kloset-no-such-dir/out', id]);
     expectOneLineError(restore, /cannot restore there: ENOENT/);
+    // The alias file and the index cache make their directories the same way.
+    const alias = await kloset(['store', 'add', 'here', store], { env: { XDG_CONFIG_HOME: '/proc/kloset-no-such-dir' } });
+    expectOneLineError(alias, /cannot write \/proc\/kloset-no-such-dir\/kloset\/config\.json: ENOENT/);
+    const cached = await kloset(['at', store, 'ls'], { env: { XDG_CACHE_HOME: '/proc/kloset-no-such-dir' } });
+    expect(cached.stderr).toBe('');
+    expect(cached.code).toBe(0);
   });
 });
 
