@@ -127,6 +127,10 @@ describe('restore --include-file and --exclude-file', () => {
     const include = path.join(work, 'includes');
     await fs.writeFile(include, '# sources only\nsrc/*.c\n');
     expect(await restoredPaths(['--include-file', include, 'latest'])).toEqual(['src/', 'src/main.c']);
+    const nothing = path.join(work, 'includes-nothing');
+    await fs.writeFile(nothing, '*.pdf\n');
+    const warned = await kloset(['at', store, 'restore', '-to', path.join(work, 'restored-nothing'), '-include-file', nothing, 'latest']);
+    expect(warned.stderr).toMatch(/^warning: -include: nothing in [0-9a-f]{8}:\/ matches \*\.pdf\n$/);
     const exclude = path.join(work, 'restore-excludes');
     await fs.writeFile(exclude, 'cache\nunsigned\n');
     const restored = await restoredPaths(['-exclude-file', exclude, 'latest']);

@@ -443,7 +443,8 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
     .action((arg: string | undefined, opts: RestoreFlags) =>
       run(async () => {
         const ctx = context();
-        const selection = restoreSelection(patternsWithFiles(opts.include, opts.includeFile), patternsWithFiles(opts.exclude, opts.excludeFile));
+        const include = patternsWithFiles(opts.include, opts.includeFile);
+        const selection = restoreSelection(include, patternsWithFiles(opts.exclude, opts.excludeFile));
         const { location, options: destinationOptions } = await resolveLocation(opts.to ?? '.', 'destination', ctx.aliases);
         const toS3 = /^s3:\/\//i.test(location);
         if (!toS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported destination`);
@@ -498,7 +499,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
             return exporter.close();
           });
           progress.clear();
-          if (!selection.matched()) ctx.warn(`-include: nothing in ${shortId(header.id)}:${ref.path} matches ${(opts.include ?? []).join(', ')}`);
+          if (!selection.matched()) ctx.warn(`-include: nothing in ${shortId(header.id)}:${ref.path} matches ${include.join(', ')}`);
           ctx.info(
             `restored ${result.files} files, ${formatBytes(result.bytes)} from snapshot ${shortId(header.id)} to ${exporter.target} in ${formatDuration(Date.now() - started)}` +
               (result.errors ? `, ${result.errors} errors` : ''),
