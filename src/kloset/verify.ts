@@ -40,6 +40,8 @@ export interface VerifyResult {
   packs: number;
   /** Packs only looked up in the store's listing (`readPack` declined them): present, and long enough for their blobs. */
   listedOnly: number;
+  /** Packs in the store that no index entry names: left by an interrupted backup, or by an index delta lost since. */
+  unindexed: number;
   blobs: number;
   bytes: number;
   /** Ids of blobs that are missing, fail authentication or do not match their id. */
@@ -77,7 +79,7 @@ export async function verifyPacks(
     if (!list) byPack.set(key, (list = []));
     list.push([id, location]);
   }
-  const result: VerifyResult = { packs: 0, listedOnly: 0, blobs: 0, bytes: 0, damaged: new Set(), problems: [] };
+  const result: VerifyResult = { packs: 0, listedOnly: 0, unindexed: 0, blobs: 0, bytes: 0, damaged: new Set(), problems: [] };
   // Packs whose blobs the index places elsewhere (a second copy two concurrent backups made, which
   // another machine's index may use) or nowhere (left by an interrupted backup): their names are checked.
   const others: Buffer[] = [];
@@ -87,6 +89,7 @@ export async function verifyPacks(
       const packId = packIdFromKey(key);
       if (!packId) continue;
       listed.set(packId.toString('hex'), size);
+      if (!only && !byPack.has(packId.toString('hex'))) result.unindexed++;
       if (!byPack.has(packId.toString('hex')) && !only && (!readPack || readPack(packId))) others.push(packId);
     }
   }

@@ -116,7 +116,6 @@ export function isS3Location(location: string): boolean {
   return /^s3:\/\//i.test(location);
 }
 
-/** `s3://bucket/some/prefix` → { bucket, prefix: 'some/prefix/' }. */
 /**
  * An S3 location or endpoint names no credentials: `s3://id:secret@bucket`
  * is refused without being repeated, so the secret reaches no terminal or log.
@@ -129,6 +128,7 @@ export function refuseUserInfo(text: string, what: string): void {
   );
 }
 
+/** `s3://bucket/some/prefix` → { bucket, prefix: 'some/prefix/' }. */
 export function parseS3Location(location: string): S3Location {
   refuseUserInfo(location, 'an S3 location');
   const match = S3_URI.exec(location);
@@ -539,8 +539,7 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  /** True when nothing at all lies under the store's prefix (one LIST of one key). */
-  /** Nothing under the prefix but, perhaps, the empty "folder" object the AWS console makes for it. */
+  /** Nothing under the store's prefix but, perhaps, the empty "folder" object the AWS console makes for it (one LIST). */
   async isEmpty(): Promise<boolean> {
     const page = await this.call('', () =>
       this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix, MaxKeys: 2 })),
@@ -586,12 +585,12 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  /** One line for the user, naming the bucket; the SDK's error is kept as the cause. */
   /** A bucket request answered 404 with nothing to say more: at an endpoint of the user's, it may be no S3 server at all. */
   private noSuchBucket(): string {
     return this.endpoint ? `no such bucket at ${this.endpoint} (or that is not an S3 server)` : 'no such bucket';
   }
 
+  /** One line for the user, naming the bucket; the SDK's error is kept as the cause. */
   mapError(err: unknown, key: string): Error {
     if (err instanceof KlosetError) return err;
     const name = errorName(err);

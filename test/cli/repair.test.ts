@@ -108,9 +108,13 @@ describe('repair index', () => {
     expect((await kloset(['at', store, 'repair', 'index'])).stdout).toMatch(/nothing to do/);
   });
 
-  it('indexes every pack again when every delta is lost', async () => {
+  it('indexes every pack again when every delta is lost, as check suggests', async () => {
     for (const delta of await deltas()) await fs.rm(path.join(store, 'index', delta));
     await forgetLocalIndex();
+    const lost = await kloset(['at', store, 'check']);
+    expect(lost.code).toBe(1);
+    expect(lost.stderr).toContain(`damaged: snapshot ${second}: /: directory damaged or missing`);
+    expect(lost.stdout).toMatch(/^2 packs in the store are in no index delta: 'kloset repair index' indexes them, which may bring back what is missing$/m);
     const repair = await kloset(['at', store, 'repair', 'index']);
     expect(repair.stderr).toBe('');
     expect(repair.code).toBe(0);

@@ -139,6 +139,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         const repository = await ctx.repository();
         let judge: BlobJudge;
         let packSummary = '';
+        let unindexedPacks = 0;
         /** Damaged files beside the snapshots' paths, by kind: 'pack', 'index delta', 'snapshot header'. */
         const problems = new Map<string, number>();
         const problem = (kind: string) => problems.set(kind, (problems.get(kind) ?? 0) + 1);
@@ -170,6 +171,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
             ctx.err(`damaged: pack ${pack.packId.toString('hex').slice(0, 16)}: ${pack.message}`);
           }
           judge = new BlobJudge(repository, packs.damaged);
+          unindexedPacks = packs.unindexed;
           packSummary = readPack
             ? `${plural(packs.packs, 'pack')} read (${formatBytes(packs.bytes)}), ${packs.listedOnly} only listed, ${plural(packs.blobs, 'blob')}; `
             : `${plural(packs.packs, 'pack')}, ${plural(packs.blobs, 'blob')}, ${formatBytes(packs.bytes)}; `;
@@ -195,6 +197,10 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
           `check: ${packSummary}${plural(snapshots.length, 'snapshot')} verified in ${formatDuration(Date.now() - started)}: ${verdict}`,
         );
         if (problems.has('index delta')) ctx.info("'kloset repair index' rebuilds the index from the packs");
+        else if (damaged.length && unindexedPacks) {
+          // A lost delta leaves its packs in the store, named by nothing: the blobs found missing may be there.
+          ctx.info(`${plural(unindexedPacks, 'pack')} in the store ${unindexedPacks === 1 ? 'is' : 'are'} in no index delta: 'kloset repair index' indexes them, which may bring back what is missing`);
+        }
         return damaged.length || problems.size ? ExitCode.FAILURE : ExitCode.OK;
       }),
     );
