@@ -44,3 +44,8 @@ export class NotFoundError extends KlosetError {
     this.name = 'NotFoundError';
   }
 }
+
+/** A system call's failure in words alone (Node's "ENOENT: no such file or directory, open '<path>'" → "no such file or directory"), for a message that names the path already. */
+export function systemReason(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).replace(/^E[A-Z]+: /, '').replace(/, \w+( '.*')?$/, '');
+}

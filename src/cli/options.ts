@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
-import { KlosetError } from '../errors.js';
+import { KlosetError, systemReason } from '../errors.js';
 import { parseMoment } from './timespec.js';
 import { parseTags, type SnapshotFilter } from './snapshotref.js';
 
@@ -21,9 +21,7 @@ export function patternsWithFiles(patterns: string[] = [], files: string[] = [])
     try {
       text = readFileSync(file, 'utf8');
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
-      throw new KlosetError(`cannot read the pattern file ${file}: ${why}`, { exitCode: 2 });
+      throw new KlosetError(`cannot read the pattern file ${file}: ${systemReason(err)}`, { exitCode: 2 });
     }
     for (const line of text.split('\n')) {
       const pattern = line.trim();

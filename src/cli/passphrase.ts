@@ -1,5 +1,5 @@
 import { promises as fs } from 'node:fs';
-import { KlosetError } from '../errors.js';
+import { KlosetError, systemReason } from '../errors.js';
 
 /** Reads a line from the terminal without echo. */
 async function promptHidden(question: string, kind: PassphraseKind): Promise<string> {
@@ -74,9 +74,7 @@ export async function readPassphrase(source: PassphraseSource, confirm = false, 
     try {
       text = await fs.readFile(source.passphraseFile, 'utf8');
     } catch (err) {
-      // Node's "ENOENT: no such file or directory, open '<path>'": the reason alone, the path is said already.
-      const reason = (err as Error).message.replace(/^E[A-Z]+: /, '').replace(/, \w+( '.*')?$/, '');
-      throw new KlosetError(`cannot read ${kind.label} file ${source.passphraseFile}: ${reason}`);
+      throw new KlosetError(`cannot read ${kind.label} file ${source.passphraseFile}: ${systemReason(err)}`);
     }
     return nonEmpty(text.replace(/\r?\n$/, ''), `${kind.label} file ${source.passphraseFile}`);
   }

@@ -258,7 +258,6 @@ const WRITE_FAILURES: Record<string, string> = {
   EIO: 'input/output error',
 };
 
-/** What a user can act on: the store, the blob, and the reason in words. */
 /**
  * Makes a directory's entries durable: a file renamed into place is on the
  * disk only once its directory is, or a power failure could keep a snapshot
@@ -276,6 +275,7 @@ async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
+/** What a user can act on: the store, the blob, and the reason in words. */
 function writeError(err: unknown, location: string, key: string): Error {
   const reason = WRITE_FAILURES[(err as NodeJS.ErrnoException).code ?? ''];
   return reason ? new KlosetError(`${location}: cannot write ${key}: ${reason}`, { cause: err }) : (err as Error);

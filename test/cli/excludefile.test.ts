@@ -118,7 +118,7 @@ describe('backup --exclude-file and --exclude-caches', () => {
     expectOneLineError(result, `kloset: cannot read the pattern file ${missing}: no such file`);
     expect(await storeListing(store)).toEqual(before);
     const directory = await kloset(['at', store, 'backup', '--exclude-file', work, source]);
-    expectOneLineError(directory, /is a directory$/);
+    expectOneLineError(directory, /illegal operation on a directory$/);
   });
 });
 
