@@ -379,7 +379,9 @@ describe('a directory that cannot be made', () => {
 describe('a restore into the store', () => {
   it('is refused in one line, exit 2, and the store is left as it was', async () => {
     const before = await storeListing(store);
-    for (const target of [store, path.join(store, 'restored')]) {
+    const link = path.join(work, 'link-to-store');
+    await fs.symlink(store, link);
+    for (const target of [store, path.join(store, 'restored'), path.join(link, 'through-a-link')]) {
       const result = await kloset(['at', store, 'restore', '-to', target, id]);
       expect(result.code).toBe(2);
       expectOneLineError(result, `kloset: ${target}: inside the store ${store}: restore somewhere else`);

@@ -1,3 +1,4 @@
+import { realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Command } from 'commander';
@@ -108,6 +109,21 @@ function pathMatcher(patterns: string[]): ((rel: string) => boolean) | undefined
   // A name that is not UTF-8 is typed as it is shown, with U+FFFD (see shownName).
   const matches = (rel: string) => matchers.some(({ match, anchored }) => match(rel) || (!anchored && match(path.posix.basename(rel))));
   return (rel) => matches(rel) || (!rel.isWellFormed() && matches(shownName(rel)));
+}
+
+/** The path with its symbolic links resolved, as far as it exists: a link into the store is the store. */
+async function realLocation(location: string): Promise<string> {
+  const below: string[] = [];
+  for (let existing = path.resolve(location); ; ) {
+    try {
+      return path.join(await realpath(existing), ...below);
+    } catch {
+      const parent = path.dirname(existing);
+      if (parent === existing) return path.resolve(location);
+      below.unshift(path.basename(existing));
+      existing = parent;
+    }
+  }
 }
 
 /** Whether `inner` is `outer` or below it. */
@@ -450,7 +466,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         if (!toS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported destination`);
         const { repository, lock } = await ctx.lockedRepository('shared', 'a restore', { reader: true });
         try {
-          if (!toS3 && repository.store instanceof LocalBlobStore && isWithin(path.resolve(location), path.resolve(repository.store.root))) {
+          if (!toS3 && repository.store instanceof LocalBlobStore && isWithin(await realLocation(location), await realLocation(repository.store.root))) {
             throw new UsageError(`${location}: inside the store ${repository.store.root}: restore somewhere else`);
           }
           const ref = parseSnapshotRef(arg);
