@@ -7,7 +7,7 @@ import { BlobType, ID_BYTES } from './sealing.js';
 import type { DeltaProblem, PackProblem } from './verify.js';
 
 export interface IndexRepairOptions {
-  /** Rebuild from every pack's trailer and set aside what the deltas say. */
+  /** Read every pack's trailer, which replaces what the deltas say of that pack (kept where the trailer does not open). */
   readAllPacks?: boolean;
   /** Work out the repair and store nothing. */
   dryRun?: boolean;
