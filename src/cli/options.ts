@@ -31,16 +31,20 @@ export function patternsWithFiles(patterns: string[] = [], files: string[] = [])
   return all;
 }
 
+function isWholeCount(value: string): boolean {
+  return /^\d+$/.test(value) && Number(value) >= 1 && Number.isSafeInteger(Number(value));
+}
+
 /** A count of things at once (--concurrency): a whole number of at least 1. */
 export function positiveCount(value: string): number {
-  if (!/^\d+$/.test(value) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) throw new InvalidArgumentError('expected a whole number of at least 1.');
+  if (!isWholeCount(value)) throw new InvalidArgumentError('expected a whole number of at least 1.');
   return Number(value);
 }
 
 /** A --keep-* count: as in restic, -1 (or `unlimited`) has no limit. */
 export function keepCount(value: string): number {
   if (value === '-1' || value === 'unlimited') return Number.POSITIVE_INFINITY;
-  if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError('expected a whole number of at least 1, or -1 for no limit.');
+  if (!isWholeCount(value)) throw new InvalidArgumentError('expected a whole number of at least 1, or -1 for no limit.');
   return Number(value);
 }
 

@@ -75,6 +75,11 @@ function packSubset(text: string): (packId: Buffer) => boolean {
   throw new UsageError(`--read-data-subset: ${JSON.stringify(text)} is neither n/t (as 1/7) nor a share of 0 to 100% (as 10%)`);
 }
 
+/** A pack or index delta in messages: the first 16 hex digits of its id. */
+function hex16(id: Buffer): string {
+  return id.toString('hex').slice(0, 16);
+}
+
 /** "keep", "would remove" or "removed", then the snapshot as `ls` lists it. */
 function verdictLine(verdict: string, header: SnapshotHeader): string {
   return `${verdict.padEnd(12)}  ${snapshotLine(header)}`;
@@ -152,7 +157,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         if (ids.length === 0 || readPack) {
           for (const delta of ids.length ? [] : await verifyIndexDeltas(repository)) {
             problem('index delta');
-            ctx.err(`damaged: index delta ${delta.key.slice('index/'.length, 'index/'.length + 16)}: ${delta.message}`);
+            ctx.err(`damaged: index delta ${hex16(indexDeltaId(delta.key))}: ${delta.message}`);
           }
           const progress = new ProgressLine('check', undefined, 'packs');
           const packs = await verifyPacks(
@@ -168,7 +173,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
           // Named snapshots are judged by their own blobs, below: a pack they do not use is not their problem.
           for (const pack of ids.length ? [] : packs.problems) {
             problem('pack');
-            ctx.err(`damaged: pack ${pack.packId.toString('hex').slice(0, 16)}: ${pack.message}`);
+            ctx.err(`damaged: pack ${hex16(pack.packId)}: ${pack.message}`);
           }
           judge = new BlobJudge(repository, packs.damaged);
           unindexedPacks = packs.unindexed;
@@ -227,7 +232,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
     .description('repair the store')
     .command('index')
     .description("rebuild the index from the packs: drop damaged deltas and packs gone from the store, index every pack no delta names")
-    .option('--read-all-packs', "rebuild from every pack's trailer, setting the deltas aside")
+    .option('--read-all-packs', "read every pack's trailer, not only those of packs no delta names")
     .option('-n, --dry-run', 'say what would change, and change nothing')
     .action((opts: { readAllPacks?: boolean; dryRun?: boolean }) =>
       run(async () => {
@@ -248,11 +253,10 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
             },
           });
           progress.clear();
-          const hex = (id: Buffer) => id.toString('hex').slice(0, 16);
-          for (const delta of result.damagedDeltas) ctx.err(`damaged: index delta ${hex(indexDeltaId(delta.key))}: ${delta.message}`);
-          for (const pack of result.missingPacks) ctx.err(`missing: pack ${hex(pack.packId)}, where the index places ${plural(pack.blobs, 'blob')}`);
+          for (const delta of result.damagedDeltas) ctx.err(`damaged: index delta ${hex16(indexDeltaId(delta.key))}: ${delta.message}`);
+          for (const pack of result.missingPacks) ctx.err(`missing: pack ${hex16(pack.packId)}, where the index places ${plural(pack.blobs, 'blob')}`);
           for (const pack of result.unreadablePacks) {
-            ctx.err(`damaged: pack ${hex(pack.packId)}: ${pack.message}: ${pack.keptFromIndex ? 'its entries in the index are kept' : 'its blobs cannot be indexed'}`);
+            ctx.err(`damaged: pack ${hex16(pack.packId)}: ${pack.message}: ${pack.keptFromIndex ? 'its entries in the index are kept' : 'its blobs cannot be indexed'}`);
           }
           const would = (done: string, planned: string) => (opts.dryRun ? planned : done);
           const found = [
