@@ -67,14 +67,19 @@ function entryJson(e: Entry) {
   };
 }
 
-/** "requests: 70 PUT, 3 GET, …", with PUTs per GiB when bytes were stored; empty for a local store. */
+/** Below this, a backup's fixed requests (index delta, snapshot, locks) swamp a rate per GiB. */
+const PER_GIB_FROM = 64 * 2 ** 20;
+
+/** "requests: 70 PUT, 3 GET, …", then PUTs per GiB or the bytes stored; empty for a local store. */
 function requestLine(store: BlobStore, storedBytes = 0): string | undefined {
   if (!store.requests) return undefined;
   const counts = Object.entries(store.requests).filter(([, n]) => n > 0);
   if (counts.length === 0) return undefined;
   const puts = store.requests.PUT ?? 0;
-  const perGiB = storedBytes > 0 ? `; ${Math.round(puts / (storedBytes / 2 ** 30))} PUT per GiB stored` : '';
-  return `requests to ${store.location}: ${counts.map(([kind, n]) => `${n} ${kind}`).join(', ')}${perGiB}`;
+  let stored = '';
+  if (storedBytes >= PER_GIB_FROM) stored = `; ${Math.round(puts / (storedBytes / 2 ** 30))} PUT per GiB stored`;
+  else if (storedBytes > 0) stored = `; ${formatBytes(storedBytes)} stored`;
+  return `requests to ${store.location}: ${counts.map(([kind, n]) => `${n} ${kind}`).join(', ')}${stored}`;
 }
 
 /**
