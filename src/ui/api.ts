@@ -35,8 +35,8 @@ import {
 import type { DirectoryOrders } from './listing.js';
 import { presentation } from './preview.js';
 import type { RestoreJobs } from './restorejobs.js';
-import { tarStream } from './tar.js';
-import { zipStream } from './zip.js';
+import { tarStream } from '../connectors/archive/tar.js';
+import { zipStream } from '../connectors/archive/zip.js';
 
 export const MAX_PAGE = 1000;
 export const DEFAULT_PAGE = 200;

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
-import { tarHeader } from '../../src/ui/tar.js';
+import { tarHeader } from '../../src/connectors/archive/tar.js';
 
 const run = promisify(execFile);
 const pad = (n: number) => Buffer.alloc((512 - (n % 512)) % 512);

@@ -11,12 +11,12 @@
  * and are left out, as are names that could not be extracted safely.
  */
 import { Readable } from 'node:stream';
-import { requireCjs } from '../cjs.js';
-import { checkEntryName } from '../connectors/exporter.js';
-import { KlosetError } from '../errors.js';
-import { shownName } from '../snapshot/names.js';
-import type { SnapshotReader } from '../snapshot/reader.js';
-import type { Entry } from '../snapshot/tree.js';
+import { requireCjs } from '../../cjs.js';
+import { checkEntryName } from '../exporter.js';
+import { KlosetError } from '../../errors.js';
+import { shownName } from '../../snapshot/names.js';
+import type { SnapshotReader } from '../../snapshot/reader.js';
+import type { Entry } from '../../snapshot/tree.js';
 
 const yazl = requireCjs('yazl') as typeof import('yazl');
 

@@ -23,7 +23,7 @@ let store: string;
 async function zipOf(where: string): Promise<string> {
   const { listSnapshots } = (await loadBuilt('snapshot/header.js')) as typeof import('../../src/snapshot/header.js');
   const { SnapshotReader } = (await loadBuilt('snapshot/reader.js')) as typeof import('../../src/snapshot/reader.js');
-  const { zipStream } = (await loadBuilt('ui/zip.js')) as typeof import('../../src/ui/zip.js');
+  const { zipStream } = (await loadBuilt('connectors/archive/zip.js')) as typeof import('../../src/connectors/archive/zip.js');
   const repository = await openBuiltStore(store);
   try {
     const [header] = await listSnapshots(repository);

@@ -9,11 +9,11 @@
  * devices are written; sockets and names that could not be extracted
  * safely ('..', '/' inside a name) are left out.
  */
-import { checkEntryName } from '../connectors/exporter.js';
-import { KlosetError } from '../errors.js';
-import { shownName } from '../snapshot/names.js';
-import type { SnapshotReader } from '../snapshot/reader.js';
-import type { Entry } from '../snapshot/tree.js';
+import { checkEntryName } from '../exporter.js';
+import { KlosetError } from '../../errors.js';
+import { shownName } from '../../snapshot/names.js';
+import type { SnapshotReader } from '../../snapshot/reader.js';
+import type { Entry } from '../../snapshot/tree.js';
 
 const BLOCK = 512;
 const MAX_OCTAL_7 = 0o7777777;
