@@ -1,13 +1,18 @@
-import { realpath } from 'node:fs/promises';
+import { access, open, realpath, rename, rm, stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { requireCjs } from '../../cjs.js';
+import { tarStream, type TarOptions } from '../../connectors/archive/tar.js';
+import { zipStream } from '../../connectors/archive/zip.js';
 import type { Exporter } from '../../connectors/exporter.js';
 import { FsExporter } from '../../connectors/fs/exporter.js';
 import { FsImporter } from '../../connectors/fs/importer.js';
 import type { Importer } from '../../connectors/importer.js';
-import { ExitCode, KlosetError, UsageError } from '../../errors.js';
+import { ExitCode, KlosetError, UsageError, systemReason } from '../../errors.js';
 import { backup } from '../../snapshot/builder.js';
 import { diffTrees, type DiffItem } from '../../snapshot/diff.js';
 import { Locator } from '../../snapshot/locate.js';
@@ -131,10 +136,46 @@ async function realLocation(location: string): Promise<string> {
   }
 }
 
+async function exists(file: string): Promise<boolean> {
+  return access(file).then(
+    () => true,
+    () => false,
+  );
+}
+
 /** Whether `inner` is `outer` or below it. */
 function isWithin(inner: string, outer: string): boolean {
   const relative = path.relative(outer, inner);
   return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
+}
+
+/** The formats of `archive`, as Plakar names them, with the file name ending each is known by. */
+const ARCHIVE_FORMATS: Record<'tar' | 'tarball' | 'zip', { ending: string; aliases: string[] }> = {
+  tar: { ending: '.tar', aliases: [] },
+  tarball: { ending: '.tar.gz', aliases: ['tar.gz', 'tgz'] },
+  zip: { ending: '.zip', aliases: [] },
+};
+type ArchiveFormat = keyof typeof ARCHIVE_FORMATS;
+
+/** -format as given, else the one the output's name ends with (as `tar -a`), else tar. */
+function archiveFormat(flag: string | undefined, output: string | undefined): ArchiveFormat {
+  const formats = Object.entries(ARCHIVE_FORMATS) as [ArchiveFormat, { ending: string; aliases: string[] }][];
+  if (flag !== undefined) {
+    const wanted = flag.toLowerCase();
+    const found = formats.find(([name, f]) => name === wanted || f.aliases.includes(wanted));
+    if (!found) throw new UsageError(`-format ${flag}: the formats are tar, tarball (tar.gz) and zip`);
+    return found[0];
+  }
+  const name = (output ?? '').toLowerCase();
+  if (name.endsWith('.tgz')) return 'tarball';
+  return formats.find(([, f]) => name.endsWith(f.ending))?.[0] ?? 'tar';
+}
+
+interface ArchiveFlags {
+  format?: string;
+  output?: string;
+  rebase?: boolean;
+  tag?: string[];
 }
 
 interface RestoreFlags {
@@ -447,6 +488,113 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         }
         // As locate(1) and grep: nothing found is status 1, without a message.
         return found ? ExitCode.OK : ExitCode.FAILURE;
+      }),
+    );
+
+  program
+    .command('archive')
+    .description('write a snapshot, or a path in it, as one tar, tar.gz or zip archive')
+    .argument('[snapshot]', 'snapshot id prefix or latest, optionally with :/path (default: the latest)')
+    .option('--format <type>', 'tar, tarball (tar.gz) or zip (default: from the output name, else tar)')
+    .option('--output <file>', 'the archive to write, or - for standard output (default: kloset-<id>.<format> here)')
+    .option('--rebase', 'name members from the path archived down, not by their whole path in the snapshot')
+    .option('--tag <tags>', 'with no snapshot given: the latest with these tags', collect)
+    .action((arg: string | undefined, opts: ArchiveFlags) =>
+      run(async () => {
+        const ctx = context();
+        const format = archiveFormat(opts.format, opts.output);
+        const toStdout = opts.output === '-';
+        // As gzip and zstd: compressed bytes on a terminal are of no use to anyone.
+        if (toStdout && process.stdout.isTTY) throw new UsageError('refusing to write an archive to a terminal: give -output FILE, or redirect the output');
+        // With the archive on standard output, the summary goes with the warnings.
+        const say = (line: string) => (toStdout ? !ctx.options.quiet && ctx.err(line) : ctx.info(line));
+        const { repository, lock } = await ctx.lockedRepository('shared', 'an archive', { reader: true });
+        let temporary: string | undefined;
+        try {
+          const ref = parseSnapshotRef(arg);
+          const header = await findSnapshot(repository, ref, { tags: parseTags(opts.tag) }, ctx.onDamagedSnapshot);
+          const reader = new SnapshotReader(repository, header);
+          const entry = await reader.lookup(ref.path);
+          const inSnapshot = ref.path.split('/').filter((part) => part !== '' && part !== '.').join('/');
+          const rootName = !opts.rebase ? inSnapshot : entry.kind === 'directory' ? '' : entry.name;
+          const output = toStdout ? undefined : path.resolve(opts.output ?? `kloset-${shortId(header.id)}${ARCHIVE_FORMATS[format].ending}`);
+          if (output && opts.output === undefined && (await exists(output))) {
+            throw new UsageError(`${path.basename(output)} exists: give -output to replace it or to write elsewhere`);
+          }
+          if (output && repository.store instanceof LocalBlobStore && isWithin(await realLocation(output), await realLocation(repository.store.root))) {
+            throw new UsageError(`${output}: inside the store ${repository.store.root}: write the archive somewhere else`);
+          }
+          const existing = output ? await stat(output).catch(() => undefined) : undefined;
+          if (existing?.isDirectory()) throw new UsageError(`${output}: is a directory`);
+          // A device or a pipe (a tape, a FIFO, /dev/stdout) is written in place, as tar writes it;
+          // a file is replaced once the new one is whole, through a symbolic link that names it.
+          const inPlace = existing !== undefined && !existing.isFile();
+          const replaced = output && existing?.isFile() ? await realpath(output) : output;
+
+          const progress = new ProgressLine('archive', entry.kind === 'directory' ? entry.summary?.size : entry.size);
+          const started = Date.now();
+          const done = { files: 0, bytes: 0, errors: 0 };
+          let lost = 0;
+          const options: TarOptions = {
+            onFile: (_, size) => {
+              done.files++;
+              done.bytes += size;
+              progress.update(done);
+            },
+            onSkip: (member, reason, cause) => {
+              progress.clear();
+              ctx.warn(`${member}: ${reason}, left out`);
+              if (cause === 'name') lost++;
+            },
+          };
+          const members = format === 'zip' ? zipStream(reader, entry, rootName, options) : tarStream(reader, entry, rootName, options);
+          const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [Readable.from(members, { objectMode: false })];
+          if (format === 'tarball') stages.push(createGzip());
+          // Written beside its name and renamed once whole: an archive cut short by an error or a signal is never left under that name.
+          // Mode 0600: the archive holds whatever the snapshot holds, other users' secrets included.
+          const cannotWrite = (err: unknown) => new KlosetError(`cannot write ${output ?? 'the output'}: ${systemReason(err)}`, { cause: err });
+          if (output && inPlace) {
+            const file = await open(output, 'w').catch((err: unknown) => Promise.reject(cannotWrite(err)));
+            stages.push(file.createWriteStream());
+          } else if (replaced) {
+            const partial = path.join(path.dirname(replaced), `.${path.basename(replaced)}.${process.pid}.partial`);
+            const file = await open(partial, 'wx', 0o600).catch((err: unknown) => Promise.reject(cannotWrite(err)));
+            temporary = partial;
+            stages.push(file.createWriteStream());
+          } else {
+            stages.push(process.stdout);
+          }
+          const abort = new AbortController();
+          const onSignal = () => abort.abort();
+          process.once('SIGINT', onSignal);
+          process.once('SIGTERM', onSignal);
+          try {
+            await pipeline(stages, { signal: abort.signal });
+            if (temporary && replaced) {
+              await rename(temporary, replaced);
+              temporary = undefined;
+            }
+          } catch (err) {
+            if (abort.signal.aborted) {
+              throw new KlosetError(`archive interrupted: ${output ? `${output} was not written` : 'the output is cut short'}`, { exitCode: 130 });
+            }
+            // Reading the store fails as a KlosetError; a system error is the output's (a full disk).
+            if (!(err instanceof KlosetError) && typeof (err as NodeJS.ErrnoException).code === 'string') throw cannotWrite(err);
+            throw err;
+          } finally {
+            process.off('SIGINT', onSignal);
+            process.off('SIGTERM', onSignal);
+            progress.clear();
+          }
+          say(
+            `archived ${plural(done.files, 'file')}, ${formatBytes(done.bytes)} from snapshot ${shortId(header.id)}:${ref.path} ` +
+              `to ${output ?? 'standard output'} (${format}) in ${formatDuration(Date.now() - started)}`,
+          );
+          return lost ? ExitCode.PARTIAL : ExitCode.OK;
+        } finally {
+          if (temporary) await rm(temporary, { force: true }).catch(() => undefined);
+          await lock?.release().catch(() => undefined);
+        }
       }),
     );
 

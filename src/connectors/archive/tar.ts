@@ -163,9 +163,24 @@ function memberFields(exactPath: string, e: Entry): HeaderFields | undefined {
   }
 }
 
+/** Why a member is left out: the format has no form for it (a socket), or its name could not be extracted safely. */
+export type SkipCause = 'format' | 'name';
+
 export interface TarOptions {
   /** Members left out (sockets, unsafe names), with why. */
-  onSkip?: (path: string, reason: string) => void;
+  onSkip?: (path: string, reason: string, cause: SkipCause) => void;
+  /** Each file whose content is written whole. */
+  onFile?: (path: string, size: number) => void;
+}
+
+/** A file whose content could not be read, named: the store's error names only a blob and a pack. */
+export function unreadableMember(path: string, err: unknown): unknown {
+  return err instanceof KlosetError ? new KlosetError(`${shownName(path)}: ${err.message}`, { exitCode: err.exitCode, cause: err }) : err;
+}
+
+/** A member's path below its directory's; the root named '' has no member of its own. */
+export function memberPath(dir: string, name: string): string {
+  return dir === '' ? name : `${dir}/${name}`;
 }
 
 /** Files up to this size are fetched ahead of their turn, up to LOOKAHEAD of them per directory. */
@@ -174,7 +189,8 @@ const LOOKAHEAD = 16;
 
 /**
  * The tar stream of `entry` (a directory and all below it, or one file),
- * its members named below `rootName`. Small files coming next in a
+ * its members named below `rootName`; a directory given the root name ''
+ * has no member of its own, and its children are named from the top. Small files coming next in a
  * directory are fetched while earlier ones are written, so a directory of
  * many small files does not wait for one read per file in turn (a round
  * trip each on a remote store). A file whose content cannot be read ends
@@ -189,25 +205,30 @@ export async function* tarStream(reader: SnapshotReader, entry: Entry, rootName:
   };
 
   async function* member(path: string, e: Entry, prefetched?: Promise<Buffer[]>): AsyncGenerator<Buffer> {
-    const fields = memberFields(path, e);
-    if (!fields) {
-      options.onSkip?.(path, `${e.kind} not representable in tar`);
+    const fields = path === '' && e.kind === 'directory' ? undefined : memberFields(path, e);
+    if (!fields && path !== '') {
+      options.onSkip?.(path, `${e.kind} not representable in tar`, 'format');
       return;
     }
-    if (e.kind === 'file') {
-      const parts: AsyncIterable<Buffer> | Buffer[] = prefetched ? await prefetched : (await reader.openFile(e)).stream();
-      yield tarHeader(fields, e.mtime.nsec);
+    if (e.kind === 'file' && fields) {
       let written = 0;
-      for await (const data of parts) {
-        written += data.length;
-        yield data;
+      try {
+        const parts: AsyncIterable<Buffer> | Buffer[] = prefetched ? await prefetched : (await reader.openFile(e)).stream();
+        yield tarHeader(fields, e.mtime.nsec);
+        for await (const data of parts) {
+          written += data.length;
+          yield data;
+        }
+      } catch (err) {
+        throw unreadableMember(path, err);
       }
       if (written !== e.size) throw new KlosetError(`${path}: content is ${written} bytes, the entry says ${e.size}`);
       const pad = padding(e.size);
       if (pad.length) yield pad;
+      options.onFile?.(path, e.size);
       return;
     }
-    yield tarHeader(fields, e.mtime.nsec);
+    if (fields) yield tarHeader(fields, e.mtime.nsec);
     if (e.kind !== 'directory') return;
     const children = reader.children(e)[Symbol.asyncIterator]();
     const queue: { child: Entry; prefetched?: Promise<Buffer[]> }[] = [];
@@ -220,12 +241,13 @@ export async function* tarStream(reader: SnapshotReader, entry: Entry, rootName:
       }
       const item = queue.shift();
       if (!item) break;
+      const childPath = memberPath(path, item.child.name);
       const problem = checkEntryName(item.child.name);
       if (problem) {
-        options.onSkip?.(`${path}/${item.child.name}`, problem);
+        options.onSkip?.(childPath, problem, 'name');
         continue;
       }
-      yield* member(`${path}/${item.child.name}`, item.child, item.prefetched);
+      yield* member(childPath, item.child, item.prefetched);
     }
   }
   yield* member(rootName, entry);

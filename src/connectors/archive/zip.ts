@@ -14,6 +14,7 @@ import { Readable } from 'node:stream';
 import { requireCjs } from '../../cjs.js';
 import { checkEntryName } from '../exporter.js';
 import { KlosetError } from '../../errors.js';
+import { memberPath, unreadableMember, type TarOptions } from './tar.js';
 import { shownName } from '../../snapshot/names.js';
 import type { SnapshotReader } from '../../snapshot/reader.js';
 import type { Entry } from '../../snapshot/tree.js';
@@ -29,9 +30,7 @@ const FILES_AHEAD = 64;
 const OTHERS_AHEAD = 256;
 const S_IFLNK = 0o120000;
 
-export interface ZipOptions {
-  onSkip?: (path: string, reason: string) => void;
-}
+export type ZipOptions = TarOptions;
 
 /** zip times are unsigned: a time before 1970 (which tar keeps) becomes the epoch. */
 function mtimeOf(e: Entry): Date {
@@ -43,7 +42,10 @@ function plainRoot(name: string): string {
   return name.replace(/\\/g, '_').replace(/^([A-Za-z]):/, '$1_');
 }
 
-/** The zip's bytes, in order. A file found damaged on the way fails the iteration: the download must not look complete. */
+/**
+ * The zip's bytes, in order, members named as tarStream names them. A file
+ * found damaged on the way fails the iteration: the download must not look complete.
+ */
 export async function* zipStream(reader: SnapshotReader, entry: Entry, rootName: string, options: ZipOptions = {}): AsyncGenerator<Buffer> {
   const zip = new yazl.ZipFile();
   const output = zip.outputStream as unknown as Readable;
@@ -69,11 +71,16 @@ export async function* zipStream(reader: SnapshotReader, entry: Entry, rootName:
 
   const content = async function* (path: string, e: Entry): AsyncGenerator<Buffer> {
     let written = 0;
-    for await (const data of (await reader.openFile(e)).stream()) {
-      written += data.length;
-      yield data;
+    try {
+      for await (const data of (await reader.openFile(e)).stream()) {
+        written += data.length;
+        yield data;
+      }
+    } catch (err) {
+      throw unreadableMember(path, err);
     }
     if (written !== e.size) throw new KlosetError(`${path}: content is ${written} bytes, the entry says ${e.size}`);
+    options.onFile?.(path, e.size);
   };
 
   /** A directory or symlink: written at once unless a file is still being read ahead of it. */
@@ -96,13 +103,13 @@ export async function* zipStream(reader: SnapshotReader, entry: Entry, rootName:
     // A zip name is UTF-8: one that is not goes in as the viewer shows it.
     const name = shownName(path);
     if (e.kind === 'directory') {
-      await addOther(() => zip.addEmptyDirectory(name, { mtime, mode: e.mode }));
+      if (path !== '') await addOther(() => zip.addEmptyDirectory(name, { mtime, mode: e.mode }));
       for await (const child of reader.children(e)) {
         if (stopped) break;
         // yazl turns a backslash into a separator: such a name would land elsewhere.
         const problem = checkEntryName(child.name) ?? (child.name.includes('\\') ? 'a backslash in the name' : undefined);
-        if (problem) options.onSkip?.(`${path}/${child.name}`, problem);
-        else await add(`${path}/${child.name}`, child);
+        if (problem) options.onSkip?.(memberPath(path, child.name), problem, 'name');
+        else await add(memberPath(path, child.name), child);
       }
     } else if (e.kind === 'file') {
       await until(() => filesAdded - filesStarted < FILES_AHEAD);
@@ -125,7 +132,7 @@ export async function* zipStream(reader: SnapshotReader, entry: Entry, rootName:
       const target = Buffer.from(shownName(e.target ?? ''));
       await addOther(() => zip.addBuffer(target, name, { mtime, mode: S_IFLNK | 0o777, compress: false }));
     } else {
-      options.onSkip?.(path, `${e.kind} not representable in zip`);
+      options.onSkip?.(path, `${e.kind} not representable in zip`, 'format');
     }
   };
 

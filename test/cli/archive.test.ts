@@ -1,0 +1,181 @@
+/**
+ * `archive`: a snapshot, or a path in it, as one tar, tar.gz or zip file (as
+ * Plakar's archive and restic's dump), read back with the system's own tar
+ * and unzip.
+ */
+import { execFile } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/cli.js';
+import { MiB, describeTree, expectOneLineError, klosetWith, packFiles, sha256File, writeRandomFile } from '../helpers/fixtures.js';
+
+const run = promisify(execFile);
+
+let work: string;
+let source: string;
+let store: string;
+let kloset: ReturnType<typeof klosetWith>;
+let id: string;
+
+/** A fresh directory below the test's own. */
+let made = 0;
+async function fresh(name: string): Promise<string> {
+  const dir = path.join(work, `${name}-${++made}`);
+  await fs.mkdir(dir);
+  return dir;
+}
+
+async function archive(args: string[], cwd = work) {
+  return kloset(['at', store, 'archive', ...args], { cwd });
+}
+
+async function tarMembers(file: string, flags = '-tf'): Promise<string[]> {
+  const { stdout } = await run('tar', [flags, file], { maxBuffer: 16 * MiB });
+  return stdout.split('\n').filter(Boolean).sort();
+}
+
+beforeAll(async () => {
+  work = await tempDir('kloset-archive-');
+  source = path.join(work, 'source');
+  store = path.join(work, 'store');
+  kloset = klosetWith({ XDG_CACHE_HOME: path.join(work, 'cache') });
+  await fs.mkdir(path.join(source, 'etc/app'), { recursive: true });
+  await fs.mkdir(path.join(source, 'var/www'), { recursive: true });
+  await fs.writeFile(path.join(source, 'etc/app/app.conf'), 'listen 8080\n');
+  await fs.writeFile(path.join(source, 'etc/secret'), 'token\n', { mode: 0o600 });
+  await fs.writeFile(path.join(source, 'var/www/index.html'), '<h1>hello</h1>\n');
+  await writeRandomFile(path.join(source, 'var/www/video.bin'), 20 * MiB);
+  await fs.symlink('app/app.conf', path.join(source, 'etc/current'));
+  await fs.chmod(path.join(source, 'etc/app'), 0o750);
+  expect((await kloset(['at', store, 'create', '-plaintext'])).code).toBe(0);
+  const backup = await kloset(['at', store, 'backup', source]);
+  expect(backup.code).toBe(0);
+  id = /created snapshot ([0-9a-f]{8})/.exec(backup.stdout)![1];
+}, 120_000);
+
+afterAll(async () => {
+  await fs.rm(work, { recursive: true, force: true });
+});
+
+describe('archive', () => {
+  it('writes the snapshot as a tar that tar extracts into the tree that was backed up', async () => {
+    const file = path.join(work, 'all.tar');
+    const result = await archive(['-output', file, id]);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(new RegExp(`^archived 4 files, [\\d.]+ MiB from snapshot ${id}:/ to ${file} \\(tar\\)`, 'm'));
+    // Named from the top of the snapshot, as `tar -C / -cf - .` would name them without the './'.
+    expect(await tarMembers(file)).toEqual(
+      ['etc/', 'etc/app/', 'etc/app/app.conf', 'etc/current', 'etc/secret', 'var/', 'var/www/', 'var/www/index.html', 'var/www/video.bin'].sort(),
+    );
+    const out = await fresh('extracted');
+    await run('tar', ['-xpf', file, '-C', out]);
+    const [got, want] = await Promise.all([describeTree(out), describeTree(source)]);
+    delete got['.'];
+    delete want['.'];
+    expect(got).toEqual(want);
+    // The archive holds whatever the snapshot holds: only its owner reads it.
+    expect((await fs.stat(file)).mode & 0o777).toBe(0o600);
+  });
+
+  it('takes the format from the output name: .tar.gz and .zip', async () => {
+    const tgz = path.join(work, 'www.tar.gz');
+    expect((await archive(['-output', tgz, `${id}:/var/www`])).code).toBe(0);
+    expect((await fs.readFile(tgz)).subarray(0, 2)).toEqual(Buffer.from([0x1f, 0x8b]));
+    expect(await tarMembers(tgz, '-tzf')).toEqual(['var/www/', 'var/www/index.html', 'var/www/video.bin']);
+
+    const zip = path.join(work, 'www.zip');
+    const zipped = await archive(['-output', zip, '-rebase', `${id}:/var/www`]);
+    expect(zipped.code).toBe(0);
+    expect(zipped.stdout).toMatch(/\(zip\)/);
+    const out = await fresh('unzipped');
+    await run('unzip', ['-q', zip, '-d', out], { maxBuffer: 16 * MiB });
+    const got = await describeTree(out);
+    const want = await describeTree(path.join(source, 'var/www'));
+    for (const name of ['index.html', 'video.bin']) expect(got[name].sha256).toBe(want[name].sha256);
+  });
+
+  it('-format overrides the name, and an unknown format is one line and status 2', async () => {
+    const file = path.join(work, 'named.zip');
+    expect((await archive(['-format', 'tar', '-output', file, `${id}:/etc`])).code).toBe(0);
+    expect(await tarMembers(file)).toContain('etc/app/app.conf');
+    const bad = await archive(['-format', 'rar', '-output', path.join(work, 'x.rar'), id]);
+    expectOneLineError(bad, /-format rar: the formats are tar, tarball \(tar\.gz\) and zip/);
+    expect(bad.code).toBe(2);
+  });
+
+  it('-rebase names members from the path archived down', async () => {
+    const dir = path.join(work, 'rebased.tar');
+    expect((await archive(['-rebase', '-output', dir, `${id}:/etc`])).code).toBe(0);
+    expect(await tarMembers(dir)).toEqual(['app/', 'app/app.conf', 'current', 'secret']);
+    const one = path.join(work, 'one.tar');
+    expect((await archive(['-rebase', '-output', one, `${id}:/etc/app/app.conf`])).code).toBe(0);
+    expect(await tarMembers(one)).toEqual(['app.conf']);
+  });
+
+  it('-output - writes the archive to standard output, the summary to standard error', async () => {
+    const result = await archive(['-output', '-', `${id}:/var/www/index.html`]);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toMatch(/^archived 1 file, 15 B from snapshot .* to standard output \(tar\)/);
+    const file = path.join(work, 'piped.tar');
+    await fs.writeFile(file, result.stdoutBytes);
+    const out = await fresh('piped');
+    await run('tar', ['-xf', file, '-C', out]);
+    expect(await fs.readFile(path.join(out, 'var/www/index.html'), 'utf8')).toBe('<h1>hello</h1>\n');
+  });
+
+  it('without -output, names the file after the snapshot, and does not replace one already there', async () => {
+    const here = await fresh('cwd');
+    const first = await archive(['--format', 'tarball', id], here);
+    expect(first.code).toBe(0);
+    const name = `kloset-${id}.tar.gz`;
+    expect(await fs.readdir(here)).toEqual([name]);
+    const before = await sha256File(path.join(here, name));
+    const again = await archive(['--format', 'tarball', id], here);
+    expectOneLineError(again, `kloset: ${name} exists: give -output to replace it or to write elsewhere`);
+    expect(again.code).toBe(2);
+    expect(await sha256File(path.join(here, name))).toBe(before);
+  });
+
+  it('writes a device in place rather than replacing it, and a full one is one line', async () => {
+    const result = await archive(['-output', '/dev/full', id]);
+    expectOneLineError(result, 'kloset: cannot write /dev/full: no space left on device');
+    expect(result.code).toBe(1);
+    expect((await fs.stat('/dev/full')).isCharacterDevice()).toBe(true);
+    expect((await archive(['-output', '/dev/null', id])).code).toBe(0);
+    expect((await fs.stat('/dev/null')).isCharacterDevice()).toBe(true);
+  });
+
+  it('refuses a directory, a missing directory and the store itself as the output', async () => {
+    expectOneLineError(await archive(['-output', work, id]), `kloset: ${work}: is a directory`);
+    expectOneLineError(await archive(['-output', path.join(work, 'nowhere/x.tar'), id]), /cannot write .*nowhere\/x\.tar: no such file or directory/);
+    expectOneLineError(await archive(['-output', path.join(store, 'x.tar'), id]), /inside the store/);
+    expect(await fs.readdir(store)).not.toContain('x.tar');
+  });
+});
+
+describe('archive of a damaged snapshot', () => {
+  it('fails with one line and leaves the archive already at that name as it was', async () => {
+    const file = path.join(work, 'damaged.tar');
+    await fs.writeFile(file, 'the previous archive\n');
+    const largest = (await packFiles(store)).sort((a, b) => b.size - a.size)[0];
+    const handle = await fs.open(largest.file, 'r+');
+    try {
+      const at = Math.floor(largest.size / 2);
+      const byte = Buffer.alloc(1);
+      await handle.read(byte, 0, 1, at);
+      byte[0] ^= 0xff;
+      await handle.write(byte, 0, 1, at);
+    } finally {
+      await handle.close();
+    }
+    const result = await archive(['-output', file, id]);
+    expectOneLineError(result, /^kloset: var\/www\/video\.bin: .*authentication failed/);
+    expect(result.code).not.toBe(0);
+    expect(await fs.readFile(file, 'utf8')).toBe('the previous archive\n');
+    // No half-written archive is left beside it either.
+    expect((await fs.readdir(work)).filter((name) => name.includes('partial'))).toEqual([]);
+  });
+});
