@@ -43,6 +43,12 @@ export interface Importer {
    */
   xattrs?(path: string): Record<string, Buffer> | undefined;
   /**
+   * For a source on the local file system: the entry at `path` as it is
+   * now (undefined if it is gone), for a file found replaced by another
+   * between the listing and the read.
+   */
+  stat?(path: string, name: string): SourceEntry | undefined;
+  /**
    * Bytes in the files the source holds (those `skip` leaves in), for a
    * progress estimate. Optional: a source where a second listing costs
    * requests leaves it out.

@@ -185,10 +185,13 @@ export class ChunkPool {
     });
   }
 
-  /** Chunks a local file, read by the worker itself; resolves once every new chunk is queued for a pack. */
-  chunkFile(path: string | Uint8Array, size: number): Promise<ChunkedContent> {
+  /**
+   * Chunks a local file, read by the worker itself; resolves once every new chunk is queued for a pack.
+   * With `listed`, the inode the walk saw: a file opened with another fails with code REPLACED (replaced.ts).
+   */
+  chunkFile(path: string | Uint8Array, size: number, listed?: { ino: number; dev: number }): Promise<ChunkedContent> {
     const { stream, done } = this.open(size, undefined);
-    this.waiting.push({ kind: 'file', stream, path, size });
+    this.waiting.push({ kind: 'file', stream, path, size, ...listed });
     this.pump();
     return done;
   }

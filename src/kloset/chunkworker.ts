@@ -19,6 +19,7 @@ import { BlockPool, Chunker, GearScanner, gearTable, type ChunkingParams } from 
 import { encodeBlob, type CompressionParams } from './compression.js';
 import type { StoreKeys } from './keys.js';
 import { HANDED_OFF, LoadTable } from './loadtable.js';
+import { REPLACED } from './replaced.js';
 import { BlobType, ID_BYTES, SEAL_OVERHEAD, Sealer } from './sealing.js';
 
 export interface WorkerInit {
@@ -36,7 +37,7 @@ export interface WorkerInit {
 /** One stream is one file: its jobs are handled in order, its chunks returned in order. */
 export type ChunkJob =
   /** A local file: read here, so its bytes never pass through the main thread. */
-  | { kind: 'file'; stream: number; path: string | Uint8Array; size: number }
+  | { kind: 'file'; stream: number; path: string | Uint8Array; size: number; ino?: number; dev?: number }
   /** Bytes of a streamed source (an S3 object)... */
   | { kind: 'data'; stream: number; data: Uint8Array }
   /** ...then its end. */
@@ -258,7 +259,7 @@ async function finishStream(stream: number): Promise<void> {
  * followed, or a backup run as root would store, under the name, a file
  * its owner cannot read; a FIFO would block the read forever.
  */
-function openRegularFile(path: string | Uint8Array): number {
+function openRegularFile(path: string | Uint8Array, listed?: { ino: number; dev: number }): number {
   let fd: number;
   try {
     // A path that is not UTF-8 text comes as its bytes, which arrive here as a plain Uint8Array.
@@ -268,16 +269,23 @@ function openRegularFile(path: string | Uint8Array): number {
     if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new Error('replaced by a symlink since it was listed: not followed');
     throw err;
   }
-  if (!fstatSync(fd).isFile()) {
+  const stat = fstatSync(fd, { bigint: true });
+  if (!stat.isFile()) {
     closeSync(fd);
     throw new Error('no longer a regular file since it was listed: not read');
+  }
+  // Another file renamed over the name (an editor's save, an install): its bytes must not be
+  // recorded under the mode, owner and inode the walk saw for the one it replaced.
+  if (listed && (Number(stat.ino) !== listed.ino || Number(stat.dev) !== listed.dev)) {
+    closeSync(fd);
+    throw Object.assign(new Error('replaced by another file since it was listed'), { code: REPLACED });
   }
   return fd;
 }
 
 async function readFile(job: Extract<ChunkJob, { kind: 'file' }>): Promise<void> {
   const chunker = chunkerFor(job.stream);
-  const fd = openRegularFile(job.path);
+  const fd = openRegularFile(job.path, job.ino !== undefined && job.dev !== undefined ? { ino: job.ino, dev: job.dev } : undefined);
   try {
     // One byte more than the walk saw: a short read then proves the end without another call,
     // and a file that grew since is read whole.

@@ -2,6 +2,7 @@ import os from 'node:os';
 import { KlosetError } from '../errors.js';
 import { ChunkPool } from '../kloset/chunkpool.js';
 import type { BlobWriter, Repository } from '../kloset/repository.js';
+import { REPLACED } from '../kloset/replaced.js';
 import { BlobType } from '../kloset/sealing.js';
 import { joinPath, type Importer, type SourceEntry } from '../connectors/importer.js';
 import { newSnapshotId, putSnapshotHeader, type SnapshotHeader, type SnapshotStats } from './header.js';
@@ -204,7 +205,13 @@ export async function backup(repository: Repository, importer: Importer, options
    * streamed source, once they are all with the chunk pool): the read slot is
    * then free for the next download while this file is still being chunked.
    */
-  async function snapshotFile(path: string, source: SourceEntry, previous: Entry | undefined, readDone: () => void): Promise<Entry | undefined> {
+  async function snapshotFile(
+    path: string,
+    source: SourceEntry,
+    previous: Entry | undefined,
+    readDone: () => void,
+    retried = false,
+  ): Promise<Entry | undefined> {
     if (previous && sameFile(source, previous) && reuseContent(previous.content!)) {
       stats.files++;
       stats.size += previous.size;
@@ -217,7 +224,11 @@ export async function backup(repository: Repository, importer: Importer, options
     }
     try {
       const chunked = importer.localPath
-        ? await pool.chunkFile(importer.localPath(path), source.size)
+        ? await pool.chunkFile(
+            importer.localPath(path),
+            source.size,
+            source.ino !== undefined && source.dev !== undefined ? { ino: source.ino, dev: source.dev } : undefined,
+          )
         : await pool.chunk(abortable(importer.read(path, source), options.signal, readDone), source.size);
       let content: ContentRef;
       if (chunked.chunks.length <= INLINE_CHUNKS) content = { chunks: chunked.chunks };
@@ -234,6 +245,26 @@ export async function backup(repository: Repository, importer: Importer, options
       if (options.signal?.aborted) throw err;
       // The store failing is the backup's failure, not this file's: no warning that blames the file.
       if (writer.storeFailure !== undefined) throw writer.storeFailure;
+      // Another file took the name since the walk (renamed over it): record that one, with its own
+      // metadata, as restic does from the opened file; once, so a file replaced over and over is not chased.
+      if ((err as NodeJS.ErrnoException).code === REPLACED && importer.stat && !retried) {
+        let fresh: SourceEntry | undefined;
+        try {
+          fresh = importer.stat(path, source.name);
+        } catch (statErr) {
+          warn(path, statErr);
+          return undefined;
+        }
+        if (fresh === undefined) {
+          warn(path, Object.assign(new Error('vanished during backup'), { code: 'ENOENT' }));
+          return undefined;
+        }
+        if (fresh.kind === 'file') return snapshotFile(path, fresh, previous, readDone, true);
+        if (fresh.kind !== 'directory') {
+          if (fresh.kind === 'symlink') stats.symlinks++;
+          return { ...fresh };
+        }
+      }
       warn(path, err);
       return undefined;
     }

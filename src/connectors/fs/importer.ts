@@ -144,6 +144,15 @@ export class FsImporter implements Importer {
     return xattrsOf(this.full(rel), this.textless);
   }
 
+  stat(rel: string, name: string): SourceEntry | undefined {
+    try {
+      return statEntry(this.full(rel), name, false, this.textless);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
   notes(): string[] {
     const { count } = this.textless;
     if (count === 0) return [];
