@@ -196,6 +196,8 @@ export class FsExporter implements Exporter {
       await fs.rm(at, { force: true });
       await fs.symlink(exactForm(entry.target), at);
       if (this.asRoot) await fs.lchown(at, entry.uid, entry.gid).catch(() => undefined);
+      // Set on the link itself (lsetxattr), as they were read from it.
+      if (entry.xattrs && typeof at === 'string') writeXattrs(at, entry.xattrs);
       await fs.lutimes(at, asDate(entry.atime ?? entry.mtime), asDate(entry.mtime)).catch(() => undefined);
       return;
     }

@@ -72,7 +72,9 @@ function statEntry(fullPath: string, name: string, fileXattrs: boolean, textless
   };
   if (kind === 'device') entry.rdev = Number(stat.rdev);
   if (kind === 'symlink') entry.target = nameFromBytes(readlinkSync(exactForm(fullPath), { encoding: 'buffer' }));
-  else if (kind === 'directory' || (kind === 'file' && fileXattrs)) {
+  // Symlinks, FIFOs and devices have attributes too (an SELinux label, a trusted.* mark), read without
+  // following the link; a socket is not restored, so neither are its.
+  if (kind === 'file' ? fileXattrs : kind !== 'socket') {
     const xattrs = xattrsOf(fullPath, textless);
     if (xattrs) entry.xattrs = xattrs;
   }
