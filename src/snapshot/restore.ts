@@ -209,16 +209,18 @@ export async function restore(
   };
 
   if (entry.kind === 'directory') await (await walk('', entry, options.select ? 'enter' : 'take')).done;
-  else if (entry.kind === 'file') {
+  else {
+    // One file, symlink, FIFO or device: into the target, made as for a directory's contents.
     const problem = checkEntryName(entry.name);
     if (problem) fail('', new Error(problem));
     else {
       await exporter.createDirectory('', entry).catch((err) => {
         throw unusableTarget(err);
       });
-      await restoreFile(entry.name, entry);
+      if (entry.kind === 'file') await restoreFile(entry.name, entry);
+      else await exporter.createSpecial(entry.name, entry).catch((err) => fail(entry.name, err));
     }
-  } else await exporter.createSpecial(entry.name, entry);
+  }
   await Promise.all(running);
   return result;
 }
