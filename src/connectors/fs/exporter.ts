@@ -24,7 +24,7 @@ import { exactForm } from '../../snapshot/names.js';
 import type { Entry, Timespec } from '../../snapshot/tree.js';
 import { makeDirectories } from '../../storage/directories.js';
 import type { Exporter } from '../exporter.js';
-import { writeXattrs } from './xattrs.js';
+import { ACCESS_ACL, DEFAULT_ACL, hasDefaultAcl, removeXattrs, writeXattrs } from './xattrs.js';
 
 const asDate = (t: Timespec) => t.sec + t.nsec / 1e9;
 const execFileAsync = promisify(execFile);
@@ -118,6 +118,13 @@ export class FsExporter implements Exporter {
    * current directory, /tmp) keeps its own.
    */
   private ownTarget = false;
+  /**
+   * Whether a directory the restore did not make itself (the target, its
+   * parents, a directory already in it) has a default ACL: then what is
+   * created below inherits ACLs, and each entry's must be made what the
+   * snapshot says, none where it recorded none (as tar --acls does).
+   */
+  private inheritedAcls = false;
 
   constructor(target: string) {
     this.target = path.resolve(target);
@@ -137,11 +144,14 @@ export class FsExporter implements Exporter {
       // The target itself may need its parents; below it, each level is made (and checked) in turn.
       if (rel === '') {
         this.ownTarget = (await makeDirectories(full, 0o700)) !== undefined || (await isEmptyDirectory(full));
+        // Made or found: either way it may hold a default ACL, its own or its parent's.
+        if (hasDefaultAcl(exactForm(full))) this.inheritedAcls = true;
       } else await fs.mkdir(exactForm(full), { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const stat = await fs.lstat(exactForm(full));
       if (!stat.isDirectory()) throw new KlosetError(`${full}: exists and is not a directory`);
+      if (hasDefaultAcl(exactForm(full))) this.inheritedAcls = true;
     }
   }
 
@@ -243,6 +253,12 @@ export class FsExporter implements Exporter {
     if (this.asRoot) tryOwner(() => (fd !== undefined ? fchownSync(fd, entry.uid, entry.gid) : chownSync(at, entry.uid, entry.gid)));
     // The attribute binding takes text paths; a backup records none for other paths (FsImporter), so none is lost here.
     if (entry.xattrs && typeof at === 'string') writeXattrs(at, entry.xattrs);
+    // ACLs inherited from a default ACL in the target, which the source did not have: removed before
+    // the mode is set, so the entry grants no more than it did (a named user of the target's default ACL).
+    if (this.inheritedAcls && typeof at === 'string') {
+      const inherited = entry.kind === 'directory' ? [ACCESS_ACL, DEFAULT_ACL] : [ACCESS_ACL];
+      removeXattrs(at, inherited.filter((name) => !entry.xattrs?.[name]));
+    }
     if (fd !== undefined) {
       fchmodSync(fd, entry.mode & 0o7777);
       futimesSync(fd, atime, mtime);

@@ -1,6 +1,6 @@
 import { requireCjs } from '../../cjs.js';
 
-const { getAttributeSync, listAttributesSync, setAttributeSync } = requireCjs('@napi-rs/xattr') as typeof import('@napi-rs/xattr');
+const { getAttributeSync, listAttributesSync, removeAttributeSync, setAttributeSync } = requireCjs('@napi-rs/xattr') as typeof import('@napi-rs/xattr');
 
 /**
  * Extended attributes, read and written with the l*xattr calls (never
@@ -47,6 +47,31 @@ export function writeXattrs(path: string, xattrs: Record<string, Buffer>): void 
       setAttributeSync(path, name, value);
     } catch (err) {
       if (!UNSUPPORTED.has(code(err) ?? '')) throw err;
+    }
+  }
+}
+
+/** POSIX ACLs as the kernel keeps them: attributes of the system namespace. */
+export const ACCESS_ACL = 'system.posix_acl_access';
+export const DEFAULT_ACL = 'system.posix_acl_default';
+
+/** Whether a directory has a default ACL, which what is created in it inherits. */
+export function hasDefaultAcl(path: string | Buffer): boolean {
+  if (typeof path !== 'string') return false;
+  try {
+    return getAttributeSync(path, DEFAULT_ACL) !== null;
+  } catch {
+    return false;
+  }
+}
+
+/** Removes attributes, each only if present: those a restored entry inherited and its source did not have. */
+export function removeXattrs(path: string, names: string[]): void {
+  for (const name of names) {
+    try {
+      removeAttributeSync(path, name);
+    } catch {
+      // absent (ENODATA), or a file system without ACLs: nothing inherited to remove
     }
   }
 }
