@@ -180,6 +180,7 @@ interface ArchiveFlags {
 
 interface RestoreFlags {
   to?: string;
+  sparse?: boolean;
   tag?: string[];
   concurrency?: number;
   include?: string[];
@@ -605,6 +606,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
     .option('--to <directory>', 'where to restore (default: the current directory)')
     .option('--tag <tags>', 'with no snapshot given: the latest with these tags', collect)
     .option('--concurrency <n>', 'files restored at once', positiveCount)
+    .option('--sparse', 'leave runs of zeros as holes, as they were in a sparse file (a disk image)')
     .option('--include <pattern>', 'restore only what matches, with the directories leading to it (repeatable)', collect)
     .option('--exclude <pattern>', 'leave out what matches, a directory with all it holds (repeatable)', collect)
     .option('--include-file <file>', 'the patterns of a file, one per line, as -include (# comments; repeatable)', collect)
@@ -628,7 +630,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           const entry = await reader.lookup(ref.path);
           const exporter: Exporter = toS3
             ? (await import('../../connectors/s3/exporter.js')).S3Exporter.fromConfig(location, destinationOptions)
-            : new FsExporter(location);
+            : new FsExporter(location, { sparse: opts.sparse });
           const total = entry.kind === 'directory' ? entry.summary?.size : entry.size;
           const progress = new ProgressLine('restore', total);
           const started = Date.now();

@@ -7,6 +7,7 @@ import {
   constants,
   fchmodSync,
   fchownSync,
+  ftruncateSync,
   futimesSync,
   linkSync,
   openSync,
@@ -37,6 +38,28 @@ const writeAsync = promisify(write);
 const THREADED_WRITE_MIN = 4 * 1024 * 1024;
 const S_IFMT = 0o170000;
 const S_IFBLK = 0o060000;
+
+/** Compared against, a slice at a time: zero runs come as chunks of up to the chunker's maximum. */
+const ZEROS = Buffer.alloc(64 * 1024);
+/** A file system block: a shorter run of zeros saves nothing as a hole. */
+const HOLE_MIN = 4096;
+
+function allZero(data: Buffer): boolean {
+  for (let at = 0; at < data.length; at += ZEROS.length) {
+    const end = Math.min(data.length, at + ZEROS.length);
+    if (data.compare(ZEROS, 0, end - at, at, end) !== 0) return false;
+  }
+  return true;
+}
+
+export interface FsExporterOptions {
+  /**
+   * Leave chunks of zeros as holes (restic's restore --sparse): a disk image
+   * or a database file comes back taking the space it took. Off by default,
+   * as in restic and rsync: a swap file or a preallocated file must not have holes.
+   */
+  sparse?: boolean;
+}
 
 /** Major and minor numbers of a Linux dev_t (glibc's gnu_dev_major and gnu_dev_minor). */
 function deviceNumbers(rdev: number): [string, string] {
@@ -126,7 +149,10 @@ export class FsExporter implements Exporter {
    */
   private inheritedAcls = false;
 
-  constructor(target: string) {
+  constructor(
+    target: string,
+    private readonly options: FsExporterOptions = {},
+  ) {
     this.target = path.resolve(target);
   }
 
@@ -167,11 +193,24 @@ export class FsExporter implements Exporter {
     this.writing.add(full);
     try {
       const threaded = entry.size >= THREADED_WRITE_MIN;
+      let position = 0;
+      let hole = false;
       for await (const data of content) {
-        for (let written = 0; written < data.length; ) {
-          written += threaded ? (await writeAsync(fd, data, written)).bytesWritten : writeSync(fd, data, written);
+        if (this.options.sparse && data.length >= HOLE_MIN && allZero(data)) {
+          position += data.length;
+          hole = true;
+          continue;
         }
+        for (let written = 0; written < data.length; ) {
+          const length = data.length - written;
+          const n = threaded ? (await writeAsync(fd, data, written, length, position)).bytesWritten : writeSync(fd, data, written, length, position);
+          written += n;
+          position += n;
+        }
+        hole = false;
       }
+      // A hole at the end has no write to give the file its length.
+      if (hole) ftruncateSync(fd, position);
     } catch (err) {
       closeSync(fd);
       this.writing.delete(full);
