@@ -461,6 +461,8 @@ export class S3Importer implements Importer {
   private recordHeaders(entry: SourceEntry, response: ObjectResponse): void {
     // Mutated in place: the builder stores this very meta object (see read()).
     const meta = (entry.meta ??= {});
+    const listedEtag = meta['s3.etag'];
+    const listedMtime = entry.mtime;
     const set = (name: string, value: string | undefined) => {
       if (value !== undefined && value !== '') meta[name] = value;
     };
@@ -475,7 +477,13 @@ export class S3Importer implements Importer {
     set('s3.website_redirect_location', response.websiteRedirectLocation);
     set('s3.version_id', response.versionId);
     for (const [name, value] of Object.entries(response.metadata)) meta[`s3.meta.${name}`] = value;
-    if (response.lastModified) entry.mtime = timespec(response.lastModified);
+    if (response.lastModified) {
+      // Last-Modified is an HTTP date, whole seconds; a listing may give milliseconds (MinIO, Ceph RGW).
+      // The object listed (same ETag, same second) keeps the listing's time: the next backup compares
+      // its listing with it, and a time cut to the second would make every object look changed.
+      const modified = timespec(response.lastModified);
+      if (unquote(response.etag) !== listedEtag || modified.sec !== listedMtime.sec) entry.mtime = modified;
+    }
     if (response.contentLength !== undefined) entry.size = response.contentLength;
   }
 

@@ -1,0 +1,105 @@
+/**
+ * Faults of the S3 source and destination found in review, each against a
+ * real S3 server (s3rver on loopback); where a server s3rver does not
+ * imitate matters (MinIO's listing times), a proxy in front of it rewrites
+ * the answer as that server would send it.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Repository } from '../../src/kloset/repository.js';
+import { loadBuilt } from '../helpers/built.js';
+import { tempDir } from '../helpers/cli.js';
+import { startS3Server, type S3Server } from '../helpers/s3server.js';
+
+const { parseS3Uri } = (await loadBuilt('connectors/s3/client.js')) as typeof import('../../src/connectors/s3/client.js');
+const { S3Importer } = (await loadBuilt('connectors/s3/importer.js')) as typeof import('../../src/connectors/s3/importer.js');
+const { Repository: RepositoryClass } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
+const { backup } = (await loadBuilt('snapshot/builder.js')) as typeof import('../../src/snapshot/builder.js');
+const { SnapshotReader } = (await loadBuilt('snapshot/reader.js')) as typeof import('../../src/snapshot/reader.js');
+const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
+
+let s3: S3Server;
+let client: S3Client;
+
+async function newRepository(): Promise<Repository> {
+  return RepositoryClass.create(new LocalBlobStore(await tempDir('kloset-s3review-')), { passphrase: null });
+}
+
+interface RewritingProxy {
+  endpoint: string;
+  /** GETs of objects (not listings) forwarded so far. */
+  objectGets: number;
+  stop(): Promise<void>;
+}
+
+/** A proxy in front of s3rver that passes everything on, and gives listing bodies to `rewrite`. */
+async function startRewritingProxy(target: string, rewrite: (listing: string) => string): Promise<RewritingProxy> {
+  const upstream = new URL(target);
+  const agent = new http.Agent({ keepAlive: true });
+  const proxy: RewritingProxy = { endpoint: '', objectGets: 0, stop: async () => undefined };
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://proxy');
+    const isListing = req.method === 'GET' && url.pathname.split('/').filter(Boolean).length === 1;
+    if (req.method === 'GET' && !isListing) proxy.objectGets++;
+    const forwarded = http.request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers, agent }, (answer) => {
+      if (!isListing) {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      answer.on('data', (chunk: Buffer) => chunks.push(chunk));
+      answer.on('end', () => {
+        const body = Buffer.from(rewrite(Buffer.concat(chunks).toString('utf8')), 'utf8');
+        res.writeHead(answer.statusCode ?? 502, { ...answer.headers, 'content-length': String(body.length) });
+        res.end(body);
+      });
+    });
+    forwarded.on('error', () => res.destroy());
+    req.pipe(forwarded);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  proxy.endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  proxy.stop = () =>
+    new Promise<void>((resolve) => {
+      agent.destroy();
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+  return proxy;
+}
+
+beforeAll(async () => {
+  s3 = await startS3Server();
+  client = s3.client();
+}, 120_000);
+
+afterAll(async () => {
+  await s3?.stop();
+});
+
+describe('a server whose listings give LastModified in milliseconds (MinIO, Ceph RGW)', () => {
+  it('does not download unchanged objects again: the recorded time is the listing’s, not the GET’s whole second', async () => {
+    await s3.createBucket('millis');
+    for (const key of ['a.txt', 'b/c.txt', 'b/d.txt']) await client.send(new PutObjectCommand({ Bucket: 'millis', Key: key, Body: `body of ${key}` }));
+    // s3rver lists whole seconds; MinIO and RGW list the milliseconds of the write, while Last-Modified has seconds only.
+    const proxy = await startRewritingProxy(s3.endpoint, (listing) => listing.replace(/\.000Z<\/LastModified>/g, '.383Z</LastModified>'));
+    try {
+      const source = () => new S3Importer(s3.client({ endpoint: proxy.endpoint }), parseS3Uri('s3://millis'), { endpoint: proxy.endpoint });
+      const repository = await newRepository();
+      const first = await backup(repository, source());
+      expect(proxy.objectGets).toBe(3);
+      const entry = await new SnapshotReader(repository, first).lookup('/b/c.txt');
+      expect(entry.mtime.nsec).toBe(383_000_000);
+
+      proxy.objectGets = 0;
+      const second = await backup(repository, source(), { parent: first });
+      expect(proxy.objectGets).toBe(0);
+      expect(second.stats.files).toBe(3);
+    } finally {
+      await proxy.stop();
+    }
+  });
+});
