@@ -32,6 +32,29 @@ const {
 type S3Client = InstanceType<typeof S3Client>;
 const { Upload } = requireCjs('@aws-sdk/lib-storage') as typeof import('@aws-sdk/lib-storage');
 type Upload = InstanceType<typeof Upload>;
+const { AdaptiveRetryStrategy, StandardRetryStrategy } = requireCjs('@smithy/core/retry') as typeof import('@smithy/core/retry');
+
+/**
+ * The SDK's standard retries with no retry quota. The SDK's strategy shares
+ * one budget of 500 among every request of a client: a retry after a 503
+ * SlowDown costs 5, after a 500 or a dropped connection 14, and only
+ * successes give it back. With 32 requests in flight, a few seconds of
+ * throttling (100 SlowDowns) or 36 dropped connections spend it, and from
+ * then on every failed request fails at its first attempt whatever
+ * max_attempts says: the S3 source dropped objects from the snapshot, the
+ * store failed the backup. Each request keeps its own attempts and
+ * exponential backoff with jitter, as in rclone and restic.
+ */
+function retryStrategyOf(maxAttempts: number, mode: 'standard' | 'adaptive') {
+  const standard = new StandardRetryStrategy(maxAttempts);
+  // What a retry takes from the budget (private in the SDK's types): nothing. A test checks it still applies.
+  (standard as unknown as { getCapacityCost: () => number }).getCapacityCost = () => 0;
+  if (mode === 'standard') return standard;
+  // The adaptive strategy adds a client-side rate limiter to a standard strategy of its own.
+  const adaptive = new AdaptiveRetryStrategy(maxAttempts);
+  (adaptive as unknown as { standardRetryStrategy: unknown }).standardRetryStrategy = standard;
+  return adaptive;
+}
 
 /**
  * Runs a multipart upload to its end. lib-storage aborts the upload when a
@@ -251,6 +274,7 @@ export function createS3Client(options: S3StoreOptions = {}): S3Client {
   const config: S3ClientConfig = {
     maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
     retryMode: options.retryMode ?? 'standard',
+    retryStrategy: retryStrategyOf(options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS, options.retryMode ?? 'standard'),
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     followRegionRedirects: true,

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Repository } from '../../src/kloset/repository.js';
 import { loadBuilt } from '../helpers/built.js';
 import { tempDir } from '../helpers/cli.js';
+import { startFaultProxy } from '../helpers/faultproxy.js';
 import { startS3Server, type S3Server } from '../helpers/s3server.js';
 
 const { parseS3Uri } = (await loadBuilt('connectors/s3/client.js')) as typeof import('../../src/connectors/s3/client.js');
@@ -102,4 +103,33 @@ describe('a server whose listings give LastModified in milliseconds (MinIO, Ceph
       await proxy.stop();
     }
   });
+});
+
+describe('a burst of 503 SlowDown and 500 answers to GETs', () => {
+  it('is retried for every object, as max_attempts says, and no object is left out of the snapshot', async () => {
+    await s3.createBucket('throttled');
+    const keys = Array.from({ length: 120 }, (_, i) => `obj-${String(i).padStart(4, '0')}.txt`);
+    await Promise.all(keys.map((key) => client.send(new PutObjectCommand({ Bucket: 'throttled', Key: key, Body: `body of ${key}` }))));
+    const proxy = await startFaultProxy(s3.endpoint);
+    try {
+      // 80 retries at 5 and 30 at 14: more than the SDK's retry budget of 500 for one client.
+      proxy.addRule({ method: 'GET', path: /\/throttled\/obj-/, fault: 'slowdown', times: 80 });
+      proxy.addRule({ method: 'GET', path: /\/throttled\/obj-/, fault: 'internal', times: 30 });
+      const source = S3Importer.fromConfig('s3://throttled', {
+        endpoint: proxy.endpoint,
+        use_tls: 'false',
+        access_key: s3.accessKey,
+        secret_access_key: s3.secretKey,
+      });
+      const repository = await newRepository();
+      const warnings: string[] = [];
+      const header = await backup(repository, source, { onWarning: (p, m) => warnings.push(`${p}: ${m}`) });
+      expect(proxy.faults.GET).toBe(110);
+      expect(warnings).toEqual([]);
+      expect(header.stats.errors).toBe(0);
+      expect(header.stats.files).toBe(keys.length);
+    } finally {
+      await proxy.stop();
+    }
+  }, 120_000);
 });
