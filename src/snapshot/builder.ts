@@ -9,6 +9,7 @@ import { newSnapshotId, putSnapshotHeader, type SnapshotHeader, type SnapshotSta
 import { SnapshotReader } from './reader.js';
 import {
   INLINE_CHUNKS,
+  compareNames,
   encodeChunkList,
   encodeDirectory,
   encodePage,
@@ -148,6 +149,47 @@ function sameFile(a: SourceEntry, b: Entry): boolean {
 }
 
 /**
+ * The previous snapshot's entries of one directory, found by name in the
+ * order the source lists its children (compareNames, as the tree keeps
+ * them): read a page at a time alongside the listing, never held whole. A
+ * name asked for out of order, or a parent that cannot be read, only costs
+ * reading the file again.
+ */
+class PreviousEntries {
+  private readonly entries: AsyncIterator<Entry>;
+  private next: Entry | undefined;
+  private ended = false;
+
+  constructor(entries: AsyncIterable<Entry>) {
+    this.entries = entries[Symbol.asyncIterator]();
+  }
+
+  async get(name: string): Promise<Entry | undefined> {
+    while (!this.ended) {
+      if (this.next === undefined) {
+        try {
+          const result = await this.entries.next();
+          if (result.done) {
+            this.ended = true;
+            break;
+          }
+          this.next = result.value;
+        } catch {
+          this.ended = true; // an unreadable parent only costs re-reading
+          break;
+        }
+      }
+      const order = compareNames(this.next.name, name);
+      if (order > 0) return undefined;
+      const entry = this.next;
+      this.next = undefined;
+      if (order === 0) return entry;
+    }
+    return undefined;
+  }
+}
+
+/**
  * Backs a source up into the repository: walks it depth first, chunks files
  * through the worker pool, writes directory pages bottom-up, and writes the
  * snapshot header only after every blob is stored and indexed.
@@ -270,15 +312,9 @@ export async function backup(repository: Repository, importer: Importer, options
     }
   }
 
-  async function previousChildren(previous: Entry | undefined): Promise<Map<string, Entry> | undefined> {
+  function previousChildren(previous: Entry | undefined): PreviousEntries | undefined {
     if (!parent || !previous || previous.kind !== 'directory' || !previous.tree) return undefined;
-    const byName = new Map<string, Entry>();
-    try {
-      for await (const child of parent.children(previous)) byName.set(child.name, child);
-    } catch {
-      return undefined; // an unreadable parent only costs re-reading
-    }
-    return byName;
+    return new PreviousEntries(parent.children(previous));
   }
 
   /**
@@ -289,8 +325,23 @@ export async function backup(repository: Repository, importer: Importer, options
    */
   async function walkDirectory(path: string, source: SourceEntry, previous: Entry | undefined): Promise<{ done: Promise<Entry | undefined> }> {
     if (options.signal?.aborted) throw new KlosetError('backup interrupted');
-    const before = await previousChildren(previous);
-    const pending: Promise<Entry | undefined>[] = [];
+    const before = previousChildren(previous);
+    // Each entry goes into the directory's pages as soon as it and those before it are done, while the
+    // listing goes on: a directory of a million objects (a flat bucket prefix) is never held whole.
+    const directory = new DirectoryWriter(writer);
+    // The chain never rejects, so that it settles only once every task has: the first failure is kept for finish().
+    let written: Promise<void> = Promise.resolve();
+    let failure: { error: unknown } | undefined;
+    const add = (task: Promise<Entry | undefined>) => {
+      written = written.then(async () => {
+        try {
+          const entry = await task;
+          if (entry && !failure) await directory.add(entry);
+        } catch (error) {
+          failure ??= { error };
+        }
+      });
+    };
     try {
       for await (const child of importer.children(path)) {
         const childPath = joinPath(path, child.name);
@@ -299,9 +350,9 @@ export async function backup(repository: Repository, importer: Importer, options
           continue;
         }
         if (options.exclude?.(childPath, child)) continue;
-        const prior = before?.get(child.name);
+        const prior = await before?.get(child.name);
         if (child.kind === 'directory') {
-          pending.push((await walkDirectory(childPath, child, prior)).done);
+          add((await walkDirectory(childPath, child, prior)).done);
         } else if (child.kind === 'file') {
           const releaseUnfinished = await unfinished.acquire();
           const releaseRead = await slots.acquire();
@@ -311,25 +362,22 @@ export async function backup(repository: Repository, importer: Importer, options
             releaseUnfinished();
           };
           void task.then(settled, settled);
-          pending.push(task);
+          add(task);
         } else {
           if (child.kind === 'symlink') stats.symlinks++;
-          pending.push(Promise.resolve({ ...child }));
+          add(Promise.resolve({ ...child }));
         }
       }
     } catch (err) {
       if (options.signal?.aborted) throw err;
       if (writer.storeFailure !== undefined) throw writer.storeFailure;
-      await Promise.allSettled(pending);
+      await written;
       warn(path, err);
       return { done: Promise.resolve(undefined) };
     }
     const finish = async (): Promise<Entry> => {
-      const directory = new DirectoryWriter(writer);
-      for (const task of pending) {
-        const entry = await task;
-        if (entry) await directory.add(entry);
-      }
+      await written;
+      if (failure) throw failure.error;
       stats.directories++;
       const tree = await directory.finish();
       return { ...source, tree, summary: directory.summary };

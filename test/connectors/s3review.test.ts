@@ -19,6 +19,7 @@ const { S3Importer } = (await loadBuilt('connectors/s3/importer.js')) as typeof 
 const { Repository: RepositoryClass } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
 const { backup } = (await loadBuilt('snapshot/builder.js')) as typeof import('../../src/snapshot/builder.js');
 const { SnapshotReader } = (await loadBuilt('snapshot/reader.js')) as typeof import('../../src/snapshot/reader.js');
+const { BlobType } = (await loadBuilt('kloset/sealing.js')) as typeof import('../../src/kloset/sealing.js');
 const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
 
 let s3: S3Server;
@@ -131,5 +132,57 @@ describe('a burst of 503 SlowDown and 500 answers to GETs', () => {
     } finally {
       await proxy.stop();
     }
+  }, 120_000);
+});
+
+describe('a prefix of many objects side by side (a flat bucket)', () => {
+  it('is written out a page of entries at a time while it is listed, not held whole until its listing ends', async () => {
+    const count = 2600;
+    await s3.createBucket('flat');
+    const keys = Array.from({ length: count }, (_, i) => `log-${String(i).padStart(5, '0')}.txt`);
+    for (let i = 0; i < keys.length; i += 100) {
+      await Promise.all(keys.slice(i, i + 100).map((key) => client.send(new PutObjectCommand({ Bucket: 'flat', Key: key, Body: key }))));
+    }
+    const repository = await newRepository();
+    // How far the listing was when each directory page was stored.
+    let listed = 0;
+    const pagesAt: number[] = [];
+    const newWriter = repository.newWriter.bind(repository);
+    repository.newWriter = () => {
+      const writer = newWriter();
+      const put = writer.put.bind(writer);
+      writer.put = (type, data) => {
+        if (type === BlobType.treePage) pagesAt.push(listed);
+        return put(type, data);
+      };
+      return writer;
+    };
+    const source = () => {
+      const importer = new S3Importer(s3.client(), parseS3Uri('s3://flat'), { endpoint: s3.endpoint });
+      const children = importer.children.bind(importer);
+      importer.children = async function* (path: string) {
+        for await (const child of children(path)) {
+          listed++;
+          yield child;
+        }
+      };
+      return importer;
+    };
+    const first = await backup(repository, source());
+    expect(first.stats.files).toBe(count);
+    expect(pagesAt.length).toBe(3);
+    expect(pagesAt[0]).toBeLessThan(count);
+
+    listed = 0;
+    pagesAt.length = 0;
+    const second = await backup(repository, source(), { parent: first });
+    expect(second.stats.files).toBe(count);
+    expect(pagesAt[0]).toBeLessThan(count);
+    const reader = new SnapshotReader(repository, second);
+    const entry = await reader.lookup('/log-01234.txt');
+    expect(entry.meta?.['s3.key']).toBe('log-01234.txt');
+    const chunks: Buffer[] = [];
+    for await (const data of (await reader.openFile(entry)).stream()) chunks.push(data);
+    expect(Buffer.concat(chunks).toString()).toBe('log-01234.txt');
   }, 120_000);
 });
