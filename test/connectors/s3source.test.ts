@@ -1,5 +1,5 @@
 /**
- * Faults of the S3 source and destination found in review, each against a
+ * The S3 source against what other servers and a busy bucket do, each on a
  * real S3 server (s3rver on loopback); where a server s3rver does not
  * imitate matters (MinIO's listing times), a proxy in front of it rewrites
  * the answer as that server would send it.
