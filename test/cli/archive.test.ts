@@ -9,7 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
-import { MiB, describeTree, expectOneLineError, klosetWith, packFiles, sha256File, writeRandomFile } from '../helpers/fixtures.js';
+import { MiB, describeTree, expectOneLineError, flipByte, klosetWith, packFiles, sha256File, writeRandomFile } from '../helpers/fixtures.js';
 
 const run = promisify(execFile);
 
@@ -161,16 +161,7 @@ describe('archive of a damaged snapshot', () => {
     const file = path.join(work, 'damaged.tar');
     await fs.writeFile(file, 'the previous archive\n');
     const largest = (await packFiles(store)).sort((a, b) => b.size - a.size)[0];
-    const handle = await fs.open(largest.file, 'r+');
-    try {
-      const at = Math.floor(largest.size / 2);
-      const byte = Buffer.alloc(1);
-      await handle.read(byte, 0, 1, at);
-      byte[0] ^= 0xff;
-      await handle.write(byte, 0, 1, at);
-    } finally {
-      await handle.close();
-    }
+    await flipByte(largest.file);
     const result = await archive(['-output', file, id]);
     expectOneLineError(result, /^kloset: var\/www\/video\.bin: .*authentication failed/);
     expect(result.code).not.toBe(0);

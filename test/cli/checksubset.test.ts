@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
-import { MiB, expectOneLineError, klosetWith, packFiles, writeRandomFile } from '../helpers/fixtures.js';
+import { expectOneLineError, flipByte, klosetWith, MiB, packFiles, writeRandomFile } from '../helpers/fixtures.js';
 
 const BACKUPS = 4;
 
@@ -67,9 +67,7 @@ describe('check --read-data-subset', () => {
 
   it('finds a flipped byte in the group that holds its pack, and only there', async () => {
     const damaged = packs[1];
-    const data = await fs.readFile(damaged.file);
-    data[data.length >> 2] ^= 0xff; // inside the first blob: file-1.bin's first chunk
-    await fs.writeFile(damaged.file, data);
+    await flipByte(damaged.file, (size) => size >> 2); // inside the first blob: file-1.bin's first chunk
     for (let n = 1; n <= 2; n++) {
       const check = await kloset(['at', store, 'check', '--read-data-subset', `${n}/2`]);
       if (groupOf(damaged.id, 2) === n) {

@@ -9,11 +9,12 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliResult, tempDir } from '../helpers/cli.js';
 import {
-  MiB,
   escapeRegExp,
   expectNoStackTrace,
   expectOneLineError,
+  flipByte,
   klosetWith,
+  MiB,
   packFiles,
   sha256File,
   storeListing,
@@ -33,12 +34,6 @@ afterAll(async () => {
   await fs.rm(work, { recursive: true, force: true });
 });
 
-/** Flips one byte in the middle of the pack. */
-async function flipMiddleByte(pack: string): Promise<void> {
-  const data = await fs.readFile(pack);
-  data[data.length >> 1] ^= 0xff;
-  await fs.writeFile(pack, data);
-}
 
 /**
  * Cuts the pack's trailer and 1000 bytes of its last blob: cutting only the
@@ -52,7 +47,7 @@ async function truncateIntoLastBlob(pack: string): Promise<void> {
 }
 
 describe.each([
-  ['a byte flipped in the middle of a pack', flipMiddleByte],
+  ['a byte flipped in the middle of a pack', (pack: string) => flipByte(pack)],
   ['a pack cut short', truncateIntoLastBlob],
 ])('a store with %s', (_name, damage) => {
   let dir: string;
@@ -157,10 +152,7 @@ describe('a store with a damaged snapshot header', () => {
       async (source) => fs.writeFile(path.join(source, 'b.txt'), 'second\n'),
     ));
     const [header] = (await fs.readdir(path.join(store, 'snapshots'))).filter((name) => name.startsWith(second));
-    const file = path.join(store, 'snapshots', header);
-    const data = await fs.readFile(file);
-    data[data.length >> 1] ^= 0xff;
-    await fs.writeFile(file, data);
+    await flipByte(path.join(store, 'snapshots', header));
   });
 
   afterAll(async () => {

@@ -11,10 +11,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
 import { loadBuilt, openBuiltStore } from '../helpers/built.js';
 import {
-  MiB,
   describeTree,
   expectOneLineError,
+  flipByte,
   klosetWith,
+  MiB,
   packFiles,
   storeListing,
   storeSize,
@@ -187,14 +188,7 @@ describe('prune that stops half-way', () => {
     const { store, first } = await twoSnapshots('damaged');
     expect((await kloset(['at', store, 'rm', first])).code).toBe(0);
     // Damage every pack in its middle: whichever holds blobs in use and must be rewritten is hit.
-    for (const pack of await packFiles(store)) {
-      const handle = await fs.open(pack.file, 'r+');
-      const byte = Buffer.alloc(1);
-      await handle.read(byte, 0, 1, Math.floor(pack.size / 2));
-      byte[0] ^= 0xff;
-      await handle.write(byte, 0, 1, Math.floor(pack.size / 2));
-      await handle.close();
-    }
+    for (const pack of await packFiles(store)) await flipByte(pack.file);
     const before = await storeListing(store);
     const result = await kloset(['at', store, 'prune']);
     expect(result.code).not.toBe(0);

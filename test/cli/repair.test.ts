@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
-import { MiB, describeTree, expectOneLineError, klosetWith, packFiles, storeListing, writeRandomFile } from '../helpers/fixtures.js';
+import { describeTree, expectOneLineError, flipByte, klosetWith, MiB, packFiles, storeListing, writeRandomFile } from '../helpers/fixtures.js';
 
 let work: string;
 let source: string;
@@ -77,10 +77,7 @@ describe('repair index', () => {
 
   it('replaces a damaged delta, which otherwise stops every command, prune included', async () => {
     const [delta] = await deltas();
-    const file = path.join(store, 'index', delta);
-    const data = await fs.readFile(file);
-    data[data.length >> 1] ^= 0xff;
-    await fs.writeFile(file, data);
+    await flipByte(path.join(store, 'index', delta));
     await forgetLocalIndex();
 
     const ls = await kloset(['at', store, 'ls', `${second}:/`]);
@@ -167,9 +164,7 @@ describe('repair index', () => {
     for (const delta of await deltas()) await fs.rm(path.join(store, 'index', delta));
     await forgetLocalIndex();
     const [damaged] = secondPacks;
-    const data = await fs.readFile(damaged);
-    data[data.length - 10] ^= 0xff;
-    await fs.writeFile(damaged, data);
+    await flipByte(damaged, (size) => size - 10);
     const repair = await kloset(['at', store, 'repair', 'index']);
     expect(repair.stderr).toMatch(
       new RegExp(`^damaged: pack ${path.basename(damaged).slice(0, 16)}: trailer: authentication failed .*: its blobs cannot be indexed\\n`),
@@ -181,9 +176,7 @@ describe('repair index', () => {
 
   it('with --read-all-packs, keeps what a sound delta says of a pack whose trailer does not open', async () => {
     const [damaged] = secondPacks;
-    const data = await fs.readFile(damaged);
-    data[data.length - 10] ^= 0xff;
-    await fs.writeFile(damaged, data);
+    await flipByte(damaged, (size) => size - 10);
     const repair = await kloset(['at', store, 'repair', 'index', '--read-all-packs']);
     expect(repair.stderr).toBe(`damaged: pack ${path.basename(damaged).slice(0, 16)}: trailer: authentication failed (damaged or tampered): its entries in the index are kept\n`);
     expect(repair.code).toBe(0);

@@ -9,12 +9,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
 import {
-  MiB,
   addedToStore,
   describeTree,
   expectNoStackTrace,
   expectOneLineError,
+  flipByte,
   klosetWith,
+  MiB,
   packFiles,
   startKloset,
   storeListing,
@@ -153,9 +154,7 @@ describe('sync of a damaged snapshot', () => {
     await fs.cp(storeA, damaged, { recursive: true });
     // The largest pack holds large.bin, which both snapshots share.
     const [pack] = (await packFiles(damaged)).sort((a, b) => b.size - a.size);
-    const data = await fs.readFile(pack.file);
-    data[data.length >> 1] ^= 0xff;
-    await fs.writeFile(pack.file, data);
+    await flipByte(pack.file);
     const E = { KLOSET_PASSPHRASE: 'epsilon passphrase' };
     const storeE = await newStore('E', E.KLOSET_PASSPHRASE);
 
@@ -184,11 +183,7 @@ describe('sync of a damaged snapshot', () => {
     expect((await run(['backup', src])).code).toBe(0);
     await fs.rm(path.join(src, 'z.bin'));
     expect((await run(['backup', src])).code).toBe(0);
-    for (const file of zPacks) {
-      const data = await fs.readFile(file);
-      data[data.length >> 1] ^= 0xff;
-      await fs.writeFile(file, data);
-    }
+    for (const file of zPacks) await flipByte(file);
     const storeG = await newStore('gamma', G.KLOSET_PASSPHRASE);
     const result = await kloset(['at', storeF, 'sync', 'to', storeG], { env: { ...F, KLOSET_PEER_PASSPHRASE: G.KLOSET_PASSPHRASE } });
     expect(result.code).toBe(3);

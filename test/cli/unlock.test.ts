@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startKloset, tempDir } from '../helpers/cli.js';
 import { loadBuilt, openBuiltStore } from '../helpers/built.js';
-import { klosetWith } from '../helpers/fixtures.js';
+import { flipByte, klosetWith } from '../helpers/fixtures.js';
 
 let work: string;
 let store: string;
@@ -104,10 +104,7 @@ describe('a lock that does not open', () => {
   it('keeps prune out, lets a backup in, and is removed by unlock', async () => {
     await lockFromElsewhere();
     const [name] = await locks();
-    const file = path.join(store, 'locks', name);
-    const data = await fs.readFile(file);
-    data[data.length >> 1] ^= 0xff;
-    await fs.writeFile(file, data);
+    await flipByte(path.join(store, 'locks', name));
 
     const refused = await kloset(['at', store, 'prune']);
     expect(refused.code).toBe(1);

@@ -103,6 +103,20 @@ export async function describeTree(root: string): Promise<Record<string, TreeIte
   return items;
 }
 
+/** Flips one byte of `file` in place, the middle one unless `at` picks another from the size: a failing disk, or a tamperer. */
+export async function flipByte(file: string, at: (size: number) => number = (size) => size >> 1): Promise<void> {
+  const handle = await fs.open(file, 'r+');
+  try {
+    const position = at((await handle.stat()).size);
+    const byte = Buffer.alloc(1);
+    await handle.read(byte, 0, 1, position);
+    byte[0] ^= 0xff;
+    await handle.write(byte, 0, 1, position);
+  } finally {
+    await handle.close();
+  }
+}
+
 /** SHA-256 of a file, for comparing large files without printing them on failure. */
 export async function sha256File(file: string): Promise<string> {
   return createHash('sha256').update(await fs.readFile(file)).digest('hex');

@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
-import { MiB, klosetWith, packFiles, sha256File, writeRandomFile } from '../helpers/fixtures.js';
+import { flipByte, klosetWith, MiB, packFiles, sha256File, writeRandomFile } from '../helpers/fixtures.js';
 import { isMountPoint, mountCli, unmountAll, type MountedCli } from '../helpers/mount.js';
 
 let work: string;
@@ -50,9 +50,7 @@ beforeAll(async () => {
   id = /created snapshot ([0-9a-f]{8})/.exec(second.stdout)![1];
   const largest = packsOfA.sort((a, b) => b.size - a.size)[0];
   expect(largest.size).toBeGreaterThan(5 * MiB);
-  const data = await fs.readFile(largest.file);
-  data[data.length >> 1] ^= 0xff;
-  await fs.writeFile(largest.file, data);
+  await flipByte(largest.file);
 });
 
 afterAll(async () => {
