@@ -81,6 +81,20 @@ describe('backup sources', () => {
     expect(await restoredOrigin('restored-changed')).toBe('scanner 8');
   });
 
+  it('backs up the directory a symbolic link names when given as link/, as tar and rsync do', async () => {
+    const store = path.join(work, 'store');
+    await fs.symlink(path.join(work, 'src'), path.join(work, 'current'));
+    const plain = await kloset(['at', store, 'backup', path.join(work, 'current')], { env });
+    expect(plain.stderr.trim()).toBe(`kloset: ${path.join(work, 'current')}: not a directory or a regular file`);
+    const backup = await kloset(['at', store, 'backup', `${path.join(work, 'current')}/`], { env });
+    expect(backup.stderr).toBe('');
+    expect(backup.code).toBe(0);
+    const id = /created snapshot ([0-9a-f]{8})/.exec(backup.stdout)![1];
+    const listing = await kloset(['at', store, 'ls', `${id}:/`], { env });
+    expect(listing.stdout).toMatch(/report\.txt/);
+    expect((await kloset(['at', store, 'cat', `${id}:/other.txt`], { env })).stdout).toBe('not backed up\n');
+  });
+
   it('refuses a source that is neither a directory nor a regular file', async () => {
     const result = await kloset(['at', path.join(work, 'store'), 'backup', '/dev/null'], { env });
     expect(result.code).toBe(1);

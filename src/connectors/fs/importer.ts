@@ -1,4 +1,4 @@
-import { closeSync, constants, fstatSync, lstatSync, openSync, promises as fs, readSync, readlinkSync, type BigIntStats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, promises as fs, readSync, readlinkSync, realpathSync, type BigIntStats } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { KlosetError } from '../../errors.js';
@@ -91,6 +91,8 @@ export class FsImporter implements Importer {
   readonly source: string;
   /** The directory snapshot paths are relative to: the source, or a single file's parent. */
   private base: string;
+  /** The source was given as `link/`: a symbolic link there stands for the directory it names, as for tar and rsync. */
+  private readonly throughLink: boolean;
   private singleFile: string | undefined;
   /** With `oneFileSystem`: the source's device; a directory on another one is kept, empty. */
   private rootDevice: number | undefined;
@@ -102,6 +104,7 @@ export class FsImporter implements Importer {
   ) {
     this.source = path.resolve(root);
     this.base = this.source;
+    this.throughLink = root.length > 1 && root.endsWith('/');
   }
 
   /** A mount point below the source, with -one-file-system: recorded, not entered, as restic and tar do. */
@@ -165,7 +168,12 @@ export class FsImporter implements Importer {
   async rootEntry(): Promise<SourceEntry> {
     let entry: SourceEntry;
     try {
-      entry = statEntry(this.source, '', true, this.textless);
+      if (this.throughLink && lstatSync(exactForm(this.source)).isSymbolicLink()) {
+        const target = realpathSync(exactForm(this.source));
+        if (!lstatSync(target).isDirectory()) throw new KlosetError(`${this.source}/: not a directory`);
+        this.base = target;
+      }
+      entry = statEntry(this.base, '', true, this.textless);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') throw new KlosetError(`${this.source}: no such file or directory`);
