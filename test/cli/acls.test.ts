@@ -10,30 +10,10 @@ import path from 'node:path';
 import { getAttributeSync, setAttributeSync } from '@napi-rs/xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
-import { klosetWith } from '../helpers/fixtures.js';
+import { klosetWith, posixAcl as acl } from '../helpers/fixtures.js';
 
 const ACCESS = 'system.posix_acl_access';
 const DEFAULT = 'system.posix_acl_default';
-const UNDEFINED_ID = 0xffffffff;
-
-/** An ACL in the kernel's xattr form: version 2, then (tag, permissions, id) per entry. */
-function acl(namedUser: number, permissions: number): Buffer {
-  const entries: [number, number, number][] = [
-    [0x01, 7, UNDEFINED_ID], // owner
-    [0x02, permissions, namedUser], // a named user
-    [0x04, 5, UNDEFINED_ID], // owning group
-    [0x10, 7, UNDEFINED_ID], // mask
-    [0x20, 5, UNDEFINED_ID], // others
-  ];
-  const out = Buffer.alloc(4 + 8 * entries.length);
-  out.writeUInt32LE(2, 0);
-  entries.forEach(([tag, perm, id], i) => {
-    out.writeUInt16LE(tag, 4 + 8 * i);
-    out.writeUInt16LE(perm, 6 + 8 * i);
-    out.writeUInt32LE(id, 8 + 8 * i);
-  });
-  return out;
-}
 
 let work: string;
 let source: string;

@@ -7,11 +7,13 @@ import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { getAttributeSync, setAttributeSync } from '@napi-rs/xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
-import { MiB, describeTree, expectOneLineError, flipByte, klosetWith, packFiles, sha256File, writeRandomFile } from '../helpers/fixtures.js';
+import { MiB, describeTree, expectOneLineError, flipByte, klosetWith, packFiles, posixAcl, sha256File, writeRandomFile } from '../helpers/fixtures.js';
 
 const run = promisify(execFile);
+const ACCESS_ACL = 'system.posix_acl_access';
 
 let work: string;
 let source: string;
@@ -49,6 +51,8 @@ beforeAll(async () => {
   await writeRandomFile(path.join(source, 'var/www/video.bin'), 20 * MiB);
   await fs.symlink('app/app.conf', path.join(source, 'etc/current'));
   await fs.chmod(path.join(source, 'etc/app'), 0o750);
+  setAttributeSync(path.join(source, 'etc/app/app.conf'), 'user.origin', Buffer.from('packaged'));
+  setAttributeSync(path.join(source, 'etc/app/app.conf'), ACCESS_ACL, posixAcl(1000, 4));
   expect((await kloset(['at', store, 'create', '-plaintext'])).code).toBe(0);
   const backup = await kloset(['at', store, 'backup', source]);
   expect(backup.code).toBe(0);
@@ -78,6 +82,20 @@ describe('archive', () => {
     expect(got).toEqual(want);
     // The archive holds whatever the snapshot holds: only its owner reads it.
     expect((await fs.stat(file)).mode & 0o777).toBe(0o600);
+  });
+
+  it('carries extended attributes and ACLs as GNU tar --xattrs --acls writes them', async () => {
+    const file = path.join(work, 'attributes.tar');
+    expect((await archive(['-output', file, `${id}:/etc/app`])).code).toBe(0);
+    const conf = (dir: string) => path.join(dir, 'etc/app/app.conf');
+    const all = await fresh('xattrs');
+    await run('tar', ['--xattrs', '--xattrs-include=*', '-xpf', file, '-C', all]);
+    expect(Buffer.from(getAttributeSync(conf(all), 'user.origin')!).toString()).toBe('packaged');
+    expect(Buffer.from(getAttributeSync(conf(all), ACCESS_ACL)!)).toEqual(posixAcl(1000, 4));
+    // The ACL also as text (SCHILY.acl.access), which tar --acls reads without --xattrs.
+    const acls = await fresh('acls');
+    await run('tar', ['--acls', '-xpf', file, '-C', acls]);
+    expect(Buffer.from(getAttributeSync(conf(acls), ACCESS_ACL)!)).toEqual(posixAcl(1000, 4));
   });
 
   it('takes the format from the output name: .tar.gz and .zip', async () => {

@@ -117,6 +117,27 @@ export async function flipByte(file: string, at: (size: number) => number = (siz
   }
 }
 
+const UNDEFINED_ID = 0xffffffff;
+
+/** A POSIX ACL in the kernel's xattr form (system.posix_acl_access): version 2, then (tag, permissions, id) per entry. */
+export function posixAcl(namedUser: number, permissions: number): Buffer {
+  const entries: [number, number, number][] = [
+    [0x01, 7, UNDEFINED_ID], // owner
+    [0x02, permissions, namedUser], // a named user
+    [0x04, 5, UNDEFINED_ID], // owning group
+    [0x10, 7, UNDEFINED_ID], // mask
+    [0x20, 5, UNDEFINED_ID], // others
+  ];
+  const out = Buffer.alloc(4 + 8 * entries.length);
+  out.writeUInt32LE(2, 0);
+  entries.forEach(([tag, perm, id], i) => {
+    out.writeUInt16LE(tag, 4 + 8 * i);
+    out.writeUInt16LE(perm, 6 + 8 * i);
+    out.writeUInt32LE(id, 8 + 8 * i);
+  });
+  return out;
+}
+
 /** SHA-256 of a file, for comparing large files without printing them on failure. */
 export async function sha256File(file: string): Promise<string> {
   return createHash('sha256').update(await fs.readFile(file)).digest('hex');

@@ -5,7 +5,8 @@
  *
  * A pax header ('x') precedes an entry whose path or link target is not
  * ASCII or does not fit the ustar fields, whose size, uid or gid overflows
- * its octal field, or whose mtime has nanoseconds. Symlinks, FIFOs and
+ * its octal field, whose mtime has nanoseconds, or that has extended
+ * attributes (as GNU tar --xattrs --acls writes them). Symlinks, FIFOs and
  * devices are written; sockets and names that could not be extracted
  * safely ('..', '/' inside a name) are left out.
  */
@@ -36,6 +37,7 @@ interface HeaderFields {
   gname?: string;
   devmajor?: number;
   devminor?: number;
+  xattrs?: Record<string, Buffer>;
 }
 
 const isAscii = (s: string) => /^[\x01-\x7f]*$/.test(s);
@@ -83,13 +85,50 @@ function ustarHeader(f: HeaderFields, split: { name: string; prefix: string }): 
   return block;
 }
 
-/** One pax record: "<length> <key>=<value>\n", the length counting itself. */
-function paxRecord(key: string, value: string): Buffer {
-  const body = ` ${key}=${value}\n`;
-  const bodyLength = Buffer.byteLength(body);
-  let length = bodyLength + 1;
-  while (String(length).length + bodyLength !== length) length = String(length).length + bodyLength;
-  return Buffer.from(`${length}${body}`, 'utf8');
+/** One pax record: "<length> <key>=<value>\n", the length counting itself; a value may be bytes (an attribute's). */
+function paxRecord(key: string, value: string | Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from(` ${key}=`, 'utf8'), typeof value === 'string' ? Buffer.from(value, 'utf8') : value, NEWLINE]);
+  let length = body.length + 1;
+  while (String(length).length + body.length !== length) length = String(length).length + body.length;
+  return Buffer.concat([Buffer.from(String(length)), body]);
+}
+
+const NEWLINE = Buffer.from('\n');
+const ACL_KEYS: Record<string, string> = { 'system.posix_acl_access': 'SCHILY.acl.access', 'system.posix_acl_default': 'SCHILY.acl.default' };
+const ACL_TAGS: Record<number, (id: number) => string> = {
+  1: () => 'user::',
+  2: (id) => `user:${id}:`,
+  4: () => 'group::',
+  8: (id) => `group:${id}:`,
+  16: () => 'mask::',
+  32: () => 'other::',
+};
+
+/** A POSIX ACL as the kernel keeps it (version 2, then tag, permissions and id per entry) in acl_to_text's long form. */
+function aclText(acl: Buffer): string | undefined {
+  if (acl.length < 4 || acl.readUInt32LE(0) !== 2 || (acl.length - 4) % 8 !== 0) return undefined;
+  let text = '';
+  for (let at = 4; at < acl.length; at += 8) {
+    const tag = ACL_TAGS[acl.readUInt16LE(at)];
+    if (!tag) return undefined;
+    const perm = acl.readUInt16LE(at + 2);
+    text += `${tag(acl.readUInt32LE(at + 4))}${perm & 4 ? 'r' : '-'}${perm & 2 ? 'w' : '-'}${perm & 1 ? 'x' : '-'}\n`;
+  }
+  return text;
+}
+
+/**
+ * Extended attributes as GNU tar --xattrs writes them, each as SCHILY.xattr.<name> with its bytes, and
+ * ACLs also as text (SCHILY.acl.access, .default) for tar --acls and star.
+ */
+function xattrRecords(xattrs: Record<string, Buffer>): Buffer[] {
+  const records: Buffer[] = [];
+  for (const [name, value] of Object.entries(xattrs)) {
+    const acl = ACL_KEYS[name] !== undefined ? aclText(value) : undefined;
+    if (acl !== undefined) records.push(paxRecord(ACL_KEYS[name], acl));
+    records.push(paxRecord(`SCHILY.xattr.${name}`, value));
+  }
+  return records;
 }
 
 function padding(size: number): Buffer {
@@ -121,6 +160,7 @@ export function tarHeader(f: HeaderFields, mtimeNsec = 0): Buffer {
     const nsec = f.mtime < 0 && mtimeNsec > 0 ? 1e9 - mtimeNsec : mtimeNsec;
     records.push(paxRecord('mtime', `${sign}${sec}${nsec ? '.' + String(nsec).padStart(9, '0') : ''}`));
   }
+  if (f.xattrs) records.push(...xattrRecords(f.xattrs));
   const main = ustarHeader({ ...f, linkname }, split);
   if (records.length === 0) return main;
   const pax = Buffer.concat(records);
@@ -139,7 +179,7 @@ function asciiStub(value: string, max: number): string {
 /** Names that are not UTF-8 go in as the viewer shows them (shownName): a pax path is UTF-8. */
 function memberFields(exactPath: string, e: Entry): HeaderFields | undefined {
   const path = shownName(exactPath);
-  const base = { path, mode: e.mode, uid: e.uid, gid: e.gid, size: 0, mtime: e.mtime.sec, uname: e.user, gname: e.group };
+  const base = { path, mode: e.mode, uid: e.uid, gid: e.gid, size: 0, mtime: e.mtime.sec, uname: e.user, gname: e.group, xattrs: e.xattrs };
   switch (e.kind) {
     case 'directory':
       return { ...base, path: path.endsWith('/') ? path : `${path}/`, type: '5' };
