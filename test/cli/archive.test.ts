@@ -9,7 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { getAttributeSync, setAttributeSync } from '@napi-rs/xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from '../helpers/cli.js';
+import { startKloset, tempDir } from '../helpers/cli.js';
 import { MiB, describeTree, expectOneLineError, flipByte, klosetWith, packFiles, posixAcl, sha256File, writeRandomFile } from '../helpers/fixtures.js';
 
 const run = promisify(execFile);
@@ -144,6 +144,23 @@ describe('archive', () => {
     expect(await fs.readFile(path.join(out, 'var/www/index.html'), 'utf8')).toBe('<h1>hello</h1>\n');
   });
 
+  it('-output - stopped by Ctrl-C says so, exits 130 and releases its lock', async () => {
+    const { child, done } = startKloset(['at', store, 'archive', '-output', '-', id], {
+      cwd: work,
+      env: { XDG_CACHE_HOME: path.join(work, 'cache') },
+    });
+    // The reader stops reading once the archive has started: the writer then waits on a full pipe.
+    await new Promise((resolve) => child.stdout!.once('data', resolve));
+    child.stdout!.pause();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    child.kill('SIGINT');
+    child.stdout!.resume();
+    const result = await done;
+    expectOneLineError(result, 'kloset: archive interrupted: the output is cut short');
+    expect(result.code).toBe(130);
+    expect(await fs.readdir(path.join(store, 'locks'))).toEqual([]);
+  });
+
   it('without -output, names the file after the snapshot, and does not replace one already there', async () => {
     const here = await fresh('cwd');
     const first = await archive(['--format', 'tarball', id], here);
@@ -186,5 +203,12 @@ describe('archive of a damaged snapshot', () => {
     expect(await fs.readFile(file, 'utf8')).toBe('the previous archive\n');
     // No half-written archive is left beside it either.
     expect((await fs.readdir(work)).filter((name) => name.includes('partial'))).toEqual([]);
+  });
+
+  it('to standard output, names the damaged file rather than blaming the output, and releases its lock', async () => {
+    const result = await archive(['-output', '-', id]);
+    expectOneLineError(result, /^kloset: var\/www\/video\.bin: .*authentication failed/);
+    expect(result.code).toBe(1);
+    expect(await fs.readdir(path.join(store, 'locks'))).toEqual([]);
   });
 });

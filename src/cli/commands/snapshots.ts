@@ -1,5 +1,5 @@
 import { access, open, realpath, rename, rm, stat } from 'node:fs/promises';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import path from 'node:path';
@@ -147,6 +147,22 @@ async function exists(file: string): Promise<boolean> {
 function isWithin(inner: string, outer: string): boolean {
   const relative = path.relative(outer, inner);
   return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
+}
+
+/**
+ * Standard output as the end of a pipeline, without handing stdout itself to
+ * it: on a failure pipeline destroys its streams with the error, and stdout
+ * destroyed so would report a damaged pack or a Ctrl-C as its own write
+ * failing (main.ts) and exit there, before the command says what happened
+ * and releases its lock. A reader that went away still ends the process as
+ * SIGPIPE would (main.ts).
+ */
+function toStandardOutput(): Writable {
+  return new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      process.stdout.write(chunk, (err) => callback(err ?? undefined));
+    },
+  });
 }
 
 /** The formats of `archive`, as Plakar names them, with the file name ending each is known by. */
@@ -563,7 +579,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
             temporary = partial;
             stages.push(file.createWriteStream());
           } else {
-            stages.push(process.stdout);
+            stages.push(toStandardOutput());
           }
           const abort = new AbortController();
           const onSignal = () => abort.abort();
