@@ -191,6 +191,32 @@ describe('archive', () => {
   });
 });
 
+describe('archive of names that are not UTF-8', () => {
+  it('writes them byte for byte, as GNU tar does, so tar extracts the names backed up', async () => {
+    const dir = await fresh('latin1');
+    const tree = path.join(dir, 'tree');
+    const bytes = (text: string, ...raw: number[]) => Buffer.concat([Buffer.from(text), Buffer.from(raw)]);
+    // Buffer paths: the names as a Latin-1 system would have written them.
+    const sub = Buffer.concat([Buffer.from(`${tree}/`), bytes('caf', 0xe9)]);
+    await fs.mkdir(sub, { recursive: true });
+    await fs.writeFile(Buffer.concat([sub, Buffer.from('/'), bytes('r', 0xe9, 'sum'.charCodeAt(0))]), 'cv\n');
+    await fs.symlink(bytes('cible', 0xff), Buffer.concat([Buffer.from(`${tree}/`), Buffer.from('link')]));
+    const own = path.join(dir, 'store');
+    expect((await kloset(['at', own, 'create', '-plaintext'])).code).toBe(0);
+    expect((await kloset(['at', own, 'backup', tree])).code).toBe(0);
+    const file = path.join(dir, 'latin1.tar');
+    expect((await kloset(['at', own, 'archive', '-output', file])).code).toBe(0);
+    const out = path.join(dir, 'out');
+    await fs.mkdir(out);
+    await run('tar', ['-xf', file, '-C', out]);
+    const names = async (at: string) => (await fs.readdir(at, { encoding: 'buffer' })).map((n) => n.toString('hex')).sort();
+    expect(await names(out)).toEqual(await names(tree));
+    const outSub = Buffer.concat([Buffer.from(`${out}/`), bytes('caf', 0xe9)]);
+    expect(await names(outSub as unknown as string)).toEqual(await names(sub as unknown as string));
+    expect(await fs.readlink(path.join(out, 'link'), { encoding: 'buffer' })).toEqual(bytes('cible', 0xff));
+  });
+});
+
 describe('archive of a damaged snapshot', () => {
   it('fails with one line and leaves the archive already at that name as it was', async () => {
     const file = path.join(work, 'damaged.tar');

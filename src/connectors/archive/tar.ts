@@ -12,7 +12,7 @@
  */
 import { checkEntryName } from '../exporter.js';
 import { KlosetError } from '../../errors.js';
-import { shownName } from '../../snapshot/names.js';
+import { nameToBytes, shownName } from '../../snapshot/names.js';
 import type { SnapshotReader } from '../../snapshot/reader.js';
 import type { Entry } from '../../snapshot/tree.js';
 
@@ -38,6 +38,10 @@ interface HeaderFields {
   devmajor?: number;
   devminor?: number;
   xattrs?: Record<string, Buffer>;
+  /** The path's bytes when they are not UTF-8: a pax record holds them as they are, as GNU tar writes them. */
+  pathBytes?: Buffer;
+  /** The same for a link target. */
+  linkBytes?: Buffer;
 }
 
 const isAscii = (s: string) => /^[\x01-\x7f]*$/.test(s);
@@ -139,14 +143,14 @@ function padding(size: number): Buffer {
 /** The header blocks of one member: a pax header first when ustar cannot hold it all. */
 export function tarHeader(f: HeaderFields, mtimeNsec = 0): Buffer {
   const records: Buffer[] = [];
-  let split = isAscii(f.path) ? splitPath(f.path) : undefined;
+  let split = isAscii(f.path) && !f.pathBytes ? splitPath(f.path) : undefined;
   if (!split) {
-    records.push(paxRecord('path', f.path));
+    records.push(paxRecord('path', f.pathBytes ?? f.path));
     split = { name: asciiStub(f.path, 100), prefix: '' };
   }
   let linkname = f.linkname;
-  if (linkname !== undefined && (!isAscii(linkname) || Buffer.byteLength(linkname) > 100)) {
-    records.push(paxRecord('linkpath', linkname));
+  if (linkname !== undefined && (!isAscii(linkname) || Buffer.byteLength(linkname) > 100 || f.linkBytes)) {
+    records.push(paxRecord('linkpath', f.linkBytes ?? linkname));
     linkname = asciiStub(linkname, 100);
   }
   if (f.size > MAX_OCTAL_11) records.push(paxRecord('size', String(f.size)));
@@ -176,17 +180,28 @@ function asciiStub(value: string, max: number): string {
   return out;
 }
 
-/** Names that are not UTF-8 go in as the viewer shows them (shownName): a pax path is UTF-8. */
+/**
+ * Names that are not UTF-8 go in the ustar fields as the viewer shows them
+ * (shownName), and byte for byte in the pax record, as GNU tar and Go's
+ * archive/tar (restic dump) write them: the name extracted is the name backed up.
+ */
 function memberFields(exactPath: string, e: Entry): HeaderFields | undefined {
   const path = shownName(exactPath);
-  const base = { path, mode: e.mode, uid: e.uid, gid: e.gid, size: 0, mtime: e.mtime.sec, uname: e.user, gname: e.group, xattrs: e.xattrs };
+  const bytes = (name: string) => (name.isWellFormed() ? undefined : nameToBytes(name));
+  const pathBytes = bytes(exactPath);
+  const base = { path, pathBytes, mode: e.mode, uid: e.uid, gid: e.gid, size: 0, mtime: e.mtime.sec, uname: e.user, gname: e.group, xattrs: e.xattrs };
   switch (e.kind) {
     case 'directory':
-      return { ...base, path: path.endsWith('/') ? path : `${path}/`, type: '5' };
+      return {
+        ...base,
+        path: path.endsWith('/') ? path : `${path}/`,
+        pathBytes: pathBytes && Buffer.concat([pathBytes, Buffer.from('/')]),
+        type: '5',
+      };
     case 'file':
       return { ...base, size: e.size, type: '0' };
     case 'symlink':
-      return { ...base, type: '2', linkname: shownName(e.target ?? '') };
+      return { ...base, type: '2', linkname: shownName(e.target ?? ''), linkBytes: bytes(e.target ?? '') };
     case 'fifo':
       return { ...base, type: '6' };
     case 'device': {
