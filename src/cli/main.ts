@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
 import { Command, CommanderError } from 'commander';
-import { ExitCode, KlosetError } from '../errors.js';
+import { ExitCode, KlosetError, systemReason } from '../errors.js';
+import { releaseHeldLocks } from '../kloset/locks.js';
 import { shownName } from '../snapshot/names.js';
 import { registerConfigCommands } from './commands/config.js';
 import { registerSnapshotCommands } from './commands/snapshots.js';
@@ -69,16 +71,24 @@ function forTerminal(stream: NodeJS.WriteStream, text: string): string {
   return stream.isTTY ? text.replace(CONTROL_CHARACTERS, '?') : text;
 }
 
+/** How long a process ending on a broken output waits for its locks to go from the store. */
+const LOCK_RELEASE_WAIT_MS = 3000;
+
 /** The shell's status for a process that SIGPIPE ended. */
 const BROKEN_PIPE_EXIT = 128 + 13;
 
 export async function main(argv: string[]): Promise<number> {
   // `kloset ls | head`: once the reader is gone, stop as coreutils do on SIGPIPE, silently.
   // Any other failure to write (a full disk) leaves the output incomplete: say so and fail.
+  // The command may not get to its own clean-up: the store's locks are released here, within a bound.
+  // One that fails meanwhile over its output (archive -output -) ends with this status, its error unsaid.
+  let outputStatus: number | undefined;
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code === 'EPIPE') process.exit(BROKEN_PIPE_EXIT);
-    process.stderr.write(`kloset: cannot write the output: ${error.message}\n`);
-    process.exit(ExitCode.FAILURE);
+    if (outputStatus !== undefined) return;
+    outputStatus = error.code === 'EPIPE' ? BROKEN_PIPE_EXIT : ExitCode.FAILURE;
+    if (error.code !== 'EPIPE') process.stderr.write(`kloset: cannot write the output: ${systemReason(error)}\n`);
+    const status = outputStatus;
+    void Promise.race([releaseHeldLocks(), delay(LOCK_RELEASE_WAIT_MS)]).finally(() => process.exit(status));
   });
   // A name that is not UTF-8 is printed as it is typed back (see shownName): with U+FFFD.
   const out = (line: string) => process.stdout.write(forTerminal(process.stdout, shownName(line)) + '\n');
@@ -127,8 +137,9 @@ export async function main(argv: string[]): Promise<number> {
     current = new CliContext(store, out, err);
     context = current;
     await program.parseAsync(rest, { from: 'user' });
-    return exitCode;
+    return outputStatus ?? exitCode;
   } catch (error) {
+    if (outputStatus !== undefined) return outputStatus;
     if (error instanceof CommanderError) {
       // commander already printed the message (or the help / version).
       return error.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;

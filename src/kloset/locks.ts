@@ -86,6 +86,14 @@ function describe(lock: ListedLock): string {
 /** Another process holds a lock this one cannot share. */
 export class StoreLockedError extends KlosetError {}
 
+/** Locks this process holds: released on the way out when the process has to end at once (a reader of its output gone). */
+const held = new Set<StoreLock>();
+
+/** Releases every lock this process still holds; errors are ignored, since the process is ending. */
+export async function releaseHeldLocks(): Promise<void> {
+  await Promise.all([...held].map((lock) => lock.release().catch(() => undefined)));
+}
+
 export class StoreLock {
   private timer?: NodeJS.Timeout;
   /** The refresh under way, if any: a release waits for it, or the lock would be written back after its deletion. */
@@ -152,6 +160,7 @@ export class StoreLock {
         .finally(() => (lock.refreshing = undefined));
     }, REFRESH_EVERY_MS);
     lock.timer.unref();
+    held.add(lock);
     return lock;
   }
 
@@ -200,6 +209,7 @@ export class StoreLock {
   }
 
   async release(): Promise<void> {
+    held.delete(this);
     if (this.timer) clearInterval(this.timer);
     await this.refreshing;
     await this.repository.store.delete(this.key);

@@ -161,6 +161,20 @@ describe('archive', () => {
     expect(await fs.readdir(path.join(store, 'locks'))).toEqual([]);
   });
 
+  it('-output - whose reader goes away ends as SIGPIPE would, silently, and releases its lock', async () => {
+    const { child, done } = startKloset(['at', store, 'archive', '-output', '-', id], {
+      cwd: work,
+      env: { XDG_CACHE_HOME: path.join(work, 'cache') },
+    });
+    // As `| head -c 100`: the reader takes the first bytes and closes the pipe.
+    await new Promise((resolve) => child.stdout!.once('data', resolve));
+    child.stdout!.destroy();
+    const result = await done;
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(141);
+    expect(await fs.readdir(path.join(store, 'locks'))).toEqual([]);
+  });
+
   it('without -output, names the file after the snapshot, and does not replace one already there', async () => {
     const here = await fresh('cwd');
     const first = await archive(['--format', 'tarball', id], here);

@@ -160,7 +160,11 @@ function isWithin(inner: string, outer: string): boolean {
 function toStandardOutput(): Writable {
   return new Writable({
     write(chunk: Buffer, _encoding, callback) {
-      process.stdout.write(chunk, (err) => callback(err ?? undefined));
+      process.stdout.write(chunk, (err) => {
+        // The reader is gone: main.ts ends the process as SIGPIPE would, once it has released the locks.
+        if ((err as NodeJS.ErrnoException | null | undefined)?.code === 'EPIPE') return;
+        callback(err ?? undefined);
+      });
     },
   });
 }
