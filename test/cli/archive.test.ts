@@ -188,6 +188,17 @@ describe('archive', () => {
     expect(await sha256File(path.join(here, name))).toBe(before);
   });
 
+  it('replaces a file named by -output whole, keeping its mode and owner, as tar -cf over it does', async () => {
+    const file = path.join(work, 'shared.tar');
+    await fs.writeFile(file, 'an older archive\n', { mode: 0o640 });
+    await fs.chmod(file, 0o640);
+    await fs.chown(file, 1000, 1000);
+    expect((await archive(['-output', file, `${id}:/etc`])).code).toBe(0);
+    const stat = await fs.stat(file);
+    expect([stat.mode & 0o7777, stat.uid, stat.gid]).toEqual([0o640, 1000, 1000]);
+    expect(await tarMembers(file)).toContain('etc/app/app.conf');
+  });
+
   it('writes a device in place rather than replacing it, and a full one is one line', async () => {
     const result = await archive(['-output', '/dev/full', id]);
     expectOneLineError(result, 'kloset: cannot write /dev/full: no space left on device');

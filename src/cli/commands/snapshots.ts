@@ -581,6 +581,11 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
             const partial = path.join(path.dirname(replaced), `.${path.basename(replaced)}.${process.pid}.partial`);
             const file = await open(partial, 'wx', 0o600).catch((err: unknown) => Promise.reject(cannotWrite(err)));
             temporary = partial;
+            // A file replaced keeps its mode and owner, as tar -cf over it (which truncates it in place) keeps them.
+            if (existing?.isFile()) {
+              await file.chmod(existing.mode & 0o7777);
+              if (process.getuid?.() === 0) await file.chown(existing.uid, existing.gid);
+            }
             stages.push(file.createWriteStream());
           } else {
             stages.push(toStandardOutput());
