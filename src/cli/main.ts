@@ -80,7 +80,8 @@ const BROKEN_PIPE_EXIT = 128 + 13;
 export async function main(argv: string[]): Promise<number> {
   // `kloset ls | head`: once the reader is gone, stop as coreutils do on SIGPIPE, silently.
   // Any other failure to write (a full disk) leaves the output incomplete: say so and fail.
-  // The command may not get to its own clean-up: the store's locks are released here, within a bound.
+  // The command may not get to its own clean-up: its shared locks are released here, within a bound
+  // (an exclusive one stays, as a killed process leaves it: see releaseHeldLocks).
   // One that fails meanwhile over its output (archive -output -) ends with this status, its error unsaid.
   let outputStatus: number | undefined;
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {

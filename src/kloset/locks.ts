@@ -89,9 +89,15 @@ export class StoreLockedError extends KlosetError {}
 /** Locks this process holds: released on the way out when the process has to end at once (a reader of its output gone). */
 const held = new Set<StoreLock>();
 
-/** Releases every lock this process still holds; errors are ignored, since the process is ending. */
+/**
+ * Releases the shared locks this process still holds; errors are ignored, since the process is ending.
+ * An exclusive lock stays, as a process killed there leaves it: the command it guards (rm, prune, repair)
+ * runs on until the process ends, and a deletion of its must not land once the lock is gone, when a
+ * backup may already have started on what is being deleted. On this machine a lock of a process that
+ * has ended is ignored at once; elsewhere `unlock` removes it, or it ages out.
+ */
 export async function releaseHeldLocks(): Promise<void> {
-  await Promise.all([...held].map((lock) => lock.release().catch(() => undefined)));
+  await Promise.all([...held].filter((lock) => lock.shared).map((lock) => lock.release().catch(() => undefined)));
 }
 
 export class StoreLock {
@@ -102,6 +108,10 @@ export class StoreLock {
   private writtenAt = 0;
   /** Set once a refresh finds the lock gone from the store: it is not written back, and check() refuses. */
   private removed = false;
+
+  get shared(): boolean {
+    return this.kind === 'shared';
+  }
 
   private constructor(
     private readonly repository: Repository,

@@ -148,3 +148,44 @@ describe('a backup', () => {
     expect((await kloset(['at', store, 'check'])).code).toBe(0);
   });
 });
+
+describe('a deleting operation whose reader goes away', () => {
+  it('ends as SIGPIPE would and keeps its exclusive lock to the end, as a killed one: nothing it deletes lands once the lock is gone', async () => {
+    const source = path.join(work, 'forgotten');
+    await fs.mkdir(source);
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      await fs.writeFile(path.join(source, 'file.txt'), `version ${i}\n`);
+      const backup = await kloset(['at', store, 'backup', source]);
+      expect(backup.code).toBe(0);
+      ids.push(/created snapshot ([0-9a-f]{8})/.exec(backup.stdout)![1]);
+    }
+    expect(await locks()).toEqual([]);
+    // As `kloset rm … | head -0`: the reader is gone before the first "removed" line, and rm goes on
+    // deleting until the process ends. Its lock released meanwhile would let a backup in to reuse
+    // what a prune under that lock is still removing.
+    const { child, done } = startKloset(['at', store, 'rm', ...ids], { env: env() });
+    child.stdout!.destroy();
+    const result = await done;
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(141);
+    expect(await locks()).toHaveLength(1);
+    // Its holder has ended: on this machine the lock keeps nothing out, and unlock removes it.
+    const prune = await kloset(['at', store, 'prune']);
+    expect(prune.stderr).toBe('');
+    expect(prune.code).toBe(0);
+    const unlock = await kloset(['at', store, 'unlock']);
+    expect(unlock.stdout).toMatch(/^removed the lock of rm \(pid \d+ on .*\), which is gone$/m);
+    expect(await locks()).toEqual([]);
+    expect((await kloset(['at', store, 'check'])).code).toBe(0);
+  });
+
+  it('a reader (restore, archive) releases its shared lock before it ends', async () => {
+    const target = path.join(work, 'restored-to-closed-pipe');
+    const { child, done } = startKloset(['at', store, 'restore', '-to', target], { env: env() });
+    child.stdout!.destroy();
+    const result = await done;
+    expect(result.code).toBe(141);
+    expect(await locks()).toEqual([]);
+  });
+});
