@@ -98,6 +98,29 @@ describe('archive', () => {
     expect(Buffer.from(getAttributeSync(conf(acls), ACCESS_ACL)!)).toEqual(posixAcl(1000, 4));
   });
 
+  it("carries attribute names with '=' or '%' percent-encoded, as GNU tar does, so tar sets the names backed up", async () => {
+    const dir = await fresh('xattr-names');
+    const tree = path.join(dir, 'tree');
+    await fs.mkdir(tree);
+    const file = path.join(tree, 'file');
+    await fs.writeFile(file, 'x\n');
+    // A name with '=' would otherwise end the pax keyword early: tar set user.a to 'b=1' instead.
+    setAttributeSync(file, 'user.a=b', Buffer.from('1'));
+    setAttributeSync(file, 'user.rate%3D', Buffer.from('2'));
+    setAttributeSync(file, 'user.bin', Buffer.from('a\nb=c\0d\n'));
+    const own = path.join(dir, 'store');
+    expect((await kloset(['at', own, 'create', '-plaintext'])).code).toBe(0);
+    expect((await kloset(['at', own, 'backup', tree])).code).toBe(0);
+    const tar = path.join(dir, 'names.tar');
+    expect((await kloset(['at', own, 'archive', '-output', tar, '-rebase', 'latest:/'])).code).toBe(0);
+    const out = await fresh('xattr-names-out');
+    await run('tar', ['--xattrs', '--xattrs-include=*', '-xpf', tar, '-C', out]);
+    const { stdout } = await run('getfattr', ['--absolute-names', '-d', '-m', '^user\\.', '-e', 'hex', path.join(out, 'file')]);
+    const { stdout: expected } = await run('getfattr', ['--absolute-names', '-d', '-m', '^user\\.', '-e', 'hex', file]);
+    expect(stdout.split('\n').slice(1).sort()).toEqual(expected.split('\n').slice(1).sort());
+    expect(stdout).toContain('user.a\\075b=0x31');
+  });
+
   it('takes the format from the output name: .tar.gz and .zip', async () => {
     const tgz = path.join(work, 'www.tar.gz');
     expect((await archive(['-output', tgz, `${id}:/var/www`])).code).toBe(0);

@@ -130,7 +130,8 @@ function xattrRecords(xattrs: Record<string, Buffer>): Buffer[] {
   for (const [name, value] of Object.entries(xattrs)) {
     const acl = ACL_KEYS[name] !== undefined ? aclText(value) : undefined;
     if (acl !== undefined) records.push(paxRecord(ACL_KEYS[name], acl));
-    records.push(paxRecord(`SCHILY.xattr.${name}`, value));
+    // As GNU tar: '%' and '=' in the name percent-encoded, or the record's key would end at that '='.
+    records.push(paxRecord(`SCHILY.xattr.${name.replace(/%/g, '%25').replace(/=/g, '%3D')}`, value));
   }
   return records;
 }
