@@ -148,8 +148,12 @@ export class SnapshotReader {
     return found;
   }
 
-  /** '/a/b', 'a/b' and '' all work; throws a user-facing error for a missing path. */
-  async lookup(path: string): Promise<Entry> {
+  /**
+   * '/a/b', 'a/b' and '' all work; throws a user-facing error for a missing path. `names`, when given,
+   * gets the names of the entries on the way as they are in the snapshot, byte for byte: a name that
+   * is not UTF-8 is typed (and found) as its shown form, with U+FFFD.
+   */
+  async lookup(path: string, names?: string[]): Promise<Entry> {
     let entry = this.root;
     const parts = path.split('/').filter((p) => p !== '' && p !== '.');
     for (let i = 0; i < parts.length; i++) {
@@ -157,6 +161,7 @@ export class SnapshotReader {
       const next = await this.find(entry, parts[i]);
       if (!next) throw new KlosetError(`/${parts.slice(0, i + 1).join('/')}: no such file or directory in snapshot ${this.header.id.toString('hex').slice(0, 8)}`);
       entry = next;
+      names?.push(next.name);
     }
     return entry;
   }

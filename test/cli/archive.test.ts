@@ -262,6 +262,18 @@ describe('archive of names that are not UTF-8', () => {
     const outSub = Buffer.concat([Buffer.from(`${out}/`), bytes('caf', 0xe9)]);
     expect(await names(outSub as unknown as string)).toEqual(await names(sub as unknown as string));
     expect(await fs.readlink(path.join(out, 'link'), { encoding: 'buffer' })).toEqual(bytes('cible', 0xff));
+
+    // A subtree named as it is typed: the shell passes the bytes, which the program receives with U+FFFD
+    // for each stray one (passed so here). Its members keep the name backed up, as in the whole snapshot's archive.
+    const subtree = path.join(dir, 'subtree.tar');
+    const typed = await kloset(['at', own, 'archive', '-output', subtree, 'latest:/caf\uFFFD']);
+    expect(typed.code).toBe(0);
+    const subOut = path.join(dir, 'subtree-out');
+    await fs.mkdir(subOut);
+    await run('tar', ['-xf', subtree, '-C', subOut]);
+    expect(await names(subOut)).toEqual([bytes('caf', 0xe9).toString('hex')]);
+    const { stdout: members } = await run('tar', ['--quoting-style=literal', '-tf', subtree], { encoding: 'buffer' });
+    expect(members.toString('latin1').split('\n').filter(Boolean).sort()).toEqual(['caf\u00e9/', 'caf\u00e9/r\u00e9s']);
   });
 });
 

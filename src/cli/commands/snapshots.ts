@@ -535,8 +535,11 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           const ref = parseSnapshotRef(arg);
           const header = await findSnapshot(repository, ref, { tags: parseTags(opts.tag) }, ctx.onDamagedSnapshot);
           const reader = new SnapshotReader(repository, header);
-          const entry = await reader.lookup(ref.path);
-          const inSnapshot = ref.path.split('/').filter((part) => part !== '' && part !== '.').join('/');
+          // Members are named by the path as it is in the snapshot, not as typed: a name typed with U+FFFD
+          // for bytes that are not UTF-8 is the name backed up, byte for byte.
+          const names: string[] = [];
+          const entry = await reader.lookup(ref.path, names);
+          const inSnapshot = names.join('/');
           const rootName = !opts.rebase ? inSnapshot : entry.kind === 'directory' ? '' : entry.name;
           const output = toStdout ? undefined : path.resolve(opts.output ?? `kloset-${shortId(header.id)}${ARCHIVE_FORMATS[format].ending}`);
           if (output && opts.output === undefined && (await exists(output))) {
