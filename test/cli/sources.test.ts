@@ -95,6 +95,21 @@ describe('backup sources', () => {
     expect((await kloset(['at', store, 'cat', `${id}:/other.txt`], { env })).stdout).toBe('not backed up\n');
   });
 
+  it('backs up through link/ a directory whose path is not UTF-8', async () => {
+    const store = path.join(work, 'store-latin1');
+    // A directory a Latin-1 system named, reached through a link with a plain name.
+    const dir = Buffer.concat([Buffer.from(`${work}/r`), Buffer.from([0xe9]), Buffer.from('sultats')]);
+    await fs.mkdir(dir);
+    await fs.writeFile(Buffer.concat([dir, Buffer.from('/data.txt')]), 'inside\n');
+    await fs.symlink(dir, path.join(work, 'results'));
+    expect((await kloset(['at', store, 'create', '-plaintext'], { env })).code).toBe(0);
+    const backup = await kloset(['at', store, 'backup', `${path.join(work, 'results')}/`], { env });
+    expect(backup.stderr).not.toMatch(/no such file/);
+    expect(backup.code).toBe(0);
+    const id = /created snapshot ([0-9a-f]{8})/.exec(backup.stdout)![1];
+    expect((await kloset(['at', store, 'cat', `${id}:/data.txt`], { env })).stdout).toBe('inside\n');
+  });
+
   it('refuses a source that is neither a directory nor a regular file', async () => {
     const result = await kloset(['at', path.join(work, 'store'), 'backup', '/dev/null'], { env });
     expect(result.code).toBe(1);

@@ -169,8 +169,10 @@ export class FsImporter implements Importer {
     let entry: SourceEntry;
     try {
       if (this.throughLink && lstatSync(exactForm(this.source)).isSymbolicLink()) {
-        const target = realpathSync(exactForm(this.source));
-        if (!lstatSync(target).isDirectory()) throw new KlosetError(`${this.source}/: not a directory`);
+        // As bytes, by the C library's realpath: the directory named may not be UTF-8, and Node's own
+        // realpathSync resolves links as decoded text, which then names no directory.
+        const target = nameFromBytes(realpathSync.native(exactForm(this.source), { encoding: 'buffer' }));
+        if (!lstatSync(exactForm(target)).isDirectory()) throw new KlosetError(`${this.source}/: not a directory`);
         this.base = target;
       }
       entry = statEntry(this.base, '', true, this.textless);
