@@ -20,6 +20,14 @@ const E = {
 };
 
 const TYPE_BITS = { file: 0o100000, directory: 0o040000, symlink: 0o120000, device: 0o020000, fifo: 0o010000, socket: 0o140000 };
+const S_IFMT = 0o170000;
+const S_IFBLK = 0o060000;
+
+/** File type bits: a device keeps the block or character type the source recorded in its mode. */
+function typeBits(kind: keyof typeof TYPE_BITS, mode: number): number {
+  if (kind === 'device' && (mode & S_IFMT) === S_IFBLK) return S_IFBLK;
+  return TYPE_BITS[kind];
+}
 const XATTR_META_PREFIX = 'user.';
 
 /** The binding passes times as unsigned milliseconds: a time before 1970 would wrap to the far future, so it shows as the epoch. */
@@ -67,7 +75,7 @@ export class SnapshotFilesystem {
     const mtime = toDate(e.mtime);
     const size = e.kind === 'file' ? e.size : e.kind === 'symlink' ? Buffer.byteLength(shownName(e.target ?? '')) : e.kind === 'directory' ? 4096 : 0;
     return {
-      mode: (e.mode & 0o7777) | TYPE_BITS[e.kind],
+      mode: (e.mode & 0o7777) | typeBits(e.kind, e.mode),
       size,
       nlink: e.kind === 'directory' ? 2 : 1,
       uid: e.uid,
