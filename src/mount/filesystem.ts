@@ -77,7 +77,8 @@ export class SnapshotFilesystem {
     return {
       mode: (e.mode & 0o7777) | typeBits(e.kind, e.mode),
       size,
-      nlink: e.kind === 'directory' ? 2 : 1,
+      // A file with hard links shows how many names it has, as in the source (`ls -l`, `stat`, `find -links`).
+      nlink: e.kind === 'directory' ? 2 : Math.max(1, e.nlink ?? 1),
       uid: e.uid,
       gid: e.gid,
       rdev: e.rdev ?? 0,

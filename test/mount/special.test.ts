@@ -54,4 +54,11 @@ describe.skipIf(!isRoot)('special entries mounted', () => {
     expect(await statOf(path.join(mnt, 'chr'))).toBe(await statOf(path.join(source, 'chr')));
     expect(await statOf(path.join(mnt, 'blk'))).toMatch(/^block special file /);
   });
+
+  it('shows the link count of hard-linked files as the source has it', async () => {
+    for (const name of ['one', 'two', 'three', 'single']) {
+      expect(await statOf(path.join(mnt, name)), name).toBe(await statOf(path.join(source, name)));
+    }
+    expect((await fs.stat(path.join(mnt, 'two'))).nlink).toBe(3);
+  });
 });
