@@ -125,6 +125,17 @@ describe('--background', () => {
     expect(await isMountPoint(dir)).toBe(false);
   });
 
+  it('names the mount point to unmount when options come before it, as in the README', async () => {
+    const dir = await newMountpoint('mnt-background-options-first');
+    const result = await kloset(['at', plainStore, 'mount', '--cache-size', '64M', '--background', '-o', 'debug', dir, plainId]);
+    const match = /mounted in the background \(pid (\d+)\); unmount with 'fusermount -u (.+)'/.exec(result.stdout);
+    if (match) trackMount(dir, Number(match[1]));
+    expect(result.code, result.stderr).toBe(0);
+    expect(match?.[2]).toBe(dir);
+    await run('fusermount', ['-u', match![2]]);
+    expect(await isMountPoint(dir)).toBe(false);
+  });
+
   it('reports a failure to mount in the command itself, and leaves nothing behind', async () => {
     const dir = await newMountpoint('mnt-background-bad');
     const started = await background(plainStore, dir, ['ffffffff']);

@@ -32,7 +32,7 @@ interface MountFlags extends FilterFlags {
  * gets the passphrase through a pipe (never the environment or argv), and
  * says on another pipe when the file system is mounted or why it is not.
  */
-async function detach(ctx: CliContext, argv: string[]): Promise<void> {
+async function detach(ctx: CliContext, argv: string[], mountpoint: string): Promise<void> {
   const passphrase = await ctx.repository().then(
     async (repository) => (repository.encrypted ? ctx.passphrase(false) : ''),
   );
@@ -50,7 +50,7 @@ async function detach(ctx: CliContext, argv: string[]): Promise<void> {
   });
   child.unref();
   if (!notice.startsWith('ready')) throw new KlosetError(notice.replace(/^error: /, '').trim() || 'mount failed in the background');
-  ctx.info(`mounted in the background (pid ${child.pid}); unmount with 'fusermount -u ${argv[argv.indexOf('mount') + 1] ?? ''}'`);
+  ctx.info(`mounted in the background (pid ${child.pid}); unmount with 'fusermount -u ${path.resolve(mountpoint)}'`);
 }
 
 export function registerMountCommand(program: Command, context: () => CliContext, run: Run, argv: string[]): void {
@@ -73,7 +73,7 @@ export function registerMountCommand(program: Command, context: () => CliContext
         for (const option of fuseOptions) {
           if (option !== 'allow_other' && option !== 'debug') throw new UsageError(`unsupported mount option ${JSON.stringify(option)}`);
         }
-        if ((flags.background || flags.daemon) && !flags.foreground) return detach(ctx, argv);
+        if ((flags.background || flags.daemon) && !flags.foreground) return detach(ctx, argv, mountpoint);
         const notify = flags.notifyFd ? createWriteStream('', { fd: Number(flags.notifyFd) }) : undefined;
         let releaseLock: () => Promise<void> = async () => undefined;
         try {
