@@ -22,8 +22,14 @@ function chunkBudget(cacheBytes: number): number {
   return cacheBytes - Math.min(64 * 1024 * 1024, Math.floor(cacheBytes / 8));
 }
 
-/** What to show at the mount point: every snapshot, or one snapshot's path. */
-export type MountTarget = { snapshots: SnapshotHeader[] } | { snapshot: SnapshotHeader; path: string };
+/**
+ * What to show at the mount point: every snapshot, or one snapshot's path.
+ * With `select`, snapshots made or removed while mounted come and go in the
+ * every-snapshot view; `select` picks which of the store's are shown.
+ */
+export type MountTarget =
+  | { snapshots: SnapshotHeader[]; select?: (all: SnapshotHeader[]) => SnapshotHeader[] }
+  | { snapshot: SnapshotHeader; path: string };
 
 export interface MountOptions {
   cacheBytes?: number;
@@ -101,7 +107,7 @@ export async function mountSnapshots(
   let namespace: Namespace;
   let totals: { bytes: number; files: number };
   if ('snapshots' in target) {
-    namespace = Namespace.ofSnapshots(repository, target.snapshots);
+    namespace = Namespace.ofSnapshots(repository, target.snapshots, target.select);
     totals = target.snapshots.reduce((t, h) => ({ bytes: t.bytes + h.stats.size, files: t.files + h.stats.files }), { bytes: 0, files: 0 });
   } else {
     const reader = new SnapshotReader(repository, target.snapshot);

@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache';
+import { IntegrityError, NotFoundError } from '../errors.js';
 import type { Repository } from '../kloset/repository.js';
-import type { SnapshotHeader } from '../snapshot/header.js';
+import { readSnapshotHeader, snapshotIds, type SnapshotHeader } from '../snapshot/header.js';
 import { shownName } from '../snapshot/names.js';
 import { SnapshotReader } from '../snapshot/reader.js';
 import type { Entry } from '../snapshot/tree.js';
@@ -45,6 +46,30 @@ function dateName(header: SnapshotHeader): string {
 const RESOLVED_PATHS = 20_000;
 
 /**
+ * How stale the list of snapshots may get: a snapshot made (or removed) while
+ * mounted shows at the top level, in by-date/, by-tag/ and as latest once
+ * this long has passed since the last look at the store.
+ */
+export const SNAPSHOTS_REFRESH_MS = 5_000;
+
+/** The every-snapshot view: how to look the store up again, and what was seen. */
+interface SnapshotsView {
+  repository: Repository;
+  select: (all: SnapshotHeader[]) => SnapshotHeader[];
+  /** Every header read so far, by hex id (damaged ones as null), so a refresh reads only new ones. */
+  headers: Map<string, SnapshotHeader | null>;
+  /** One reader per snapshot, kept across refreshes with the directory pages it has decoded. */
+  readers: Map<string, SnapshotReader>;
+  checkedAt: number;
+  checking?: Promise<void>;
+}
+
+/** A path of the virtual part of the every-snapshot view: a top-level name, or inside by-date/ or by-tag/. */
+function isViewPath(path: string): boolean {
+  return path.indexOf('/', 1) === -1 || path.startsWith('/by-date/') || path.startsWith('/by-tag/');
+}
+
+/**
  * Resolves mount paths to nodes. Lookups go one directory page at a time
  * through the reader; resolved paths are remembered (bounded), and a
  * directory listing primes that memory so `ls -l` does not look each name up.
@@ -52,10 +77,31 @@ const RESOLVED_PATHS = 20_000;
 export class Namespace {
   private readonly resolved = new LRUCache<string, Node>({ max: RESOLVED_PATHS });
 
-  private constructor(private readonly root: Node) {}
+  private constructor(
+    private root: Node,
+    private readonly view?: SnapshotsView,
+  ) {}
 
-  /** Every snapshot: /<short-id>/…, /by-date/<time>_<id> and /by-tag/<tag>/<id> links, /latest. */
-  static ofSnapshots(repository: Repository, headers: SnapshotHeader[]): Namespace {
+  /**
+   * Every snapshot: /<short-id>/…, /by-date/<time>_<id> and /by-tag/<tag>/<id> links, /latest.
+   * With `select`, the store's snapshots are looked up again (at most every
+   * SNAPSHOTS_REFRESH_MS) when the view is looked at, and `select` picks those shown.
+   */
+  static ofSnapshots(repository: Repository, headers: SnapshotHeader[], select?: (all: SnapshotHeader[]) => SnapshotHeader[]): Namespace {
+    const readers = new Map<string, SnapshotReader>();
+    const root = Namespace.snapshotsRoot(repository, headers, readers);
+    if (!select) return new Namespace(root);
+    const view: SnapshotsView = {
+      repository,
+      select,
+      headers: new Map(headers.map((h) => [h.id.toString('hex'), h])),
+      readers,
+      checkedAt: Date.now(),
+    };
+    return new Namespace(root, view);
+  }
+
+  private static snapshotsRoot(repository: Repository, headers: SnapshotHeader[], readers: Map<string, SnapshotReader>): Node {
     const now = new Date();
     const dir = (): VirtualDirectory => ({ type: 'virtual', children: new Map(), time: now });
     const root = dir();
@@ -63,7 +109,10 @@ export class Namespace {
     const byTag = dir();
     for (const header of headers) {
       const name = shortSnapshotName(header);
-      root.children.set(name, { type: 'entry', reader: new SnapshotReader(repository, header), entry: header.root });
+      const key = header.id.toString('hex');
+      let reader = readers.get(key);
+      if (!reader) readers.set(key, (reader = new SnapshotReader(repository, header)));
+      root.children.set(name, { type: 'entry', reader, entry: header.root });
       byDate.children.set(dateName(header), { type: 'link', target: `../${name}`, time: header.time });
       for (const tag of header.tags) {
         if (tag.includes('/') || tag === '.' || tag === '..' || tag === '') continue;
@@ -76,7 +125,56 @@ export class Namespace {
     root.children.set('by-tag', byTag);
     const latest = headers[headers.length - 1];
     if (latest) root.children.set('latest', { type: 'link', target: shortSnapshotName(latest), time: latest.time });
-    return new Namespace(root);
+    return root;
+  }
+
+  /** Looks the store's snapshots up again if the last look is older than SNAPSHOTS_REFRESH_MS. */
+  private async fresh(): Promise<void> {
+    const view = this.view;
+    if (!view) return;
+    if (!view.checking && Date.now() - view.checkedAt >= SNAPSHOTS_REFRESH_MS) {
+      // A store that does not answer keeps the view as it was: the snapshots shown stay readable.
+      view.checking = this.refresh(view)
+        .catch(() => undefined)
+        .finally(() => {
+          view.checkedAt = Date.now();
+          view.checking = undefined;
+        });
+    }
+    await view.checking;
+  }
+
+  private async refresh(view: SnapshotsView): Promise<void> {
+    const ids = (await snapshotIds(view.repository)).map((id) => id.toString('hex'));
+    const present = new Set(ids);
+    const added = ids.filter((id) => !view.headers.has(id));
+    const removed = [...view.headers.keys()].filter((id) => !present.has(id));
+    if (added.length === 0 && removed.length === 0) return;
+    const read = await Promise.all(
+      added.map((id) =>
+        readSnapshotHeader(view.repository, Buffer.from(id, 'hex')).then(
+          (header) => ({ id, header }),
+          (err) => {
+            // Removed meanwhile: not there. Damaged: left out, as listings do. Anything else: try again next time.
+            if (err instanceof NotFoundError) return { id, header: undefined };
+            if (err instanceof IntegrityError) return { id, header: null };
+            throw err;
+          },
+        ),
+      ),
+    );
+    for (const id of removed) {
+      view.headers.delete(id);
+      view.readers.delete(id);
+    }
+    for (const { id, header } of read) if (header !== undefined) view.headers.set(id, header);
+    const all = [...view.headers.values()]
+      .filter((h): h is SnapshotHeader => h !== null)
+      .sort((a, b) => a.time.getTime() - b.time.getTime() || Buffer.compare(a.id, b.id));
+    this.root = Namespace.snapshotsRoot(view.repository, view.select(all), view.readers);
+    for (const path of [...this.resolved.keys()]) {
+      if (isViewPath(path) || removed.some((id) => path.startsWith(`/${id.slice(0, 8)}/`))) this.resolved.delete(path);
+    }
   }
 
   /** One snapshot, or one directory or file of it, at the mount point. */
@@ -87,6 +185,7 @@ export class Namespace {
   /** The node at a FUSE path ('/', '/a/b'), or undefined. */
   async lookup(path: string): Promise<Node | undefined> {
     if (path === '/' || path === '') return this.root;
+    if (this.view && isViewPath(path)) await this.fresh();
     const known = this.resolved.get(path);
     if (known) return known;
     const slash = path.lastIndexOf('/');
@@ -106,7 +205,15 @@ export class Namespace {
   /** Names in a directory, in order; remembers each child's node for the getattr calls that follow. */
   async list(path: string, node: Node): Promise<string[]> {
     const prefix = path === '/' ? '/' : `${path}/`;
-    if (node.type === 'virtual') return [...node.children.keys()];
+    if (node.type === 'virtual') {
+      if (this.view) {
+        await this.fresh();
+        // The directory as it is now: the node looked up before a refresh may be the old one.
+        const current = await this.lookup(path);
+        if (current?.type === 'virtual') node = current;
+      }
+      return [...node.children.keys()];
+    }
     if (node.type !== 'entry' || node.entry.kind !== 'directory') return [];
     const children: Entry[] = [];
     for await (const child of node.reader.children(node.entry)) children.push(child);

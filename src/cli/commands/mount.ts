@@ -85,7 +85,10 @@ export function registerMountCommand(program: Command, context: () => CliContext
             const ref = parseSnapshotRef(snapshot);
             target = { snapshot: await findSnapshot(repository, ref, filter, ctx.onDamagedSnapshot), path: ref.path };
           } else {
-            target = { snapshots: filterSnapshots(await listSnapshots(repository, ctx.onDamagedSnapshot), filter) };
+            target = {
+              snapshots: filterSnapshots(await listSnapshots(repository, ctx.onDamagedSnapshot), filter),
+              select: (all) => filterSnapshots(all, filter),
+            };
           }
           const where = path.resolve(mountpoint);
           const mounted = await mountSnapshots(repository, where, target, {

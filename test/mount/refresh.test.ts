@@ -1,0 +1,74 @@
+/**
+ * The every-snapshot view follows the store, as `restic mount` does: a
+ * snapshot made while mounted appears at the top level, in by-date/ and
+ * by-tag/, and becomes latest, without remounting.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/cli.js';
+import { klosetWith } from '../helpers/fixtures.js';
+import { mountCli, unmountAll, type MountedCli } from '../helpers/mount.js';
+
+let work: string;
+let store: string;
+let source: string;
+let mnt: string;
+let mount: MountedCli;
+let firstId: string;
+let kloset: ReturnType<typeof klosetWith>;
+const env: NodeJS.ProcessEnv = {};
+
+async function waitUntil(check: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return check();
+}
+
+describe('every snapshot mounted while a backup is made', () => {
+  beforeAll(async () => {
+    work = await tempDir('kloset-mount-refresh-');
+    env.XDG_CACHE_HOME = path.join(work, 'cache');
+    env.KLOSET_PASSPHRASE = 'test passphrase';
+    kloset = klosetWith(env);
+    source = path.join(work, 'source');
+    store = path.join(work, 'store');
+    await fs.mkdir(source);
+    await fs.writeFile(path.join(source, 'a.txt'), 'first\n');
+    expect((await kloset(['at', store, 'create'])).code).toBe(0);
+    const first = await kloset(['at', store, 'backup', source, '--tag', 'old']);
+    expect(first.code, first.stderr).toBe(0);
+    firstId = /created snapshot ([0-9a-f]{8})/.exec(first.stdout)![1];
+    mnt = path.join(work, 'mnt');
+    await fs.mkdir(mnt);
+    mount = await mountCli(store, mnt, [], { env });
+  }, 60_000);
+
+  afterAll(async () => {
+    await mount?.stop();
+    await unmountAll();
+    if (work) await fs.rm(work, { recursive: true, force: true });
+  });
+
+  it('shows the new snapshot by id, by date, by tag and as latest, with its files', async () => {
+    expect(await fs.readlink(path.join(mnt, 'latest'))).toBe(firstId);
+    await new Promise((r) => setTimeout(r, 1100)); // by-date names are to the second
+    await fs.writeFile(path.join(source, 'b.txt'), 'second\n');
+    const second = await kloset(['at', store, 'backup', source, '--tag', 'new']);
+    expect(second.code, second.stderr).toBe(0);
+    const secondId = /created snapshot ([0-9a-f]{8})/.exec(second.stdout)![1];
+    const appeared = await waitUntil(async () => (await fs.readdir(mnt)).includes(secondId), 20_000);
+    expect(appeared, `${secondId} not listed at the top of the mount 20 s after the backup`).toBe(true);
+    expect(await fs.readFile(path.join(mnt, secondId, 'b.txt'), 'utf8')).toBe('second\n');
+    expect(await fs.readlink(path.join(mnt, 'latest'))).toBe(secondId);
+    expect(await fs.readFile(path.join(mnt, 'latest', 'b.txt'), 'utf8')).toBe('second\n');
+    expect(await fs.readdir(path.join(mnt, 'by-tag'))).toEqual(expect.arrayContaining(['old', 'new']));
+    expect(await fs.readlink(path.join(mnt, 'by-tag', 'new', secondId))).toBe(`../../${secondId}`);
+    expect((await fs.readdir(path.join(mnt, 'by-date'))).filter((n) => n.endsWith(secondId))).toHaveLength(1);
+    // The first snapshot is still there and readable.
+    expect(await fs.readFile(path.join(mnt, firstId, 'a.txt'), 'utf8')).toBe('first\n');
+  }, 60_000);
+});
