@@ -1,3 +1,5 @@
+import { isBlockDevice } from '../snapshot/tree.js';
+
 // One definition of sizes for the terminal and the viewer's page, kept with the page's code because only its own folder is served to the browser.
 export { formatBytes } from '../ui/web/format.js';
 
@@ -22,8 +24,7 @@ export function formatTime(date: Date): string {
 
 /** `ls -l` style mode string from st_mode. */
 export function formatMode(mode: number, kind: string): string {
-  const blockDevice = kind === 'device' && (mode & 0o170000) === 0o060000;
-  const type = blockDevice ? 'b' : ({ directory: 'd', symlink: 'l', device: 'c', fifo: 'p', socket: 's', file: '-' }[kind] ?? '?');
+  const type = isBlockDevice({ kind, mode }) ? 'b' : ({ directory: 'd', symlink: 'l', device: 'c', fifo: 'p', socket: 's', file: '-' }[kind] ?? '?');
   const bits = 'rwxrwxrwx';
   let out = type;
   for (let i = 0; i < 9; i++) out += mode & (1 << (8 - i)) ? bits[i] : '-';

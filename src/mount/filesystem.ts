@@ -1,6 +1,7 @@
 import { constants } from 'node:fs';
 import os from 'node:os';
 import { shownName } from '../snapshot/names.js';
+import { isBlockDevice } from '../snapshot/tree.js';
 import { ChunkCache } from './chunkcache.js';
 import { FileReader } from './filereader.js';
 import type { Namespace, Node } from './namespace.js';
@@ -20,13 +21,11 @@ const E = {
 };
 
 const TYPE_BITS = { file: 0o100000, directory: 0o040000, symlink: 0o120000, device: 0o020000, fifo: 0o010000, socket: 0o140000 };
-const S_IFMT = 0o170000;
 const S_IFBLK = 0o060000;
 
 /** File type bits: a device keeps the block or character type the source recorded in its mode. */
 function typeBits(kind: keyof typeof TYPE_BITS, mode: number): number {
-  if (kind === 'device' && (mode & S_IFMT) === S_IFBLK) return S_IFBLK;
-  return TYPE_BITS[kind];
+  return isBlockDevice({ kind, mode }) ? S_IFBLK : TYPE_BITS[kind];
 }
 const XATTR_META_PREFIX = 'user.';
 

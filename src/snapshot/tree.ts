@@ -56,6 +56,14 @@ export interface Entry {
 
 export const INLINE_CHUNKS = 8;
 
+const S_IFMT = 0o170000;
+const S_IFBLK = 0o060000;
+
+/** A device entry keeps the source's type bits in its mode: block (S_IFBLK) or character. */
+export function isBlockDevice(e: { kind: string; mode: number }): boolean {
+  return e.kind === 'device' && (e.mode & S_IFMT) === S_IFBLK;
+}
+
 /** Names sort by their bytes (UTF-8 for text), the same order S3 lists keys in. */
 export function compareNames(a: string, b: string): number {
   return Buffer.compare(nameToBytes(a), nameToBytes(b));

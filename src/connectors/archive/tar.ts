@@ -14,13 +14,11 @@ import { checkEntryName } from '../exporter.js';
 import { KlosetError } from '../../errors.js';
 import { nameToBytes, shownName } from '../../snapshot/names.js';
 import type { SnapshotReader } from '../../snapshot/reader.js';
-import type { Entry } from '../../snapshot/tree.js';
+import { isBlockDevice, type Entry } from '../../snapshot/tree.js';
 
 const BLOCK = 512;
 const MAX_OCTAL_7 = 0o7777777;
 const MAX_OCTAL_11 = 0o77777777777;
-const S_IFMT = 0o170000;
-const S_IFBLK = 0o060000;
 
 type TypeFlag = '0' | '2' | '3' | '4' | '5' | '6' | 'x';
 
@@ -209,7 +207,7 @@ function memberFields(exactPath: string, e: Entry): HeaderFields | undefined {
       const rdev = e.rdev ?? 0;
       return {
         ...base,
-        type: (e.mode & S_IFMT) === S_IFBLK ? '4' : '3',
+        type: isBlockDevice(e) ? '4' : '3',
         devmajor: Math.floor(rdev / 256) & 0xfff,
         devminor: (rdev & 0xff) | (Math.floor(rdev / 4096) & 0xfff00),
       };

@@ -22,7 +22,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { KlosetError } from '../../errors.js';
 import { exactForm } from '../../snapshot/names.js';
-import type { Entry, Timespec } from '../../snapshot/tree.js';
+import { isBlockDevice, type Entry, type Timespec } from '../../snapshot/tree.js';
 import { makeDirectories } from '../../storage/directories.js';
 import type { Exporter } from '../exporter.js';
 import { ACCESS_ACL, DEFAULT_ACL, hasDefaultAcl, removeXattrs, writeXattrs } from './xattrs.js';
@@ -36,8 +36,6 @@ const writeAsync = promisify(write);
  * beside the main thread's work on small files.
  */
 const THREADED_WRITE_MIN = 4 * 1024 * 1024;
-const S_IFMT = 0o170000;
-const S_IFBLK = 0o060000;
 
 /** Compared against, a slice at a time: zero runs come as chunks of up to the chunker's maximum. */
 const ZEROS = Buffer.alloc(64 * 1024);
@@ -92,7 +90,7 @@ async function makeSpecial(at: string, entry: Entry): Promise<void> {
   const [command, ...args] =
     entry.kind === 'fifo'
       ? ['mkfifo', '-m', permissions, at]
-      : ['mknod', '-m', permissions, at, (entry.mode & S_IFMT) === S_IFBLK ? 'b' : 'c', ...deviceNumbers(entry.rdev ?? 0)];
+      : ['mknod', '-m', permissions, at, isBlockDevice(entry) ? 'b' : 'c', ...deviceNumbers(entry.rdev ?? 0)];
   try {
     await execFileAsync(command, args);
   } catch (err) {
