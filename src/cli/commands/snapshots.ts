@@ -1,3 +1,4 @@
+import type { Stats } from 'node:fs';
 import { access, open, realpath, rename, rm, stat } from 'node:fs/promises';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -167,6 +168,55 @@ function toStandardOutput(): Writable {
       });
     },
   });
+}
+
+/** Where an archive goes, opened before it is written. */
+interface ArchiveOutput {
+  sink: NodeJS.WritableStream;
+  /** Puts the archive under its name, once it is whole. */
+  commit(): Promise<void>;
+  /** Removes what a failure left half written; the name keeps what it held. */
+  discard(): Promise<void>;
+}
+
+/**
+ * An archive's output: standard output (no `output`), a device or a pipe
+ * written in place (a tape, a FIFO, /dev/stdout), as tar writes them, or a
+ * file written beside its name and renamed once whole, so that an archive
+ * cut short is never left under that name. A new file has mode 0600, since
+ * it holds whatever the snapshot holds; one replaced (through a symbolic
+ * link that names it) keeps its mode and owner, as tar -cf over it keeps them.
+ */
+async function openArchiveOutput(output: string | undefined, existing: Stats | undefined): Promise<ArchiveOutput> {
+  const nothing = async () => undefined;
+  if (output === undefined) return { sink: toStandardOutput(), commit: nothing, discard: nothing };
+  const cannotWrite = (err: unknown) => Promise.reject(archiveWriteError(output, err));
+  if (existing && !existing.isFile()) {
+    const file = await open(output, 'w').catch(cannotWrite);
+    return { sink: file.createWriteStream(), commit: nothing, discard: nothing };
+  }
+  const final = existing ? await realpath(output) : output;
+  const partial = path.join(path.dirname(final), `.${path.basename(final)}.${process.pid}.partial`);
+  const file = await open(partial, 'wx', 0o600).catch(cannotWrite);
+  try {
+    if (existing) {
+      await file.chmod(existing.mode & 0o7777);
+      if (process.getuid?.() === 0) await file.chown(existing.uid, existing.gid);
+    }
+  } catch (err) {
+    await file.close();
+    await rm(partial, { force: true });
+    throw err;
+  }
+  return {
+    sink: file.createWriteStream(),
+    commit: () => rename(partial, final),
+    discard: () => rm(partial, { force: true }),
+  };
+}
+
+function archiveWriteError(output: string | undefined, err: unknown): KlosetError {
+  return new KlosetError(`cannot write ${output ?? 'the output'}: ${systemReason(err)}`, { cause: err });
 }
 
 /** The formats of `archive`, as Plakar names them, with the file name ending each is known by. */
@@ -530,7 +580,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         // With the archive on standard output, the summary goes with the warnings.
         const say = (line: string) => (toStdout ? !ctx.options.quiet && ctx.err(line) : ctx.info(line));
         const { repository, lock } = await ctx.lockedRepository('shared', 'an archive', { reader: true });
-        let temporary: string | undefined;
+        let destination: ArchiveOutput | undefined;
         try {
           const ref = parseSnapshotRef(arg);
           const header = await findSnapshot(repository, ref, { tags: parseTags(opts.tag) }, ctx.onDamagedSnapshot);
@@ -550,10 +600,6 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           }
           const existing = output ? await stat(output).catch(() => undefined) : undefined;
           if (existing?.isDirectory()) throw new UsageError(`${output}: is a directory`);
-          // A device or a pipe (a tape, a FIFO, /dev/stdout) is written in place, as tar writes it;
-          // a file is replaced once the new one is whole, through a symbolic link that names it.
-          const inPlace = existing !== undefined && !existing.isFile();
-          const replaced = output && existing?.isFile() ? await realpath(output) : output;
 
           const progress = new ProgressLine('archive', entry.kind === 'directory' ? entry.summary?.size : entry.size);
           const started = Date.now();
@@ -574,41 +620,22 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           const members = format === 'zip' ? zipStream(reader, entry, rootName, options) : tarStream(reader, entry, rootName, options);
           const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [Readable.from(members, { objectMode: false })];
           if (format === 'tarball') stages.push(createGzip());
-          // Written beside its name and renamed once whole: an archive cut short by an error or a signal is never left under that name.
-          // Mode 0600: the archive holds whatever the snapshot holds, other users' secrets included.
-          const cannotWrite = (err: unknown) => new KlosetError(`cannot write ${output ?? 'the output'}: ${systemReason(err)}`, { cause: err });
-          if (output && inPlace) {
-            const file = await open(output, 'w').catch((err: unknown) => Promise.reject(cannotWrite(err)));
-            stages.push(file.createWriteStream());
-          } else if (replaced) {
-            const partial = path.join(path.dirname(replaced), `.${path.basename(replaced)}.${process.pid}.partial`);
-            const file = await open(partial, 'wx', 0o600).catch((err: unknown) => Promise.reject(cannotWrite(err)));
-            temporary = partial;
-            // A file replaced keeps its mode and owner, as tar -cf over it (which truncates it in place) keeps them.
-            if (existing?.isFile()) {
-              await file.chmod(existing.mode & 0o7777);
-              if (process.getuid?.() === 0) await file.chown(existing.uid, existing.gid);
-            }
-            stages.push(file.createWriteStream());
-          } else {
-            stages.push(toStandardOutput());
-          }
+          destination = await openArchiveOutput(output, existing);
+          stages.push(destination.sink);
           const abort = new AbortController();
           const onSignal = () => abort.abort();
           process.once('SIGINT', onSignal);
           process.once('SIGTERM', onSignal);
           try {
             await pipeline(stages, { signal: abort.signal });
-            if (temporary && replaced) {
-              await rename(temporary, replaced);
-              temporary = undefined;
-            }
+            await destination.commit();
+            destination = undefined;
           } catch (err) {
             if (abort.signal.aborted) {
               throw new KlosetError(`archive interrupted: ${output ? `${output} was not written` : 'the output is cut short'}`, { exitCode: 130 });
             }
             // Reading the store fails as a KlosetError; a system error is the output's (a full disk).
-            if (!(err instanceof KlosetError) && typeof (err as NodeJS.ErrnoException).code === 'string') throw cannotWrite(err);
+            if (!(err instanceof KlosetError) && typeof (err as NodeJS.ErrnoException).code === 'string') throw archiveWriteError(output, err);
             throw err;
           } finally {
             process.off('SIGINT', onSignal);
@@ -621,7 +648,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           );
           return lost ? ExitCode.PARTIAL : ExitCode.OK;
         } finally {
-          if (temporary) await rm(temporary, { force: true }).catch(() => undefined);
+          await destination?.discard().catch(() => undefined);
           await lock?.release().catch(() => undefined);
         }
       }),
