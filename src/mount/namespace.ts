@@ -1,7 +1,6 @@
 import { LRUCache } from 'lru-cache';
-import { IntegrityError, NotFoundError } from '../errors.js';
 import type { Repository } from '../kloset/repository.js';
-import { readSnapshotHeader, snapshotIds, type SnapshotHeader } from '../snapshot/header.js';
+import { DamagedSnapshotError, olderFirst, openHeader, snapshotIds, type SnapshotHeader } from '../snapshot/header.js';
 import { shownName } from '../snapshot/names.js';
 import { SnapshotReader } from '../snapshot/reader.js';
 import type { Entry } from '../snapshot/tree.js';
@@ -152,12 +151,11 @@ export class Namespace {
     if (added.length === 0 && removed.length === 0) return;
     const read = await Promise.all(
       added.map((id) =>
-        readSnapshotHeader(view.repository, Buffer.from(id, 'hex')).then(
+        // Removed meanwhile: undefined, not there. Damaged: left out, as listings do. Anything else: try again next time.
+        openHeader(view.repository, Buffer.from(id, 'hex')).then(
           (header) => ({ id, header }),
           (err) => {
-            // Removed meanwhile: not there. Damaged: left out, as listings do. Anything else: try again next time.
-            if (err instanceof NotFoundError) return { id, header: undefined };
-            if (err instanceof IntegrityError) return { id, header: null };
+            if (err instanceof DamagedSnapshotError) return { id, header: null };
             throw err;
           },
         ),
@@ -170,7 +168,7 @@ export class Namespace {
     for (const { id, header } of read) if (header !== undefined) view.headers.set(id, header);
     const all = [...view.headers.values()]
       .filter((h): h is SnapshotHeader => h !== null)
-      .sort((a, b) => a.time.getTime() - b.time.getTime() || Buffer.compare(a.id, b.id));
+      .sort(olderFirst);
     this.root = Namespace.snapshotsRoot(view.repository, view.select(all), view.readers);
     for (const path of [...this.resolved.keys()]) {
       if (isViewPath(path) || removed.some((id) => path.startsWith(`/${id.slice(0, 8)}/`))) this.resolved.delete(path);

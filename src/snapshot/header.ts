@@ -122,7 +122,7 @@ export async function snapshotIds(repository: Repository): Promise<Buffer[]> {
 }
 
 /** One header, undefined if it was removed meanwhile; a damaged one throws DamagedSnapshotError. */
-async function openHeader(repository: Repository, id: Buffer): Promise<SnapshotHeader | undefined> {
+export async function openHeader(repository: Repository, id: Buffer): Promise<SnapshotHeader | undefined> {
   try {
     return await readSnapshotHeader(repository, id);
   } catch (err) {
@@ -155,7 +155,12 @@ export async function listSnapshots(repository: Repository, onDamaged?: OnDamage
   damaged.sort((a, b) => Buffer.compare(a.id, b.id));
   if (damaged.length > 0 && !onDamaged) throw damaged[0];
   for (const err of damaged) onDamaged!(err);
-  return headers.sort((a, b) => a.time.getTime() - b.time.getTime() || Buffer.compare(a.id, b.id));
+  return headers.sort(olderFirst);
+}
+
+/** The order of listings: oldest first, ties by id. */
+export function olderFirst(a: SnapshotHeader, b: SnapshotHeader): number {
+  return a.time.getTime() - b.time.getTime() || Buffer.compare(a.id, b.id);
 }
 
 /** Names the newest snapshot wherever an id is asked for, as in restic. */

@@ -1,5 +1,5 @@
 import type { Stats } from 'node:fs';
-import { access, open, realpath, rename, rm, stat } from 'node:fs/promises';
+import { open, realpath, rename, rm, stat } from 'node:fs/promises';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
@@ -135,13 +135,6 @@ async function realLocation(location: string): Promise<string> {
       existing = parent;
     }
   }
-}
-
-async function exists(file: string): Promise<boolean> {
-  return access(file).then(
-    () => true,
-    () => false,
-  );
 }
 
 /** Whether `inner` is `outer` or below it. */
@@ -592,13 +585,13 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           const inSnapshot = names.join('/');
           const rootName = !opts.rebase ? inSnapshot : entry.kind === 'directory' ? '' : entry.name;
           const output = toStdout ? undefined : path.resolve(opts.output ?? `kloset-${shortId(header.id)}${ARCHIVE_FORMATS[format].ending}`);
-          if (output && opts.output === undefined && (await exists(output))) {
-            throw new UsageError(`${path.basename(output)} exists: give -output to replace it or to write elsewhere`);
+          const existing = output ? await stat(output).catch(() => undefined) : undefined;
+          if (existing && opts.output === undefined) {
+            throw new UsageError(`${path.basename(output!)} exists: give -output to replace it or to write elsewhere`);
           }
           if (output && repository.store instanceof LocalBlobStore && isWithin(await realLocation(output), await realLocation(repository.store.root))) {
             throw new UsageError(`${output}: inside the store ${repository.store.root}: write the archive somewhere else`);
           }
-          const existing = output ? await stat(output).catch(() => undefined) : undefined;
           if (existing?.isDirectory()) throw new UsageError(`${output}: is a directory`);
 
           const progress = new ProgressLine('archive', entry.kind === 'directory' ? entry.summary?.size : entry.size);
