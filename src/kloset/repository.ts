@@ -333,6 +333,19 @@ export class Repository {
     if (fresh.length > 0 && names.length > 0) await this.writeIndexCache(names);
     this.loadedDeltas = listed;
     this.caughtUpDeltas = new Set();
+    this.indexLoaded = true;
+  }
+
+  private indexLoaded = false;
+
+  /**
+   * A writer's delta is in the store: the local copy of the index is brought
+   * to cover it, so the next command on this machine (a re-backup) reads no
+   * delta from the store and merges nothing.
+   */
+  async cacheIndexWith(delta: string): Promise<void> {
+    if (!this.indexLoaded) return; // the index holds only this writer's blobs
+    await this.writeIndexCache([...this.loadedDeltas, ...this.caughtUpDeltas, delta]);
   }
 
   /** The cache's table is checked whole before it is used: one that fails is rebuilt from the store. */
@@ -689,17 +702,20 @@ export class BlobWriter {
    */
   async commit(): Promise<void> {
     await this.storePacks();
-    if (this.packDeltas.length === 0) return this.writeDelta();
+    if (this.packDeltas.length === 0) {
+      await this.writeDelta();
+      if (this.packDeltas.length > 0) await this.repository.cacheIndexWith(this.packDeltas[0]);
+      return;
+    }
     const deltaId = randomBytes(ID_BYTES);
+    const key = `index/${deltaId.toString('hex')}`;
     const store = this.repository.store;
-    await store.put(
-      `index/${deltaId.toString('hex')}`,
-      await this.repository.sealStandalone(BlobType.index, deltaId, encodeIndexDelta(this.written)),
-    );
+    await store.put(key, await this.repository.sealStandalone(BlobType.index, deltaId, encodeIndexDelta(this.written)));
     this.indexed(this.unindexed);
     this.unindexed = [];
     this.unindexedPacks = 0;
-    for (const key of this.packDeltas.splice(0)) await store.delete(key);
+    for (const stale of this.packDeltas.splice(0)) await store.delete(stale);
+    await this.repository.cacheIndexWith(key);
   }
 }
 

@@ -78,6 +78,18 @@ describe('the index', () => {
     await expect(repository.getBlobs([id], BlobType.treePage)).rejects.toThrow(/is a chunk, not a directory page$/);
   });
 
+  it('is cached locally as a writer leaves it, so the next process on this machine reads none of its deltas', async () => {
+    const first = await storeChunk('stored by the first backup');
+    const second = await storeChunk('stored by the second backup');
+    // Damaged in the store: only a process that reads the deltas there fails.
+    for (const { delta } of [first, second]) await fs.writeFile(path.join(store, 'index', delta), 'damaged');
+    const next = await open();
+    expect(next.has(first.id) && next.has(second.id)).toBe(true);
+    // The cache stays a cache: a delta it does not name is still read from the store.
+    await fs.rm(process.env.XDG_CACHE_HOME!, { recursive: true });
+    await expect(open()).rejects.toThrow(/repair index/);
+  });
+
   it('ignores files under index/ that are not deltas', async () => {
     const { id } = await storeChunk('indexed');
     await fs.writeFile(path.join(store, 'index', '.DS_Store'), 'not a delta');
