@@ -11,6 +11,13 @@ export interface Exporter {
   createDirectory(path: string, entry: Entry): Promise<void>;
   writeFile(path: string, entry: Entry, content: AsyncIterable<Buffer>): Promise<void>;
   /**
+   * Several files whose whole content is at hand, as writeFile would write
+   * each; resolves with each one's failure (undefined when written). An
+   * exporter that can do better than one at a time (a local directory, on a
+   * thread of its own) has it; for the others, the restore calls writeFile.
+   */
+  writeFiles?(files: { path: string; entry: Entry; data: Buffer }[]): Promise<(Error | undefined)[]>;
+  /**
    * Makes `path` another name of the file already restored at `existing`
    * (a hard link, as the source had it). An exporter without links leaves
    * it out, and the restore writes the content again.

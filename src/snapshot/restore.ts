@@ -101,18 +101,26 @@ export async function restore(
     }
   };
 
-  /** Writes a file whose only chunk is already at hand. */
-  const restoreChunk = async (rel: string, file: Entry, data: Buffer) => {
-    try {
-      await exporter.writeFile(rel, file, (async function* () {
-        yield data;
-      })());
+  /** Writes files whose only chunk is already at hand. */
+  const restoreChunks = async (items: { rel: string; file: Entry }[], chunks: Buffer[]) => {
+    const failures = exporter.writeFiles
+      ? await exporter.writeFiles(items.map(({ rel, file }, k) => ({ path: rel, entry: file, data: chunks[k] }))).catch((err: Error) => items.map(() => err))
+      : await Promise.all(
+          items.map(({ rel, file }, k) =>
+            exporter.writeFile(rel, file, (async function* () {
+              yield chunks[k];
+            })()).then(
+              () => undefined,
+              (err: Error) => err,
+            ),
+          ),
+        );
+    items.forEach(({ rel, file }, k) => {
+      if (failures[k]) return fail(rel, failures[k]);
       result.files++;
       result.bytes += file.size;
-      options.onProgress?.({ files: result.files, bytes: result.bytes, errors: result.errors });
-    } catch (err) {
-      fail(rel, err);
-    }
+    });
+    options.onProgress?.({ files: result.files, bytes: result.bytes, errors: result.errors });
   };
 
   const schedule = async (task: Promise<unknown>) => {
@@ -161,7 +169,8 @@ export async function restore(
       const ids = items.map((item) => (item.file.content as { chunks: { id: Buffer }[] }).chunks[0].id);
       const chunks = await reader.repository.getBlobs(ids, BlobType.chunk).catch(() => undefined);
       // A damaged chunk fails the whole batch: then each file on its own, so the damage is named.
-      await Promise.all(items.map((item, k) => (chunks ? restoreChunk(item.rel, item.file, chunks[k]) : restoreFile(item.rel, item.file))));
+      if (chunks) await restoreChunks(items, chunks);
+      else await Promise.all(items.map((item) => restoreFile(item.rel, item.file)));
     };
     const flushBatch = async () => {
       const items = batch;

@@ -1,33 +1,17 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import {
-  chmodSync,
-  chownSync,
-  closeSync,
-  constants,
-  fchmodSync,
-  fchownSync,
-  ftruncateSync,
-  futimesSync,
-  linkSync,
-  openSync,
-  promises as fs,
-  rmSync,
-  unlinkSync,
-  utimesSync,
-  write,
-  writeSync,
-} from 'node:fs';
+import { closeSync, constants, ftruncateSync, linkSync, promises as fs, rmSync, write, writeSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { KlosetError } from '../../errors.js';
 import { exactForm } from '../../snapshot/names.js';
-import { isBlockDevice, type Entry, type Timespec } from '../../snapshot/tree.js';
+import { isBlockDevice, type Entry } from '../../snapshot/tree.js';
 import { makeDirectories } from '../../storage/directories.js';
 import type { Exporter } from '../exporter.js';
-import { ACCESS_ACL, DEFAULT_ACL, hasDefaultAcl, removeXattrs, writeXattrs } from './xattrs.js';
+import { HOLE_MIN, allZero, applyMetadata, asDate, createFile, replacing, writeWholeFile, type WriteSettings } from './filewrite.js';
+import { SmallFileWriter, type SmallFile } from './smallfiles.js';
+import { hasDefaultAcl, writeXattrs } from './xattrs.js';
 
-const asDate = (t: Timespec) => t.sec + t.nsec / 1e9;
 const execFileAsync = promisify(execFile);
 const writeAsync = promisify(write);
 /**
@@ -36,19 +20,6 @@ const writeAsync = promisify(write);
  * beside the main thread's work on small files.
  */
 const THREADED_WRITE_MIN = 4 * 1024 * 1024;
-
-/** Compared against, a slice at a time: zero runs come as chunks of up to the chunker's maximum. */
-const ZEROS = Buffer.alloc(64 * 1024);
-/** A file system block: a shorter run of zeros saves nothing as a hole. */
-const HOLE_MIN = 4096;
-
-function allZero(data: Buffer): boolean {
-  for (let at = 0; at < data.length; at += ZEROS.length) {
-    const end = Math.min(data.length, at + ZEROS.length);
-    if (data.compare(ZEROS, 0, end - at, at, end) !== 0) return false;
-  }
-  return true;
-}
 
 export interface FsExporterOptions {
   /**
@@ -68,22 +39,6 @@ function deviceNumbers(rdev: number): [string, string] {
   return [String(major >>> 0), String(minor >>> 0)];
 }
 
-/**
- * Makes a new name with `make`, which fails with EEXIST if the name is
- * held: whatever held it (a hard link to a file outside the target, a
- * FIFO, a symlink) is then removed, not written or linked through, as tar
- * does.
- */
-function replacing<T>(full: string, make: () => T): T {
-  try {
-    return make();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  }
-  unlinkSync(exactForm(full));
-  return make();
-}
-
 /** Node has no mkfifo or mknod: coreutils has both. Making a device needs root, as with tar. */
 async function makeSpecial(at: string, entry: Entry): Promise<void> {
   const permissions = (entry.mode & 0o7777).toString(8);
@@ -99,10 +54,6 @@ async function makeSpecial(at: string, entry: Entry): Promise<void> {
   }
 }
 
-function createFile(full: string): number {
-  return replacing(full, () => openSync(exactForm(full), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
-}
-
 /** Reads one entry, not the whole of a directory that may be large (a home directory). */
 async function isEmptyDirectory(full: string): Promise<boolean> {
   const dir = await fs.opendir(exactForm(full) as string); // opendir takes bytes too, though its type says string
@@ -110,15 +61,6 @@ async function isEmptyDirectory(full: string): Promise<boolean> {
     return (await dir.read()) === null;
   } finally {
     await dir.close();
-  }
-}
-
-/** An owner the target cannot give (an id missing on a file system that checks) is not a reason to fail the file. */
-function tryOwner(change: () => void): void {
-  try {
-    change();
-  } catch {
-    // keep the restoring user's ownership
   }
 }
 
@@ -146,6 +88,11 @@ export class FsExporter implements Exporter {
    * snapshot says, none where it recorded none (as tar --acls does).
    */
   private inheritedAcls = false;
+  private readonly smallFiles = new SmallFileWriter();
+
+  private get settings(): WriteSettings {
+    return { asRoot: this.asRoot, inheritedAcls: this.inheritedAcls, sparse: this.options.sparse === true };
+  }
 
   constructor(
     target: string,
@@ -216,7 +163,7 @@ export class FsExporter implements Exporter {
       throw err;
     }
     try {
-      this.applyMetadata(full, entry, fd);
+      applyMetadata(full, entry, this.settings, fd);
     } finally {
       closeSync(fd);
       this.writing.delete(full);
@@ -230,8 +177,38 @@ export class FsExporter implements Exporter {
     replacing(full, () => linkSync(exactForm(from), exactForm(full)));
   }
 
-  abandon(): void {
+  /**
+   * Files whose whole content is at hand, written by a thread of their own
+   * (SmallFileWriter). One with extended attributes is written here: their
+   * values do not cross to the thread as the buffers they are.
+   */
+  async writeFiles(files: { path: string; entry: Entry; data: Buffer }[]): Promise<(Error | undefined)[]> {
+    if (this.abandoned) throw new KlosetError('not written, the restore is stopping');
+    const failures: (Error | undefined)[] = files.map(() => undefined);
+    const batch: SmallFile[] = [];
+    const positions: number[] = [];
+    files.forEach(({ path: rel, entry, data }, k) => {
+      try {
+        const full = this.full(rel);
+        if (entry.xattrs) return writeWholeFile(full, entry, data, this.settings);
+        const { kind, mode, uid, gid, atime, mtime } = entry;
+        batch.push({ rel, full, metadata: { kind, mode, uid, gid, atime, mtime }, data });
+        positions.push(k);
+      } catch (err) {
+        failures[k] = err as Error;
+      }
+    });
+    if (batch.length > 0) {
+      (await this.smallFiles.write(this.settings, batch)).forEach((failure, k) => {
+        if (failure) failures[positions[k]] = Object.assign(new Error(failure.message), failure.code ? { code: failure.code } : {});
+      });
+    }
+    return failures;
+  }
+
+  async abandon(): Promise<void> {
     this.abandoned = true;
+    await this.smallFiles.stop();
     for (const full of this.writing) rmSync(exactForm(full), { force: true });
     this.writing.clear();
   }
@@ -267,43 +244,17 @@ export class FsExporter implements Exporter {
           await dir.close();
         }
       }
-      this.applyMetadata(full, entry);
+      applyMetadata(full, entry, this.settings);
     }
     // Sockets belong to the process that listened on them: recorded, not recreated (as tar and restic do).
   }
 
   async finishDirectory(rel: string, entry: Entry): Promise<void> {
     if (rel === '' && !this.ownTarget) return;
-    this.applyMetadata(this.full(rel), entry);
+    applyMetadata(this.full(rel), entry, this.settings);
   }
 
-  /**
-   * Owner, mode, times and attributes, set with synchronous calls (on the
-   * open descriptor for a file): each is one cheap system call, where a
-   * thread-pool round trip apiece would dominate a restore of small files.
-   */
-  private applyMetadata(full: string, entry: Entry, fd?: number): void {
-    const atime = asDate(entry.atime ?? entry.mtime);
-    const mtime = asDate(entry.mtime);
-    // Owner first: a change of owner clears file capabilities (security.capability), which come back with the attributes.
-    const at = exactForm(full);
-    if (this.asRoot) tryOwner(() => (fd !== undefined ? fchownSync(fd, entry.uid, entry.gid) : chownSync(at, entry.uid, entry.gid)));
-    // The attribute binding takes text paths; a backup records none for other paths (FsImporter), so none is lost here.
-    if (entry.xattrs && typeof at === 'string') writeXattrs(at, entry.xattrs);
-    // ACLs inherited from a default ACL in the target, which the source did not have: removed before
-    // the mode is set, so the entry grants no more than it did (a named user of the target's default ACL).
-    if (this.inheritedAcls && typeof at === 'string') {
-      const inherited = entry.kind === 'directory' ? [ACCESS_ACL, DEFAULT_ACL] : [ACCESS_ACL];
-      removeXattrs(at, inherited.filter((name) => !entry.xattrs?.[name]));
-    }
-    if (fd !== undefined) {
-      fchmodSync(fd, entry.mode & 0o7777);
-      futimesSync(fd, atime, mtime);
-      return;
-    }
-    chmodSync(at, entry.mode & 0o7777);
-    utimesSync(at, atime, mtime);
+  async close(): Promise<void> {
+    await this.smallFiles.close();
   }
-
-  async close(): Promise<void> {}
 }
