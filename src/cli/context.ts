@@ -28,6 +28,12 @@ export class CliContext {
   readonly aliases = new AliasConfig();
   options: GlobalOptions = {};
   private readonly opened: BlobStore[] = [];
+  /**
+   * What must still be undone when the process ends early because its output
+   * is gone (`kloset mount … | head -1`): a mount that outlived its process
+   * would leave a dead mount point behind.
+   */
+  readonly untilOutputLost = new Set<() => Promise<void>>();
 
   constructor(
     /** The `at` argument, or KLOSET_REPOSITORY, or ~/.kloset. */

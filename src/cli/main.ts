@@ -80,8 +80,9 @@ const BROKEN_PIPE_EXIT = 128 + 13;
 export async function main(argv: string[]): Promise<number> {
   // `kloset ls | head`: once the reader is gone, stop as coreutils do on SIGPIPE, silently.
   // Any other failure to write (a full disk) leaves the output incomplete: say so and fail.
-  // The command may not get to its own clean-up: its shared locks are released here, within a bound
-  // (an exclusive one stays, as a killed process leaves it: see releaseHeldLocks).
+  // The command may not get to its own clean-up: what it registered is undone (a mount unmounted) and its
+  // shared locks are released here, within a bound (an exclusive one stays, as a killed process leaves
+  // it: see releaseHeldLocks).
   // One that fails meanwhile over its output (archive -output -) ends with this status, its error unsaid.
   let outputStatus: number | undefined;
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
@@ -89,7 +90,9 @@ export async function main(argv: string[]): Promise<number> {
     outputStatus = error.code === 'EPIPE' ? BROKEN_PIPE_EXIT : ExitCode.FAILURE;
     if (error.code !== 'EPIPE') process.stderr.write(`kloset: cannot write the output: ${systemReason(error)}\n`);
     const status = outputStatus;
-    void Promise.race([releaseHeldLocks(), delay(LOCK_RELEASE_WAIT_MS)]).finally(() => process.exit(status));
+    const undo = [...(context?.untilOutputLost ?? [])].map((work) => work().catch(() => undefined));
+    const cleanUp = Promise.all(undo).then(() => releaseHeldLocks());
+    void Promise.race([cleanUp, delay(LOCK_RELEASE_WAIT_MS)]).finally(() => process.exit(status));
   });
   // A name that is not UTF-8 is printed as it is typed back (see shownName): with U+FFFD.
   const out = (line: string) => process.stdout.write(forTerminal(process.stdout, shownName(line)) + '\n');

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, ROOT, tempDir, type CliResult } from '../helpers/cli.js';
-import { expectOneLineError, klosetWith } from '../helpers/fixtures.js';
+import { expectOneLineError, klosetWith, startKloset } from '../helpers/fixtures.js';
 import { isMountPoint, mountCli, processGone, storeWithSnapshot, trackMount, unmountAll } from '../helpers/mount.js';
 
 const run = promisify(execFile);
@@ -153,6 +153,21 @@ describe('a foreground mount', () => {
     expect(await isMountPoint(mnt)).toBe(false);
     const exited = await Promise.race([mount.done, new Promise<'running'>((r) => setTimeout(() => r('running'), 3_000))]);
     expect(exited === 'running' ? 'still running 3 s after the unmount' : { code: exited.code }).toEqual({ code: 0 });
+  });
+
+  it('whose output is gone before it says "mounted" unmounts, and ends as SIGPIPE would', async () => {
+    const mnt = await newMountpoint('mnt-output-gone');
+    const { child, done } = startKloset(['at', store, 'mount', mnt, id], { env });
+    trackMount(mnt, child.pid);
+    child.stdout!.destroy(); // `kloset mount … | true`
+    const result = await done;
+    expect({ code: result.code, stderr: result.stderr }).toEqual({ code: 141, stderr: '' });
+    expect(await isMountPoint(mnt)).toBe(false);
+    // Not a dead mount (ENOTCONN): an empty directory again, which mounts.
+    expect(await fs.readdir(mnt)).toEqual([]);
+    const again = await mountCli(store, mnt, [id], { env });
+    expect(await fs.readFile(path.join(mnt, 'hello.txt'), 'utf8')).toBe('hello\n');
+    expect((await again.stop()).code).toBe(0);
   });
 
   it('refuses a mount point that is already mounted, and the first mount keeps serving', async () => {

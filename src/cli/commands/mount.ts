@@ -98,6 +98,8 @@ export function registerMountCommand(program: Command, context: () => CliContext
             log: (line) => ctx.err(`kloset: mount: ${line}`),
           });
           const what = 'snapshots' in target ? plural(target.snapshots.length, 'snapshot') : `snapshot ${snapshot}`;
+          const unmountOnOutputLost = () => mounted.unmount();
+          ctx.untilOutputLost.add(unmountOnOutputLost);
           ctx.info(`mounted ${what} at ${where}; Ctrl-C or SIGTERM unmounts`);
           notify?.end('ready\n');
           // Until a signal, or until someone else unmounts (fusermount -u, umount).
@@ -113,6 +115,7 @@ export function registerMountCommand(program: Command, context: () => CliContext
             ]);
             try {
               await mounted.unmount();
+              ctx.untilOutputLost.delete(unmountOnOutputLost);
               break;
             } catch (err) {
               ctx.err(`kloset: ${err instanceof Error ? err.message : String(err)}; still mounted: Ctrl-C or SIGTERM tries again`);
