@@ -1210,6 +1210,16 @@ async function timedRead(who, what, file, stepMs) {
   return r;
 }
 
+// The warm re-read, for every tool alike: the faster of two reads from the
+// page cache. A single one varies by a fifth from run to run on this kind of
+// machine (the first pass over cached pages is the slower), more than the
+// tools differ there.
+async function warmRead(read) {
+  const r1 = await read();
+  const r2 = await read();
+  return { ...(r1.mibs >= r2.mibs ? r1 : r2), all: [r1.mibs, r2.mibs] };
+}
+
 // Everything measured for one tool (kloset or restic): store + backup, then
 // mount A (cold and warm sequential read, ls -lR cold and warm), then a fresh
 // mount B (4 KiB random reads, cold then warm).
@@ -1249,7 +1259,7 @@ async function mountCycle(name, ds, opts, base) {
       const a = await withMount(name, c, 'kernel-cache', { kernelCache: true }, async () => {
         const file = path.join(c.mnt, ds.bigRel);
         const cold = await withTimeout(readSequential(file), stepMs, 'memfs cold read');
-        const warm = await withTimeout(readSequential(file), stepMs, 'memfs warm read');
+        const warm = await warmRead(() => withTimeout(readSequential(file), stepMs, 'memfs warm read'));
         const randWarm = await withTimeout(randomReads(file, offsets, null), stepMs, 'memfs warm random reads');
         return { cold, warm, randWarm };
       });
@@ -1286,7 +1296,7 @@ async function mountCycle(name, ds, opts, base) {
       rootRel = path.relative(spec.snapshotRoot, root);
       const file = path.join(root, ds.bigRel);
       const cold = await timedRead(name, 'cold sequential read', file, stepMs);
-      const warm = await timedRead(name, 'warm re-read', file, stepMs);
+      const warm = await warmRead(() => timedRead(name, 'warm re-read', file, stepMs));
       const tree = path.join(root, ds.treeRel);
       const ls1 = await lsRecursive(tree, path.join(c.logDir, 'ls-cold.txt'), stepMs);
       log(`  ${name} ls -lR cold: ${ls1.seconds.toFixed(2)} s (${ls1.files} files, ${ls1.dirs} dirs)`);
@@ -1387,7 +1397,7 @@ async function mountS3Cycle(name, ds, opts, base, s3) {
       log(`  ${who} mount requests: ${fmtDelta(res.requests.mount)}`);
       const file = path.join(await datasetInMount(who, c, spec.snapshotRoot), ds.bigRel);
       const cold = await counted('cold read', () => timedRead(who, 'cold sequential read', file, stepMs));
-      const warm = await counted('warm re-read', () => timedRead(who, 'warm re-read', file, stepMs));
+      const warm = await counted('warm re-read', () => warmRead(() => timedRead(who, 'warm re-read', file, stepMs)));
       return { cold, warm };
     });
     Object.assign(res, {
@@ -1546,7 +1556,8 @@ async function sectionMount(ctx) {
       `(${entries} entries). Each tool backs it up into a fresh local store under ${path.relative(ROOT, baseDir)}/ ` +
       `(kloset backup ${fmt.s(get(k, (x) => x.backup?.seconds))}, restic backup ${fmt.s(get(r, (x) => x.backup?.seconds))}), ` +
       'and its own snapshot is mounted in the foreground as a child process.',
-    `Mount A: time to mount, then the large file read front to back with a 1 MiB buffer twice (cold: first read after mounting; warm: the re-read), ` +
+    `Mount A: time to mount, then the large file read front to back with a 1 MiB buffer three times (cold: the first read after mounting; warm: the faster of the two re-reads, ` +
+      `kloset ${(get(k, (x) => x.warm?.all) ?? []).map((v) => v.toFixed(0)).join(', ') || '—'}, trivial fs ${(get(t, (x) => x.warm?.all) ?? []).map((v) => v.toFixed(0)).join(', ') || '—'} MiB/s), ` +
       'then `ls -lR` of the tree twice. Mount B (fresh): ' +
       `${RANDOM_READS} reads of 4 KiB at 4 KiB-aligned seeded random offsets, one at a time, cold, then the same offsets again (warm); every block is checked against the source file.`,
     'Time to mount: spawn until the snapshot root lists entries (polled every 5 ms; kloset: the mount point, restic: ids/<id>), ' +
@@ -1558,7 +1569,7 @@ async function sectionMount(ctx) {
       `restic ${(get(r, (x) => x.rssByMount) ?? []).map((v) => fmt.mib(v)).join(' / ') || '—'}); kloset ran with ${cacheText}. ` +
       'kloset runs through its shebang (./bin/kloset.js, with its malloc settings).',
     'Trivial fs (scripts/bench-memfs.cjs): one file of the same size served from a 64 MiB in-memory pattern by fuse-native, the binding kloset uses, with ' +
-      'kloset\'s FUSE options (kernel_cache, max_read 1 MiB): its cold row is the first read (through FUSE), its warm row the re-read (page cache), its p50/p99 cold rows ' +
+      'kloset\'s FUSE options (kernel_cache, max_read 1 MiB): its cold row is the first read (through FUSE), its warm row the faster re-read (page cache), its p50/p99 cold rows ' +
       `come from a mount without kernel_cache. Its "no kernel cache" row is the best of two reads on that mount (${(get(t, (x) => x.fuseAll) ?? []).map((v) => v.toFixed(0)).join(', ')} MiB/s).` +
       (warmK != null && fuseT != null ? ` kloset's warm re-read is ${(ratio(warmK, fuseT) * 100).toFixed(0)}% of that FUSE-only rate.` : ''),
     `Rows "${S3_ROW.trim()}": the same dataset in a store on the local S3 server, measured after the local mounts: s3rver 3.7 on loopback ` +
