@@ -17,6 +17,8 @@ export interface ChunkedContent {
   size: number;
   newChunks: number;
   newBytes: number;
+  /** A local file's ctime moved while it was read: what was stored may mix its old and new content. */
+  changed: boolean;
 }
 
 /** Streamed sources reach the workers in blocks of at least this size. */
@@ -55,6 +57,7 @@ interface StreamState {
   handedOff: number;
   /** ...and its worker has cut its last chunk. */
   cut: boolean;
+  changed: boolean;
   resolve: (content: ChunkedContent) => void;
   reject: (err: Error) => void;
   failed: boolean;
@@ -131,6 +134,7 @@ export class ChunkPool {
         newBytes: 0,
         handedOff: 0,
         cut: false,
+        changed: false,
         resolve,
         reject,
         failed: false,
@@ -291,11 +295,12 @@ export class ChunkPool {
         if (result.consumed > 0) this.release(worker, result.consumed);
         if (!state) continue;
         if (result.last) state.cut = true;
+        if (result.changed) state.changed = true;
         if (writerError) this.fail(result.stream, state, writerError);
         else if (state.cut && state.handedOff === 0) {
           this.finish(result.stream, state);
           const size = state.chunks.reduce((sum, c) => sum + c.size, 0);
-          state.resolve({ chunks: state.chunks, size, newChunks: state.newChunks, newBytes: state.newBytes });
+          state.resolve({ chunks: state.chunks, size, newChunks: state.newChunks, newBytes: state.newBytes, changed: state.changed });
         }
       }
       for (const error of batch.errors) {

@@ -57,6 +57,8 @@ export interface StreamResult {
   /** Bytes of `data` jobs used up, so the sender can send more. */
   consumed: number;
   last: boolean;
+  /** With `last`: the file's ctime moved while it was read (written to, truncated, chmod-ed), as tar notices. */
+  changed?: boolean;
   /** Chunks sealed for the worker that cut them: already in the stream's list, here only their ids and sealed bytes... */
   sealOnly: boolean;
   /** ...and their positions in that list. */
@@ -242,14 +244,16 @@ function chunkerFor(stream: number): Chunker {
   return chunker;
 }
 
-async function finishStream(stream: number): Promise<void> {
+async function finishStream(stream: number, changed = false): Promise<void> {
   const chunker = chunkers.get(stream);
   if (chunker) {
     await produceAll(stream, chunker.finish());
     chunker.dispose();
     chunkers.delete(stream);
   }
-  resultFor(stream).last = true;
+  const result = resultFor(stream);
+  result.last = true;
+  if (changed) result.changed = true;
   filesDone++;
 }
 
@@ -259,7 +263,7 @@ async function finishStream(stream: number): Promise<void> {
  * followed, or a backup run as root would store, under the name, a file
  * its owner cannot read; a FIFO would block the read forever.
  */
-function openRegularFile(path: string | Uint8Array, listed?: { ino: number; dev: number }): number {
+function openRegularFile(path: string | Uint8Array, listed?: { ino: number; dev: number }): { fd: number; ctimeNs: bigint } {
   let fd: number;
   try {
     // A path that is not UTF-8 text comes as its bytes, which arrive here as a plain Uint8Array.
@@ -280,12 +284,13 @@ function openRegularFile(path: string | Uint8Array, listed?: { ino: number; dev:
     closeSync(fd);
     throw Object.assign(new Error('replaced by another file since it was listed'), { code: REPLACED });
   }
-  return fd;
+  return { fd, ctimeNs: stat.ctimeNs };
 }
 
 async function readFile(job: Extract<ChunkJob, { kind: 'file' }>): Promise<void> {
   const chunker = chunkerFor(job.stream);
-  const fd = openRegularFile(job.path, job.ino !== undefined && job.dev !== undefined ? { ino: job.ino, dev: job.dev } : undefined);
+  const { fd, ctimeNs } = openRegularFile(job.path, job.ino !== undefined && job.dev !== undefined ? { ino: job.ino, dev: job.dev } : undefined);
+  let changed: boolean;
   try {
     // One byte more than the walk saw: a short read then proves the end without another call,
     // and a file that grew since is read whole.
@@ -304,10 +309,11 @@ async function readFile(job: Extract<ChunkJob, { kind: 'file' }>): Promise<void>
       if (got < want) break;
       expected = expected > got ? expected - got : READ_BLOCK;
     }
+    changed = fstatSync(fd, { bigint: true }).ctimeNs !== ctimeNs;
   } finally {
     closeSync(fd);
   }
-  await finishStream(job.stream);
+  await finishStream(job.stream, changed);
 }
 
 async function run(job: ChunkJob): Promise<void> {

@@ -133,6 +133,9 @@ async function* abortable(source: AsyncIterable<Buffer>, signal: AbortSignal | u
   }
 }
 
+/** A path as warnings name it: from the source's root, which is '/'. */
+const shownPath = (path: string) => (path === '' ? '/' : `/${path}`);
+
 function sameFile(a: SourceEntry, b: Entry): boolean {
   return (
     b.kind === 'file' &&
@@ -229,7 +232,7 @@ export async function backup(repository: Repository, importer: Importer, options
           : err instanceof Error
             ? err.message
             : String(err);
-    const shown = path === '' ? '/' : `/${path}`;
+    const shown = shownPath(path);
     // A copy is whole or absent: it must not pass for the snapshot it copies with a file missing.
     if (options.copyOf) throw new KlosetError(`${shown}: ${message}`, { cause: err });
     stats.errors++;
@@ -275,6 +278,8 @@ export async function backup(repository: Repository, importer: Importer, options
       let content: ContentRef;
       if (chunked.chunks.length <= INLINE_CHUNKS) content = { chunks: chunked.chunks };
       else content = { list: await writer.put(BlobType.content, encodeChunkList(chunked.chunks)), count: chunked.chunks.length };
+      // Kept as read, like tar and borg: the next backup reads it again, since its ctime moved.
+      if (chunked.changed) options.onWarning?.(shownPath(path), 'changed while it was read: the snapshot holds what was read');
       const xattrs = importer.xattrs ? importer.xattrs(path) : source.xattrs;
       stats.files++;
       stats.size += chunked.size;
