@@ -13,6 +13,7 @@ import {
   encodeChunkList,
   encodeDirectory,
   encodePage,
+  sameEntry,
   type ContentRef,
   type Entry,
   type TreeSummary,
@@ -162,6 +163,8 @@ class PreviousEntries {
   private readonly entries: AsyncIterator<Entry>;
   private next: Entry | undefined;
   private ended = false;
+  /** An entry was passed over (its name is no longer listed, or no longer taken) or could not be read. */
+  private missed = false;
 
   constructor(entries: AsyncIterable<Entry>) {
     this.entries = entries[Symbol.asyncIterator]();
@@ -179,6 +182,7 @@ class PreviousEntries {
           this.next = result.value;
         } catch {
           this.ended = true; // an unreadable parent only costs re-reading
+          this.missed = true;
           break;
         }
       }
@@ -187,8 +191,23 @@ class PreviousEntries {
       const entry = this.next;
       this.next = undefined;
       if (order === 0) return entry;
+      this.missed = true;
     }
     return undefined;
+  }
+
+  /** Whether every previous entry was asked for, in turn, and none is left. */
+  async allTaken(): Promise<boolean> {
+    if (this.missed || this.next !== undefined) return false;
+    if (this.ended) return true;
+    try {
+      const result = await this.entries.next();
+      this.ended = result.done === true;
+      if (!this.ended) this.next = result.value;
+    } catch {
+      this.missed = true;
+    }
+    return this.ended && !this.missed;
   }
 }
 
@@ -334,13 +353,17 @@ export async function backup(repository: Repository, importer: Importer, options
     // Each entry goes into the directory's pages as soon as it and those before it are done, while the
     // listing goes on: a directory of a million objects (a flat bucket prefix) is never held whole.
     const directory = new DirectoryWriter(writer);
+    // Whether each entry comes out as the previous snapshot has it, in the same order: then so does the
+    // directory, and its previous tree stands for it, not encoded and hashed again.
+    let unchanged = before !== undefined;
     // The chain never rejects, so that it settles only once every task has: the first failure is kept for finish().
     let written: Promise<void> = Promise.resolve();
     let failure: { error: unknown } | undefined;
-    const add = (task: Promise<Entry | undefined>) => {
+    const add = (task: Promise<Entry | undefined>, prior: Entry | undefined) => {
       written = written.then(async () => {
         try {
           const entry = await task;
+          if (!entry || !prior || !sameEntry(entry, prior)) unchanged = false;
           if (entry && !failure) await directory.add(entry);
         } catch (error) {
           failure ??= { error };
@@ -352,12 +375,13 @@ export async function backup(repository: Repository, importer: Importer, options
         const childPath = joinPath(path, child.name);
         if ('skipped' in child) {
           warn(childPath, child.skipped);
+          unchanged = false;
           continue;
         }
         if (options.exclude?.(childPath, child)) continue;
         const prior = await before?.get(child.name);
         if (child.kind === 'directory') {
-          add((await walkDirectory(childPath, child, prior)).done);
+          add((await walkDirectory(childPath, child, prior)).done, prior);
         } else if (child.kind === 'file') {
           const releaseUnfinished = await unfinished.acquire();
           const releaseRead = await slots.acquire();
@@ -367,10 +391,10 @@ export async function backup(repository: Repository, importer: Importer, options
             releaseUnfinished();
           };
           void task.then(settled, settled);
-          add(task);
+          add(task, prior);
         } else {
           if (child.kind === 'symlink') stats.symlinks++;
-          add(Promise.resolve({ ...child }));
+          add(Promise.resolve({ ...child }), prior);
         }
       }
     } catch (err) {
@@ -384,6 +408,10 @@ export async function backup(repository: Repository, importer: Importer, options
       await written;
       if (failure) throw failure.error;
       stats.directories++;
+      const previousTree = previous?.tree;
+      if (unchanged && previousTree && (await before!.allTaken()) && repository.has(previousTree)) {
+        return { ...source, tree: previousTree, summary: directory.summary };
+      }
       const tree = await directory.finish();
       return { ...source, tree, summary: directory.summary };
     };

@@ -140,6 +140,61 @@ export function entryFromWire(w: Wire): Entry {
   return entry;
 }
 
+type Same<T> = (a: T, b: T) => boolean;
+const same = <T>(a: T, b: T) => a === b;
+const sameTime: Same<Timespec | undefined> = (a, b) => a === b || (a !== undefined && b !== undefined && a.sec === b.sec && a.nsec === b.nsec);
+const sameBytes: Same<Buffer | undefined> = (a, b) => a === b || (a !== undefined && b !== undefined && a.equals(b));
+/** Empty and absent are the same: neither reaches the wire. */
+const sameRecord =
+  <V>(sameValue: Same<V>): Same<Record<string, V> | undefined> =>
+  (a, b) => {
+    if (a === b) return true;
+    if (a === undefined || b === undefined) return Object.keys(a ?? b!).length === 0;
+    const keys = Object.keys(a);
+    if (keys.length !== Object.keys(b).length) return false;
+    return keys.every((key) => b[key] !== undefined && sameValue(a[key], b[key]));
+  };
+const sameContent: Same<ContentRef | undefined> = (a, b) => {
+  if (a === b) return true;
+  if (!a || !b) return false;
+  if ('chunks' in a) return 'chunks' in b && a.chunks.length === b.chunks.length && a.chunks.every((c, i) => c.size === b.chunks[i].size && c.id.equals(b.chunks[i].id));
+  return 'list' in b && a.count === b.count && a.list.equals(b.list);
+};
+const sameSummary: Same<TreeSummary | undefined> = (a, b) =>
+  a === b || (a !== undefined && b !== undefined && a.files === b.files && a.directories === b.directories && a.size === b.size);
+
+/** One comparison per field of Entry: a field added to Entry does not compile until it is compared here. */
+const SAME_FIELD: { [K in keyof Entry]-?: Same<Entry[K]> } = {
+  name: same,
+  kind: same,
+  mode: same,
+  uid: same,
+  gid: same,
+  user: same,
+  group: same,
+  size: same,
+  mtime: sameTime,
+  ctime: sameTime,
+  atime: sameTime,
+  ino: same,
+  dev: same,
+  nlink: same,
+  rdev: same,
+  target: same,
+  xattrs: sameRecord(sameBytes),
+  meta: sameRecord(same),
+  content: sameContent,
+  tree: sameBytes,
+  summary: sameSummary,
+};
+const COMPARISONS = Object.entries(SAME_FIELD) as [keyof Entry, Same<unknown>][];
+
+/** Whether two entries record the same thing, field by field (attributes and metadata in any order). */
+export function sameEntry(a: Entry, b: Entry): boolean {
+  for (const [field, sameField] of COMPARISONS) if (!sameField(a[field], b[field])) return false;
+  return true;
+}
+
 /** A directory blob: its entries inline, or the index of its pages. */
 export type DirectoryNode =
   | { count: number; entries: Entry[] }
