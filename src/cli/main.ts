@@ -90,6 +90,7 @@ export async function main(argv: string[]): Promise<number> {
     outputStatus = error.code === 'EPIPE' ? BROKEN_PIPE_EXIT : ExitCode.FAILURE;
     if (error.code !== 'EPIPE') process.stderr.write(`kloset: cannot write the output: ${systemReason(error)}\n`);
     const status = outputStatus;
+    process.exitCode = status; // also for a command that calls process.exit() meanwhile
     const undo = [...(context?.untilOutputLost ?? [])].map((work) => work().catch(() => undefined));
     const cleanUp = Promise.all(undo).then(() => releaseHeldLocks());
     void Promise.race([cleanUp, delay(LOCK_RELEASE_WAIT_MS)]).finally(() => process.exit(status));

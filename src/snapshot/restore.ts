@@ -5,7 +5,9 @@ import { BlobType } from '../kloset/sealing.js';
 import type { SnapshotReader } from './reader.js';
 import type { Entry } from './tree.js';
 
+/** Single-chunk files fetched and written together: up to this many, or this many bytes. */
 const SMALL_FILE_BATCH = 64;
+const SMALL_FILE_BATCH_BYTES = 8 * 1024 * 1024;
 
 /**
  * What a restore does with an entry: `skip` it, `take` it with everything
@@ -165,6 +167,7 @@ export async function restore(
     // side by side come in one ranged read, not one request per file. A batch
     // is a task like a large file, so the walk goes on while it is fetched.
     let batch: { rel: string; file: Entry }[] = [];
+    let batchBytes = 0;
     const restoreBatch = async (items: { rel: string; file: Entry }[]) => {
       const ids = items.map((item) => (item.file.content as { chunks: { id: Buffer }[] }).chunks[0].id);
       const chunks = await reader.repository.getBlobs(ids, BlobType.chunk).catch(() => undefined);
@@ -175,6 +178,7 @@ export async function restore(
     const flushBatch = async () => {
       const items = batch;
       batch = [];
+      batchBytes = 0;
       if (items.length > 0) await start(restoreBatch(items));
     };
     try {
@@ -197,7 +201,8 @@ export async function restore(
           await start(restoreLinked(childRel, child, key));
         } else if (child.kind === 'file' && child.content && 'chunks' in child.content && child.content.chunks.length === 1) {
           batch.push({ rel: childRel, file: child });
-          if (batch.length >= SMALL_FILE_BATCH) await flushBatch();
+          batchBytes += child.size;
+          if (batch.length >= SMALL_FILE_BATCH || batchBytes >= SMALL_FILE_BATCH_BYTES) await flushBatch();
         } else if (child.kind === 'file') {
           await start(restoreFile(childRel, child));
         } else {

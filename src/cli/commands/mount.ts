@@ -129,7 +129,8 @@ export function registerMountCommand(program: Command, context: () => CliContext
           );
           await releaseLock();
           // The FUSE binding keeps a thread that holds the event loop open after unmounting.
-          process.exit(0);
+          // exitCode: a broken output (see main) may have set its own status while this unmounted.
+          process.exit();
         } catch (err) {
           await releaseLock();
           notify?.end(`error: ${err instanceof Error ? err.message : String(err)}\n`);

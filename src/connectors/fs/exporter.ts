@@ -208,9 +208,10 @@ export class FsExporter implements Exporter {
 
   async abandon(): Promise<void> {
     this.abandoned = true;
-    await this.smallFiles.stop();
+    // First what is in hand here: the wait for the thread may be cut short (a stalled disk, a second Ctrl-C).
     for (const full of this.writing) rmSync(exactForm(full), { force: true });
     this.writing.clear();
+    await this.smallFiles.stop();
   }
 
   async createSpecial(rel: string, entry: Entry): Promise<void> {
