@@ -3,12 +3,16 @@
  * those: reading one fails with EIO and a log line naming it, every other
  * file reads correctly, and the mount stays up.
  */
+import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
 import { flipByte, klosetWith, MiB, packFiles, sha256File, writeRandomFile } from '../helpers/fixtures.js';
-import { isMountPoint, mountCli, unmountAll, type MountedCli } from '../helpers/mount.js';
+import { isMountPoint, mountCli, trackMount, unmountAll, type MountedCli } from '../helpers/mount.js';
+
+const run = promisify(execFile);
 
 let work: string;
 let source: string;
@@ -101,6 +105,34 @@ describe('a mounted snapshot with a byte flipped in one pack', () => {
     expect(result.stderr).not.toMatch(/B\.bin|small\.txt/);
     expect(result.stderr).not.toMatch(/^\s+at /m);
     expect(result.stdout).toMatch(/^unmounted .*, \d+ read errors$/m);
+    expect(await isMountPoint(mnt)).toBe(false);
+  });
+});
+
+describe('a background mount with --log-file', () => {
+  it('appends the read errors to the file, by file name and with the time', async () => {
+    const mnt = path.join(work, 'mnt-background');
+    await fs.mkdir(mnt);
+    const logFile = path.join(work, 'mount.log');
+    const started = await kloset(['at', store, 'mount', '--log-file', logFile, '--background', mnt, id]);
+    const pid = /\(pid (\d+)\)/.exec(started.stdout)?.[1];
+    if (pid) trackMount(mnt, Number(pid));
+    expect(started.code, started.stderr).toBe(0);
+    expect(await readCode(path.join(mnt, 'A.bin'))).toBe('EIO');
+    expect(await readCode(path.join(mnt, 'B.bin'))).toBe('ok');
+    await run('fusermount', ['-u', mnt]);
+    const log = await fs.readFile(logFile, 'utf8');
+    expect(log).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \/A\.bin: .+$/m);
+    expect(log).not.toMatch(/B\.bin/);
+    expect((await fs.stat(logFile)).mode & 0o777).toBe(0o600);
+  });
+
+  it('refuses a log file it cannot write, in one line, and mounts nothing', async () => {
+    const mnt = path.join(work, 'mnt-no-log');
+    await fs.mkdir(mnt);
+    const result = await kloset(['at', store, 'mount', '--log-file', path.join(work, 'missing-dir', 'mount.log'), '--background', mnt, id]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^kloset: .*missing-dir\/mount\.log: cannot write the log: .+\n$/);
     expect(await isMountPoint(mnt)).toBe(false);
   });
 });

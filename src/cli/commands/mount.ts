@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { closeSync, createWriteStream, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { KlosetError, UsageError } from '../../errors.js';
+import { KlosetError, UsageError, systemReason } from '../../errors.js';
 import { listSnapshots } from '../../snapshot/header.js';
 import { DEFAULT_CACHE_BYTES, mountSnapshots, type MountTarget } from '../../mount/mount.js';
 import type { CliContext, Run } from '../context.js';
@@ -24,7 +24,34 @@ interface MountFlags extends FilterFlags {
   background?: boolean;
   foreground?: boolean;
   options?: string[];
+  logFile?: string;
   notifyFd?: string;
+}
+
+/**
+ * Where the mount's log (a damaged chunk, a storage outage) goes: standard
+ * error, or a file it is appended to with the time, as a background mount
+ * has no standard error to write to. The file is opened before mounting,
+ * so a path that cannot be written is refused at once.
+ */
+function mountLog(ctx: CliContext, file: string | undefined): { log: (line: string) => void; close: () => void } {
+  if (file === undefined) return { log: (line) => ctx.err(`kloset: mount: ${line}`), close: () => undefined };
+  let fd: number;
+  try {
+    fd = openSync(file, 'a', 0o600);
+  } catch (err) {
+    throw new KlosetError(`${file}: cannot write the log: ${systemReason(err)}`, { cause: err });
+  }
+  return {
+    log: (line) => {
+      try {
+        writeSync(fd, `${new Date().toISOString()} ${line}\n`);
+      } catch {
+        // A full disk must not take the mount down: the read that failed answered EIO already.
+      }
+    },
+    close: () => closeSync(fd),
+  };
 }
 
 /**
@@ -63,6 +90,7 @@ export function registerMountCommand(program: Command, context: () => CliContext
     .option('--background', 'detach once mounted')
     .addOption(new Option('--daemon', 'same as --background').hideHelp())
     .option('-o, --options <options>', 'FUSE options: allow_other, debug (comma-separated, repeatable)', collect)
+    .option('--log-file <file>', "append the mount's log (files that could not be read) to a file instead of standard error")
     .addOption(new Option('--notify-fd <fd>').hideHelp())
     .action((mountpoint: string, snapshot: string | undefined, flags: MountFlags & { daemon?: boolean }) =>
       run(async () => {
@@ -76,7 +104,10 @@ export function registerMountCommand(program: Command, context: () => CliContext
         if ((flags.background || flags.daemon) && !flags.foreground) return detach(ctx, argv, mountpoint);
         const notify = flags.notifyFd ? createWriteStream('', { fd: Number(flags.notifyFd) }) : undefined;
         let releaseLock: () => Promise<void> = async () => undefined;
+        let closeLog = () => undefined as void;
         try {
+          const { log, close } = mountLog(ctx, flags.logFile);
+          closeLog = close;
           // Held while mounted: a prune must not remove what a reader may still open.
           const { repository, lock } = await ctx.lockedRepository('shared', 'a mount', { reader: true });
           releaseLock = async () => lock?.release().catch(() => undefined);
@@ -95,7 +126,7 @@ export function registerMountCommand(program: Command, context: () => CliContext
             cacheBytes,
             allowOther: fuseOptions.includes('allow_other'),
             debug: fuseOptions.includes('debug'),
-            log: (line) => ctx.err(`kloset: mount: ${line}`),
+            log,
           });
           const what = 'snapshots' in target ? plural(target.snapshots.length, 'snapshot') : `snapshot ${snapshot}`;
           const unmountOnOutputLost = () => mounted.unmount();
@@ -128,11 +159,13 @@ export function registerMountCommand(program: Command, context: () => CliContext
               (s.errors ? `, ${s.errors} read errors` : ''),
           );
           await releaseLock();
+          closeLog();
           // The FUSE binding keeps a thread that holds the event loop open after unmounting.
           // exitCode: a broken output (see main) may have set its own status while this unmounted.
           process.exit();
         } catch (err) {
           await releaseLock();
+          closeLog();
           notify?.end(`error: ${err instanceof Error ? err.message : String(err)}\n`);
           throw err;
         }
