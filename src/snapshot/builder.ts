@@ -7,6 +7,7 @@ import { BlobType } from '../kloset/sealing.js';
 import { joinPath, type Importer, type SourceEntry } from '../connectors/importer.js';
 import { newSnapshotId, putSnapshotHeader, type SnapshotHeader, type SnapshotStats } from './header.js';
 import { SnapshotReader } from './reader.js';
+import { Slots } from './slots.js';
 import {
   INLINE_CHUNKS,
   compareNames,
@@ -98,27 +99,6 @@ class DirectoryWriter {
     }
     if (this.page.length > 0) await this.flushPage();
     return this.writer.put(BlobType.tree, encodeDirectory({ count: this.count, pages: this.pages }));
-  }
-}
-
-/** A bounded pool of in-flight file tasks; acquire() waits for a free slot. */
-class Slots {
-  private free: number;
-  private readonly waiters: (() => void)[] = [];
-  constructor(size: number) {
-    this.free = size;
-  }
-  /** Waits for a free slot; the function returned gives it back, once however often it is called. */
-  async acquire(): Promise<() => void> {
-    while (this.free === 0) await new Promise<void>((r) => this.waiters.push(r));
-    this.free--;
-    let held = true;
-    return () => {
-      if (!held) return;
-      held = false;
-      this.free++;
-      this.waiters.shift()?.();
-    };
   }
 }
 

@@ -5,6 +5,7 @@ import type { Repository } from '../kloset/repository.js';
 import { BlobType } from '../kloset/sealing.js';
 import type { SnapshotHeader } from './header.js';
 import { shownName } from './names.js';
+import type { Slots } from './slots.js';
 import { compareNames, decodeChunkList, decodeDirectory, decodePage, type DirectoryNode, type Entry } from './tree.js';
 
 /** Chunks fetched ahead of a sequential reader: keeps several ranged reads in flight. */
@@ -221,22 +222,39 @@ export class FileContent {
     return joined.subarray(offset - base, end - base);
   }
 
-  /** The whole content in order, with READ_AHEAD chunks fetched in parallel. */
-  async *stream(): AsyncIterable<Buffer> {
-    const inFlight: Promise<Buffer>[] = [];
+  /**
+   * The whole content in order, with up to READ_AHEAD chunks fetched in
+   * parallel. Readers given the same `ahead` (a restore's files) take one
+   * of its slots per fetch, so together they fetch no more than it holds;
+   * a reader waits for a slot only when it has no fetch of its own in flight.
+   */
+  async *stream(ahead?: Slots): AsyncIterable<Buffer> {
+    const inFlight: { data: Promise<Buffer>; release: () => void }[] = [];
     let next = 0;
-    const fill = () => {
+    const fill = async () => {
       while (next < this.chunks.length && inFlight.length < READ_AHEAD) {
-        const fetch = this.chunk(next++);
-        fetch.catch(() => undefined); // awaited below in order
-        inFlight.push(fetch);
+        const release = !ahead ? () => undefined : inFlight.length === 0 ? await ahead.acquire() : ahead.tryAcquire();
+        if (!release) return;
+        const data = this.chunk(next++);
+        data.catch(() => undefined); // awaited below in order
+        inFlight.push({ data, release });
       }
     };
-    fill();
-    while (inFlight.length > 0) {
-      const data = await inFlight.shift()!;
-      fill();
-      yield data;
+    try {
+      await fill();
+      while (inFlight.length > 0) {
+        const { data, release } = inFlight.shift()!;
+        let chunk: Buffer;
+        try {
+          chunk = await data;
+        } finally {
+          release();
+        }
+        await fill();
+        yield chunk;
+      }
+    } finally {
+      for (const { release } of inFlight) release(); // a reader stopped early (a failed write)
     }
   }
 }

@@ -60,3 +60,45 @@ it('decodes a directory once for every snapshot that holds it', async () => {
   expect(store.rangedReads).toBe(afterFirst);
   expect(names).toHaveLength(60);
 });
+
+it('restores several large files with no more chunks fetched at once than the restore allows, byte for byte', async () => {
+  const { restore } = (await loadBuilt('snapshot/restore.js')) as typeof import('../../src/snapshot/restore.js');
+  const { FsExporter } = (await loadBuilt('connectors/fs/exporter.js')) as typeof import('../../src/connectors/fs/exporter.js');
+  const { randomBytes, createHash } = await import('node:crypto');
+  const { readFileSync } = await import('node:fs');
+  const source = path.join(dir, 'large-files');
+  mkdirSync(source);
+  for (let i = 0; i < 6; i++) writeFileSync(path.join(source, `large-${i}.bin`), randomBytes(12 * 1024 * 1024));
+
+  /** The local store, keeping the most reads of chunks (256 KiB at least) it served at once. */
+  class ConcurrencyStore extends LocalBlobStore {
+    active = 0;
+    most = 0;
+    override async getRange(key: string, offset: number, length: number): Promise<Buffer> {
+      if (length < 256 * 1024) return super.getRange(key, offset, length); // a file's chunk list, a directory
+      this.most = Math.max(this.most, ++this.active);
+      try {
+        // As a remote store answers: long enough that every reader's fetches pile up.
+        await new Promise((r) => setTimeout(r, 5));
+        return await super.getRange(key, offset, length);
+      } finally {
+        this.active--;
+      }
+    }
+  }
+  const store = new ConcurrencyStore(path.join(dir, 'large-store'));
+  const repository = await Repository.create(store, { passphrase: null });
+  const header = await backup(repository, new FsImporter(source));
+  const reader = new SnapshotReader(repository, header);
+  store.most = 0;
+  const target = path.join(dir, 'large-restored');
+  const exporter = new FsExporter(target);
+  const result = await restore(reader, header.root, '/', exporter);
+  await exporter.close();
+  expect(result).toMatchObject({ files: 6, errors: 0 });
+  // Six files, each reading four chunks ahead, would fetch 24 at once.
+  expect(store.most).toBeGreaterThan(1);
+  expect(store.most).toBeLessThanOrEqual(8);
+  const digest = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
+  for (let i = 0; i < 6; i++) expect(digest(path.join(target, `large-${i}.bin`))).toBe(digest(path.join(source, `large-${i}.bin`)));
+});
