@@ -3,7 +3,7 @@ import { requireCjs } from '../cjs.js';
 import { IntegrityError } from '../errors.js';
 import type { StoreKeys } from './keys.js';
 
-const { Blake3Hasher, blake3 } = requireCjs('@napi-rs/blake-hash') as typeof import('@napi-rs/blake-hash');
+const { Blake3Hasher } = requireCjs('@napi-rs/blake-hash') as typeof import('@napi-rs/blake-hash');
 
 /**
  * How a store names its blobs and packs, fixed when it is created (FORMAT.md).
@@ -65,34 +65,23 @@ function associatedData(type: BlobType, id: Buffer): Buffer {
  * flipped or truncated blob is refused.
  */
 export class Sealer {
-  /**
-   * One keyed hasher, reset for each blob (a reset keeps the key): a new one
-   * per blob is native memory V8 does not see, freed only when it collects.
-   */
-  private readonly idHasher: InstanceType<typeof Blake3Hasher> | undefined;
-
   constructor(
     private readonly keys: StoreKeys,
     private readonly hashing: Hashing,
-  ) {
-    this.idHasher = hashing === 'blake3' ? Blake3Hasher.newKeyed(keys.idKey) : undefined;
-  }
+  ) {}
 
   get encrypted(): boolean {
     return this.keys.encryptionKey !== undefined;
   }
 
   blobId(plaintext: Buffer): Buffer {
-    if (this.idHasher) {
-      this.idHasher.reset();
-      return this.idHasher.update(plaintext).digestBuffer();
-    }
+    if (this.hashing === 'blake3') return Blake3Hasher.newKeyed(this.keys.idKey).update(plaintext).digestBuffer();
     return createHmac('sha256', this.keys.idKey).update(plaintext).digest();
   }
 
   /** A pack's name: a hash of its bytes with no key, so that `check` can tell a damaged pack by its name alone. */
   packId(pack: Buffer): Buffer {
-    if (this.hashing === 'blake3') return blake3(pack);
+    if (this.hashing === 'blake3') return new Blake3Hasher().update(pack).digestBuffer();
     return createHash('sha256').update(pack).digest();
   }
 
