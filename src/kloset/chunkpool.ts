@@ -102,7 +102,6 @@ export class ChunkPool {
     const repository = this.writer.repository;
     const shared = {
       keys: repository.keys,
-      hashing: repository.hashing,
       chunking: repository.config.chunking,
       compression: repository.config.compression,
       knownIds: repository.index.sortedIds(),

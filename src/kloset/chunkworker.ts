@@ -20,11 +20,10 @@ import { encodeBlob, type CompressionParams } from './compression.js';
 import type { StoreKeys } from './keys.js';
 import { HANDED_OFF, LoadTable } from './loadtable.js';
 import { REPLACED } from './replaced.js';
-import { BlobType, ID_BYTES, SEAL_OVERHEAD, Sealer, type Hashing } from './sealing.js';
+import { BlobType, ID_BYTES, SEAL_OVERHEAD, Sealer } from './sealing.js';
 
 export interface WorkerInit {
   keys: StoreKeys;
-  hashing: Hashing;
   chunking: ChunkingParams;
   compression: CompressionParams;
   /** Sorted ids already in the store: those chunks are not compressed or sealed again. */
@@ -384,7 +383,7 @@ parentPort!.on('message', (message: WorkerRequest) => {
         macKey: Buffer.from(keys.macKey),
         chunkerSeed: Buffer.from(keys.chunkerSeed),
         encryptionKey: keys.encryptionKey ? Buffer.from(keys.encryptionKey) : undefined,
-      }, init.hashing);
+      });
       known = new Uint8Array(init.knownIds);
       load = new LoadTable(init.load);
       gear = new GearScanner(gearTable(Buffer.from(keys.chunkerSeed)));

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { requireCjs } from '../cjs.js';
 import { IntegrityError } from '../errors.js';
 import type { BlobStore } from '../storage/blobstore.js';
@@ -83,7 +84,7 @@ export class PackBuilder {
     this.blobs.push({ type, id, offset, length: sealed.length, rawLength });
   }
 
-  /** The pack's bytes and its id, the unkeyed hash of those bytes (Sealer.packId). */
+  /** The pack's bytes and its id, the SHA-256 of those bytes (so `check` can verify a pack without keys). */
   finish(sealer: Sealer): { id: Buffer; data: Buffer } {
     const listing = encode(this.blobs.map((b) => [b.type, b.id, b.offset, b.length, b.rawLength]));
     const trailer = sealer.seal(BlobType.packTrailer, TRAILER_ID, Buffer.from(listing.buffer, listing.byteOffset, listing.byteLength));
@@ -92,7 +93,7 @@ export class PackBuilder {
     this.append(trailer);
     this.append(length);
     const data = this.buffer.subarray(0, this.size);
-    return { id: sealer.packId(data), data };
+    return { id: createHash('sha256').update(data).digest(), data };
   }
 }
 

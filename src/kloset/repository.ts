@@ -22,7 +22,7 @@ import {
   type StoreKeys,
 } from './keys.js';
 import { DEFAULT_PACK_SIZE, PackBuilder, packKey } from './packfile.js';
-import { BlobType, ID_BYTES, Sealer, type Hashing } from './sealing.js';
+import { BlobType, ID_BYTES, Sealer } from './sealing.js';
 
 const { decode, encode } = requireCjs('@msgpack/msgpack') as typeof import('@msgpack/msgpack');
 
@@ -41,8 +41,6 @@ export interface StoreConfig {
   encryption: { cipher: 'aes-256-gcm'; kdf: KdfParams; wrappedKey: string } | null;
   /** Only in a plaintext store: the master key in clear, since ids and MACs still need one. */
   plaintextKey?: string;
-  /** Absent in the stores made before it: hmac-sha256. */
-  hashing?: Hashing;
 }
 
 /** Bytes of unwanted blobs a coalesced read may carry along rather than split into two requests. */
@@ -114,8 +112,6 @@ export interface CreateOptions {
   chunking?: ChunkingParams;
   compression?: CompressionParams;
   packSize?: number;
-  /** blake3 unless told: hmac-sha256 makes a store as the versions before blake3 did. */
-  hashing?: Hashing;
 }
 
 function canonical(config: StoreConfig): string {
@@ -148,9 +144,6 @@ async function readConfig(store: BlobStore): Promise<{ config: StoreConfig; mac:
     throw new KlosetError(`${store.location}: store format version ${parsed.version} is not supported`);
   }
   const { mac, ...config } = parsed;
-  if (config.hashing !== undefined && config.hashing !== 'blake3') {
-    throw new KlosetError(`${store.location}: the store names its blobs with ${JSON.stringify(config.hashing)}, which this version of kloset does not know`);
-  }
   const malformed = configShapeProblem(config);
   if (malformed) throw new KlosetError(`${store.location}: not a kloset store (its CONFIG is malformed: ${malformed})`);
   return { config, mac };
@@ -177,7 +170,6 @@ function configShapeProblem(config: StoreConfig): string | undefined {
   }
   if (config.compression?.algorithm !== 'zstd' || !whole(config.compression.level, -7, 22)) return 'compression';
   if (!whole(config.packfile?.targetSize, 1024, MAX_PACK_BYTES)) return 'packfile';
-  if (config.hashing !== undefined && config.hashing !== 'blake3') return 'hashing';
   const encryption = config.encryption;
   if (encryption === null) return base64Bytes(config.plaintextKey, MASTER_KEY_BYTES) ? undefined : 'plaintextKey';
   const kdf = encryption?.kdf as Partial<KdfParams> | undefined;
@@ -236,7 +228,7 @@ export class Repository {
     readonly config: StoreConfig,
     readonly keys: StoreKeys,
   ) {
-    this.sealer = new Sealer(keys, this.hashing);
+    this.sealer = new Sealer(keys);
   }
 
   static async create(store: BlobStore, options: CreateOptions): Promise<Repository> {
@@ -258,8 +250,6 @@ export class Repository {
       packfile: { targetSize: options.packSize ?? DEFAULT_PACK_SIZE },
       encryption,
       ...(encrypted ? {} : { plaintextKey: masterKey.toString('base64') }),
-      // The stores made before blake3 have no such field, and read as before.
-      ...((options.hashing ?? 'blake3') === 'blake3' ? { hashing: 'blake3' as const } : {}),
     };
     const keys = deriveStoreKeys(masterKey, encrypted);
     const body = { ...config, mac: macConfig(keys.macKey, canonical(config)) };
@@ -314,11 +304,6 @@ export class Repository {
 
   get encrypted(): boolean {
     return this.config.encryption !== null;
-  }
-
-  /** How the store names blobs and packs: as its CONFIG says, or as before the field existed. */
-  get hashing(): Hashing {
-    return this.config.hashing ?? 'hmac-sha256';
   }
 
   // ---- index ---------------------------------------------------------------

@@ -1,17 +1,6 @@
-import { createCipheriv, createDecipheriv, createHash, createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
-import { requireCjs } from '../cjs.js';
+import { createCipheriv, createDecipheriv, createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
 import { IntegrityError } from '../errors.js';
 import type { StoreKeys } from './keys.js';
-
-const { Blake3Hasher } = requireCjs('@napi-rs/blake-hash') as typeof import('@napi-rs/blake-hash');
-
-/**
- * How a store names its blobs and packs, fixed when it is created (FORMAT.md).
- * blake3: a blob's id is BLAKE3 keyed with idKey, a pack's id the BLAKE3 of
- * its bytes; about four times as fast as hmac-sha256, the ids and pack names
- * of the stores made before it (a CONFIG without `hashing`).
- */
-export type Hashing = 'blake3' | 'hmac-sha256';
 
 /** What a blob holds; bound into its authentication so a blob cannot pass for another kind. */
 export const BlobType = {
@@ -65,24 +54,14 @@ function associatedData(type: BlobType, id: Buffer): Buffer {
  * flipped or truncated blob is refused.
  */
 export class Sealer {
-  constructor(
-    private readonly keys: StoreKeys,
-    private readonly hashing: Hashing,
-  ) {}
+  constructor(private readonly keys: StoreKeys) {}
 
   get encrypted(): boolean {
     return this.keys.encryptionKey !== undefined;
   }
 
   blobId(plaintext: Buffer): Buffer {
-    if (this.hashing === 'blake3') return Blake3Hasher.newKeyed(this.keys.idKey).update(plaintext).digestBuffer();
     return createHmac('sha256', this.keys.idKey).update(plaintext).digest();
-  }
-
-  /** A pack's name: a hash of its bytes with no key, so that `check` can tell a damaged pack by its name alone. */
-  packId(pack: Buffer): Buffer {
-    if (this.hashing === 'blake3') return new Blake3Hasher().update(pack).digestBuffer();
-    return createHash('sha256').update(pack).digest();
   }
 
   /** `payload` may come in parts (codec byte, body): they are sealed as their concatenation. */
