@@ -137,24 +137,37 @@ describe('a backup killed with kill -9 (SIGKILL)', () => {
   }, 60_000);
 });
 
+/**
+ * Backs `source` up into a store of its own, restores it, and sends SIGINT
+ * as soon as the first restored files appear in `firstFilesIn` (relative to
+ * the target), when some are bound to be half done.
+ */
+async function interruptedRestore(source: string, name: string, firstFilesIn = '.') {
+  const store = path.join(work, `${name}-store`);
+  const target = path.join(work, `${name}-target`);
+  expect((await kloset(['at', store, 'create'])).code).toBe(0);
+  expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+  const { child, done } = startKloset(['at', store, 'restore', '-to', target], { env: { XDG_CACHE_HOME: cache } });
+  let exited = false;
+  void done.then(() => (exited = true));
+  while (!exited && (await fs.readdir(path.join(target, firstFilesIn)).catch(() => [])).length === 0) await sleep(5);
+  expect(exited, 'the restore finished before it could be interrupted').toBe(false);
+  child.kill('SIGINT');
+  return { target, result: await done };
+}
+
+/** The regular files a restore left, relative to its target. */
+async function restoredFiles(target: string): Promise<string[]> {
+  const files = (await fs.readdir(target, { recursive: true, withFileTypes: true })).filter((e) => e.isFile());
+  return files.map((file) => path.relative(target, path.join(file.parentPath, file.name)));
+}
+
 describe('a restore interrupted with Ctrl-C (SIGINT)', () => {
-  let store: string;
   let target: string;
   let result: Awaited<ReturnType<typeof kloset>>;
 
   beforeAll(async () => {
-    store = path.join(work, 'restore-store');
-    target = path.join(work, 'restore-target');
-    expect((await kloset(['at', store, 'create'])).code).toBe(0);
-    expect((await kloset(['at', store, 'backup', dataset])).code).toBe(0);
-    const { child, done } = startKloset(['at', store, 'restore', '-to', target], { env: { XDG_CACHE_HOME: cache } });
-    let exited = false;
-    void done.then(() => (exited = true));
-    // Stop it as soon as the first files are being written, when some are bound to be half done.
-    while (!exited && (await fs.readdir(target).catch(() => [])).length === 0) await sleep(10);
-    expect(exited, 'the restore finished before it could be interrupted').toBe(false);
-    child.kill('SIGINT');
-    result = await done;
+    ({ target, result } = await interruptedRestore(dataset, 'restore'));
   }, 120_000);
 
   it('exits with 130 and says how far it got, in one line', () => {
@@ -164,9 +177,7 @@ describe('a restore interrupted with Ctrl-C (SIGINT)', () => {
   });
 
   it('leaves no file half written: every file there is whole', async () => {
-    const restored = (await fs.readdir(target, { recursive: true, withFileTypes: true })).filter((e) => e.isFile());
-    for (const file of restored) {
-      const rel = path.relative(target, path.join(file.parentPath, file.name));
+    for (const rel of await restoredFiles(target)) {
       const bytes = await fs.readFile(path.join(target, rel));
       expect(bytes.equals(await fs.readFile(path.join(dataset, rel))), rel).toBe(true);
     }
@@ -180,8 +191,6 @@ describe('a restore of many small files interrupted with Ctrl-C (SIGINT)', () =>
 
   beforeAll(async () => {
     source = path.join(work, 'small-files');
-    const store = path.join(work, 'small-files-store');
-    target = path.join(work, 'small-files-target');
     for (let d = 0; d < 40; d++) {
       const dir = path.join(source, `d${d}`);
       await fs.mkdir(dir, { recursive: true });
@@ -189,15 +198,7 @@ describe('a restore of many small files interrupted with Ctrl-C (SIGINT)', () =>
         Array.from({ length: 500 }, (_, f) => fs.writeFile(path.join(dir, `f${f}`), randomBytes(1024 + ((d * 500 + f) % 3072)), { mode: 0o640 })),
       );
     }
-    expect((await kloset(['at', store, 'create'])).code).toBe(0);
-    expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
-    const { child, done } = startKloset(['at', store, 'restore', '-to', target], { env: { XDG_CACHE_HOME: cache } });
-    let exited = false;
-    void done.then(() => (exited = true));
-    while (!exited && (await fs.readdir(path.join(target, 'd0')).catch(() => [])).length === 0) await sleep(5);
-    expect(exited, 'the restore finished before it could be interrupted').toBe(false);
-    child.kill('SIGINT');
-    result = await done;
+    ({ target, result } = await interruptedRestore(source, 'small-files', 'd0'));
   }, 120_000);
 
   it('exits with 130', () => {
@@ -206,11 +207,10 @@ describe('a restore of many small files interrupted with Ctrl-C (SIGINT)', () =>
   });
 
   it('leaves every file there whole, with its mode and time: none was cut short between its creation and its metadata', async () => {
-    const restored = (await fs.readdir(target, { recursive: true, withFileTypes: true })).filter((e) => e.isFile());
+    const restored = await restoredFiles(target);
     expect(restored.length).toBeGreaterThan(0);
     expect(restored.length).toBeLessThan(20_000);
-    for (const file of restored) {
-      const rel = path.relative(target, path.join(file.parentPath, file.name));
+    for (const rel of restored) {
       const [got, want] = await Promise.all([fs.stat(path.join(target, rel)), fs.stat(path.join(source, rel))]);
       // Restored times are exact to the microsecond; one never set would be the time of the restore.
       expect({ rel, mode: got.mode, sameTime: Math.abs(got.mtimeMs - want.mtimeMs) < 0.01 }).toEqual({ rel, mode: want.mode, sameTime: true });

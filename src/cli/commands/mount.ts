@@ -104,7 +104,7 @@ export function registerMountCommand(program: Command, context: () => CliContext
         if ((flags.background || flags.daemon) && !flags.foreground) return detach(ctx, argv, mountpoint);
         const notify = flags.notifyFd ? createWriteStream('', { fd: Number(flags.notifyFd) }) : undefined;
         let releaseLock: () => Promise<void> = async () => undefined;
-        let closeLog = () => undefined as void;
+        let closeLog: () => void = () => {};
         try {
           const { log, close } = mountLog(ctx, flags.logFile);
           closeLog = close;
