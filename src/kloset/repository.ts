@@ -22,6 +22,7 @@ import {
   type StoreKeys,
 } from './keys.js';
 import { DEFAULT_PACK_SIZE, PackBuilder, packKey } from './packfile.js';
+import { ReadBuffers } from './readbuffers.js';
 import { BlobType, ID_BYTES, Sealer } from './sealing.js';
 
 const { decode, encode } = requireCjs('@msgpack/msgpack') as typeof import('@msgpack/msgpack');
@@ -49,6 +50,8 @@ const COALESCE_GAP = 256 * 1024;
 const CATCH_UP_INTERVAL_MS = 1000;
 /** A coalesced read stops growing here: its chunks are decoded only once all of it has arrived. */
 const COALESCE_MAX = 4 * 1024 * 1024;
+/** Free read buffers kept for the next reads: a few coalesced reads' worth. */
+const READ_BUFFERS_KEPT = 16 * 1024 * 1024;
 /** The layout of the local index cache; a cache of another layout is rebuilt from the store. */
 const INDEX_CACHE_VERSION = 2;
 
@@ -222,6 +225,7 @@ export class Repository {
   readonly index = new BlobIndex();
   /** The index deltas the last loadIndex() merged: all that prune may replace, since only those does it know. */
   loadedDeltas: ReadonlySet<string> = new Set();
+  private readonly readBuffers = new ReadBuffers(READ_BUFFERS_KEPT);
 
   private constructor(
     readonly store: BlobStore,
@@ -443,7 +447,25 @@ export class Repository {
   /** One ranged read, authenticated and decoded: a blob of `type`. */
   async getBlob(id: Buffer, type: BlobType): Promise<Buffer> {
     const location = await this.locate(id, type);
-    return this.decodeLocated(id, location, await this.store.getRange(packKey(location.packId), location.offset, location.length));
+    const what = describeBlob(id, location);
+    const opened = await this.readOpened(location.packId, location.offset, location.length, (sealed) =>
+      this.sealer.open(location.type, id, sealed, what),
+    );
+    return this.decodeOpened(location, opened, what);
+  }
+
+  /**
+   * Reads `length` bytes of a pack at `offset` and hands them to `open`,
+   * which must not keep them: in an encrypted store, opening copies the
+   * plaintext out, and the read buffer serves the next read.
+   */
+  private async readOpened<T>(packId: Buffer, offset: number, length: number, open: (sealed: Buffer) => T): Promise<T> {
+    const into = this.sealer.encrypted ? this.readBuffers.take(length) : undefined;
+    try {
+      return open(await this.store.getRange(packKey(packId), offset, length, into));
+    } finally {
+      this.readBuffers.give(into);
+    }
   }
 
   /**
@@ -475,11 +497,16 @@ export class Repository {
       runs.map(async (run) => {
         const start = run[0].location.offset;
         const end = Math.max(...run.map((r) => r.location.offset + r.location.length));
-        const bytes = await this.store.getRange(packKey(run[0].location.packId), start, end - start);
-        await Promise.all(
-          run.map(async (r) => {
+        const whats = run.map((r) => describeBlob(r.id, r.location));
+        const opened = await this.readOpened(run[0].location.packId, start, end - start, (bytes) =>
+          run.map((r, n) => {
             const from = r.location.offset - start;
-            results[r.index] = await this.decodeLocated(r.id, r.location, bytes.subarray(from, from + r.location.length));
+            return this.sealer.open(r.location.type, r.id, bytes.subarray(from, from + r.location.length), whats[n]);
+          }),
+        );
+        await Promise.all(
+          run.map(async (r, n) => {
+            results[r.index] = await this.decodeOpened(r.location, opened[n], whats[n]);
           }),
         );
       }),
@@ -488,8 +515,12 @@ export class Repository {
   }
 
   async decodeLocated(id: Buffer, location: BlobLocation, sealed: Buffer): Promise<Buffer> {
-    const what = `blob ${id.toString('hex').slice(0, 16)} in pack ${location.packId.toString('hex').slice(0, 16)}`;
-    const plaintext = await decodeBlob(this.sealer.open(location.type, id, sealed, what), what);
+    const what = describeBlob(id, location);
+    return this.decodeOpened(location, this.sealer.open(location.type, id, sealed, what), what);
+  }
+
+  private async decodeOpened(location: BlobLocation, opened: Buffer, what: string): Promise<Buffer> {
+    const plaintext = await decodeBlob(opened, what);
     if (plaintext.length !== location.rawLength) throw new IntegrityError(`${what}: wrong length`);
     return plaintext;
   }
@@ -506,6 +537,10 @@ export class Repository {
   newWriter(): BlobWriter {
     return new BlobWriter(this);
   }
+}
+
+function describeBlob(id: Buffer, location: BlobLocation): string {
+  return `blob ${id.toString('hex').slice(0, 16)} in pack ${location.packId.toString('hex').slice(0, 16)}`;
 }
 
 /** What each type of blob is, in messages. */

@@ -21,8 +21,12 @@ export interface BlobStore {
   readonly requests?: Readonly<Record<string, number>>;
   /** Whole blob; throws NotFoundError when absent. */
   get(key: string): Promise<Buffer>;
-  /** Exactly `length` bytes at `offset`; throws IntegrityError when the blob is shorter. */
-  getRange(key: string, offset: number, length: number): Promise<Buffer>;
+  /**
+   * Exactly `length` bytes at `offset`; throws IntegrityError when the blob
+   * is shorter. With `into` (exactly `length` bytes), the bytes may be read
+   * into it, and `into` itself returned, so that a caller can reuse its buffers.
+   */
+  getRange(key: string, offset: number, length: number, into?: Buffer): Promise<Buffer>;
   /** Atomic: readers see the old state or the whole new blob, never a part. */
   put(key: string, data: Buffer): Promise<void>;
   /** Writes only when the key is free; returns false when it already existed. */

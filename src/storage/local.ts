@@ -41,10 +41,10 @@ export class LocalBlobStore implements BlobStore {
     }
   }
 
-  async getRange(key: string, offset: number, length: number): Promise<Buffer> {
+  async getRange(key: string, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     const handle = await this.handles.acquire(key, () => this.pathOf(key));
     try {
-      const buffer = Buffer.allocUnsafe(length);
+      const buffer = into?.length === length ? into : Buffer.allocUnsafe(length);
       let done = 0;
       while (done < length) {
         const { bytesRead } = await handle.read(buffer, done, length - done, offset + done);

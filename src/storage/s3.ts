@@ -378,7 +378,7 @@ export class S3BlobStore implements BlobStore {
     });
   }
 
-  async getRange(key: string, offset: number, length: number): Promise<Buffer> {
+  async getRange(key: string, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     const objectKey = this.objectKey(key);
     if (length === 0) {
       // An empty range cannot be asked for; the blob must still exist and be long enough.
@@ -403,7 +403,7 @@ export class S3BlobStore implements BlobStore {
         }
         throw this.mapError(err, key);
       }
-    });
+    }, into);
     if (data.length !== length || start !== offset) {
       if (start === undefined || start > offset) {
         throw new IntegrityError(`${key}: asked for ${length} bytes at ${offset}, the server answered another range`);
@@ -417,12 +417,14 @@ export class S3BlobStore implements BlobStore {
   }
 
   /**
-   * Reads a response body whole. A body cut short by the connection is asked
-   * for again: the SDK's own retries end once the headers have arrived.
+   * Reads a response body whole, into `into` when the body is as long. A
+   * body cut short by the connection is asked for again: the SDK's own
+   * retries end once the headers have arrived.
    */
   private async readBody(
     key: string,
     request: () => Promise<{ body: { transformToByteArray(): Promise<Uint8Array> } | undefined; length: number | undefined }>,
+    into?: Buffer,
   ): Promise<Buffer> {
     for (let attempt = 1; ; attempt++) {
       const { body, length } = await request();
@@ -430,7 +432,7 @@ export class S3BlobStore implements BlobStore {
         const data = !body
           ? Buffer.alloc(0)
           : body instanceof Readable && length !== undefined
-            ? await receiveInto(body, length)
+            ? await receiveInto(body, into?.length === length ? into : Buffer.allocUnsafe(length))
             : Buffer.from(await body.transformToByteArray());
         if (length === undefined || data.length === length) return data;
         if (attempt >= BODY_ATTEMPTS) {
@@ -698,14 +700,14 @@ function backoff(attempt: number): Promise<void> {
 }
 
 /**
- * Reads a response body of known length straight into one buffer of that
- * size. Collecting the socket's pieces and joining them, as the SDK's
+ * Reads a response body of known length straight into `data`, a buffer of
+ * that length. Collecting the socket's pieces and joining them, as the SDK's
  * transformToByteArray does, copies every byte twice more and leaves the
  * garbage collector two more buffers of the body's size. A body cut short
  * comes back short, and the caller asks again.
  */
-function receiveInto(body: Readable, length: number): Promise<Buffer> {
-  const data = Buffer.allocUnsafe(length);
+function receiveInto(body: Readable, data: Buffer): Promise<Buffer> {
+  const length = data.length;
   let received = 0;
   return new Promise((resolve, reject) => {
     body.on('data', (piece: Buffer) => {
