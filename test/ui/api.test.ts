@@ -631,4 +631,22 @@ describe('POST /api/restore', () => {
     expect((await post({ snapshot: fixture.ids[0] }, 'text/plain')).status).toBe(415);
     expect((await get('/api/restore/0000')).status).toBe(404);
   });
+
+  it('refuses a destination inside the store, by its path or through a link, and leaves the store as it was', async () => {
+    const listing = async () => (await fs.readdir(fixture.store, { recursive: true })).filter((f) => !f.startsWith('locks')).sort();
+    const before = await listing();
+    const link = path.join(fixture.work, 'link-to-store');
+    await fs.symlink(fixture.store, link);
+    for (const destination of [fixture.store, path.join(fixture.store, 'restored'), path.join(link, 'restored')]) {
+      const reply = await request('/api/restore', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ snapshot: fixture.ids[0], path: '/notes', destination }),
+      });
+      expect(reply.status, destination).toBe(400);
+      expect(reply.json().error).toBe(`${destination}: inside the store ${fixture.store}: restore somewhere else`);
+    }
+    await new Promise((r) => setTimeout(r, 300)); // a job wrongly started would have written by now
+    expect(await listing()).toEqual(before);
+  });
 });

@@ -123,7 +123,7 @@ function pathMatcher(patterns: string[]): ((rel: string) => boolean) | undefined
 }
 
 /** The path with its symbolic links resolved, as far as it exists: a link into the store is the store. */
-async function realLocation(location: string): Promise<string> {
+export async function realLocation(location: string): Promise<string> {
   const below: string[] = [];
   for (let existing = path.resolve(location); ; ) {
     try {
@@ -138,7 +138,7 @@ async function realLocation(location: string): Promise<string> {
 }
 
 /** Whether `inner` is `outer` or below it. */
-function isWithin(inner: string, outer: string): boolean {
+export function isWithin(inner: string, outer: string): boolean {
   const relative = path.relative(outer, inner);
   return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
 }
