@@ -36,6 +36,8 @@ export interface RestoreJob {
 export class RestoreJobs {
   private readonly jobs = new Map<string, RestoreJob>();
   private readonly work = new Set<Promise<void>>();
+  /** The exporters of running jobs, for `abandon`. */
+  private readonly exporters = new Set<Exporter>();
 
   get(id: string): RestoreJob | undefined {
     return this.jobs.get(id);
@@ -63,6 +65,7 @@ export class RestoreJobs {
       if (!oldest) break;
       this.jobs.delete(oldest.id);
     }
+    this.exporters.add(exporter);
     const work = (async () => {
       try {
         const result = await restore(reader, entry, path, exporter, {
@@ -76,6 +79,7 @@ export class RestoreJobs {
         job.state = 'failed';
         job.error = err instanceof Error ? err.message : String(err);
       } finally {
+        this.exporters.delete(exporter);
         await exporter.close().catch(() => undefined);
         job.finished = new Date().toISOString();
       }
@@ -92,5 +96,10 @@ export class RestoreJobs {
   /** Resolves when every running job has ended. */
   async settle(): Promise<void> {
     await Promise.all(this.work);
+  }
+
+  /** Stops the running jobs as Ctrl-C stops `kloset restore`: what is half written is removed. */
+  async abandon(): Promise<void> {
+    await Promise.all([...this.exporters].map((exporter) => exporter.abandon?.()));
   }
 }

@@ -41,6 +41,8 @@ export interface UiServer {
   close(): Promise<void>;
   /** Resolves when every running restore has ended. */
   settle(): Promise<void>;
+  /** Stops the running restores, removing what they had half written. */
+  abandon(): Promise<void>;
 }
 
 /** Loopback addresses only: the viewer serves decrypted backups. */
@@ -152,6 +154,7 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
     port,
     runningRestores: () => jobs.running,
     settle: () => jobs.settle(),
+    abandon: () => jobs.abandon(),
     close: async () => {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -147,7 +147,13 @@ export interface RunningUi {
   /** The same server by its numeric address, for clients that do not resolve .localhost names as browsers do. */
   base: string;
   token: string;
+  /** Sends Ctrl-C (SIGINT) and waits for the end. */
   stop(): Promise<CliResult>;
+  /** Sends a signal without waiting. */
+  signal(signal: NodeJS.Signals): void;
+  /** What it printed so far. */
+  output(): string;
+  done: Promise<CliResult>;
 }
 
 /** `kloset at <store> ui --no-spawn` (or other arguments), until the URL is printed. */
@@ -176,6 +182,9 @@ export async function startUi(store: string, env: NodeJS.ProcessEnv, args: strin
       child.kill('SIGINT');
       return done;
     },
+    signal: (signal) => void child.kill(signal),
+    output: () => out,
+    done,
   };
 }
 

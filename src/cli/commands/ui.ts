@@ -2,8 +2,12 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Command } from 'commander';
 import type { CliContext, Run } from '../context.js';
+
+/** How long a second Ctrl-C waits for the restores to remove what they had half written. */
+const ABANDON_TIMEOUT_MS = 5000;
 
 interface UiFlags {
   addr: string;
@@ -72,9 +76,26 @@ export function registerUiCommand(program: Command, context: () => CliContext, r
           await cleanup?.();
           const running = server.runningRestores();
           if (running > 0) {
-            // A second Ctrl-C, with no handler left, ends the process at once.
+            // A second Ctrl-C stops the restores as it stops `kloset restore`: what is half written
+            // is removed, not left looking whole. A third, with no handler left, ends the process at once.
+            let interrupted: Promise<never> | undefined;
+            const abort = () => {
+              for (const signal of signals) process.off(signal, abort);
+              const cleanUp = server
+                .abandon()
+                .then(() => lock?.release())
+                .catch(() => undefined);
+              interrupted = Promise.race([cleanUp, delay(ABANDON_TIMEOUT_MS)]).then(() => {
+                ctx.err(`kloset ui: restore interrupted: ${running} restore${running > 1 ? 's' : ''} stopped; none is left half written`);
+                return process.exit(130);
+              });
+            };
+            for (const signal of signals) process.on(signal, abort);
             ctx.info(`kloset ui: waiting for ${running} restore${running > 1 ? 's' : ''} to finish (Ctrl-C again to abort)`);
             await server.settle();
+            for (const signal of signals) process.off(signal, abort);
+            // Abandoned restores end on their own: the process ends there, not as if they had finished.
+            if (interrupted) await interrupted;
           }
           ctx.info('kloset ui: stopped');
         } finally {
