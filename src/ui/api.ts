@@ -10,12 +10,11 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { maskValue, type AliasConfig } from '../cli/aliases.js';
-import { isWithin, realLocation, snapshotSummary } from '../cli/commands/snapshots.js';
+import { snapshotSummary, storeInDestination } from '../cli/commands/snapshots.js';
 import { formatMode } from '../cli/format.js';
 import type { Exporter } from '../connectors/exporter.js';
 import { FsExporter } from '../connectors/fs/exporter.js';
 import { IntegrityError, KlosetError } from '../errors.js';
-import { LocalBlobStore } from '../storage/local.js';
 import type { FileContent, SnapshotReader } from '../snapshot/reader.js';
 import type { Entry, Timespec } from '../snapshot/tree.js';
 import type { SnapshotCatalog } from './catalog.js';
@@ -406,17 +405,22 @@ export class UiApi {
     }
     if (/^s3:\/\//i.test(location)) {
       const { S3Exporter } = await import('../connectors/s3/exporter.js');
-      return S3Exporter.fromConfig(location, options);
+      return S3Exporter.fromConfig(location, options, process.env, { keepOut: await this.keepOutOfStore(location, options) });
     }
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new HttpError(400, `${location}: unsupported destination`);
     if (!path.isAbsolute(location)) throw new HttpError(400, 'a local destination must be an absolute path (or an @alias)');
     if (path.resolve(location) === path.parse(location).root) throw new HttpError(400, 'refusing to restore into the root directory');
-    // As `kloset restore` refuses: restored files would land among the packs, and could replace its CONFIG.
-    const store = this.deps.catalog.repository.store;
-    if (store instanceof LocalBlobStore && isWithin(await realLocation(location), await realLocation(store.root))) {
-      throw new HttpError(400, `${location}: inside the store ${store.root}: restore somewhere else`);
+    return new FsExporter(location, { keepOut: await this.keepOutOfStore(location, options) });
+  }
+
+  /** As `kloset restore`: nothing restored may replace the store's own files. */
+  private async keepOutOfStore(location: string, options: Readonly<Record<string, string>>): Promise<string | undefined> {
+    try {
+      return await storeInDestination(this.deps.catalog.repository.store, location, options);
+    } catch (err) {
+      if (err instanceof KlosetError) throw new HttpError(400, err.message);
+      throw err;
     }
-    return new FsExporter(location);
   }
 
   private async startRestore(req: IncomingMessage, res: ServerResponse): Promise<void> {

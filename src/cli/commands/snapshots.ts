@@ -123,7 +123,7 @@ function pathMatcher(patterns: string[]): ((rel: string) => boolean) | undefined
 }
 
 /** The path with its symbolic links resolved, as far as it exists: a link into the store is the store. */
-export async function realLocation(location: string): Promise<string> {
+async function realLocation(location: string): Promise<string> {
   const below: string[] = [];
   for (let existing = path.resolve(location); ; ) {
     try {
@@ -138,9 +138,41 @@ export async function realLocation(location: string): Promise<string> {
 }
 
 /** Whether `inner` is `outer` or below it. */
-export function isWithin(inner: string, outer: string): boolean {
+function isWithin(inner: string, outer: string): boolean {
   const relative = path.relative(outer, inner);
   return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
+}
+
+/**
+ * Where a restore into `destination` must not write: the store's own place,
+ * when the destination holds it (a directory of its parent; a prefix above
+ * it in its bucket), given as the exporter names it (a path below the
+ * destination as typed; a key prefix). Restored files named as the store's
+ * (a CONFIG, an index/…) would replace them. A destination inside the
+ * store is refused: whatever is restored would land among its files.
+ */
+export async function storeInDestination(
+  store: BlobStore,
+  destination: string,
+  destinationOptions: Readonly<Record<string, string>> = {},
+): Promise<string | undefined> {
+  const refuse = () => new UsageError(`${destination}: inside the store ${store.location}: restore somewhere else`);
+  if (/^s3:\/\//i.test(destination)) {
+    if (!/^s3:\/\//i.test(store.location)) return undefined;
+    const { parseS3Uri } = await import('../../connectors/s3/client.js');
+    const { s3OptionsFromConfig } = await import('../../storage/s3.js');
+    const target = parseS3Uri(destination);
+    const own = parseS3Uri(store.location);
+    const sameServer = ((store as { endpoint?: string }).endpoint ?? '') === (s3OptionsFromConfig(destinationOptions).endpoint ?? '');
+    if (!sameServer || target.bucket !== own.bucket) return undefined;
+    if (target.prefix.startsWith(own.prefix)) throw refuse();
+    return own.prefix.startsWith(target.prefix) ? own.prefix : undefined;
+  }
+  if (!(store instanceof LocalBlobStore)) return undefined;
+  const target = await realLocation(destination);
+  const root = await realLocation(store.root);
+  if (isWithin(target, root)) throw refuse();
+  return isWithin(root, target) ? path.join(path.resolve(destination), path.relative(target, root)) : undefined;
 }
 
 /**
@@ -669,16 +701,14 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         if (!toS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported destination`);
         const { repository, lock } = await ctx.lockedRepository('shared', 'a restore', { reader: true });
         try {
-          if (!toS3 && repository.store instanceof LocalBlobStore && isWithin(await realLocation(location), await realLocation(repository.store.root))) {
-            throw new UsageError(`${location}: inside the store ${repository.store.root}: restore somewhere else`);
-          }
+          const keepOut = await storeInDestination(repository.store, location, destinationOptions);
           const ref = parseSnapshotRef(arg);
           const header = await findSnapshot(repository, ref, { tags: parseTags(opts.tag) }, ctx.onDamagedSnapshot);
           const reader = new SnapshotReader(repository, header);
           const entry = await reader.lookup(ref.path);
           const exporter: Exporter = toS3
-            ? (await import('../../connectors/s3/exporter.js')).S3Exporter.fromConfig(location, destinationOptions)
-            : new FsExporter(location, { sparse: opts.sparse });
+            ? (await import('../../connectors/s3/exporter.js')).S3Exporter.fromConfig(location, destinationOptions, process.env, { keepOut })
+            : new FsExporter(location, { sparse: opts.sparse, keepOut });
           const total = entry.kind === 'directory' ? entry.summary?.size : entry.size;
           const progress = new ProgressLine('restore', total);
           const started = Date.now();

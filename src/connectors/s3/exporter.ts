@@ -30,6 +30,8 @@ export const PART_SIZE = 8 * MiB;
 const PARTS_IN_FLIGHT = 2;
 
 export interface S3ExporterOptions {
+  /** Keys that nothing may be written to: the store's, when it lies below the destination's prefix. */
+  keepOut?: string;
   singlePutLimit?: number;
   partSize?: number;
   /** Send every single PUT through the SDK's PutObjectCommand, even where objectPutter (client.ts) sends them itself. */
@@ -74,6 +76,7 @@ export class S3Exporter implements Exporter {
   private readonly singlePutLimit: number;
   private readonly partSize: number;
   private readonly putObject: PutObject;
+  private readonly keepOut: string | undefined;
   /** Multipart uploads under way, with their keys. */
   private readonly uploads = new Map<Upload, string>();
   private abandoned = false;
@@ -89,11 +92,17 @@ export class S3Exporter implements Exporter {
     this.singlePutLimit = options.singlePutLimit ?? SINGLE_PUT_LIMIT;
     this.partSize = Math.max(5 * MiB, options.partSize ?? PART_SIZE);
     this.putObject = options.sdkPuts ? sdkObjectPutter(client) : objectPutter(client);
+    this.keepOut = options.keepOut;
   }
 
-  static fromConfig(uri: string, options: Readonly<Record<string, string>> = {}, env: NodeJS.ProcessEnv = process.env): S3Exporter {
+  static fromConfig(
+    uri: string,
+    options: Readonly<Record<string, string>> = {},
+    env: NodeJS.ProcessEnv = process.env,
+    exporterOptions: S3ExporterOptions = {},
+  ): S3Exporter {
     const settings = connectorSettings(uri, options, env);
-    return new S3Exporter(settings.client, settings.location);
+    return new S3Exporter(settings.client, settings.location, exporterOptions);
   }
 
   /** The key a file goes to. */
@@ -124,6 +133,9 @@ export class S3Exporter implements Exporter {
     // write outside the destination's prefix, into another bucket even, with path-style addressing.
     if (key.split('/').some((segment) => segment === '.' || segment === '..')) {
       throw new KlosetError(`${where}: a key with a '.' or '..' segment could be written elsewhere by a server that resolves it: not written`);
+    }
+    if (this.keepOut !== undefined && key.startsWith(this.keepOut)) {
+      throw new KlosetError(`${where}: inside the store, left out: restored, it would replace the store's own objects`);
     }
     const input: PutObjectCommandInput = { Bucket: this.bucket, Key: key, ...objectHeaders(entry.meta) };
     // Nothing new starts once stopping: a multipart upload begun now would outlive abandon()'s aborts, its parts billed.
