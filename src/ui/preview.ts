@@ -91,9 +91,11 @@ function presentationByType(recorded: string): Presentation | undefined {
   if (type === 'application/pdf') return { preview: 'pdf', contentType: type, inline: true };
   const image = Object.values(IMAGES).find((t) => t === type);
   if (image) return { preview: 'image', contentType: image, inline: true };
+  // Markup whatever its top type says (`audio/x+xml`): a browser could render it.
+  if (type.endsWith('+xml') || type.endsWith('+json')) return TEXT;
   if (/^audio\/[a-z0-9.+-]+$/.test(type)) return { preview: 'audio', contentType: type, inline: true };
   if (/^video\/[a-z0-9.+-]+$/.test(type)) return { preview: 'video', contentType: type, inline: true };
-  if (type.startsWith('text/') || /^application\/(json|xml|javascript|x-sh|yaml|x-yaml|toml)$/.test(type) || type.endsWith('+xml') || type.endsWith('+json')) {
+  if (type.startsWith('text/') || /^application\/(json|xml|javascript|x-sh|yaml|x-yaml|toml)$/.test(type)) {
     return TEXT;
   }
   return undefined;

@@ -65,6 +65,7 @@ describe('previews', () => {
   it('never type markup as something a browser runs', () => {
     for (const name of ['a.html', 'a.htm', 'a.svg', 'a.xml', 'a.xhtml', 'a.js']) expect(presentationByName(name)?.contentType, name).toBe('text/plain; charset=utf-8');
     expect(presentationByName('x', 'image/svg+xml')?.contentType).toBe('text/plain; charset=utf-8');
+    for (const type of ['audio/x+xml', 'video/svg+xml', 'audio/vnd.a+json']) expect(presentationByName('x', type)?.contentType, type).toBe('text/plain; charset=utf-8');
     expect(presentationByName('x', 'text/html')?.contentType).toBe('text/plain; charset=utf-8');
     expect(presentationByName('x', 'application/x-msdownload')).toBeUndefined();
     expect(presentationByName('photo.JPG')).toMatchObject({ preview: 'image', contentType: 'image/jpeg' });
