@@ -179,16 +179,17 @@ export class UiApi {
 
   constructor(private readonly deps: ApiDependencies) {
     this.routes = [
-      { method: ['GET'], pattern: /^\/api\/snapshots$/, handler: this.snapshots.bind(this) },
-      { method: ['GET'], pattern: /^\/api\/snapshots\/([^/]+)$/, handler: this.snapshot.bind(this) },
-      { method: ['GET'], pattern: /^\/api\/snapshots\/([^/]+)\/tree$/, handler: this.tree.bind(this) },
-      { method: ['GET'], pattern: /^\/api\/snapshots\/([^/]+)\/entry$/, handler: this.entry.bind(this) },
+      // HEAD where the answer is JSON: Node sends the headers of GET and leaves the body out.
+      { method: ['GET', 'HEAD'], pattern: /^\/api\/snapshots$/, handler: this.snapshots.bind(this) },
+      { method: ['GET', 'HEAD'], pattern: /^\/api\/snapshots\/([^/]+)$/, handler: this.snapshot.bind(this) },
+      { method: ['GET', 'HEAD'], pattern: /^\/api\/snapshots\/([^/]+)\/tree$/, handler: this.tree.bind(this) },
+      { method: ['GET', 'HEAD'], pattern: /^\/api\/snapshots\/([^/]+)\/entry$/, handler: this.entry.bind(this) },
       { method: ['GET', 'HEAD'], pattern: /^\/api\/snapshots\/([^/]+)\/content$/, handler: this.content.bind(this) },
       { method: ['GET'], pattern: /^\/api\/snapshots\/([^/]+)\/archive$/, handler: this.archive.bind(this) },
-      { method: ['GET'], pattern: /^\/api\/diff$/, handler: this.diff.bind(this) },
-      { method: ['GET'], pattern: /^\/api\/destinations$/, handler: this.destinations.bind(this) },
+      { method: ['GET', 'HEAD'], pattern: /^\/api\/diff$/, handler: this.diff.bind(this) },
+      { method: ['GET', 'HEAD'], pattern: /^\/api\/destinations$/, handler: this.destinations.bind(this) },
       { method: ['POST'], pattern: /^\/api\/restore$/, handler: this.startRestore.bind(this) },
-      { method: ['GET'], pattern: /^\/api\/restore\/([^/]+)$/, handler: this.restoreJob.bind(this) },
+      { method: ['GET', 'HEAD'], pattern: /^\/api\/restore\/([^/]+)$/, handler: this.restoreJob.bind(this) },
     ];
   }
 

@@ -193,6 +193,15 @@ describe('the server', () => {
     const wrong = await request('/api/snapshots', { method: 'DELETE' });
     expect(wrong.status).toBe(405);
   });
+
+  it('answers HEAD on what answers JSON with the headers of GET and no body', async () => {
+    const full = await get('/api/snapshots');
+    const head = await request('/api/snapshots', { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers['content-type']).toBe(full.headers['content-type']);
+    expect(head.headers['content-length']).toBe(full.headers['content-length']);
+    expect(head.body.length).toBe(0);
+  });
 });
 
 describe('GET /api/snapshots', () => {
