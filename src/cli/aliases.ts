@@ -19,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { KlosetError, UsageError } from '../errors.js';
 import { makeDirectories } from '../storage/directories.js';
+import { withoutPassword } from '../storage/open.js';
 
 export const ALIAS_ROLES = ['store', 'source', 'destination'] as const;
 /** What a location is used as; `resolveAlias` prefers the section of that name. */
@@ -64,7 +65,6 @@ const URI_SCHEME_PREFIX = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
 const SECRET_KEY_PATTERN = /secret|password|passphrase|token|session|access_key/i;
 // Showing the last 4 characters of a short secret would give most of it away.
 const SHORTEST_SECRET_WITH_VISIBLE_TAIL = 12;
-const URI_USERINFO_PASSWORD = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#@:]*):[^/?#@]*@/;
 
 /** `$XDG_CONFIG_HOME/kloset`, else `~/.config/kloset`. */
 export function defaultConfigDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -87,7 +87,7 @@ export function maskValue(key: string, value: string): string {
     return value.length >= SHORTEST_SECRET_WITH_VISIBLE_TAIL ? `****${value.slice(-4)}` : '****';
   }
   // A password can also hide in a URI's user info (s3://id:secret@host/bucket).
-  return value.replace(URI_USERINFO_PASSWORD, '$1:****@');
+  return withoutPassword(value);
 }
 
 export function maskedValues(values: Readonly<Record<string, string>>): Record<string, string> {

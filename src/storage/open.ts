@@ -13,6 +13,16 @@ import { makeDirectories } from './directories.js';
 import { LocalBlobStore } from './local.js';
 
 const URI_SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
+const URI_USERINFO_PASSWORD = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#@:]*):[^/?#@]*@/;
+
+/**
+ * A location as it may be printed: the password of a URI's user info
+ * (sftp://user:secret@host/…) reduced to `****`. An alias's location is
+ * listed so, and an error that names it must not show more.
+ */
+export function withoutPassword(location: string): string {
+  return location.replace(URI_USERINFO_PASSWORD, '$1:****@');
+}
 
 /** What a store may offer beyond BlobStore for create and for telling "no store here". */
 interface StoreExtras {
@@ -40,7 +50,7 @@ export async function openBlobStore(
     if (scheme[1]!.toLowerCase() === 'fs' || scheme[1]!.toLowerCase() === 'file') {
       return new LocalBlobStore(path.resolve(location.slice(scheme[0].length)));
     }
-    throw new KlosetError(`${location}: unsupported store location (a directory or s3://bucket/prefix)`);
+    throw new KlosetError(`${withoutPassword(location)}: unsupported store location (a directory or s3://bucket/prefix)`);
   }
   return new LocalBlobStore(path.resolve(location));
 }

@@ -15,6 +15,7 @@ import { formatMode } from '../cli/format.js';
 import type { Exporter } from '../connectors/exporter.js';
 import { FsExporter } from '../connectors/fs/exporter.js';
 import { IntegrityError, KlosetError } from '../errors.js';
+import { withoutPassword } from '../storage/open.js';
 import type { FileContent, SnapshotReader } from '../snapshot/reader.js';
 import type { Entry, Timespec } from '../snapshot/tree.js';
 import type { SnapshotCatalog } from './catalog.js';
@@ -408,7 +409,7 @@ export class UiApi {
       const { S3Exporter } = await import('../connectors/s3/exporter.js');
       return S3Exporter.fromConfig(location, options, process.env, { keepOut: await this.keepOutOfStore(location, options) });
     }
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new HttpError(400, `${location}: unsupported destination`);
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new HttpError(400, `${withoutPassword(location)}: unsupported destination`);
     if (!path.isAbsolute(location)) throw new HttpError(400, 'a local destination must be an absolute path (or an @alias)');
     if (path.resolve(location) === path.parse(location).root) throw new HttpError(400, 'refusing to restore into the root directory');
     return new FsExporter(location, { keepOut: await this.keepOutOfStore(location, options) });

@@ -290,6 +290,24 @@ describe('credentials written into an S3 location or endpoint', () => {
   });
 });
 
+describe('a password in a location that is neither a directory nor a bucket', () => {
+  // As `kloset config` and `store show` mask it: an error must not print what a listing hides.
+  it.each([
+    [['source', 'add', 'nas', 'sftp://backup:hunter2@nas/data'], ['at', '<store>', 'backup', '@nas'], 'sftp://backup:****@nas/data: unsupported source'],
+    [['destination', 'add', 'nas', 'sftp://backup:hunter2@nas/restored'], ['at', '<store>', 'restore', '-to', '@nas', '<id>'], 'sftp://backup:****@nas/restored: unsupported destination'],
+    [['store', 'add', 'nas', 'sftp://backup:hunter2@nas/store'], ['at', '@nas', 'ls'], 'sftp://backup:****@nas/store: unsupported store location'],
+    [['store', 'add', 'other', 'sftp://backup:hunter2@nas/store'], ['at', '<store>', 'sync', 'to', '@other'], 'sftp://backup:****@nas/store: unsupported store location'],
+    [[], ['at', 'sftp://backup:hunter2@nas/store', 'ls'], 'sftp://backup:****@nas/store: unsupported store location'],
+  ])('is masked in the error: %j then %j', async (alias, args, message) => {
+    const env = { XDG_CONFIG_HOME: path.join(work, 'config-with-password') };
+    if (alias.length) expect((await kloset(alias, { env })).code).toBe(0);
+    const result = await kloset(args.map((arg) => arg.replace('<store>', store).replace('<id>', id)), { env });
+    expect(result.code).toBe(1);
+    expectOneLineError(result, `kloset: ${message}`);
+    expect(result.stderr + result.stdout).not.toContain('hunter2');
+  });
+});
+
 describe('an empty passphrase', () => {
   it('is refused for a new store, from a file or from the environment, and nothing is created', async () => {
     const empty = path.join(work, 'empty-passphrase');

@@ -24,6 +24,7 @@ import { restore, type RestoreOptions } from '../../snapshot/restore.js';
 import type { Entry } from '../../snapshot/tree.js';
 import type { BlobStore } from '../../storage/blobstore.js';
 import { LocalBlobStore } from '../../storage/local.js';
+import { withoutPassword } from '../../storage/open.js';
 import { resolveLocation } from '../aliases.js';
 import type { CliContext, Run } from '../context.js';
 import { formatBytes, formatDuration, formatMode, formatTime, plural, shortId } from '../format.js';
@@ -351,7 +352,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const ctx = context();
         const { location, options: sourceOptions } = await resolveLocation(source, 'source', ctx.aliases);
         const fromS3 = /^s3:\/\//i.test(location);
-        if (!fromS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported source`);
+        if (!fromS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${withoutPassword(location)}: unsupported source`);
         if (fromS3 && opts.oneFileSystem) throw new UsageError('-one-file-system applies to a local directory, not to a bucket');
         if (fromS3 && opts.excludeCaches) throw new UsageError('-exclude-caches applies to a local directory, not to a bucket');
         const excludePath = pathMatcher(patternsWithFiles(opts.exclude, opts.excludeFile));
@@ -698,7 +699,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const selection = restoreSelection(include, patternsWithFiles(opts.exclude, opts.excludeFile));
         const { location, options: destinationOptions } = await resolveLocation(opts.to ?? '.', 'destination', ctx.aliases);
         const toS3 = /^s3:\/\//i.test(location);
-        if (!toS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${location}: unsupported destination`);
+        if (!toS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${withoutPassword(location)}: unsupported destination`);
         const { repository, lock } = await ctx.lockedRepository('shared', 'a restore', { reader: true });
         try {
           const keepOut = await storeInDestination(repository.store, location, destinationOptions);
