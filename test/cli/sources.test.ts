@@ -1,8 +1,10 @@
+import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { getAttributeSync, setAttributeSync } from '@napi-rs/xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kloset, tempDir } from '../helpers/cli.js';
+import { expectOneLineError, storeListing } from '../helpers/fixtures.js';
 
 describe('backup sources', () => {
   let work: string;
@@ -114,5 +116,56 @@ describe('backup sources', () => {
     const result = await kloset(['at', path.join(work, 'store'), 'backup', '/dev/null'], { env });
     expect(result.code).toBe(1);
     expect(result.stderr.trim()).toBe('kloset: /dev/null: not a directory or a regular file');
+  });
+});
+
+describe('a store inside the directory backed up', () => {
+  let work: string;
+  let env: NodeJS.ProcessEnv;
+  let server: string;
+  let store: string;
+
+  beforeAll(async () => {
+    // `kloset at /srv/backups backup -x /srv`: the store lies in what is backed up.
+    work = await tempDir('kloset-store-in-source-');
+    env = { XDG_CACHE_HOME: path.join(work, 'cache') };
+    server = path.join(work, 'srv');
+    store = path.join(server, 'backups');
+    await fs.mkdir(path.join(server, 'www'), { recursive: true });
+    await fs.writeFile(path.join(server, 'www', 'site.bin'), randomBytes(2 << 20));
+    expect((await kloset(['at', store, 'create'], { env })).code).toBe(0);
+  });
+
+  afterAll(() => fs.rm(work, { recursive: true, force: true }));
+
+  it('is left out with a warning, so a backup does not store again the packs the one before wrote', async () => {
+    const first = await kloset(['at', store, 'backup', server], { env });
+    expect(first.code).toBe(0);
+    await fs.writeFile(path.join(server, 'www', 'new.txt'), 'one more page\n');
+    const second = await kloset(['at', store, 'backup', server], { env });
+    expect(second.code).toBe(0);
+    // The 2 MiB the first backup packed are not read back in: only the new page is added.
+    const added = /\(([\d.]+) (B|KiB|MiB) added to the store\)/.exec(second.stdout)!;
+    expect(added[2], second.stdout).not.toBe('MiB');
+    const listing = await kloset(['at', store, 'ls', 'latest'], { env });
+    expect(listing.stdout).toMatch(/ www\/\n$/);
+    expect(listing.stdout).not.toMatch(/backups/);
+    expect(first.stderr).toBe('warning: /backups: the store itself, left out\n');
+  });
+
+  it('is not warned about once an -exclude leaves it out', async () => {
+    const result = await kloset(['at', store, 'backup', '-exclude', '/backups', server], { env });
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe('');
+  });
+
+  it('refuses to back up the store, or a directory in it, into itself, and leaves it as it was', async () => {
+    const before = await storeListing(store);
+    for (const source of [store, path.join(store, 'packs')]) {
+      const result = await kloset(['at', store, 'backup', source], { env });
+      expect(result.code).toBe(2);
+      expectOneLineError(result, `kloset: ${source}: inside the store ${store}: back up something else`);
+    }
+    expect(await storeListing(store)).toEqual(before);
   });
 });

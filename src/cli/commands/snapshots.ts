@@ -362,8 +362,30 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         connector?.catch(() => undefined); // awaited below, once the store is open
         const { repository, lock } = await ctx.lockedRepository('shared', 'a backup');
         let importer: Importer;
+        let exclude: ((rel: string) => boolean) | undefined = excludePath;
+        let excludeAndSay = exclude;
         try {
           importer = local ?? (await connector!).S3Importer.fromConfig(location, sourceOptions);
+          // A store read into itself would take in again, at every backup, the packs the backup before wrote:
+          // it is left out, as tar leaves out the archive it writes.
+          if (local && repository.store instanceof LocalBlobStore) {
+            const [storeRoot, sourceRoot] = await Promise.all([realLocation(repository.store.root), realLocation(location)]);
+            if (isWithin(sourceRoot, storeRoot)) {
+              throw new UsageError(`${location}: inside the store ${repository.store.root}: back up something else`);
+            }
+            if (isWithin(storeRoot, sourceRoot)) {
+              const inSource = path.relative(sourceRoot, storeRoot).split(path.sep).join('/');
+              exclude = (p) => p === inSource || (excludePath?.(p) ?? false);
+              // Said where the walk meets it: not when an -exclude or -x already kept the walk away.
+              excludeAndSay = (p) => {
+                if (excludePath?.(p)) return true;
+                if (p !== inSource) return false;
+                progress.clear();
+                ctx.warn(`/${inSource}: the store itself, left out`);
+                return true;
+              };
+            }
+          }
         } catch (err) {
           await lock?.release().catch(() => undefined);
           throw err;
@@ -386,7 +408,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const progress = new ProgressLine('backup', parent?.root.summary?.size);
         const scanning = new AbortController();
         if (progress.shownOnTerminal && importer.scan) {
-          importer.scan(excludePath, scanning.signal).then(
+          importer.scan(exclude, scanning.signal).then(
             (bytes) => progress.setTotal(bytes),
             () => undefined,
           );
@@ -394,7 +416,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         try {
           const header = await backup(repository, importer, {
             tags: parseTags(opts.tag),
-            exclude: excludePath,
+            exclude: excludeAndSay,
             parent,
             signal: controller.signal,
             beforeCommit: async () => lock?.check(),
