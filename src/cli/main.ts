@@ -36,6 +36,27 @@ export function normalizeArgs(argv: string[], longNames: ReadonlySet<string>): s
   return out;
 }
 
+/**
+ * `config <section> set <name> <key> <value>`: the value is an operand whatever it looks like. Left as it
+ * is, one that reads as an option of the program (a generated passphrase starting with -V, or -h) was
+ * taken by commander, which printed the version or the help and stored nothing, with status 0.
+ */
+export function configValueAsOperand(argv: string[]): string[] {
+  let i = 0;
+  const skipOptions = () => {
+    while (i < argv.length && argv[i].startsWith('-')) i += argv[i] === '--passphrase-file' || argv[i] === '-passphrase-file' ? 2 : 1;
+  };
+  skipOptions();
+  if (argv[i] === 'at') {
+    i += 2;
+    skipOptions();
+  }
+  const valueAt = i + 5;
+  if (argv[i] !== 'config' || argv[i + 2] !== 'set' || argv.length <= valueAt || argv[valueAt] === '--') return argv;
+  if (argv.slice(i + 1, valueAt).some((arg) => arg.startsWith('-'))) return argv;
+  return [...argv.slice(0, valueAt), '--', ...argv.slice(valueAt)];
+}
+
 function packageVersion(): string {
   try {
     return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -138,7 +159,7 @@ export async function main(argv: string[]): Promise<number> {
     registerMountCommand(program, () => current, run, argv);
     registerUiCommand(program, () => current, run);
     registerConfigCommands(program, () => current.aliases, out);
-    const { store, rest } = splitStore(normalizeArgs(argv, longOptionNames(program)));
+    const { store, rest } = splitStore(normalizeArgs(configValueAsOperand(argv), longOptionNames(program)));
     current = new CliContext(store, out, err);
     context = current;
     await program.parseAsync(rest, { from: 'user' });

@@ -403,6 +403,19 @@ describe('kloset config (Plakar 1.0 form)', () => {
     const err = await rejection(kloset('store', 'add', 'other', '/x', '-PastedSecret'));
     expect(err.message).toBe('malformed option #1: expected key=value');
   });
+
+  it("stores a value that looks like one of the program's own options, through the real command line", async () => {
+    // -V, -h and --quiet belong to the program: left to it, a generated passphrase starting with -V printed
+    // the version and stored nothing, with status 0.
+    const env = { XDG_CONFIG_HOME: path.join(tempRoot, 'program-options') };
+    expect((await runKloset(['config', 'store', 'create', 'mystore'], { env })).code).toBe(0);
+    for (const value of ['-Vq8#kLm2', '-h', '--help', '--version', '-quiet', '--verbose', '-passphrase-file']) {
+      const result = await runKloset(['config', 'store', 'set', 'mystore', 'passphrase', value], { env });
+      expect([result.code, result.stdout, result.stderr], value).toEqual([0, '', '']);
+      const saved = JSON.parse(await readFile(path.join(env.XDG_CONFIG_HOME, 'kloset', 'config.json'), 'utf8')) as { aliases: { store: { mystore: Record<string, string> } } };
+      expect(saved.aliases.store.mystore.passphrase).toBe(value);
+    }
+  });
 });
 
 describe('kloset store|source|destination', () => {
