@@ -221,16 +221,18 @@ export async function backup(repository: Repository, importer: Importer, options
     durationMs: 0,
   };
   const progress = () => options.onProgress?.({ files: stats.files, bytes: stats.size, errors: stats.errors });
-  const warn = (path: string, err: unknown) => {
+  const reason = (err: unknown): string => {
     const code = (err as NodeJS.ErrnoException).code;
-    const message =
-      code === 'EACCES' || code === 'EPERM'
-        ? 'permission denied'
-        : code === 'ENOENT'
-          ? 'vanished during backup'
-          : err instanceof Error
-            ? err.message
-            : String(err);
+    return code === 'EACCES' || code === 'EPERM'
+      ? 'permission denied'
+      : code === 'ENOENT'
+        ? 'vanished during backup'
+        : err instanceof Error
+          ? err.message
+          : String(err);
+  };
+  const warn = (path: string, err: unknown) => {
+    const message = reason(err);
     const shown = shownPath(path);
     // A copy is whole or absent: it must not pass for the snapshot it copies with a file missing.
     if (options.copyOf) throw new KlosetError(`${shown}: ${message}`, { cause: err });
@@ -381,6 +383,8 @@ export async function backup(repository: Repository, importer: Importer, options
       if (options.signal?.aborted) throw err;
       if (writer.storeFailure !== undefined) throw writer.storeFailure;
       await written;
+      // The source itself: no snapshot can be made, and the one error says why.
+      if (path === '') throw new KlosetError(`${importer.source}: cannot read the directory: ${reason(err)}`, { cause: err });
       warn(path, err);
       return { done: Promise.resolve(undefined) };
     }

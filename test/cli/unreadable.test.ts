@@ -9,7 +9,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliResult, tempDir } from '../helpers/cli.js';
-import { describeTree, expectNoStackTrace, klosetWith } from '../helpers/fixtures.js';
+import { describeTree, expectNoStackTrace, expectOneLineError, klosetWith, storeListing } from '../helpers/fixtures.js';
 
 const NOBODY = { uid: 65534, gid: 65534 };
 
@@ -83,6 +83,18 @@ describe('a backup with an unreadable file', () => {
     const restored = await describeTree(target);
     // The directory's mtime is the source's; its restored content differs by the missing file only.
     expect(restored).toEqual(expected);
+  });
+});
+
+describe('a backup of a directory the user cannot read', () => {
+  it('fails in one line that says why, and creates no snapshot', async () => {
+    const closed = path.join(work, 'closed');
+    await fs.mkdir(closed, { mode: 0o700 });
+    const before = await storeListing(path.join(store, 'snapshots'));
+    const result = await kloset(['at', store, 'backup', closed], NOBODY);
+    expect(result.code).toBe(1);
+    expectOneLineError(result, `kloset: ${closed}: cannot read the directory: permission denied`);
+    expect(await storeListing(path.join(store, 'snapshots'))).toEqual(before);
   });
 });
 
