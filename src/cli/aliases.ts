@@ -103,7 +103,10 @@ export function assertSectionName(section: string): void {
 }
 
 export function assertKey(key: string): void {
-  if (!KEY_PATTERN.test(key)) throw new UsageError(`invalid key '${key}': use ${KEY_RULE}`);
+  if (KEY_PATTERN.test(key)) return;
+  // `secret_access_key=…` given where a key alone goes: what follows '=' is most likely a secret.
+  const equals = key.indexOf('=');
+  throw new UsageError(`invalid key '${equals < 0 ? key : `${key.slice(0, equals)}=…`}': use ${KEY_RULE}`);
 }
 
 /**
@@ -213,6 +216,7 @@ export class AliasConfig {
   }
 
   async unset(section: string, name: string, keys: readonly string[]): Promise<void> {
+    for (const key of keys) assertKey(key);
     await this.update((document) => {
       const aliasValues = this.existing(document, section, name);
       // Like `git config --unset`, a key that is not there is an error: it is most often a typo.

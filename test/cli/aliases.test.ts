@@ -516,6 +516,26 @@ describe('secrets', () => {
     expect(outputs).toContain('bucket');
   });
 
+  it('given as key=value to config set are stored, as store set takes them, and never repeated', async () => {
+    await kloset('config', 'store', 'create', 'mystore');
+    const printed = await kloset('config', 'store', 'set', 'mystore', `secret_access_key=${AWS_SECRET}`, 'use_tls=false');
+    expect(printed).toEqual([]);
+    expect(await newConfig().get('store', 'mystore')).toEqual({ secret_access_key: AWS_SECRET, use_tls: 'false' });
+  });
+
+  it('are not repeated in the error for an unset given key=value', async () => {
+    await kloset('store', 'add', 'mystore', '/x', `secret_access_key=${AWS_SECRET}`);
+    for (const args of [
+      ['config', 'store', 'unset', 'mystore', `secret_access_key=${AWS_SECRET}`],
+      ['store', 'unset', 'mystore', `secret_access_key=${AWS_SECRET}`],
+    ]) {
+      const err = await rejection(kloset(...args));
+      expect(err).toBeInstanceOf(UsageError);
+      expect(err.message).toBe("invalid key 'secret_access_key=…': use letters, digits, '_', '.' and '-', starting with a letter");
+    }
+    expect((await newConfig().get('store', 'mystore'))!.secret_access_key).toBe(AWS_SECRET);
+  });
+
   it('are not repeated in the error for a set with too many words', async () => {
     await kloset('config', 'store', 'create', 'mystore');
     const err = await rejection(kloset('config', 'store', 'set', 'mystore', 'passphrase', 'two', 'words'));

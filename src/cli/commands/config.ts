@@ -66,6 +66,11 @@ async function runConfig(config: AliasConfig, args: readonly string[], json: boo
       await config.create(section, name);
       return;
     case 'set': {
+      // `set <name> key=value…`, as `store set` takes it: the pairs are parsed without repeating a value.
+      if (rest[0]?.includes('=')) {
+        await config.set(section, name, parseKeyValuePairs(rest));
+        return;
+      }
       const [key, value, ...extra] = rest;
       if (key === undefined) throw new UsageError(`missing key and value: ${usage} <key> <value>`);
       if (value === undefined) throw new UsageError(`missing value for '${key}': ${usage} ${key} <value>`);
