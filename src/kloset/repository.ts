@@ -127,7 +127,8 @@ async function readConfig(store: BlobStore): Promise<{ config: StoreConfig; mac:
     raw = await store.get(CONFIG_KEY);
   } catch (err) {
     if (err instanceof NotFoundError) {
-      throw new KlosetError(`${store.location}: not a kloset store (run 'kloset at ${store.location} create' first)`);
+      // An empty location is told apart before (CLI context): this one holds something, so create would refuse it.
+      throw new KlosetError(`${store.location}: not a kloset store (it holds files, but no CONFIG)`);
     }
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOTDIR') throw new KlosetError(`${store.location}: not a kloset store (not a directory)`, { cause: err });

@@ -81,10 +81,11 @@ describe('a store location that is not a store', () => {
     await expect(fs.access(missing)).rejects.toThrow();
   });
 
-  it('refuses a directory that is not a store, exit 1', async () => {
+  it('refuses a directory that is not a store, exit 1, without suggesting a create that would be refused', async () => {
     const result = await kloset(['at', source, 'ls']);
     expect(result.code).toBe(1);
-    expectOneLineError(result, new RegExp(`${escapeRegExp(source)}: not a kloset store`));
+    expectOneLineError(result, `kloset: ${source}: not a kloset store (it holds files, but no CONFIG)`);
+    expect((await kloset(['at', source, 'create'])).code).toBe(1);
   });
 
   it('refuses a store location that is a file', async () => {
