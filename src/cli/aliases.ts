@@ -248,6 +248,13 @@ export class AliasConfig {
     const { aliases } = await this.read();
     const sections = [...aliases.keys()].filter((section) => aliases.get(section)!.has(bareName)).sort(compare);
     if (sections.length === 0) throw new KlosetError(`unknown alias @${bareName} (see 'kloset config')`);
+    // Picked by the alphabet, a `remote` alias would stand for the store of the same name in `repository`:
+    // a command that removes would then work on the wrong store.
+    if (!sections.includes(role) && sections.length > 1) {
+      throw new UsageError(
+        `alias @${bareName} is in several sections (${sections.join(', ')}): rename all but one, or put the ${role}'s in section ${role}`,
+      );
+    }
     const section = sections.includes(role) ? role : sections[0]!;
     const values = aliases.get(section)!.get(bareName)!;
     const location = LOCATION_KEYS.map((key) => values.get(key)).find((value) => value);

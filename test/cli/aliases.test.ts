@@ -240,6 +240,16 @@ describe('resolveAlias', () => {
     expect((await config.resolveAlias('photos', 'source')).location).toBe('/home/photos');
   });
 
+  it('refuses a name that other sections hold several times, rather than pick one by the alphabet', async () => {
+    const config = newConfig();
+    // As Plakar 1.0 named them: a store under `repository`, what is backed up under `remote`.
+    await config.add('repository', 'nas', { location: '/mnt/nas/kloset' });
+    await config.add('remote', 'nas', { location: '/mnt/nas/home' });
+    const err = await rejection(config.resolveAlias('@nas', 'store'));
+    expect(err).toBeInstanceOf(UsageError);
+    expect(err.message).toBe("alias @nas is in several sections (remote, repository): rename all but one, or put the store's in section store");
+  });
+
   it('finds an alias in any other section, using its uri when it has no location', async () => {
     const config = newConfig();
     await config.create('s3_src', 's3_src');
