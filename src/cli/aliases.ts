@@ -207,9 +207,18 @@ export class AliasConfig {
     });
   }
 
-  async set(section: string, name: string, values: Readonly<Record<string, string>>): Promise<void> {
+  /** With `create`, an alias that does not exist yet is made, as `aws configure set` makes a profile. */
+  async set(section: string, name: string, values: Readonly<Record<string, string>>, options: { create?: boolean } = {}): Promise<void> {
+    if (options.create) {
+      assertSectionName(section);
+      assertAliasName(name);
+    }
     const normalized = this.normalizeValues(values);
     await this.update((document) => {
+      if (options.create && !document.aliases.get(section)?.has(name)) {
+        if (!document.aliases.has(section)) document.aliases.set(section, new Map());
+        document.aliases.get(section)!.set(name, new Map());
+      }
       const aliasValues = this.existing(document, section, name);
       for (const [key, value] of Object.entries(normalized)) aliasValues.set(key, value);
     });

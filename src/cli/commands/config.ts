@@ -67,8 +67,9 @@ async function runConfig(config: AliasConfig, args: readonly string[], json: boo
       return;
     case 'set': {
       // `set <name> key=value…`, as `store set` takes it: the pairs are parsed without repeating a value.
+      // An alias not created yet is made: the documentation's own `config aws_src set aws_src uri …` works alone.
       if (rest[0]?.includes('=')) {
-        await config.set(section, name, parseKeyValuePairs(rest));
+        await config.set(section, name, parseKeyValuePairs(rest), { create: true });
         return;
       }
       const [key, value, ...extra] = rest;
@@ -76,7 +77,7 @@ async function runConfig(config: AliasConfig, args: readonly string[], json: boo
       if (value === undefined) throw new UsageError(`missing value for '${key}': ${usage} ${key} <value>`);
       // The extra words are not repeated: they are probably a secret with spaces in it.
       if (extra.length > 0) throw new UsageError(`too many arguments to set '${key}': quote a value that contains spaces`);
-      await config.set(section, name, { [key]: value });
+      await config.set(section, name, { [key]: value }, { create: true });
       return;
     }
     case 'unset':
