@@ -41,6 +41,6 @@ export function formatMode(mode: number, kind: string): string {
 }
 
 /** "1 snapshot", "2 snapshots". */
-export function plural(count: number, noun: string): string {
-  return `${count} ${noun}${count === 1 ? '' : 's'}`;
+export function plural(count: number, noun: string, nouns = `${noun}s`): string {
+  return `${count} ${count === 1 ? noun : nouns}`;
 }

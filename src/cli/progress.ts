@@ -1,4 +1,4 @@
-import { formatBytes, formatDuration } from './format.js';
+import { formatBytes, formatDuration, plural } from './format.js';
 
 /**
  * A one-line progress display on stderr, redrawn at most every 250 ms, shown
@@ -44,7 +44,7 @@ export class ProgressLine {
       const eta = ((this.totalBytes - state.bytes) / rate) * 1000;
       line += `, ${percent.toFixed(0)}%, ETA ${formatDuration(Math.max(0, Math.round(eta)))}`;
     }
-    if (state.errors) line += `, ${state.errors} errors`;
+    if (state.errors) line += `, ${plural(state.errors, 'error')}`;
     process.stderr.write(`\r\x1b[K${line}`);
     this.shown = true;
   }

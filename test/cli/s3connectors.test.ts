@@ -255,7 +255,7 @@ describe('objects in GLACIER', () => {
     expectNoStackTrace(result);
     expect(result.code).toBe(3);
     expect(result.stderr).toContain('/frozen/old.tar: s3://cold-bucket/frozen/old.tar: object is in GLACIER and not restored');
-    expect(result.stdout).toMatch(/1 files, .*, 1 errors/);
+    expect(result.stdout).toMatch(/1 file, .*, 1 error\b/);
   });
 
   it("fail the backup, with no snapshot, when the alias says glacier 'fail'", async () => {
@@ -288,7 +288,7 @@ describe('a key the listing cannot carry', () => {
     expectNoStackTrace(result);
     expect(result.stderr).toBe('warning: /"": s3://odd-keys-bucket/: the listing gave a key whose characters it lost: not backed up\n');
     expect(result.code).toBe(3);
-    expect(result.stdout).toMatch(/1 files, .*, 1 errors/);
+    expect(result.stdout).toMatch(/1 file, .*, 1 error\b/);
     const listed = await kloset(['at', store, 'ls', '-R', ':/']);
     expect(listed.stdout.trim().split('\n').map((line) => line.split(' ').pop())).toEqual(['plain.txt']);
   });

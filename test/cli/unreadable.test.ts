@@ -132,7 +132,7 @@ describe('a backup of an entry whose path is longer than the system takes', () =
     );
     expect(warnings).toHaveLength(1);
     expect(result.code).toBe(3);
-    expect(result.stdout).toMatch(/, 1 errors\b/);
+    expect(result.stdout).toMatch(/, 1 error\b/);
     const listed = await kloset(['at', oddStore, 'ls', '-R', ':/']);
     const names = listed.stdout.trim().split('\n').map((line) => line.split(' ').pop()!);
     expect(names).toContain('fine.txt');

@@ -429,9 +429,9 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           progress.clear();
           const s = header.stats;
           ctx.info(
-            `created snapshot ${shortId(header.id)} of ${importer.source}: ${s.files} files, ${s.directories} directories, ` +
+            `created snapshot ${shortId(header.id)} of ${importer.source}: ${plural(s.files, 'file')}, ${plural(s.directories, 'directory', 'directories')}, ` +
               `${formatBytes(s.size)} (${formatBytes(s.storedBytes)} added to the store) in ${formatDuration(s.durationMs)}` +
-              (s.errors ? `, ${s.errors} errors` : ''),
+              (s.errors ? `, ${plural(s.errors, 'error')}` : ''),
           );
           for (const note of importer.notes?.() ?? []) ctx.warn(note);
           const requests = requestLine(repository.store, s.storedBytes);
@@ -747,7 +747,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
               .then(() => lock?.release())
               .catch(() => undefined);
             void Promise.race([cleanUp, delay(ABANDON_TIMEOUT_MS)]).then(() => {
-              ctx.err(`kloset: restore interrupted: ${restored} files restored to ${exporter.target}; none is left half written`);
+              ctx.err(`kloset: restore interrupted: ${plural(restored, 'file')} restored to ${exporter.target}; none is left half written`);
               process.exit(130);
             });
           };
@@ -773,8 +773,8 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           progress.clear();
           if (!selection.matched()) ctx.warn(`-include: nothing in ${shortId(header.id)}:${ref.path} matches ${include.join(', ')}`);
           ctx.info(
-            `restored ${result.files} files, ${formatBytes(result.bytes)} from snapshot ${shortId(header.id)} to ${exporter.target} in ${formatDuration(Date.now() - started)}` +
-              (result.errors ? `, ${result.errors} errors` : ''),
+            `restored ${plural(result.files, 'file')}, ${formatBytes(result.bytes)} from snapshot ${shortId(header.id)} to ${exporter.target} in ${formatDuration(Date.now() - started)}` +
+              (result.errors ? `, ${plural(result.errors, 'error')}` : ''),
           );
           const requests = requestLine(repository.store);
           if (requests) ctx.info(requests);
