@@ -343,8 +343,7 @@ export class S3BlobStore implements BlobStore {
   private readonly multipartThreshold: number;
   private readonly partSize: number;
   private readonly region: string | undefined;
-  /** The S3 server's address, or undefined for AWS itself. */
-  readonly endpoint: string | undefined;
+  private readonly endpoint: string | undefined;
   /** Whether the server honours `If-None-Match: *` on PUT; undefined until a PUT tells. */
   private conditionalPuts: boolean | undefined;
 

@@ -407,18 +407,18 @@ export class UiApi {
     }
     if (/^s3:\/\//i.test(location)) {
       const { S3Exporter } = await import('../connectors/s3/exporter.js');
-      return S3Exporter.fromConfig(location, options, process.env, { keepOut: await this.keepOutOfStore(location, options) });
+      return S3Exporter.fromConfig(location, options, process.env, { keepOut: await this.keepOutOfStore(location) });
     }
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new HttpError(400, `${withoutPassword(location)}: unsupported destination`);
     if (!path.isAbsolute(location)) throw new HttpError(400, 'a local destination must be an absolute path (or an @alias)');
     if (path.resolve(location) === path.parse(location).root) throw new HttpError(400, 'refusing to restore into the root directory');
-    return new FsExporter(location, { keepOut: await this.keepOutOfStore(location, options) });
+    return new FsExporter(location, { keepOut: await this.keepOutOfStore(location) });
   }
 
   /** As `kloset restore`: nothing restored may replace the store's own files. */
-  private async keepOutOfStore(location: string, options: Readonly<Record<string, string>>): Promise<string | undefined> {
+  private async keepOutOfStore(location: string): Promise<string | undefined> {
     try {
-      return await storeInDestination(this.deps.catalog.repository.store, location, options);
+      return await storeInDestination(this.deps.catalog.repository.store, location);
     } catch (err) {
       if (err instanceof KlosetError) throw new HttpError(400, err.message);
       throw err;

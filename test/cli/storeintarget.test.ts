@@ -106,4 +106,27 @@ describe('a store on S3 below the restore destination', () => {
     expect(inside.code).toBe(2);
     expectOneLineError(inside, `kloset: s3://holds-a-store/store/restored: inside the store ${store}: restore somewhere else`);
   });
+
+  it("knows the store's bucket when the destination spells the server's address another way", async () => {
+    const kloset = klosetWith({ ...env(), ...s3.env() });
+    await s3.createBucket('spelled-apart');
+    const source = path.join(work, 's3-spelled-source');
+    await treeNamingTheStore(source);
+    const store = 's3://spelled-apart/store';
+    expect((await kloset(['at', store, 'create'])).code).toBe(0);
+    expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+    const config = async () => sha(Buffer.from(await (await client.send(new GetObjectCommand({ Bucket: 'spelled-apart', Key: 'store/CONFIG' }))).Body!.transformToByteArray()));
+    const before = await config();
+    const { host, port } = new URL(s3.endpoint);
+    const spellings = [`${s3.endpoint}/`, `HTTP://${host.toUpperCase()}`, `http://localhost:${port}`];
+    for (const [n, endpoint] of spellings.entries()) {
+      expect((await kloset(['destination', 'add', `spelled${n}`, 's3://spelled-apart', `endpoint=${endpoint}`])).code).toBe(0);
+      const result = await kloset(['at', store, 'restore', '-to', `@spelled${n}`]);
+      expectNoStackTrace(result);
+      expect(result.code, `${endpoint}: ${result.stderr}`).toBe(3);
+      expect(result.stderr).toMatch(/s3:\/\/spelled-apart\/store\/CONFIG: inside the store, left out/);
+      expect(await config()).toBe(before);
+    }
+    expect((await kloset(['at', store, 'check'])).code).toBe(0);
+  });
 });

@@ -152,20 +152,17 @@ function isWithin(inner: string, outer: string): boolean {
  * (a CONFIG, an index/…) would replace them. A destination inside the
  * store is refused: whatever is restored would land among its files.
  */
-export async function storeInDestination(
-  store: BlobStore,
-  destination: string,
-  destinationOptions: Readonly<Record<string, string>> = {},
-): Promise<string | undefined> {
+export async function storeInDestination(store: BlobStore, destination: string): Promise<string | undefined> {
   const refuse = () => new UsageError(`${destination}: inside the store ${store.location}: restore somewhere else`);
   if (/^s3:\/\//i.test(destination)) {
     if (!/^s3:\/\//i.test(store.location)) return undefined;
     const { parseS3Uri } = await import('../../connectors/s3/client.js');
-    const { s3OptionsFromConfig } = await import('../../storage/s3.js');
     const target = parseS3Uri(destination);
     const own = parseS3Uri(store.location);
-    const sameServer = ((store as { endpoint?: string }).endpoint ?? '') === (s3OptionsFromConfig(destinationOptions).endpoint ?? '');
-    if (!sameServer || target.bucket !== own.bucket) return undefined;
+    // Buckets are compared by name, whatever the server: AWS's names are global, and one server has many
+    // spellings (a trailing '/', capitals, localhost for 127.0.0.1). A bucket of that name elsewhere only
+    // has the restore leave out the store's prefix.
+    if (target.bucket !== own.bucket) return undefined;
     if (target.prefix.startsWith(own.prefix)) throw refuse();
     return own.prefix.startsWith(target.prefix) ? own.prefix : undefined;
   }
@@ -724,7 +721,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         if (!toS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${withoutPassword(location)}: unsupported destination`);
         const { repository, lock } = await ctx.lockedRepository('shared', 'a restore', { reader: true });
         try {
-          const keepOut = await storeInDestination(repository.store, location, destinationOptions);
+          const keepOut = await storeInDestination(repository.store, location);
           const ref = parseSnapshotRef(arg);
           const header = await findSnapshot(repository, ref, { tags: parseTags(opts.tag) }, ctx.onDamagedSnapshot);
           const reader = new SnapshotReader(repository, header);
