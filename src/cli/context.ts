@@ -34,6 +34,8 @@ export class CliContext {
    * would leave a dead mount point behind.
    */
   readonly untilOutputLost = new Set<() => Promise<void>>();
+  /** The `passphrase` keys of the aliases of the stores opened, by the argument that named each. */
+  private readonly aliasPassphrases = new Map<string, string>();
 
   constructor(
     /** The `at` argument, or KLOSET_REPOSITORY, or ~/.kloset. */
@@ -60,6 +62,7 @@ export class CliContext {
   /** The store named by `at` (a directory, `s3://bucket/prefix`, or an alias with its options), or by `storeArg`. */
   async blobStore(storeArg = this.storeArg): Promise<BlobStore> {
     const { location, options } = await resolveLocation(storeArg, 'store', this.aliases);
+    if (options.passphrase !== undefined) this.aliasPassphrases.set(storeArg, options.passphrase);
     const store = await openBlobStore(location, options);
     this.opened.push(store);
     return store;
@@ -85,7 +88,7 @@ export class CliContext {
     if ((await configSize(store)) === undefined && (await isEmptyStore(store))) {
       throw new KlosetError(`${store.location}: not a kloset store: the store does not exist (create it with 'kloset at ${storeArg} create')`);
     }
-    return Repository.open(store, named?.passphrase ?? (() => readPassphrase(this.options)), { loadIndex });
+    return Repository.open(store, named?.passphrase ?? (() => readPassphrase(this.passphraseSource(storeArg))), { loadIndex });
   }
 
   /**
@@ -116,8 +119,18 @@ export class CliContext {
     return { repository, lock };
   }
 
-  passphrase(confirm: boolean): Promise<string> {
-    return readPassphrase(this.options, confirm);
+  /** The store's passphrase, from where the options, its alias or the environment say (asked for on a terminal otherwise). */
+  passphrase(confirm: boolean, storeArg = this.storeArg): Promise<string> {
+    return readPassphrase(this.passphraseSource(storeArg), confirm);
+  }
+
+  /** The passphrase kept in the alias of a store opened by this command, if any. */
+  aliasPassphrase(storeArg: string): string | undefined {
+    return this.aliasPassphrases.get(storeArg);
+  }
+
+  private passphraseSource(storeArg: string) {
+    return { passphraseFile: this.options.passphraseFile, fromAlias: this.aliasPassphrases.get(storeArg) };
   }
 }
 

@@ -47,6 +47,8 @@ async function readStdin(): Promise<string> {
 
 export interface PassphraseSource {
   passphraseFile?: string;
+  /** The `passphrase` key of the store's alias, as Plakar keeps one in a store's configuration. */
+  fromAlias?: string;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -65,7 +67,7 @@ const STORE_PASSPHRASE: PassphraseKind = {
 
 const NEW_PASSPHRASE: PassphraseKind = { label: 'new passphrase', envNames: ['KLOSET_NEW_PASSPHRASE'], fileOption: '--new-passphrase-file' };
 
-/** --passphrase-file (`-` for standard input), KLOSET_PASSPHRASE, PLAKAR_PASSPHRASE, then the terminal. */
+/** --passphrase-file (`-` for standard input), the store alias's, KLOSET_PASSPHRASE, PLAKAR_PASSPHRASE, then the terminal. */
 export async function readPassphrase(source: PassphraseSource, confirm = false, kind = STORE_PASSPHRASE): Promise<string> {
   const env = source.env ?? process.env;
   if (source.passphraseFile === '-') return nonEmpty((await readStdin()).replace(/\r?\n$/, ''), `the ${kind.label} read from standard input`);
@@ -78,6 +80,7 @@ export async function readPassphrase(source: PassphraseSource, confirm = false, 
     }
     return nonEmpty(text.replace(/\r?\n$/, ''), `${kind.label} file ${source.passphraseFile}`);
   }
+  if (source.fromAlias !== undefined) return nonEmpty(source.fromAlias, "the alias's passphrase");
   for (const name of kind.envNames) {
     // Set but empty (KLOSET_PASSPHRASE=$UNSET): a store created so would be encrypted under no secret at all.
     if (env[name] !== undefined) return confirm ? nonEmpty(env[name]!, name) : env[name]!;
@@ -103,9 +106,14 @@ const PEER_PASSPHRASE: PassphraseKind = {
 };
 
 /** For sync's other store: --peer-passphrase-file or KLOSET_PEER_PASSPHRASE; without either, `same` (this store's). */
-export async function readPeerPassphrase(file: string | undefined, same: () => Promise<string>, env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  if (file === undefined && env.KLOSET_PEER_PASSPHRASE === undefined) return same();
-  return readPassphrase({ passphraseFile: file, env }, false, PEER_PASSPHRASE);
+export async function readPeerPassphrase(
+  file: string | undefined,
+  same: () => Promise<string>,
+  fromAlias?: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<string> {
+  if (file === undefined && fromAlias === undefined && env.KLOSET_PEER_PASSPHRASE === undefined) return same();
+  return readPassphrase({ passphraseFile: file, fromAlias, env }, false, PEER_PASSPHRASE);
 }
 
 /** For passwd: --new-passphrase-file, KLOSET_NEW_PASSPHRASE, or asked twice on the terminal; never empty. */

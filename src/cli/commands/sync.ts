@@ -7,7 +7,7 @@ import { listSnapshots, resolveSnapshot, type SnapshotHeader } from '../../snaps
 import type { CliContext, NamedStore, Run } from '../context.js';
 import { formatBytes, formatDuration, plural, shortId } from '../format.js';
 import { filterFrom, withFilterOptions, type FilterFlags } from '../options.js';
-import { readPassphrase, readPeerPassphrase } from '../passphrase.js';
+import { readPeerPassphrase } from '../passphrase.js';
 import { ProgressLine } from '../progress.js';
 import { filterSnapshots, isEmptyFilter, uniqueSnapshots } from '../snapshotref.js';
 
@@ -51,8 +51,11 @@ export function registerSyncCommand(program: Command, context: () => CliContext,
         if (ids.length && direction === 'with') throw new UsageError('sync with copies both ways: name snapshots with sync to or sync from');
 
         let own: Promise<string> | undefined;
-        const ownPassphrase = () => (own ??= readPassphrase(ctx.options));
-        const peer: NamedStore = { storeArg: otherArg, passphrase: () => readPeerPassphrase(opts.peerPassphraseFile, ownPassphrase) };
+        const ownPassphrase = () => (own ??= ctx.passphrase(false));
+        const peer: NamedStore = {
+          storeArg: otherArg,
+          passphrase: () => readPeerPassphrase(opts.peerPassphraseFile, ownPassphrase, ctx.aliasPassphrase(otherArg)),
+        };
         const locks: StoreLock[] = [];
         try {
           const here = await ctx.lockedRepository('shared', 'a sync', { store: { storeArg: ctx.storeArg, passphrase: ownPassphrase } });
