@@ -144,6 +144,34 @@ function isWithin(inner: string, outer: string): boolean {
   return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
 }
 
+/** What a store at the top of a bucket writes there (src/kloset/FORMAT.md). */
+const STORE_TOP_LEVEL = ['CONFIG', 'packs', 'index', 'snapshots', 'locks'];
+
+/**
+ * The paths, in a backup of `source`, of the store the backup writes to,
+ * when the source holds it (a directory below it; a prefix below it in the
+ * same bucket): the backup leaves them out. A source inside the store is
+ * refused. Buckets are compared by name, as storeInDestination does.
+ */
+async function storeInSource(store: BlobStore, source: string): Promise<string[] | undefined> {
+  const refuse = () => new UsageError(`${source}: inside the store ${store.location}: back up something else`);
+  if (/^s3:\/\//i.test(source)) {
+    if (!/^s3:\/\//i.test(store.location)) return undefined;
+    const { parseS3Uri } = await import('../../connectors/s3/client.js');
+    const from = parseS3Uri(source);
+    const own = parseS3Uri(store.location);
+    if (from.bucket !== own.bucket) return undefined;
+    // A store at the top of its bucket owns only its own names there.
+    if (own.prefix === '') return from.prefix === '' ? STORE_TOP_LEVEL : undefined;
+    if (from.prefix.startsWith(own.prefix)) throw refuse();
+    return own.prefix.startsWith(from.prefix) ? [own.prefix.slice(from.prefix.length, -1)] : undefined;
+  }
+  if (!(store instanceof LocalBlobStore)) return undefined;
+  const [storeRoot, sourceRoot] = await Promise.all([realLocation(store.root), realLocation(source)]);
+  if (isWithin(sourceRoot, storeRoot)) throw refuse();
+  return isWithin(storeRoot, sourceRoot) ? [path.relative(sourceRoot, storeRoot).split(path.sep).join('/')] : undefined;
+}
+
 /**
  * Where a restore into `destination` must not write: the store's own place,
  * when the destination holds it (a directory of its parent; a prefix above
@@ -365,23 +393,17 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           importer = local ?? (await connector!).S3Importer.fromConfig(location, sourceOptions);
           // A store read into itself would take in again, at every backup, the packs the backup before wrote:
           // it is left out, as tar leaves out the archive it writes.
-          if (local && repository.store instanceof LocalBlobStore) {
-            const [storeRoot, sourceRoot] = await Promise.all([realLocation(repository.store.root), realLocation(location)]);
-            if (isWithin(sourceRoot, storeRoot)) {
-              throw new UsageError(`${location}: inside the store ${repository.store.root}: back up something else`);
-            }
-            if (isWithin(storeRoot, sourceRoot)) {
-              const inSource = path.relative(sourceRoot, storeRoot).split(path.sep).join('/');
-              exclude = (p) => p === inSource || (excludePath?.(p) ?? false);
-              // Said where the walk meets it: not when an -exclude or -x already kept the walk away.
-              excludeAndSay = (p) => {
-                if (excludePath?.(p)) return true;
-                if (p !== inSource) return false;
-                progress.clear();
-                ctx.warn(`/${inSource}: the store itself, left out`);
-                return true;
-              };
-            }
+          const leaveOut = await storeInSource(repository.store, location);
+          if (leaveOut) {
+            exclude = (p) => leaveOut.includes(p) || (excludePath?.(p) ?? false);
+            // Said where the walk meets it: not when an -exclude or -x already kept the walk away.
+            excludeAndSay = (p) => {
+              if (excludePath?.(p)) return true;
+              if (!leaveOut.includes(p)) return false;
+              progress.clear();
+              ctx.warn(`/${p}: the store itself, left out`);
+              return true;
+            };
           }
         } catch (err) {
           await lock?.release().catch(() => undefined);
