@@ -14,6 +14,8 @@
  * busy one (see LoadTable), through the main thread.
  */
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { parentPort } from 'node:worker_threads';
 import { BlockPool, Chunker, GearScanner, gearTable, type ChunkingParams } from './chunker.js';
 import { encodeBlob, type CompressionParams } from './compression.js';
@@ -205,6 +207,20 @@ function produce(stream: number, raw: Buffer): boolean {
 }
 
 /** Offset and length of the chunk's sealed bytes in the batch; length 0 when the store or this worker has it already. */
+/**
+ * Sealing a chunk leaves buffers of its size behind (zstd's output, the
+ * cipher's), which V8 frees only when it collects. A worker cutting a large
+ * file makes few JavaScript objects, so it collected only once 64 MB of
+ * them had piled up, and the two workers raised a backup's peak by some
+ * 30 MB while the large files went through. Collecting the young
+ * generation every few megabytes sealed frees them while they are young,
+ * for a fraction of a millisecond each time.
+ */
+const COLLECT_EVERY = 4 * 1024 * 1024;
+let sealedSinceCollect = 0;
+v8.setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('typeof gc === "function" ? gc : undefined') as ((options: { type: 'minor' }) => void) | undefined;
+
 function sealIfNew(id: Buffer, raw: Buffer): [number, number] {
   const key = id.toString('latin1');
   if (isKnown(id) || producedHere.has(key)) return [0, 0];
@@ -212,6 +228,10 @@ function sealIfNew(id: Buffer, raw: Buffer): [number, number] {
   const offset = used;
   const length = sealer!.sealInto(BlobType.chunk, id, encodeBlob(raw, init!.compression), buffer!, used);
   used += length;
+  if ((sealedSinceCollect += raw.length) >= COLLECT_EVERY && collectGarbage) {
+    sealedSinceCollect = 0;
+    collectGarbage({ type: 'minor' });
+  }
   return [offset, length];
 }
 
