@@ -416,7 +416,7 @@ export class UiApi {
   }
 
   /** As `kloset restore`: nothing restored may replace the store's own files. */
-  private async keepOutOfStore(location: string): Promise<string | undefined> {
+  private async keepOutOfStore(location: string): Promise<string[] | undefined> {
     try {
       return await storeInDestination(this.deps.catalog.repository.store, location);
     } catch (err) {

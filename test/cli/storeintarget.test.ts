@@ -107,6 +107,40 @@ describe('a store on S3 below the restore destination', () => {
     expectOneLineError(inside, `kloset: s3://holds-a-store/store/restored: inside the store ${store}: restore somewhere else`);
   });
 
+  it("leaves a store at the top of its bucket its own names, and lets a restore go to another prefix of that bucket", async () => {
+    const kloset = klosetWith({ ...env(), ...s3.env() });
+    await s3.createBucket('store-on-top');
+    const source = path.join(work, 's3-top-source');
+    await fs.mkdir(path.join(source, 'packs'), { recursive: true });
+    await fs.writeFile(path.join(source, 'CONFIG'), 'not the store configuration\n');
+    await fs.writeFile(path.join(source, 'packs', 'not-a-pack'), 'not a pack\n');
+    await fs.mkdir(path.join(source, 'docs'));
+    await fs.writeFile(path.join(source, 'docs', 'kept.txt'), 'restored beside the store\n');
+    const store = 's3://store-on-top';
+    expect((await kloset(['at', store, 'create'])).code).toBe(0);
+    expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+    const config = async () => sha(Buffer.from(await (await client.send(new GetObjectCommand({ Bucket: 'store-on-top', Key: 'CONFIG' }))).Body!.transformToByteArray()));
+    const before = await config();
+
+    const elsewhere = await kloset(['at', store, 'restore', '-to', 's3://store-on-top/restored']);
+    expect(elsewhere.code, elsewhere.stderr).toBe(0);
+    const copy = await client.send(new GetObjectCommand({ Bucket: 'store-on-top', Key: 'restored/CONFIG' }));
+    expect(await copy.Body!.transformToString()).toBe('not the store configuration\n');
+
+    const top = await kloset(['at', store, 'restore', '-to', store]);
+    expect(top.code, top.stderr).toBe(3);
+    expect(top.stderr).toMatch(/s3:\/\/store-on-top\/CONFIG: inside the store, left out/);
+    expect(top.stderr).toMatch(/s3:\/\/store-on-top\/packs\/not-a-pack: inside the store, left out/);
+    expect(await config()).toBe(before);
+    const kept = await client.send(new GetObjectCommand({ Bucket: 'store-on-top', Key: 'docs/kept.txt' }));
+    expect(await kept.Body!.transformToString()).toBe('restored beside the store\n');
+
+    const inside = await kloset(['at', store, 'restore', '-to', 's3://store-on-top/packs/restored']);
+    expect(inside.code).toBe(2);
+    expectOneLineError(inside, `kloset: s3://store-on-top/packs/restored: inside the store ${store}: restore somewhere else`);
+    expect((await kloset(['at', store, 'check'])).code).toBe(0);
+  });
+
   it("knows the store's bucket when the destination spells the server's address another way", async () => {
     const kloset = klosetWith({ ...env(), ...s3.env() });
     await s3.createBucket('spelled-apart');

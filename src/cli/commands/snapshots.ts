@@ -148,57 +148,57 @@ function isWithin(inner: string, outer: string): boolean {
 const STORE_TOP_LEVEL = ['CONFIG', 'packs', 'index', 'snapshots', 'locks'];
 
 /**
- * The paths, in a backup of `source`, of the store the backup writes to,
- * when the source holds it (a directory below it; a prefix below it in the
- * same bucket): the backup leaves them out. A source inside the store is
- * refused. Buckets are compared by name, as storeInDestination does.
+ * How the store lies to `location`, a local path or an s3:// location:
+ * `inside` when the location is in the store (a directory of it; its
+ * prefix, or one of its names at the top of a bucket), else the store's
+ * places below the location ('/'-separated, relative to it), else none.
+ * Buckets are compared by name, whatever the server: AWS's names are
+ * global, and one server has many spellings (a trailing '/', capitals,
+ * localhost for 127.0.0.1); a bucket of that name elsewhere only has the
+ * store's places left alone.
  */
-async function storeInSource(store: BlobStore, source: string): Promise<string[] | undefined> {
-  const refuse = () => new UsageError(`${source}: inside the store ${store.location}: back up something else`);
-  if (/^s3:\/\//i.test(source)) {
+async function storeAgainst(store: BlobStore, location: string): Promise<'inside' | string[] | undefined> {
+  if (/^s3:\/\//i.test(location)) {
     if (!/^s3:\/\//i.test(store.location)) return undefined;
     const { parseS3Uri } = await import('../../connectors/s3/client.js');
-    const from = parseS3Uri(source);
+    const at = parseS3Uri(location);
     const own = parseS3Uri(store.location);
-    if (from.bucket !== own.bucket) return undefined;
+    if (at.bucket !== own.bucket) return undefined;
     // A store at the top of its bucket owns only its own names there.
-    if (own.prefix === '') return from.prefix === '' ? STORE_TOP_LEVEL : undefined;
-    if (from.prefix.startsWith(own.prefix)) throw refuse();
-    return own.prefix.startsWith(from.prefix) ? [own.prefix.slice(from.prefix.length, -1)] : undefined;
+    const places = own.prefix === '' ? STORE_TOP_LEVEL : [own.prefix.slice(0, -1)];
+    if (places.some((place) => at.prefix.startsWith(`${place}/`))) return 'inside';
+    const below = places.filter((place) => `${place}/`.startsWith(at.prefix)).map((place) => place.slice(at.prefix.length));
+    return below.length > 0 ? below : undefined;
   }
   if (!(store instanceof LocalBlobStore)) return undefined;
-  const [storeRoot, sourceRoot] = await Promise.all([realLocation(store.root), realLocation(source)]);
-  if (isWithin(sourceRoot, storeRoot)) throw refuse();
-  return isWithin(storeRoot, sourceRoot) ? [path.relative(sourceRoot, storeRoot).split(path.sep).join('/')] : undefined;
+  const [storeRoot, root] = await Promise.all([realLocation(store.root), realLocation(location)]);
+  if (isWithin(root, storeRoot)) return 'inside';
+  return isWithin(storeRoot, root) ? [path.relative(root, storeRoot).split(path.sep).join('/')] : undefined;
 }
 
 /**
- * Where a restore into `destination` must not write: the store's own place,
- * when the destination holds it (a directory of its parent; a prefix above
- * it in its bucket), given as the exporter names it (a path below the
- * destination as typed; a key prefix). Restored files named as the store's
- * (a CONFIG, an index/…) would replace them. A destination inside the
- * store is refused: whatever is restored would land among its files.
+ * The paths, in a backup of `source`, of the store the backup writes to,
+ * which the backup leaves out; a source inside the store is refused.
  */
-export async function storeInDestination(store: BlobStore, destination: string): Promise<string | undefined> {
-  const refuse = () => new UsageError(`${destination}: inside the store ${store.location}: restore somewhere else`);
-  if (/^s3:\/\//i.test(destination)) {
-    if (!/^s3:\/\//i.test(store.location)) return undefined;
-    const { parseS3Uri } = await import('../../connectors/s3/client.js');
-    const target = parseS3Uri(destination);
-    const own = parseS3Uri(store.location);
-    // Buckets are compared by name, whatever the server: AWS's names are global, and one server has many
-    // spellings (a trailing '/', capitals, localhost for 127.0.0.1). A bucket of that name elsewhere only
-    // has the restore leave out the store's prefix.
-    if (target.bucket !== own.bucket) return undefined;
-    if (target.prefix.startsWith(own.prefix)) throw refuse();
-    return own.prefix.startsWith(target.prefix) ? own.prefix : undefined;
-  }
-  if (!(store instanceof LocalBlobStore)) return undefined;
-  const target = await realLocation(destination);
-  const root = await realLocation(store.root);
-  if (isWithin(target, root)) throw refuse();
-  return isWithin(root, target) ? path.join(path.resolve(destination), path.relative(target, root)) : undefined;
+async function storeInSource(store: BlobStore, source: string): Promise<string[] | undefined> {
+  const found = await storeAgainst(store, source);
+  if (found === 'inside') throw new UsageError(`${source}: inside the store ${store.location}: back up something else`);
+  return found;
+}
+
+/**
+ * Where a restore into `destination` must not write, as the exporter names
+ * it (paths below the destination as typed; key prefixes): restored files
+ * named as the store's (a CONFIG, an index/…) would replace them. A
+ * destination inside the store is refused.
+ */
+export async function storeInDestination(store: BlobStore, destination: string): Promise<string[] | undefined> {
+  const found = await storeAgainst(store, destination);
+  if (found === 'inside') throw new UsageError(`${destination}: inside the store ${store.location}: restore somewhere else`);
+  if (!found) return undefined;
+  if (!/^s3:\/\//i.test(destination)) return found.map((place) => path.join(path.resolve(destination), place));
+  const { parseS3Uri } = await import('../../connectors/s3/client.js');
+  return found.map((place) => parseS3Uri(destination).prefix + place);
 }
 
 /**

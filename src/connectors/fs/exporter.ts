@@ -23,11 +23,11 @@ const THREADED_WRITE_MIN = 4 * 1024 * 1024;
 
 export interface FsExporterOptions {
   /**
-   * A directory inside the target that nothing may be written into: the
+   * Directories inside the target that nothing may be written into: the
    * store's own, when a restore goes into a directory that holds it.
-   * Absolute, as the target's path leads to it.
+   * Absolute, as the target's path leads to them.
    */
-  keepOut?: string;
+  keepOut?: readonly string[];
   /**
    * Leave chunks of zeros as holes (restic's restore --sparse): a disk image
    * or a database file comes back taking the space it took. Off by default,
@@ -112,8 +112,7 @@ export class FsExporter implements Exporter {
     if (full !== this.target && !full.startsWith(this.target + path.sep)) {
       throw new KlosetError(`${rel}: refusing to write outside ${this.target}`);
     }
-    const keepOut = this.options.keepOut;
-    if (keepOut !== undefined && (full === keepOut || full.startsWith(keepOut + path.sep))) {
+    if (this.options.keepOut?.some((place) => full === place || full.startsWith(place + path.sep))) {
       throw new KlosetError(`${full}: inside the store, left out: restored, it would replace the store's own files`);
     }
     return full;

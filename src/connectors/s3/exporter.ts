@@ -30,8 +30,8 @@ export const PART_SIZE = 8 * MiB;
 const PARTS_IN_FLIGHT = 2;
 
 export interface S3ExporterOptions {
-  /** Keys that nothing may be written to: the store's, when it lies below the destination's prefix. */
-  keepOut?: string;
+  /** Keys, and prefixes below them, that nothing may be written to: the store's, when it lies below the destination's prefix. */
+  keepOut?: readonly string[];
   singlePutLimit?: number;
   partSize?: number;
   /** Send every single PUT through the SDK's PutObjectCommand, even where objectPutter (client.ts) sends them itself. */
@@ -76,7 +76,7 @@ export class S3Exporter implements Exporter {
   private readonly singlePutLimit: number;
   private readonly partSize: number;
   private readonly putObject: PutObject;
-  private readonly keepOut: string | undefined;
+  private readonly keepOut: readonly string[];
   /** Multipart uploads under way, with their keys. */
   private readonly uploads = new Map<Upload, string>();
   private abandoned = false;
@@ -92,7 +92,7 @@ export class S3Exporter implements Exporter {
     this.singlePutLimit = options.singlePutLimit ?? SINGLE_PUT_LIMIT;
     this.partSize = Math.max(5 * MiB, options.partSize ?? PART_SIZE);
     this.putObject = options.sdkPuts ? sdkObjectPutter(client) : objectPutter(client);
-    this.keepOut = options.keepOut;
+    this.keepOut = options.keepOut ?? [];
   }
 
   static fromConfig(
@@ -134,7 +134,7 @@ export class S3Exporter implements Exporter {
     if (key.split('/').some((segment) => segment === '.' || segment === '..')) {
       throw new KlosetError(`${where}: a key with a '.' or '..' segment could be written elsewhere by a server that resolves it: not written`);
     }
-    if (this.keepOut !== undefined && key.startsWith(this.keepOut)) {
+    if (this.keepOut.some((place) => key === place || key.startsWith(`${place}/`))) {
       throw new KlosetError(`${where}: inside the store, left out: restored, it would replace the store's own objects`);
     }
     const input: PutObjectCommandInput = { Bucket: this.bucket, Key: key, ...objectHeaders(entry.meta) };
