@@ -35,7 +35,7 @@ import { filterSnapshots, findSnapshot, isEmptyFilter, parseSnapshotRef, parseTa
 const picomatch = requireCjs('picomatch') as typeof import('picomatch');
 
 /** How long an interrupted restore waits for its clean-up (aborting uploads) before it exits anyway. */
-const ABANDON_TIMEOUT_MS = 5000;
+export const ABANDON_TIMEOUT_MS = 5000;
 
 export function snapshotSummary(h: SnapshotHeader) {
   return {
@@ -187,18 +187,14 @@ async function storeInSource(store: BlobStore, source: string): Promise<string[]
 }
 
 /**
- * Where a restore into `destination` must not write, as the exporter names
- * it (paths below the destination as typed; key prefixes): restored files
+ * Where, below `destination`, a restore must not write: restored files
  * named as the store's (a CONFIG, an index/…) would replace them. A
  * destination inside the store is refused.
  */
 export async function storeInDestination(store: BlobStore, destination: string): Promise<string[] | undefined> {
   const found = await storeAgainst(store, destination);
   if (found === 'inside') throw new UsageError(`${destination}: inside the store ${store.location}: restore somewhere else`);
-  if (!found) return undefined;
-  if (!/^s3:\/\//i.test(destination)) return found.map((place) => path.join(path.resolve(destination), place));
-  const { parseS3Uri } = await import('../../connectors/s3/client.js');
-  return found.map((place) => parseS3Uri(destination).prefix + place);
+  return found;
 }
 
 /**

@@ -5,9 +5,7 @@ import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Command } from 'commander';
 import type { CliContext, Run } from '../context.js';
-
-/** How long a second Ctrl-C waits for the restores to remove what they had half written. */
-const ABANDON_TIMEOUT_MS = 5000;
+import { ABANDON_TIMEOUT_MS } from './snapshots.js';
 
 interface UiFlags {
   addr: string;

@@ -23,9 +23,8 @@ const THREADED_WRITE_MIN = 4 * 1024 * 1024;
 
 export interface FsExporterOptions {
   /**
-   * Directories inside the target that nothing may be written into: the
-   * store's own, when a restore goes into a directory that holds it.
-   * Absolute, as the target's path leads to them.
+   * Paths below the target ('/'-separated) that nothing may be written
+   * into: the store's own, when a restore goes into a directory that holds it.
    */
   keepOut?: readonly string[];
   /**
@@ -95,6 +94,7 @@ export class FsExporter implements Exporter {
    */
   private inheritedAcls = false;
   private readonly smallFiles = new SmallFileWriter();
+  private readonly keepOut: readonly string[];
 
   private get settings(): WriteSettings {
     return { asRoot: this.asRoot, inheritedAcls: this.inheritedAcls, sparse: this.options.sparse === true };
@@ -105,6 +105,7 @@ export class FsExporter implements Exporter {
     private readonly options: FsExporterOptions = {},
   ) {
     this.target = path.resolve(target);
+    this.keepOut = (options.keepOut ?? []).map((place) => path.join(this.target, place));
   }
 
   private full(rel: string): string {
@@ -112,7 +113,7 @@ export class FsExporter implements Exporter {
     if (full !== this.target && !full.startsWith(this.target + path.sep)) {
       throw new KlosetError(`${rel}: refusing to write outside ${this.target}`);
     }
-    if (this.options.keepOut?.some((place) => full === place || full.startsWith(place + path.sep))) {
+    if (this.keepOut.some((place) => full === place || full.startsWith(place + path.sep))) {
       throw new KlosetError(`${full}: inside the store, left out: restored, it would replace the store's own files`);
     }
     return full;

@@ -30,7 +30,7 @@ export const PART_SIZE = 8 * MiB;
 const PARTS_IN_FLIGHT = 2;
 
 export interface S3ExporterOptions {
-  /** Keys, and prefixes below them, that nothing may be written to: the store's, when it lies below the destination's prefix. */
+  /** Keys below the destination's prefix, and what lies below them, that nothing may be written to: the store's, when it lies there. */
   keepOut?: readonly string[];
   singlePutLimit?: number;
   partSize?: number;
@@ -92,7 +92,7 @@ export class S3Exporter implements Exporter {
     this.singlePutLimit = options.singlePutLimit ?? SINGLE_PUT_LIMIT;
     this.partSize = Math.max(5 * MiB, options.partSize ?? PART_SIZE);
     this.putObject = options.sdkPuts ? sdkObjectPutter(client) : objectPutter(client);
-    this.keepOut = options.keepOut ?? [];
+    this.keepOut = (options.keepOut ?? []).map((place) => this.prefix + place);
   }
 
   static fromConfig(
