@@ -49,3 +49,45 @@ export class NotFoundError extends KlosetError {
 export function systemReason(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).replace(/^E[A-Z]+: /, '').replace(/, \w+( '.*')?$/, '');
 }
+
+/** What a failed system call was doing, in the words of coreutils' messages. */
+const SYSCALL_WORDS: Record<string, string> = {
+  open: 'cannot open',
+  mkdir: 'cannot create directory',
+  stat: 'cannot access',
+  lstat: 'cannot access',
+  access: 'cannot access',
+  scandir: 'cannot read directory',
+  opendir: 'cannot read directory',
+  read: 'cannot read',
+  write: 'cannot write',
+  unlink: 'cannot remove',
+  rmdir: 'cannot remove directory',
+  rm: 'cannot remove',
+  rename: 'cannot rename',
+  symlink: 'cannot create symbolic link',
+  link: 'cannot create link',
+  chmod: 'cannot change the mode of',
+  chown: 'cannot change the owner of',
+  utime: 'cannot set the times of',
+  readlink: 'cannot read link',
+  copyfile: 'cannot copy',
+};
+
+/**
+ * A system call's failure that reached the top unexplained, as one line:
+ * "cannot create directory /etc/st: permission denied" rather than Node's
+ * "EACCES: permission denied, mkdir '/etc/st'".
+ */
+export function systemErrorLine(err: NodeJS.ErrnoException & { dest?: string }): string {
+  const doing = err.syscall === undefined ? undefined : SYSCALL_WORDS[err.syscall];
+  if (doing === undefined || err.path === undefined) return err.message;
+  const reason = systemReason(err);
+  return `${doing} ${err.path}${err.dest !== undefined ? ` to ${err.dest}` : ''}: ${reason}`;
+}
+
+/** Any failure as words for a message: a system call's as systemErrorLine gives it. */
+export function failureText(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  return typeof (err as NodeJS.ErrnoException).code === 'string' ? systemErrorLine(err) : err.message;
+}

@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { KlosetError, UsageError } from '../errors.js';
+import { failureText, KlosetError, systemReason, UsageError } from '../errors.js';
 import { makeDirectories } from '../storage/directories.js';
 import { withoutPassword } from '../storage/open.js';
 
@@ -58,6 +58,18 @@ const KEY_RULE = "letters, digits, '_', '.' and '-', starting with a letter";
 /** Keys whose value is where the alias points, in order of preference. */
 const LOCATION_KEYS = ['location', 'uri'] as const;
 const URI_SCHEME_PREFIX = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
+
+/** The keys any alias may hold, and those an S3 location adds (README, "Amazon S3"). */
+const COMMON_KEYS = ['location', 'uri', 'type', 'passphrase'];
+const S3_KEYS = [
+  'endpoint', 'region', 'access_key', 'secret_access_key', 'session_token', 'use_tls', 'storage_class', 'timeout',
+  'force_path_style', 'max_attempts', 'retry_mode', 'max_connections', 'glacier', 'glacier_objects',
+];
+/** `type` as Plakar's configurations write it, and the locations each stands for. */
+const LOCATION_TYPES: Record<string, (location: string) => boolean> = {
+  s3: (location) => /^s3:\/\//i.test(location),
+  fs: (location) => !URI_SCHEME_PREFIX.test(location) || /^(fs|file):\/\//i.test(location),
+};
 
 // The access key id is not a secret in AWS's model, but it identifies an
 // account, and masking it costs the user nothing: the last 4 characters are
@@ -272,6 +284,7 @@ export class AliasConfig {
         `alias @${bareName} has no location: set one with 'kloset config ${section} set ${bareName} location <path-or-uri>'`,
       );
     }
+    assertKnownKeys(`@${bareName}`, location, values);
     return { location, options: sortedRecord(values) };
   }
 
@@ -311,14 +324,14 @@ export class AliasConfig {
       // The file holds credentials: its directory is the user's alone even if it existed before.
       await chmod(this.configDir, 0o700);
     } catch (err) {
-      throw new KlosetError(`cannot write ${this.configFile}: ${describeError(err)}`, { cause: err });
+      throw new KlosetError(`cannot write ${this.configFile}: ${failureText(err)}`, { cause: err });
     }
     for (const started = Date.now(); ; ) {
       try {
         await (await open(lockFile, 'wx', 0o600)).close();
         break;
       } catch (err) {
-        if (errorCode(err) !== 'EEXIST') throw new KlosetError(`cannot write ${this.configFile}: ${describeError(err)}`, { cause: err });
+        if (errorCode(err) !== 'EEXIST') throw new KlosetError(`cannot write ${this.configFile}: ${failureText(err)}`, { cause: err });
       }
       // A lock older than any update takes was left by a process that died holding it.
       const age = await stat(lockFile).then((s) => Date.now() - s.mtimeMs, () => 0);
@@ -342,13 +355,13 @@ export class AliasConfig {
       text = await readFile(this.configFile, 'utf8');
     } catch (err) {
       if (errorCode(err) === 'ENOENT') return { aliases: new Map(), otherFields: {} };
-      throw new KlosetError(`cannot read ${this.configFile}: ${describeError(err)}`, { cause: err });
+      throw new KlosetError(`cannot read ${this.configFile}: ${systemReason(err)}`, { cause: err });
     }
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
     } catch (err) {
-      throw new KlosetError(`${this.configFile} is not valid JSON (${describeError(err)}); fix or remove it`, {
+      throw new KlosetError(`${this.configFile} is not valid JSON (${failureText(err)}); fix or remove it`, {
         cause: err,
       });
     }
@@ -374,10 +387,46 @@ export class AliasConfig {
       await rename(tempFile, this.configFile);
     } catch (err) {
       await rm(tempFile, { force: true }).catch(() => {});
-      throw new KlosetError(`cannot write ${this.configFile}: ${describeError(err)}`, { cause: err });
+      throw new KlosetError(`cannot write ${this.configFile}: ${failureText(err)}`, { cause: err });
     }
     await syncDirectory(this.configDir);
   }
+}
+
+/**
+ * A key the location does not use is refused rather than ignored: `regoin` or
+ * `storage_clas` would otherwise leave the default in force without a word.
+ */
+function assertKnownKeys(alias: string, location: string, values: AliasValues): void {
+  const s3 = LOCATION_TYPES.s3!(location);
+  const known = s3 ? [...COMMON_KEYS, ...S3_KEYS] : COMMON_KEYS;
+  for (const key of values.keys()) {
+    if (known.includes(key)) continue;
+    const near = known.find((candidate) => editDistance(candidate, key) <= 2);
+    throw new UsageError(
+      `alias ${alias}: unknown key '${key}'${near ? ` (did you mean '${near}'?)` : ''}; ${s3 ? 'an S3 location takes' : 'a local location takes'} ${known.join(', ')}`,
+    );
+  }
+  const type = values.get('type');
+  if (type === undefined) return;
+  const fits = LOCATION_TYPES[type.toLowerCase()];
+  if (!fits) throw new UsageError(`alias ${alias}: type '${type}' is not one kloset knows (s3 or fs)`);
+  if (!fits(location)) {
+    throw new UsageError(`alias ${alias}: type ${type} does not fit its location ${withoutPassword(location)}`);
+  }
+}
+
+/** Levenshtein distance, for suggesting the key a typo meant. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
 }
 
 function decodeDocument(parsed: unknown, configFile: string): ConfigDocument {
@@ -453,8 +502,4 @@ function errorCode(err: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
-function describeError(err: unknown): string {
-  const code = errorCode(err);
-  const message = err instanceof Error ? err.message : String(err);
-  return code && !message.includes(code) ? `${code}: ${message}` : message;
-}
+

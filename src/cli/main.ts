@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Command, CommanderError } from 'commander';
-import { ExitCode, KlosetError, systemReason } from '../errors.js';
+import { ExitCode, KlosetError, systemErrorLine, systemReason } from '../errors.js';
 import { releaseHeldLocks } from '../kloset/locks.js';
 import { shownName } from '../snapshot/names.js';
 import { registerConfigCommands } from './commands/config.js';
@@ -176,7 +176,7 @@ export async function main(argv: string[]): Promise<number> {
       return error.exitCode;
     }
     const e = error as NodeJS.ErrnoException;
-    err(`kloset: ${e.code ? `${e.message}` : `internal error: ${e.message ?? String(error)}`}`);
+    err(`kloset: ${e.code ? systemErrorLine(e) : `internal error: ${e.message ?? String(error)}`}`);
     if (verbose) err(String(e.stack));
     return ExitCode.FAILURE;
   } finally {

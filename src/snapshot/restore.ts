@@ -1,6 +1,6 @@
 import { checkEntryName, type Exporter } from '../connectors/exporter.js';
 import { joinPath } from '../connectors/importer.js';
-import { KlosetError } from '../errors.js';
+import { failureText, KlosetError } from '../errors.js';
 import { BlobType } from '../kloset/sealing.js';
 import type { SnapshotReader } from './reader.js';
 import { Slots } from './slots.js';
@@ -44,7 +44,7 @@ export interface RestoreResult {
 
 /** A target that cannot be made a directory fails the whole restore: nothing could land in it. */
 function unusableTarget(err: unknown): KlosetError {
-  return new KlosetError(`cannot restore there: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  return new KlosetError(`cannot restore there: ${failureText(err)}`, { cause: err });
 }
 
 /**

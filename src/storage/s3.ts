@@ -189,7 +189,7 @@ export function cannotReach(err: unknown, detail: string): string | undefined {
     return `cannot reach the S3 server (${code}: no host named ${hostname ?? 'so'} is known; check the endpoint)`;
   }
   if (code === 'EPROTO' || /wrong version number|ssl|tls/i.test(detail)) {
-    return `cannot reach the S3 server (${code}: the TLS handshake failed; if the endpoint speaks plain http, set use_tls false)`;
+    return `cannot reach the S3 server (${code}: the TLS handshake failed; if the endpoint speaks plain http, give it as http:// or set use_tls false)`;
   }
   if (code === 'ECONNREFUSED' && address) return `cannot reach the S3 server (${code}: nothing answers at ${address}:${port}; check the endpoint)`;
   return `cannot reach the S3 server (${code}${detail && !detail.includes(code) ? `: ${detail}` : ''})`;
@@ -254,12 +254,17 @@ function parsePositive(key: string, value: string): number {
   return number;
 }
 
-/** The endpoint as a URL, its scheme from `use_tls` when that is given or the endpoint has none. */
+/** The endpoint as a URL, its scheme from `use_tls` when the endpoint has none. */
 export function endpointUrl(endpoint: string, useTls: boolean | undefined): string {
   refuseUserInfo(endpoint.includes('://') ? endpoint : `http://${endpoint}`, 'an endpoint');
   const match = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/.exec(endpoint);
-  const scheme = useTls === undefined ? (match ? match[1]!.toLowerCase() : 'https') : useTls ? 'https' : 'http';
-  if (scheme !== 'http' && scheme !== 'https') throw new UsageError(`endpoint ${endpoint}: expected http:// or https://`);
+  const given = match?.[1]!.toLowerCase();
+  if (given !== undefined && given !== 'http' && given !== 'https') throw new UsageError(`endpoint ${endpoint}: expected http:// or https://`);
+  // Either one would be taken over the other at the TLS handshake, far from the cause.
+  if (given !== undefined && useTls !== undefined && (given === 'https') !== useTls) {
+    throw new UsageError(`endpoint ${endpoint} is ${given} but use_tls is ${useTls}: change one of them`);
+  }
+  const scheme = given ?? (useTls === false ? 'http' : 'https');
   const rest = (match ? match[2]! : endpoint).replace(/\/+$/, '');
   return `${scheme}://${rest}`;
 }

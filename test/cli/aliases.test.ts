@@ -260,6 +260,34 @@ describe('resolveAlias', () => {
     });
   });
 
+  it('refuses a key its location does not use, naming the key it most likely meant', async () => {
+    const config = newConfig();
+    await config.add('s3_store', 's3_store', { location: 's3://bucket/kloset', regoin: 'eu-west-3', use_tls: 'true' });
+    const err = await rejection(config.resolveAlias('@s3_store', 'store'));
+    expect(err).toBeInstanceOf(UsageError);
+    expect(err.message).toMatch(/^alias @s3_store: unknown key 'regoin' \(did you mean 'region'\?\); an S3 location takes location, uri, type, passphrase, endpoint, region, /);
+    await config.unset('s3_store', 's3_store', ['regoin']);
+    await config.set('s3_store', 's3_store', { storage_class: 'STANDARD_IA', glacier_objects: 'fail', region: 'eu-west-3' });
+    expect((await config.resolveAlias('@s3_store', 'store')).location).toBe('s3://bucket/kloset');
+    // An S3 key on a local location does nothing: as much a mistake as a typo.
+    await config.add('store', 'local', { location: '/backups', region: 'eu-west-3' });
+    expect((await rejection(config.resolveAlias('@local', 'store'))).message).toBe(
+      "alias @local: unknown key 'region'; a local location takes location, uri, type, passphrase",
+    );
+  });
+
+  it('refuses a type that does not fit the location, or that it does not know', async () => {
+    const config = newConfig();
+    await config.add('source', 'src', { type: 's3', uri: '/home/photos' });
+    expect((await rejection(config.resolveAlias('@src', 'source'))).message).toBe('alias @src: type s3 does not fit its location /home/photos');
+    await config.set('source', 'src', { type: 'sftp' });
+    expect((await rejection(config.resolveAlias('@src', 'source'))).message).toBe("alias @src: type 'sftp' is not one kloset knows (s3 or fs)");
+    await config.set('source', 'src', { type: 'fs' });
+    expect((await config.resolveAlias('@src', 'source')).location).toBe('/home/photos');
+    await config.set('source', 'src', { type: 'S3', uri: 's3://photos' });
+    expect((await config.resolveAlias('@src', 'source')).location).toBe('s3://photos');
+  });
+
   it('fails with a pointer to kloset config for an unknown alias', async () => {
     const err = await rejection(newConfig().resolveAlias('@nope', 'store'));
     expect(err).toBeInstanceOf(KlosetError);

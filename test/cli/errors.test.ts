@@ -97,6 +97,16 @@ describe('a store location that is not a store', () => {
     await fs.mkdir(path.join(odd, 'CONFIG'), { recursive: true });
     expectOneLineError(await kloset(['at', odd, 'ls']), `kloset: ${odd}: not a kloset store (its CONFIG is a directory)`);
   });
+
+  it("says what a failed system call was doing in words, not in Node's errno text", async () => {
+    const loop = path.join(work, 'loop');
+    await fs.symlink('loop', loop);
+    const store = path.join(loop, 'store');
+    const listed = await kloset(['at', store, 'ls']);
+    expect(listed.code).toBe(1);
+    expectOneLineError(listed, `kloset: cannot access ${store}/CONFIG: too many symbolic links encountered`);
+    expectOneLineError(await kloset(['at', store, 'create']), `kloset: cannot read directory ${store}: too many symbolic links encountered`);
+  });
 });
 
 describe('create', () => {
@@ -371,10 +381,10 @@ describe('a directory that cannot be made', () => {
     try {
       const create = await kloset(['at', path.join(readOnly, 'store'), 'create']);
       expect(create.code).toBe(1);
-      expectOneLineError(create, /EROFS: read-only file system, mkdir /);
+      expectOneLineError(create, `kloset: cannot create directory ${path.join(readOnly, 'store')}: read-only file system`);
       const restore = await kloset(['at', store, 'restore', '-to', path.join(readOnly, 'out'), id]);
       expect(restore.code).toBe(1);
-      expectOneLineError(restore, /cannot restore there: EROFS: read-only file system, mkdir /);
+      expectOneLineError(restore, `kloset: cannot restore there: cannot create directory ${path.join(readOnly, 'out')}: read-only file system`);
     } finally {
       spawnSync('umount', [readOnly]);
     }
@@ -383,12 +393,12 @@ describe('a directory that cannot be made', () => {
   it('ends in one line under /proc, where a recursive mkdir never returns', async () => {
     const create = await kloset(['at', '/proc/kloset-no-such-dir/store', 'create']);
     expect(create.code).toBe(1);
-    expectOneLineError(create, "kloset: ENOENT: no such file or directory, mkdir '/proc/kloset-no-such-dir'");
+    expectOneLineError(create, 'kloset: cannot create directory /proc/kloset-no-such-dir: no such file or directory');
     const restore = await kloset(['at', store, 'restore', '-to', '/proc/kloset-no-such-dir/out', id]);
-    expectOneLineError(restore, /cannot restore there: ENOENT/);
+    expectOneLineError(restore, 'kloset: cannot restore there: cannot create directory /proc/kloset-no-such-dir: no such file or directory');
     // The alias file and the index cache make their directories the same way.
     const alias = await kloset(['store', 'add', 'here', store], { env: { XDG_CONFIG_HOME: '/proc/kloset-no-such-dir' } });
-    expectOneLineError(alias, /cannot write \/proc\/kloset-no-such-dir\/kloset\/config\.json: ENOENT/);
+    expectOneLineError(alias, 'kloset: cannot write /proc/kloset-no-such-dir/kloset/config.json: cannot create directory /proc/kloset-no-such-dir: no such file or directory');
     const cached = await kloset(['at', store, 'ls'], { env: { XDG_CACHE_HOME: '/proc/kloset-no-such-dir' } });
     expect(cached.stderr).toBe('');
     expect(cached.code).toBe(0);

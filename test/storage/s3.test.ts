@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IntegrityError, KlosetError, NotFoundError } from '../../src/errors.js';
+import { IntegrityError, KlosetError, NotFoundError, UsageError } from '../../src/errors.js';
 import { LocalBlobStore } from '../../src/storage/local.js';
 import { isEmptyStore, openBlobStore, prepareEmptyStore } from '../../src/storage/open.js';
 import { endpointUrl, nextPageToken, parseS3Location, S3BlobStore, s3OptionsFromConfig, type S3StoreOptions } from '../../src/storage/s3.js';
@@ -54,11 +54,20 @@ describe('S3 locations', () => {
     expect(() => parseS3Location('s3://')).toThrow(KlosetError);
   });
 
-  it('takes the endpoint scheme from use_tls when given, else from the endpoint', () => {
+  it('takes the endpoint scheme from the endpoint, else from use_tls, and refuses the two when they disagree', () => {
     expect(endpointUrl('127.0.0.1:9000', false)).toBe('http://127.0.0.1:9000');
     expect(endpointUrl('minio.example:9000', undefined)).toBe('https://minio.example:9000');
+    expect(endpointUrl('minio.example:9000', true)).toBe('https://minio.example:9000');
     expect(endpointUrl('http://127.0.0.1:9000/', undefined)).toBe('http://127.0.0.1:9000');
-    expect(endpointUrl('https://127.0.0.1:9000', false)).toBe('http://127.0.0.1:9000');
+    expect(endpointUrl('http://127.0.0.1:9000', false)).toBe('http://127.0.0.1:9000');
+    expect(endpointUrl('HTTPS://minio.example', true)).toBe('https://minio.example');
+    expect(() => endpointUrl('https://127.0.0.1:9000', false)).toThrow(
+      new UsageError('endpoint https://127.0.0.1:9000 is https but use_tls is false: change one of them'),
+    );
+    expect(() => endpointUrl('http://127.0.0.1:9000', true)).toThrow(
+      new UsageError('endpoint http://127.0.0.1:9000 is http but use_tls is true: change one of them'),
+    );
+    expect(() => endpointUrl('ftp://127.0.0.1:9000', undefined)).toThrow(/expected http:\/\/ or https:\/\//);
   });
 
   it('opens a path as a local store and s3:// as an S3 store', async () => {
@@ -293,7 +302,7 @@ describe('S3BlobStore errors', () => {
     const unknown = store({ endpoint: 'http://no-such-host.invalid:9000', maxAttempts: 1 });
     await expect(unknown.get('CONFIG')).rejects.toThrow(/cannot reach the S3 server \((ENOTFOUND|EAI_AGAIN): no host named no-such-host\.invalid is known; check the endpoint\)$/);
     const tls = store({ endpoint: s3.endpoint.replace('http:', 'https:'), maxAttempts: 1 });
-    await expect(tls.get('CONFIG')).rejects.toThrow(/the TLS handshake failed; if the endpoint speaks plain http, set use_tls false\)$/);
+    await expect(tls.get('CONFIG')).rejects.toThrow(/the TLS handshake failed; if the endpoint speaks plain http, give it as http:\/\/ or set use_tls false\)$/);
   });
 });
 
