@@ -11,6 +11,7 @@ import {
   addedToStore,
   describeTree,
   escapeRegExp,
+  expectOneLineError,
   klosetWith,
   packFiles,
   storeSize,
@@ -313,6 +314,19 @@ describe('snapshot selection', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(new RegExp(escapeRegExp(ids.tagged.slice(0, 8))));
     expect(await fs.readFile(path.join(target, 'note.txt'), 'utf8')).toBe('tagged\n');
+  });
+
+  it('info -tag b describes the latest snapshot with tag b, and refuses -tag beside an id', async () => {
+    const info = await kloset(['at', store, 'info', '-tag', 'b', '--json']);
+    expect(info.code).toBe(0);
+    expect(JSON.parse(info.stdout).id).toBe(ids.tagged);
+    expect(JSON.parse((await kloset(['at', store, 'info', '-tag', 'b', 'latest', '--json'])).stdout).id).toBe(ids.tagged);
+    const both = await kloset(['at', store, 'info', '-tag', 'b', ids.old.slice(0, 8)]);
+    expect(both.code).toBe(2);
+    expectOneLineError(both, /a snapshot id or selection flags/);
+    const none = await kloset(['at', store, 'info', '-tag', 'nope']);
+    expect(none.code).toBe(1);
+    expectOneLineError(none, 'kloset: no snapshot with tags nope');
   });
 
   it('takes latest for the newest snapshot, as restic does: cat, ls, info and restore, with -tag too', async () => {

@@ -10,7 +10,7 @@ import { formatBytes, formatDuration, plural, shortId } from '../format.js';
 import { readNewPassphrase } from '../passphrase.js';
 import { ProgressLine } from '../progress.js';
 import { collect, filterFrom, keepCount, withFilterOptions, type FilterFlags } from '../options.js';
-import { filterSnapshots, isEmptyFilter, parseTags, uniqueSnapshots } from '../snapshotref.js';
+import { filterSnapshots, findSnapshot, isEmptyFilter, parseTags, uniqueSnapshots } from '../snapshotref.js';
 import { parseSpan } from '../timespec.js';
 import { snapshotLine, snapshotSummary } from './snapshots.js';
 interface RmFlags extends FilterFlags {
@@ -398,13 +398,15 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
     .command('info')
     .description('store details and statistics, or one snapshot\'s')
     .argument('[snapshot]', 'snapshot id prefix, or latest')
+    .option('--tag <tags>', 'with no snapshot given: the latest snapshot with these tags', collect)
     .option('--json', 'JSON output')
-    .action((id: string | undefined, opts: { json?: boolean }) =>
+    .action((id: string | undefined, opts: { tag?: string[]; json?: boolean }) =>
       run(async () => {
         const ctx = context();
         const repository = await ctx.repository();
-        if (id) {
-          const header = await resolveSnapshot(repository, id, ctx.onDamagedSnapshot);
+        if (id || opts.tag) {
+          const ref = { id: id ?? '', path: '/' };
+          const header = await findSnapshot(repository, ref, { tags: parseTags(opts.tag) }, ctx.onDamagedSnapshot);
           const summary = snapshotSummary(header);
           if (opts.json) return void ctx.out(JSON.stringify(summary, null, 2));
           for (const [key, value] of Object.entries(summary)) {
