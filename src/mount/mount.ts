@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { promisify } from 'node:util';
+import { childEnvironment } from '../childenv.js';
 import { requireCjs } from '../cjs.js';
 import { KlosetError } from '../errors.js';
 import type { Repository } from '../kloset/repository.js';
@@ -61,7 +62,7 @@ function loadFuse(): typeof import('fuse-native').default {
     // The binding unmounts through a shell command line, where a mount point
     // holding `$(...)` or a backquote would run a command: call fusermount directly.
     Fuse.unmount = (mountpoint: string, done: (err: Error | null) => void) =>
-      void execFile('fusermount', ['-uz', mountpoint], (err) => done(err));
+      void execFile('fusermount', ['-uz', mountpoint], { env: childEnvironment() }, (err) => done(err));
     return Fuse;
   } catch (err) {
     throw new KlosetError(
@@ -87,7 +88,7 @@ async function prepareMountpoint(mountpoint: string): Promise<void> {
     if (code !== 'ENOTCONN') throw err;
   }
   try {
-    await promisify(execFile)('fusermount', ['-uz', mountpoint]);
+    await promisify(execFile)('fusermount', ['-uz', mountpoint], { env: childEnvironment() });
   } catch {
     throw new KlosetError(
       `${mountpoint}: left mounted by a process that is gone; clear it with 'fusermount -uz ${mountpoint}' (or 'umount -l ${mountpoint}' as root)`,

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, createWriteStream, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
+import { childEnvironment } from '../../childenv.js';
 import { KlosetError, UsageError, systemReason } from '../../errors.js';
 import { listSnapshots } from '../../snapshot/header.js';
 import { DEFAULT_CACHE_BYTES, mountSnapshots, type MountTarget } from '../../mount/mount.js';
@@ -65,7 +66,7 @@ async function detach(ctx: CliContext, argv: string[], mountpoint: string): Prom
   );
   const args = [...argv.filter((a) => a !== '--background' && a !== '--daemon'), '--foreground', '--notify-fd', '3', '--passphrase-file', '-'];
   // The program itself, through its shebang, so the child gets the same runtime settings.
-  const child = spawn(process.argv[1], args, { detached: true, stdio: ['pipe', 'ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.argv[1], args, { detached: true, stdio: ['pipe', 'ignore', 'ignore', 'pipe'], env: childEnvironment() });
   child.stdin!.end(passphrase);
   const notice = await new Promise<string>((resolve) => {
     let text = '';

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Command } from 'commander';
+import { childEnvironment } from '../../childenv.js';
 import type { CliContext, Run } from '../context.js';
 import { ABANDON_TIMEOUT_MS } from './snapshots.js';
 
@@ -29,7 +30,7 @@ async function openBrowser(url: string): Promise<(() => Promise<void>) | undefin
     `<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${target}"><title>kloset</title><p><a href="${target}">Open the kloset viewer</a></p>\n`,
     { mode: 0o600 },
   );
-  const child = spawn(opener, [file], { detached: true, stdio: 'ignore' });
+  const child = spawn(opener, [file], { detached: true, stdio: 'ignore', env: childEnvironment() });
   child.on('error', () => undefined); // no opener installed: the URL is printed anyway
   child.unref();
   return () => fs.rm(dir, { recursive: true, force: true });

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants, ftruncateSync, linkSync, promises as fs, rmSync, write, writeSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { childEnvironment } from '../../childenv.js';
 import { KlosetError } from '../../errors.js';
 import { exactForm } from '../../snapshot/names.js';
 import { isBlockDevice, type Entry } from '../../snapshot/tree.js';
@@ -52,7 +53,7 @@ async function makeSpecial(at: string, entry: Entry): Promise<void> {
       ? ['mkfifo', '-m', permissions, at]
       : ['mknod', '-m', permissions, at, isBlockDevice(entry) ? 'b' : 'c', ...deviceNumbers(entry.rdev ?? 0)];
   try {
-    await execFileAsync(command, args);
+    await execFileAsync(command, args, { env: childEnvironment() });
   } catch (err) {
     const reason = ((err as { stderr?: string }).stderr ?? '').trim().split('\n').pop() || (err as Error).message;
     throw new KlosetError(`cannot create ${entry.kind === 'fifo' ? 'FIFO' : 'device'}: ${reason}`);
