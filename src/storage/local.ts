@@ -8,6 +8,9 @@ import { makeDirectories } from './directories.js';
 /** A blob is written as `<key>.tmp-<12 hex>`, then renamed. */
 const TEMP_SUFFIX = '.tmp-';
 const TEMP_NAME = /\.tmp-[0-9a-f]{12}$/;
+/** What the store writes is its owner's only, as restic's local repositories are. */
+export const STORE_FILE_MODE = 0o600;
+export const STORE_DIRECTORY_MODE = 0o700;
 
 /**
  * A blob store in a local directory: one file per key, written to a temporary
@@ -62,14 +65,16 @@ export class LocalBlobStore implements BlobStore {
 
   private async writeTemp(key: string, data: Buffer): Promise<string> {
     const target = this.pathOf(key);
-    const made = await makeDirectories(path.dirname(target));
+    // The owner's alone, whatever the mode of a store directory that existed before `create`:
+    // a plaintext store holds its files readable, and an encrypted one's CONFIG invites guessing.
+    const made = await makeDirectories(path.dirname(target), STORE_DIRECTORY_MODE);
     // New directories (packs/<hh>) are entries of their parents, which must reach the disk too.
     if (made !== undefined) {
       for (let dir = path.dirname(target); dir !== path.dirname(made); dir = path.dirname(dir)) await syncDirectory(path.dirname(dir));
     }
     const temp = `${target}${TEMP_SUFFIX}${randomBytes(6).toString('hex')}`;
     try {
-      const handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+      const handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, STORE_FILE_MODE);
       try {
         await handle.writeFile(data);
         await handle.sync();
