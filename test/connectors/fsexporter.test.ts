@@ -82,6 +82,30 @@ describe('a restore into a directory that already holds things', () => {
     }
   });
 
+  it('gives a directory its mode and times through the directory itself, never through a symlink put in its place', async () => {
+    const target = path.join(work, 'swapped');
+    const outside = path.join(work, 'outside-dir');
+    await fs.mkdir(outside, { mode: 0o700 });
+    const before = await fs.stat(outside);
+    const exporter = new FsExporter(target);
+    await exporter.createDirectory('', directory);
+    const sub: Entry = { ...directory, name: 'sub', mode: 0o040777, mtime: { sec: 1_000_000_000, nsec: 0 } };
+    await exporter.createDirectory('sub', sub);
+    // Whoever can write the target's directories swaps one for a link between its content and its metadata.
+    await fs.rmdir(path.join(target, 'sub'));
+    await fs.symlink(outside, path.join(target, 'sub'));
+    await expect(exporter.finishDirectory('sub', sub)).rejects.toThrow(/ELOOP|ENOTDIR/);
+    const after = await fs.stat(outside);
+    expect(after.mode & 0o7777).toBe(0o700);
+    expect(after.mtimeMs).toBe(before.mtimeMs);
+    await fs.rm(path.join(target, 'sub'));
+    await fs.mkdir(path.join(target, 'sub'));
+    await exporter.finishDirectory('sub', sub);
+    const restored = await fs.stat(path.join(target, 'sub'));
+    expect(restored.mode & 0o7777).toBe(0o777);
+    expect(restored.mtimeMs).toBe(1_000_000_000_000);
+  });
+
   it('leaves the owner, mode and times of a target already in use as they were', async () => {
     const target = path.join(work, 'shared-target');
     await fs.mkdir(target);

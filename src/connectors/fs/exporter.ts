@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, ftruncateSync, linkSync, promises as fs, rmSync, write, writeSync } from 'node:fs';
+import { closeSync, constants, ftruncateSync, linkSync, openSync, promises as fs, rmSync, write, writeSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { childEnvironment } from '../../childenv.js';
@@ -261,9 +261,27 @@ export class FsExporter implements Exporter {
     // Sockets belong to the process that listened on them: recorded, not recreated (as tar and restic do).
   }
 
+  /**
+   * Owner, mode and times through a descriptor of the directory itself: by its path, they would
+   * follow a symbolic link that whoever can write its parent put there meanwhile (a restore as
+   * root into a directory of another user's), and give a file outside the target away.
+   */
   async finishDirectory(rel: string, entry: Entry): Promise<void> {
     if (rel === '' && !this.ownTarget) return;
-    applyMetadata(this.full(rel), entry, this.settings);
+    const full = this.full(rel);
+    let fd: number;
+    try {
+      fd = openSync(exactForm(full), constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+    } catch (err) {
+      // A directory the restoring user may search but not read: nothing else reaches it by path.
+      if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
+      return applyMetadata(full, entry, this.settings);
+    }
+    try {
+      applyMetadata(full, entry, this.settings, fd);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   async close(): Promise<void> {
