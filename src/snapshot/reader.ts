@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { KlosetError } from '../errors.js';
+import { IntegrityError, KlosetError } from '../errors.js';
 import type { ChunkRef } from '../kloset/chunkpool.js';
 import type { Repository } from '../kloset/repository.js';
 import { BlobType } from '../kloset/sealing.js';
@@ -78,7 +78,16 @@ export class SnapshotReader {
       yield* node.entries;
       return;
     }
-    for (const page of node.pages) yield* await this.page(page.id);
+    // Each page in order, and the next page's names after this one's (see inNameOrder).
+    let last: string | undefined;
+    for (const page of node.pages) {
+      const entries = await this.page(page.id);
+      if (last !== undefined && entries.length > 0 && compareNames(last, entries[0]!.name) >= 0) {
+        throw new IntegrityError('directory entries out of order or named twice');
+      }
+      last = entries.at(-1)?.name ?? last;
+      yield* entries;
+    }
   }
 
   /** Entries [offset, offset + limit): reads only the pages that hold them. */

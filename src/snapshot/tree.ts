@@ -210,15 +210,26 @@ export function encodeDirectory(node: DirectoryNode): Buffer {
 
 export function decodeDirectory(data: Buffer): DirectoryNode {
   const wire = decode(data) as Wire;
-  if (wire.e) return { count: wire.n as number, entries: (wire.e as Wire[]).map(entryFromWire) };
-  return {
-    count: wire.n as number,
-    pages: (wire.p as [unknown, number, Uint8Array][]).map(([first, count, id]) => {
-      const name = nameFromWire(first);
-      if (name === undefined) throw new IntegrityError('malformed directory page index');
-      return { first: name, count, id: buf(id) };
-    }),
-  };
+  if (wire.e) return { count: wire.n as number, entries: inNameOrder((wire.e as Wire[]).map(entryFromWire)) };
+  const pages = (wire.p as [unknown, number, Uint8Array][]).map(([first, count, id]) => {
+    const name = nameFromWire(first);
+    if (name === undefined) throw new IntegrityError('malformed directory page index');
+    return { first: name, count, id: buf(id) };
+  });
+  inNameOrder(pages.map((page) => ({ name: page.first })));
+  return { count: wire.n as number, pages };
+}
+
+/**
+ * A directory's entries as the builder writes them: sorted, each name once. A directory that
+ * named one twice (only a writer holding the key could seal one) would have a restore or an
+ * archive take the second through the first: `a` a symlink out of the target, then `a/f`.
+ */
+export function inNameOrder<T extends { name: string }>(entries: T[]): T[] {
+  for (let i = 1; i < entries.length; i++) {
+    if (compareNames(entries[i - 1]!.name, entries[i]!.name) >= 0) throw new IntegrityError('directory entries out of order or named twice');
+  }
+  return entries;
 }
 
 export function encodePage(entries: Entry[]): Buffer {
@@ -226,7 +237,7 @@ export function encodePage(entries: Entry[]): Buffer {
 }
 
 export function decodePage(data: Buffer): Entry[] {
-  return ((decode(data) as Wire).e as Wire[]).map(entryFromWire);
+  return inNameOrder(((decode(data) as Wire).e as Wire[]).map(entryFromWire));
 }
 
 export function encodeChunkList(chunks: ChunkRef[]): Buffer {
