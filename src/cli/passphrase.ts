@@ -5,8 +5,9 @@ import { KlosetError, systemReason } from '../errors.js';
 async function promptHidden(question: string, kind: PassphraseKind): Promise<string> {
   const stdin = process.stdin;
   if (!stdin.isTTY) throw new KlosetError(`a ${kind.label} is needed: set ${kind.envNames[0]} or use ${kind.fileOption}`);
-  process.stderr.write(question);
+  // Echo off before the question shows: an answer typed as soon as it appears must not reach the screen.
   stdin.setRawMode(true);
+  process.stderr.write(question);
   stdin.resume();
   stdin.setEncoding('utf8');
   return new Promise((resolve, reject) => {
