@@ -1,6 +1,9 @@
 import { promises as fs } from 'node:fs';
 import { KlosetError, systemReason } from '../errors.js';
 
+/** What was typed or pasted after the line a prompt took: the next prompt's answer (both lines of a paste). */
+let typedAhead = '';
+
 /** Reads a line from the terminal without echo. */
 async function promptHidden(question: string, kind: PassphraseKind): Promise<string> {
   const stdin = process.stdin;
@@ -12,29 +15,37 @@ async function promptHidden(question: string, kind: PassphraseKind): Promise<str
   stdin.setEncoding('utf8');
   return new Promise((resolve, reject) => {
     let value = '';
-    const onData = (text: string) => {
-      for (const ch of text) {
+    /** True once the line is complete (or interrupted). */
+    const consume = (text: string): boolean => {
+      for (let i = 0; i < text.length; i++) {
+        const ch = text[i]!;
         if (ch === '\r' || ch === '\n' || ch === '\u0004') {
+          const rest = text.slice(i + 1);
+          typedAhead = ch === '\r' && rest.startsWith('\n') ? rest.slice(1) : rest;
           done();
           resolve(value);
-          return;
+          return true;
         }
         if (ch === '\u0003') {
           done();
           reject(new KlosetError('interrupted', { exitCode: 130 }));
-          return;
+          return true;
         }
         if (ch === '\u007f' || ch === '\b') value = value.slice(0, -1);
         else value += ch;
       }
+      return false;
     };
+    const onData = (text: string) => void consume(text);
     const done = () => {
       stdin.off('data', onData);
       stdin.setRawMode(false);
       stdin.pause();
       process.stderr.write('\n');
     };
-    stdin.on('data', onData);
+    const ahead = typedAhead;
+    typedAhead = '';
+    if (!consume(ahead)) stdin.on('data', onData);
   });
 }
 

@@ -8,7 +8,7 @@ import { BIN, kloset, tempDir } from '../helpers/cli.js';
  * Runs the CLI on a pseudo-terminal (util-linux script) and answers each prompt
  * as soon as it shows, as a quick typist or an expect script does.
  */
-function answerPrompts(args: string[], env: NodeJS.ProcessEnv, answers: string[]): Promise<{ code: number | null; output: string }> {
+function answerPrompts(args: string[], env: NodeJS.ProcessEnv, answers: string[], { pasted = false } = {}): Promise<{ code: number | null; output: string }> {
   const command = [BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
   const child = spawn('script', ['-qfec', command, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
   let output = '';
@@ -16,6 +16,11 @@ function answerPrompts(args: string[], env: NodeJS.ProcessEnv, answers: string[]
   child.stdout.on('data', (data: Buffer) => {
     output += data.toString('utf8');
     const prompts = output.match(/passphrase(?: \(again\))?: /g)?.length ?? 0;
+    // Pasted: every answer at once, on the first prompt, as a paste of two lines sends them.
+    if (pasted && prompts > 0 && answered === 0) {
+      child.stdin.write(answers.map((answer) => `${answer}\r\n`).join(''));
+      answered = answers.length;
+    }
     while (answered < prompts && answered < answers.length) child.stdin.write(`${answers[answered++]}\n`);
   });
   child.stdin.on('error', () => undefined);
@@ -54,4 +59,14 @@ describe('the passphrase prompt', () => {
       expect(listed.code).toBe(0);
     }
   }, 120_000);
+
+  it('takes both lines of a paste, the second as the answer to the second question', async () => {
+    const store = path.join(dir, 'pasted');
+    const secret = 'pasted secret';
+    const { code, output } = await answerPrompts(['at', store, 'create'], env, [secret, secret], { pasted: true });
+    expect(output).not.toContain('do not match');
+    expect(output).not.toContain(secret);
+    expect(code).toBe(0);
+    expect((await kloset(['at', store, 'ls'], { env: { KLOSET_PASSPHRASE: secret } })).code).toBe(0);
+  }, 60_000);
 });
