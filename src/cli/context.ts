@@ -1,6 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
-import { KlosetError } from '../errors.js';
+import { failureText, KlosetError } from '../errors.js';
 import { StoreLock, StoreLockedError, type LockKind } from '../kloset/locks.js';
 import { CONFIG_KEY, Repository, type PassphraseProvider } from '../kloset/repository.js';
 import type { BlobStore } from '../storage/blobstore.js';
@@ -108,15 +108,27 @@ export class CliContext {
       lock = await StoreLock.acquire(repository, kind, command);
     } catch (err) {
       if (!reader || err instanceof StoreLockedError) throw err;
-      this.warn(`cannot lock the store (${err instanceof Error ? err.message : String(err)}): reading without a lock`);
+      this.warn(`cannot lock the store (${failureText(err)}): reading without a lock`);
     }
     try {
       if (loadIndex) await repository.loadIndex();
     } catch (err) {
-      await lock?.release().catch(() => undefined);
+      await this.release(lock);
       throw err;
     }
     return { repository, lock };
+  }
+
+  /**
+   * Releases the command's lock. One the store will not delete (credentials that may write but
+   * not delete, as a policy without s3:DeleteObject) is said, since it holds back rm and prune.
+   */
+  async release(lock: StoreLock | undefined): Promise<void> {
+    try {
+      await lock?.release();
+    } catch (err) {
+      this.warn(`cannot remove this command's lock from the store (${failureText(err)}): it holds back rm and prune until 'kloset unlock' removes it`);
+    }
   }
 
   /** The store's passphrase, from where the options, its alias or the environment say (asked for on a terminal otherwise). */

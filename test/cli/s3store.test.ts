@@ -423,6 +423,28 @@ describe('a store on S3 behind a faulty network', () => {
     expect(proxy.requests.POST ?? 0).toBe(0); // no multipart for default-sized packs
   });
 
+  it('says so when credentials that may not delete leave the lock of a backup behind, and still succeeds', async () => {
+    await s3.createBucket('no-delete-bucket');
+    const { kloset } = await sandbox();
+    await configureStoreAlias(kloset, 'nodelete', 's3://no-delete-bucket/kloset', proxy.endpoint);
+    expect((await kloset(['at', '@nodelete', 'create'])).code).toBe(0);
+    const source = path.join(work, 'no-delete-source');
+    await makeSource(source, 'no-delete');
+    // A policy granting s3:PutObject and s3:GetObject but not s3:DeleteObject, as the AWS page's example does.
+    proxy.clearRules();
+    proxy.addRule({ method: 'DELETE', fault: 'error', status: 403, code: 'AccessDenied', message: 'Access Denied', every: 1 });
+    try {
+      const backup = await kloset(['at', '@nodelete', 'backup', source]);
+      expect(backup.code).toBe(0);
+      expectNoStackTrace(backup);
+      expect(backup.stderr).toMatch(/^warning: cannot remove this command's lock from the store \([^\n]*access denied[^\n]*\): it holds back rm and prune until 'kloset unlock' removes it\n$/);
+    } finally {
+      proxy.clearRules();
+    }
+    const unlock = await kloset(['at', '@nodelete', 'unlock']);
+    expect(unlock.code).toBe(0);
+  }, 60_000);
+
   it('aborts the multipart uploads of a restore into a bucket stopped with Ctrl-C, so none is left to be billed for', async () => {
     await s3.createBucket('interrupted-dest');
     const { kloset, home, env } = await sandbox();

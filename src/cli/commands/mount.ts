@@ -111,7 +111,7 @@ export function registerMountCommand(program: Command, context: () => CliContext
           closeLog = close;
           // Held while mounted: a prune must not remove what a reader may still open.
           const { repository, lock } = await ctx.lockedRepository('shared', 'a mount', { reader: true });
-          releaseLock = async () => lock?.release().catch(() => undefined);
+          releaseLock = () => ctx.release(lock);
           let target: MountTarget;
           if (snapshot) {
             const ref = parseSnapshotRef(snapshot);

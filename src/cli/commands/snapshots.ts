@@ -402,7 +402,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
             };
           }
         } catch (err) {
-          await lock?.release().catch(() => undefined);
+          await ctx.release(lock);
           throw err;
         }
         // Chosen under the lock: a prune cannot have removed what the parent refers to.
@@ -410,7 +410,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           ? await listSnapshots(repository, ctx.onDamagedSnapshot).then(
               (headers) => headers.filter((h) => h.importer === importer.type && h.origin === importer.origin && h.source === importer.source).pop(),
               async (err: unknown) => {
-                await lock?.release().catch(() => undefined);
+                await ctx.release(lock);
                 throw err;
               },
             )
@@ -468,7 +468,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           scanning.abort();
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
-          await lock?.release().catch(() => undefined);
+          await ctx.release(lock);
         }
       }),
     );
@@ -712,7 +712,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           return lost ? ExitCode.PARTIAL : ExitCode.OK;
         } finally {
           await destination?.discard().catch(() => undefined);
-          await lock?.release().catch(() => undefined);
+          await ctx.release(lock);
         }
       }),
     );
@@ -795,7 +795,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           if (requests) ctx.info(requests);
           return result.errors ? ExitCode.PARTIAL : ExitCode.OK;
         } finally {
-          await lock?.release().catch(() => undefined);
+          await ctx.release(lock);
         }
       }),
     );

@@ -98,7 +98,7 @@ export function registerUiCommand(program: Command, context: () => CliContext, r
           }
           ctx.info('kloset ui: stopped');
         } finally {
-          await lock?.release().catch(() => undefined);
+          await ctx.release(lock);
         }
       }),
     );

@@ -151,10 +151,10 @@ function backoff(attempt: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(2000, 100 * 2 ** attempt)));
 }
 
-export function parseGlacierPolicy(value: string | undefined): GlacierPolicy {
+export function parseGlacierPolicy(value: string | undefined, key = 'glacier'): GlacierPolicy {
   if (value === undefined || value === '' || value === 'skip') return 'skip';
   if (value === 'fail') return 'fail';
-  throw new UsageError(`glacier must be 'skip' or 'fail', not '${value}'`);
+  throw new UsageError(`${key} must be 'skip' or 'fail', not '${value}'`);
 }
 
 /**
@@ -217,7 +217,7 @@ export class S3Importer implements Importer {
 
   /** From a location and an alias's keys (see client.ts), plus `glacier` (or `glacier_objects`): skip | fail. */
   static fromConfig(uri: string, options: Readonly<Record<string, string>> = {}, env: NodeJS.ProcessEnv = process.env): S3Importer {
-    const glacier = parseGlacierPolicy(options.glacier ?? options.glacier_objects);
+    const glacier = parseGlacierPolicy(options.glacier ?? options.glacier_objects, options.glacier !== undefined ? 'glacier' : 'glacier_objects');
     const settings = connectorSettings(uri, options, env);
     return new S3Importer(settings.client, settings.location, { endpoint: settings.endpoint, glacier });
   }
