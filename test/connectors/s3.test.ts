@@ -36,6 +36,8 @@ const { Repository: RepositoryClass } = (await load('kloset/repository.js')) as 
 const { backup } = (await load('snapshot/builder.js')) as typeof import('../../src/snapshot/builder.js');
 const { SnapshotReader: SnapshotReaderClass } = (await load('snapshot/reader.js')) as typeof import('../../src/snapshot/reader.js');
 const { restore } = (await load('snapshot/restore.js')) as typeof import('../../src/snapshot/restore.js');
+const { listSnapshots } = (await load('snapshot/header.js')) as typeof import('../../src/snapshot/header.js');
+const { KlosetError } = (await load('errors.js')) as typeof import('../../src/errors.js');
 const { compareNames } = (await load('snapshot/tree.js')) as typeof import('../../src/snapshot/tree.js');
 const { LocalBlobStore } = (await load('storage/local.js')) as typeof import('../../src/storage/local.js');
 
@@ -443,6 +445,21 @@ describe('S3 source', () => {
   it('reports a missing bucket in one line', async () => {
     const repository = await newRepository();
     await expect(backup(repository, importer('s3://no-such-bucket'))).rejects.toThrow('s3://no-such-bucket: no such bucket');
+  });
+
+  it('refuses a prefix with nothing under it, or one that names an object, rather than store an empty snapshot', async () => {
+    const repository = await newRepository();
+    await expect(backup(repository, importer('s3://source/no-such-prefix'))).rejects.toThrow(
+      new KlosetError('s3://source/no-such-prefix/: no object under this prefix: nothing to back up'),
+    );
+    await expect(backup(repository, importer('s3://source/photos/2024/img 01.jpg'))).rejects.toThrow(
+      new KlosetError('s3://source/photos/2024/img 01.jpg: an object, not a prefix: back up the prefix that holds it'),
+    );
+    expect(await listSnapshots(repository, () => undefined)).toEqual([]);
+    // An empty bucket is a bucket: its snapshot is empty.
+    await s3.createBucket('empty-bucket');
+    const { header } = await backupOf(repository, importer('s3://empty-bucket'));
+    expect(header.stats.files).toBe(0);
   });
 });
 

@@ -231,6 +231,20 @@ export class S3Importer implements Importer {
       }
       throw s3Error(err, `s3://${this.bucket}`);
     }
+    // S3 has no directories: a prefix with nothing under it is most likely mistyped, or names an object.
+    // As a missing directory fails a backup, and rclone's "directory not found", it is no empty snapshot.
+    if (this.prefix !== '' && !(await this.probe(this.prefix))) {
+      const key = this.prefix.slice(0, -1);
+      const isObject = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })).then(
+        () => true,
+        () => false,
+      );
+      throw new KlosetError(
+        isObject
+          ? `${objectUri(this.bucket, key)}: an object, not a prefix: back up the prefix that holds it`
+          : `${objectUri(this.bucket, this.prefix)}: no object under this prefix: nothing to back up`,
+      );
+    }
     return this.directoryEntry('', this.prefix);
   }
 
