@@ -159,6 +159,8 @@ export async function main(argv: string[]): Promise<number> {
     registerMountCommand(program, () => current, run, argv);
     registerUiCommand(program, () => current, run);
     registerConfigCommands(program, () => current.aliases, out);
+    // Plakar's `plakar version`, beside -V/--version.
+    program.command('version').description('print the version').action(() => void out(packageVersion()));
     const { store, rest } = splitStore(normalizeArgs(configValueAsOperand(argv), longOptionNames(program)));
     current = new CliContext(store, out, err);
     context = current;

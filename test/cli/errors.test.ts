@@ -244,6 +244,22 @@ describe('usage errors', () => {
     expect(help.stdout).toMatch(/^Usage: kloset ls /);
   });
 
+  it("restore -to - is refused, exit 2, rather than make a directory named '-'", async () => {
+    const cwd = path.join(work, 'dash-cwd');
+    await fs.mkdir(cwd);
+    const result = await kloset(['at', store, 'restore', '-to', '-', id], { cwd });
+    expect(result.code).toBe(2);
+    expectOneLineError(result, /restore writes files, not a stream: 'kloset archive -output -'/);
+    expect(await fs.readdir(cwd)).toEqual([]);
+  });
+
+  it('version prints the version, as -V and --version do', async () => {
+    const version = await kloset(['version']);
+    expect(version.code).toBe(0);
+    expect(version.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
+    expect((await kloset(['--version'])).stdout).toBe(version.stdout);
+  });
+
   it("'at' without a store is a usage error, exit 2", async () => {
     const result = await kloset(['at']);
     expect(result.code).toBe(2);

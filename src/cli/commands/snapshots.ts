@@ -734,6 +734,8 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const ctx = context();
         const include = patternsWithFiles(opts.include, opts.includeFile);
         const selection = restoreSelection(include, patternsWithFiles(opts.exclude, opts.excludeFile));
+        // As for tar and cp, `-` would stand for standard output: a directory of that name is no one's intent.
+        if (opts.to === '-') throw new UsageError("restore writes files, not a stream: 'kloset archive -output -' writes a snapshot to standard output (or use -to ./- for a directory named '-')");
         const { location, options: destinationOptions } = await resolveLocation(opts.to ?? '.', 'destination', ctx.aliases);
         const toS3 = /^s3:\/\//i.test(location);
         if (!toS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${withoutPassword(location)}: unsupported destination`);
