@@ -344,7 +344,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
   program
     .command('create')
     .description('create a new store (encrypted unless -plaintext)')
-    .option('--plaintext', 'no encryption: blobs are still compressed and authenticated')
+    .option('--plaintext', 'no encryption: blobs are still compressed, and MACed against damage (not tampering)')
     .option('--no-encryption', 'same as --plaintext')
     .action((opts: { plaintext?: boolean; encryption?: boolean }) =>
       run(async () => {
