@@ -501,5 +501,3 @@ function errorCode(err: unknown): string | undefined {
   const code = isPlainObject(err) ? err.code : undefined;
   return typeof code === 'string' ? code : undefined;
 }
-
-
