@@ -36,6 +36,9 @@ function readSpan(text: string, units: Record<string, Unit>): CalendarSpan | und
 export function parseSpan(text: string, option: string): CalendarSpan {
   const span = readSpan(text, KEEP_WITHIN_UNITS);
   if (!span) throw new UsageError(`${option}: ${JSON.stringify(text)} is not a span such as 30d, 2w, 6m or 1y2m (y, m for months, w, d, h)`);
+  // Nothing is taken less than no time before the newest snapshot, not even the newest itself: a zero span would
+  // keep nothing, where restic reads it as no --keep-within at all.
+  if (Object.values(span).every((n) => n === 0)) throw new UsageError(`${option}: ${JSON.stringify(text)} is no span at all: it would keep no snapshot`);
   checkSpan(span, text, option);
   return span;
 }

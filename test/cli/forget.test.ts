@@ -165,6 +165,9 @@ describe('rm refuses what it cannot read, in one line, and removes nothing', () 
     [['--keep-daily', '0'], /--keep-daily <n>.* '0' is invalid/],
     [['--keep-weekly', 'two'], /--keep-weekly <n>.* 'two' is invalid/],
     [['--keep-within', '1q'], /--keep-within: "1q" is not a span/],
+    // A zero span kept nothing, not even the newest snapshot: restic reads it as no policy.
+    [['--keep-within', '0d'], /--keep-within: "0d" is no span at all/],
+    [['--keep-within', '0y0m0h'], /--keep-within: "0y0m0h" is no span at all/],
     // Past the calendar, a span gave an invalid date that no snapshot was "within": everything went.
     [['--keep-within', '300000y'], /--keep-within: "300000y" reaches past the calendar/],
     [['--keep-within', '999999999999999999999999d'], /--keep-within: "999999999999999999999999d" reaches past the calendar/],

@@ -165,6 +165,10 @@ describe('time specifications', () => {
     expect(spanBefore(at(2026, 4, 1, 0, 30), parseSpan('1m1h', 'x'))).toEqual(at(2026, 2, 28, 23, 30));
   });
 
+  it('a --keep-within span of no time is refused: it would keep no snapshot at all', () => {
+    for (const text of ['0d', '0h', '0y0m0w0d0h']) expect(() => parseSpan(text, '--keep-within')).toThrow(/is no span at all/);
+  });
+
   it('-before and -since take a span back from now, a local date or time, or RFC 3339', () => {
     expect(parseMoment('30d', '-before', now)).toEqual(at(2026, 3, 1, 15, 30));
     expect(parseMoment('2mo', '-before', now)).toEqual(at(2026, 1, 31, 15, 30));
