@@ -172,6 +172,10 @@ describe('rm refuses what it cannot read, in one line, and removes nothing', () 
     [['--keep-within', '300000y'], /--keep-within: "300000y" reaches past the calendar/],
     [['--keep-within', '999999999999999999999999d'], /--keep-within: "999999999999999999999999d" reaches past the calendar/],
     [['-before', '99999999999y'], /-before: "99999999999y" reaches past the calendar/],
+    // Dropped without a word, an empty set lost a keep rule, or a selection (restic: the snapshots without tags).
+    [['--keep-last', '1', '--keep-tag', ''], /--keep-tag "" names no tag/],
+    [['--keep-last', '1', '--keep-tag', 'release', '--keep-tag', ','], /--keep-tag "," names no tag/],
+    [['--keep-last', '1', '-tag', ''], /-tag "" names no tag/],
     [['--keep-last', '1', '--group-by', 'host,colour'], /--group-by: unknown field "colour"/],
   ])('rm %j', async (args, message) => {
     const result = await kloset(['at', store, 'rm', ...args]);

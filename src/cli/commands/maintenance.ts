@@ -27,7 +27,21 @@ interface RmFlags extends FilterFlags {
   prune?: boolean;
 }
 
+/**
+ * An empty tag set (`--keep-tag ''`, `-tag ''`) is refused, not dropped: restic reads it as "the snapshots
+ * without tags", so dropping it would keep fewer snapshots than asked (a keep rule gone) or apply the
+ * policy to more (a selection gone).
+ */
+function refuseEmptyTagSets(flags: RmFlags): void {
+  for (const [option, values] of [['--keep-tag', flags.keepTag], ['-tag', flags.tag]] as const) {
+    for (const value of values ?? []) {
+      if (parseTags(value).length === 0) throw new UsageError(`${option} ${JSON.stringify(value)} names no tag`);
+    }
+  }
+}
+
 function policyFrom(flags: RmFlags): RetentionPolicy {
+  refuseEmptyTagSets(flags);
   return {
     last: flags.keepLast,
     hourly: flags.keepHourly,
@@ -36,7 +50,7 @@ function policyFrom(flags: RmFlags): RetentionPolicy {
     monthly: flags.keepMonthly,
     yearly: flags.keepYearly,
     within: flags.keepWithin === undefined ? undefined : parseSpan(flags.keepWithin, '--keep-within'),
-    tags: (flags.keepTag ?? []).map((set) => parseTags(set)).filter((set) => set.length > 0),
+    tags: (flags.keepTag ?? []).map((set) => parseTags(set)),
   };
 }
 
