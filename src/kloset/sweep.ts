@@ -68,6 +68,11 @@ export async function planSweep(repository: Repository, live: Set<string>): Prom
   return plan;
 }
 
+/** Why a plan with blobs in use that no pack of the store holds is not carried out. */
+export function missingMessage(missing: number): string {
+  return `${missing} blobs in use are missing from the index or from the store's packs: nothing was removed (run check)`;
+}
+
 /**
  * Carries out a plan. The order keeps every snapshot readable if it stops
  * at any point: blobs in use are first copied into new packs, then one
@@ -82,7 +87,7 @@ export async function sweep(
   beforeRemoving?: () => Promise<void>,
 ): Promise<SweepResult> {
   if (plan.missing > 0) {
-    throw new IntegrityError(`${plan.missing} blobs in use are missing from the index: nothing was removed (run check)`);
+    throw new IntegrityError(missingMessage(plan.missing));
   }
   const leaving = new Set([...plan.deletePacks, ...plan.repackPacks].map((p) => p.key));
   if (leaving.size === 0) return { ...plan, writtenBytes: 0 };

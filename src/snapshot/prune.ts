@@ -1,7 +1,7 @@
-import { KlosetError } from '../errors.js';
+import { IntegrityError, KlosetError } from '../errors.js';
 import type { Repository } from '../kloset/repository.js';
 import { BlobType } from '../kloset/sealing.js';
-import { planSweep, sweep, type SweepPlan, type SweepResult } from '../kloset/sweep.js';
+import { missingMessage, planSweep, sweep, type SweepPlan, type SweepResult } from '../kloset/sweep.js';
 import { listSnapshots, snapshotIds } from './header.js';
 import { decodeChunkList, decodeDirectory, decodePage, type Entry } from './tree.js';
 
@@ -87,6 +87,8 @@ export async function prune(repository: Repository, options: PruneOptions = {}):
     options.onProgress,
   );
   const plan = await planSweep(repository, live);
+  // The sweep refuses such a plan: a dry run must say so too, rather than list what prune would never remove.
+  if (plan.missing > 0) throw new IntegrityError(missingMessage(plan.missing));
   const marked = new Set(headers.map((h) => h.id.toString('hex')));
   // A snapshot committed since the marking may need what the plan removes: stop then, with `outcome` said.
   const stopIfAnotherWriter = async (outcome: string) => {

@@ -200,6 +200,37 @@ describe('prune that stops half-way', () => {
   });
 });
 
+describe('prune with blobs in use that the store no longer holds', () => {
+  it('refuses, and so does its dry run, rather than list what prune would never remove', async () => {
+    const source = path.join(work, 'lostpack-source');
+    const store = path.join(work, 'lostpack-store');
+    await fs.mkdir(source);
+    await writeRandomFile(path.join(source, 'big.bin'), 40 * MiB);
+    expect((await kloset(['at', store, 'create'])).code).toBe(0);
+    expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+    // A pack of chunks only (the directories and chunk lists are written last) that the remaining snapshot
+    // still needs: marking reads no blob of it, and a sweep would lose what it holds.
+    const repository = await openBuiltStore(store);
+    const chunksOnly = new Map<string, boolean>();
+    for (const [, location] of repository.index) {
+      const id = location.packId.toString('hex');
+      chunksOnly.set(id, (chunksOnly.get(id) ?? true) && location.type === 1);
+    }
+    const dry = await kloset(['at', store, 'prune', '-n']);
+    expect(dry.code).toBe(0);
+    const lostId = [...chunksOnly].find(([, only]) => only)![0];
+    await fs.rm((await packFiles(store)).find((pack) => pack.id === lostId)!.file);
+    const before = await storeListing(store);
+    for (const args of [['prune', '-n'], ['prune'], ['rm', '--keep-last', '1', '--prune', '-n']]) {
+      const result = await kloset(['at', store, ...args]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(/blobs in use are missing from the index or from the store's packs: nothing was removed/);
+      expect(result.stdout).not.toMatch(/would remove \d+ pack/);
+    }
+    expect(await storeListing(store)).toEqual(before);
+  });
+});
+
 describe('prune beside other commands', () => {
   it('refuses while a mount reads the store, and a backup refuses while prune holds it', async () => {
     const { store, source, first } = await twoSnapshots('locks');
