@@ -1,4 +1,5 @@
 import { joinPath } from '../connectors/importer.js';
+import { IntegrityError, NotFoundError } from '../errors.js';
 import { packKey } from '../kloset/packfile.js';
 import type { Repository } from '../kloset/repository.js';
 import { BlobType } from '../kloset/sealing.js';
@@ -60,6 +61,19 @@ export async function verifySnapshot(
   onDamage: (damage: DamagedPath) => void,
 ): Promise<void> {
   const report = (path: string, reason: string) => onDamage({ snapshot, path: '/' + path, reason });
+  /**
+   * A directory, page or chunk list read to go on walking. Its pack may not have been read whole (a
+   * --read-data-subset or --no-read-data check): then this read is what finds it damaged or gone, which
+   * is reported as such, and the walk goes on with the rest.
+   */
+  const read = async <T>(id: Buffer, type: BlobType, decode: (data: Buffer) => T): Promise<T | undefined> => {
+    try {
+      return decode(await repository.getBlob(id, type));
+    } catch (err) {
+      if (err instanceof IntegrityError || err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+  };
 
   const checkFile = async (path: string, entry: Entry) => {
     const content = entry.content;
@@ -67,8 +81,9 @@ export async function verifySnapshot(
     let chunks;
     if ('chunks' in content) chunks = content.chunks;
     else {
-      if (!(await judge.sound(content.list))) return report(path, 'chunk list damaged or missing');
-      chunks = decodeChunkList(await repository.getBlob(content.list, BlobType.content));
+      const list = (await judge.sound(content.list)) ? await read(content.list, BlobType.content, decodeChunkList) : undefined;
+      if (!list) return report(path, 'chunk list damaged or missing');
+      chunks = list;
     }
     const verdicts = await Promise.all(chunks.map((c) => judge.sound(c.id)));
     const bad = verdicts.filter((ok) => !ok).length;
@@ -76,17 +91,18 @@ export async function verifySnapshot(
   };
 
   const walk = async (path: string, dir: Entry): Promise<void> => {
-    if (!dir.tree || !(await judge.sound(dir.tree))) return report(path, 'directory damaged or missing');
-    const node = decodeDirectory(await repository.getBlob(dir.tree, BlobType.tree));
+    const node = dir.tree && (await judge.sound(dir.tree)) ? await read(dir.tree, BlobType.tree, decodeDirectory) : undefined;
+    if (!node) return report(path, 'directory damaged or missing');
     const pages: Entry[][] = [];
     if ('entries' in node) pages.push(node.entries);
     else {
       for (const page of node.pages) {
-        if (!(await judge.sound(page.id))) {
+        const entries = (await judge.sound(page.id)) ? await read(page.id, BlobType.treePage, decodePage) : undefined;
+        if (!entries) {
           report(path, `directory page from ${JSON.stringify(page.first)} damaged`);
           continue;
         }
-        pages.push(decodePage(await repository.getBlob(page.id, BlobType.treePage)));
+        pages.push(entries);
       }
     }
     for (const entries of pages) {

@@ -6,6 +6,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { loadBuilt, openBuiltStore } from '../helpers/built.js';
 import { tempDir } from '../helpers/cli.js';
 import { expectOneLineError, flipByte, klosetWith, MiB, packFiles, writeRandomFile } from '../helpers/fixtures.js';
 
@@ -81,6 +82,26 @@ describe('check --read-data-subset', () => {
     }
     // Reading no data cannot see it.
     expect((await kloset(['at', store, 'check', '--no-read-data'])).code).toBe(0);
+  });
+});
+
+describe('a damaged directory in a pack the check does not read', () => {
+  it('is named, and every other snapshot is still checked, the summary printed', async () => {
+    const ids = (JSON.parse((await kloset(['at', store, 'ls', '--json'])).stdout) as { id: string }[]).map((h) => h.id);
+    const { readSnapshotHeader } = (await loadBuilt('snapshot/header.js')) as typeof import('../../src/snapshot/header.js');
+    const repository = await openBuiltStore(store, { loadIndex: true });
+    // The second backup's root directory, in the second backup's pack; no other snapshot has that directory.
+    const root = (await readSnapshotHeader(repository, Buffer.from(ids[1], 'hex'))).root.tree!;
+    const location = (await repository.find(root))!;
+    const pack = packs.find((p) => p.id === location.packId.toString('hex'))!;
+    await flipByte(pack.file, () => location.offset + (location.length >> 1));
+    const unread = groupOf(pack.id, 2) === 1 ? 2 : 1;
+    for (const args of [['--read-data-subset', `${unread}/2`], ['--no-read-data']]) {
+      const check = await kloset(['at', store, 'check', ...args]);
+      expect(check.code, args.join(' ')).toBe(1);
+      expect(check.stderr).toBe(`damaged: snapshot ${ids[1].slice(0, 8)}: /: directory damaged or missing\n`);
+      expect(check.stdout).toMatch(new RegExp(`${BACKUPS} snapshots verified in .*: 1 damaged path in 1 snapshot$`, 'm'));
+    }
   });
 });
 
