@@ -1,3 +1,4 @@
+import { IntegrityError, NotFoundError } from '../errors.js';
 import { shownName } from './names.js';
 import type { SnapshotReader } from './reader.js';
 import type { Entry } from './tree.js';
@@ -15,12 +16,27 @@ type Listing = { name: string; matched: boolean; directory?: Entry }[];
 export class Locator {
   private readonly known = new Map<string, Listing>();
 
-  constructor(private readonly match: (name: string) => boolean) {}
+  /**
+   * `onDamaged` is told of each directory that cannot be read (damaged, or its pack gone): the search
+   * goes on without what it holds rather than stop, so the other directories and snapshots are still searched.
+   */
+  constructor(
+    private readonly match: (name: string) => boolean,
+    private readonly onDamaged?: (dirPath: string, err: Error) => void,
+  ) {}
 
   /** Matching paths under `dir`, an entry of `reader`'s snapshot at `dirPath`, in `ls -R` order; directories end with a slash. */
   async *find(reader: SnapshotReader, dir: Entry, dirPath: string): AsyncGenerator<string> {
     const prefix = dirPath.endsWith('/') ? dirPath : `${dirPath}/`;
-    for (const child of await this.listing(reader, dir)) {
+    let listing: Listing;
+    try {
+      listing = await this.listing(reader, dir);
+    } catch (err) {
+      if (!this.onDamaged || !(err instanceof IntegrityError || err instanceof NotFoundError)) throw err;
+      this.onDamaged(dirPath, err);
+      return;
+    }
+    for (const child of listing) {
       if (child.matched) yield child.directory ? `${prefix}${child.name}/` : prefix + child.name;
       if (child.directory) yield* this.find(reader, child.directory, prefix + child.name);
     }

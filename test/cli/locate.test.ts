@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBuilt, openBuiltStore } from '../helpers/built.js';
-import { expectOneLineError, storeWithTwoSnapshots, type TwoSnapshots } from '../helpers/fixtures.js';
+import { expectOneLineError, flipByte, storeWithTwoSnapshots, type TwoSnapshots } from '../helpers/fixtures.js';
 
 let work: string;
 let store: string;
@@ -104,5 +104,44 @@ describe('locate', () => {
     const result = await kloset(['at', store, 'locate', 'etc/*.conf']);
     expectOneLineError(result, /"etc\/\*\.conf": patterns match names, not paths/);
     expect(result.code).toBe(2);
+  });
+});
+
+describe('locate in a store with a damaged directory', () => {
+  it('names the directory it cannot read, still searches every other one and every snapshot, and exits partial', async () => {
+    const damaged = await storeWithTwoSnapshots(
+      'kloset-locate-damaged-',
+      async (source) => {
+        await fs.mkdir(path.join(source, 'a'));
+        await fs.mkdir(path.join(source, 'b'));
+        await fs.writeFile(path.join(source, 'a/x.conf'), 'x\n');
+        await fs.writeFile(path.join(source, 'b/y.conf'), 'y\n');
+      },
+      async (source) => {
+        await fs.writeFile(path.join(source, 'b/z.conf'), 'z\n');
+      },
+    );
+    try {
+      const { listSnapshots } = (await loadBuilt('snapshot/header.js')) as typeof import('../../src/snapshot/header.js');
+      const { SnapshotReader } = (await loadBuilt('snapshot/reader.js')) as typeof import('../../src/snapshot/reader.js');
+      const repository = await openBuiltStore(damaged.store);
+      const [header] = await listSnapshots(repository);
+      // Directory a is the same in both snapshots: one blob, damaged for both.
+      const tree = (await new SnapshotReader(repository, header).lookup('/a')).tree!;
+      const location = (await repository.find(tree))!;
+      await repository.store.close();
+      const id = location.packId.toString('hex');
+      await flipByte(path.join(damaged.store, 'packs', id.slice(0, 2), id), () => location.offset + (location.length >> 1));
+
+      const result = await damaged.kloset(['at', damaged.store, 'locate', '*.conf']);
+      expect(result.stdout).toBe(`${damaged.first}:/b/y.conf\n${damaged.second}:/b/y.conf\n${damaged.second}:/b/z.conf\n`);
+      const lines = result.stderr.trim().split('\n');
+      expect(lines).toHaveLength(2);
+      expect(lines[0]).toMatch(new RegExp(`^damaged: snapshot ${damaged.first}: /a: directory cannot be read, not searched: .*authentication failed`));
+      expect(lines[1]).toMatch(new RegExp(`^damaged: snapshot ${damaged.second}: /a: directory cannot be read`));
+      expect(result.code).toBe(3);
+    } finally {
+      await fs.rm(damaged.work, { recursive: true, force: true });
+    }
   });
 });

@@ -612,14 +612,25 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const headers = opts.snapshot
           ? [await resolveSnapshot(repository, opts.snapshot, ctx.onDamagedSnapshot)]
           : filterSnapshots(await listSnapshots(repository, ctx.onDamagedSnapshot), filter);
-        const locator = new Locator((name) => matchers.some((m) => m(name)));
+        let current: SnapshotHeader | undefined;
+        let damaged = 0;
+        // A directory that cannot be read is named and searched no further; the rest still is, and the exit code says partial.
+        const locator = new Locator(
+          (name) => matchers.some((m) => m(name)),
+          (dirPath, err) => {
+            damaged++;
+            ctx.err(`damaged: snapshot ${shortId(current!.id)}: ${dirPath}: directory cannot be read, not searched: ${err.message}`);
+          },
+        );
         let found = 0;
         for (const header of headers) {
+          current = header;
           for await (const match of locator.find(new SnapshotReader(repository, header), header.root, '/')) {
             ctx.out(`${shortId(header.id)}:${match}`);
             found++;
           }
         }
+        if (damaged) return ExitCode.PARTIAL;
         // As locate(1) and grep: nothing found is status 1, without a message.
         return found ? ExitCode.OK : ExitCode.FAILURE;
       }),
