@@ -57,6 +57,9 @@ export async function verifyBlob(repository: Repository, id: Buffer, location: B
   }
 }
 
+/** Of every pack (listed or indexed), which to read whole. */
+export type PackSubset = (packIds: Buffer[]) => (packId: Buffer) => boolean;
+
 /**
  * Reads every indexed pack whole (one request per pack), or those
  * `readPack` picks, checks its SHA-256 name, then every blob the index
@@ -68,8 +71,8 @@ export async function verifyPacks(
   /** `estimate`: the bytes of all packs to read, from the index (trailers left out). */
   onProgress?: (done: { packs: number; bytes: number; estimate: number }) => void,
   only?: Set<string>,
-  /** The packs to read whole (all when absent); the others are only looked up in the store's listing. */
-  readPack?: (packId: Buffer) => boolean,
+  /** Given every pack, those to read whole (all when absent); the others are only looked up in the store's listing. */
+  packSubset?: PackSubset,
 ): Promise<VerifyResult> {
   const byPack = new Map<string, [Buffer, BlobLocation][]>();
   for (const [id, location] of repository.index) {
@@ -84,14 +87,20 @@ export async function verifyPacks(
   // another machine's index may use) or nowhere (left by an interrupted backup): their names are checked.
   const others: Buffer[] = [];
   const listed = new Map<string, number>();
-  if (!only || readPack) {
+  const listedIds: Buffer[] = [];
+  if (!only || packSubset) {
     for await (const { key, size } of repository.store.list('packs/')) {
       const packId = packIdFromKey(key);
       if (!packId) continue;
       listed.set(packId.toString('hex'), size);
-      if (!only && !byPack.has(packId.toString('hex'))) result.unindexed++;
-      if (!byPack.has(packId.toString('hex')) && !only && (!readPack || readPack(packId))) others.push(packId);
+      listedIds.push(packId);
     }
+  }
+  const readPack = packSubset?.([...listedIds, ...[...byPack.values()].map((blobs) => blobs[0][1].packId).filter((id) => !listed.has(id.toString('hex')))]);
+  for (const packId of listedIds) {
+    if (only || byPack.has(packId.toString('hex'))) continue;
+    result.unindexed++;
+    if (!readPack || readPack(packId)) others.push(packId);
   }
   if (readPack) {
     for (const [key, blobs] of byPack) {

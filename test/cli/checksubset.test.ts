@@ -66,6 +66,14 @@ describe('check --read-data-subset', () => {
     expect(packsRead((await kloset(['at', store, 'check', '--read-data-subset', '100%'])).stdout)).toBe(BACKUPS);
   });
 
+  it('reads that share of the packs, rounded down, and at least one, as restic does', async () => {
+    for (const [share, expected] of [['50%', 2], ['74.9%', 2], ['75%', 3], ['1%', 1], ['0.5%', 1]] as const) {
+      const check = await kloset(['at', store, 'check', '--read-data-subset', share]);
+      expect(check.code, share).toBe(0);
+      expect(packsRead(check.stdout), share).toBe(expected);
+    }
+  });
+
   it('finds a flipped byte in the group that holds its pack, and only there', async () => {
     const damaged = packs[1];
     await flipByte(damaged.file, (size) => size >> 2); // inside the first blob: file-1.bin's first chunk

@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
+import { randomInt } from 'node:crypto';
 import { ExitCode, UsageError } from '../../errors.js';
 import { removeLocks } from '../../kloset/locks.js';
 import { indexDeltaId, Repository } from '../../kloset/repository.js';
 import { DamagedSnapshotError, deleteSnapshotHeader, listSnapshots, resolveSnapshot, type SnapshotHeader } from '../../snapshot/header.js';
 import { applyRetention, isEmptyPolicy, type GroupField, type RetentionPolicy } from '../../snapshot/retention.js';
+import type { PackSubset } from '../../kloset/verify.js';
 import type { BlobJudge, DamagedPath } from '../../snapshot/verify.js';
 import type { CliContext, Run } from '../context.js';
 import { formatBytes, formatDuration, plural, shortId } from '../format.js';
@@ -67,23 +69,27 @@ function groupFields(text: string): GroupField[] {
 /**
  * Which packs a partial check reads, as restic's --read-data-subset: `n/t`
  * takes group n of t by the pack id (the same packs every time, so t runs
- * with n = 1..t read each pack once), `x%` that share at random.
+ * with n = 1..t read each pack once), `x%` that share of the packs, picked
+ * at random, and at least one.
  */
-function packSubset(text: string): (packId: Buffer) => boolean {
+function packSubset(text: string): PackSubset {
   const group = /^(\d+)\/(\d+)$/.exec(text);
   if (group) {
     const [n, t] = [Number(group[1]), Number(group[2])];
     if (t < 1 || n < 1 || n > t) throw new UsageError(`--read-data-subset: ${text}: n/t needs 1 <= n <= t`);
-    return (packId) => packId.readUInt32BE(0) % t === n - 1;
+    return () => (packId) => packId.readUInt32BE(0) % t === n - 1;
   }
   const share = /^(\d+(?:\.\d+)?)%$/.exec(text);
   if (share && Number(share[1]) > 0 && Number(share[1]) <= 100) {
-    const picked = new Map<string, boolean>();
-    return (packId) => {
-      const key = packId.toString('latin1');
-      let pick = picked.get(key);
-      if (pick === undefined) picked.set(key, (pick = Math.random() * 100 < Number(share[1])));
-      return pick;
+    return (packIds) => {
+      const count = Math.min(packIds.length, Math.max(1, Math.floor((packIds.length * Number(share[1])) / 100)));
+      const shuffled = [...packIds];
+      for (let i = shuffled.length - 1; i > 0; i--) {
+        const j = randomInt(i + 1);
+        [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
+      }
+      const picked = new Set(shuffled.slice(0, count).map((id) => id.toString('latin1')));
+      return (packId) => picked.has(packId.toString('latin1'));
     };
   }
   throw new UsageError(`--read-data-subset: ${JSON.stringify(text)} is neither n/t (as 1/7) nor a share of 0 to 100% (as 10%)`);
@@ -141,7 +147,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
     .command('check')
     .description('verify every blob of the store, or of some snapshots, and name what is damaged')
     .argument('[snapshot...]', 'snapshot id prefixes (default: the whole store)')
-    .option('--read-data-subset <n/t|x%>', 'read only some packs whole: group n of t (1/7 to 7/7 over a week reads every pack once), or x% picked at random; the others are looked up in the listing')
+    .option('--read-data-subset <n/t|x%>', 'read only some packs whole: group n of t (1/7 to 7/7 over a week reads every pack once), or x% of them (at least one) picked at random; the others are looked up in the listing')
     .option('--no-read-data', 'read no pack: check that every blob in use is indexed in a pack the store lists, and every directory opens')
     .action((ids: string[], opts: { readDataSubset?: string; readData: boolean }) =>
       run(async () => {
@@ -149,7 +155,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         const started = Date.now();
         if (opts.readDataSubset !== undefined && !opts.readData) throw new UsageError('--read-data-subset and --no-read-data: one or the other');
         if (opts.readDataSubset !== undefined && ids.length) throw new UsageError('--read-data-subset checks the whole store, not named snapshots');
-        const readPack = !opts.readData ? () => false : opts.readDataSubset !== undefined ? packSubset(opts.readDataSubset) : undefined;
+        const readPacks: PackSubset | undefined = !opts.readData ? () => () => false : opts.readDataSubset !== undefined ? packSubset(opts.readDataSubset) : undefined;
         // Loaded by the commands that use them only: every other command starts that much sooner.
         const [{ verifyIndexDeltas, verifyPacks }, { BlobJudge, verifySnapshot }] = await Promise.all([
           import('../../kloset/verify.js'),
@@ -168,7 +174,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
               problem('snapshot header');
               ctx.err(`damaged: ${damaged.message}`);
             });
-        if (ids.length === 0 || readPack) {
+        if (ids.length === 0 || readPacks) {
           for (const delta of ids.length ? [] : await verifyIndexDeltas(repository)) {
             problem('index delta');
             ctx.err(`damaged: index delta ${hex16(indexDeltaId(delta.key))}: ${delta.message}`);
@@ -181,7 +187,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
               progress.update({ files: p.packs, bytes: p.bytes, errors: 0 });
             },
             undefined,
-            readPack,
+            readPacks,
           );
           progress.clear();
           // Named snapshots are judged by their own blobs, below: a pack they do not use is not their problem.
@@ -191,7 +197,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
           }
           judge = new BlobJudge(repository, packs.damaged);
           unindexedPacks = packs.unindexed;
-          packSummary = readPack
+          packSummary = readPacks
             ? `${plural(packs.packs, 'pack')} read (${formatBytes(packs.bytes)}), ${packs.listedOnly} only listed, ${plural(packs.blobs, 'blob')}; `
             : `${plural(packs.packs, 'pack')}, ${plural(packs.blobs, 'blob')}, ${formatBytes(packs.bytes)}; `;
         } else {
