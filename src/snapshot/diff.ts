@@ -88,6 +88,9 @@ export async function diffTrees(
 
   const compare = async (path: string, a: Entry, b: Entry): Promise<void> => {
     if (a.kind === 'directory' && b.kind === 'directory') {
+      // Its own mode, owner and times are in its parent's entry, not in its tree: same tree, same entries only.
+      const reasons = changeReasons(a, b);
+      if (reasons.length) emit({ path, status: 'changed', before: side(a), after: side(b), reasons });
       if (a.tree && b.tree && a.tree.equals(b.tree)) return;
       await walk(path, a, b);
       return;

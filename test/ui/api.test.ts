@@ -564,25 +564,27 @@ describe('GET /api/diff', () => {
     expect(reply.status).toBe(200);
     const diff = reply.json();
     const byPath = Object.fromEntries(diff.items.map((i: { path: string }) => [i.path, i]));
-    expect(Object.keys(byPath).sort()).toEqual(['/data.bin', '/hello.txt', '/new.txt', '/notes/readme.md']);
+    // A directory whose entries changed has a new mtime of its own: listed, as restic's diff --metadata does.
+    expect(Object.keys(byPath).sort()).toEqual(['/', '/data.bin', '/hello.txt', '/new.txt', '/notes', '/notes/readme.md']);
+    expect(byPath['/notes']).toMatchObject({ status: 'changed', reasons: ['mtime'], before: { type: 'directory' }, after: { type: 'directory' } });
     expect(byPath['/new.txt']).toMatchObject({ status: 'added', after: { type: 'file', size: 'added later\n'.length } });
     expect(byPath['/notes/readme.md']).toMatchObject({ status: 'removed', before: { type: 'file' } });
     expect(byPath['/hello.txt'].status).toBe('changed');
     expect(byPath['/hello.txt'].reasons).toEqual(expect.arrayContaining(['size', 'content', 'mtime']));
     expect(byPath['/data.bin']).toMatchObject({ status: 'changed', reasons: ['mtime'] });
-    expect(diff.counts).toEqual({ added: 1, removed: 1, changed: 2 });
+    expect(diff.counts).toEqual({ added: 1, removed: 1, changed: 4 });
     expect(diff.truncated).toBe(false);
   });
 
   it('compares the other way round, a subtree only, and caps the items', async () => {
     const reverse = (await get(`/api/diff?a=${fixture.ids[1]}&b=${fixture.ids[0]}`)).json();
-    expect(reverse.counts).toEqual({ added: 1, removed: 1, changed: 2 });
+    expect(reverse.counts).toEqual({ added: 1, removed: 1, changed: 4 });
     const notes = (await get(`/api/diff?a=${fixture.ids[0]}&b=${fixture.ids[1]}&path=/notes`)).json();
-    expect(notes.items.map((i: { path: string }) => i.path)).toEqual(['/notes/readme.md']);
+    expect(notes.items.map((i: { path: string }) => i.path)).toEqual(['/notes', '/notes/readme.md']);
     const capped = (await get(`/api/diff?a=${fixture.ids[0]}&b=${fixture.ids[1]}&limit=1`)).json();
     expect(capped.items).toHaveLength(1);
     expect(capped.truncated).toBe(true);
-    expect(capped.counts).toEqual({ added: 1, removed: 1, changed: 2 });
+    expect(capped.counts).toEqual({ added: 1, removed: 1, changed: 4 });
     const same = (await get(`/api/diff?a=${fixture.ids[1]}&b=${fixture.ids[1]}`)).json();
     expect(same.items).toEqual([]);
   });

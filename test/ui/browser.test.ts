@@ -204,7 +204,7 @@ describe.skipIf(!hasChromium)('the viewer in headless chromium', () => {
     await page.locator(`[data-testid=snapshot-row][data-id="${fixture.ids[1]}"] a[title^="compare"]`).click();
     await page.getByTestId('diff-table').waitFor();
     const rows = await page.getByTestId('diff-row').evaluateAll((els) => els.map((e) => `${e.getAttribute('data-status')} ${e.getAttribute('data-path')}`));
-    expect(rows.sort()).toEqual(['added /new.txt', 'changed /data.bin', 'changed /hello.txt', 'removed /notes/readme.md']);
+    expect(rows.sort()).toEqual(['added /new.txt', 'changed /', 'changed /data.bin', 'changed /hello.txt', 'changed /notes', 'removed /notes/readme.md']);
     expect(await page.getByTestId('diff-summary').textContent()).toContain('+1 added');
     await shot('diff');
   });
