@@ -181,6 +181,12 @@ export class StoreLock {
    */
   private async refresh(): Promise<void> {
     if (this.removed) return;
+    if (this.lapsed()) {
+      // Due long ago (the process was stopped, the machine suspended): another process may have taken the lock
+      // for stale and removed what it guards meanwhile. Written back, it would look held to check(); it stays lost.
+      if (this.timer) clearInterval(this.timer);
+      return;
+    }
     if ((await this.repository.store.stat(this.key)) === undefined) {
       this.removed = true;
       if (this.timer) clearInterval(this.timer);
@@ -198,6 +204,11 @@ export class StoreLock {
     return (this.kind === 'exclusive' || other.record.kind === 'exclusive') && alive(other.record);
   }
 
+  /** Not written for so long that another process may have judged it stale (with a margin for clocks that differ). */
+  private lapsed(): boolean {
+    return Date.now() - this.writtenAt > STALE_AFTER_MS - REFRESH_EVERY_MS;
+  }
+
   /**
    * Throws unless the lock still holds: written recently enough that no
    * other process can have judged it stale, still in the store, and with
@@ -209,7 +220,7 @@ export class StoreLock {
   async check(): Promise<void> {
     const lost = (why: string) => new StoreLockedError(`the store's lock was lost (${why}): stopping before anything is committed`);
     if (this.removed) throw lost('it was removed from the store');
-    if (Date.now() - this.writtenAt > STALE_AFTER_MS - REFRESH_EVERY_MS) {
+    if (this.lapsed()) {
       throw lost(`not refreshed for ${Math.round((Date.now() - this.writtenAt) / 60_000)} minutes`);
     }
     const locks = await listLocks(this.repository);

@@ -150,4 +150,23 @@ describe('a lock', () => {
       vi.useRealTimers();
     }
   });
+
+  it('stays lost when its refresh comes after it went stale, as after a suspend, and a prune may have run meanwhile', async () => {
+    vi.useFakeTimers({ toFake: ['Date', 'setInterval', 'clearInterval'] });
+    try {
+      const lock = await StoreLock.acquire(await open(), 'shared', 'a backup');
+      // Stopped (Ctrl-Z, a suspended laptop) for 40 minutes: no refresh runs, the lock ages.
+      vi.setSystemTime(Date.now() + 40 * 60 * 1000);
+      // Meanwhile a prune takes it for stale, runs, and ends.
+      const prune = await StoreLock.acquire(await open(), 'exclusive', 'prune');
+      await prune.release();
+      // Back: the overdue refresh runs before the backup reaches its commit check.
+      vi.advanceTimersByTime(5 * 60 * 1000);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await expect(lock.check()).rejects.toThrow(/the store's lock was lost \(not refreshed for \d+ minutes\)/);
+      await lock.release();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 });
