@@ -535,8 +535,8 @@ export class Repository {
     return this.sealer.seal(type, id, encodeBlob(plaintext, this.config.compression));
   }
 
-  newWriter(): BlobWriter {
-    return new BlobWriter(this);
+  newWriter(options: BlobWriterOptions = {}): BlobWriter {
+    return new BlobWriter(this, options);
   }
 }
 
@@ -579,6 +579,17 @@ const DELTA_INTERVAL_MS = 30_000;
 /** Packs uploading at once unless the store says otherwise; each holds a pack of memory. */
 const DEFAULT_UPLOADS_IN_FLIGHT = 2;
 
+export interface BlobWriterOptions {
+  /**
+   * Called before each index delta is written, the ones along the way
+   * included; a throw leaves the packs since the last delta unindexed. A
+   * delta written once a prune has taken the writer's lock for stale would
+   * name packs that prune deleted, and the next backup would take their
+   * blobs for stored: the CLI checks there that its lock still holds.
+   */
+  beforeDelta?: () => Promise<void>;
+}
+
 /**
  * Adds blobs to a repository. Blobs go into packs; stored packs are named
  * by index deltas along the way, so a backup killed at any point leaves
@@ -614,7 +625,10 @@ export class BlobWriter {
   blobsStored = 0;
   packsStored = 0;
 
-  constructor(readonly repository: Repository) {
+  constructor(
+    readonly repository: Repository,
+    private readonly options: BlobWriterOptions = {},
+  ) {
     this.builder = this.newBuilder();
   }
 
@@ -701,6 +715,7 @@ export class BlobWriter {
   private writeDelta(): Promise<void> {
     this.deltas = this.deltas.then(async () => {
       if (this.unindexed.length === 0) return;
+      await this.options.beforeDelta?.();
       const entries = this.unindexed;
       this.unindexed = [];
       this.unindexedPacks = 0;
@@ -743,6 +758,7 @@ export class BlobWriter {
       if (this.packDeltas.length > 0) await this.repository.cacheIndexWith(this.packDeltas[0]);
       return;
     }
+    await this.options.beforeDelta?.();
     const deltaId = randomBytes(ID_BYTES);
     const key = `index/${deltaId.toString('hex')}`;
     const store = this.repository.store;

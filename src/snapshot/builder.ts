@@ -54,8 +54,9 @@ export interface BackupOptions {
   copyOf?: SnapshotHeader;
   /**
    * Called once every blob is stored, before the index and the snapshot
-   * that make them visible are written; a throw leaves no snapshot. The
-   * CLI checks there that its lock still holds.
+   * that make them visible are written, and before each index delta written
+   * along the way; a throw leaves no snapshot. The CLI checks there that
+   * its lock still holds.
    */
   beforeCommit?: () => Promise<void>;
 }
@@ -198,7 +199,7 @@ class PreviousEntries {
  */
 export async function backup(repository: Repository, importer: Importer, options: BackupOptions = {}): Promise<SnapshotHeader> {
   const started = Date.now();
-  const writer = repository.newWriter();
+  const writer = repository.newWriter({ beforeDelta: options.beforeCommit });
   const pool = new ChunkPool(writer);
   // Stopping the workers fails every file in flight at once: an interrupt does not wait for a large file.
   const stopPool = () => void pool.close();

@@ -149,6 +149,39 @@ describe('a backup', () => {
   });
 });
 
+describe('a backup stopped while a prune takes its lock for stale', () => {
+  it('writes no index delta once it runs again, so none names the packs the prune deleted', async () => {
+    const dir = path.join(work, 'stopped');
+    const own = path.join(dir, 'store');
+    const source = path.join(dir, 'source');
+    await fs.mkdir(source, { recursive: true });
+    for (let i = 0; i < 10; i++) await fs.writeFile(path.join(source, `part-${i}.bin`), randomBytes(24 * 1024 * 1024));
+    expect((await kloset(['at', own, 'create'])).code).toBe(0);
+    const packs = async () => (await fs.readdir(path.join(own, 'packs'), { recursive: true }).catch(() => [] as string[])).filter((n) => /[0-9a-f]{64}$/.test(n));
+    const { child, done } = startKloset(['at', own, 'backup', source], { env: env() });
+    // Past its first index delta (after 4 packs), with more packs stored since.
+    while ((await packs()).length < 6) await new Promise((resolve) => setTimeout(resolve, 5));
+    child.kill('SIGSTOP');
+    try {
+      // What a prune that took the lock for stale does: the lock goes, and so does every pack no snapshot uses.
+      for (const name of await fs.readdir(path.join(own, 'locks'))) await fs.unlink(path.join(own, 'locks', name));
+      const prune = await kloset(['at', own, 'prune']);
+      expect(prune.stderr).toBe('');
+      expect(prune.code).toBe(0);
+      expect(await packs()).toEqual([]);
+    } finally {
+      child.kill('SIGCONT');
+    }
+    const result = await done;
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/the store's lock was lost/);
+    expect((await kloset(['at', own, 'ls'])).stdout).toBe('');
+    const check = await kloset(['at', own, 'check']);
+    expect(check.stderr).toBe('');
+    expect(check.code).toBe(0);
+  });
+});
+
 describe('a deleting operation whose reader goes away', () => {
   it('ends as SIGPIPE would and keeps its exclusive lock to the end, as a killed one: nothing it deletes lands once the lock is gone', async () => {
     const source = path.join(work, 'forgotten');
