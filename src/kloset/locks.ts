@@ -59,8 +59,13 @@ function judgedByPid(record: LockRecord): boolean {
   return record.host === os.hostname() && record.boot === BOOT_ID && record.pidns === PID_NAMESPACE;
 }
 
+/** Not rewritten for STALE_AFTER_MS: its holder is taken for dead, wherever it runs. */
+function aged(record: LockRecord): boolean {
+  return Date.now() - Date.parse(record.time) > STALE_AFTER_MS;
+}
+
 function alive(record: LockRecord): boolean {
-  if (Date.now() - Date.parse(record.time) > STALE_AFTER_MS) return false;
+  if (aged(record)) return false;
   if (!judgedByPid(record)) return true;
   try {
     process.kill(record.pid, 0);
@@ -141,13 +146,14 @@ export class StoreLock {
     const id = randomBytes(ID_BYTES);
     const lock = new StoreLock(repository, `locks/${id.toString('hex')}`, id, kind, command);
     await lock.write();
-    let others: ListedLock[];
+    let listed: ListedLock[];
     try {
-      others = (await listLocks(repository)).filter((l) => l.key !== lock.key && lock.excludes(l));
+      listed = (await listLocks(repository)).filter((l) => l.key !== lock.key);
     } catch (err) {
       await lock.release().catch(() => undefined);
       throw err;
     }
+    const others = listed.filter((l) => lock.excludes(l));
     if (others.length > 0) {
       await lock.release();
       const holder = others[0];
@@ -161,6 +167,17 @@ export class StoreLock {
         ? ''
         : ` (if that machine stopped it, 'kloset at ${repository.store.location} unlock --remove-all' removes the lock)`;
       throw new StoreLockedError(`store is in use by ${describe(holder)}: try again once it has ended${elsewhere}`);
+    }
+    // A lock this one would wait for, were it not aged, may still have a holder: a process stopped or a machine
+    // suspended for that long, or one whose clock is behind. Removed, its holder finds it gone at its next check
+    // and stops before it commits over what this command deletes; left, its check would find it there, and pass.
+    try {
+      for (const other of listed) {
+        if (other.record && lock.conflicts(other.record) && aged(other.record)) await repository.store.delete(other.key);
+      }
+    } catch (err) {
+      await lock.release().catch(() => undefined);
+      throw err;
     }
     lock.timer = setInterval(() => {
       // A failed refresh is not fatal here: check() refuses once the lock has gone unrefreshed too long.
@@ -201,7 +218,12 @@ export class StoreLock {
    */
   private excludes(other: ListedLock): boolean {
     if (!other.record) return this.kind === 'exclusive';
-    return (this.kind === 'exclusive' || other.record.kind === 'exclusive') && alive(other.record);
+    return this.conflicts(other.record) && alive(other.record);
+  }
+
+  /** Whether the two cannot be held together (while both holders live). */
+  private conflicts(other: LockRecord): boolean {
+    return this.kind === 'exclusive' || other.kind === 'exclusive';
   }
 
   /** Not written for so long that another process may have judged it stale (with a margin for clocks that differ). */

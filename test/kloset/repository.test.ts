@@ -151,6 +151,24 @@ describe('a lock', () => {
     }
   });
 
+  it('is removed by a prune that takes it for stale, so that its holder, with a clock behind, finds it lost', async () => {
+    vi.useFakeTimers({ toFake: ['Date', 'setInterval', 'clearInterval'] });
+    try {
+      const start = Date.now();
+      const lock = await StoreLock.acquire(await open(), 'shared', 'a backup');
+      // A prune on a machine whose clock is 40 minutes ahead: the backup's lock looks stale to it.
+      vi.setSystemTime(start + 40 * 60 * 1000);
+      const prune = await StoreLock.acquire(await open(), 'exclusive', 'prune');
+      await prune.release();
+      // The backup, by its own clock a second later, refreshed its lock just now.
+      vi.setSystemTime(start + 1000);
+      await expect(lock.check()).rejects.toThrow(/the store's lock was lost \(it was removed from the store\)/);
+      await lock.release();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('stays lost when its refresh comes after it went stale, as after a suspend, and a prune may have run meanwhile', async () => {
     vi.useFakeTimers({ toFake: ['Date', 'setInterval', 'clearInterval'] });
     try {
