@@ -101,10 +101,17 @@ export async function sweep(
   let writtenBytes = 0;
   const { targetSize } = repository.config.packfile;
   let builder = new PackBuilder(packBuffer(repository.config));
+  /**
+   * A pack is named by its bytes, and a plaintext store seals alike every time: a prune
+   * stopped after it stored its new packs (a full disk, a kill) left these very packs, named
+   * by no delta, and so among those to delete.
+   */
+  const stored = new Set<string>();
   const storePack = async () => {
     if (builder.empty) return;
     const { id: packId, data } = builder.finish(repository.sealer);
     await repository.store.put(packKey(packId), data);
+    stored.add(packKey(packId));
     writtenBytes += data.length;
     for (const blob of builder.blobs) {
       kept.add(blob.id, { type: blob.type, packId, offset: blob.offset, length: blob.length, rawLength: blob.rawLength });
@@ -148,8 +155,9 @@ export async function sweep(
   await repository.store.put(deltaKey, await repository.sealStandalone(BlobType.index, deltaId, encodeIndexDelta(kept)));
   for (const key of oldDeltas) await repository.store.delete(key);
 
-  for (const [n, key] of [...leaving].entries()) {
-    onProgress?.(`deleting packs ${n + 1}/${leaving.size}`);
+  const deleting = [...leaving].filter((key) => !stored.has(key));
+  for (const [n, key] of deleting.entries()) {
+    onProgress?.(`deleting packs ${n + 1}/${deleting.length}`);
     await repository.store.delete(key);
   }
   return { ...plan, writtenBytes };

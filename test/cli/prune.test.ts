@@ -40,7 +40,7 @@ afterAll(async () => {
  * a copy kept as `<name>-gone.bin`), the second does not but shares
  * `kept.bin` (10 MiB) and some small files.
  */
-async function twoSnapshots(name: string): Promise<{ store: string; source: string; first: string; second: string }> {
+async function twoSnapshots(name: string, createArgs: string[] = []): Promise<{ store: string; source: string; first: string; second: string }> {
   const source = path.join(work, `${name}-source`);
   const store = path.join(work, `${name}-store`);
   await fs.mkdir(path.join(source, 'docs'), { recursive: true });
@@ -48,7 +48,7 @@ async function twoSnapshots(name: string): Promise<{ store: string; source: stri
   await writeRandomFile(path.join(source, 'gone.bin'), 20 * MiB);
   await fs.copyFile(path.join(source, 'gone.bin'), path.join(work, `${name}-gone.bin`));
   for (let i = 0; i < 50; i++) await fs.writeFile(path.join(source, 'docs', `note-${i}.txt`), `note ${i}\n`.repeat(i + 1));
-  expect((await kloset(['at', store, 'create'])).code).toBe(0);
+  expect((await kloset(['at', store, 'create', ...createArgs])).code).toBe(0);
   expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
   await fs.rm(path.join(source, 'gone.bin'));
   await fs.writeFile(path.join(source, 'docs', 'note-0.txt'), 'changed\n');
@@ -181,6 +181,27 @@ describe('prune that stops half-way', () => {
     const done = await kloset(['at', store, 'prune']);
     expect(done.code).toBe(0);
     expect(before - (await storeSize(store))).toBeGreaterThan(19 * MiB);
+    await expectRestoresExactly(store, source);
+  });
+
+  it('keeps, in a plaintext store, the pack it rewrites when one stopped before its index delta left that very pack', async () => {
+    const { store, source, first } = await twoSnapshots('plain-repack', ['-plaintext']);
+    expect((await kloset(['at', store, 'rm', first])).code).toBe(0);
+    const { prune } = (await loadBuilt('snapshot/prune.js')) as typeof import('../../src/snapshot/prune.js');
+    // Stopped once its rewritten packs are stored, before the delta naming them: as a full disk or a kill leaves it.
+    const stop = async () => {
+      throw new Error('stopped');
+    };
+    await expect(prune(await openBuiltStore(store), { checkLock: stop })).rejects.toThrow('stopped');
+    const before = await packFiles(store);
+    // Sealed alike, the blobs rewritten again make a pack of the same bytes and so of the same name.
+    const result = await kloset(['at', store, 'prune']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect((await packFiles(store)).length).toBeLessThan(before.length);
+    const check = await kloset(['at', store, 'check']);
+    expect(check.stderr).toBe('');
+    expect(check.code).toBe(0);
     await expectRestoresExactly(store, source);
   });
 
