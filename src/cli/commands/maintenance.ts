@@ -308,12 +308,20 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
     .action((opts: { newPassphraseFile?: string }) =>
       run(async () => {
         const ctx = context();
-        const store = await ctx.blobStore();
-        await Repository.changePassphrase(
-          store,
-          () => ctx.passphrase(false),
-          () => readNewPassphrase(opts.newPassphraseFile),
-        );
+        // Asked once: it opens the store for the lock, then unwraps the master key.
+        let current: Promise<string> | undefined;
+        const currentPassphrase = () => (current ??= ctx.passphrase(false));
+        // Alone: two changes at once would each read CONFIG, write its own and report success, while one passphrase opens the store.
+        const { repository, lock } = await ctx.lockedRepository('exclusive', 'a passphrase change', {
+          loadIndex: false,
+          store: { storeArg: ctx.storeArg, passphrase: currentPassphrase },
+        });
+        const store = repository.store;
+        try {
+          await Repository.changePassphrase(store, currentPassphrase, () => readNewPassphrase(opts.newPassphraseFile));
+        } finally {
+          await lock?.release();
+        }
         ctx.info(`passwd: the passphrase of ${store.location} is changed`);
         // The master key stays (re-encrypting every blob is what a new store is for): an old CONFIG still opens with the old passphrase.
         ctx.info('the master key is the same: a copy of the old CONFIG (a versioned bucket, a copy of the store) still opens with the old passphrase');
