@@ -709,8 +709,8 @@ export class BlobWriter {
   }
 
   /**
-   * Stores an index delta for the packs stored since the last one, named
-   * after the newest of them. Deltas are written one at a time, in order.
+   * Stores an index delta for the packs stored since the last one, under a
+   * random name. Deltas are written one at a time, in order.
    */
   private writeDelta(): Promise<void> {
     this.deltas = this.deltas.then(async () => {
@@ -721,7 +721,9 @@ export class BlobWriter {
       this.unindexedPacks = 0;
       this.packsPerDelta = Math.min(MAX_DELTA_PACKS, this.packsPerDelta * 2);
       this.lastDelta = Date.now();
-      const name = entries[entries.length - 1][1].packId;
+      // A name of its own: named after a pack, two writers of a plaintext store (whose packs of equal
+      // blobs are equal, names included) could write one delta over the other's, and commit would delete it.
+      const name = randomBytes(ID_BYTES);
       const key = `index/${name.toString('hex')}`;
       await this.repository.store.put(key, await this.repository.sealStandalone(BlobType.index, name, encodeIndexDelta(entries)));
       this.packDeltas.push(key);

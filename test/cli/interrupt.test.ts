@@ -8,6 +8,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openBuiltStore } from '../helpers/built.js';
 import { tempDir } from '../helpers/cli.js';
 import {
   MiB,
@@ -62,8 +63,16 @@ async function interruptedBackup(store: string, signal: NodeJS.Signals) {
  * not indexed, so not reused (garbage for a later prune).
  */
 async function indexedPackBytes(store: string): Promise<number> {
-  const deltas = new Set(await fs.readdir(path.join(store, 'index')).catch(() => [] as string[]));
-  return (await packFiles(store)).filter((p) => deltas.has(p.id)).reduce((sum, p) => sum + p.size, 0);
+  if ((await fs.readdir(path.join(store, 'index')).catch(() => [])).length === 0) return 0;
+  const savedCache = process.env.XDG_CACHE_HOME;
+  process.env.XDG_CACHE_HOME = path.join(work, 'inspecting-cache');
+  try {
+    const repository = await openBuiltStore(store);
+    const indexed = new Set([...repository.index].map(([, location]) => location.packId.toString('hex')));
+    return (await packFiles(store)).filter((p) => indexed.has(p.id)).reduce((sum, p) => sum + p.size, 0);
+  } finally {
+    process.env.XDG_CACHE_HOME = savedCache;
+  }
 }
 
 async function snapshotCount(store: string): Promise<number> {
