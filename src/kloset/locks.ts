@@ -113,6 +113,8 @@ export class StoreLock {
   private writtenAt = 0;
   /** Set once a refresh finds the lock gone from the store: it is not written back, and check() refuses. */
   private removed = false;
+  /** Minutes the lock once went unrefreshed past the point where another process may have taken it for stale. */
+  private lapsedFor: number | undefined;
 
   get shared(): boolean {
     return this.kind === 'shared';
@@ -200,9 +202,9 @@ export class StoreLock {
     if (this.removed) return;
     if (this.lapsed()) {
       // Due long ago (the process was stopped, the machine suspended): another process may have taken the lock
-      // for stale and removed what it guards meanwhile. Written back, it would look held to check(); it stays lost.
-      if (this.timer) clearInterval(this.timer);
-      return;
+      // for stale and removed what it guards meanwhile, so check() refuses from now on. The lock is still
+      // written back, when the store has it: a reader that goes on (a mount, the viewer) keeps prune out.
+      this.lapsedFor ??= Math.round((Date.now() - this.writtenAt) / 60_000);
     }
     if ((await this.repository.store.stat(this.key)) === undefined) {
       this.removed = true;
@@ -241,6 +243,7 @@ export class StoreLock {
    */
   async check(): Promise<void> {
     const lost = (why: string) => new StoreLockedError(`the store's lock was lost (${why}): stopping before anything is committed`);
+    if (this.lapsedFor !== undefined) throw lost(`not refreshed for ${this.lapsedFor} minutes`);
     if (this.removed) throw lost('it was removed from the store');
     if (this.lapsed()) {
       throw lost(`not refreshed for ${Math.round((Date.now() - this.writtenAt) / 60_000)} minutes`);

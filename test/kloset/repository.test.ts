@@ -187,4 +187,27 @@ describe('a lock', () => {
       vi.useRealTimers();
     }
   });
+  it('keeps holding the store for a long reader once it is back from a suspend, though a writer must not commit', async () => {
+    vi.useFakeTimers({ toFake: ['Date', 'setInterval', 'clearInterval'] });
+    try {
+      // A mount (or ui, or restore): a reader that never commits, so never calls check().
+      const lock = await StoreLock.acquire(await open(), 'shared', 'a mount');
+      // The laptop sleeps 26 minutes: no prune runs meanwhile, the lock is still in the store.
+      vi.setSystemTime(Date.now() + 26 * 60 * 1000);
+      vi.advanceTimersByTime(5 * 60 * 1000); // the overdue refresh
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // The mount runs on for an hour, refreshing as it should.
+      for (let i = 0; i < 12; i++) {
+        vi.advanceTimersByTime(5 * 60 * 1000);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      // A prune must still find the store in use.
+      await expect(StoreLock.acquire(await open(), 'exclusive', 'prune')).rejects.toThrow(/store is in use by/);
+      // A writer back from such a suspend still stops before it commits.
+      await expect(lock.check()).rejects.toThrow(/the store's lock was lost/);
+      await lock.release();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 });
