@@ -106,6 +106,19 @@ describe('a restore into a directory that already holds things', () => {
     expect(restored.mtimeMs).toBe(1_000_000_000_000);
   });
 
+  it('gives a target named through a symbolic link to an empty directory the mode and times of the snapshot', async () => {
+    const real = path.join(work, 'real-target');
+    const link = path.join(work, 'link-target');
+    await fs.mkdir(real);
+    await fs.symlink(real, link);
+    const exporter = new FsExporter(link);
+    await exporter.createDirectory('', directory);
+    await exporter.finishDirectory('', { ...directory, mode: 0o040700, mtime: { sec: 1_000_000_000, nsec: 0 } });
+    expect((await fs.stat(real)).mode & 0o7777).toBe(0o700);
+    expect((await fs.stat(real)).mtimeMs).toBe(1_000_000_000_000);
+    expect((await fs.lstat(link)).isSymbolicLink()).toBe(true);
+  });
+
   it('leaves the owner, mode and times of a target already in use as they were', async () => {
     const target = path.join(work, 'shared-target');
     await fs.mkdir(target);

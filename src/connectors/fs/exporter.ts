@@ -271,7 +271,9 @@ export class FsExporter implements Exporter {
     const full = this.full(rel);
     let fd: number;
     try {
-      fd = openSync(exactForm(full), constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+      // The target itself is the user's to name, a symbolic link to a directory included (as createDirectory took it).
+      const noFollow = rel === '' ? 0 : constants.O_NOFOLLOW;
+      fd = openSync(exactForm(full), constants.O_RDONLY | constants.O_DIRECTORY | noFollow);
     } catch (err) {
       // A directory the restoring user may search but not read: nothing else reaches it by path.
       if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
