@@ -445,6 +445,25 @@ describe('a store on S3 behind a faulty network', () => {
     expect(unlock.code).toBe(0);
   }, 60_000);
 
+  it('says that passwd, with credentials that may not delete, changed the passphrase though its lock stays behind', async () => {
+    await s3.createBucket('no-delete-passwd');
+    const { kloset } = await sandbox({ KLOSET_NEW_PASSPHRASE: 'the new one' });
+    await configureStoreAlias(kloset, 'nodeletepw', 's3://no-delete-passwd/kloset', proxy.endpoint);
+    expect((await kloset(['at', '@nodeletepw', 'create'])).code).toBe(0);
+    proxy.clearRules();
+    proxy.addRule({ method: 'DELETE', fault: 'error', status: 403, code: 'AccessDenied', message: 'Access Denied', every: 1 });
+    try {
+      const passwd = await kloset(['at', '@nodeletepw', 'passwd']);
+      expect(passwd.code).toBe(0);
+      expectNoStackTrace(passwd);
+      expect(passwd.stdout + passwd.stderr).toMatch(/passwd: the passphrase of .* is changed/);
+      expect(passwd.stderr).toMatch(/^warning: cannot remove this command's lock from the store/m);
+    } finally {
+      proxy.clearRules();
+    }
+    expect((await kloset(['at', '@nodeletepw', 'unlock'], { env: { KLOSET_PASSPHRASE: 'the new one' } })).code).toBe(0);
+  }, 60_000);
+
   it('aborts the multipart uploads of a restore into a bucket stopped with Ctrl-C, so none is left to be billed for', async () => {
     await s3.createBucket('interrupted-dest');
     const { kloset, home, env } = await sandbox();

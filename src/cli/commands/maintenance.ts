@@ -320,7 +320,8 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         try {
           await Repository.changePassphrase(store, currentPassphrase, () => readNewPassphrase(opts.newPassphraseFile));
         } finally {
-          await lock?.release();
+          // The passphrase is changed either way: a lock the store will not delete is said, not taken for a failure.
+          await ctx.release(lock);
         }
         ctx.info(`passwd: the passphrase of ${store.location} is changed`);
         // The master key stays (re-encrypting every blob is what a new store is for): an old CONFIG still opens with the old passphrase.
