@@ -6,7 +6,7 @@ import { BlobType } from '../kloset/sealing.js';
 import type { SnapshotHeader } from './header.js';
 import { shownName } from './names.js';
 import type { Slots } from './slots.js';
-import { compareNames, decodeChunkList, decodeDirectory, decodePage, type DirectoryNode, type Entry } from './tree.js';
+import { compareNames, decodeChunkList, decodeDirectory, decodePage, follows, OUT_OF_ORDER, type DirectoryNode, type Entry } from './tree.js';
 
 /** Chunks fetched ahead of a sequential reader: keeps several ranged reads in flight. */
 const READ_AHEAD = 4;
@@ -82,9 +82,7 @@ export class SnapshotReader {
     let last: string | undefined;
     for (const page of node.pages) {
       const entries = await this.page(page.id);
-      if (last !== undefined && entries.length > 0 && compareNames(last, entries[0]!.name) >= 0) {
-        throw new IntegrityError('directory entries out of order or named twice');
-      }
+      if (last !== undefined && entries.length > 0 && !follows(last, entries[0]!.name)) throw new IntegrityError(OUT_OF_ORDER);
       last = entries.at(-1)?.name ?? last;
       yield* entries;
     }

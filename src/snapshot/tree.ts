@@ -227,9 +227,23 @@ export function decodeDirectory(data: Buffer): DirectoryNode {
  */
 export function inNameOrder<T extends { name: string }>(entries: T[]): T[] {
   for (let i = 1; i < entries.length; i++) {
-    if (compareNames(entries[i - 1]!.name, entries[i]!.name) >= 0) throw new IntegrityError('directory entries out of order or named twice');
+    if (!follows(entries[i - 1]!.name, entries[i]!.name)) throw new IntegrityError(OUT_OF_ORDER);
   }
   return entries;
+}
+
+export const OUT_OF_ORDER = 'directory entries out of order or named twice';
+
+/**
+ * Whether `name` may come after `previous` in a directory. Builds from before
+ * names were kept as bytes stored a name that is not UTF-8 with U+FFFD in
+ * place of its stray bytes, so two such names of one directory can be equal:
+ * their snapshots stay readable (a restore replaces what holds a name, it
+ * never writes through it).
+ */
+export function follows(previous: string, name: string): boolean {
+  const order = compareNames(previous, name);
+  return order < 0 || (order === 0 && name.includes('\uFFFD'));
 }
 
 export function encodePage(entries: Entry[]): Buffer {

@@ -5,7 +5,7 @@ import type { Repository } from '../kloset/repository.js';
 import { BlobType } from '../kloset/sealing.js';
 import { verifyBlob } from '../kloset/verify.js';
 import type { SnapshotHeader } from './header.js';
-import { decodeChunkList, decodeDirectory, decodePage, type Entry } from './tree.js';
+import { decodeChunkList, decodeDirectory, decodePage, follows, OUT_OF_ORDER, type Entry } from './tree.js';
 
 export interface DamagedPath {
   snapshot: SnapshotHeader;
@@ -102,6 +102,9 @@ export async function verifySnapshot(
           report(path, `directory page from ${JSON.stringify(page.first)} damaged`);
           continue;
         }
+        // Each page is in order (decodePage); the next must begin after it ends, as a reader requires.
+        const last = pages.at(-1)?.at(-1)?.name;
+        if (last !== undefined && entries.length > 0 && !follows(last, entries[0]!.name)) report(path, OUT_OF_ORDER);
         pages.push(entries);
       }
     }

@@ -14,6 +14,7 @@ const { IntegrityError } = (await loadBuilt('errors.js')) as typeof import('../.
 const { SnapshotReader } = (await loadBuilt('snapshot/reader.js')) as typeof import('../../src/snapshot/reader.js');
 const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
 const { BlobType } = (await loadBuilt('kloset/sealing.js')) as typeof import('../../src/kloset/sealing.js');
+const { BlobJudge, verifySnapshot } = (await loadBuilt('snapshot/verify.js')) as typeof import('../../src/snapshot/verify.js');
 const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
 type Entry = import('../../src/snapshot/tree.js').Entry;
 type SnapshotHeader = import('../../src/snapshot/header.js').SnapshotHeader;
@@ -55,6 +56,9 @@ describe('a directory blob', () => {
     const pages = (firsts: string[]) => ({ count: firsts.length, pages: firsts.map((first) => ({ first, count: 1, id })) });
     expect(() => tree.decodeDirectory(tree.encodeDirectory(pages(['a', 'a'])))).toThrow(IntegrityError);
     expect(() => tree.decodeDirectory(tree.encodeDirectory(pages(['a', 'b'])))).not.toThrow();
+    // Two names that were not UTF-8, stored with U+FFFD by builds from before names were kept as bytes.
+    const lossy = [entry('caf\uFFFD'), entry('caf\uFFFD')];
+    expect(tree.decodePage(tree.encodePage(lossy)).map((e) => e.name)).toEqual(['caf\uFFFD', 'caf\uFFFD']);
   });
 
   it('is read page after page only while each page begins after the one before ends', async () => {
@@ -79,5 +83,10 @@ describe('a directory blob', () => {
     // Each page in order and the page index too, but the second page begins before the first ends.
     const overlapping = await directoryOf([[entry('a'), entry('c', 'symlink')], [entry('b'), entry('c', 'directory')]]);
     await expect(names(overlapping)).rejects.toThrow(IntegrityError);
+    // check names what a restore would refuse.
+    const damaged: string[] = [];
+    const header = { id: Buffer.alloc(32), root: overlapping } as SnapshotHeader;
+    await verifySnapshot(repository, header, new BlobJudge(repository), (d) => damaged.push(`${d.path}: ${d.reason}`));
+    expect(damaged[0]).toBe('/: directory entries out of order or named twice');
   });
 });
