@@ -218,13 +218,21 @@ export function s3OptionsFromConfig(
   env: NodeJS.ProcessEnv = process.env,
 ): S3StoreOptions {
   const options: S3StoreOptions = {};
-  const endpoint = config.endpoint || env.KLOSET_S3_ENDPOINT || env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL;
+  const fromEnv = ['KLOSET_S3_ENDPOINT', 'AWS_ENDPOINT_URL_S3', 'AWS_ENDPOINT_URL'].find((name) => env[name]);
+  const endpoint = config.endpoint || (fromEnv && env[fromEnv]);
   if (endpoint) options.endpoint = endpoint;
   if (config.region) options.region = config.region;
   if (config.access_key) options.accessKey = config.access_key;
   if (config.secret_access_key) options.secretAccessKey = config.secret_access_key;
   if (config.session_token) options.sessionToken = config.session_token;
   if (config.use_tls !== undefined) options.useTls = parseBoolean('use_tls', config.use_tls);
+  if (!config.endpoint && fromEnv && options.useTls !== undefined) {
+    // The page's `use_tls true` beside a local server's http:// endpoint from the environment: say where each comes from.
+    const scheme = /^(https?):\/\//i.exec(endpoint!)?.[1]!.toLowerCase();
+    if (scheme !== undefined && (scheme === 'https') !== options.useTls) {
+      throw new UsageError(`${fromEnv} is ${scheme} (${endpoint}) but the alias's use_tls is ${options.useTls}: set use_tls ${scheme === 'https'}, or give the alias its own endpoint`);
+    }
+  }
   if (config.storage_class) options.storageClass = storageClassOf(config.storage_class);
   if (config.timeout) options.idleTimeoutMs = parsePositive('timeout', config.timeout) * 1000;
   if (config.force_path_style !== undefined) {

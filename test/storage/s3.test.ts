@@ -70,6 +70,16 @@ describe('S3 locations', () => {
     expect(() => endpointUrl('ftp://127.0.0.1:9000', undefined)).toThrow(/expected http:\/\/ or https:\/\//);
   });
 
+  it("names the variable an endpoint came from when the alias's use_tls contradicts it", () => {
+    const env = { KLOSET_S3_ENDPOINT: 'http://127.0.0.1:9000' };
+    expect(() => s3OptionsFromConfig({ use_tls: 'true' }, env)).toThrow(
+      new UsageError("KLOSET_S3_ENDPOINT is http (http://127.0.0.1:9000) but the alias's use_tls is true: set use_tls false, or give the alias its own endpoint"),
+    );
+    expect(s3OptionsFromConfig({ use_tls: 'false' }, env)).toMatchObject({ endpoint: 'http://127.0.0.1:9000', useTls: false });
+    expect(s3OptionsFromConfig({ use_tls: 'true' }, { AWS_ENDPOINT_URL: 'https://minio.example' }).endpoint).toBe('https://minio.example');
+    expect(s3OptionsFromConfig({ use_tls: 'true', endpoint: 'minio.example:9000' }, env).endpoint).toBe('minio.example:9000');
+  });
+
   it('opens a path as a local store and s3:// as an S3 store', async () => {
     expect(await openBlobStore('/tmp/some/where')).toBeInstanceOf(LocalBlobStore);
     const opened = await openBlobStore('s3://blobs/x', { endpoint: s3.endpoint, access_key: 'S3RVER', secret_access_key: 'S3RVER' });

@@ -79,7 +79,7 @@ export function registerSyncCommand(program: Command, context: () => CliContext,
           }
           return failed ? ExitCode.PARTIAL : ExitCode.OK;
         } finally {
-          for (const lock of locks) await lock.release().catch(() => undefined);
+          for (const lock of locks) await ctx.release(lock);
         }
       }),
     );
