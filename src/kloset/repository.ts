@@ -581,13 +581,14 @@ const DEFAULT_UPLOADS_IN_FLIGHT = 2;
 
 export interface BlobWriterOptions {
   /**
-   * Called before each index delta is written, the ones along the way
-   * included; a throw leaves the packs since the last delta unindexed. A
+   * Called before what makes stored packs usable is written: each index
+   * delta along the way, and once at commit, which the caller's snapshot
+   * follows; a throw leaves the packs since the last delta unindexed. A
    * delta written once a prune has taken the writer's lock for stale would
    * name packs that prune deleted, and the next backup would take their
    * blobs for stored: the CLI checks there that its lock still holds.
    */
-  beforeDelta?: () => Promise<void>;
+  beforePublish?: () => Promise<void>;
 }
 
 /**
@@ -712,10 +713,10 @@ export class BlobWriter {
    * Stores an index delta for the packs stored since the last one, under a
    * random name. Deltas are written one at a time, in order.
    */
-  private writeDelta(): Promise<void> {
+  private writeDelta({ checked = false } = {}): Promise<void> {
     this.deltas = this.deltas.then(async () => {
       if (this.unindexed.length === 0) return;
-      await this.options.beforeDelta?.();
+      if (!checked) await this.options.beforePublish?.();
       const entries = this.unindexed;
       this.unindexed = [];
       this.unindexedPacks = 0;
@@ -755,12 +756,12 @@ export class BlobWriter {
    */
   async commit(): Promise<void> {
     await this.storePacks();
+    await this.options.beforePublish?.();
     if (this.packDeltas.length === 0) {
-      await this.writeDelta();
+      await this.writeDelta({ checked: true });
       if (this.packDeltas.length > 0) await this.repository.cacheIndexWith(this.packDeltas[0]);
       return;
     }
-    await this.options.beforeDelta?.();
     const deltaId = randomBytes(ID_BYTES);
     const key = `index/${deltaId.toString('hex')}`;
     const store = this.repository.store;

@@ -199,7 +199,7 @@ class PreviousEntries {
  */
 export async function backup(repository: Repository, importer: Importer, options: BackupOptions = {}): Promise<SnapshotHeader> {
   const started = Date.now();
-  const writer = repository.newWriter({ beforeDelta: options.beforeCommit });
+  const writer = repository.newWriter({ beforePublish: options.beforeCommit });
   const pool = new ChunkPool(writer);
   // Stopping the workers fails every file in flight at once: an interrupt does not wait for a large file.
   const stopPool = () => void pool.close();
@@ -410,8 +410,6 @@ export async function backup(repository: Repository, importer: Importer, options
     const root = await (await walkDirectory('', rootSource, options.parent?.root)).done;
     if (!root) throw new KlosetError(`${importer.source}: cannot read the directory`);
     options.signal?.throwIfAborted();
-    await writer.storePacks();
-    await options.beforeCommit?.();
     await writer.commit();
     stats.storedBytes = writer.bytesStored;
     stats.durationMs = Date.now() - started;

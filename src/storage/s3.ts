@@ -93,6 +93,8 @@ const LIST_PAGE_SIZE = 1000;
 export interface S3StoreOptions {
   /** `https://host:port`, `http://…` or a bare `host:port` (then `useTls` picks the scheme). */
   endpoint?: string;
+  /** Where the endpoint was given, for messages: `endpoint` (an alias's key) unless an environment variable. */
+  endpointSource?: string;
   /** Default: us-east-1 when an endpoint is given, else the SDK's (AWS_REGION, the profile). */
   region?: string;
   /** With `secretAccessKey`; when both are absent, the SDK's default credential chain applies. */
@@ -220,19 +222,17 @@ export function s3OptionsFromConfig(
   const options: S3StoreOptions = {};
   const fromEnv = ['KLOSET_S3_ENDPOINT', 'AWS_ENDPOINT_URL_S3', 'AWS_ENDPOINT_URL'].find((name) => env[name]);
   const endpoint = config.endpoint || (fromEnv && env[fromEnv]);
-  if (endpoint) options.endpoint = endpoint;
+  if (endpoint) {
+    options.endpoint = endpoint;
+    if (!config.endpoint) options.endpointSource = fromEnv;
+  }
   if (config.region) options.region = config.region;
   if (config.access_key) options.accessKey = config.access_key;
   if (config.secret_access_key) options.secretAccessKey = config.secret_access_key;
   if (config.session_token) options.sessionToken = config.session_token;
   if (config.use_tls !== undefined) options.useTls = parseBoolean('use_tls', config.use_tls);
-  if (!config.endpoint && fromEnv && options.useTls !== undefined) {
-    // The page's `use_tls true` beside a local server's http:// endpoint from the environment: say where each comes from.
-    const scheme = /^(https?):\/\//i.exec(endpoint!)?.[1]!.toLowerCase();
-    if (scheme !== undefined && (scheme === 'https') !== options.useTls) {
-      throw new UsageError(`${fromEnv} is ${scheme} (${endpoint}) but the alias's use_tls is ${options.useTls}: set use_tls ${scheme === 'https'}, or give the alias its own endpoint`);
-    }
-  }
+  // Said now, with where each came from: the page's `use_tls true` beside a local server's http:// endpoint.
+  if (options.endpoint) endpointUrl(options.endpoint, options.useTls, options.endpointSource);
   if (config.storage_class) options.storageClass = storageClassOf(config.storage_class);
   if (config.timeout) options.idleTimeoutMs = parsePositive('timeout', config.timeout) * 1000;
   if (config.force_path_style !== undefined) {
@@ -263,14 +263,14 @@ function parsePositive(key: string, value: string): number {
 }
 
 /** The endpoint as a URL, its scheme from `use_tls` when the endpoint has none. */
-export function endpointUrl(endpoint: string, useTls: boolean | undefined): string {
+export function endpointUrl(endpoint: string, useTls: boolean | undefined, source = 'endpoint'): string {
   refuseUserInfo(endpoint.includes('://') ? endpoint : `http://${endpoint}`, 'an endpoint');
   const match = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/.exec(endpoint);
   const given = match?.[1]!.toLowerCase();
   if (given !== undefined && given !== 'http' && given !== 'https') throw new UsageError(`endpoint ${endpoint}: expected http:// or https://`);
   // Either one would be taken over the other at the TLS handshake, far from the cause.
   if (given !== undefined && useTls !== undefined && (given === 'https') !== useTls) {
-    throw new UsageError(`endpoint ${endpoint} is ${given} but use_tls is ${useTls}: change one of them`);
+    throw new UsageError(`${source} ${endpoint} is ${given} but use_tls is ${useTls}: change one of them`);
   }
   const scheme = given ?? (useTls === false ? 'http' : 'https');
   const rest = (match ? match[2]! : endpoint).replace(/\/+$/, '');
@@ -301,7 +301,7 @@ export function createS3Client(options: S3StoreOptions = {}): S3Client {
     },
   };
   if (options.endpoint) {
-    config.endpoint = endpointUrl(options.endpoint, options.useTls);
+    config.endpoint = endpointUrl(options.endpoint, options.useTls, options.endpointSource);
     config.forcePathStyle = options.forcePathStyle ?? true;
   } else if (options.forcePathStyle !== undefined) {
     config.forcePathStyle = options.forcePathStyle;

@@ -73,9 +73,12 @@ describe('S3 locations', () => {
   it("names the variable an endpoint came from when the alias's use_tls contradicts it", () => {
     const env = { KLOSET_S3_ENDPOINT: 'http://127.0.0.1:9000' };
     expect(() => s3OptionsFromConfig({ use_tls: 'true' }, env)).toThrow(
-      new UsageError("KLOSET_S3_ENDPOINT is http (http://127.0.0.1:9000) but the alias's use_tls is true: set use_tls false, or give the alias its own endpoint"),
+      new UsageError('KLOSET_S3_ENDPOINT http://127.0.0.1:9000 is http but use_tls is true: change one of them'),
     );
     expect(s3OptionsFromConfig({ use_tls: 'false' }, env)).toMatchObject({ endpoint: 'http://127.0.0.1:9000', useTls: false });
+    expect(() => s3OptionsFromConfig({ use_tls: 'false', endpoint: 'https://minio.example' }, env)).toThrow(
+      new UsageError('endpoint https://minio.example is https but use_tls is false: change one of them'),
+    );
     expect(s3OptionsFromConfig({ use_tls: 'true' }, { AWS_ENDPOINT_URL: 'https://minio.example' }).endpoint).toBe('https://minio.example');
     expect(s3OptionsFromConfig({ use_tls: 'true', endpoint: 'minio.example:9000' }, env).endpoint).toBe('minio.example:9000');
   });
