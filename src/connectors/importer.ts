@@ -29,7 +29,11 @@ export interface Importer {
   rootEntry(): Promise<SourceEntry>;
   /** A directory's children, sorted by compareNames. */
   children(path: string): AsyncIterable<SourceEntry | SkippedChild>;
-  /** A file's bytes; errors surface as the iteration throws. */
+  /**
+   * A file's bytes; errors surface as the iteration throws. Each buffer
+   * yielded is the backup's from then on: one that is the whole of its
+   * ArrayBuffer is handed to a chunk worker, not copied.
+   */
   read(path: string, entry: SourceEntry): AsyncIterable<Buffer>;
   /**
    * For a source on the local file system: the file's path on disk. The chunk

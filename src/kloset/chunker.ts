@@ -164,10 +164,13 @@ export class Chunker {
     return this.cutAll(false);
   }
 
-  push(data: Buffer): Buffer[] {
-    const { buffer, offset } = this.prepare(data.length);
-    data.copy(buffer, offset);
-    return this.commit(buffer, offset + data.length);
+  /** Bytes that follow the stream so far, in one piece or in several (copied once, side by side). */
+  push(data: Buffer | Buffer[]): Buffer[] {
+    const parts = Array.isArray(data) ? data : [data];
+    const { buffer, offset } = this.prepare(parts.reduce((sum, part) => sum + part.length, 0));
+    let end = offset;
+    for (const part of parts) end += part.copy(buffer, end);
+    return this.commit(buffer, end);
   }
 
   /** The last chunks of the stream. */

@@ -24,13 +24,16 @@ export interface ChunkedContent {
 /** Streamed sources reach the workers in blocks of at least this size. */
 const STREAM_BLOCK = 1024 * 1024;
 
-/** One buffer with its own ArrayBuffer (so it can be transferred, not copied) holding all of `parts`. */
-function ownedConcat(parts: Buffer[], length: number): Buffer {
-  if (parts.length === 1 && parts[0].byteOffset === 0 && parts[0].byteLength === parts[0].buffer.byteLength) return parts[0];
-  const out = Buffer.allocUnsafeSlow(length);
-  let offset = 0;
-  for (const part of parts) offset += part.copy(out, offset);
-  return out;
+/**
+ * The buffer itself when it is the whole of its ArrayBuffer, which can then
+ * be transferred to a worker instead of copied (a network read's buffers
+ * are); else a copy that is.
+ */
+function transferable(part: Buffer): Buffer {
+  if (part.byteOffset === 0 && part.byteLength === part.buffer.byteLength && !(part.buffer instanceof SharedArrayBuffer)) return part;
+  const copy = Buffer.allocUnsafeSlow(part.length);
+  part.copy(copy);
+  return copy;
 }
 
 /** Bytes of streamed sources handed to one worker and not yet used up: bounds memory and keeps every worker busy. */
@@ -202,8 +205,11 @@ export class ChunkPool {
 
   /**
    * Chunks a stream of bytes (an object being downloaded), with back-pressure
-   * on the source. Network reads come in small pieces: they are gathered into
-   * blocks of STREAM_BLOCK so the worker appends to its tail rarely.
+   * on the source. The source's buffers become the pool's: network reads come
+   * in small pieces, each in an ArrayBuffer of its own, and are handed to the
+   * worker as they are, in messages of at least STREAM_BLOCK bytes, so the
+   * main thread does not copy them and the worker copies them once, into its
+   * chunker's buffer.
    */
   async chunk(source: AsyncIterable<Buffer>, size = 0): Promise<ChunkedContent> {
     // A stream's chunker state lives in one worker, chosen now: its blocks are sent as they arrive.
@@ -214,26 +220,28 @@ export class ChunkPool {
     // A stream that fits in one block may pass large streams' bytes, up to a second budget: else a few large
     // objects keep the worker's queue full, and the many small downloads wait until they are done.
     const budget = size > 0 && size <= STREAM_BLOCK ? 2 * IN_FLIGHT_PER_WORKER : IN_FLIGHT_PER_WORKER;
-    const sendBlock = async (block: Buffer) => {
+    const sendParts = async (parts: Buffer[], bytes: number) => {
       while (worker.inFlight >= budget && open()) await new Promise<void>((r) => worker.waiters.push(r));
       if (!open()) return;
-      worker.inFlight += block.length;
-      this.send(worker, { kind: 'data', stream, data: block }, block.buffer as ArrayBuffer);
+      worker.inFlight += bytes;
+      for (const part of parts) worker.transfer.push(part.buffer as ArrayBuffer);
+      this.send(worker, { kind: 'data', stream, parts });
     };
     let pending: Buffer[] = [];
     let pendingBytes = 0;
     try {
       for await (const data of source) {
         if (!open()) break;
-        pending.push(data);
+        if (data.length === 0) continue;
+        pending.push(transferable(data));
         pendingBytes += data.length;
         if (pendingBytes >= STREAM_BLOCK) {
-          await sendBlock(ownedConcat(pending, pendingBytes));
+          await sendParts(pending, pendingBytes);
           pending = [];
           pendingBytes = 0;
         }
       }
-      if (pendingBytes > 0) await sendBlock(ownedConcat(pending, pendingBytes));
+      if (pendingBytes > 0) await sendParts(pending, pendingBytes);
     } catch (err) {
       // The source failed mid-way: end the stream so the worker forgets it, then report.
       this.send(worker, { kind: 'end', stream });

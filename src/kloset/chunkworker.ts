@@ -40,8 +40,8 @@ export interface WorkerInit {
 export type ChunkJob =
   /** A local file: read here, so its bytes never pass through the main thread. */
   | { kind: 'file'; stream: number; path: string | Uint8Array; size: number; ino?: number; dev?: number }
-  /** Bytes of a streamed source (an S3 object)... */
-  | { kind: 'data'; stream: number; data: Uint8Array }
+  /** Bytes of a streamed source (an S3 object), in the pieces they were read in... */
+  | { kind: 'data'; stream: number; parts: Uint8Array[] }
   /** ...then its end. */
   | { kind: 'end'; stream: number }
   /** A chunk another worker cut, to name, compress and seal here; `position` is its place in the stream's chunk list. */
@@ -336,14 +336,18 @@ async function readFile(job: Extract<ChunkJob, { kind: 'file' }>): Promise<void>
   await finishStream(job.stream, changed);
 }
 
+function partsLength(parts: Uint8Array[]): number {
+  return parts.reduce((sum, part) => sum + part.byteLength, 0);
+}
+
 async function run(job: ChunkJob): Promise<void> {
   switch (job.kind) {
     case 'file':
       return readFile(job);
     case 'data': {
-      const data = Buffer.from(job.data.buffer, job.data.byteOffset, job.data.byteLength);
-      await produceAll(job.stream, chunkerFor(job.stream).push(data));
-      resultFor(job.stream).consumed += data.length;
+      const parts = job.parts.map((part) => Buffer.from(part.buffer, part.byteOffset, part.byteLength));
+      await produceAll(job.stream, chunkerFor(job.stream).push(parts));
+      resultFor(job.stream).consumed += partsLength(job.parts);
       return;
     }
     case 'end':
@@ -374,7 +378,7 @@ async function drain(): Promise<void> {
 
 async function runOrSkip(job: ChunkJob): Promise<void> {
   if (job.kind !== 'seal' && failed.has(job.stream)) {
-    if (job.kind === 'data') resultFor(job.stream).consumed += job.data.byteLength;
+    if (job.kind === 'data') resultFor(job.stream).consumed += partsLength(job.parts);
     else failed.delete(job.stream);
     return;
   }
@@ -386,7 +390,7 @@ async function runOrSkip(job: ChunkJob): Promise<void> {
     // A failed stream's further jobs ('data', then 'end') are dropped; a file has none.
     if (job.kind === 'data') {
       failed.add(job.stream);
-      resultFor(job.stream).consumed += job.data.byteLength;
+      resultFor(job.stream).consumed += partsLength(job.parts);
     }
     const code = (err as NodeJS.ErrnoException).code;
     errors.push({ stream: job.stream, message: err instanceof Error ? err.message : String(err), code });

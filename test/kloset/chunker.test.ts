@@ -61,6 +61,18 @@ describe('the chunker', () => {
     expect(digest(chunkIn(data, [SMALL.maxSize]))).toEqual(reference);
   });
 
+  it('cuts the same chunks from reads handed over several at once', () => {
+    const reference = digest(chunkIn(data, [data.length]));
+    const chunker = new Chunker(SMALL, gear);
+    const out: Buffer[] = [];
+    for (let offset = 0; offset < data.length; offset += 5 * 4099) {
+      const pieces = [0, 1, 2, 3, 4].map((k) => data.subarray(offset + k * 4099, Math.min(data.length, offset + (k + 1) * 4099)));
+      out.push(...chunker.push(pieces).map((c) => Buffer.from(c)));
+    }
+    out.push(...chunker.finish().map((c) => Buffer.from(c)));
+    expect(digest(out)).toEqual(reference);
+  });
+
   it('gives chunks that concatenate to the input', () => {
     expect(Buffer.concat(chunkIn(data, [65536])).equals(data)).toBe(true);
   });

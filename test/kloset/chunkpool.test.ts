@@ -188,6 +188,37 @@ describe('the chunk pool', () => {
     }
   });
 
+  it('takes over the buffers a stream gives whole, copies those that are views of a larger one, and stores the bytes in order', async () => {
+    const writer = repository.newWriter();
+    const pool = new ChunkPool(writer);
+    try {
+      const data = randomBytes(3 * 1024 * 1024 + 12345);
+      // Network reads come as buffers of their own; a source may also give views of a buffer it keeps.
+      const whole: Buffer[] = [];
+      const kept = Buffer.from(data.subarray(0, 100_000));
+      const pieces: Buffer[] = [kept.subarray(0, 40_000), kept.subarray(40_000)];
+      for (let offset = 100_000; offset < data.length; offset += 65_536) {
+        const piece = Buffer.allocUnsafeSlow(Math.min(65_536, data.length - offset));
+        data.copy(piece, 0, offset);
+        whole.push(piece);
+        pieces.push(piece);
+      }
+      const result = await pool.chunk(
+        (async function* () {
+          yield* pieces;
+        })(),
+        data.length,
+      );
+      await writer.commit();
+      expect((await contentOf(result.chunks)).equals(data)).toBe(true);
+      expect(kept.equals(data.subarray(0, 100_000))).toBe(true);
+      // Handed to a worker without a copy: the stream's own buffers are gone from this thread.
+      expect(whole.every((piece) => piece.buffer.byteLength === 0)).toBe(true);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('chunks a stream that fails midway without losing the chunks another stream shares', async () => {
     const writer = repository.newWriter();
     const pool = new ChunkPool(writer);
