@@ -118,14 +118,17 @@ async function pruneAndReport(
     const result = await prune(repository, { ...options, onProgress: (step) => progress.note(step) });
     progress.clear();
     const { plan } = result;
+    const removedPacks = plan.deletePacks.filter((p) => !result.swept?.restoredPacks.has(p.key));
+    const removed = removedPacks.reduce((sum, p) => sum + p.bytes, 0);
     const deleted = plan.deletePacks.reduce((sum, p) => sum + p.bytes, 0);
     const repacked = plan.repackPacks.reduce((sum, p) => sum + p.bytes, 0);
     const moved = plan.repackPacks.reduce((sum, p) => sum + p.liveBytes, 0);
     const changed = plan.deletePacks.length + plan.repackPacks.length > 0;
     const changes = !changed
       ? 'nothing to remove'
-      : `${options.dryRun ? 'would remove' : 'removed'} ${plural(plan.deletePacks.length, 'pack')} (${formatBytes(deleted)}) and ` +
+      : `${options.dryRun ? 'would remove' : 'removed'} ${plural(removedPacks.length, 'pack')} (${formatBytes(removed)}) and ` +
         `${options.dryRun ? 'would rewrite' : 'rewrote'} ${plural(plan.repackPacks.length, 'pack')} (${formatBytes(repacked)}, ${formatBytes(moved)} of it in use)`;
+    // A pack stored again under its own name is among those deleted and those written: counted once.
     const after = result.swept && changed ? plan.packBytes - deleted - repacked + result.swept.writtenBytes : undefined;
     const { partialWrites } = result;
     const partial = partialWrites.count
