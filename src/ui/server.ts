@@ -114,7 +114,6 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
         if (!(err instanceof HttpError)) log(`${req.method} ${url.pathname}: ${err instanceof Error ? err.message : String(err)}`);
         return;
       }
-      for (const name of ['Content-Disposition', 'Content-Length', 'ETag', 'Accept-Ranges']) res.removeHeader(name);
       const [status, message] =
         err instanceof HttpError
           ? [err.status, err.message]
@@ -123,6 +122,9 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
             : err instanceof KlosetError
               ? [400, err.message]
               : [500, 'internal error'];
+      // The headers of the content that was not sent; a 416 keeps the Content-Range that gives the size.
+      for (const name of ['Content-Disposition', 'Content-Length', 'ETag', 'Accept-Ranges']) res.removeHeader(name);
+      if (status !== 416) res.removeHeader('Content-Range');
       if (!(err instanceof HttpError) && status === 500) log(`${req.method} ${url.pathname}: ${(err as Error).message}`);
       if (url.pathname.startsWith('/api/')) sendJson(res, status, { error: message });
       else sendText(res, status, message);
