@@ -71,7 +71,8 @@ interface PoolWorker {
   /** Jobs and emptied batch buffers waiting for the next message to this worker. */
   jobs: ChunkJob[];
   buffers: ArrayBuffer[];
-  transfer: ArrayBuffer[];
+  /** A set: two views of one ArrayBuffer in a message must not list it twice, which postMessage refuses. */
+  transfer: Set<ArrayBuffer>;
   /** Bytes of assigned streams not yet chunked. */
   queued: number;
   inFlight: number;
@@ -113,7 +114,7 @@ export class ChunkPool {
     for (let slot = 0; slot < this.size; slot++) {
       // A small young generation makes the worker collect garbage promptly: RSS stays low.
       const thread = new Worker(new URL('./chunkworker.js', import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: 4 } });
-      const worker: PoolWorker = { thread, jobs: [], buffers: [], transfer: [], queued: 0, inFlight: 0, waiters: [], tail: Promise.resolve() };
+      const worker: PoolWorker = { thread, jobs: [], buffers: [], transfer: new Set(), queued: 0, inFlight: 0, waiters: [], tail: Promise.resolve() };
       thread.on('message', (batch: WorkerBatch) => {
         worker.tail = worker.tail.then(() => this.apply(worker, batch)).catch((err: Error) => this.failAll(err));
       });
@@ -176,7 +177,7 @@ export class ChunkPool {
 
   private send(worker: PoolWorker, job: ChunkJob | undefined, transfer?: ArrayBuffer): void {
     if (job) worker.jobs.push(job);
-    if (transfer) worker.transfer.push(transfer);
+    if (transfer) worker.transfer.add(transfer);
     if (this.sendScheduled) return;
     this.sendScheduled = true;
     // A message wakes a thread, which costs more than the message: one per worker per turn of the event loop.
@@ -184,10 +185,10 @@ export class ChunkPool {
       this.sendScheduled = false;
       for (const w of this.workers) {
         if (w.jobs.length === 0 && w.buffers.length === 0) continue;
-        w.thread.postMessage({ op: 'jobs', jobs: w.jobs, buffers: w.buffers } satisfies WorkerRequest, w.transfer);
+        w.thread.postMessage({ op: 'jobs', jobs: w.jobs, buffers: w.buffers } satisfies WorkerRequest, [...w.transfer]);
         w.jobs = [];
         w.buffers = [];
-        w.transfer = [];
+        w.transfer = new Set();
       }
     });
   }
@@ -224,7 +225,7 @@ export class ChunkPool {
       while (worker.inFlight >= budget && open()) await new Promise<void>((r) => worker.waiters.push(r));
       if (!open()) return;
       worker.inFlight += bytes;
-      for (const part of parts) worker.transfer.push(part.buffer as ArrayBuffer);
+      for (const part of parts) worker.transfer.add(part.buffer as ArrayBuffer);
       this.send(worker, { kind: 'data', stream, parts });
     };
     let pending: Buffer[] = [];

@@ -219,6 +219,26 @@ describe('the chunk pool', () => {
     }
   });
 
+  it('takes a buffer given twice in a row as its bytes twice', async () => {
+    const writer = repository.newWriter();
+    const pool = new ChunkPool(writer);
+    try {
+      const piece = randomBytes(100_000);
+      const expected = Buffer.concat([piece, piece]);
+      const result = await pool.chunk(
+        (async function* () {
+          yield piece;
+          yield piece;
+        })(),
+        expected.length,
+      );
+      await writer.commit();
+      expect((await contentOf(result.chunks)).equals(expected)).toBe(true);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('chunks a stream that fails midway without losing the chunks another stream shares', async () => {
     const writer = repository.newWriter();
     const pool = new ChunkPool(writer);
