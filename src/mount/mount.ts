@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
+import os from 'node:os';
 import { promisify } from 'node:util';
 import { childEnvironment } from '../childenv.js';
 import { requireCjs } from '../cjs.js';
@@ -55,10 +56,48 @@ async function isMounted(mountpoint: string): Promise<boolean> {
   return table.split('\n').some((line) => line.split(' ')[4] === escaped);
 }
 
+type Signal = (code: number, ...rest: unknown[]) => void;
+type FuseInstance = { ops: Record<string, (...args: any[]) => void> };
+
+/**
+ * Extended attributes answered as the system calls define them. The binding
+ * copies a value or name list into the caller's buffer whether it fits or
+ * not, and libfuse turns the overlong answer into EIO; a caller whose buffer
+ * is too small must get ERANGE, so that it asks again with a larger one (as
+ * Python's os.getxattr and os.listxattr do, starting small). A size query
+ * (an empty buffer) gets the exact size.
+ */
+function answerXattrsBySize(Fuse: { prototype: object }): void {
+  const ERANGE = -os.constants.errno.ERANGE;
+  const ENODATA = -os.constants.errno.ENODATA;
+  const reply = (signal: Signal, room: Buffer, bytes: Buffer) => {
+    if (room.length === 0) return signal(bytes.length, room.buffer);
+    if (bytes.length > room.length) return signal(ERANGE, room.buffer);
+    bytes.copy(room);
+    signal(bytes.length, room.buffer);
+  };
+  Object.assign(Fuse.prototype, {
+    _op_getxattr(this: FuseInstance, signal: Signal, path: string, name: string, room: Buffer, position: number) {
+      this.ops.getxattr(path, name, position, (err: number, value: Buffer | null) => {
+        if (err) return signal(err, room.buffer);
+        if (!value) return signal(ENODATA, room.buffer);
+        reply(signal, room, value);
+      });
+    },
+    _op_listxattr(this: FuseInstance, signal: Signal, path: string, room: Buffer) {
+      this.ops.listxattr(path, (err: number, names: string[]) => {
+        if (err) return signal(err, room.buffer);
+        reply(signal, room, Buffer.from(names.map((name) => `${name}\0`).join('')));
+      });
+    },
+  });
+}
+
 /** The binding loads libfuse when imported: load it only to mount, and say what is missing. */
 function loadFuse(): typeof import('fuse-native').default {
   try {
     const Fuse = requireCjs('fuse-native') as typeof import('fuse-native').default;
+    answerXattrsBySize(Fuse);
     // The binding unmounts through a shell command line, where a mount point
     // holding `$(...)` or a backquote would run a command: call fusermount directly.
     Fuse.unmount = (mountpoint: string, done: (err: Error | null) => void) =>

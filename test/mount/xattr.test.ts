@@ -1,0 +1,99 @@
+/**
+ * Extended attributes too large for the caller's first buffer: the system
+ * call answers ERANGE, and a caller that then asks with a larger buffer (as
+ * Python's os.getxattr and os.listxattr do, starting at 128 and 256 bytes)
+ * gets them whole, never EIO.
+ */
+import { execFile } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { setAttribute } from '@napi-rs/xattr';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/cli.js';
+import { mountCli, storeWithSnapshot, unmountAll, type MountedCli } from '../helpers/mount.js';
+
+const run = promisify(execFile);
+
+const LONG_VALUE = Buffer.alloc(300, 'v');
+/** 40 names of 40 bytes: a list of 1640 bytes. */
+const MANY_NAMES = Array.from({ length: 40 }, (_, i) => `user.an-attribute-with-a-long-name-${String(i).padStart(5, '0')}`);
+
+let work: string;
+let source: string;
+let mnt: string;
+let mount: MountedCli;
+
+/** Runs a Python snippet with the mount point as sys.argv[1]; its standard output, or the error it printed. */
+async function python(code: string): Promise<string> {
+  const { stdout } = await run('python3', ['-c', code, mnt]);
+  return stdout.trim();
+}
+
+const hasPython = await run('python3', ['-c', 'pass']).then(
+  () => true,
+  () => false,
+);
+
+describe.skipIf(!hasPython)('extended attributes larger than a first guess of their size', () => {
+  beforeAll(async () => {
+    work = await tempDir('kloset-mount-xattr-');
+    source = path.join(work, 'source');
+    await fs.mkdir(path.join(source, 'many-names'), { recursive: true });
+    await fs.writeFile(path.join(source, 'long-value'), 'has a long attribute\n');
+    await setAttribute(path.join(source, 'long-value'), 'user.long', LONG_VALUE);
+    for (const name of MANY_NAMES) await setAttribute(path.join(source, 'many-names'), name, Buffer.from('1'));
+    const store = path.join(work, 'store');
+    const id = await storeWithSnapshot(store, source);
+    mnt = path.join(work, 'mnt');
+    await fs.mkdir(mnt);
+    mount = await mountCli(store, mnt, [id]);
+  }, 60_000);
+
+  afterAll(async () => {
+    await mount?.stop();
+    await unmountAll();
+    if (work) await fs.rm(work, { recursive: true, force: true });
+  });
+
+  it('answers ERANGE to a buffer too small for a value, and the value whole to one large enough', async () => {
+    const out = await python(`
+import errno, os, sys
+try:
+    os.getxattr(os.path.join(sys.argv[1], 'long-value'), 'user.long')
+except OSError as e:
+    print(errno.errorcode[e.errno])
+else:
+    print(os.getxattr(os.path.join(sys.argv[1], 'long-value'), 'user.long').hex())
+`);
+    expect(out).toBe(LONG_VALUE.toString('hex'));
+  });
+
+  it('answers ERANGE to a buffer too small for the list of names, and the whole list to one large enough', async () => {
+    const out = await python(`
+import errno, json, os, sys
+try:
+    print(json.dumps(sorted(os.listxattr(os.path.join(sys.argv[1], 'many-names'))), separators=(',', ':')))
+except OSError as e:
+    print(errno.errorcode[e.errno])
+`);
+    expect(out).toBe(JSON.stringify([...MANY_NAMES].sort()));
+  });
+
+  it('still answers ENODATA for an attribute the file does not have', async () => {
+    const out = await python(`
+import errno, os, sys
+try:
+    os.getxattr(os.path.join(sys.argv[1], 'long-value'), 'user.absent')
+except OSError as e:
+    print(errno.errorcode[e.errno])
+`);
+    expect(out).toBe('ENODATA');
+  });
+
+  it('logs no read errors for attribute calls', async () => {
+    const result = await mount.stop();
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe('');
+  });
+});
