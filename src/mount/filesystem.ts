@@ -110,7 +110,8 @@ export class SnapshotFilesystem {
       readdir: (path: string, cb: Cb) =>
         this.withNode(path, cb, async (node) => {
           if (node.type === 'link' || (node.type === 'entry' && node.entry.kind !== 'directory')) return cb(E.ENOTDIR);
-          cb(0, await this.namespace.list(path, node));
+          // The kernel does not add these for FUSE: without them `ls -a` shows an empty directory as nothing at all.
+          cb(0, ['.', '..', ...(await this.namespace.list(path, node))]);
         }),
       readlink: (path: string, cb: Cb) =>
         this.withNode(path, cb, (node) => {
