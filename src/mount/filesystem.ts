@@ -18,6 +18,7 @@ const E = {
   ENOTDIR: -errno.ENOTDIR,
   EISDIR: -errno.EISDIR,
   EBADF: -errno.EBADF,
+  EACCES: -errno.EACCES,
 };
 
 const TYPE_BITS = { file: 0o100000, directory: 0o040000, symlink: 0o120000, device: 0o020000, fifo: 0o010000, socket: 0o140000 };
@@ -112,6 +113,17 @@ export class SnapshotFilesystem {
           if (node.type === 'link' || (node.type === 'entry' && node.entry.kind !== 'directory')) return cb(E.ENOTDIR);
           // The kernel does not add these for FUSE: without them `ls -a` shows an empty directory as nothing at all.
           cb(0, ['.', '..', ...(await this.namespace.list(path, node))]);
+        }),
+      // Without an answer here the kernel takes every access() call as granted: `test -x` and
+      // `find -executable` would call every file executable. Writing is refused by the kernel
+      // already (the mount is read-only); reading follows open, which checks no owner.
+      access: (path: string, mode: number, cb: Cb) =>
+        this.withNode(path, cb, (node) => {
+          const { mode: fileMode } = this.attributes(node);
+          const isDirectory = (fileMode & 0o170000) === TYPE_BITS.directory;
+          // As the kernel checks a file before running it, root included: some execute bit must be set.
+          if (mode & constants.X_OK && !isDirectory && (fileMode & 0o111) === 0) return cb(E.EACCES);
+          cb(0);
         }),
       readlink: (path: string, cb: Cb) =>
         this.withNode(path, cb, (node) => {
