@@ -200,9 +200,20 @@ export class ChunkCache {
     if (missing.length > 0) {
       const unique = [...new Set(missing.map((i) => keys[i]))];
       this.misses += unique.length;
-      const batch = this.repository.getBlobs(unique.map((key) => ids[keys.indexOf(key)]), BlobType.chunk);
+      const uniqueIds = unique.map((key) => ids[keys.indexOf(key)]);
+      const batch = this.repository.getBlobs(uniqueIds, BlobType.chunk);
       unique.forEach((key, n) => {
-        const one = batch.then((chunks) => this.keep(key, chunks[n]));
+        // A batch fails as a whole when one of its chunks is damaged: each is then fetched on
+        // its own, so that only the damaged chunk's readers get the error, not a reader of its
+        // intact neighbours that the same read-ahead brought along.
+        const fetched = batch.then(
+          (chunks) => chunks[n],
+          (err: unknown) => {
+            if (unique.length === 1) throw err;
+            return this.repository.getBlob(uniqueIds[n], BlobType.chunk);
+          },
+        );
+        const one = fetched.then((plaintext) => this.keep(key, plaintext));
         this.inFlight.set(key, one);
         one.catch(() => {
           this.inFlight.delete(key);
