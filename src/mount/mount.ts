@@ -43,7 +43,7 @@ export interface MountOptions {
 export interface MountedSnapshots {
   mountpoint: string;
   filesystem: SnapshotFilesystem;
-  /** Resolves when the file system is no longer mounted, whoever unmounted it. */
+  /** Resolves when the file system is no longer mounted, whoever unmounted it, and no file opened in it is still open. */
   gone: Promise<void>;
   unmount(): Promise<void>;
 }
@@ -91,6 +91,13 @@ function answerXattrsBySize(Fuse: { prototype: object }): void {
       });
     },
   });
+}
+
+/** This process's open descriptors of /dev/fuse: each is the connection of one of its mounts. */
+async function fuseConnections(): Promise<Set<string>> {
+  const fds = await fs.readdir('/proc/self/fd').catch(() => [] as string[]);
+  const links = await Promise.all(fds.map((fd) => fs.readlink(`/proc/self/fd/${fd}`).then((to) => (to === '/dev/fuse' ? fd : ''), () => '')));
+  return new Set(links.filter(Boolean));
 }
 
 /** The binding loads libfuse when imported: load it only to mount, and say what is missing. */
@@ -177,13 +184,18 @@ export async function mountSnapshots(
     // A storage outage answers EIO after the store's own retries, never hangs a reader.
     timeout: 120_000,
   });
+  const connectionsBefore = await fuseConnections();
   await new Promise<void>((resolve, reject) =>
     fuse.mount((err) => (err ? reject(new KlosetError(`${mountpoint}: cannot mount: ${err.message}`, { cause: err })) : resolve())),
   );
+  const connection = [...(await fuseConnections())].filter((fd) => !connectionsBefore.has(fd));
   const gone = new Promise<void>((resolve) => {
     const timer = setInterval(() => {
-      void isMounted(mountpoint).then((mounted) => {
-        if (mounted) return;
+      void Promise.all([isMounted(mountpoint), fuseConnections()]).then(([mounted, connections]) => {
+        // A lazy unmount (`fusermount -uz`, `umount -l`) takes the mount out of the table at once, but
+        // files open in it stay readable, as on any file system, until the last is closed and the
+        // kernel ends the connection.
+        if (mounted || connection.some((fd) => connections.has(fd))) return;
         clearInterval(timer);
         resolve();
       });
