@@ -16,6 +16,9 @@ export interface ChunkBytes {
 const PAGE = 128 * 1024;
 const SLAB_PAGES = 256;
 
+/** Read-ahead in flight at most, whatever the cache size (a quarter of it when that is less). */
+const MAX_AHEAD_BYTES = 64 * 1024 * 1024;
+
 /**
  * Fixed-size pages for the cache, allocated as needed up to a limit and then
  * reused. Decoded chunks are copied in and their own buffers dropped at
@@ -102,11 +105,19 @@ export class ChunkCache {
   misses = 0;
   /** The most bytes the cache has held at once. */
   peakBytes = 0;
+  /**
+   * Bytes fetched ahead and not yet kept, across all readers: each reader's
+   * window alone would let many readers at once hold far more than the cache
+   * in flight, and what arrives must fit in the cache until it is read.
+   */
+  private readonly aheadLimit: number;
+  private aheadBytes = 0;
 
   constructor(
     private readonly repository: Repository,
     readonly maxBytes: number,
   ) {
+    this.aheadLimit = Math.min(MAX_AHEAD_BYTES, Math.floor(maxBytes / 4));
     this.pages = new PagePool(Math.floor(maxBytes / PAGE));
     this.chunks = new LRUCache<string, ChunkBytes>({
       maxSize: Math.max(1, maxBytes),
@@ -169,10 +180,27 @@ export class ChunkCache {
     for (const id of ids) this.chunks.delete(id.toString('latin1'));
   }
 
-  /** Starts fetching chunks that are likely to be read soon. */
-  prefetch(ids: Buffer[]): void {
-    // Errors surface when the chunk is read for real; a failed prefetch is retried then.
-    for (const chunk of this.fetch(ids, false)) chunk.catch(() => undefined);
+  /**
+   * Starts fetching chunks that are likely to be read soon, in order, as many
+   * as the read-ahead budget has room for (at least one when nothing else is
+   * under way); returns how many.
+   */
+  prefetch(chunks: readonly { id: Buffer; size: number }[]): number {
+    let taken = 0;
+    let bytes = 0;
+    while (taken < chunks.length && (this.aheadBytes + bytes + chunks[taken].size <= this.aheadLimit || this.aheadBytes + bytes === 0)) {
+      bytes += chunks[taken++].size;
+    }
+    this.aheadBytes += bytes;
+    const fetches = this.fetch(
+      chunks.slice(0, taken).map((chunk) => chunk.id),
+      false,
+    );
+    fetches.forEach((fetched, i) => {
+      // Errors surface when the chunk is read for real; a failed prefetch is retried then.
+      void fetched.catch(() => undefined).then(() => (this.aheadBytes -= chunks[i].size));
+    });
+    return taken;
   }
 
   /**

@@ -87,10 +87,8 @@ export class FileReader {
     const from = Math.max(this.lastChunk + 1, this.aheadUntil);
     const until = Math.min(this.content.chunks.length, this.lastChunk + 1 + this.window);
     if (from >= until) return;
-    this.aheadUntil = until;
-    const ids = [];
-    for (let i = from; i < until; i++) ids.push(this.content.chunks[i].id);
-    this.cache.prefetch(ids);
+    // What the cache's read-ahead budget has no room for now is asked for again at a later read.
+    this.aheadUntil = from + this.cache.prefetch(this.content.chunks.slice(from, until));
   }
 
   /**
