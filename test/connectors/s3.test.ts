@@ -160,7 +160,7 @@ async function walkSnapshot(reader: SnapshotReader, root: Entry) {
 beforeAll(async () => {
   s3 = await startS3Server();
   client = s3.client();
-  for (const bucket of ['source', 'restored', 'below', 'cold', 'probe', 'from-local', 'denied', 'stopped', 'put-direct', 'put-sdk', 'put-retried']) await s3.createBucket(bucket);
+  for (const bucket of ['source', 'restored', 'below', 'cold', 'probe', 'from-local', 'denied', 'stopped', 'put-direct', 'put-sdk', 'put-retried', 'changing']) await s3.createBucket(bucket);
   await putAll('source', SEED);
 }, 120_000);
 
@@ -357,6 +357,29 @@ describe('S3 source', () => {
       for await (const data of (await reader.openFile(entry)).stream()) chunks.push(data);
       expect(sha(Buffer.concat(chunks))).toBe(sha(big));
       expect(header.stats.errors).toBe(0);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it('leaves out, with a warning, an object replaced between a body cut short and its resumption, on a server that ignores If-Match', async () => {
+    const proxy: FaultProxy = await startFaultProxy(s3.endpoint);
+    try {
+      const first = randomBytes(3 * MiB);
+      const second = randomBytes(3 * MiB);
+      await put('changing', { key: 'object.bin', body: first });
+      // s3rver answers a ranged GET whatever its If-Match says, as some gateways do.
+      proxy.addRule({ method: 'GET', path: /\/changing\/object\.bin/, fault: 'truncate', times: 1 });
+      proxy.addRule({ method: 'GET', path: /\/changing\/object\.bin/, fault: 'delay', delayMs: 1000, times: 1 });
+      const repository = await newRepository();
+      const running = backupOf(repository, importer('s3://changing', {}, s3.client({ endpoint: proxy.endpoint })));
+      while (proxy.log.filter((request) => request.url.includes('object.bin')).length < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+      await put('changing', { key: 'object.bin', body: second });
+      const { header, reader, warnings } = await running;
+      expect(warnings).toEqual(['/object.bin: s3://changing/object.bin: changed while it was read']);
+      expect(header.stats.errors).toBe(1);
+      const { files } = await walkSnapshot(reader, header.root);
+      expect(files.size).toBe(0);
     } finally {
       await proxy.stop();
     }

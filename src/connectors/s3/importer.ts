@@ -433,6 +433,10 @@ export class S3Importer implements Importer {
           etag = response.etag;
           total = response.contentLength;
         } else {
+          // Some servers answer a ranged GET whatever its If-Match says (s3rver does): its bytes may be another version's.
+          if (etag !== undefined && response.etag !== undefined && unquote(response.etag) !== unquote(etag)) {
+            throw new KlosetError(`${where}: changed while it was read`);
+          }
           const start = rangeStart(response.contentRange);
           if (start === undefined || start > offset) throw new KlosetError(`${where}: the server answered another range`);
           skip = offset - start;
