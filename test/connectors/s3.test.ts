@@ -160,7 +160,7 @@ async function walkSnapshot(reader: SnapshotReader, root: Entry) {
 beforeAll(async () => {
   s3 = await startS3Server();
   client = s3.client();
-  for (const bucket of ['source', 'restored', 'below', 'cold', 'probe', 'from-local', 'denied', 'stopped', 'put-direct', 'put-sdk', 'put-retried', 'changing']) await s3.createBucket(bucket);
+  for (const bucket of ['source', 'restored', 'below', 'cold', 'probe', 'from-local', 'denied', 'stopped', 'put-direct', 'put-sdk', 'put-retried', 'changing', 'expires-source', 'expires-direct', 'expires-sdk', 'expires-parts']) await s3.createBucket(bucket);
   await putAll('source', SEED);
 }, 120_000);
 
@@ -518,6 +518,34 @@ describe('S3 destination', () => {
       expect(await listKeys('denied')).toEqual(['photos/', 'photos/2024/img 01.jpg']);
     } finally {
       await proxy.stop();
+    }
+  });
+
+  it('gives an Expires that is no date (`0`: already expired) back as it was, through single and multipart PUTs', async () => {
+    for (const [key, body] of [['small.txt', Buffer.from('small')], ['large.bin', randomBytes(6 * MiB)]] as const) {
+      const command = new PutObjectCommand({ Bucket: 'expires-source', Key: key, Body: body, ContentLength: body.length });
+      // The SDK takes only a date; S3 keeps whatever header it is sent.
+      command.middlewareStack.add(
+        (next) => async (args) => {
+          (args.request as { headers: Record<string, string> }).headers.expires = '0';
+          return next(args);
+        },
+        { step: 'build' },
+      );
+      await client.send(command);
+    }
+    const repository = await newRepository();
+    const { header, reader } = await backupOf(repository, importer('s3://expires-source'));
+    const exporters = {
+      'expires-direct': new S3Exporter(client, parseS3Uri('s3://expires-direct')),
+      'expires-sdk': new S3Exporter(client, parseS3Uri('s3://expires-sdk'), { sdkPuts: true }),
+      'expires-parts': new S3Exporter(client, parseS3Uri('s3://expires-parts'), { singlePutLimit: 1, partSize: 5 * MiB }),
+    };
+    for (const [bucket, exporter] of Object.entries(exporters)) {
+      expect((await restore(reader, header.root, '/', exporter)).errors).toBe(0);
+      for (const key of ['small.txt', 'large.bin']) {
+        expect((await getObject(bucket, key)).expires, `${bucket}/${key}`).toBe('0');
+      }
     }
   });
 

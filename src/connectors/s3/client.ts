@@ -340,7 +340,7 @@ class DirectRequests {
     if (input.ContentEncoding !== undefined) headers['content-encoding'] = input.ContentEncoding;
     if (input.ContentDisposition !== undefined) headers['content-disposition'] = input.ContentDisposition;
     if (input.ContentLanguage !== undefined) headers['content-language'] = input.ContentLanguage;
-    if (input.Expires !== undefined) headers.expires = input.Expires.toUTCString();
+    if (input.Expires !== undefined) headers.expires = input.Expires instanceof Date ? input.Expires.toUTCString() : String(input.Expires);
     if (input.WebsiteRedirectLocation !== undefined) headers['x-amz-website-redirect-location'] = input.WebsiteRedirectLocation;
     if (input.StorageClass !== undefined) headers['x-amz-storage-class'] = input.StorageClass;
     for (const [name, value] of Object.entries(input.Metadata ?? {})) headers[`x-amz-meta-${name}`] = value;

@@ -48,11 +48,9 @@ export function objectHeaders(meta: Readonly<Record<string, string>> | undefined
   if (meta['s3.content_disposition']) headers.ContentDisposition = meta['s3.content_disposition'];
   if (meta['s3.content_language']) headers.ContentLanguage = meta['s3.content_language'];
   if (meta['s3.website_redirect_location']) headers.WebsiteRedirectLocation = meta['s3.website_redirect_location'];
-  if (meta['s3.expires']) {
-    const expires = new Date(meta['s3.expires']);
-    // The SDK takes a date; a value S3 kept that is not one cannot be sent back through it.
-    if (!Number.isNaN(expires.getTime())) headers.Expires = expires;
-  }
+  // As S3 kept it: Expires need not be a date (`0` means already expired, and Date reads it as the year 2000).
+  // The SDK writes a string header as given, its type notwithstanding.
+  if (meta['s3.expires']) headers.Expires = meta['s3.expires'] as unknown as Date;
   const metadata: Record<string, string> = {};
   for (const [name, value] of Object.entries(meta)) {
     if (name.startsWith('s3.meta.')) metadata[name.slice('s3.meta.'.length)] = value;
