@@ -160,7 +160,7 @@ async function walkSnapshot(reader: SnapshotReader, root: Entry) {
 beforeAll(async () => {
   s3 = await startS3Server();
   client = s3.client();
-  for (const bucket of ['source', 'restored', 'below', 'cold', 'probe', 'from-local', 'denied', 'stopped', 'put-direct', 'put-sdk', 'put-retried', 'changing', 'expires-source', 'expires-direct', 'expires-sdk', 'expires-parts']) await s3.createBucket(bucket);
+  for (const bucket of ['source', 'restored', 'below', 'cold', 'probe', 'from-local', 'denied', 'stopped', 'put-direct', 'put-sdk', 'put-retried', 'changing', 'expires-source', 'expires-direct', 'expires-sdk', 'expires-parts', 'put-only']) await s3.createBucket(bucket);
   await putAll('source', SEED);
 }, 120_000);
 
@@ -547,6 +547,32 @@ describe('S3 destination', () => {
         expect((await getObject(bucket, key)).expires, `${bucket}/${key}`).toBe('0');
       }
     }
+  });
+
+  it('restores with credentials that may only put objects, which a HEAD of the bucket answers 403', async () => {
+    const repository = await newRepository();
+    const { header, reader } = await backupOf(repository, importer('s3://source/photos'));
+    const proxy = await startFaultProxy(s3.endpoint);
+    try {
+      // s3:PutObject without s3:ListBucket: AWS refuses HeadBucket and listings.
+      proxy.addRule({ method: 'HEAD', path: /^\/put-only\/?$/, fault: 'error', status: 403, code: 'AccessDenied', every: 1 });
+      proxy.addRule({ method: 'GET', path: /^\/put-only\/?\?/, fault: 'error', status: 403, code: 'AccessDenied', every: 1 });
+      const exporter = new S3Exporter(s3.client({ endpoint: proxy.endpoint }), parseS3Uri('s3://put-only'));
+      const result = await restore(reader, header.root, '/', exporter);
+      expect(result.errors).toBe(0);
+      expect(proxy.faults.HEAD).toBe(1);
+      expect(await listKeys('put-only')).toEqual(['photos/', 'photos/2024/img 01.jpg', 'photos/2024/notes.txt.gz']);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it('stops in one line, before any PUT, when the access key is wrong', async () => {
+    const repository = await newRepository();
+    const { header, reader } = await backupOf(repository, importer('s3://source/photos'));
+    const exporter = new S3Exporter(s3.client({ accessKey: 'NOT-A-KEY' }), parseS3Uri('s3://put-only/wrong-key'));
+    await expect(restore(reader, header.root, '/', exporter)).rejects.toThrow(/^cannot restore there: s3:\/\/put-only: the access key is not known to the server \(InvalidAccessKeyId\)$/);
+    expect(await listKeys('put-only', 'wrong-key/')).toEqual([]);
   });
 
   it('once the restore is stopping, starts no upload that would be left unfinished', async () => {

@@ -13,11 +13,12 @@ import {
   objectUri,
   s3Error,
   sdkObjectPutter,
+  statusOf,
   type PutObject,
   type S3ObjectLocation,
 } from './client.js';
 
-const { AbortMultipartUploadCommand, HeadBucketCommand } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
+const { AbortMultipartUploadCommand, HeadBucketCommand, ListObjectsV2Command } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
 const { Upload } = requireCjs('@aws-sdk/lib-storage') as typeof import('@aws-sdk/lib-storage');
 type Upload = InstanceType<typeof Upload>;
 
@@ -118,7 +119,14 @@ export class S3Exporter implements Exporter {
       if (errorName(err) === 'NotFound' || errorName(err) === 'NoSuchBucket') {
         throw new KlosetError(`s3://${this.bucket}: no such bucket`, { cause: err });
       }
-      throw s3Error(err, `s3://${this.bucket}`);
+      if (statusOf(err) !== 403) throw s3Error(err, `s3://${this.bucket}`);
+      // HeadBucket needs s3:ListBucket, which writing objects does not. Its answer has no body to tell that
+      // from wrong credentials; a listing's has, and AccessDenied there leaves it to each PUT.
+      try {
+        await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, MaxKeys: 1 }));
+      } catch (listErr) {
+        if (errorName(listErr) !== 'AccessDenied') throw s3Error(listErr, `s3://${this.bucket}`);
+      }
     }
   }
 
