@@ -163,6 +163,11 @@ export function parseS3Location(location: string): S3Location {
     throw new UsageError(`${location}: '${bucket}' is not a valid bucket name`);
   }
   const path = (match[2] ?? '').replace(/^\/+/, '');
+  // Keys travel in the request's path: a server or proxy that resolves dot segments there (s3rver does)
+  // would write the store's objects outside its prefix, where its listings never find them.
+  if (path.split('/').some((segment) => segment === '.' || segment === '..')) {
+    throw new UsageError(`${location}: a prefix with a '.' or '..' segment: name the prefix without it`);
+  }
   const prefix = path === '' ? '' : path.endsWith('/') ? path : `${path}/`;
   return { bucket, prefix };
 }

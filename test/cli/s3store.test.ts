@@ -242,6 +242,18 @@ describe('a store given as s3://bucket/prefix', () => {
     expectOneLineError(ls, /s3:\/\/busy-bucket\/data: not a kloset store/);
   });
 
+  it("refuses a prefix with a '.' or '..' segment, which a server resolving the request's path puts elsewhere", async () => {
+    await s3.createBucket('dots-bucket');
+    const { kloset } = await sandbox(s3.env());
+    for (const store of ['s3://dots-bucket/x/../kloset', 's3://dots-bucket/./kloset']) {
+      const result = await kloset(['at', store, 'create']);
+      expect(result.code, store).toBe(2);
+      expectOneLineError(result, `kloset: ${store}: a prefix with a '.' or '..' segment: name the prefix without it`);
+    }
+    const listed = await s3.client().send(new ListObjectsV2Command({ Bucket: 'dots-bucket' }));
+    expect(listed.Contents ?? []).toEqual([]);
+  });
+
   it('says the bucket is not there, or the endpoint is no S3 server, when every request gets a bare 404', async () => {
     const server = http.createServer((_request, response) => {
       response.statusCode = 404;
