@@ -7,13 +7,15 @@
  */
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Importer, SourceEntry } from '../../src/connectors/importer.js';
 import { EMPTY_NAME, OBJECT_SUFFIX, pathsForKeys } from '../../src/connectors/s3/keys.js';
 import { type CliResult, tempDir } from '../helpers/cli.js';
-import { expectNoStackTrace, klosetWith } from '../helpers/fixtures.js';
+import { escapeRegExp, expectNoStackTrace, expectOneLineError, klosetWith } from '../helpers/fixtures.js';
 import { storeWithSnapshot } from '../helpers/mount.js';
 import { startS3Server, type S3Server } from '../helpers/s3server.js';
 
@@ -242,6 +244,36 @@ describe('a bucket backed up and restored with the seed command lines', () => {
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('of s3://your-source-bucket-name/site: 3 files');
+  });
+});
+
+describe('a source or destination whose endpoint is no S3 server', () => {
+  it('says the bucket is not there, or the endpoint is no S3 server, when every request gets a bare 404', async () => {
+    const server = http.createServer((_request, response) => {
+      response.statusCode = 404;
+      response.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const { kloset } = await sandbox();
+      await configure(kloset, 'elsewhere_src', 'uri', 's3://your-source-bucket-name', { endpoint });
+      await configure(kloset, 'elsewhere_dest', 'uri', 's3://your-dest-bucket-name', { endpoint });
+      const store = path.join(work, 'elsewhere-store');
+      expect((await kloset(['at', store, 'create', '--plaintext'])).code).toBe(0);
+      const backup = await kloset(['at', store, 'backup', '@elsewhere_src']);
+      expect(backup.code).toBe(1);
+      expectOneLineError(backup, new RegExp(`^kloset: s3://your-source-bucket-name: no such bucket at ${escapeRegExp(endpoint)} \\(or that is not an S3 server\\)`));
+      const local = path.join(work, 'elsewhere-local');
+      await fs.mkdir(local, { recursive: true });
+      await fs.writeFile(path.join(local, 'a.txt'), 'a');
+      const id = snapshotIdOf(await kloset(['at', store, 'backup', local]));
+      const restore = await kloset(['at', store, 'restore', '-to', '@elsewhere_dest', id]);
+      expect(restore.code).toBe(1);
+      expectOneLineError(restore, new RegExp(`s3://your-dest-bucket-name: no such bucket at ${escapeRegExp(endpoint)} \\(or that is not an S3 server\\)`));
+    } finally {
+      server.close();
+    }
   });
 });
 

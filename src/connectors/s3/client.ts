@@ -76,6 +76,15 @@ export function connectorSettings(
   return { location, client: createS3Client(clientOptions), endpoint: clientOptions.endpoint };
 }
 
+/**
+ * A HEAD of the bucket answered 404. It has no body to name the error: at an
+ * endpoint of the user's, that may be no S3 server at all.
+ */
+export function noSuchBucket(bucket: string, endpoint: string | undefined, err: unknown): KlosetError {
+  const elsewhere = endpoint && errorName(err) !== 'NoSuchBucket' ? ` at ${endpoint} (or that is not an S3 server)` : '';
+  return new KlosetError(`s3://${bucket}: no such bucket${elsewhere}`, { cause: err });
+}
+
 export function errorName(err: unknown): string | undefined {
   if (typeof err !== 'object' || err === null) return undefined;
   const e = err as { name?: unknown; Code?: unknown };

@@ -9,6 +9,7 @@ import {
   connectorSettings,
   errorName,
   formatS3Uri,
+  noSuchBucket,
   objectPutter,
   objectUri,
   s3Error,
@@ -31,6 +32,8 @@ export const PART_SIZE = 8 * MiB;
 const PARTS_IN_FLIGHT = 2;
 
 export interface S3ExporterOptions {
+  /** The endpoint in use, for messages; undefined for AWS. */
+  endpoint?: string;
   /** Keys below the destination's prefix, and what lies below them, that nothing may be written to: the store's, when it lies there. */
   keepOut?: readonly string[];
   singlePutLimit?: number;
@@ -72,6 +75,7 @@ export class S3Exporter implements Exporter {
   readonly target: string;
   private readonly bucket: string;
   private readonly prefix: string;
+  private readonly endpoint: string | undefined;
   private readonly singlePutLimit: number;
   private readonly partSize: number;
   private readonly putObject: PutObject;
@@ -88,6 +92,7 @@ export class S3Exporter implements Exporter {
     this.bucket = location.bucket;
     this.prefix = location.prefix;
     this.target = formatS3Uri(location);
+    this.endpoint = options.endpoint;
     this.singlePutLimit = options.singlePutLimit ?? SINGLE_PUT_LIMIT;
     this.partSize = Math.max(5 * MiB, options.partSize ?? PART_SIZE);
     this.putObject = options.sdkPuts ? sdkObjectPutter(client) : objectPutter(client);
@@ -101,7 +106,7 @@ export class S3Exporter implements Exporter {
     exporterOptions: S3ExporterOptions = {},
   ): S3Exporter {
     const settings = connectorSettings(uri, options, env);
-    return new S3Exporter(settings.client, settings.location, exporterOptions);
+    return new S3Exporter(settings.client, settings.location, { endpoint: settings.endpoint, ...exporterOptions });
   }
 
   /** The key a file goes to. */
@@ -116,9 +121,7 @@ export class S3Exporter implements Exporter {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
     } catch (err) {
-      if (errorName(err) === 'NotFound' || errorName(err) === 'NoSuchBucket') {
-        throw new KlosetError(`s3://${this.bucket}: no such bucket`, { cause: err });
-      }
+      if (errorName(err) === 'NotFound' || errorName(err) === 'NoSuchBucket') throw noSuchBucket(this.bucket, this.endpoint, err);
       if (statusOf(err) !== 403) throw s3Error(err, `s3://${this.bucket}`);
       // HeadBucket needs s3:ListBucket, which writing objects does not. Its answer has no body to tell that
       // from wrong credentials; a listing's has, and AccessDenied there leaves it to each PUT.

@@ -9,6 +9,7 @@ import {
   connectorSettings,
   errorName,
   formatS3Uri,
+  noSuchBucket,
   objectGetter,
   objectUri,
   sdkObjectGetter,
@@ -188,6 +189,7 @@ export class S3Importer implements Importer {
   readonly source: string;
   private readonly bucket: string;
   private readonly prefix: string;
+  private readonly endpoint: string | undefined;
   private readonly glacier: GlacierPolicy;
   private readonly pageSize: number;
   private readonly window: number;
@@ -207,6 +209,7 @@ export class S3Importer implements Importer {
     this.bucket = location.bucket;
     this.prefix = location.prefix;
     this.source = formatS3Uri(location);
+    this.endpoint = options.endpoint;
     this.origin = options.endpoint ?? 'aws';
     this.glacier = options.glacier ?? 'skip';
     this.pageSize = options.pageSize ?? 1000;
@@ -226,9 +229,7 @@ export class S3Importer implements Importer {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
     } catch (err) {
-      if (errorName(err) === 'NotFound' || errorName(err) === 'NoSuchBucket') {
-        throw new KlosetError(`s3://${this.bucket}: no such bucket`, { cause: err });
-      }
+      if (errorName(err) === 'NotFound' || errorName(err) === 'NoSuchBucket') throw noSuchBucket(this.bucket, this.endpoint, err);
       throw s3Error(err, `s3://${this.bucket}`);
     }
     // S3 has no directories: a prefix with nothing under it is most likely mistyped, or names an object.
