@@ -191,6 +191,8 @@ export function nextPageToken(page: { IsTruncated?: boolean; NextContinuationTok
  */
 export function cannotReach(err: unknown, detail: string): string | undefined {
   const { code, hostname, address, port } = (err ?? {}) as NodeJS.ErrnoException & { hostname?: string; address?: string; port?: number };
+  // Node's HTTP parser refused the answer (HPE_INVALID_CONSTANT and the like): another service, or no S3 server, at that port.
+  if (code?.startsWith('HPE_')) return 'cannot reach the S3 server (what answers there does not speak HTTP; check the endpoint and its port)';
   if (!code || !/^E[A-Z_]+$/.test(code)) return undefined;
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
     return `cannot reach the S3 server (${code}: no host named ${hostname ?? 'so'} is known; check the endpoint)`;

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import net, { type AddressInfo } from 'node:net';
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IntegrityError, KlosetError, NotFoundError, UsageError } from '../../src/errors.js';
@@ -316,6 +317,20 @@ describe('S3BlobStore errors', () => {
     await expect(unknown.get('CONFIG')).rejects.toThrow(/cannot reach the S3 server \((ENOTFOUND|EAI_AGAIN): no host named no-such-host\.invalid is known; check the endpoint\)$/);
     const tls = store({ endpoint: s3.endpoint.replace('http:', 'https:'), maxAttempts: 1 });
     await expect(tls.get('CONFIG')).rejects.toThrow(/the TLS handshake failed; if the endpoint speaks plain http, give it as http:\/\/ or set use_tls false\)$/);
+  });
+
+  it('says when what answers at the endpoint does not speak HTTP', async () => {
+    const server = net.createServer((socket) => {
+      socket.on('error', () => undefined);
+      socket.end('SSH-2.0-OpenSSH_9.6\r\n');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const other = store({ endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, maxAttempts: 1 });
+      await expect(other.get('CONFIG')).rejects.toThrow(/^s3:\/\/blobs\/.*: cannot reach the S3 server \(what answers there does not speak HTTP; check the endpoint and its port\)$/);
+    } finally {
+      server.close();
+    }
   });
 });
 
