@@ -191,6 +191,11 @@ export function nextPageToken(page: { IsTruncated?: boolean; NextContinuationTok
  */
 export function cannotReach(err: unknown, detail: string): string | undefined {
   const { code, hostname, address, port } = (err ?? {}) as NodeJS.ErrnoException & { hostname?: string; address?: string; port?: number };
+  // The SDK could not read the answer as S3's XML: a web server, or another service's error page.
+  if (/Deserialization error/.test(detail)) {
+    const status = (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+    return `the endpoint answered${status ? ` HTTP ${status}` : ''} with something other than an S3 answer: is it an S3 server?`;
+  }
   // Node's HTTP parser refused the answer (HPE_INVALID_CONSTANT and the like): another service, or no S3 server, at that port.
   if (code?.startsWith('HPE_')) return 'cannot reach the S3 server (what answers there does not speak HTTP; check the endpoint and its port)';
   if (!code || !/^E[A-Z_]+$/.test(code)) return undefined;

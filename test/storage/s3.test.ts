@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -317,6 +318,23 @@ describe('S3BlobStore errors', () => {
     await expect(unknown.get('CONFIG')).rejects.toThrow(/cannot reach the S3 server \((ENOTFOUND|EAI_AGAIN): no host named no-such-host\.invalid is known; check the endpoint\)$/);
     const tls = store({ endpoint: s3.endpoint.replace('http:', 'https:'), maxAttempts: 1 });
     await expect(tls.get('CONFIG')).rejects.toThrow(/the TLS handshake failed; if the endpoint speaks plain http, give it as http:\/\/ or set use_tls false\)$/);
+  });
+
+  it('says when the endpoint answers, but not as S3 does (a web server)', async () => {
+    const server = http.createServer((request, response) => {
+      request.resume();
+      response.writeHead(501, { 'content-type': 'text/html' });
+      response.end('<html><head><meta charset="utf-8"></head><body>Unsupported method</body></html>');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const other = store({ endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, maxAttempts: 1 });
+      await expect(other.put('CONFIG', Buffer.from('x'))).rejects.toThrow(
+        /^s3:\/\/blobs\/.*CONFIG: the endpoint answered HTTP 501 with something other than an S3 answer: is it an S3 server\?$/,
+      );
+    } finally {
+      server.close();
+    }
   });
 
   it('says when what answers at the endpoint does not speak HTTP', async () => {
