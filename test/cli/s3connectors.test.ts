@@ -390,4 +390,17 @@ describe("a key with '..' segments, restored into a bucket", () => {
     expect(await listKeys('victim')).toEqual([]);
     expect(await listKeys('dots-dest')).toEqual(['restore/here/plain.txt']);
   });
+
+  it("refuses in one line a destination whose prefix has a '.' or '..' segment, rather than a warning per file", async () => {
+    await s3.createBucket('dots-prefix-dest');
+    const store = path.join(work, 'dots-prefix-store');
+    await storeWithSnapshot(store, new ClimbingKeysImporter());
+    const { kloset } = await sandbox();
+    for (const destination of ['s3://dots-prefix-dest/a/..', 's3://dots-prefix-dest/./b']) {
+      const result = await kloset(['at', store, 'restore', '-to', destination], { env: s3.env() });
+      expect(result.code, destination).toBe(2);
+      expectOneLineError(result, `kloset: ${destination}: a prefix with a '.' or '..' segment: name the prefix without it`);
+    }
+    expect(await listKeys('dots-prefix-dest')).toEqual([]);
+  });
 });

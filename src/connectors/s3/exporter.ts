@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import type { PutObjectCommandInput, S3Client } from '@aws-sdk/client-s3';
 import { requireCjs } from '../../cjs.js';
-import { KlosetError } from '../../errors.js';
+import { KlosetError, UsageError } from '../../errors.js';
 import type { Entry } from '../../snapshot/tree.js';
 import { finishUpload } from '../../storage/s3.js';
 import type { Exporter } from '../exporter.js';
@@ -92,6 +92,10 @@ export class S3Exporter implements Exporter {
     this.bucket = location.bucket;
     this.prefix = location.prefix;
     this.target = formatS3Uri(location);
+    // Every key would carry the segment (see writeFile): one refusal here rather than a warning per file.
+    if (location.prefix.split('/').some((segment) => segment === '.' || segment === '..')) {
+      throw new UsageError(`${this.target}: a prefix with a '.' or '..' segment: name the prefix without it`);
+    }
     this.endpoint = options.endpoint;
     this.singlePutLimit = options.singlePutLimit ?? SINGLE_PUT_LIMIT;
     this.partSize = Math.max(5 * MiB, options.partSize ?? PART_SIZE);
