@@ -346,6 +346,27 @@ describe('a file whose name is not UTF-8, restored into a bucket', () => {
   });
 });
 
+describe('files of a local directory, restored into a bucket', () => {
+  it('get a content type guessed from their names, as the aws CLI gives them; an unknown name gets the default', async () => {
+    await s3.createBucket('typed-dest');
+    const source = path.join(work, 'typed-source');
+    await fs.mkdir(source);
+    for (const name of ['index.html', 'photo.JPG', 'data.json', 'README']) await fs.writeFile(path.join(source, name), name);
+    const { kloset } = await sandbox();
+    await configure(kloset, 'typed_dest', 'uri', 's3://typed-dest/site');
+    const store = path.join(work, 'typed-store');
+    expect((await kloset(['at', store, 'create', '--plaintext'])).code).toBe(0);
+    expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+    const result = await kloset(['at', store, 'restore', '-to', '@typed_dest']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect((await getObject('typed-dest', 'site/index.html')).contentType).toBe('text/html');
+    expect((await getObject('typed-dest', 'site/photo.JPG')).contentType).toBe('image/jpeg');
+    expect((await getObject('typed-dest', 'site/data.json')).contentType).toBe('application/json');
+    expect((await getObject('typed-dest', 'site/README')).contentType).toBe('application/octet-stream');
+  });
+});
+
 /** Two objects as an S3 source records them, one under a key that climbs out of any prefix it is written below. */
 class ClimbingKeysImporter implements Importer {
   readonly type = 's3';

@@ -30,7 +30,7 @@ const load = loadBuilt;
 const { FsExporter } = (await load('connectors/fs/exporter.js')) as typeof import('../../src/connectors/fs/exporter.js');
 const { FsImporter } = (await load('connectors/fs/importer.js')) as typeof import('../../src/connectors/fs/importer.js');
 const { parseS3Uri } = (await load('connectors/s3/client.js')) as typeof import('../../src/connectors/s3/client.js');
-const { S3Exporter } = (await load('connectors/s3/exporter.js')) as typeof import('../../src/connectors/s3/exporter.js');
+const { S3Exporter, partSizeFor } = (await load('connectors/s3/exporter.js')) as typeof import('../../src/connectors/s3/exporter.js');
 const { S3Importer } = (await load('connectors/s3/importer.js')) as typeof import('../../src/connectors/s3/importer.js');
 const { Repository: RepositoryClass } = (await load('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
 const { backup } = (await load('snapshot/builder.js')) as typeof import('../../src/snapshot/builder.js');
@@ -483,6 +483,22 @@ describe('S3 source', () => {
     await s3.createBucket('empty-bucket');
     const { header } = await backupOf(repository, importer('s3://empty-bucket'));
     expect(header.stats.files).toBe(0);
+  });
+});
+
+describe('multipart parts of a restored object', () => {
+  it('keep their size up to 10,000 parts, then grow in whole MiB so that no object needs more', () => {
+    const MiB = 1024 * 1024;
+    const GiB = 1024 * MiB;
+    expect(partSizeFor(100 * MiB, 8 * MiB)).toBe(8 * MiB);
+    expect(partSizeFor(10_000 * 8 * MiB, 8 * MiB)).toBe(8 * MiB);
+    for (const size of [10_000 * 8 * MiB + 1, 100 * GiB, 5 * 1024 * GiB]) {
+      const part = partSizeFor(size, 8 * MiB);
+      expect(part % MiB).toBe(0);
+      expect(Math.ceil(size / part)).toBeLessThanOrEqual(10_000);
+    }
+    // S3's largest object in parts under its 5 GiB part limit.
+    expect(partSizeFor(5 * 1024 * GiB, 8 * MiB)).toBeLessThanOrEqual(5 * GiB);
   });
 });
 

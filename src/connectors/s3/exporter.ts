@@ -21,6 +21,7 @@ import {
 
 const { AbortMultipartUploadCommand, HeadBucketCommand, ListObjectsV2Command } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
 const { Upload } = requireCjs('@aws-sdk/lib-storage') as typeof import('@aws-sdk/lib-storage');
+const { lookup: lookupType } = requireCjs('mime-types') as typeof import('mime-types');
 type Upload = InstanceType<typeof Upload>;
 
 const MiB = 1024 * 1024;
@@ -30,6 +31,19 @@ export const SINGLE_PUT_LIMIT = 8 * MiB;
 export const PART_SIZE = 8 * MiB;
 /** Parts of one object uploading at once; the restore runs several objects at once too. */
 const PARTS_IN_FLIGHT = 2;
+
+/** S3 takes at most this many parts in one multipart upload. */
+const MAX_PARTS = 10_000;
+
+/**
+ * The part size for an object of `size` bytes: `preferred`, or larger, in
+ * whole MiB, for an object that would need more than S3's 10,000 parts
+ * (over 78 GiB at 8 MiB), as the aws CLI grows its parts.
+ */
+export function partSizeFor(size: number, preferred: number): number {
+  const needed = Math.ceil(size / MAX_PARTS);
+  return needed <= preferred ? preferred : Math.ceil(needed / MiB) * MiB;
+}
 
 export interface S3ExporterOptions {
   /** The endpoint in use, for messages; undefined for AWS. */
@@ -151,6 +165,11 @@ export class S3Exporter implements Exporter {
       throw new KlosetError(`${where}: inside the store, left out: restored, it would replace the store's own objects`);
     }
     const input: PutObjectCommandInput = { Bucket: this.bucket, Key: key, ...objectHeaders(entry.meta) };
+    // A file that was no S3 object has no content type of its own: guessed from its name, as the aws CLI and rclone do.
+    if (typeof entry.meta?.['s3.key'] !== 'string') {
+      const guessed = lookupType(entry.name);
+      if (guessed) input.ContentType = guessed;
+    }
     // Nothing new starts once stopping: a multipart upload begun now would outlive abandon()'s aborts, its parts billed.
     if (this.abandoned) throw new KlosetError(`${where}: not written, the restore is stopping`);
     try {
@@ -168,7 +187,7 @@ export class S3Exporter implements Exporter {
       const upload = new Upload({
         client: this.client,
         params: { ...input, Body: Readable.from(content, { objectMode: false }) },
-        partSize: this.partSize,
+        partSize: partSizeFor(entry.size, this.partSize),
         queueSize: PARTS_IN_FLIGHT,
         leavePartsOnError: false,
       });
