@@ -249,3 +249,19 @@ export async function storeWithSnapshot(
     await importer.close();
   }
 }
+
+/** A snapshot of `source` in a plaintext store under `work`, mounted by the CLI at `work`/mnt. */
+export async function mountSnapshotOf(work: string, source: string): Promise<{ mnt: string; mount: MountedCli }> {
+  const store = path.join(work, 'store');
+  const id = await storeWithSnapshot(store, source);
+  const mnt = path.join(work, 'mnt');
+  await fs.mkdir(mnt);
+  return { mnt, mount: await mountCli(store, mnt, [id]) };
+}
+
+/** Stops what mountSnapshotOf started, and removes `work`. */
+export async function endMountOf(mount: MountedCli | undefined, work: string | undefined): Promise<void> {
+  await mount?.stop();
+  await unmountAll();
+  if (work) await fs.rm(work, { recursive: true, force: true });
+}

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
-import { mountCli, storeWithSnapshot, unmountAll, type MountedCli } from '../helpers/mount.js';
+import { endMountOf, mountSnapshotOf, type MountedCli } from '../helpers/mount.js';
 
 const run = promisify(execFile);
 
@@ -54,18 +54,10 @@ describe('access() on a mounted snapshot', () => {
     await fs.chmod(path.join(source, 'plain.txt'), 0o644);
     await fs.chmod(path.join(source, 'script.sh'), 0o755);
     await fs.chmod(path.join(source, 'group-only'), 0o650);
-    const store = path.join(work, 'store');
-    const id = await storeWithSnapshot(store, source);
-    mnt = path.join(work, 'mnt');
-    await fs.mkdir(mnt);
-    mount = await mountCli(store, mnt, [id]);
+    ({ mnt, mount } = await mountSnapshotOf(work, source));
   }, 60_000);
 
-  afterAll(async () => {
-    await mount?.stop();
-    await unmountAll();
-    if (work) await fs.rm(work, { recursive: true, force: true });
-  });
+  afterAll(() => endMountOf(mount, work));
 
   it('calls executable with `test -x` only what the source does', async () => {
     expect(await passing(mnt, '-x', NAMES)).toEqual(await passing(source, '-x', NAMES));

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
 import { MiB, writeRandomFile } from '../helpers/fixtures.js';
-import { isMountPoint, mountCli, processGone, storeWithSnapshot, unmountAll, type MountedCli } from '../helpers/mount.js';
+import { endMountOf, isMountPoint, mountSnapshotOf, processGone, type MountedCli } from '../helpers/mount.js';
 
 const run = promisify(execFile);
 const FILE_SIZE = 24 * MiB;
@@ -28,18 +28,10 @@ describe('a mount lazily unmounted while a file in it is open', () => {
     source = path.join(work, 'source');
     await fs.mkdir(source);
     await writeRandomFile(path.join(source, 'big.bin'), FILE_SIZE);
-    const store = path.join(work, 'store');
-    const id = await storeWithSnapshot(store, source);
-    mnt = path.join(work, 'mnt');
-    await fs.mkdir(mnt);
-    mount = await mountCli(store, mnt, [id]);
+    ({ mnt, mount } = await mountSnapshotOf(work, source));
   }, 60_000);
 
-  afterAll(async () => {
-    await mount?.stop();
-    await unmountAll();
-    if (work) await fs.rm(work, { recursive: true, force: true });
-  });
+  afterAll(() => endMountOf(mount, work));
 
   it('keeps serving the open file to its end, then exits 0 once it is closed', async () => {
     const expected = await fs.readFile(path.join(source, 'big.bin'));

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
-import { mountCli, storeWithSnapshot, unmountAll, type MountedCli } from '../helpers/mount.js';
+import { endMountOf, mountSnapshotOf, type MountedCli } from '../helpers/mount.js';
 
 const run = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
@@ -36,18 +36,10 @@ describe.skipIf(!isRoot)('special entries mounted', () => {
     await fs.link(path.join(source, 'one'), path.join(source, 'two'));
     await fs.link(path.join(source, 'one'), path.join(source, 'three'));
     await fs.writeFile(path.join(source, 'single'), 'single\n');
-    const store = path.join(work, 'store');
-    const id = await storeWithSnapshot(store, source);
-    mnt = path.join(work, 'mnt');
-    await fs.mkdir(mnt);
-    mount = await mountCli(store, mnt, [id]);
+    ({ mnt, mount } = await mountSnapshotOf(work, source));
   }, 60_000);
 
-  afterAll(async () => {
-    await mount?.stop();
-    await unmountAll();
-    if (work) await fs.rm(work, { recursive: true, force: true });
-  });
+  afterAll(() => endMountOf(mount, work));
 
   it('shows a block device as a block device, a character device as a character device', async () => {
     expect(await statOf(path.join(mnt, 'blk'))).toBe(await statOf(path.join(source, 'blk')));

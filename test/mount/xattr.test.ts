@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { setAttribute } from '@napi-rs/xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
-import { mountCli, storeWithSnapshot, unmountAll, type MountedCli } from '../helpers/mount.js';
+import { endMountOf, mountSnapshotOf, type MountedCli } from '../helpers/mount.js';
 
 const run = promisify(execFile);
 
@@ -43,18 +43,10 @@ describe.skipIf(!hasPython)('extended attributes larger than a first guess of th
     await fs.writeFile(path.join(source, 'long-value'), 'has a long attribute\n');
     await setAttribute(path.join(source, 'long-value'), 'user.long', LONG_VALUE);
     for (const name of MANY_NAMES) await setAttribute(path.join(source, 'many-names'), name, Buffer.from('1'));
-    const store = path.join(work, 'store');
-    const id = await storeWithSnapshot(store, source);
-    mnt = path.join(work, 'mnt');
-    await fs.mkdir(mnt);
-    mount = await mountCli(store, mnt, [id]);
+    ({ mnt, mount } = await mountSnapshotOf(work, source));
   }, 60_000);
 
-  afterAll(async () => {
-    await mount?.stop();
-    await unmountAll();
-    if (work) await fs.rm(work, { recursive: true, force: true });
-  });
+  afterAll(() => endMountOf(mount, work));
 
   it('answers ERANGE to a buffer too small for a value, and the value whole to one large enough', async () => {
     const out = await python(`
