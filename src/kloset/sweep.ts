@@ -25,7 +25,7 @@ export interface SweepResult extends SweepPlan {
   /** Bytes of the packs written by repacking. */
   writtenBytes: number;
   /** Packs of `deletePacks` kept after all: this sweep stored them again, under the same name (see `stored` below). */
-  restoredPacks: Set<string>;
+  storedAgain: Set<string>;
 }
 
 interface PackUse {
@@ -92,7 +92,7 @@ export async function sweep(
     throw new IntegrityError(missingMessage(plan.missing));
   }
   const leaving = new Set([...plan.deletePacks, ...plan.repackPacks].map((p) => p.key));
-  if (leaving.size === 0) return { ...plan, writtenBytes: 0, restoredPacks: new Set() };
+  if (leaving.size === 0) return { ...plan, writtenBytes: 0, storedAgain: new Set() };
   const repacking = new Set(plan.repackPacks.map((p) => p.key));
   // The new index names what stays where it is (in use or not: a later backup may take it up again)...
   const kept = new BlobIndex();
@@ -162,5 +162,5 @@ export async function sweep(
     onProgress?.(`deleting packs ${n + 1}/${deleting.length}`);
     await repository.store.delete(key);
   }
-  return { ...plan, writtenBytes, restoredPacks: new Set([...leaving].filter((key) => stored.has(key))) };
+  return { ...plan, writtenBytes, storedAgain: new Set([...leaving].filter((key) => stored.has(key))) };
 }

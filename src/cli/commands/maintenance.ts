@@ -118,7 +118,7 @@ async function pruneAndReport(
     const result = await prune(repository, { ...options, onProgress: (step) => progress.note(step) });
     progress.clear();
     const { plan } = result;
-    const removedPacks = plan.deletePacks.filter((p) => !result.swept?.restoredPacks.has(p.key));
+    const removedPacks = plan.deletePacks.filter((p) => !result.swept?.storedAgain.has(p.key));
     const removed = removedPacks.reduce((sum, p) => sum + p.bytes, 0);
     const deleted = plan.deletePacks.reduce((sum, p) => sum + p.bytes, 0);
     const repacked = plan.repackPacks.reduce((sum, p) => sum + p.bytes, 0);
