@@ -8,7 +8,6 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,7 +16,7 @@ import { EMPTY_NAME, OBJECT_SUFFIX, pathsForKeys } from '../../src/connectors/s3
 import { type CliResult, tempDir } from '../helpers/cli.js';
 import { escapeRegExp, expectNoStackTrace, expectOneLineError, klosetWith } from '../helpers/fixtures.js';
 import { storeWithSnapshot } from '../helpers/mount.js';
-import { startS3Server, type S3Server } from '../helpers/s3server.js';
+import { startS3Server, withEndpointOf, type S3Server } from '../helpers/s3server.js';
 
 interface Seed {
   key: string;
@@ -253,9 +252,7 @@ describe('a source or destination whose endpoint is no S3 server', () => {
       response.statusCode = 404;
       response.end();
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    try {
+    await withEndpointOf(server, async (endpoint) => {
       const { kloset } = await sandbox();
       await configure(kloset, 'elsewhere_src', 'uri', 's3://your-source-bucket-name', { endpoint });
       await configure(kloset, 'elsewhere_dest', 'uri', 's3://your-dest-bucket-name', { endpoint });
@@ -271,9 +268,7 @@ describe('a source or destination whose endpoint is no S3 server', () => {
       const restore = await kloset(['at', store, 'restore', '-to', '@elsewhere_dest', id]);
       expect(restore.code).toBe(1);
       expectOneLineError(restore, new RegExp(`s3://your-dest-bucket-name: no such bucket at ${escapeRegExp(endpoint)} \\(or that is not an S3 server\\)`));
-    } finally {
-      server.close();
-    }
+    });
   });
 });
 

@@ -7,7 +7,6 @@
  */
 import { promises as fs } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,7 +21,7 @@ import {
   writeRandomFile,
 } from '../helpers/fixtures.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultproxy.js';
-import { startS3Server, type S3Server } from '../helpers/s3server.js';
+import { startS3Server, withEndpointOf, type S3Server } from '../helpers/s3server.js';
 
 let s3: S3Server;
 let work: string;
@@ -259,18 +258,14 @@ describe('a store given as s3://bucket/prefix', () => {
       response.statusCode = 404;
       response.end();
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    try {
+    await withEndpointOf(server, async (endpoint) => {
       const { kloset } = await sandbox(s3.env({ endpoint }));
       for (const command of ['ls', 'create']) {
         const result = await kloset(['at', 's3://some-bucket/kloset', command]);
         expect(result.code).toBe(1);
         expectOneLineError(result, `kloset: s3://some-bucket: no such bucket at ${endpoint} (or that is not an S3 server)`);
       }
-    } finally {
-      server.close();
-    }
+    });
   });
 
   it('says in one line that no credentials were found', async () => {

@@ -204,3 +204,16 @@ async function waitForConnection(host: string, port: number): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
+
+/**
+ * Runs `use` with the address of `server` (an HTTP server, or a bare TCP one)
+ * listening on loopback: an endpoint where something other than S3 answers.
+ */
+export async function withEndpointOf<T>(server: net.Server, use: (endpoint: string) => Promise<T>): Promise<T> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    return await use(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`);
+  } finally {
+    server.close();
+  }
+}

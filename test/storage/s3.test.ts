@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import net, { type AddressInfo } from 'node:net';
+import net from 'node:net';
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IntegrityError, KlosetError, NotFoundError, UsageError } from '../../src/errors.js';
@@ -8,7 +8,7 @@ import { LocalBlobStore } from '../../src/storage/local.js';
 import { isEmptyStore, openBlobStore, prepareEmptyStore } from '../../src/storage/open.js';
 import { endpointUrl, nextPageToken, parseS3Location, S3BlobStore, s3OptionsFromConfig, type S3StoreOptions } from '../../src/storage/s3.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultproxy.js';
-import { startS3Server, type S3Server } from '../helpers/s3server.js';
+import { startS3Server, withEndpointOf, type S3Server } from '../helpers/s3server.js';
 
 const MiB = 1024 * 1024;
 let s3: S3Server;
@@ -326,15 +326,12 @@ describe('S3BlobStore errors', () => {
       response.writeHead(501, { 'content-type': 'text/html' });
       response.end('<html><head><meta charset="utf-8"></head><body>Unsupported method</body></html>');
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    try {
-      const other = store({ endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, maxAttempts: 1 });
+    await withEndpointOf(server, async (endpoint) => {
+      const other = store({ endpoint, maxAttempts: 1 });
       await expect(other.put('CONFIG', Buffer.from('x'))).rejects.toThrow(
         /^s3:\/\/blobs\/.*CONFIG: the endpoint answered HTTP 501 with something other than an S3 answer: is it an S3 server\?$/,
       );
-    } finally {
-      server.close();
-    }
+    });
   });
 
   it('says when what answers at the endpoint does not speak HTTP', async () => {
@@ -342,13 +339,10 @@ describe('S3BlobStore errors', () => {
       socket.on('error', () => undefined);
       socket.end('SSH-2.0-OpenSSH_9.6\r\n');
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    try {
-      const other = store({ endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, maxAttempts: 1 });
+    await withEndpointOf(server, async (endpoint) => {
+      const other = store({ endpoint, maxAttempts: 1 });
       await expect(other.get('CONFIG')).rejects.toThrow(/^s3:\/\/blobs\/.*: cannot reach the S3 server \(what answers there does not speak HTTP; check the endpoint and its port\)$/);
-    } finally {
-      server.close();
-    }
+    });
   });
 });
 
