@@ -24,6 +24,8 @@ export interface Importer {
   readonly origin: string;
   /** What was backed up, as the user named it (an absolute path, s3://bucket/prefix). */
   readonly source: string;
+  /** A source that cannot be read again (a stream): an entry it fails to give fails the backup, rather than a warning. */
+  readonly allOrNothing?: boolean;
   /** Files worth reading at once: a few for a disk, many for a store whose cost is latency. */
   readonly readConcurrency?: number;
   rootEntry(): Promise<SourceEntry>;

@@ -103,15 +103,35 @@ class DirectoryWriter {
   }
 }
 
-/** Stops a file's read between blocks once the backup is interrupted; `done` is called when the read ends, however it ends. */
+/**
+ * Stops a file's read once the backup is interrupted, without waiting for
+ * the source's next block: a command's output may stay silent for minutes.
+ * `done` is called when the read ends, however it ends.
+ */
 async function* abortable(source: AsyncIterable<Buffer>, signal: AbortSignal | undefined, done: () => void): AsyncIterable<Buffer> {
+  const blocks = source[Symbol.asyncIterator]();
+  let stop = () => undefined as void;
+  const aborted = new Promise<never>((_, reject) => {
+    stop = () => reject(signal!.reason);
+    if (signal?.aborted) stop();
+    else signal?.addEventListener('abort', stop, { once: true });
+  });
+  aborted.catch(() => undefined);
+  let ended = false;
   try {
-    for await (const block of source) {
-      signal?.throwIfAborted();
-      yield block;
+    for (;;) {
+      const next = await Promise.race([blocks.next(), aborted]);
+      if (next.done) {
+        ended = true;
+        return;
+      }
+      yield next.value;
     }
   } finally {
+    signal?.removeEventListener('abort', stop);
     done();
+    // Ended early: the source lets go of what it holds (a download, its socket) once its pending read settles.
+    if (!ended) blocks.return?.()?.catch(() => undefined);
   }
 }
 
@@ -235,8 +255,8 @@ export async function backup(repository: Repository, importer: Importer, options
   const warn = (path: string, err: unknown) => {
     const message = reason(err);
     const shown = shownPath(path);
-    // A copy is whole or absent: it must not pass for the snapshot it copies with a file missing.
-    if (options.copyOf) throw new KlosetError(`${shown}: ${message}`, { cause: err });
+    // A copy is whole or absent: it must not pass for the snapshot it copies with a file missing. Nor a stream for what was sent.
+    if (options.copyOf || importer.allOrNothing) throw new KlosetError(`${shown}: ${message}`, { cause: err });
     stats.errors++;
     options.onWarning?.(shown, message);
   };

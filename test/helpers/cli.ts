@@ -17,7 +17,7 @@ export interface CliResult {
 /** A CLI process the test can signal while it runs; `input` goes to its stdin. */
 export function startKloset(
   args: string[],
-  options: SpawnOptions & { input?: string } = {},
+  options: SpawnOptions & { input?: string | Buffer } = {},
 ): { child: ChildProcess; done: Promise<CliResult> } {
   // Run as a user does, through the shebang (it sets the malloc tuning the program relies on).
   const child = spawn(BIN, args, {
@@ -42,7 +42,7 @@ export function startKloset(
 }
 
 /** Runs the real CLI in a child process, as a user would. */
-export function kloset(args: string[], options: SpawnOptions & { input?: string } = {}): Promise<CliResult> {
+export function kloset(args: string[], options: SpawnOptions & { input?: string | Buffer } = {}): Promise<CliResult> {
   return startKloset(args, options).done;
 }
 

@@ -13,6 +13,7 @@ import type { Exporter } from '../../connectors/exporter.js';
 import { FsExporter } from '../../connectors/fs/exporter.js';
 import { FsImporter } from '../../connectors/fs/importer.js';
 import type { Importer } from '../../connectors/importer.js';
+import { StreamImporter, streamFileNameProblem } from '../../connectors/stdin/importer.js';
 import { ExitCode, KlosetError, UsageError, systemReason } from '../../errors.js';
 import { backup } from '../../snapshot/builder.js';
 import { diffTrees, type DiffItem } from '../../snapshot/diff.js';
@@ -174,6 +175,39 @@ async function storeAgainst(store: BlobStore, location: string): Promise<'inside
   const [storeRoot, root] = await Promise.all([realLocation(store.root), realLocation(location)]);
   if (isWithin(root, storeRoot)) return 'inside';
   return isWithin(storeRoot, root) ? [path.relative(root, storeRoot).split(path.sep).join('/')] : undefined;
+}
+
+interface BackupFlags {
+  stdin?: boolean;
+  stdinFromCommand?: boolean;
+  stdinFilename: string;
+  tag?: string[];
+  exclude?: string[];
+  excludeFile?: string[];
+  excludeCaches?: boolean;
+  parent: boolean;
+  oneFileSystem?: boolean;
+}
+
+/** The source of a backup of a stream (-stdin, -stdin-from-command), or undefined for a directory or a bucket. */
+function streamImporter(paths: string[], opts: BackupFlags): StreamImporter | undefined {
+  if (opts.stdin && opts.stdinFromCommand) throw new UsageError('-stdin and -stdin-from-command: choose one');
+  if (!opts.stdin && !opts.stdinFromCommand) {
+    if (opts.stdinFilename !== 'stdin') throw new UsageError('-stdin-filename names what -stdin or -stdin-from-command reads');
+    return undefined;
+  }
+  const flag = opts.stdin ? '-stdin' : '-stdin-from-command';
+  const directoryOnly = opts.oneFileSystem ? '-one-file-system' : opts.excludeCaches ? '-exclude-caches' : opts.exclude || opts.excludeFile ? '-exclude' : undefined;
+  if (directoryOnly) throw new UsageError(`${directoryOnly} applies to a directory, not to ${flag}`);
+  if (opts.stdin) {
+    if (paths.length > 0) throw new UsageError(`-stdin backs up standard input: no path (${paths[0]})`);
+    if (process.stdin.isTTY) throw new UsageError('-stdin: standard input is a terminal: pipe the data to back up into kloset');
+  } else if (paths.length === 0) {
+    throw new UsageError('-stdin-from-command: give the command after --, as in: kloset backup -stdin-from-command -- pg_dump mydb');
+  }
+  const problem = streamFileNameProblem(opts.stdinFilename);
+  if (problem) throw new UsageError(`-stdin-filename: ${problem}`);
+  return new StreamImporter(opts.stdinFilename, opts.stdin ? undefined : paths);
 }
 
 /**
@@ -360,24 +394,32 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
 
   program
     .command('backup')
-    .description('snapshot a directory')
-    .argument('[path]', 'directory or @source alias', '.')
+    .description('snapshot a directory, a bucket, or a stream')
+    .argument('[path...]', 'directory or @source alias (default: "."); with -stdin-from-command, the command and its arguments, after --')
+    .option('--stdin', 'back up standard input, as one file (a dump piped in)')
+    .option('--stdin-from-command', 'run the command given after -- and back up its output, as one file; a command that fails fails the backup')
+    .option('--stdin-filename <name>', 'the name of that file in the snapshot', 'stdin')
     .option('--tag <tags>', 'comma-separated tags', collect)
     .option('--exclude <pattern>', 'glob of paths to leave out (repeatable)', collect)
     .option('--exclude-file <file>', 'leave out the paths matching the patterns of a file, one per line (# comments; repeatable)', collect)
     .option('--exclude-caches', 'leave out the content of directories marked by a CACHEDIR.TAG file (the directory and the tag are kept)')
     .option('--no-parent', 'read every file, even unchanged ones')
     .option('-x, --one-file-system', 'do not cross into other file systems: a mount point is kept as an empty directory')
-    .action((source: string, opts: { tag?: string[]; exclude?: string[]; excludeFile?: string[]; excludeCaches?: boolean; parent: boolean; oneFileSystem?: boolean }) =>
+    .action((paths: string[], opts: BackupFlags) =>
       run(async () => {
         const ctx = context();
-        const { location, options: sourceOptions } = await resolveLocation(source, 'source', ctx.aliases);
+        const stream = streamImporter(paths, opts);
+        if (opts.stdin && ctx.options.passphraseFile === '-') throw new UsageError('-stdin and --passphrase-file -: standard input cannot carry both');
+        if (!stream && paths.length > 1) throw new UsageError(`back up one directory or bucket at a time, not ${paths.length}`);
+        const { location, options: sourceOptions } = stream
+          ? { location: '', options: {} }
+          : await resolveLocation(paths[0] ?? '.', 'source', ctx.aliases);
         const fromS3 = /^s3:\/\//i.test(location);
         if (!fromS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${withoutPassword(location)}: unsupported source`);
         if (fromS3 && opts.oneFileSystem) throw new UsageError('-one-file-system applies to a local directory, not to a bucket');
         if (fromS3 && opts.excludeCaches) throw new UsageError('-exclude-caches applies to a local directory, not to a bucket');
         const excludePath = pathMatcher(patternsWithFiles(opts.exclude, opts.excludeFile));
-        const local = fromS3 ? undefined : new FsImporter(location, { oneFileSystem: opts.oneFileSystem, excludeCaches: opts.excludeCaches });
+        const local = fromS3 || stream ? undefined : new FsImporter(location, { oneFileSystem: opts.oneFileSystem, excludeCaches: opts.excludeCaches });
         // The S3 connector's modules load while the store opens, whose key derivation runs on the thread pool.
         const connector = fromS3 ? import('../../connectors/s3/importer.js') : undefined;
         connector?.catch(() => undefined); // awaited below, once the store is open
@@ -386,10 +428,10 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         let exclude: ((rel: string) => boolean) | undefined = excludePath;
         let excludeAndSay = exclude;
         try {
-          importer = local ?? (await connector!).S3Importer.fromConfig(location, sourceOptions);
+          importer = stream ?? local ?? (await connector!).S3Importer.fromConfig(location, sourceOptions);
           // A store read into itself would take in again, at every backup, the packs the backup before wrote:
           // it is left out, as tar leaves out the archive it writes.
-          const leaveOut = await storeInSource(repository.store, location);
+          const leaveOut = stream ? undefined : await storeInSource(repository.store, location);
           if (leaveOut) {
             exclude = (p) => leaveOut.includes(p) || (excludePath?.(p) ?? false);
             // Said where the walk meets it: not when an -exclude or -x already kept the walk away.
@@ -459,7 +501,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           // last, so say that no part of a snapshot is in the store.
           const failed = err as NodeJS.ErrnoException;
           const code = failed.code ?? (failed.cause as NodeJS.ErrnoException | undefined)?.code;
-          if (code && /^E[A-Z0-9]+$/.test(code)) {
+          if ((code && /^E[A-Z0-9]+$/.test(code)) || stream) {
             const exitCode = err instanceof KlosetError ? err.exitCode : undefined;
             throw new KlosetError(`${failed.message}; the backup stopped and created no snapshot`, { cause: err, exitCode });
           }
@@ -468,6 +510,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           scanning.abort();
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
+          await importer.close();
           await ctx.release(lock);
         }
       }),

@@ -1,0 +1,145 @@
+/**
+ * A stream backed up as one file, as restic's backup --stdin and
+ * --stdin-from-command: a dump piped in, or a command's output. A stream
+ * cannot be read twice, so a command that fails, or an interrupt, leaves no
+ * snapshot.
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startKloset, tempDir } from '../helpers/cli.js';
+import { klosetWith } from '../helpers/fixtures.js';
+
+let work: string;
+let store: string;
+let kloset: ReturnType<typeof klosetWith>;
+const env = () => ({ XDG_CACHE_HOME: path.join(work, 'cache'), XDG_CONFIG_HOME: path.join(work, 'config') });
+
+async function snapshotCount(): Promise<number> {
+  const listed = await kloset(['at', store, 'ls', '--json']);
+  expect(listed.code).toBe(0);
+  return (JSON.parse(listed.stdout) as unknown[]).length;
+}
+
+beforeAll(async () => {
+  work = await tempDir('kloset-stdin-');
+  kloset = klosetWith(env());
+  store = path.join(work, 'store');
+  expect((await kloset(['at', store, 'create'])).code).toBe(0);
+});
+
+afterAll(async () => {
+  await fs.rm(work, { recursive: true, force: true });
+});
+
+describe('backup -stdin', () => {
+  it('keeps standard input as one file of the given name, byte for byte, owned by the user', async () => {
+    // Several chunks: the content-defined chunker cuts at 1 MiB on average.
+    const dump = randomBytes(5 * 1024 * 1024 + 123);
+    const result = await kloset(['at', store, 'backup', '-stdin', '-stdin-filename', 'db.dump', '-tag', 'db'], { input: dump });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/created snapshot [0-9a-f]{8} of stdin:\/db\.dump: 1 file/);
+
+    const listed = await kloset(['at', store, 'ls', '--json', '-tag', 'db']);
+    const [header] = JSON.parse(listed.stdout) as { source: string; importer: string }[];
+    expect(header.source).toBe('stdin:/db.dump');
+    const entries = JSON.parse((await kloset(['at', store, 'ls', '--json', 'latest'])).stdout) as { name: string; uid: number; mode: string; size: number }[];
+    expect(entries.map((e) => [e.name, e.size, e.uid])).toEqual([['db.dump', dump.length, os.userInfo().uid]]);
+
+    const cat = await kloset(['at', store, 'cat', 'latest:/db.dump']);
+    expect(cat.code).toBe(0);
+    expect(cat.stdoutBytes.equals(dump)).toBe(true);
+
+    const target = path.join(work, 'restored');
+    expect((await kloset(['at', store, 'restore', '-to', target, 'latest'])).code).toBe(0);
+    expect(await fs.readdir(target)).toEqual(['db.dump']);
+    const restored = path.join(target, 'db.dump');
+    expect((await fs.readFile(restored)).equals(dump)).toBe(true);
+    expect((await fs.stat(restored)).mode & 0o777).toBe(0o644);
+  });
+
+  it('names the file "stdin" by default, and keeps an empty input as an empty file', async () => {
+    const result = await kloset(['at', store, 'backup', '--stdin'], { input: '' });
+    expect(result.code).toBe(0);
+    const entries = JSON.parse((await kloset(['at', store, 'ls', '--json', 'latest'])).stdout) as { name: string; size: number }[];
+    expect(entries.map((e) => [e.name, e.size])).toEqual([['stdin', 0]]);
+  });
+});
+
+describe('backup -stdin-from-command', () => {
+  it("keeps the command's output, and gives the command no passphrase", async () => {
+    const script = 'seq 1 200000; env | grep -c PASSPHRASE || true';
+    const result = await kloset(['at', store, 'backup', '-stdin-from-command', '-stdin-filename', 'out.txt', '--', 'sh', '-c', script], {
+      env: { PLAKAR_PASSPHRASE: 'also secret' },
+    });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const cat = await kloset(['at', store, 'cat', 'latest:/out.txt']);
+    const lines = cat.stdout.trimEnd().split('\n');
+    expect(lines).toHaveLength(200_001);
+    expect(lines[199_999]).toBe('200000');
+    expect(lines[200_000]).toBe('0');
+  });
+
+  it('creates no snapshot when the command fails, and says why in one line', async () => {
+    const before = await snapshotCount();
+    const result = await kloset(['at', store, 'backup', '-stdin-from-command', '--', 'sh', '-c', 'seq 1 50000; exit 3']);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(/exited with status 3; the backup stopped and created no snapshot$/)]);
+    expect(await snapshotCount()).toBe(before);
+  });
+
+  it('creates no snapshot when the command does not exist', async () => {
+    const before = await snapshotCount();
+    const result = await kloset(['at', store, 'backup', '-stdin-from-command', '--', 'no-such-command-here', 'x']);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(/^kloset: .*no-such-command-here: command not found; the backup stopped and created no snapshot\n$/);
+    expect(await snapshotCount()).toBe(before);
+  });
+
+  it('stops the command when interrupted while it writes nothing, and creates no snapshot', async () => {
+    const before = await snapshotCount();
+    const pidFile = path.join(work, 'command.pid');
+    const { child, done } = startKloset(
+      ['at', store, 'backup', '-stdin-from-command', '--', 'sh', '-c', `echo $$ > ${pidFile}; seq 1 1000; exec sleep 60`],
+      { env: env() },
+    );
+    let pid = 0;
+    for (let tries = 0; !pid && tries < 200; tries++) {
+      pid = Number(await fs.readFile(pidFile, 'utf8').catch(() => '0'));
+      if (!pid) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(pid).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 500));
+    child.kill('SIGINT');
+    const result = await done;
+    expect(result.code).toBe(130);
+    expect(result.stderr).toContain('backup interrupted: no snapshot was created');
+    expect(() => process.kill(pid, 0)).toThrow();
+    expect(await snapshotCount()).toBe(before);
+  });
+});
+
+describe('backup -stdin usage', () => {
+  it.each([
+    [['-stdin', 'somewhere'], /-stdin backs up standard input: no path/],
+    [['-stdin', '-stdin-from-command', '--', 'true'], /choose one/],
+    [['-stdin-from-command'], /give the command after --/],
+    [['-stdin', '-stdin-filename', 'a/b'], /holds a slash/],
+    [['-stdin', '-stdin-filename', '..'], /cannot name a file/],
+    [['-stdin-filename', 'x', '.'], /-stdin-filename names what -stdin or -stdin-from-command reads/],
+    [['-stdin', '-exclude', '*.tmp'], /-exclude applies to a directory, not to -stdin/],
+    [['/tmp', '/etc'], /back up one directory or bucket at a time/],
+    [['-stdin', '--passphrase-file', '-'], /standard input cannot carry both/],
+  ])('refuses %j in one line', async (args, message) => {
+    const before = await snapshotCount();
+    const result = await kloset(['at', store, 'backup', ...args], { input: 'data' });
+    expect(result.code).toBe(2);
+    expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(result.stderr).toMatch(message);
+    expect(await snapshotCount()).toBe(before);
+  });
+});
