@@ -32,7 +32,8 @@ _kloset_setup() {
   fi
 
   # --- Debian packages -------------------------------------------------------
-  local pkgs=(libfuse2 fuse3 time chromium attr unzip strace)
+  # python3-*: the second reader of the store format (scripts/format-reader), written from FORMAT.md alone.
+  local pkgs=(libfuse2 fuse3 time chromium attr unzip strace python3 python3-argon2 python3-cryptography python3-zstandard python3-msgpack)
   local missing=()
   local p
   if command -v dpkg >/dev/null 2>&1; then

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds a store of each kind with the CLI and reads it back with reader.py,
 # which knows only src/kloset/FORMAT.md. PYTHON names an interpreter that has
-# the reader's modules (default python3).
+# the reader's modules (default: Debian's python3, to which scripts/setup.sh
+# adds them).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-python=${PYTHON:-python3}
+python=${PYTHON:-/usr/bin/python3}
 work=$(mktemp -d /tmp/kloset-format-reader.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export XDG_CACHE_HOME=$work/cache XDG_CONFIG_HOME=$work/config KLOSET_PASSPHRASE='format reader'
