@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
-import { KlosetError, systemReason } from '../errors.js';
+import { KlosetError, UsageError, systemReason } from '../errors.js';
 import { parseMoment } from './timespec.js';
 import { parseTags, type SnapshotFilter } from './snapshotref.js';
 
@@ -33,6 +33,15 @@ export function patternsWithFiles(patterns: string[] = [], files: string[] = [])
 
 function isWholeCount(value: string): boolean {
   return /^\d+$/.test(value) && Number(value) >= 1 && Number.isSafeInteger(Number(value));
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** "512M", "2GiB", "1048576": bytes, in powers of 1024 as restic reads them. */
+export function parseSize(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(text.trim());
+  if (!match) throw new UsageError(`invalid size ${JSON.stringify(text)} (examples: 512M, 2G, 1048576)`);
+  return Math.round(Number(match[1]) * SIZE_UNITS[match[2].toLowerCase()]);
 }
 
 /** A count of things at once (--concurrency): a whole number of at least 1. */

@@ -1,7 +1,8 @@
 /**
  * Exclusions as a server's backup job keeps them: patterns in a file
  * (restic's --exclude-file), and cache directories marked with CACHEDIR.TAG
- * (--exclude-caches, as tar, restic and borg honour them).
+ * (--exclude-caches, as tar, restic and borg honour them), and files above
+ * a size (restic's --exclude-larger-than).
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -136,5 +137,27 @@ describe('restore --include-file and --exclude-file', () => {
     const restored = await restoredPaths(['-exclude-file', exclude, 'latest']);
     expect(restored).toContain('notes.txt');
     expect(restored.filter((p) => p.startsWith('cache') || p.startsWith('unsigned'))).toEqual([]);
+  });
+});
+
+describe('backup --exclude-larger-than', () => {
+  it('leaves out the files larger than the size, as restic does, and keeps one of exactly that size', async () => {
+    const sized = path.join(work, 'sized');
+    await fs.mkdir(path.join(sized, 'dir'), { recursive: true });
+    for (const [rel, size] of [['small', 1024], ['exact', 2048], ['large', 2049], ['dir/big', 10_240]] as const) {
+      await fs.writeFile(path.join(sized, rel), Buffer.alloc(size, 1));
+    }
+    const backup = await kloset(['at', store, 'backup', '-exclude-larger-than', '2K', sized]);
+    expect(backup.stderr).toBe('');
+    expect(backup.code).toBe(0);
+    expect(await restoredPaths(['latest'])).toEqual(['dir/', 'exact', 'small']);
+  });
+
+  it('refuses a size it cannot read, in one line, and stores nothing', async () => {
+    const before = await storeListing(store);
+    const result = await kloset(['at', store, 'backup', '-exclude-larger-than', 'lots', source]);
+    expect(result.code).toBe(2);
+    expectOneLineError(result, 'kloset: invalid size "lots" (examples: 512M, 2G, 1048576)');
+    expect(await storeListing(store)).toEqual(before);
   });
 });

@@ -8,17 +8,8 @@ import { listSnapshots } from '../../snapshot/header.js';
 import { DEFAULT_CACHE_BYTES, mountSnapshots, type MountTarget } from '../../mount/mount.js';
 import type { CliContext, Run } from '../context.js';
 import { formatBytes, plural } from '../format.js';
-import { collect, filterFrom, withFilterOptions, type FilterFlags } from '../options.js';
+import { collect, filterFrom, parseSize, withFilterOptions, type FilterFlags } from '../options.js';
 import { filterSnapshots, findSnapshot, parseSnapshotRef } from '../snapshotref.js';
-
-const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
-
-/** "512M", "2GiB", "1048576": bytes. */
-export function parseSize(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(text.trim());
-  if (!match) throw new UsageError(`invalid size ${JSON.stringify(text)} (examples: 512M, 2G, 1048576)`);
-  return Math.round(Number(match[1]) * SIZE_UNITS[match[2].toLowerCase()]);
-}
 
 interface MountFlags extends FilterFlags {
   cacheSize?: string;

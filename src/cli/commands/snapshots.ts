@@ -30,7 +30,7 @@ import { resolveLocation } from '../aliases.js';
 import type { CliContext, Run } from '../context.js';
 import { formatBytes, formatDuration, formatMode, formatTime, plural, shortId } from '../format.js';
 import { ProgressLine } from '../progress.js';
-import { collect, filterFrom, patternsWithFiles, positiveCount, withFilterOptions, type FilterFlags } from '../options.js';
+import { collect, filterFrom, parseSize, patternsWithFiles, positiveCount, withFilterOptions, type FilterFlags } from '../options.js';
 import { filterSnapshots, findSnapshot, isEmptyFilter, parseSnapshotRef, parseTags } from '../snapshotref.js';
 
 const picomatch = requireCjs('picomatch') as typeof import('picomatch');
@@ -185,6 +185,7 @@ interface BackupFlags {
   exclude?: string[];
   excludeFile?: string[];
   excludeCaches?: boolean;
+  excludeLargerThan?: string;
   parent: boolean;
   oneFileSystem?: boolean;
 }
@@ -197,7 +198,15 @@ function streamImporter(paths: string[], opts: BackupFlags): StreamImporter | un
     return undefined;
   }
   const flag = opts.stdin ? '-stdin' : '-stdin-from-command';
-  const directoryOnly = opts.oneFileSystem ? '-one-file-system' : opts.excludeCaches ? '-exclude-caches' : opts.exclude || opts.excludeFile ? '-exclude' : undefined;
+  const directoryOnly = opts.oneFileSystem
+    ? '-one-file-system'
+    : opts.excludeCaches
+      ? '-exclude-caches'
+      : opts.exclude || opts.excludeFile
+        ? '-exclude'
+        : opts.excludeLargerThan
+          ? '-exclude-larger-than'
+          : undefined;
   if (directoryOnly) throw new UsageError(`${directoryOnly} applies to a directory, not to ${flag}`);
   if (opts.stdin) {
     if (paths.length > 0) throw new UsageError(`-stdin backs up standard input: no path (${paths[0]})`);
@@ -403,6 +412,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
     .option('--exclude <pattern>', 'glob of paths to leave out (repeatable)', collect)
     .option('--exclude-file <file>', 'leave out the paths matching the patterns of a file, one per line (# comments; repeatable)', collect)
     .option('--exclude-caches', 'leave out the content of directories marked by a CACHEDIR.TAG file (the directory and the tag are kept)')
+    .option('--exclude-larger-than <size>', 'leave out files larger than this (512K, 100M, 2G: powers of 1024)')
     .option('--no-parent', 'read every file, even unchanged ones')
     .option('-x, --one-file-system', 'do not cross into other file systems: a mount point is kept as an empty directory')
     .action((paths: string[], opts: BackupFlags) =>
@@ -419,6 +429,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         if (fromS3 && opts.oneFileSystem) throw new UsageError('-one-file-system applies to a local directory, not to a bucket');
         if (fromS3 && opts.excludeCaches) throw new UsageError('-exclude-caches applies to a local directory, not to a bucket');
         const excludePath = pathMatcher(patternsWithFiles(opts.exclude, opts.excludeFile));
+        const largest = opts.excludeLargerThan === undefined ? undefined : parseSize(opts.excludeLargerThan);
         const local = fromS3 || stream ? undefined : new FsImporter(location, { oneFileSystem: opts.oneFileSystem, excludeCaches: opts.excludeCaches });
         // The S3 connector's modules load while the store opens, whose key derivation runs on the thread pool.
         const connector = fromS3 ? import('../../connectors/s3/importer.js') : undefined;
@@ -473,7 +484,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         try {
           const header = await backup(repository, importer, {
             tags: parseTags(opts.tag),
-            exclude: excludeAndSay,
+            exclude: largest === undefined ? excludeAndSay : (p, entry) => (entry.kind === 'file' && entry.size > largest) || (excludeAndSay?.(p) ?? false),
             parent,
             signal: controller.signal,
             beforeCommit: async () => lock?.check(),
