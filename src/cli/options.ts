@@ -59,15 +59,17 @@ export function keepCount(value: string): number {
 
 export interface FilterFlags {
   tag?: string[];
+  host?: string[];
   before?: string;
   since?: string;
   latest?: boolean;
 }
 
-/** -tag, -before, -since and -latest, on a command that selects snapshots. */
+/** -tag, -host, -before, -since and -latest, on a command that selects snapshots. */
 export function withFilterOptions(command: Command): Command {
   return command
     .option('--tag <tags>', 'only snapshots with all these tags (comma-separated, repeatable)', collect)
+    .option('--host <name>', 'only snapshots taken on this host (repeatable: on any of them)', collect)
     .option('--before <when>', 'only snapshots taken before a date (2026-01-02, "2026-01-02 15:04") or a span back from now (30d, 2w, 6mo, 1y, 12h, 30min)')
     .option('--since <when>', 'only snapshots taken at or after a date or a span back from now')
     .option('--latest', 'only the newest of the snapshots selected');
@@ -76,6 +78,7 @@ export function withFilterOptions(command: Command): Command {
 export function filterFrom(flags: FilterFlags, now = new Date()): SnapshotFilter {
   return {
     tags: parseTags(flags.tag),
+    hosts: flags.host ?? [],
     before: flags.before === undefined ? undefined : parseMoment(flags.before, '-before', now),
     since: flags.since === undefined ? undefined : parseMoment(flags.since, '-since', now),
     latest: flags.latest,

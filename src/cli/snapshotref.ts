@@ -33,7 +33,7 @@ export async function findSnapshot(
 ): Promise<SnapshotHeader> {
   if (ref.id !== '' && ref.id !== LATEST) {
     // An id names one snapshot: a selection beside it would be silently ignored, and the wrong snapshot used.
-    if (!isEmptyFilter(filter)) throw new UsageError(`${ref.id}: a snapshot id or selection flags (-tag, -before, -since, -latest), not both`);
+    if (!isEmptyFilter(filter)) throw new UsageError(`${ref.id}: a snapshot id or selection flags (-tag, -host, -before, -since, -latest), not both`);
     return resolveSnapshot(repository, ref.id, onDamaged);
   }
   const all = await listSnapshots(repository, onDamaged);
@@ -53,6 +53,8 @@ export function uniqueSnapshots(headers: SnapshotHeader[]): SnapshotHeader[] {
 /** The selection flags `ls` and `rm` share, as Plakar names them. */
 export interface SnapshotFilter {
   tags: string[];
+  /** Taken on any of these hosts; none: any host. */
+  hosts: string[];
   before?: Date;
   since?: Date;
   /** Only the newest of what the other flags select. */
@@ -60,7 +62,7 @@ export interface SnapshotFilter {
 }
 
 export function isEmptyFilter(filter: SnapshotFilter): boolean {
-  return filter.tags.length === 0 && !filter.before && !filter.since && !filter.latest;
+  return filter.tags.length === 0 && filter.hosts.length === 0 && !filter.before && !filter.since && !filter.latest;
 }
 
 /** `headers` oldest first, as listSnapshots gives them; -before is strict, -since inclusive. */
@@ -68,6 +70,7 @@ export function filterSnapshots(headers: SnapshotHeader[], filter: SnapshotFilte
   const selected = headers.filter(
     (h) =>
       hasTags(h, filter.tags) &&
+      (filter.hosts.length === 0 || filter.hosts.includes(h.host)) &&
       (!filter.before || h.time.getTime() < filter.before.getTime()) &&
       (!filter.since || h.time.getTime() >= filter.since.getTime()),
   );

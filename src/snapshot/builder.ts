@@ -39,6 +39,8 @@ export interface BackupProgress {
 
 export interface BackupOptions {
   tags?: string[];
+  /** The host the snapshot is recorded under: this machine's name unless given (a container's changes at every start). */
+  host?: string;
   /** Relative paths ('/'-separated) to leave out; directories prune their subtree. */
   exclude?: (path: string, entry: SourceEntry) => boolean;
   /** The previous snapshot of the same source: unchanged files are not read again. */
@@ -437,7 +439,7 @@ export async function backup(repository: Repository, importer: Importer, options
     const header: SnapshotHeader = {
       id: original?.id ?? newSnapshotId(),
       time: original?.time ?? new Date(),
-      host: original?.host ?? os.hostname(),
+      host: original?.host ?? options.host ?? os.hostname(),
       user: original?.user ?? os.userInfo().username,
       importer: importer.type,
       origin: importer.origin,

@@ -175,7 +175,7 @@ describe('a snapshot id beside selection flags', () => {
   ])('is refused in one line, exit 2, instead of ignoring the flags: %j', async (args) => {
     const result = await kloset(['at', store, ...args.map((a) => a.replace('<work>', work).replace('<id>', id.slice(0, 8)))]);
     expect(result.code).toBe(2);
-    expectOneLineError(result, /a snapshot id or selection flags \(-tag, -before, -since, -latest\), not both/);
+    expectOneLineError(result, /a snapshot id or selection flags \(-tag, -host, -before, -since, -latest\), not both/);
     await expect(fs.stat(path.join(work, 'never'))).rejects.toThrow(/ENOENT/);
   });
 });

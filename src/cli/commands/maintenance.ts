@@ -372,10 +372,10 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         const policy = policyFrom(opts);
         const groupBy = groupFields(opts.groupBy);
         if (ids.length && !(isEmptyFilter(filter) && isEmptyPolicy(policy))) {
-          throw new UsageError('rm takes snapshot ids or selection flags (-tag, -before, -since, -latest, --keep-*), not both');
+          throw new UsageError('rm takes snapshot ids or selection flags (-tag, -host, -before, -since, -latest, --keep-*), not both');
         }
         if (!ids.length && isEmptyFilter(filter) && isEmptyPolicy(policy)) {
-          throw new UsageError('rm needs snapshot ids, a selection (-tag, -before, -since, -latest) or a keep policy (--keep-last, --keep-daily, ...)');
+          throw new UsageError('rm needs snapshot ids, a selection (-tag, -host, -before, -since, -latest) or a keep policy (--keep-last, --keep-daily, ...)');
         }
         const { repository, lock } = await ctx.lockedRepository('exclusive', 'rm');
         try {
@@ -431,14 +431,15 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
     .description('store details and statistics, or one snapshot\'s')
     .argument('[snapshot]', 'snapshot id prefix, or latest')
     .option('--tag <tags>', 'with no snapshot given: the latest snapshot with these tags', collect)
+    .option('--host <name>', 'with no snapshot given: the latest snapshot taken on this host', collect)
     .option('--json', 'JSON output')
-    .action((id: string | undefined, opts: { tag?: string[]; json?: boolean }) =>
+    .action((id: string | undefined, opts: { tag?: string[]; host?: string[]; json?: boolean }) =>
       run(async () => {
         const ctx = context();
         const repository = await ctx.repository();
-        if (id || opts.tag) {
+        if (id || opts.tag || opts.host) {
           const ref = { id: id ?? '', path: '/' };
-          const header = await findSnapshot(repository, ref, { tags: parseTags(opts.tag) }, ctx.onDamagedSnapshot);
+          const header = await findSnapshot(repository, ref, { tags: parseTags(opts.tag), hosts: opts.host ?? [] }, ctx.onDamagedSnapshot);
           const summary = snapshotSummary(header);
           if (opts.json) return void ctx.out(JSON.stringify(summary, null, 2));
           for (const [key, value] of Object.entries(summary)) {

@@ -181,6 +181,7 @@ interface BackupFlags {
   stdin?: boolean;
   stdinFromCommand?: boolean;
   stdinFilename: string;
+  host?: string;
   tag?: string[];
   exclude?: string[];
   excludeFile?: string[];
@@ -216,7 +217,7 @@ function streamImporter(paths: string[], opts: BackupFlags): StreamImporter | un
   }
   const problem = streamFileNameProblem(opts.stdinFilename);
   if (problem) throw new UsageError(`-stdin-filename: ${problem}`);
-  return new StreamImporter(opts.stdinFilename, opts.stdin ? undefined : paths);
+  return new StreamImporter(opts.stdinFilename, opts.stdin ? undefined : paths, opts.host);
 }
 
 /**
@@ -336,12 +337,14 @@ interface ArchiveFlags {
   output?: string;
   rebase?: boolean;
   tag?: string[];
+  host?: string[];
 }
 
 interface RestoreFlags {
   to?: string;
   sparse?: boolean;
   tag?: string[];
+  host?: string[];
   concurrency?: number;
   include?: string[];
   exclude?: string[];
@@ -408,6 +411,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
     .option('--stdin', 'back up standard input, as one file (a dump piped in)')
     .option('--stdin-from-command', 'run the command given after -- and back up its output, as one file; a command that fails fails the backup')
     .option('--stdin-filename <name>', 'the name of that file in the snapshot', 'stdin')
+    .option('--host <name>', "the host to record the snapshot under, and to find the previous one by (default: this machine's name)")
     .option('--tag <tags>', 'comma-separated tags', collect)
     .option('--exclude <pattern>', 'glob of paths to leave out (repeatable)', collect)
     .option('--exclude-file <file>', 'leave out the paths matching the patterns of a file, one per line (# comments; repeatable)', collect)
@@ -418,6 +422,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
     .action((paths: string[], opts: BackupFlags) =>
       run(async () => {
         const ctx = context();
+        if (opts.host !== undefined && !/^[^\s/]+$/.test(opts.host)) throw new UsageError(`-host ${JSON.stringify(opts.host)}: a host name, without spaces or slashes`);
         const stream = streamImporter(paths, opts);
         if (opts.stdin && ctx.options.passphraseFile === '-') throw new UsageError('-stdin and --passphrase-file -: standard input cannot carry both');
         if (!stream && paths.length > 1) throw new UsageError(`back up one directory or bucket at a time, not ${paths.length}`);
@@ -430,7 +435,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         if (fromS3 && opts.excludeCaches) throw new UsageError('-exclude-caches applies to a local directory, not to a bucket');
         const excludePath = pathMatcher(patternsWithFiles(opts.exclude, opts.excludeFile));
         const largest = opts.excludeLargerThan === undefined ? undefined : parseSize(opts.excludeLargerThan);
-        const local = fromS3 || stream ? undefined : new FsImporter(location, { oneFileSystem: opts.oneFileSystem, excludeCaches: opts.excludeCaches });
+        const local = fromS3 || stream ? undefined : new FsImporter(location, { oneFileSystem: opts.oneFileSystem, excludeCaches: opts.excludeCaches, host: opts.host });
         // The S3 connector's modules load while the store opens, whose key derivation runs on the thread pool.
         const connector = fromS3 ? import('../../connectors/s3/importer.js') : undefined;
         connector?.catch(() => undefined); // awaited below, once the store is open
@@ -484,6 +489,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         try {
           const header = await backup(repository, importer, {
             tags: parseTags(opts.tag),
+            host: opts.host,
             exclude: largest === undefined ? excludeAndSay : (p, entry) => (entry.kind === 'file' && entry.size > largest) || (excludeAndSay?.(p) ?? false),
             parent,
             signal: controller.signal,
@@ -661,7 +667,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         }
         const matchers = patterns.map((pattern) => picomatch(pattern, { dot: true }));
         const filter = filterFrom(opts);
-        if (opts.snapshot && !isEmptyFilter(filter)) throw new UsageError('locate takes -snapshot or selection flags (-tag, -before, -since, -latest), not both');
+        if (opts.snapshot && !isEmptyFilter(filter)) throw new UsageError('locate takes -snapshot or selection flags (-tag, -host, -before, -since, -latest), not both');
         const repository = await ctx.repository();
         const headers = opts.snapshot
           ? [await resolveSnapshot(repository, opts.snapshot, ctx.onDamagedSnapshot)]
@@ -698,6 +704,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
     .option('--output <file>', 'the archive to write, or - for standard output (default: kloset-<id>.<format> here)')
     .option('--rebase', 'name members from the path archived down, not by their whole path in the snapshot')
     .option('--tag <tags>', 'with no snapshot given: the latest with these tags', collect)
+    .option('--host <name>', 'with no snapshot given: the latest taken on this host', collect)
     .action((arg: string | undefined, opts: ArchiveFlags) =>
       run(async () => {
         const ctx = context();
@@ -711,7 +718,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         let destination: ArchiveOutput | undefined;
         try {
           const ref = parseSnapshotRef(arg);
-          const header = await findSnapshot(repository, ref, { tags: parseTags(opts.tag) }, ctx.onDamagedSnapshot);
+          const header = await findSnapshot(repository, ref, { tags: parseTags(opts.tag), hosts: opts.host ?? [] }, ctx.onDamagedSnapshot);
           const reader = new SnapshotReader(repository, header);
           // Members are named by the path as it is in the snapshot, not as typed: a name typed with U+FFFD
           // for bytes that are not UTF-8 is the name backed up, byte for byte.
@@ -788,6 +795,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
     .argument('[snapshot]', 'snapshot id prefix or latest, optionally with :/path (default: the latest)')
     .option('--to <directory>', 'where to restore (default: the current directory)')
     .option('--tag <tags>', 'with no snapshot given: the latest with these tags', collect)
+    .option('--host <name>', 'with no snapshot given: the latest taken on this host', collect)
     .option('--concurrency <n>', 'files restored at once', positiveCount)
     .option('--sparse', 'leave runs of zeros as holes, as they were in a sparse file (a disk image)')
     .option('--include <pattern>', 'restore only what matches, with the directories leading to it (repeatable)', collect)
@@ -808,7 +816,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         try {
           const keepOut = await storeInDestination(repository.store, location);
           const ref = parseSnapshotRef(arg);
-          const header = await findSnapshot(repository, ref, { tags: parseTags(opts.tag) }, ctx.onDamagedSnapshot);
+          const header = await findSnapshot(repository, ref, { tags: parseTags(opts.tag), hosts: opts.host ?? [] }, ctx.onDamagedSnapshot);
           const reader = new SnapshotReader(repository, header);
           const entry = await reader.lookup(ref.path);
           const exporter: Exporter = toS3

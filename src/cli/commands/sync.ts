@@ -47,7 +47,7 @@ export function registerSyncCommand(program: Command, context: () => CliContext,
         const otherArg = args[args.length - 1];
         const ids = args.slice(0, -2);
         const filter = filterFrom(opts);
-        if (ids.length && !isEmptyFilter(filter)) throw new UsageError('sync takes snapshot ids or selection flags (-tag, -before, -since, -latest), not both');
+        if (ids.length && !isEmptyFilter(filter)) throw new UsageError('sync takes snapshot ids or selection flags (-tag, -host, -before, -since, -latest), not both');
         if (ids.length && direction === 'with') throw new UsageError('sync with copies both ways: name snapshots with sync to or sync from');
 
         let own: Promise<string> | undefined;

@@ -87,7 +87,8 @@ function statEntry(fullPath: string, name: string, fileXattrs: boolean, textless
  */
 export class FsImporter implements Importer {
   readonly type = 'fs';
-  readonly origin = os.hostname();
+  /** The machine's name, or the one the backup is recorded under (backup -host). */
+  readonly origin: string;
   readonly source: string;
   /** The directory snapshot paths are relative to: the source, or a single file's parent. */
   private base: string;
@@ -100,8 +101,9 @@ export class FsImporter implements Importer {
 
   constructor(
     root: string,
-    private readonly options: { oneFileSystem?: boolean; excludeCaches?: boolean } = {},
+    private readonly options: { oneFileSystem?: boolean; excludeCaches?: boolean; host?: string } = {},
   ) {
+    this.origin = options.host ?? os.hostname();
     this.source = path.resolve(root);
     this.base = this.source;
     this.throughLink = root.length > 1 && root.endsWith('/');

@@ -29,18 +29,20 @@ export function streamFileNameProblem(name: string): string | undefined {
  */
 export class StreamImporter implements Importer {
   readonly type = 'stdin';
-  readonly origin = os.hostname();
+  readonly origin: string;
   readonly source: string;
   readonly allOrNothing = true;
   private readonly started: Timespec;
   private readonly owner: Pick<SourceEntry, 'uid' | 'gid' | 'user' | 'group'>;
   private child: ChildProcess | undefined;
 
-  /** `command`: the program and its arguments, run without a shell; absent, standard input. */
+  /** `command`: the program and its arguments, run without a shell; absent, standard input. `host`: the origin to record. */
   constructor(
     private readonly fileName: string,
     private readonly command?: readonly string[],
+    host = os.hostname(),
   ) {
+    this.origin = host;
     const problem = streamFileNameProblem(fileName);
     if (problem) throw new KlosetError(`-stdin-filename: ${problem}`);
     this.source = `stdin:/${fileName}`;
