@@ -61,6 +61,12 @@ describe('backup -stdin', () => {
     expect((await fs.stat(restored)).mode & 0o777).toBe(0o644);
   });
 
+  it('reads standard input for a path of -, as rustic does', async () => {
+    const result = await kloset(['at', store, 'backup', '-', '-stdin-filename', 'dash.txt'], { input: 'from a pipe\n' });
+    expect(result.code).toBe(0);
+    expect((await kloset(['at', store, 'cat', 'latest:/dash.txt'])).stdout).toBe('from a pipe\n');
+  });
+
   it('names the file "stdin" by default, and keeps an empty input as an empty file', async () => {
     const result = await kloset(['at', store, 'backup', '--stdin'], { input: '' });
     expect(result.code).toBe(0);

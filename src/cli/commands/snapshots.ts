@@ -193,6 +193,8 @@ interface BackupFlags {
 
 /** The source of a backup of a stream (-stdin, -stdin-from-command), or undefined for a directory or a bucket. */
 function streamImporter(paths: string[], opts: BackupFlags): StreamImporter | undefined {
+  // `-` for standard input, as rustic and most Unix tools read it (a directory of that name is ./-).
+  if (paths.length === 1 && paths[0] === '-' && !opts.stdinFromCommand) return streamImporter([], { ...opts, stdin: true });
   if (opts.stdin && opts.stdinFromCommand) throw new UsageError('-stdin and -stdin-from-command: choose one');
   if (!opts.stdin && !opts.stdinFromCommand) {
     if (opts.stdinFilename !== 'stdin') throw new UsageError('-stdin-filename names what -stdin or -stdin-from-command reads');
