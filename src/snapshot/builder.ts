@@ -140,6 +140,18 @@ async function* abortable(source: AsyncIterable<Buffer>, signal: AbortSignal | u
 /** A path as warnings name it: from the source's root, which is '/'. */
 const shownPath = (path: string) => (path === '' ? '/' : `/${path}`);
 
+/**
+ * Who made the snapshot: the account's name, or its uid where the account
+ * has none (a container run with --user 1500), as `ls -l` shows an owner.
+ */
+function userName(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return String(process.getuid?.() ?? '');
+  }
+}
+
 function sameFile(a: SourceEntry, b: Entry): boolean {
   return (
     b.kind === 'file' &&
@@ -440,7 +452,7 @@ export async function backup(repository: Repository, importer: Importer, options
       id: original?.id ?? newSnapshotId(),
       time: original?.time ?? new Date(),
       host: original?.host ?? options.host ?? os.hostname(),
-      user: original?.user ?? os.userInfo().username,
+      user: original?.user ?? userName(),
       importer: importer.type,
       origin: importer.origin,
       source: importer.source,
