@@ -17,9 +17,15 @@ const SCAN_SLICE = 256;
 const CACHE_TAG = 'CACHEDIR.TAG';
 const CACHE_TAG_SIGNATURE = Buffer.from('Signature: 8a477f597d28d172789f06886806bc55');
 
-/** atime is not recorded: it changes on every read and would make every backup's trees new. */
+/**
+ * Seconds rounded down, so that nsec is never negative, as in a timespec: a
+ * time before 1970 is whole seconds before it plus a positive fraction.
+ * atime is not recorded: it changes on every read and would make every backup's trees new.
+ */
 function timespec(ns: bigint): Timespec {
-  return { sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) };
+  const second = 1_000_000_000n;
+  const sec = ns < 0n ? -((-ns + second - 1n) / second) : ns / second;
+  return { sec: Number(sec), nsec: Number(ns - sec * second) };
 }
 
 function kindOf(stat: BigIntStats): EntryKind | undefined {
