@@ -1,7 +1,8 @@
 /**
  * A file whose mtime is before 1970 (an old archive's member, a clock reset
  * to zero and back) keeps that time: the listing and a tar archive show it,
- * and tar extracts it, to the nanosecond the file had.
+ * tar extracts it, to the nanosecond the file had, and a restore sets it (to
+ * the microsecond, as every restored time), on a symlink and a directory too.
  */
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
@@ -28,7 +29,9 @@ beforeAll(async () => {
   kloset = klosetWith({ XDG_CACHE_HOME: path.join(work, 'cache'), TZ: 'UTC' });
   await fs.mkdir(source);
   await fs.writeFile(path.join(source, 'old.txt'), 'from 1960\n');
-  await run('touch', ['-d', OLD, path.join(source, 'old.txt')]);
+  await fs.symlink('old.txt', path.join(source, 'old-link'));
+  await fs.mkdir(path.join(source, 'old-dir'));
+  await run('touch', ['-h', '-d', OLD, path.join(source, 'old.txt'), path.join(source, 'old-link'), path.join(source, 'old-dir')]);
   expect((await fs.stat(path.join(source, 'old.txt'), { bigint: true })).mtimeNs).toBe(OLD_NS);
   expect((await kloset(['at', store, 'create', '-plaintext'])).code).toBe(0);
   const backup = await kloset(['at', store, 'backup', source]);
@@ -56,5 +59,15 @@ describe('a file from before 1970', () => {
     // GNU tar warns of an "implausibly old time stamp", and sets it.
     await run('tar', ['-xf', file, '-C', out]);
     expect((await fs.stat(path.join(out, 'old.txt'), { bigint: true })).mtimeNs).toBe(OLD_NS);
+  }, 60_000);
+
+  it('is restored at its time, as are a symlink and a directory', async () => {
+    const target = path.join(work, 'restored');
+    const restored = await kloset(['at', store, 'restore', '-to', target, 'latest']);
+    expect(restored.stderr).toBe('');
+    expect(restored.code).toBe(0);
+    for (const name of ['old.txt', 'old-link', 'old-dir']) {
+      expect((await fs.lstat(path.join(target, name), { bigint: true })).mtimeNs, name).toBe(OLD_NS);
+    }
   }, 60_000);
 });

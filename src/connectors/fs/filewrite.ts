@@ -37,7 +37,14 @@ export interface WriteSettings {
   sparse: boolean;
 }
 
-export const asDate = (t: Timespec) => t.sec + t.nsec / 1e9;
+/**
+ * Seconds, for utimes. Node takes a negative number for "now", so a time
+ * before 1970 goes as the same number in text, which it passes on as it is.
+ */
+export const asDate = (t: Timespec): number | string => {
+  const seconds = t.sec + t.nsec / 1e9;
+  return seconds < 0 ? String(seconds) : seconds;
+};
 
 /** Compared against, a slice at a time: zero runs come as chunks of up to the chunker's maximum. */
 const ZEROS = Buffer.alloc(64 * 1024);
