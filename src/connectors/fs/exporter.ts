@@ -9,7 +9,7 @@ import { exactForm } from '../../snapshot/names.js';
 import { isBlockDevice, type Entry } from '../../snapshot/tree.js';
 import { makeDirectories } from '../../storage/directories.js';
 import type { Exporter } from '../exporter.js';
-import { HOLE_MIN, allZero, applyMetadata, asDate, createFile, replacing, writeWholeFile, type WriteSettings } from './filewrite.js';
+import { HOLE_MIN, allZero, applyMetadata, asDate, clearName, createFile, replacing, writeWholeFile, type WriteSettings } from './filewrite.js';
 import { SmallFileWriter, type SmallFile } from './smallfiles.js';
 import { hasDefaultAcl, writeXattrs } from './xattrs.js';
 
@@ -132,7 +132,13 @@ export class FsExporter implements Exporter {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const stat = await fs.lstat(exactForm(full));
-      if (!stat.isDirectory()) throw new KlosetError(`${full}: exists and is not a directory`);
+      if (!stat.isDirectory()) {
+        if (rel === '') throw new KlosetError(`${full}: exists and is not a directory`);
+        // Below the target, a file or a symlink where the snapshot has a directory is replaced, never followed, as tar does.
+        clearName(full);
+        await fs.mkdir(exactForm(full), { mode: 0o700 });
+        return;
+      }
       if (hasDefaultAcl(exactForm(full))) this.inheritedAcls = true;
     }
   }
@@ -229,7 +235,7 @@ export class FsExporter implements Exporter {
     const full = this.full(rel);
     if (entry.kind === 'symlink' && entry.target !== undefined) {
       const at = exactForm(full);
-      await fs.rm(at, { force: true });
+      clearName(full);
       await fs.symlink(exactForm(entry.target), at);
       if (this.asRoot) await fs.lchown(at, entry.uid, entry.gid).catch(() => undefined);
       // Set on the link itself (lsetxattr), as they were read from it.
@@ -239,7 +245,7 @@ export class FsExporter implements Exporter {
     }
     if (entry.kind === 'fifo' || entry.kind === 'device') {
       const at = exactForm(full);
-      await fs.rm(at, { force: true });
+      clearName(full);
       if (typeof at === 'string') await makeSpecial(full, entry);
       else {
         // mkfifo and mknod take their path as text: a name that is not is made under a temporary

@@ -8,11 +8,13 @@ import {
   ftruncateSync,
   futimesSync,
   openSync,
+  rmdirSync,
   rmSync,
   unlinkSync,
   utimesSync,
   writeSync,
 } from 'node:fs';
+import { KlosetError } from '../../errors.js';
 import { exactForm } from '../../snapshot/names.js';
 import type { Entry, Timespec } from '../../snapshot/tree.js';
 import { ACCESS_ACL, DEFAULT_ACL, removeXattrs, writeXattrs } from './xattrs.js';
@@ -60,10 +62,32 @@ export function allZero(data: Buffer): boolean {
 }
 
 /**
+ * Removes what holds a name the restore is to write: anything but a
+ * directory, or an empty directory, as tar does. A directory with entries
+ * is kept, and the failure says so.
+ */
+export function clearName(full: string): void {
+  try {
+    return unlinkSync(exactForm(full));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code !== 'EISDIR') throw err;
+  }
+  try {
+    rmdirSync(exactForm(full));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') throw new KlosetError(`${full}: a directory that is not empty is in the way`, { cause: err });
+    throw err;
+  }
+}
+
+/**
  * Makes a new name with `make`, which fails with EEXIST if the name is
  * held: whatever held it (a hard link to a file outside the target, a
- * FIFO, a symlink) is then removed, not written or linked through, as tar
- * does.
+ * FIFO, a symlink, an empty directory) is then removed, not written or
+ * linked through, as tar does.
  */
 export function replacing<T>(full: string, make: () => T): T {
   try {
@@ -71,7 +95,7 @@ export function replacing<T>(full: string, make: () => T): T {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
-  unlinkSync(exactForm(full));
+  clearName(full);
   return make();
 }
 
