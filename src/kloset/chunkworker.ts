@@ -277,6 +277,9 @@ async function finishStream(stream: number, changed = false): Promise<void> {
   filesDone++;
 }
 
+/** Linux's O_NOATIME, absent elsewhere. */
+const NOATIME = constants.O_NOATIME ?? 0;
+
 /**
  * The walk saw a regular file; by now the name may be something else. A
  * symlink put in its place (by whoever may write the directory) is not
@@ -288,7 +291,15 @@ function openRegularFile(path: string | Uint8Array, listed?: { ino: number; dev:
   try {
     // A path that is not UTF-8 text comes as its bytes, which arrive here as a plain Uint8Array.
     const at = typeof path === 'string' ? path : Buffer.from(path.buffer, path.byteOffset, path.byteLength);
-    fd = openSync(at, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    const flags = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+    try {
+      // The backup's read leaves the file's atime as it was, as restic's and tar --atime-preserve's do
+      // (mail readers and cleaners of old files go by it); only its owner or root may ask that.
+      fd = openSync(at, flags | NOATIME);
+    } catch (err) {
+      if (NOATIME === 0 || (err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+      fd = openSync(at, flags);
+    }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new Error('replaced by a symlink since it was listed: not followed');
     throw err;
