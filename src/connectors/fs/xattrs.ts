@@ -11,12 +11,13 @@ const { getAttributeSync, listAttributesSync, removeAttributeSync, setAttributeS
 /** Codes meaning "this file system or namespace has no attributes for us". */
 const UNSUPPORTED = new Set(['ENOTSUP', 'EOPNOTSUPP', 'ENODATA', 'EPERM', 'EACCES']);
 
+/** The binding's errors carry the code GenericFailure: what failed is in the message ("... (os error 95)"). */
 function code(err: unknown): string | undefined {
   const e = err as { code?: string; message?: string };
-  if (e.code) return e.code;
+  if (e.code && e.code !== 'GenericFailure') return e.code;
   return /Operation not supported|No data available|Permission denied|Operation not permitted/.exec(e.message ?? '')
     ? 'ENOTSUP'
-    : undefined;
+    : e.code;
 }
 
 export function readXattrs(path: string): Record<string, Buffer> | undefined {
