@@ -63,7 +63,9 @@ export async function restore(
   // At least one: with none running, waiting for a free slot would never end.
   const limit = options.concurrency !== undefined && options.concurrency >= 1 ? Math.floor(options.concurrency) : 8;
   const running = new Set<Promise<unknown>>();
-  const shown = (rel: string) => '/' + [sourcePath.replace(/^\/+|\/+$/g, ''), rel].filter(Boolean).join('/');
+  // One entry that is not a directory is written under its own name: shown from its directory, not below itself.
+  const shownFrom = entry.kind === 'directory' ? sourcePath : sourcePath.replace(/[^/]*\/*$/, '');
+  const shown = (rel: string) => '/' + [shownFrom.replace(/^\/+|\/+$/g, ''), rel].filter(Boolean).join('/');
   const fail = (rel: string, err: unknown) => {
     result.errors++;
     options.onWarning?.(shown(rel), err instanceof Error ? err.message : String(err));

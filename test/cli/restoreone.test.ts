@@ -44,3 +44,17 @@ describe('a restore of one entry into a directory that does not exist yet', () =
     expect(await fs.readlink(path.join(work, 'restored-link', 'below', 'link'))).toBe('/etc/hostname');
   }, 60_000);
 });
+
+describe('a restore of one entry that cannot be written', () => {
+  it('names the entry by its path in the snapshot', async () => {
+    for (const name of ['plain.txt', 'link']) {
+      const target = path.join(work, `blocked-${name}`);
+      // A directory with entries in the way, which a restore keeps.
+      await fs.mkdir(path.join(target, name), { recursive: true });
+      await fs.writeFile(path.join(target, name, 'kept'), 'kept\n');
+      const result = await kloset(['at', store, 'restore', '-to', target, `latest:/${name}`]);
+      expect(result.stderr).toBe(`warning: /${name}: ${path.join(target, name)}: a directory that is not empty is in the way\n`);
+      expect(result.code).toBe(3);
+    }
+  }, 60_000);
+});
