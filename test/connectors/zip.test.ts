@@ -20,7 +20,8 @@ let work: string;
 let source: string;
 let store: string;
 
-async function zipOf(where: string): Promise<string> {
+/** The zip of a path in the snapshot; `pause`: a client that reads slowly, waiting that long after each piece. */
+async function zipOf(where: string, pause = 0): Promise<string> {
   const { listSnapshots } = (await loadBuilt('snapshot/header.js')) as typeof import('../../src/snapshot/header.js');
   const { SnapshotReader } = (await loadBuilt('snapshot/reader.js')) as typeof import('../../src/snapshot/reader.js');
   const { zipStream } = (await loadBuilt('connectors/archive/zip.js')) as typeof import('../../src/connectors/archive/zip.js');
@@ -31,7 +32,10 @@ async function zipOf(where: string): Promise<string> {
     const file = path.join(work, `${path.basename(where) || 'root'}.zip`);
     const handle = await fs.open(file, 'w');
     try {
-      for await (const data of zipStream(reader, await reader.lookup(where), 'root')) await handle.write(data);
+      for await (const data of zipStream(reader, await reader.lookup(where), 'root')) {
+        await handle.write(data);
+        if (pause) await new Promise((resolve) => setTimeout(resolve, pause));
+      }
     } finally {
       await handle.close();
     }
@@ -70,6 +74,12 @@ describe('zipStream', () => {
     expect(await fs.readdir(path.join(out, 'root/dirs'))).toHaveLength(DIRECTORIES);
     expect(await fs.readFile(path.join(out, 'root/old.txt'), 'utf8')).toBe('from 1969\n');
     expect(await fs.readlink(path.join(out, 'root/link'))).toBe('old.txt');
+  });
+
+  it('writes them for a client that reads slowly, with the large file still being written when the directories come', async () => {
+    const file = await zipOf('/', 2);
+    const { stdout } = await run('unzip', ['-Z1', file], { maxBuffer: 64 * MiB });
+    expect(stdout.split('\n').filter((name) => name.startsWith('root/dirs/d'))).toHaveLength(DIRECTORIES);
   });
 
   it('fails the stream, not ends it, when a file turns out damaged', async () => {

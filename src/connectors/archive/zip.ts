@@ -24,10 +24,14 @@ const yazl = requireCjs('yazl') as typeof import('yazl');
 /** Files whose content is yet to be read, at most. */
 const FILES_AHEAD = 64;
 /**
- * Directories and symlinks queued behind a file still being read, at most:
- * yazl writes such a run recursively once the file ends, a stack frame each.
+ * Entries yazl holds and has not written out, at most, before a directory or
+ * symlink is added: behind a file still being written (the client reading
+ * slowly), yazl writes a run of them recursively once the file ends, a stack
+ * frame each, and thousands overflowed the stack.
  */
-const OTHERS_AHEAD = 256;
+const UNWRITTEN_AHEAD = 256;
+/** yazl 3's state of an entry whose bytes are all written (Entry.FILE_DATA_DONE, which it does not export). */
+const ENTRY_WRITTEN = 3;
 const S_IFLNK = 0o120000;
 
 export type ZipOptions = TarOptions;
@@ -51,8 +55,13 @@ export async function* zipStream(reader: SnapshotReader, entry: Entry, rootName:
   const output = zip.outputStream as unknown as Readable;
   let filesAdded = 0;
   let filesStarted = 0;
-  let filesEnded = 0;
-  let othersQueued = 0;
+  // yazl's queue, read to bound what waits in it: the only measure of what it has written.
+  const entries = (zip as unknown as { entries: { state: number }[] }).entries;
+  let writtenOut = 0;
+  const unwritten = () => {
+    while (writtenOut < entries.length && entries[writtenOut].state >= ENTRY_WRITTEN) writtenOut++;
+    return entries.length - writtenOut;
+  };
   let reading: Readable | undefined;
   let wake: (() => void) | undefined;
   let stopped = false;
@@ -83,17 +92,9 @@ export async function* zipStream(reader: SnapshotReader, entry: Entry, rootName:
     options.onFile?.(path, e.size);
   };
 
-  /** A directory or symlink: written at once unless a file is still being read ahead of it. */
+  /** A directory or symlink, once yazl has few enough entries left to write. */
   const addOther = async (write: () => void): Promise<void> => {
-    if (filesEnded < filesAdded) {
-      if (othersQueued >= OTHERS_AHEAD) {
-        await until(() => filesEnded === filesAdded);
-        othersQueued = 0;
-      }
-      othersQueued++;
-    } else {
-      othersQueued = 0;
-    }
+    await until(() => unwritten() < UNWRITTEN_AHEAD);
     if (!stopped) write();
   };
 
@@ -115,16 +116,12 @@ export async function* zipStream(reader: SnapshotReader, entry: Entry, rootName:
       await until(() => filesAdded - filesStarted < FILES_AHEAD);
       if (stopped) return;
       filesAdded++;
-      othersQueued = 0;
       zip.addReadStreamLazy(name, { size: e.size, mtime, mode: e.mode, compress: false }, (callback) => {
         filesStarted++;
         const stream = Readable.from(content(path, e), { objectMode: false });
         reading = stream;
         stream.on('error', fail);
-        stream.on('close', () => {
-          filesEnded++;
-          wake?.();
-        });
+        stream.on('close', () => wake?.());
         wake?.();
         callback(null, stream);
       });
@@ -142,7 +139,11 @@ export async function* zipStream(reader: SnapshotReader, entry: Entry, rootName:
     })
     .catch(fail);
   try {
-    for await (const data of output) yield data as Buffer;
+    for await (const data of output) {
+      yield data as Buffer;
+      // yazl writes as its output is read: what waits for it to catch up may go on.
+      wake?.();
+    }
   } finally {
     // Also when the client went away: the walk must not wait for a reader that is gone, nor a file stay open.
     stop();
