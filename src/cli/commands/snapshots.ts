@@ -409,7 +409,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
   program
     .command('backup')
     .description('snapshot a directory, a bucket, or a stream')
-    .argument('[path...]', 'directory or @source alias (default: "."); with -stdin-from-command, the command and its arguments, after --')
+    .argument('[path...]', 'directory, @source alias, or - for standard input (default: "."); with -stdin-from-command, the command and its arguments, after --')
     .option('--stdin', 'back up standard input, as one file (a dump piped in)')
     .option('--stdin-from-command', 'run the command given after -- and back up its output, as one file; a command that fails fails the backup')
     .option('--stdin-filename <name>', 'the name of that file in the snapshot', 'stdin')
