@@ -140,6 +140,7 @@ describe('backup -stdin usage', () => {
     [['-stdin', '-exclude', '*.tmp'], /-exclude applies to a directory, not to -stdin/],
     [['/tmp', '/etc'], /back up one directory or bucket at a time/],
     [['-stdin', '--passphrase-file', '-'], /standard input cannot carry both/],
+    [['-', '--passphrase-file', '-'], /standard input cannot carry both/],
   ])('refuses %j in one line', async (args, message) => {
     const before = await snapshotCount();
     const result = await kloset(['at', store, 'backup', ...args], { input: 'data' });

@@ -193,8 +193,6 @@ interface BackupFlags {
 
 /** The source of a backup of a stream (-stdin, -stdin-from-command), or undefined for a directory or a bucket. */
 function streamImporter(paths: string[], opts: BackupFlags): StreamImporter | undefined {
-  // `-` for standard input, as rustic and most Unix tools read it (a directory of that name is ./-).
-  if (paths.length === 1 && paths[0] === '-' && !opts.stdinFromCommand) return streamImporter([], { ...opts, stdin: true });
   if (opts.stdin && opts.stdinFromCommand) throw new UsageError('-stdin and -stdin-from-command: choose one');
   if (!opts.stdin && !opts.stdinFromCommand) {
     if (opts.stdinFilename !== 'stdin') throw new UsageError('-stdin-filename names what -stdin or -stdin-from-command reads');
@@ -425,6 +423,8 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
       run(async () => {
         const ctx = context();
         if (opts.host !== undefined && !/^[^\s/]+$/.test(opts.host)) throw new UsageError(`-host ${JSON.stringify(opts.host)}: a host name, without spaces or slashes`);
+        // `-` for standard input, as rustic and most Unix tools read it (a directory of that name is ./-).
+        if (paths.length === 1 && paths[0] === '-' && !opts.stdinFromCommand) [paths, opts] = [[], { ...opts, stdin: true }];
         const stream = streamImporter(paths, opts);
         if (opts.stdin && ctx.options.passphraseFile === '-') throw new UsageError('-stdin and --passphrase-file -: standard input cannot carry both');
         if (!stream && paths.length > 1) throw new UsageError(`back up one directory or bucket at a time, not ${paths.length}`);
