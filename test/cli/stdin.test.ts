@@ -127,6 +127,33 @@ describe('backup -stdin-from-command', () => {
     expect(() => process.kill(pid, 0)).toThrow();
     expect(await snapshotCount()).toBe(before);
   });
+
+  it('ends when terminated, though what the command started holds its output open', async () => {
+    const before = await snapshotCount();
+    const pidFile = path.join(work, 'grandchild.pid');
+    // No exec: the shell is the command, and the sleep it waits for keeps the pipe open once the shell is gone.
+    const { child } = startKloset(['at', store, 'backup', '-stdin-from-command', '--', 'sh', '-c', `seq 1 1000; sleep 40 & echo $! > ${pidFile}; wait`], {
+      env: env(),
+    });
+    // kloset's standard error is the command's too, and the sleep holds it: kloset's exit is what is awaited, not its pipes.
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    let pid = 0;
+    for (let tries = 0; !pid && tries < 200; tries++) {
+      pid = Number(await fs.readFile(pidFile, 'utf8').catch(() => '0'));
+      if (!pid) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(pid).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 500));
+    try {
+      const started = Date.now();
+      child.kill('SIGTERM');
+      expect(await exited).toBe(130);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      process.kill(pid, 'SIGKILL');
+    }
+    expect(await snapshotCount()).toBe(before);
+  });
 });
 
 describe('backup -stdin usage', () => {

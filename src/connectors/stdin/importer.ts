@@ -99,10 +99,16 @@ export class StreamImporter implements Importer {
     }
   }
 
-  /** The backup stopped before the end of the output (an interrupt, a store failing): so does the command. */
+  /**
+   * The backup stopped before the end of the output (an interrupt, a store failing): so does the command.
+   * Its output is let go at once rather than read to its end: what it started (sh -c 'pg_dump | gzip')
+   * may hold it open after the command is gone, and fails at its next write, as when any reader of a pipe goes away.
+   */
   private stopCommand(): void {
     const child = this.child;
-    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    child.stdout?.destroy();
   }
 
   async close(): Promise<void> {
