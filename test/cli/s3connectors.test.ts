@@ -238,6 +238,16 @@ describe('a bucket backed up and restored with the seed command lines', () => {
     expect(result.stdout).toMatch(/created snapshot [0-9a-f]{8} of \/etc/);
   });
 
+  it('finds the previous snapshot of a bucket by the host it is recorded under (-host), as restic does', async () => {
+    const listed = async () => JSON.parse((await kloset(['at', '@s3_store', 'ls', '--json'])).stdout) as { id: string; host: string; parent?: string }[];
+    for (const host of ['web1', 'web2', 'web1']) expect((await kloset(['at', '@s3_store', 'backup', '-host', host, '@s3_src'])).code).toBe(0);
+    const [first, other, again] = (await listed()).slice(-3);
+    expect([first.host, other.host, again.host]).toEqual(['web1', 'web2', 'web1']);
+    expect(first.parent).not.toBe(other.id);
+    expect(other.parent).toBeUndefined();
+    expect(again.parent).toBe(first.id);
+  });
+
   it('backs up a bucket named by its URI, endpoint and keys from the environment', async () => {
     const result = await kloset(['at', '@s3_store', 'backup', 's3://your-source-bucket-name/site'], { env: s3.env() });
     expect(result.stderr).toBe('');

@@ -3,6 +3,7 @@ import { open, realpath, rename, rm, stat } from 'node:fs/promises';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
+import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Command } from 'commander';
@@ -465,10 +466,13 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           await ctx.release(lock);
           throw err;
         }
-        // Chosen under the lock: a prune cannot have removed what the parent refers to.
+        // Chosen under the lock: a prune cannot have removed what the parent refers to. By host too, as
+        // restic chooses it: a bucket's origin is its endpoint, the same for every host that backs it up.
+        const host = opts.host ?? os.hostname();
         const parent = opts.parent
           ? await listSnapshots(repository, ctx.onDamagedSnapshot).then(
-              (headers) => headers.filter((h) => h.importer === importer.type && h.origin === importer.origin && h.source === importer.source).pop(),
+              (headers) =>
+                headers.filter((h) => h.importer === importer.type && h.origin === importer.origin && h.source === importer.source && h.host === host).pop(),
               async (err: unknown) => {
                 await ctx.release(lock);
                 throw err;
