@@ -154,6 +154,35 @@ describe('backup -stdin-from-command', () => {
     }
     expect(await snapshotCount()).toBe(before);
   });
+
+  it('kills a command that ignores SIGTERM, rather than waiting for it', async () => {
+    const pidFile = path.join(work, 'stubborn.pid');
+    // An ignored signal stays ignored across exec.
+    const { child } = startKloset(['at', store, 'backup', '-stdin-from-command', '--', 'sh', '-c', `trap '' TERM; echo $$ > ${pidFile}; seq 1 1000; exec sleep 60`], {
+      env: env(),
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    let pid = 0;
+    for (let tries = 0; !pid && tries < 200; tries++) {
+      pid = Number(await fs.readFile(pidFile, 'utf8').catch(() => '0'));
+      if (!pid) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(pid).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 500));
+    try {
+      const started = Date.now();
+      child.kill('SIGINT');
+      expect(await exited).toBe(130);
+      expect(Date.now() - started).toBeLessThan(15_000);
+      expect(() => process.kill(pid, 0)).toThrow();
+    } finally {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone, as it should be
+      }
+    }
+  });
 });
 
 describe('backup -stdin usage', () => {

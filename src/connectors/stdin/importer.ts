@@ -10,6 +10,8 @@ import type { Importer, SourceEntry } from '../importer.js';
 /** The mode restic gives a file read from standard input. */
 const FILE_MODE = 0o100644;
 const DIRECTORY_MODE = 0o040755;
+/** How long a command stopped with SIGTERM has to end before SIGKILL: the backup's end waits for it. */
+const KILL_AFTER_MS = 5000;
 
 /** Why a name cannot be the one file of a snapshot's root, or undefined when it can. */
 export function streamFileNameProblem(name: string): string | undefined {
@@ -108,6 +110,7 @@ export class StreamImporter implements Importer {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), KILL_AFTER_MS).unref();
     child.stdout?.destroy();
   }
 
