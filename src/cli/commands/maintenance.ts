@@ -439,7 +439,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         const repository = await ctx.repository();
         if (id || opts.tag || opts.host) {
           const ref = { id: id ?? '', path: '/' };
-          const header = await findSnapshot(repository, ref, { tags: parseTags(opts.tag), hosts: opts.host ?? [] }, ctx.onDamagedSnapshot);
+          const header = await findSnapshot(repository, ref, filterFrom(opts), ctx.onDamagedSnapshot);
           const summary = snapshotSummary(header);
           if (opts.json) return void ctx.out(JSON.stringify(summary, null, 2));
           for (const [key, value] of Object.entries(summary)) {

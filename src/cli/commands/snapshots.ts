@@ -200,15 +200,14 @@ function streamImporter(paths: string[], opts: BackupFlags): StreamImporter | un
     return undefined;
   }
   const flag = opts.stdin ? '-stdin' : '-stdin-from-command';
-  const directoryOnly = opts.oneFileSystem
-    ? '-one-file-system'
-    : opts.excludeCaches
-      ? '-exclude-caches'
-      : opts.exclude || opts.excludeFile
-        ? '-exclude'
-        : opts.excludeLargerThan
-          ? '-exclude-larger-than'
-          : undefined;
+  const directoryOnly = (
+    [
+      [opts.oneFileSystem, '-one-file-system'],
+      [opts.excludeCaches, '-exclude-caches'],
+      [opts.exclude || opts.excludeFile, '-exclude'],
+      [opts.excludeLargerThan, '-exclude-larger-than'],
+    ] as const
+  ).find(([given]) => given)?.[1];
   if (directoryOnly) throw new UsageError(`${directoryOnly} applies to a directory, not to ${flag}`);
   if (opts.stdin) {
     if (paths.length > 0) throw new UsageError(`-stdin backs up standard input: no path (${paths[0]})`);
@@ -724,7 +723,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         let destination: ArchiveOutput | undefined;
         try {
           const ref = parseSnapshotRef(arg);
-          const header = await findSnapshot(repository, ref, { tags: parseTags(opts.tag), hosts: opts.host ?? [] }, ctx.onDamagedSnapshot);
+          const header = await findSnapshot(repository, ref, filterFrom(opts), ctx.onDamagedSnapshot);
           const reader = new SnapshotReader(repository, header);
           // Members are named by the path as it is in the snapshot, not as typed: a name typed with U+FFFD
           // for bytes that are not UTF-8 is the name backed up, byte for byte.
@@ -822,7 +821,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         try {
           const keepOut = await storeInDestination(repository.store, location);
           const ref = parseSnapshotRef(arg);
-          const header = await findSnapshot(repository, ref, { tags: parseTags(opts.tag), hosts: opts.host ?? [] }, ctx.onDamagedSnapshot);
+          const header = await findSnapshot(repository, ref, filterFrom(opts), ctx.onDamagedSnapshot);
           const reader = new SnapshotReader(repository, header);
           const entry = await reader.lookup(ref.path);
           const exporter: Exporter = toS3
