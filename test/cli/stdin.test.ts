@@ -23,6 +23,18 @@ async function snapshotCount(): Promise<number> {
   return (JSON.parse(listed.stdout) as unknown[]).length;
 }
 
+/** The pid the command wrote to `pidFile`, once it has written it and its first output has had time to flow. */
+async function commandStarted(pidFile: string): Promise<number> {
+  let pid = 0;
+  for (let tries = 0; !pid && tries < 200; tries++) {
+    pid = Number(await fs.readFile(pidFile, 'utf8').catch(() => '0'));
+    if (!pid) await new Promise((r) => setTimeout(r, 50));
+  }
+  expect(pid).toBeGreaterThan(0);
+  await new Promise((r) => setTimeout(r, 500));
+  return pid;
+}
+
 beforeAll(async () => {
   work = await tempDir('kloset-stdin-');
   kloset = klosetWith(env());
@@ -113,13 +125,7 @@ describe('backup -stdin-from-command', () => {
       ['at', store, 'backup', '-stdin-from-command', '--', 'sh', '-c', `echo $$ > ${pidFile}; seq 1 1000; exec sleep 60`],
       { env: env() },
     );
-    let pid = 0;
-    for (let tries = 0; !pid && tries < 200; tries++) {
-      pid = Number(await fs.readFile(pidFile, 'utf8').catch(() => '0'));
-      if (!pid) await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(pid).toBeGreaterThan(0);
-    await new Promise((r) => setTimeout(r, 500));
+    const pid = await commandStarted(pidFile);
     child.kill('SIGINT');
     const result = await done;
     expect(result.code).toBe(130);
@@ -137,13 +143,7 @@ describe('backup -stdin-from-command', () => {
     });
     // kloset's standard error is the command's too, and the sleep holds it: kloset's exit is what is awaited, not its pipes.
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    let pid = 0;
-    for (let tries = 0; !pid && tries < 200; tries++) {
-      pid = Number(await fs.readFile(pidFile, 'utf8').catch(() => '0'));
-      if (!pid) await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(pid).toBeGreaterThan(0);
-    await new Promise((r) => setTimeout(r, 500));
+    const pid = await commandStarted(pidFile);
     try {
       const started = Date.now();
       child.kill('SIGTERM');
@@ -162,13 +162,7 @@ describe('backup -stdin-from-command', () => {
       env: env(),
     });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    let pid = 0;
-    for (let tries = 0; !pid && tries < 200; tries++) {
-      pid = Number(await fs.readFile(pidFile, 'utf8').catch(() => '0'));
-      if (!pid) await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(pid).toBeGreaterThan(0);
-    await new Promise((r) => setTimeout(r, 500));
+    const pid = await commandStarted(pidFile);
     try {
       const started = Date.now();
       child.kill('SIGINT');
