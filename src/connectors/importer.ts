@@ -55,14 +55,21 @@ export interface Importer {
    */
   stat?(path: string, name: string): SourceEntry | undefined;
   /**
-   * Bytes in the files the source holds (those `skip` leaves in), for a
-   * progress estimate. Optional: a source where a second listing costs
-   * requests leaves it out.
+   * Bytes in the files the backup will read, for a progress estimate. Optional:
+   * a source where a second listing costs requests leaves it out.
    */
-  scan?(skip?: (path: string) => boolean, signal?: AbortSignal): Promise<number>;
+  scan?(options: ScanOptions): Promise<number>;
   /** What the source has to say once the backup is done, beyond per-entry warnings: one line each. */
   notes?(): string[];
   close(): Promise<void>;
+}
+
+export interface ScanOptions {
+  /** Paths the backup leaves out; a directory leaves out its subtree. */
+  skip?: (path: string) => boolean;
+  /** Files over this many bytes are left out, as the backup leaves them. */
+  largerThan?: number;
+  signal?: AbortSignal;
 }
 
 export function joinPath(dir: string, name: string): string {

@@ -486,7 +486,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const progress = new ProgressLine('backup', parent?.root.summary?.size);
         const scanning = new AbortController();
         if (progress.shownOnTerminal && importer.scan) {
-          importer.scan(exclude, scanning.signal).then(
+          importer.scan({ skip: exclude, largerThan: largest, signal: scanning.signal }).then(
             (bytes) => progress.setTotal(bytes),
             () => undefined,
           );

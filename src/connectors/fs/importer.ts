@@ -4,7 +4,7 @@ import path from 'node:path';
 import { KlosetError } from '../../errors.js';
 import { nameFromBytes, exactForm } from '../../snapshot/names.js';
 import { compareNames, type EntryKind, type Timespec } from '../../snapshot/tree.js';
-import type { Importer, SkippedChild, SourceEntry } from '../importer.js';
+import type { Importer, ScanOptions, SkippedChild, SourceEntry } from '../importer.js';
 import { Accounts } from './accounts.js';
 import { readXattrs } from './xattrs.js';
 
@@ -254,8 +254,11 @@ export class FsImporter implements Importer {
    * a second walk through the thread pool (readdir and lstat only), so it
    * runs beside the backup's own walk without holding it up.
    */
-  async scan(skip?: (rel: string) => boolean, signal?: AbortSignal): Promise<number> {
-    if (this.singleFile !== undefined) return (await fs.lstat(this.full(this.singleFile))).size;
+  async scan({ skip, largerThan = Infinity, signal }: ScanOptions): Promise<number> {
+    const counted = (size: number) => (size > largerThan ? 0 : size);
+    // Not this.singleFile: the scan starts beside the backup, before the backup has looked at its root.
+    const top = await fs.stat(exactForm(this.source));
+    if (!top.isDirectory()) return top.isFile() ? counted(top.size) : 0;
     let bytes = 0;
     const walk = async (rel: string): Promise<void> => {
       signal?.throwIfAborted();
@@ -280,7 +283,7 @@ export class FsImporter implements Importer {
       for (let at = 0; at < files.length; at += SCAN_SLICE) {
         signal?.throwIfAborted();
         const sizes = await Promise.all(files.slice(at, at + SCAN_SLICE).map((file) => fs.lstat(exactForm(this.full(file))).then((stat) => stat.size, () => 0)));
-        for (const size of sizes) bytes += size;
+        for (const size of sizes) bytes += counted(size);
       }
     };
     await walk('');
