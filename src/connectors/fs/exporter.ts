@@ -112,7 +112,7 @@ export class FsExporter implements Exporter {
   private full(rel: string): string {
     const full = rel === '' ? this.target : path.join(this.target, rel);
     if (full !== this.target && !full.startsWith(this.target + path.sep)) {
-      throw new KlosetError(`${rel}: refusing to write outside ${this.target}`);
+      throw new KlosetError(`${full}: refusing to write outside ${this.target}`);
     }
     if (this.keepOut.some((place) => full === place || full.startsWith(place + path.sep))) {
       throw new KlosetError(`${full}: inside the store, left out: restored, it would replace the store's own files`);
@@ -150,7 +150,7 @@ export class FsExporter implements Exporter {
    */
   async writeFile(rel: string, entry: Entry, content: AsyncIterable<Buffer>): Promise<void> {
     const full = this.full(rel);
-    if (this.abandoned) throw new KlosetError(`${rel}: not written, the restore is stopping`);
+    if (this.abandoned) throw new KlosetError(`${full}: not written, the restore is stopping`);
     const fd = createFile(full);
     this.writing.add(full);
     try {
@@ -190,7 +190,7 @@ export class FsExporter implements Exporter {
   async linkFile(existing: string, rel: string): Promise<void> {
     const from = this.full(existing);
     const full = this.full(rel);
-    if (this.abandoned) throw new KlosetError(`${rel}: not written, the restore is stopping`);
+    if (this.abandoned) throw new KlosetError(`${full}: not written, the restore is stopping`);
     replacing(full, () => linkSync(exactForm(from), exactForm(full)));
   }
 
