@@ -695,20 +695,20 @@ export class S3BlobStore implements BlobStore {
   }
 }
 
-function errorName(err: unknown): string | undefined {
+export function errorName(err: unknown): string | undefined {
   if (typeof err !== 'object' || err === null) return undefined;
   const e = err as { name?: unknown; Code?: unknown };
   if (typeof e.Code === 'string') return e.Code;
   return typeof e.name === 'string' ? e.name : undefined;
 }
 
-function statusOf(err: unknown): number | undefined {
+export function statusOf(err: unknown): number | undefined {
   const metadata = (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata;
   return metadata?.httpStatusCode;
 }
 
 /** `bytes 100-199/1000` → 100; 0 when absent (a 200 carries the whole blob); undefined when unreadable. */
-function contentRangeStart(contentRange: string | undefined): number | undefined {
+export function contentRangeStart(contentRange: string | undefined): number | undefined {
   if (contentRange === undefined) return 0;
   const match = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(contentRange.trim());
   return match ? Number(match[1]) : undefined;

@@ -11,7 +11,7 @@ import type { HttpHandler, HttpResponse } from '@smithy/core/protocols';
 import type { AuthScheme, Provider, RequestSigner, RetryErrorType, RetryStrategyV2, SdkError } from '@smithy/types';
 import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
-import { cannotReach, createS3Client, refuseUserInfo, s3OptionsFromConfig } from '../../storage/s3.js';
+import { cannotReach, createS3Client, errorName, refuseUserInfo, s3OptionsFromConfig, statusOf } from '../../storage/s3.js';
 
 const { GetObjectCommand, PutObjectCommand } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
 const { extendedEncodeURIComponent, HttpRequest } = requireCjs('@smithy/core/protocols') as typeof import('@smithy/core/protocols');
@@ -83,17 +83,6 @@ export function connectorSettings(
 export function noSuchBucket(bucket: string, endpoint: string | undefined, err: unknown): KlosetError {
   const elsewhere = endpoint && errorName(err) !== 'NoSuchBucket' ? ` at ${endpoint} (or that is not an S3 server)` : '';
   return new KlosetError(`s3://${bucket}: no such bucket${elsewhere}`, { cause: err });
-}
-
-export function errorName(err: unknown): string | undefined {
-  if (typeof err !== 'object' || err === null) return undefined;
-  const e = err as { name?: unknown; Code?: unknown };
-  if (typeof e.Code === 'string') return e.Code;
-  return typeof e.name === 'string' ? e.name : undefined;
-}
-
-export function statusOf(err: unknown): number | undefined {
-  return (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
 }
 
 /**

@@ -3,18 +3,16 @@ import type { PutObjectCommandInput, S3Client } from '@aws-sdk/client-s3';
 import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
 import type { Entry } from '../../snapshot/tree.js';
-import { finishUpload } from '../../storage/s3.js';
+import { errorName, finishUpload, statusOf } from '../../storage/s3.js';
 import type { Exporter } from '../exporter.js';
 import {
   connectorSettings,
-  errorName,
   formatS3Uri,
   noSuchBucket,
   objectPutter,
   objectUri,
   s3Error,
   sdkObjectPutter,
-  statusOf,
   type PutObject,
   type S3ObjectLocation,
 } from './client.js';

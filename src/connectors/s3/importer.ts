@@ -3,11 +3,10 @@ import type { _Object, ListObjectsV2CommandOutput, S3Client } from '@aws-sdk/cli
 import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
 import type { Timespec } from '../../snapshot/tree.js';
-import { nextPageToken } from '../../storage/s3.js';
+import { contentRangeStart, errorName, nextPageToken } from '../../storage/s3.js';
 import type { Importer, SkippedChild, SourceEntry } from '../importer.js';
 import {
   connectorSettings,
-  errorName,
   formatS3Uri,
   noSuchBucket,
   objectGetter,
@@ -139,13 +138,6 @@ function timespec(date: Date | undefined): Timespec {
 
 function unquote(etag: string | undefined): string | undefined {
   return etag?.replace(/^"(.*)"$/, '$1');
-}
-
-/** `bytes 100-199/1000` → 100; 0 when absent (a 200 carries the whole object). */
-function rangeStart(contentRange: string | undefined): number | undefined {
-  if (contentRange === undefined) return 0;
-  const match = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(contentRange.trim());
-  return match ? Number(match[1]) : undefined;
 }
 
 function backoff(attempt: number): Promise<void> {
@@ -438,7 +430,7 @@ export class S3Importer implements Importer {
           if (etag !== undefined && response.etag !== undefined && unquote(response.etag) !== unquote(etag)) {
             throw new KlosetError(`${where}: changed while it was read`);
           }
-          const start = rangeStart(response.contentRange);
+          const start = contentRangeStart(response.contentRange);
           if (start === undefined || start > offset) throw new KlosetError(`${where}: the server answered another range`);
           skip = offset - start;
         }
