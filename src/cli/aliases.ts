@@ -19,7 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { failureText, KlosetError, systemReason, UsageError } from '../errors.js';
 import { makeDirectories } from '../storage/directories.js';
-import { withoutPassword } from '../storage/open.js';
+import { isS3Location, withoutPassword } from '../storage/open.js';
 
 export const ALIAS_ROLES = ['store', 'source', 'destination'] as const;
 /** What a location is used as; `resolveAlias` prefers the section of that name. */
@@ -67,7 +67,7 @@ const S3_KEYS = [
 ];
 /** `type` as Plakar's configurations write it, and the locations each stands for. */
 const LOCATION_TYPES: Record<string, (location: string) => boolean> = {
-  s3: (location) => /^s3:\/\//i.test(location),
+  s3: isS3Location,
   fs: (location) => !URI_SCHEME_PREFIX.test(location) || /^(fs|file):\/\//i.test(location),
 };
 

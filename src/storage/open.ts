@@ -32,6 +32,11 @@ interface StoreExtras {
   ensureBucket?(): Promise<void>;
 }
 
+/** Whether `location` names an S3 bucket or prefix; answered here, where the AWS SDK is not loaded. */
+export function isS3Location(location: string): boolean {
+  return /^s3:\/\//i.test(location);
+}
+
 /**
  * The SDK takes most of a second to load: only S3 locations pay for it, so
  * local commands start as fast as before.
@@ -41,7 +46,7 @@ export async function openBlobStore(
   options: Readonly<Record<string, string>> = {},
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<BlobStore> {
-  if (/^s3:\/\//i.test(location)) {
+  if (isS3Location(location)) {
     const { S3BlobStore, s3OptionsFromConfig } = await import('./s3.js');
     return new S3BlobStore(location, s3OptionsFromConfig(options, env));
   }

@@ -137,10 +137,6 @@ export interface S3Location {
 
 const S3_URI = /^s3:\/\/([^/?#]+)(\/[^?#]*)?$/i;
 
-export function isS3Location(location: string): boolean {
-  return /^s3:\/\//i.test(location);
-}
-
 /**
  * An S3 location or endpoint names no credentials: `s3://id:secret@bucket`
  * is refused without being repeated, so the secret reaches no terminal or log.

@@ -15,7 +15,7 @@ import { formatMode } from '../cli/format.js';
 import type { Exporter } from '../connectors/exporter.js';
 import { FsExporter } from '../connectors/fs/exporter.js';
 import { IntegrityError, KlosetError } from '../errors.js';
-import { withoutPassword } from '../storage/open.js';
+import { isS3Location, withoutPassword } from '../storage/open.js';
 import type { FileContent, SnapshotReader } from '../snapshot/reader.js';
 import type { Entry, Timespec } from '../snapshot/tree.js';
 import type { SnapshotCatalog } from './catalog.js';
@@ -405,7 +405,7 @@ export class UiApi {
         throw err;
       }
     }
-    if (/^s3:\/\//i.test(location)) {
+    if (isS3Location(location)) {
       const { S3Exporter } = await import('../connectors/s3/exporter.js');
       return S3Exporter.fromConfig(location, options, process.env, { keepOut: await this.keepOutOfStore(location) });
     }

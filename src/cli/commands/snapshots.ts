@@ -26,7 +26,7 @@ import { restore, type RestoreOptions } from '../../snapshot/restore.js';
 import type { Entry } from '../../snapshot/tree.js';
 import type { BlobStore } from '../../storage/blobstore.js';
 import { LocalBlobStore } from '../../storage/local.js';
-import { withoutPassword } from '../../storage/open.js';
+import { isS3Location, withoutPassword } from '../../storage/open.js';
 import { resolveLocation } from '../aliases.js';
 import type { CliContext, Run } from '../context.js';
 import { formatBytes, formatDuration, formatMode, formatTime, plural, shortId } from '../format.js';
@@ -160,8 +160,8 @@ const STORE_TOP_LEVEL = ['CONFIG', 'packs', 'index', 'snapshots', 'locks'];
  * store's places left alone.
  */
 async function storeAgainst(store: BlobStore, location: string): Promise<'inside' | string[] | undefined> {
-  if (/^s3:\/\//i.test(location)) {
-    if (!/^s3:\/\//i.test(store.location)) return undefined;
+  if (isS3Location(location)) {
+    if (!isS3Location(store.location)) return undefined;
     const { parseS3Uri } = await import('../../connectors/s3/client.js');
     const at = parseS3Uri(location);
     const own = parseS3Uri(store.location);
@@ -431,7 +431,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const { location, options: sourceOptions } = stream
           ? { location: '', options: {} }
           : await resolveLocation(paths[0] ?? '.', 'source', ctx.aliases);
-        const fromS3 = /^s3:\/\//i.test(location);
+        const fromS3 = isS3Location(location);
         if (!fromS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${withoutPassword(location)}: unsupported source`);
         if (fromS3 && opts.oneFileSystem) throw new UsageError('-one-file-system applies to a local directory, not to a bucket');
         if (fromS3 && opts.excludeCaches) throw new UsageError('-exclude-caches applies to a local directory, not to a bucket');
@@ -815,7 +815,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         // As for tar and cp, `-` would stand for standard output: a directory of that name is no one's intent.
         if (opts.to === '-') throw new UsageError("restore writes files, not a stream: 'kloset archive -output -' writes a snapshot to standard output (or use -to ./- for a directory named '-')");
         const { location, options: destinationOptions } = await resolveLocation(opts.to ?? '.', 'destination', ctx.aliases);
-        const toS3 = /^s3:\/\//i.test(location);
+        const toS3 = isS3Location(location);
         if (!toS3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(location)) throw new KlosetError(`${withoutPassword(location)}: unsupported destination`);
         const { repository, lock } = await ctx.lockedRepository('shared', 'a restore', { reader: true });
         try {

@@ -28,10 +28,6 @@ export interface S3ObjectLocation {
 
 const URI = /^s3:\/\/([^/?#]+)(?:\/(.*))?$/is;
 
-export function isS3Uri(location: string): boolean {
-  return /^s3:\/\//i.test(location);
-}
-
 /** `s3://bucket/some/prefix` → { bucket, prefix: 'some/prefix/' }; `s3://bucket` → prefix ''. */
 export function parseS3Uri(uri: string): S3ObjectLocation {
   refuseUserInfo(uri, 'an S3 location');
