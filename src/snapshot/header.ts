@@ -37,6 +37,32 @@ export interface SnapshotHeader {
   parent?: Buffer;
 }
 
+export function shortId(id: Buffer): string {
+  return id.toString('hex').slice(0, 8);
+}
+
+/** A header as both JSON outputs give it: the commands' --json and the viewer's API. */
+export function snapshotSummary(h: SnapshotHeader) {
+  return {
+    id: h.id.toString('hex'),
+    short_id: shortId(h.id),
+    time: h.time.toISOString(),
+    host: h.host,
+    user: h.user,
+    importer: h.importer,
+    origin: h.origin,
+    source: h.source,
+    tags: h.tags,
+    size: h.stats.size,
+    files: h.stats.files,
+    directories: h.stats.directories,
+    stored_bytes: h.stats.storedBytes,
+    errors: h.stats.errors,
+    duration_ms: h.stats.durationMs,
+    parent: h.parent?.toString('hex'),
+  };
+}
+
 export function snapshotKey(id: Buffer): string {
   return `snapshots/${id.toString('hex')}`;
 }

@@ -64,6 +64,24 @@ export function isBlockDevice(e: { kind: string; mode: number }): boolean {
   return e.kind === 'device' && (e.mode & S_IFMT) === S_IFBLK;
 }
 
+/** `ls -l` style mode string from st_mode. */
+export function formatMode(mode: number, kind: string): string {
+  const type = isBlockDevice({ kind, mode }) ? 'b' : ({ directory: 'd', symlink: 'l', device: 'c', fifo: 'p', socket: 's', file: '-' }[kind] ?? '?');
+  const bits = 'rwxrwxrwx';
+  let out = type;
+  for (let i = 0; i < 9; i++) out += mode & (1 << (8 - i)) ? bits[i] : '-';
+  // Set-user-ID, set-group-ID and sticky bits over the execute bits, as ls -l shows them (s/S, s/S, t/T).
+  const special = (at: number, bit: number, letter: string) => {
+    if (!(mode & bit)) return;
+    const executable = out[at] !== '-';
+    out = out.slice(0, at) + (executable ? letter : letter.toUpperCase()) + out.slice(at + 1);
+  };
+  special(3, 0o4000, 's');
+  special(6, 0o2000, 's');
+  special(9, 0o1000, 't');
+  return out;
+}
+
 /** Names sort by their bytes (UTF-8 for text), the same order S3 lists keys in. */
 export function compareNames(a: string, b: string): number {
   return Buffer.compare(nameToBytes(a), nameToBytes(b));

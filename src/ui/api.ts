@@ -10,14 +10,14 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { maskValue, type AliasConfig } from '../cli/aliases.js';
-import { snapshotSummary, storeInDestination } from '../cli/commands/snapshots.js';
-import { formatMode } from '../cli/format.js';
+import { storeInDestination } from '../cli/commands/snapshots.js';
 import type { Exporter } from '../connectors/exporter.js';
 import { FsExporter } from '../connectors/fs/exporter.js';
 import { IntegrityError, KlosetError } from '../errors.js';
 import { isS3Location, withoutPassword } from '../storage/open.js';
 import type { FileContent, SnapshotReader } from '../snapshot/reader.js';
-import type { Entry, Timespec } from '../snapshot/tree.js';
+import { snapshotSummary } from '../snapshot/header.js';
+import { formatMode, type Entry, type Timespec } from '../snapshot/tree.js';
 import type { SnapshotCatalog } from './catalog.js';
 import { diffTrees } from '../snapshot/diff.js';
 import {

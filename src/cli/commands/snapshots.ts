@@ -19,17 +19,17 @@ import { ExitCode, KlosetError, UsageError, systemReason } from '../../errors.js
 import { backup } from '../../snapshot/builder.js';
 import { diffTrees, type DiffItem } from '../../snapshot/diff.js';
 import { Locator } from '../../snapshot/locate.js';
-import { listSnapshots, resolveSnapshot, type SnapshotHeader } from '../../snapshot/header.js';
+import { listSnapshots, resolveSnapshot, shortId, snapshotSummary, type SnapshotHeader } from '../../snapshot/header.js';
 import { shownName } from '../../snapshot/names.js';
 import { SnapshotReader } from '../../snapshot/reader.js';
 import { restore, type RestoreOptions } from '../../snapshot/restore.js';
-import type { Entry } from '../../snapshot/tree.js';
+import { formatMode, type Entry } from '../../snapshot/tree.js';
 import type { BlobStore } from '../../storage/blobstore.js';
 import { LocalBlobStore } from '../../storage/local.js';
 import { isS3Location, withoutPassword } from '../../storage/open.js';
 import { resolveLocation } from '../aliases.js';
 import type { CliContext, Run } from '../context.js';
-import { formatBytes, formatDuration, formatMode, formatTime, plural, shortId } from '../format.js';
+import { formatBytes, formatDuration, formatTime, plural } from '../format.js';
 import { ProgressLine } from '../progress.js';
 import { collect, filterFrom, parseSize, patternsWithFiles, positiveCount, withFilterOptions, type FilterFlags } from '../options.js';
 import { filterSnapshots, findSnapshot, isEmptyFilter, parseSnapshotRef, parseTags } from '../snapshotref.js';
@@ -38,27 +38,6 @@ const picomatch = requireCjs('picomatch') as typeof import('picomatch');
 
 /** How long an interrupted restore waits for its clean-up (aborting uploads) before it exits anyway. */
 export const ABANDON_TIMEOUT_MS = 5000;
-
-export function snapshotSummary(h: SnapshotHeader) {
-  return {
-    id: h.id.toString('hex'),
-    short_id: shortId(h.id),
-    time: h.time.toISOString(),
-    host: h.host,
-    user: h.user,
-    importer: h.importer,
-    origin: h.origin,
-    source: h.source,
-    tags: h.tags,
-    size: h.stats.size,
-    files: h.stats.files,
-    directories: h.stats.directories,
-    stored_bytes: h.stats.storedBytes,
-    errors: h.stats.errors,
-    duration_ms: h.stats.durationMs,
-    parent: h.parent?.toString('hex'),
-  };
-}
 
 function entryJson(e: Entry) {
   return {
