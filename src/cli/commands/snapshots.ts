@@ -13,6 +13,7 @@ import { zipStream } from '../../connectors/archive/zip.js';
 import type { Exporter } from '../../connectors/exporter.js';
 import { FsExporter } from '../../connectors/fs/exporter.js';
 import { FsImporter } from '../../connectors/fs/importer.js';
+import { isWithin, realLocation, storeInDestination, storeInSource } from '../../connectors/storeplaces.js';
 import type { Importer } from '../../connectors/importer.js';
 import { StreamImporter, streamFileNameProblem } from '../../connectors/stdin/importer.js';
 import { ExitCode, KlosetError, UsageError, systemReason } from '../../errors.js';
@@ -104,59 +105,6 @@ function pathMatcher(patterns: string[]): ((rel: string) => boolean) | undefined
   return (rel) => matches(rel) || (!rel.isWellFormed() && matches(shownName(rel)));
 }
 
-/** The path with its symbolic links resolved, as far as it exists: a link into the store is the store. */
-async function realLocation(location: string): Promise<string> {
-  const below: string[] = [];
-  for (let existing = path.resolve(location); ; ) {
-    try {
-      return path.join(await realpath(existing), ...below);
-    } catch {
-      const parent = path.dirname(existing);
-      if (parent === existing) return path.resolve(location);
-      below.unshift(path.basename(existing));
-      existing = parent;
-    }
-  }
-}
-
-/** Whether `inner` is `outer` or below it. */
-function isWithin(inner: string, outer: string): boolean {
-  const relative = path.relative(outer, inner);
-  return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
-}
-
-/** What a store at the top of a bucket writes there (src/kloset/FORMAT.md). */
-const STORE_TOP_LEVEL = ['CONFIG', 'packs', 'index', 'snapshots', 'locks'];
-
-/**
- * How the store lies to `location`, a local path or an s3:// location:
- * `inside` when the location is in the store (a directory of it; its
- * prefix, or one of its names at the top of a bucket), else the store's
- * places below the location ('/'-separated, relative to it), else none.
- * Buckets are compared by name, whatever the server: AWS's names are
- * global, and one server has many spellings (a trailing '/', capitals,
- * localhost for 127.0.0.1); a bucket of that name elsewhere only has the
- * store's places left alone.
- */
-async function storeAgainst(store: BlobStore, location: string): Promise<'inside' | string[] | undefined> {
-  if (isS3Location(location)) {
-    if (!isS3Location(store.location)) return undefined;
-    const { parseS3Uri } = await import('../../connectors/s3/client.js');
-    const at = parseS3Uri(location);
-    const own = parseS3Uri(store.location);
-    if (at.bucket !== own.bucket) return undefined;
-    // A store at the top of its bucket owns only its own names there.
-    const places = own.prefix === '' ? STORE_TOP_LEVEL : [own.prefix.slice(0, -1)];
-    if (places.some((place) => at.prefix.startsWith(`${place}/`))) return 'inside';
-    const below = places.filter((place) => `${place}/`.startsWith(at.prefix)).map((place) => place.slice(at.prefix.length));
-    return below.length > 0 ? below : undefined;
-  }
-  if (!(store instanceof LocalBlobStore)) return undefined;
-  const [storeRoot, root] = await Promise.all([realLocation(store.root), realLocation(location)]);
-  if (isWithin(root, storeRoot)) return 'inside';
-  return isWithin(storeRoot, root) ? [path.relative(root, storeRoot).split(path.sep).join('/')] : undefined;
-}
-
 interface BackupFlags {
   stdin?: boolean;
   stdinFromCommand?: boolean;
@@ -197,27 +145,6 @@ function streamImporter(paths: string[], opts: BackupFlags): StreamImporter | un
   const problem = streamFileNameProblem(opts.stdinFilename);
   if (problem) throw new UsageError(`-stdin-filename: ${problem}`);
   return new StreamImporter(opts.stdinFilename, opts.stdin ? undefined : paths, opts.host);
-}
-
-/**
- * The paths, in a backup of `source`, of the store the backup writes to,
- * which the backup leaves out; a source inside the store is refused.
- */
-async function storeInSource(store: BlobStore, source: string): Promise<string[] | undefined> {
-  const found = await storeAgainst(store, source);
-  if (found === 'inside') throw new UsageError(`${source}: inside the store ${store.location}: back up something else`);
-  return found;
-}
-
-/**
- * Where, below `destination`, a restore must not write: restored files
- * named as the store's (a CONFIG, an index/…) would replace them. A
- * destination inside the store is refused.
- */
-export async function storeInDestination(store: BlobStore, destination: string): Promise<string[] | undefined> {
-  const found = await storeAgainst(store, destination);
-  if (found === 'inside') throw new UsageError(`${destination}: inside the store ${store.location}: restore somewhere else`);
-  return found;
 }
 
 /**
