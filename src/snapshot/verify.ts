@@ -43,8 +43,15 @@ export class BlobJudge {
     const location = await this.repository.find(id);
     if (!location) return false;
     if (this.damaged) return !this.damaged.has(key);
+    let sealed: Buffer;
     try {
-      const sealed = await this.repository.store.getRange(packKey(location.packId), location.offset, location.length);
+      sealed = await this.repository.store.getRange(packKey(location.packId), location.offset, location.length);
+    } catch (err) {
+      // A pack gone or cut short is damage; a store that cannot be reached says nothing about the blob.
+      if (err instanceof IntegrityError || err instanceof NotFoundError) return false;
+      throw err;
+    }
+    try {
       await verifyBlob(this.repository, id, location, sealed);
       return true;
     } catch {
