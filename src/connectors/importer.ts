@@ -4,10 +4,6 @@ import type { Entry } from '../snapshot/tree.js';
 export type SourceEntry = Omit<Entry, 'content' | 'tree' | 'summary'>;
 
 /**
- * A source of a backup (a directory, a bucket). Paths are relative to the
- * source's root, '/'-separated, '' for the root itself.
- */
-/**
  * A child the source lists but cannot record (it cannot be stat'ed, its name
  * cannot be kept exactly): the backup warns, counts it, and goes on with its
  * siblings.
@@ -17,6 +13,10 @@ export interface SkippedChild {
   skipped: Error;
 }
 
+/**
+ * A source of a backup (a directory, a bucket). Paths are relative to the
+ * source's root, '/'-separated, '' for the root itself.
+ */
 export interface Importer {
   /** "fs", "s3": recorded in the snapshot header. */
   readonly type: string;
