@@ -452,6 +452,26 @@ describe('a store on S3 behind a faulty network', () => {
     expect(unlock.code).toBe(0);
   }, 60_000);
 
+  it('says so when credentials that may not delete leave the lock of a prune or an index repair behind, and still succeeds', async () => {
+    await s3.createBucket('no-delete-maintenance');
+    const { kloset } = await sandbox();
+    await configureStoreAlias(kloset, 'nodeletemt', 's3://no-delete-maintenance/kloset', proxy.endpoint);
+    expect((await kloset(['at', '@nodeletemt', 'create'])).code).toBe(0);
+    proxy.clearRules();
+    proxy.addRule({ method: 'DELETE', path: /\/locks\//, fault: 'error', status: 403, code: 'AccessDenied', message: 'Access Denied', every: 1 });
+    try {
+      for (const command of [['prune'], ['repair', 'index']]) {
+        const result = await kloset(['at', '@nodeletemt', ...command]);
+        expect(result.code).toBe(0);
+        expectNoStackTrace(result);
+        expect(result.stderr).toMatch(/^warning: cannot remove this command's lock from the store/m);
+      }
+    } finally {
+      proxy.clearRules();
+    }
+    expect((await kloset(['at', '@nodeletemt', 'unlock', '--remove-all'])).code).toBe(0);
+  }, 60_000);
+
   it('says that passwd, with credentials that may not delete, changed the passphrase though its lock stays behind', async () => {
     await s3.createBucket('no-delete-passwd');
     const { kloset } = await sandbox({ KLOSET_NEW_PASSPHRASE: 'the new one' });

@@ -245,7 +245,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
         try {
           await pruneAndReport(ctx, repository, { dryRun: opts.dryRun, checkLock: async () => lock?.check() });
         } finally {
-          await lock?.release();
+          await ctx.release(lock);
         }
       }),
     );
@@ -299,7 +299,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
           return lost ? ExitCode.FAILURE : ExitCode.OK;
         } finally {
           progress.clear();
-          await lock?.release();
+          await ctx.release(lock);
         }
       }),
     );
@@ -421,7 +421,7 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
           const forgotten = [...doomed.map((h) => h.id), ...[...damaged.values()].map((d) => d.id)];
           if (opts.prune) await pruneAndReport(ctx, repository, { dryRun: opts.dryRun, forgotten, checkLock: async () => lock?.check() });
         } finally {
-          await lock?.release();
+          await ctx.release(lock);
         }
       }),
     );
