@@ -62,6 +62,19 @@ describe('a bucket holding the store backed up into it', () => {
     expectOneLineError(inside, `kloset: s3://with-store/backups/packs: inside the store ${store}: back up something else`);
   });
 
+  it('finds the store by the prefix it writes to, however its location is spelled', async () => {
+    const run = kloset();
+    await s3.createBucket('spelled-store');
+    await put('spelled-store', 'kept.txt', 'the data');
+    // The store takes the slashes that lead its prefix for none: it lives at 'backups/'.
+    const store = 's3://spelled-store//backups';
+    expect((await run(['at', store, 'create'])).code).toBe(0);
+    const backup = await run(['at', store, 'backup', 's3://spelled-store']);
+    expect(backup.code, backup.stderr).toBe(0);
+    expect(backup.stderr).toMatch(/^warning: \/backups: the store itself, left out$/m);
+    expect(await topNames(store)).toEqual(['kept.txt']);
+  });
+
   it("leaves out a store's own names when the store is the top of the bucket", async () => {
     const run = kloset();
     await s3.createBucket('store-on-top');
