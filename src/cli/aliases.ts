@@ -152,6 +152,8 @@ export async function resolveLocation(
   role: AliasRole,
   config: Pick<AliasConfig, 'resolveAlias'>,
 ): Promise<ResolvedLocation> {
+  // An unset variable (`at "$STORE"`, `-to "$DIR"`) must not stand for the current directory.
+  if (arg === '') throw new UsageError(`empty ${role} location`);
   if (!arg.startsWith('@')) return { location: arg, options: {} };
   return config.resolveAlias(arg, role);
 }

@@ -1,0 +1,70 @@
+/**
+ * An empty argument, as an unset shell variable gives (`at "$STORE"`): it is
+ * refused in one line, never taken for the current directory.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { latestSnapshotId, tempDir } from '../helpers/cli.js';
+import { expectOneLineError, klosetWith, storeListing } from '../helpers/fixtures.js';
+
+let work: string;
+let store: string;
+let source: string;
+let id: string;
+let kloset: ReturnType<typeof klosetWith>;
+
+beforeAll(async () => {
+  work = await tempDir('kloset-emptyarguments-');
+  store = path.join(work, 'store');
+  source = path.join(work, 'source');
+  await fs.mkdir(source);
+  await fs.writeFile(path.join(source, 'a.txt'), 'a\n');
+  kloset = klosetWith({ XDG_CACHE_HOME: path.join(work, 'cache'), XDG_CONFIG_HOME: path.join(work, 'config') });
+  expect((await kloset(['at', store, 'create'])).code).toBe(0);
+  expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+  id = await latestSnapshotId(store, { XDG_CACHE_HOME: path.join(work, 'cache') });
+});
+
+afterAll(() => fs.rm(work, { recursive: true, force: true }));
+
+describe('an empty location', () => {
+  it('is refused as a store, exit 2, and no store is made in the current directory', async () => {
+    const cwd = path.join(work, 'empty-cwd');
+    await fs.mkdir(cwd);
+    for (const [args, env] of [
+      [['at', '', 'create'], {}],
+      [['create'], { KLOSET_REPOSITORY: '' }],
+    ] as const) {
+      const result = await kloset([...args], { cwd, env });
+      expect(result.code).toBe(2);
+      expectOneLineError(result, 'kloset: empty store location');
+    }
+    expect(await fs.readdir(cwd)).toEqual([]);
+  });
+
+  it('is refused as the other store of a sync, which is left as it was', async () => {
+    const before = await storeListing(store);
+    const result = await kloset(['at', store, 'sync', 'to', ''], { cwd: store });
+    expect(result.code).toBe(2);
+    expectOneLineError(result, 'kloset: empty store location');
+    expect(await storeListing(store)).toEqual(before);
+  });
+
+  it('is refused as a source, and nothing is backed up', async () => {
+    const before = await storeListing(store);
+    const result = await kloset(['at', store, 'backup', ''], { cwd: source });
+    expect(result.code).toBe(2);
+    expectOneLineError(result, 'kloset: empty source location');
+    expect(await storeListing(store)).toEqual(before);
+  });
+
+  it('is refused as a destination, and nothing is restored in the current directory', async () => {
+    const cwd = path.join(work, 'restore-cwd');
+    await fs.mkdir(cwd);
+    const result = await kloset(['at', store, 'restore', '-to', '', id], { cwd });
+    expect(result.code).toBe(2);
+    expectOneLineError(result, 'kloset: empty destination location');
+    expect(await fs.readdir(cwd)).toEqual([]);
+  });
+});
