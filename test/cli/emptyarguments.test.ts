@@ -68,3 +68,20 @@ describe('an empty location', () => {
     expect(await fs.readdir(cwd)).toEqual([]);
   });
 });
+
+describe('a pattern with nothing to match', () => {
+  it.each([
+    [['locate', ''], '""'],
+    [['backup', '-exclude', '', '<source>'], '""'],
+    [['backup', '-exclude', '/', '<source>'], '"/"'],
+    [['restore', '-to', '<work>/never', '-include', '', '<id>'], '""'],
+    [['restore', '-to', '<work>/never', '-exclude', '/', '<id>'], '"/"'],
+  ])('is a usage error in one line, not an internal error, and nothing is written: %j', async (args, shown) => {
+    const before = await storeListing(store);
+    const result = await kloset(['at', store, ...args.map((a) => a.replace('<source>', source).replace('<work>', work).replace('<id>', id))]);
+    expect(result.code).toBe(2);
+    expectOneLineError(result, `kloset: pattern ${shown} names nothing to match`);
+    expect(await storeListing(store)).toEqual(before);
+    await expect(fs.stat(path.join(work, 'never'))).rejects.toThrow(/ENOENT/);
+  });
+});

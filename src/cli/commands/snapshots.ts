@@ -92,6 +92,12 @@ function diffMark(item: DiffItem): '+' | '-' | 'T' | 'M' | 'U' {
   return reasons.includes('type') ? 'T' : reasons.some((r) => r === 'content' || r === 'size' || r === 'target') ? 'M' : 'U';
 }
 
+/** `glob`, refused when empty (`-exclude ''`, `-include /`): picomatch throws on it, and it could match nothing. */
+function withSomethingToMatch(pattern: string, glob = pattern): string {
+  if (glob === '') throw new UsageError(`pattern ${JSON.stringify(pattern)} names nothing to match`);
+  return glob;
+}
+
 /**
  * Globs matched against a path relative to the top of the backup or
  * restore (a leading slash anchors there), or against its last name;
@@ -99,7 +105,7 @@ function diffMark(item: DiffItem): '+' | '-' | 'T' | 'M' | 'U' {
  */
 function pathMatcher(patterns: string[]): ((rel: string) => boolean) | undefined {
   if (patterns.length === 0) return undefined;
-  const matchers = patterns.map((p) => ({ match: picomatch(p.replace(/^\/+/, ''), { dot: true }), anchored: p.startsWith('/') }));
+  const matchers = patterns.map((p) => ({ match: picomatch(withSomethingToMatch(p, p.replace(/^\/+/, '')), { dot: true }), anchored: p.startsWith('/') }));
   // A name that is not UTF-8 is typed as it is shown, with U+FFFD (see shownName).
   const matches = (rel: string) => matchers.some(({ match, anchored }) => match(rel) || (!anchored && match(path.posix.basename(rel))));
   return (rel) => matches(rel) || (!rel.isWellFormed() && matches(shownName(rel)));
@@ -576,7 +582,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         for (const pattern of patterns) {
           if (pattern.includes('/')) throw new UsageError(`${JSON.stringify(pattern)}: patterns match names, not paths`);
         }
-        const matchers = patterns.map((pattern) => picomatch(pattern, { dot: true }));
+        const matchers = patterns.map((pattern) => picomatch(withSomethingToMatch(pattern), { dot: true }));
         const filter = filterFrom(opts);
         if (opts.snapshot && !isEmptyFilter(filter)) throw new UsageError('locate takes -snapshot or selection flags (-tag, -host, -before, -since, -latest), not both');
         const repository = await ctx.repository();
