@@ -58,9 +58,10 @@ export function registerSyncCommand(program: Command, context: () => CliContext,
         };
         const locks: StoreLock[] = [];
         try {
-          const here = await ctx.lockedRepository('shared', 'a sync', { store: { storeArg: ctx.storeArg, passphrase: ownPassphrase } });
+          // The store only copied from is read, as by a restore: without a lock if it cannot take one (read-only).
+          const here = await ctx.lockedRepository('shared', 'a sync', { reader: direction === 'to', store: { storeArg: ctx.storeArg, passphrase: ownPassphrase } });
           if (here.lock) locks.push(here.lock);
-          const there = await ctx.lockedRepository('shared', 'a sync', { store: peer }).catch((err: unknown) => {
+          const there = await ctx.lockedRepository('shared', 'a sync', { reader: direction === 'from', store: peer }).catch((err: unknown) => {
             if (err instanceof KlosetError && err.message === 'wrong passphrase') {
               throw new KlosetError(`${otherArg}: wrong passphrase (set the other store's with KLOSET_PEER_PASSPHRASE or --peer-passphrase-file; without them, this store's is tried)`);
             }
