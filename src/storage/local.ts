@@ -40,12 +40,12 @@ export class LocalBlobStore implements BlobStore {
     try {
       return await fs.readFile(this.pathOf(key));
     } catch (err) {
-      throw mapError(err, key);
+      throw mapError(err, this.location, key);
     }
   }
 
   async getRange(key: string, offset: number, length: number, into?: Buffer): Promise<Buffer> {
-    const handle = await this.handles.acquire(key, () => this.pathOf(key));
+    const handle = await this.handles.acquire(key, () => this.pathOf(key), this.location);
     try {
       const buffer = into?.length === length ? into : Buffer.allocUnsafe(length);
       let done = 0;
@@ -210,13 +210,13 @@ class OpenFiles {
 
   constructor(private readonly limit: number) {}
 
-  async acquire(key: string, pathOf: () => string): Promise<fs.FileHandle> {
+  async acquire(key: string, pathOf: () => string, location: string): Promise<fs.FileHandle> {
     let file = this.files.get(key);
     if (file) this.files.delete(key);
     else {
       const handle = fs.open(pathOf(), 'r').catch((err: unknown) => {
         this.files.delete(key);
-        throw mapError(err, key);
+        throw mapError(err, location, key);
       });
       file = { handle, users: 0 };
     }
@@ -286,9 +286,10 @@ function writeError(err: unknown, location: string, key: string): Error {
   return reason ? new KlosetError(`${location}: cannot write ${key}: ${reason}`, { cause: err }) : (err as Error);
 }
 
-function mapError(err: unknown, key: string): Error {
+function mapError(err: unknown, location: string, key: string): Error {
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'ENOENT') return new NotFoundError(`${key}: not found`);
-  if (code === 'EACCES') return new KlosetError(`${key}: permission denied`, { cause: err });
+  // As writeError names it: `CONFIG: permission denied` alone does not say which store.
+  if (code === 'EACCES') return new KlosetError(`${location}: cannot read ${key}: permission denied`, { cause: err });
   return err as Error;
 }

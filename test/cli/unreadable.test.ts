@@ -140,3 +140,17 @@ describe('a backup of an entry whose path is longer than the system takes', () =
     expect(names.some((name) => name.endsWith('/short.txt'))).toBe(true);
   });
 });
+
+describe('a store whose files the user cannot read', () => {
+  it('names the store and the file in one line', async () => {
+    const config = path.join(store, 'CONFIG');
+    await fs.chmod(config, 0o000);
+    try {
+      const result = await kloset(['at', store, 'ls'], NOBODY);
+      expect(result.code).toBe(1);
+      expectOneLineError(result, `kloset: ${store}: cannot read CONFIG: permission denied`);
+    } finally {
+      await fs.chmod(config, 0o600);
+    }
+  });
+});
