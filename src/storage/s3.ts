@@ -282,6 +282,8 @@ export function endpointUrl(endpoint: string, useTls: boolean | undefined, sourc
   }
   const scheme = given ?? (useTls === false ? 'http' : 'https');
   const rest = (match ? match[2]! : endpoint).replace(/\/+$/, '');
+  // A port out of range or a missing host would otherwise fail each request, as a server that cannot be reached.
+  if (!URL.canParse(`${scheme}://${rest}`)) throw new UsageError(`${source} ${endpoint}: not a valid URL`);
   return `${scheme}://${rest}`;
 }
 

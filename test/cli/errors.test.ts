@@ -317,6 +317,18 @@ describe('credentials written into an S3 location or endpoint', () => {
   });
 });
 
+describe('an S3 endpoint that is not a URL', () => {
+  it.each(['http://127.0.0.1:99999', 'http://127.0.0.1:port', 'http://', '127.0.0.1:70000'])(
+    'is a usage error in one line, before any request: %s',
+    async (endpoint) => {
+      const env = { KLOSET_S3_ENDPOINT: endpoint, AWS_ACCESS_KEY_ID: 'a', AWS_SECRET_ACCESS_KEY: 'b', AWS_REGION: 'us-east-1' };
+      const result = await kloset(['at', 's3://bucket/kloset', 'ls'], { env });
+      expect(result.code).toBe(2);
+      expectOneLineError(result, `kloset: KLOSET_S3_ENDPOINT ${endpoint}: not a valid URL`);
+    },
+  );
+});
+
 describe('a password in a location that is neither a directory nor a bucket', () => {
   // As `kloset config` and `store show` mask it: an error must not print what a listing hides.
   it.each([
