@@ -1,5 +1,5 @@
 import { promises as fs } from 'node:fs';
-import { KlosetError, systemReason } from '../errors.js';
+import { KlosetError, systemReason, UsageError } from '../errors.js';
 
 /** What was typed or pasted after the line a prompt took: the next prompt's answer (both lines of a paste). */
 let typedAhead = '';
@@ -83,7 +83,9 @@ const NEW_PASSPHRASE: PassphraseKind = { label: 'new passphrase', envNames: ['KL
 export async function readPassphrase(source: PassphraseSource, confirm = false, kind = STORE_PASSPHRASE): Promise<string> {
   const env = source.env ?? process.env;
   if (source.passphraseFile === '-') return nonEmpty((await readStdin()).replace(/\r?\n$/, ''), `the ${kind.label} read from standard input`);
-  if (source.passphraseFile) {
+  // `--passphrase-file "$UNSET"` must not fall back to the environment or the terminal unsaid.
+  if (source.passphraseFile === '') throw new UsageError(`${kind.fileOption}: empty file name`);
+  if (source.passphraseFile !== undefined) {
     let text: string;
     try {
       text = await fs.readFile(source.passphraseFile, 'utf8');

@@ -85,3 +85,19 @@ describe('a pattern with nothing to match', () => {
     await expect(fs.stat(path.join(work, 'never'))).rejects.toThrow(/ENOENT/);
   });
 });
+
+describe('an empty passphrase file name', () => {
+  it('is refused rather than passed over for KLOSET_PASSPHRASE', async () => {
+    const result = await kloset(['at', store, '--passphrase-file', '', 'ls']);
+    expect(result.code).toBe(2);
+    expectOneLineError(result, 'kloset: --passphrase-file: empty file name');
+    expect(result.stdout).toBe('');
+  });
+
+  it('is refused by passwd, which leaves the passphrase as it was instead of taking KLOSET_NEW_PASSPHRASE', async () => {
+    const result = await kloset(['at', store, 'passwd', '--new-passphrase-file', ''], { env: { KLOSET_NEW_PASSPHRASE: 'not chosen' } });
+    expect(result.code).toBe(2);
+    expectOneLineError(result, 'kloset: --new-passphrase-file: empty file name');
+    expect((await kloset(['at', store, 'ls'])).code).toBe(0);
+  });
+});
