@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Command, CommanderError } from 'commander';
-import { ExitCode, KlosetError, systemErrorLine, systemReason } from '../errors.js';
+import { ExitCode, KlosetError, systemErrorLine, systemReason, UsageError } from '../errors.js';
 import { releaseHeldLocks } from '../kloset/locks.js';
 import { shownName } from '../snapshot/names.js';
 import { registerConfigCommands } from './commands/config.js';
@@ -55,6 +55,28 @@ export function configValueAsOperand(argv: string[]): string[] {
   if (argv[i] !== 'config' || argv[i + 2] !== 'set' || argv.length <= valueAt || argv[valueAt] === '--') return argv;
   if (argv.slice(i + 1, valueAt).some((arg) => arg.startsWith('-'))) return argv;
   return [...argv.slice(0, valueAt), '--', ...argv.slice(valueAt)];
+}
+
+/**
+ * `help bogus` (or `store help bogus`): commander prints the whole help on stderr for it; an unknown
+ * command gets one line, as `kloset bogus` does.
+ */
+function refuseUnknownHelpTopic(program: Command, args: string[]): void {
+  let command = program;
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--passphrase-file') i++;
+    else if (args[i].startsWith('-')) continue;
+    else if (args[i] === 'help' && command.commands.length) {
+      const topic = args[i + 1];
+      const known = (name: string) => name === 'help' || command.commands.some((sub) => sub.name() === name || sub.aliases().includes(name));
+      if (topic !== undefined && !topic.startsWith('-') && !known(topic)) throw new UsageError(`unknown command '${topic}'`);
+      return;
+    } else {
+      const sub = command.commands.find((c) => c.name() === args[i] || c.aliases().includes(args[i]));
+      if (!sub) return;
+      command = sub;
+    }
+  }
 }
 
 function packageVersion(): string {
@@ -162,6 +184,7 @@ export async function main(argv: string[]): Promise<number> {
     // Plakar's `plakar version`, beside -V/--version.
     program.command('version').description('print the version').action(() => void out(packageVersion()));
     const { store, rest } = splitStore(normalizeArgs(configValueAsOperand(argv), longOptionNames(program)));
+    refuseUnknownHelpTopic(program, rest);
     current = new CliContext(store, out, err);
     context = current;
     await program.parseAsync(rest, { from: 'user' });

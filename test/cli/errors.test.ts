@@ -215,6 +215,13 @@ describe('usage errors', () => {
     expectOneLineError(result, /frobnicate/);
   });
 
+  it.each([[['help', 'frobnicate']], [['store', 'help', 'frobnicate']]])('help on an unknown command says so in one line, exit 2: %j', async (args) => {
+    const result = await kloset(args);
+    expect(result.code).toBe(2);
+    expectOneLineError(result, "kloset: unknown command 'frobnicate'");
+    expect(result.stdout).toBe('');
+  });
+
   it('a missing argument is a usage error, exit 2', async () => {
     const result = await kloset(['at', store, 'cat']);
     expect(result.code).toBe(2);
