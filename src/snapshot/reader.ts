@@ -171,6 +171,10 @@ export class SnapshotReader {
       entry = next;
       names?.push(next.name);
     }
+    // As for open(2): a trailing '/' asks for a directory. A symbolic link is not followed here, so it is given as itself.
+    if (parts.length > 0 && /\/\.?$/.test(path) && entry.kind !== 'directory' && entry.kind !== 'symlink') {
+      throw new KlosetError(`/${parts.join('/')}/: not a directory`);
+    }
     return entry;
   }
 

@@ -200,6 +200,22 @@ describe('paths in a snapshot', () => {
     expectOneLineError(result, /\/nope\.txt/);
   });
 
+  it('takes a trailing slash after a file for a directory asked for, as open(2) does', async () => {
+    for (const args of [
+      ['ls', `${id}:/a.txt/`],
+      ['cat', `${id}:/sub/b.txt/`],
+      ['restore', '-to', path.join(work, 'never'), `${id}:/a.txt/`],
+    ]) {
+      const result = await kloset(['at', store, ...args]);
+      expect(result.code, args[0]).toBe(1);
+      expectOneLineError(result, /\/(a|sub\/b)\.txt\/: not a directory/);
+      expect(result.stdout).toBe('');
+    }
+    const directory = await kloset(['at', store, 'ls', `${id}:/sub/`]);
+    expect(directory.code, directory.stderr).toBe(0);
+    expect(directory.stdout).toMatch(/b\.txt/);
+  });
+
   it('refuses to cat a directory', async () => {
     const result = await kloset(['at', store, 'cat', `${id}:/sub`]);
     expect(result.code).toBe(1);
