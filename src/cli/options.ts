@@ -75,7 +75,13 @@ export function withFilterOptions(command: Command): Command {
     .option('--latest', 'only the newest of the snapshots selected');
 }
 
+/**
+ * An empty tag set (`-tag ''`) or host is refused, not dropped: restic reads an empty tag set as "the
+ * snapshots without tags", and dropping either would select more snapshots than asked, which rm would forget.
+ */
 export function filterFrom(flags: FilterFlags, now = new Date()): SnapshotFilter {
+  refuseEmptyTags('-tag', flags.tag);
+  for (const host of flags.host ?? []) if (host.trim() === '') throw new UsageError(`-host ${JSON.stringify(host)} names no host`);
   return {
     tags: parseTags(flags.tag),
     hosts: flags.host ?? [],
@@ -83,4 +89,10 @@ export function filterFrom(flags: FilterFlags, now = new Date()): SnapshotFilter
     since: flags.since === undefined ? undefined : parseMoment(flags.since, '-since', now),
     latest: flags.latest,
   };
+}
+
+export function refuseEmptyTags(option: string, values: string[] | undefined): void {
+  for (const value of values ?? []) {
+    if (parseTags(value).length === 0) throw new UsageError(`${option} ${JSON.stringify(value)} names no tag`);
+  }
 }

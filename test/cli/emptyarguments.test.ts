@@ -101,3 +101,22 @@ describe('an empty passphrase file name', () => {
     expect((await kloset(['at', store, 'ls'])).code).toBe(0);
   });
 });
+
+describe('an empty selection', () => {
+  it('is refused, exit 2, rather than read as no selection at all', async () => {
+    for (const [args, message] of [
+      [['ls', '-tag', ''], 'kloset: -tag "" names no tag'],
+      [['info', '-tag', ' , '], 'kloset: -tag " , " names no tag'],
+      [['restore', '-to', path.join(work, 'never'), '-tag', ''], 'kloset: -tag "" names no tag'],
+      [['ls', '-host', ''], 'kloset: -host "" names no host'],
+      [['locate', '-snapshot', '', 'a.txt'], 'kloset: -snapshot "" names no snapshot'],
+      [['mount', '-cache-size', '', path.join(work, 'never')], 'kloset: invalid size "" (examples: 512M, 2G, 1048576)'],
+    ] as const) {
+      const result = await kloset(['at', store, ...args]);
+      expect(result.code, args.join(' ')).toBe(2);
+      expectOneLineError(result, message);
+      expect(result.stdout).toBe('');
+    }
+    await expect(fs.access(path.join(work, 'never'))).rejects.toThrow();
+  });
+});

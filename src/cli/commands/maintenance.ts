@@ -11,7 +11,7 @@ import type { CliContext, Run } from '../context.js';
 import { formatBytes, formatDuration, plural } from '../format.js';
 import { readNewPassphrase } from '../passphrase.js';
 import { ProgressLine } from '../progress.js';
-import { collect, filterFrom, keepCount, withFilterOptions, type FilterFlags } from '../options.js';
+import { collect, filterFrom, keepCount, refuseEmptyTags, withFilterOptions, type FilterFlags } from '../options.js';
 import { filterSnapshots, findSnapshot, isEmptyFilter, parseTags, uniqueSnapshots } from '../snapshotref.js';
 import { parseSpan } from '../timespec.js';
 import { snapshotLine } from './snapshots.js';
@@ -29,21 +29,9 @@ interface RmFlags extends FilterFlags {
   prune?: boolean;
 }
 
-/**
- * An empty tag set (`--keep-tag ''`, `-tag ''`) is refused, not dropped: restic reads it as "the snapshots
- * without tags", so dropping it would keep fewer snapshots than asked (a keep rule gone) or apply the
- * policy to more (a selection gone).
- */
-function refuseEmptyTagSets(flags: RmFlags): void {
-  for (const [option, values] of [['--keep-tag', flags.keepTag], ['-tag', flags.tag]] as const) {
-    for (const value of values ?? []) {
-      if (parseTags(value).length === 0) throw new UsageError(`${option} ${JSON.stringify(value)} names no tag`);
-    }
-  }
-}
-
 function policyFrom(flags: RmFlags): RetentionPolicy {
-  refuseEmptyTagSets(flags);
+  // As -tag's (filterFrom): an empty set dropped would be a keep rule gone.
+  refuseEmptyTags('--keep-tag', flags.keepTag);
   return {
     last: flags.keepLast,
     hourly: flags.keepHourly,

@@ -88,7 +88,7 @@ export function registerMountCommand(program: Command, context: () => CliContext
       run(async () => {
         const ctx = context();
         const filter = filterFrom(flags);
-        const cacheBytes = flags.cacheSize ? parseSize(flags.cacheSize) : DEFAULT_CACHE_BYTES;
+        const cacheBytes = flags.cacheSize === undefined ? DEFAULT_CACHE_BYTES : parseSize(flags.cacheSize);
         const fuseOptions = (flags.options ?? []).flatMap((o) => o.split(',')).filter(Boolean);
         for (const option of fuseOptions) {
           if (option !== 'allow_other' && option !== 'debug') throw new UsageError(`unsupported mount option ${JSON.stringify(option)}`);

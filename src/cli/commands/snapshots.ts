@@ -584,6 +584,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         }
         const matchers = patterns.map((pattern) => picomatch(withSomethingToMatch(pattern), { dot: true }));
         const filter = filterFrom(opts);
+        if (opts.snapshot === '') throw new UsageError('-snapshot "" names no snapshot');
         if (opts.snapshot && !isEmptyFilter(filter)) throw new UsageError('locate takes -snapshot or selection flags (-tag, -host, -before, -since, -latest), not both');
         const repository = await ctx.repository();
         const headers = opts.snapshot
