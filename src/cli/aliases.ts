@@ -75,8 +75,12 @@ const LOCATION_TYPES: Record<string, (location: string) => boolean> = {
 // account, and masking it costs the user nothing: the last 4 characters are
 // enough to tell two keys apart.
 const SECRET_KEY_PATTERN = /secret|password|passphrase|token|session|access_key/i;
-// Showing the last 4 characters of a short secret would give most of it away.
-const SHORTEST_SECRET_WITH_VISIBLE_TAIL = 12;
+/**
+ * An access key id names a key rather than opening anything: its last 4 characters are shown, as `aws
+ * configure list` shows them, so that two aliases' keys can be told apart. A short one would give most of itself away.
+ */
+const KEY_ID_PATTERN = /^access_key(_id)?$/i;
+const SHORTEST_KEY_ID_WITH_VISIBLE_TAIL = 12;
 
 /** `$XDG_CONFIG_HOME/kloset`, else `~/.config/kloset`. */
 export function defaultConfigDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -93,10 +97,10 @@ export function isSecretKey(key: string): boolean {
   return SECRET_KEY_PATTERN.test(key);
 }
 
-/** The value as it may be printed: secrets reduced to `****` and at most their last 4 characters. */
+/** The value as it may be printed: secrets as `****`, an access key id as `****` and its last 4 characters. */
 export function maskValue(key: string, value: string): string {
   if (isSecretKey(key)) {
-    return value.length >= SHORTEST_SECRET_WITH_VISIBLE_TAIL ? `****${value.slice(-4)}` : '****';
+    return KEY_ID_PATTERN.test(key) && value.length >= SHORTEST_KEY_ID_WITH_VISIBLE_TAIL ? `****${value.slice(-4)}` : '****';
   }
   // A password can also hide in a URI's user info (s3://id:secret@host/bucket).
   return withoutPassword(value);

@@ -326,12 +326,15 @@ describe('resolveLocation', () => {
 });
 
 describe('masking', () => {
-  it('shows a long secret as **** and its last 4 characters', () => {
-    expect(maskValue('secret_access_key', AWS_SECRET)).toBe('****EKEY');
+  it('shows a secret as **** alone, however long', () => {
+    expect(maskValue('secret_access_key', AWS_SECRET)).toBe('****');
+    expect(maskValue('passphrase', 'hunter2')).toBe('****');
+    expect(maskValue('passphrase', 'correct horse battery staple')).toBe('****');
   });
 
-  it('shows a short secret as **** alone', () => {
-    expect(maskValue('passphrase', 'hunter2')).toBe('****');
+  it('shows an access key id as **** and its last 4 characters, as aws configure list does, unless it is short', () => {
+    expect(maskValue('access_key', 'AKIAIOSFODNN7EXAMPLE')).toBe('****MPLE');
+    expect(maskValue('access_key', 'S3RVER')).toBe('****');
   });
 
   it('masks the password in a URI', () => {
@@ -377,7 +380,7 @@ describe('kloset config (Plakar 1.0 form)', () => {
     ];
     for (const line of documented) await kloset(...line.split(' '));
     expect(await kloset('config')).toEqual([
-      's3_src.s3_src access_key=****MPLE secret_access_key=****EKEY type=s3 uri=s3://your-source-bucket-name use_tls=true',
+      's3_src.s3_src access_key=****MPLE secret_access_key=**** type=s3 uri=s3://your-source-bucket-name use_tls=true',
       `store.mystore location=${path.join(workDir, 'backups')}`,
     ]);
   });
@@ -399,7 +402,7 @@ describe('kloset config (Plakar 1.0 form)', () => {
   it('lists as JSON with --json, secrets still masked', async () => {
     await kloset('store', 'add', 'mystore', '/backups', 'passphrase=correct-horse-battery');
     const [json] = await kloset('config', '--json');
-    expect(JSON.parse(json!)).toEqual({ store: { mystore: { location: '/backups', passphrase: '****tery' } } });
+    expect(JSON.parse(json!)).toEqual({ store: { mystore: { location: '/backups', passphrase: '****' } } });
   });
 
   it('quotes listed values that contain spaces', async () => {
@@ -475,7 +478,7 @@ describe('kloset store|source|destination', () => {
     expect(await kloset('store', 'show', 'mystore')).toEqual([
       'mystore:',
       '  location: /backups',
-      '  passphrase: ****tery',
+      '  passphrase: ****',
     ]);
   });
 
