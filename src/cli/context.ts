@@ -5,7 +5,7 @@ import { StoreLock, StoreLockedError, type LockKind } from '../kloset/locks.js';
 import { CONFIG_KEY, Repository, type PassphraseProvider } from '../kloset/repository.js';
 import type { BlobStore } from '../storage/blobstore.js';
 import { isEmptyStore, openBlobStore, prepareEmptyStore } from '../storage/open.js';
-import { AliasConfig, resolveLocation } from './aliases.js';
+import { AliasConfig, resolveLocation } from '../config/aliases.js';
 import { readPassphrase } from './passphrase.js';
 
 /** Runs a command's work and records its exit code. */

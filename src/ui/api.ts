@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { maskValue, type AliasConfig } from '../cli/aliases.js';
+import { maskValue, type AliasConfig } from '../config/aliases.js';
 import type { Exporter } from '../connectors/exporter.js';
 import { FsExporter } from '../connectors/fs/exporter.js';
 import { storeInDestination } from '../connectors/storeplaces.js';

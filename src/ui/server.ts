@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { AliasConfig } from '../cli/aliases.js';
+import type { AliasConfig } from '../config/aliases.js';
 import { IntegrityError, KlosetError, UsageError } from '../errors.js';
 import type { Repository } from '../kloset/repository.js';
 import { UiApi } from './api.js';

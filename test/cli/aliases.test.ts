@@ -10,7 +10,7 @@ import {
   maskValue,
   parseKeyValuePairs,
   resolveLocation,
-} from '../../src/cli/aliases.js';
+} from '../../src/config/aliases.js';
 import { registerConfigCommands } from '../../src/cli/commands/config.js';
 import { kloset as runKloset } from '../helpers/cli.js';
 

@@ -13,7 +13,7 @@ import {
   type AliasConfig,
   type AliasEntry,
   type AliasRole,
-} from '../aliases.js';
+} from '../../config/aliases.js';
 
 type Output = (line: string) => void;
 

@@ -28,7 +28,7 @@ import { formatMode, type Entry } from '../../snapshot/tree.js';
 import type { BlobStore } from '../../storage/blobstore.js';
 import { LocalBlobStore } from '../../storage/local.js';
 import { isS3Location, withoutPassword } from '../../storage/open.js';
-import { resolveLocation } from '../aliases.js';
+import { resolveLocation } from '../../config/aliases.js';
 import type { CliContext, Run } from '../context.js';
 import { formatBytes, formatDuration, formatTime, plural } from '../format.js';
 import { ProgressLine } from '../progress.js';
