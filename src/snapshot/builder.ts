@@ -4,7 +4,7 @@ import { ChunkPool } from '../kloset/chunkpool.js';
 import type { BlobWriter, Repository } from '../kloset/repository.js';
 import { REPLACED } from '../kloset/replaced.js';
 import { BlobType } from '../kloset/sealing.js';
-import { joinPath, type Importer, type SourceEntry } from '../connectors/importer.js';
+import { joinPath, type Importer, type SourceEntry } from './importer.js';
 import { newSnapshotId, putSnapshotHeader, type SnapshotHeader, type SnapshotStats } from './header.js';
 import { SnapshotReader } from './reader.js';
 import { Slots } from './slots.js';

@@ -1,4 +1,4 @@
-import type { Importer, SourceEntry } from '../connectors/importer.js';
+import type { Importer, SourceEntry } from './importer.js';
 import type { Repository } from '../kloset/repository.js';
 import { backup, type BackupOptions, type BackupProgress } from './builder.js';
 import type { SnapshotHeader } from './header.js';

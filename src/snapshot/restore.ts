@@ -1,5 +1,5 @@
-import { checkEntryName, type Exporter } from '../connectors/exporter.js';
-import { joinPath } from '../connectors/importer.js';
+import { checkEntryName, type Exporter } from './exporter.js';
+import { joinPath } from './importer.js';
 import { failureText, KlosetError } from '../errors.js';
 import { BlobType } from '../kloset/sealing.js';
 import type { SnapshotReader } from './reader.js';

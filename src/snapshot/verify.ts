@@ -1,4 +1,4 @@
-import { joinPath } from '../connectors/importer.js';
+import { joinPath } from './importer.js';
 import { IntegrityError, NotFoundError } from '../errors.js';
 import { packKey } from '../kloset/packfile.js';
 import type { Repository } from '../kloset/repository.js';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { maskValue, type AliasConfig } from '../config/aliases.js';
-import type { Exporter } from '../connectors/exporter.js';
+import type { Exporter } from '../snapshot/exporter.js';
 import { FsExporter } from '../connectors/fs/exporter.js';
 import { storeInDestination } from '../connectors/storeplaces.js';
 import { IntegrityError, KlosetError } from '../errors.js';

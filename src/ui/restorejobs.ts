@@ -4,7 +4,7 @@
  * and the most recent jobs are kept after they end.
  */
 import { randomBytes } from 'node:crypto';
-import type { Exporter } from '../connectors/exporter.js';
+import type { Exporter } from '../snapshot/exporter.js';
 import type { SnapshotReader } from '../snapshot/reader.js';
 import { restore } from '../snapshot/restore.js';
 import type { Entry } from '../snapshot/tree.js';

@@ -11,7 +11,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Importer, SourceEntry } from '../../src/connectors/importer.js';
+import type { Importer, SourceEntry } from '../../src/snapshot/importer.js';
 import { EMPTY_NAME, OBJECT_SUFFIX, pathsForKeys } from '../../src/connectors/s3/keys.js';
 import { type CliResult, tempDir } from '../helpers/cli.js';
 import { escapeRegExp, expectNoStackTrace, expectOneLineError, klosetWith } from '../helpers/fixtures.js';

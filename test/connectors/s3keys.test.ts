@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkEntryName } from '../../src/connectors/exporter.js';
+import { checkEntryName } from '../../src/snapshot/exporter.js';
 import {
   DOT_NAME,
   DOTDOT_NAME,

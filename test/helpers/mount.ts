@@ -9,7 +9,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { afterAll } from 'vitest';
-import type { Importer } from '../../src/connectors/importer.js';
+import type { Importer } from '../../src/snapshot/importer.js';
 import { loadBuilt } from './built.js';
 import { startKloset, type CliResult } from './cli.js';
 

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { getAttribute, listAttributes } from '@napi-rs/xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Importer, SourceEntry } from '../../src/connectors/importer.js';
+import type { Importer, SourceEntry } from '../../src/snapshot/importer.js';
 import { tempDir } from '../helpers/cli.js';
 import { isMountPoint, mountCli, storeWithSnapshot, unmountAll, type MountedCli } from '../helpers/mount.js';
 

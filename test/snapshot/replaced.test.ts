@@ -7,7 +7,7 @@ import { chmodSync, chownSync, mkdtempSync, renameSync, rmSync, statSync, writeF
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SourceEntry, SkippedChild } from '../../src/connectors/importer.js';
+import type { SourceEntry, SkippedChild } from '../../src/snapshot/importer.js';
 import { loadBuilt } from '../helpers/built.js';
 
 const { backup } = (await loadBuilt('snapshot/builder.js')) as typeof import('../../src/snapshot/builder.js');

@@ -10,7 +10,7 @@
  * devices are written; sockets and names that could not be extracted
  * safely ('..', '/' inside a name) are left out.
  */
-import { checkEntryName } from '../exporter.js';
+import { checkEntryName } from '../../snapshot/exporter.js';
 import { KlosetError } from '../../errors.js';
 import { nameToBytes, shownName } from '../../snapshot/names.js';
 import type { SnapshotReader } from '../../snapshot/reader.js';

@@ -12,7 +12,7 @@
  */
 import { Readable } from 'node:stream';
 import { requireCjs } from '../../cjs.js';
-import { checkEntryName } from '../exporter.js';
+import { checkEntryName } from '../../snapshot/exporter.js';
 import { KlosetError } from '../../errors.js';
 import { memberPath, unreadableMember, type TarOptions } from './tar.js';
 import { shownName } from '../../snapshot/names.js';

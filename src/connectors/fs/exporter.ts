@@ -8,7 +8,7 @@ import { KlosetError } from '../../errors.js';
 import { exactForm } from '../../snapshot/names.js';
 import { isBlockDevice, type Entry } from '../../snapshot/tree.js';
 import { makeDirectories } from '../../storage/directories.js';
-import type { Exporter } from '../exporter.js';
+import type { Exporter } from '../../snapshot/exporter.js';
 import { HOLE_MIN, allZero, applyMetadata, asDate, clearName, createFile, replacing, writeWholeFile, type WriteSettings } from './filewrite.js';
 import { SmallFileWriter, type SmallFile } from './smallfiles.js';
 import { hasDefaultAcl, writeXattrs } from './xattrs.js';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { KlosetError } from '../../errors.js';
 import { nameFromBytes, exactForm } from '../../snapshot/names.js';
 import { compareNames, type EntryKind, type Timespec } from '../../snapshot/tree.js';
-import type { Importer, ScanOptions, SkippedChild, SourceEntry } from '../importer.js';
+import type { Importer, ScanOptions, SkippedChild, SourceEntry } from '../../snapshot/importer.js';
 import { Accounts } from './accounts.js';
 import { readXattrs } from './xattrs.js';
 

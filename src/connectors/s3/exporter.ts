@@ -4,7 +4,7 @@ import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
 import type { Entry } from '../../snapshot/tree.js';
 import { errorName, finishUpload, statusOf } from '../../storage/s3.js';
-import type { Exporter } from '../exporter.js';
+import type { Exporter } from '../../snapshot/exporter.js';
 import {
   connectorSettings,
   formatS3Uri,

@@ -4,7 +4,7 @@ import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
 import type { Timespec } from '../../snapshot/tree.js';
 import { contentRangeStart, errorName, nextPageToken } from '../../storage/s3.js';
-import type { Importer, SkippedChild, SourceEntry } from '../importer.js';
+import type { Importer, SkippedChild, SourceEntry } from '../../snapshot/importer.js';
 import {
   connectorSettings,
   formatS3Uri,

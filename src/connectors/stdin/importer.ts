@@ -5,7 +5,7 @@ import { childEnvironment } from '../../childenv.js';
 import { KlosetError } from '../../errors.js';
 import type { Timespec } from '../../snapshot/tree.js';
 import { Accounts } from '../fs/accounts.js';
-import type { Importer, SourceEntry } from '../importer.js';
+import type { Importer, SourceEntry } from '../../snapshot/importer.js';
 
 /** The mode restic gives a file read from standard input. */
 const FILE_MODE = 0o100644;

@@ -1,4 +1,4 @@
-import type { Entry } from '../snapshot/tree.js';
+import type { Entry } from './tree.js';
 
 /**
  * A destination of a restore (a directory, a bucket). Paths are relative to

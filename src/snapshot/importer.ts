@@ -1,4 +1,4 @@
-import type { Entry } from '../snapshot/tree.js';
+import type { Entry } from './tree.js';
 
 /** What a source tells about one item: an entry without content or subtree yet. */
 export type SourceEntry = Omit<Entry, 'content' | 'tree' | 'summary'>;
