@@ -50,7 +50,9 @@ export class LocalBlobStore implements BlobStore {
       const buffer = into?.length === length ? into : Buffer.allocUnsafe(length);
       let done = 0;
       while (done < length) {
-        const { bytesRead } = await handle.read(buffer, done, length - done, offset + done);
+        const { bytesRead } = await handle.read(buffer, done, length - done, offset + done).catch((err: unknown) => {
+          throw mapError(err, this.location, key);
+        });
         if (bytesRead === 0) break;
         done += bytesRead;
       }
@@ -291,5 +293,7 @@ function mapError(err: unknown, location: string, key: string): Error {
   if (code === 'ENOENT') return new NotFoundError(`${key}: not found`);
   // As writeError names it: `CONFIG: permission denied` alone does not say which store.
   if (code === 'EACCES') return new KlosetError(`${location}: cannot read ${key}: permission denied`, { cause: err });
+  // The disk cannot give the bytes back: for check, cat and restore that is damage to what the file holds.
+  if (code === 'EIO') return new IntegrityError(`${location}: cannot read ${key}: input/output error`, { cause: err });
   return err as Error;
 }
