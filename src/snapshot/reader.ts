@@ -163,17 +163,29 @@ export class SnapshotReader {
    */
   async lookup(path: string, names?: string[]): Promise<Entry> {
     let entry = this.root;
-    const parts = path.split('/').filter((p) => p !== '' && p !== '.');
-    for (let i = 0; i < parts.length; i++) {
-      if (entry.kind !== 'directory') throw new KlosetError(`/${parts.slice(0, i).join('/')}: not a directory`);
-      const next = await this.find(entry, parts[i]);
-      if (!next) throw new KlosetError(`/${parts.slice(0, i + 1).join('/')}: no such file or directory in snapshot ${this.header.id.toString('hex').slice(0, 8)}`);
+    /** The directories above `entry`, and the path to it as resolved. */
+    const above: Entry[] = [];
+    const resolved: string[] = [];
+    for (const part of path.split('/')) {
+      if (part === '' || part === '.') continue;
+      if (entry.kind !== 'directory') throw new KlosetError(`/${resolved.join('/')}: not a directory`);
+      if (part === '..') {
+        // By the path, as no name in a tree is '..'; above the root is the root, as for '/..'.
+        entry = above.pop() ?? this.root;
+        resolved.pop();
+        names?.pop();
+        continue;
+      }
+      const next = await this.find(entry, part);
+      if (!next) throw new KlosetError(`/${[...resolved, part].join('/')}: no such file or directory in snapshot ${this.header.id.toString('hex').slice(0, 8)}`);
+      above.push(entry);
       entry = next;
+      resolved.push(part);
       names?.push(next.name);
     }
     // As for open(2): a trailing '/' asks for a directory. A symbolic link is not followed here, so it is given as itself.
-    if (parts.length > 0 && /\/\.?$/.test(path) && entry.kind !== 'directory' && entry.kind !== 'symlink') {
-      throw new KlosetError(`/${parts.join('/')}/: not a directory`);
+    if (resolved.length > 0 && /\/\.?$/.test(path) && entry.kind !== 'directory' && entry.kind !== 'symlink') {
+      throw new KlosetError(`/${resolved.join('/')}/: not a directory`);
     }
     return entry;
   }

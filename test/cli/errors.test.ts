@@ -200,6 +200,23 @@ describe('paths in a snapshot', () => {
     expectOneLineError(result, /\/nope\.txt/);
   });
 
+  it("resolves '..' by the path, as the shell's cd does, never above the root", async () => {
+    const up = await kloset(['at', store, 'cat', `${id}:/sub/../a.txt`, `${id}:/../../sub/b.txt`]);
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.stdout).toBe('a\nb\n');
+    const listed = await kloset(['at', store, 'ls', `${id}:/sub/..`]);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toMatch(/a\.txt/);
+    expect(listed.stdout).toMatch(/sub\//);
+    // As for ls(1): a name that is missing, or not a directory, cannot be gone through.
+    const missing = await kloset(['at', store, 'ls', `${id}:/nope/..`]);
+    expect(missing.code).toBe(1);
+    expectOneLineError(missing, /\/nope: no such file or directory/);
+    const file = await kloset(['at', store, 'ls', `${id}:/a.txt/..`]);
+    expect(file.code).toBe(1);
+    expectOneLineError(file, /\/a\.txt: not a directory/);
+  });
+
   it('takes a trailing slash after a file for a directory asked for, as open(2) does', async () => {
     for (const args of [
       ['ls', `${id}:/a.txt/`],
