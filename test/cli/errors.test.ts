@@ -233,6 +233,15 @@ describe('paths in a snapshot', () => {
     expect(directory.stdout).toMatch(/b\.txt/);
   });
 
+  it("cat takes ':/path' for the latest snapshot's file, as ls does, and refuses a bare name", async () => {
+    const latest = await kloset(['at', store, 'cat', ':/a.txt']);
+    expect(latest.code, latest.stderr).toBe(0);
+    expect(latest.stdout).toBe('a\n');
+    const bare = await kloset(['at', store, 'cat', 'a.txt']);
+    expect(bare.code).toBe(2);
+    expectOneLineError(bare, 'kloset: cat needs snapshot:/path, got "a.txt"');
+  });
+
   it('refuses to cat a directory', async () => {
     const result = await kloset(['at', store, 'cat', `${id}:/sub`]);
     expect(result.code).toBe(1);

@@ -20,7 +20,7 @@ import { ExitCode, KlosetError, UsageError, systemReason } from '../../errors.js
 import { backup } from '../../snapshot/builder.js';
 import { diffTrees, type DiffItem } from '../../snapshot/diff.js';
 import { Locator } from '../../snapshot/locate.js';
-import { listSnapshots, resolveSnapshot, shortId, snapshotSummary, type SnapshotHeader } from '../../snapshot/header.js';
+import { LATEST, listSnapshots, resolveSnapshot, shortId, snapshotSummary, type SnapshotHeader } from '../../snapshot/header.js';
 import { shownName } from '../../snapshot/names.js';
 import { SnapshotReader } from '../../snapshot/reader.js';
 import { restore, type RestoreOptions } from '../../snapshot/restore.js';
@@ -502,8 +502,9 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const ctx = context();
         const refs = args.map((arg) => {
           const ref = parseSnapshotRef(arg);
-          if (ref.id === '' || !arg.includes(':')) throw new UsageError(`cat needs snapshot:/path, got ${JSON.stringify(arg)}`);
-          return ref;
+          // A bare name could be a snapshot or a file: only the colon says which is meant. ':/path' is the latest's, as for ls.
+          if (!arg.includes(':')) throw new UsageError(`cat needs snapshot:/path, got ${JSON.stringify(arg)}`);
+          return ref.id === '' ? { ...ref, id: LATEST } : ref;
         });
         const repository = await ctx.repository();
         // As cat(1): a file that cannot be printed is named, and the others are still printed.
