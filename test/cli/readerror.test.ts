@@ -5,11 +5,10 @@
  * The error comes from the kernel's side of a real read: strace injects it
  * into the read calls on that one pack file.
  */
-import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, latestSnapshotId, tempDir, type CliResult } from '../helpers/cli.js';
+import { kloset, latestSnapshotId, tempDir, type CliResult } from '../helpers/cli.js';
 import { MiB, writeRandomFile } from '../helpers/fixtures.js';
 
 let work: string;
@@ -21,22 +20,8 @@ const env = () => ({ ...process.env, KLOSET_PASSPHRASE: 'read error', XDG_CACHE_
 
 /** The CLI with every read of `failingPack` failing with EIO. */
 function withFailingPack(args: string[]): Promise<CliResult> {
-  const child = spawn(
-    'strace',
-    ['-f', '-qq', '-o', '/dev/null', '-P', failingPack, '-e', 'trace=read,pread64,preadv,preadv2', '-e', 'inject=read,pread64,preadv,preadv2:error=EIO', BIN, ...args],
-    { env: env(), stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  child.stdout.on('data', (d: Buffer) => out.push(d));
-  child.stderr.on('data', (d: Buffer) => err.push(d));
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      const stdoutBytes = Buffer.concat(out);
-      resolve({ code, signal, stdout: stdoutBytes.toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), stdoutBytes });
-    });
-  });
+  const inject = ['-f', '-qq', '-o', '/dev/null', '-P', failingPack, '-e', 'trace=read,pread64,preadv,preadv2', '-e', 'inject=read,pread64,preadv,preadv2:error=EIO'];
+  return kloset(args, { env: env(), through: ['strace', ...inject] });
 }
 
 async function packFiles(): Promise<{ file: string; size: number }[]> {
@@ -56,7 +41,7 @@ beforeAll(async () => {
   const source = path.join(work, 'source');
   await fs.mkdir(source);
   await writeRandomFile(path.join(source, 'big.bin'), 24 * MiB);
-  const run = (args: string[]) => new Promise<number | null>((resolve) => spawn(BIN, args, { env: env(), stdio: 'ignore' }).on('close', resolve));
+  const run = async (args: string[]) => (await kloset(args, { env: env() })).code;
   expect(await run(['at', store, 'create'])).toBe(0);
   expect(await run(['at', store, 'backup', source])).toBe(0);
   // The first, full pack holds big.bin's chunks alone: the tree is written after them, and

@@ -17,10 +17,12 @@ export interface CliResult {
 /** A CLI process the test can signal while it runs; `input` goes to its stdin. */
 export function startKloset(
   args: string[],
-  options: SpawnOptions & { input?: string | Buffer } = {},
+  options: SpawnOptions & { input?: string | Buffer; through?: string[] } = {},
 ): { child: ChildProcess; done: Promise<CliResult> } {
-  // Run as a user does, through the shebang (it sets the malloc tuning the program relies on).
-  const child = spawn(BIN, args, {
+  // Run as a user does, through the shebang (it sets the malloc tuning the program relies on);
+  // `through` runs it under another program (strace injecting faults), which ends as it does.
+  const [command, ...before] = [...(options.through ?? []), BIN];
+  const child = spawn(command!, [...before, ...args], {
     ...options,
     env: { KLOSET_PASSPHRASE: 'test passphrase', ...process.env, ...(options.env ?? {}) },
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -42,7 +44,7 @@ export function startKloset(
 }
 
 /** Runs the real CLI in a child process, as a user would. */
-export function kloset(args: string[], options: SpawnOptions & { input?: string | Buffer } = {}): Promise<CliResult> {
+export function kloset(args: string[], options: SpawnOptions & { input?: string | Buffer; through?: string[] } = {}): Promise<CliResult> {
   return startKloset(args, options).done;
 }
 
