@@ -1,3 +1,4 @@
+import { getMaxListeners, setMaxListeners } from 'node:events';
 import os from 'node:os';
 import { KlosetError } from '../errors.js';
 import { ChunkPool } from '../kloset/chunkpool.js';
@@ -239,6 +240,8 @@ export async function backup(repository: Repository, importer: Importer, options
   const stopPool = () => void pool.close();
   options.signal?.addEventListener('abort', stopPool, { once: true });
   const reading = importer.readConcurrency ?? FILES_IN_FLIGHT;
+  // Every file being read listens for the interrupt (abortable): room for them all past Node's leak warning at ten.
+  if (options.signal) setMaxListeners(getMaxListeners(options.signal) + reading, options.signal);
   // Files being read, and files read or being read whose chunks are not all stored yet: the second bound
   // keeps the walk from running far ahead of the workers on a source of many empty objects.
   const slots = new Slots(reading);
