@@ -357,6 +357,8 @@ async function measure(label, cmd, args, { env = {}, timeout, logDir }) {
   const ok = code === 0 && !timedOut;
   if (!ok) log(`FAILED ${label} (exit ${code}${timedOut ? ', timeout' : ''}): ${cmdline}\n${tail(stderr, 40)}`);
   else log(`  ${label}: ${seconds.toFixed(2)} s, peak RSS ${rssMiB?.toFixed(0)} MiB`);
+  // Every timed step runs quietly (no terminal): anything here is a warning the run should show.
+  if (ok && stderr.trim()) log(`  ${label} wrote to stderr:\n${tail(stderr, 10)}`);
   return { ok, code, timedOut, seconds, rssMiB, stdout, stderr, cmdline };
 }
 
