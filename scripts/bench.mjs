@@ -861,10 +861,12 @@ function cleanupMountsSync() {
   liveMounts.clear();
 }
 
-function installMountSafetyNet() {
+// Runs `cleanup` (synchronous) on exit or on a signal, then exits: an interrupted bench leaves no mount or server behind.
+// Returns the way to take the net down once the section has cleaned up after itself.
+function installSafetyNet(what, cleanup) {
   const onSignal = (sig) => {
-    log(`${sig}: unmounting and stopping mount processes`);
-    cleanupMountsSync();
+    log(`${sig}: ${what}`);
+    cleanup();
     process.exit(sig === 'SIGINT' ? 130 : 143);
   };
   const handlers = ['SIGINT', 'SIGTERM', 'SIGHUP'].map((sig) => {
@@ -872,11 +874,10 @@ function installMountSafetyNet() {
     process.on(sig, h);
     return [sig, h];
   });
-  process.on('exit', cleanupMountsSync);
+  process.on('exit', cleanup);
   return () => {
     for (const [sig, h] of handlers) process.off(sig, h);
-    process.off('exit', cleanupMountsSync);
-    cleanupMountsSync();
+    process.off('exit', cleanup);
   };
 }
 
@@ -1434,7 +1435,7 @@ async function sectionMount(ctx) {
   const cacheBytes = opts.cacheSize ? parseSize(opts.cacheSize) : 512 * MiB;
   const baseDir = path.join(BENCH, opts.quick ? 'quick' : 'full', 'mount');
   const s3Dir = path.join(baseDir, 's3');
-  const removeSafetyNet = installMountSafetyNet();
+  const removeSafetyNet = installSafetyNet('unmounting and stopping mount processes', cleanupMountsSync);
   const results = {};
   const s3Results = {};
   try {
@@ -1474,6 +1475,7 @@ async function sectionMount(ctx) {
     }
   } finally {
     removeSafetyNet();
+    cleanupMountsSync();
     forceUnmount(baseDir);
   }
   for (const name of ['kloset', 'restic']) s3Results[name] ??= { tool: name, skipped: true, errors: [] };
@@ -1913,24 +1915,6 @@ async function verifyLocalCopy(dir, manifest) {
   return problems.length ? `${problems.length} mismatches: ${problems.slice(0, 10).join('; ')}` : null;
 }
 
-// Ends the s3rver child and removes the section's temporary directories if the bench is interrupted.
-function installChildSafetyNet(stopSync) {
-  const onSignal = (sig) => {
-    log(`${sig}: stopping s3rver`);
-    stopSync();
-    process.exit(sig === 'SIGINT' ? 130 : 143);
-  };
-  const handlers = ['SIGINT', 'SIGTERM', 'SIGHUP'].map((sig) => {
-    const h = () => onSignal(sig);
-    process.on(sig, h);
-    return [sig, h];
-  });
-  process.on('exit', stopSync);
-  return () => {
-    for (const [sig, h] of handlers) process.off(sig, h);
-    process.off('exit', stopSync);
-  };
-}
 
 // The local S3 server as the mount and s3 sections use it: s3rver with its
 // objects in `directory` (emptied first), counting the requests it serves
@@ -1944,7 +1928,7 @@ async function startLocalS3({ directory, buckets, logDir, alsoRemove = [] }) {
   fs.mkdirSync(directory, { recursive: true });
   const sdk = await loadS3Sdk();
   const server = await startS3rver(directory);
-  const removeSafetyNet = installChildSafetyNet(() => {
+  const removeSafetyNet = installSafetyNet('stopping s3rver', () => {
     server.stopSync();
     for (const d of [directory, ...alsoRemove]) fresh(d);
   });
