@@ -16,7 +16,7 @@ import { EMPTY_NAME, OBJECT_SUFFIX, pathsForKeys } from '../../src/connectors/s3
 import { type CliResult, tempDir } from '../helpers/cli.js';
 import { escapeRegExp, expectNoStackTrace, expectOneLineError, klosetWith } from '../helpers/fixtures.js';
 import { storeWithSnapshot } from '../helpers/mount.js';
-import { startS3Server, withEndpointOf, type S3Server } from '../helpers/s3server.js';
+import { s3Sandbox, startS3Server, withEndpointOf, type S3Server } from '../helpers/s3server.js';
 
 interface Seed {
   key: string;
@@ -101,21 +101,7 @@ afterAll(async () => {
   if (work) await fs.rm(work, { recursive: true, force: true });
 });
 
-let sandboxes = 0;
-/** A CLI with its own XDG_CONFIG_HOME and XDG_CACHE_HOME, and none of the machine's AWS settings. */
-async function sandbox(extraEnv: NodeJS.ProcessEnv = {}) {
-  const home = path.join(work, `sandbox-${++sandboxes}`);
-  await fs.mkdir(home, { recursive: true });
-  const env: NodeJS.ProcessEnv = {
-    XDG_CONFIG_HOME: path.join(home, 'config'),
-    XDG_CACHE_HOME: path.join(home, 'cache'),
-    AWS_EC2_METADATA_DISABLED: 'true',
-    AWS_CONFIG_FILE: path.join(home, 'no-aws-config'),
-    AWS_SHARED_CREDENTIALS_FILE: path.join(home, 'no-aws-credentials'),
-    ...extraEnv,
-  };
-  return { home, env, kloset: klosetWith(env) };
-}
+const sandbox = (extraEnv: NodeJS.ProcessEnv = {}) => s3Sandbox(work, extraEnv);
 
 type Kloset = ReturnType<typeof klosetWith>;
 

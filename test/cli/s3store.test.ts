@@ -21,7 +21,7 @@ import {
   writeRandomFile,
 } from '../helpers/fixtures.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultproxy.js';
-import { startS3Server, withEndpointOf, type S3Server } from '../helpers/s3server.js';
+import { s3Sandbox, startS3Server, withEndpointOf, type S3Server } from '../helpers/s3server.js';
 
 let s3: S3Server;
 let work: string;
@@ -36,24 +36,7 @@ afterAll(async () => {
   if (work) await fs.rm(work, { recursive: true, force: true });
 });
 
-let sandboxes = 0;
-/**
- * A CLI with its own XDG_CONFIG_HOME and XDG_CACHE_HOME, so aliases and caches
- * do not leak between tests, and no AWS settings of the machine it runs on.
- */
-async function sandbox(extraEnv: NodeJS.ProcessEnv = {}) {
-  const home = path.join(work, `sandbox-${++sandboxes}`);
-  await fs.mkdir(home, { recursive: true });
-  const env: NodeJS.ProcessEnv = {
-    XDG_CONFIG_HOME: path.join(home, 'config'),
-    XDG_CACHE_HOME: path.join(home, 'cache'),
-    AWS_EC2_METADATA_DISABLED: 'true',
-    AWS_CONFIG_FILE: path.join(home, 'no-aws-config'),
-    AWS_SHARED_CREDENTIALS_FILE: path.join(home, 'no-aws-credentials'),
-    ...extraEnv,
-  };
-  return { home, env, kloset: klosetWith(env) };
-}
+const sandbox = (extraEnv: NodeJS.ProcessEnv = {}) => s3Sandbox(work, extraEnv);
 
 /** `kloset config <alias> ...` lines for a store alias on the test server, as the seed writes them. */
 async function configureStoreAlias(

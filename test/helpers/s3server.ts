@@ -29,6 +29,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { CreateBucketCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { klosetWith } from './fixtures.js';
 
 // The SDK's warning that its releases after early 2027 need Node 22 (see src/storage/s3.ts).
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -216,4 +217,24 @@ export async function withEndpointOf<T>(server: net.Server, use: (endpoint: stri
   } finally {
     server.close();
   }
+}
+
+let sandboxes = 0;
+/**
+ * A CLI with its own XDG_CONFIG_HOME and XDG_CACHE_HOME below `work`, so
+ * aliases and caches do not leak between tests, and none of the AWS settings
+ * of the machine it runs on.
+ */
+export async function s3Sandbox(work: string, extraEnv: NodeJS.ProcessEnv = {}) {
+  const home = path.join(work, `sandbox-${++sandboxes}`);
+  await fs.mkdir(home, { recursive: true });
+  const env: NodeJS.ProcessEnv = {
+    XDG_CONFIG_HOME: path.join(home, 'config'),
+    XDG_CACHE_HOME: path.join(home, 'cache'),
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_CONFIG_FILE: path.join(home, 'no-aws-config'),
+    AWS_SHARED_CREDENTIALS_FILE: path.join(home, 'no-aws-credentials'),
+    ...extraEnv,
+  };
+  return { home, env, kloset: klosetWith(env) };
 }
