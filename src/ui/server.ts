@@ -140,11 +140,13 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
   const port = (server.address() as AddressInfo).port;
   guard = new TokenGuard(port, options.token);
   const listenedHost = host.includes(':') ? `[${host}]` : host;
-  // Browsers send a host's cookies to all its ports: under 127.0.0.1 the viewer's
-  // cookie would go to any other local server the browser visits. The printed
-  // address is a name of this run's own under .localhost, which browsers resolve
-  // to 127.0.0.1 by themselves (RFC 6761), and its cookie goes nowhere else.
-  const shownHost = host === '127.0.0.1' ? `kloset-${randomBytes(8).toString('hex')}.localhost` : listenedHost;
+  // Browsers send a host's cookies to all its ports: under 127.0.0.1 (or localhost,
+  // or ::1) the viewer's cookie would go to any other local server the browser
+  // visits. The printed address is a name of this run's own under .localhost, which
+  // browsers resolve to 127.0.0.1 and ::1 by themselves (RFC 6761), and its cookie
+  // goes nowhere else. Another 127.x address keeps its number: no name reaches it.
+  const ownName = ['127.0.0.1', '::1', 'localhost'].includes(host.replace(/^\[|\]$/g, '').toLowerCase());
+  const shownHost = ownName ? `kloset-${randomBytes(8).toString('hex')}.localhost` : listenedHost;
   allowedHosts = new Set(
     [`${shownHost}:${port}`, `${listenedHost}:${port}`, `127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`].map((h) => h.toLowerCase()),
   );

@@ -136,6 +136,27 @@ describe('the server', () => {
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
   });
 
+  it('prints a name of its own when told to listen on localhost, so other local servers do not get its cookie', async () => {
+    const named = await startUi(fixture.store, fixture.env, ['--no-spawn', '--addr', 'localhost:0']);
+    try {
+      expect(new URL(named.url).hostname).toMatch(/^kloset-[0-9a-f]{16}\.localhost$/);
+      // Served under that name, reached where localhost leads.
+      const status = await new Promise<number | undefined>((resolve, reject) => {
+        const req = http.get(
+          { host: 'localhost', port: new URL(named.url).port, path: '/api/snapshots', headers: { Host: new URL(named.url).host, Authorization: `Bearer ${named.token}` } },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode);
+          },
+        );
+        req.on('error', reject);
+      });
+      expect(status).toBe(200);
+    } finally {
+      expect((await named.stop()).code).toBe(0);
+    }
+  });
+
   it('opens a browser through a private redirect file, keeping the token off command lines', async () => {
     const bin = path.join(fixture.work, 'fake-bin');
     const log = path.join(fixture.work, 'xdg-open.log');
