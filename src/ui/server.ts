@@ -83,7 +83,13 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     setSecurityHeaders(res);
-    const url = new URL(req.url ?? '/', 'http://viewer.invalid');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://viewer.invalid');
+    } catch {
+      // A target no URL parser takes (`//[`): any page can send one, it is no server error.
+      return sendText(res, 400, 'malformed request target');
+    }
     try {
       // A page of another site that resolves its own name to 127.0.0.1 (DNS rebinding) sends its own Host.
       if (!allowedHosts.has((req.headers.host ?? '').toLowerCase())) throw new HttpError(403, 'unexpected Host header');

@@ -112,6 +112,23 @@ describe('the token', () => {
     expect(location).toBe('/attacker.example/x');
   });
 
+  it('answers a request target no URL parser takes with 400, logging nothing', async () => {
+    const base = new URL(ui.base);
+    // As a page of any site can send it: fetch('http://127.0.0.1:PORT//[').
+    const reply = await new Promise<{ status?: number; body: string }>((resolve, reject) => {
+      const req = http.request({ host: base.hostname, port: base.port, path: '//[' }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode, body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(reply.status).toBe(400);
+    expect(reply.body).toMatch(/malformed/);
+    // The server's stderr stays empty: afterAll checks it.
+  });
+
   it('does not make a request from another host name (DNS rebinding) acceptable', async () => {
     const reply = await get('/api/snapshots', { Host: `attacker.example:${new URL(ui.base).port}` });
     expect(reply.status).toBe(403);
