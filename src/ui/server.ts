@@ -62,6 +62,11 @@ export function parseAddress(text: string): { host: string; port: number } {
   return { host, port: Number(match[2]) };
 }
 
+/** Host headers that name the viewer: each name with the port, and alone on port 80, which browsers and curl leave out. */
+export function acceptedHosts(names: string[], port: number): Set<string> {
+  return new Set([...names.map((name) => `${name}:${port}`), ...(port === 80 ? names : [])].map((h) => h.toLowerCase()));
+}
+
 export async function startUiServer(options: UiServerOptions): Promise<UiServer> {
   const host = options.host ?? '127.0.0.1';
   if (!isLoopback(host)) throw new UsageError(`refusing to listen on ${host}: loopback only`);
@@ -108,6 +113,11 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
           return void res.end();
         }
       }
+      // Under the numeric address, a page on another port of 127.0.0.1 is of the same site and gets the
+      // cookie: it must not make the viewer build archives or diffs for it. Browsers say where a request
+      // comes from; the viewer's own pages are same-origin, the printed URL typed or clicked is 'none'.
+      const site = req.headers['sec-fetch-site'];
+      if (url.pathname.startsWith('/api/') && (site === 'cross-site' || site === 'same-site')) throw new HttpError(403, 'cross-origin request refused');
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         const origin = req.headers.origin;
         if (origin !== undefined && origin !== `http://${req.headers.host}`) throw new HttpError(403, 'cross-origin request refused');
@@ -153,9 +163,7 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
   // goes nowhere else. Another 127.x address keeps its number: no name reaches it.
   const ownName = ['127.0.0.1', '::1', 'localhost'].includes(host.replace(/^\[|\]$/g, '').toLowerCase());
   const shownHost = ownName ? `kloset-${randomBytes(8).toString('hex')}.localhost` : listenedHost;
-  allowedHosts = new Set(
-    [`${shownHost}:${port}`, `${listenedHost}:${port}`, `127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`].map((h) => h.toLowerCase()),
-  );
+  allowedHosts = acceptedHosts([shownHost, listenedHost, '127.0.0.1', 'localhost', '[::1]'], port);
   const origin = `http://${shownHost}:${port}`;
   return {
     url: `${origin}/?token=${guard.token}`,

@@ -134,6 +134,17 @@ describe('the token', () => {
     expect(reply.status).toBe(403);
   });
 
+  it('refuses API requests a browser says come from another site or another port of this one', async () => {
+    const archive = `${snap(0)}/archive?path=${q('/')}&format=tar`;
+    for (const site of ['same-site', 'cross-site']) {
+      const reply = await get(archive, { 'Sec-Fetch-Site': site });
+      expect(reply.status, site).toBe(403);
+    }
+    expect((await get(`/api/diff?a=${fixture.ids[0]}&b=${fixture.ids[1]}`, { 'Sec-Fetch-Site': 'same-site' })).status).toBe(403);
+    // The viewer's own pages, and the printed address opened from a terminal.
+    for (const site of ['same-origin', 'none']) expect((await get(archive, { 'Sec-Fetch-Site': site })).status, site).toBe(200);
+  });
+
   it('does not let another origin post a restore', async () => {
     const reply = await request('/api/restore', {
       method: 'POST',

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { contentDisposition, parseRange } from '../../src/ui/http.js';
 import { looksLikeText, presentationByName } from '../../src/ui/preview.js';
-import { isLoopback, parseAddress } from '../../src/ui/server.js';
+import { acceptedHosts, isLoopback, parseAddress } from '../../src/ui/server.js';
 
 describe('parseRange', () => {
   it('reads single, open, suffix and multiple ranges, clamped to the size', () => {
@@ -51,6 +51,11 @@ describe('addresses', () => {
     }
     expect(isLoopback('127.1.2.3')).toBe(true);
     expect(isLoopback('128.0.0.1')).toBe(false);
+  });
+
+  it('are named in the Host header with their port, which on port 80 browsers leave out', () => {
+    expect([...acceptedHosts(['Kloset-AB.localhost', '127.0.0.1'], 8080)]).toEqual(['kloset-ab.localhost:8080', '127.0.0.1:8080']);
+    expect([...acceptedHosts(['kloset-ab.localhost', '[::1]'], 80)]).toEqual(['kloset-ab.localhost:80', '[::1]:80', 'kloset-ab.localhost', '[::1]']);
   });
 });
 
