@@ -462,8 +462,15 @@ export class Repository {
    */
   private async readOpened<T>(packId: Buffer, offset: number, length: number, open: (sealed: Buffer) => T): Promise<T> {
     const into = this.sealer.encrypted ? this.readBuffers.take(length) : undefined;
+    const key = packKey(packId);
     try {
-      return open(await this.store.getRange(packKey(packId), offset, length, into));
+      return open(
+        await this.store.getRange(key, offset, length, into).catch((err: unknown) => {
+          // The index places blobs in it: a pack gone is damage to what they hold, as a cut one is.
+          if (err instanceof NotFoundError) throw new IntegrityError(`${this.store.location}: ${key} is missing, though the index lists it`, { cause: err });
+          throw err;
+        }),
+      );
     } finally {
       this.readBuffers.give(into);
     }

@@ -57,7 +57,7 @@ export class LocalBlobStore implements BlobStore {
         done += bytesRead;
       }
       if (done !== length) {
-        throw new IntegrityError(`${key}: truncated (wanted ${length} bytes at ${offset}, got ${done})`);
+        throw new IntegrityError(`${this.location}: ${key}: truncated (wanted ${length} bytes at ${offset}, got ${done})`);
       }
       return buffer;
     } finally {

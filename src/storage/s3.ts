@@ -407,7 +407,7 @@ export class S3BlobStore implements BlobStore {
       // An empty range cannot be asked for; the blob must still exist and be long enough.
       const size = await this.stat(key);
       if (size === undefined) throw new NotFoundError(`${key}: not found`);
-      if (size < offset) throw new IntegrityError(`${key}: truncated (wanted 0 bytes at ${offset}, blob has ${size})`);
+      if (size < offset) throw new IntegrityError(`${this.location}: ${key}: truncated (wanted 0 bytes at ${offset}, blob has ${size})`);
       return Buffer.alloc(0);
     }
     let start: number | undefined;
@@ -422,7 +422,7 @@ export class S3BlobStore implements BlobStore {
         return { body: response.Body, length: response.ContentLength };
       } catch (err) {
         if (errorName(err) === 'InvalidRange' || statusOf(err) === 416) {
-          throw new IntegrityError(`${key}: truncated (wanted ${length} bytes at ${offset}, the blob is shorter)`);
+          throw new IntegrityError(`${this.location}: ${key}: truncated (wanted ${length} bytes at ${offset}, the blob is shorter)`);
         }
         throw this.mapError(err, key);
       }
@@ -434,7 +434,7 @@ export class S3BlobStore implements BlobStore {
       data = data.subarray(offset - start, offset - start + length);
     }
     if (data.length !== length) {
-      throw new IntegrityError(`${key}: truncated (wanted ${length} bytes at ${offset}, got ${data.length})`);
+      throw new IntegrityError(`${this.location}: ${key}: truncated (wanted ${length} bytes at ${offset}, got ${data.length})`);
     }
     return data;
   }

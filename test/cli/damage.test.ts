@@ -49,12 +49,14 @@ async function truncateIntoLastBlob(pack: string): Promise<void> {
 describe.each([
   ['a byte flipped in the middle of a pack', (pack: string) => flipByte(pack)],
   ['a pack cut short', truncateIntoLastBlob],
+  ['a pack deleted', (pack: string) => fs.rm(pack)],
 ])('a store with %s', (_name, damage) => {
   let dir: string;
   let source: string;
   let store: string;
   /** Short id of the snapshot holding both files. */
   let id: string;
+  let damagedPack: string;
 
   /**
    * A.bin is backed up alone first, so that the first, full pack of the store
@@ -76,6 +78,7 @@ describe.each([
     id = /created snapshot ([0-9a-f]{8})/.exec(second.stdout)![1];
     const largest = packsOfA.sort((a, b) => b.size - a.size)[0];
     expect(largest.size).toBeGreaterThanOrEqual(16 * MiB);
+    damagedPack = largest.id;
     await damage(largest.file);
   });
 
@@ -101,10 +104,11 @@ describe.each([
     });
   });
 
-  it('cat of the damaged file fails with one line naming the problem', async () => {
+  it('cat of the damaged file fails with one line naming the store and the pack', async () => {
     const result = await kloset(['at', store, 'cat', `${id}:/A.bin`]);
     expect(result.code).toBe(1);
     expectOneLineError(result);
+    expect(result.stderr).toMatch(new RegExp(`${escapeRegExp(store)}|pack ${damagedPack.slice(0, 16)}`));
   });
 
   it('cat of the intact file gives its exact bytes', async () => {
