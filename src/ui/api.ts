@@ -291,7 +291,8 @@ export class UiApi {
     setSecurityHeaders(res, shown.preview === 'pdf' ? PDF_CSP : CONTENT_CSP);
     res.setHeader('Accept-Ranges', 'bytes');
     res.setHeader('ETag', etag);
-    res.setHeader('Cache-Control', 'private, no-cache');
+    // Decrypted bytes: the browser keeps no copy in its profile once the viewer is gone, as for JSON and archives.
+    res.setHeader('Cache-Control', 'no-store');
     res.setHeader('Content-Disposition', contentDisposition(download || !shown.inline ? 'attachment' : 'inline', e.name));
     const size = content.size;
     const ifRange = req.headers['if-range'];

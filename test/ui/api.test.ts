@@ -429,6 +429,7 @@ describe('GET /api/snapshots/:id/content', () => {
     expect(reply.headers['accept-ranges']).toBe('bytes');
     expect(reply.headers['content-type']).toBe('application/octet-stream');
     expect(reply.headers['content-disposition']).toMatch(/^attachment;/);
+    expect(reply.headers['cache-control']).toBe('no-store');
     expect(sha256(reply.body)).toBe(sha256(await sourceFile('big.bin')));
   });
 
