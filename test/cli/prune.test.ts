@@ -8,7 +8,8 @@ import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from '../helpers/cli.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startKloset, tempDir } from '../helpers/cli.js';
 import { loadBuilt, openBuiltStore } from '../helpers/built.js';
 import {
   describeTree,
@@ -284,6 +285,31 @@ describe('prune beside other commands', () => {
     } finally {
       await lock.release();
     }
+    expect((await kloset(['at', store, 'prune'])).code).toBe(0);
+    await expectRestoresExactly(store, source);
+  });
+  it('refuses while a check reads the store, which would otherwise find the packs it removed missing', async () => {
+    const { store, source, first } = await twoSnapshots('checking');
+    expect((await kloset(['at', store, 'rm', first])).code).toBe(0);
+    const { child, done } = startKloset(['at', store, 'check'], { env: { XDG_CACHE_HOME: path.join(work, 'cache') } });
+    // Held still once it reads packs (past the program's own files), with the index it loaded in hand.
+    const readBytes = async () => Number(/rchar: (\d+)/.exec(await fs.readFile(`/proc/${child.pid}/io`, 'utf8').catch(() => ''))?.[1] ?? 0);
+    while ((await readBytes()) < 4 * MiB) {
+      expect(child.exitCode, 'the check ended before it was held').toBeNull();
+      await sleep(1);
+    }
+    child.kill('SIGSTOP');
+    try {
+      const refused = await kloset(['at', store, 'prune']);
+      expect(refused.code).toBe(1);
+      expectOneLineError(refused, /store is in use by a check \(pid \d+ on .*\): try again once it has ended/);
+    } finally {
+      child.kill('SIGCONT');
+    }
+    const checked = await done;
+    expect(checked.stderr).toBe('');
+    expect(checked.stdout).toMatch(/no problems found/);
+    expect(checked.code).toBe(0);
     expect((await kloset(['at', store, 'prune'])).code).toBe(0);
     await expectRestoresExactly(store, source);
   });

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { randomInt } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import { ExitCode, UsageError } from '../../errors.js';
 import { removeLocks } from '../../kloset/locks.js';
 import { indexDeltaId, Repository } from '../../kloset/repository.js';
@@ -14,7 +15,7 @@ import { ProgressLine } from '../progress.js';
 import { collect, filterFrom, keepCount, refuseEmptyTags, withFilterOptions, type FilterFlags } from '../options.js';
 import { filterSnapshots, findSnapshot, isEmptyFilter, parseTags, uniqueSnapshots } from '../snapshotref.js';
 import { parseSpan } from '../timespec.js';
-import { snapshotLine } from './snapshots.js';
+import { ABANDON_TIMEOUT_MS, snapshotLine } from './snapshots.js';
 interface RmFlags extends FilterFlags {
   keepLast?: number;
   keepHourly?: number;
@@ -152,72 +153,88 @@ export function registerMaintenanceCommands(program: Command, context: () => Cli
           import('../../kloset/verify.js'),
           import('../../snapshot/verify.js'),
         ]);
-        const repository = await ctx.repository();
-        let judge: BlobJudge;
-        let packSummary = '';
-        let unindexedPacks = 0;
-        /** Damaged files beside the snapshots' paths, by kind: 'pack', 'index delta', 'snapshot header'. */
-        const problems = new Map<string, number>();
-        const problem = (kind: string) => problems.set(kind, (problems.get(kind) ?? 0) + 1);
-        const snapshots = ids.length
-          ? await Promise.all(ids.map((id) => resolveSnapshot(repository, id, ctx.onDamagedSnapshot)))
-          : await listSnapshots(repository, (damaged) => {
-              problem('snapshot header');
-              ctx.err(`damaged: ${damaged.message}`);
-            });
-        if (ids.length === 0 || readPacks) {
-          for (const delta of ids.length ? [] : await verifyIndexDeltas(repository)) {
-            problem('index delta');
-            ctx.err(`damaged: index delta ${hex16(indexDeltaId(delta.key))}: ${delta.message}`);
-          }
-          const progress = new ProgressLine('check', undefined, 'packs');
-          const packs = await verifyPacks(
-            repository,
-            (p) => {
-              progress.setTotal(p.estimate);
-              progress.update({ files: p.packs, bytes: p.bytes, errors: 0 });
-            },
-            undefined,
-            readPacks,
-          );
-          progress.clear();
-          // Named snapshots are judged by their own blobs, below: a pack they do not use is not their problem.
-          for (const pack of ids.length ? [] : packs.problems) {
-            problem('pack');
-            ctx.err(`damaged: pack ${hex16(pack.packId)}: ${pack.message}`);
-          }
-          judge = new BlobJudge(repository, packs.damaged);
-          unindexedPacks = packs.unindexed;
-          packSummary = readPacks
-            ? `${plural(packs.packs, 'pack')} read (${formatBytes(packs.bytes)}), ${packs.listedOnly} only listed, ${plural(packs.blobs, 'blob')}; `
-            : `${plural(packs.packs, 'pack')}, ${plural(packs.blobs, 'blob')}, ${formatBytes(packs.bytes)}; `;
-        } else {
-          judge = new BlobJudge(repository);
-        }
-        const damaged: DamagedPath[] = [];
-        for (const snapshot of snapshots) {
-          await verifySnapshot(repository, snapshot, judge, (d) => {
-            damaged.push(d);
-            ctx.err(`damaged: snapshot ${shortId(d.snapshot.id)}: ${d.path}: ${d.reason}`);
+        // Shared, as a restore's: a prune that ran meanwhile would delete packs this check has yet to read, and it would call them missing.
+        const { repository, lock } = await ctx.lockedRepository('shared', 'a check', { reader: true });
+        // A check changes nothing: Ctrl-C can end it at once, once its lock is gone.
+        const onSignal = () => {
+          void Promise.race([ctx.release(lock), delay(ABANDON_TIMEOUT_MS)]).then(() => {
+            ctx.err('kloset: check interrupted');
+            process.exit(130);
           });
+        };
+        process.once('SIGINT', onSignal);
+        process.once('SIGTERM', onSignal);
+        try {
+          let judge: BlobJudge;
+          let packSummary = '';
+          let unindexedPacks = 0;
+          /** Damaged files beside the snapshots' paths, by kind: 'pack', 'index delta', 'snapshot header'. */
+          const problems = new Map<string, number>();
+          const problem = (kind: string) => problems.set(kind, (problems.get(kind) ?? 0) + 1);
+          const snapshots = ids.length
+            ? await Promise.all(ids.map((id) => resolveSnapshot(repository, id, ctx.onDamagedSnapshot)))
+            : await listSnapshots(repository, (damaged) => {
+                problem('snapshot header');
+                ctx.err(`damaged: ${damaged.message}`);
+              });
+          if (ids.length === 0 || readPacks) {
+            for (const delta of ids.length ? [] : await verifyIndexDeltas(repository)) {
+              problem('index delta');
+              ctx.err(`damaged: index delta ${hex16(indexDeltaId(delta.key))}: ${delta.message}`);
+            }
+            const progress = new ProgressLine('check', undefined, 'packs');
+            const packs = await verifyPacks(
+              repository,
+              (p) => {
+                progress.setTotal(p.estimate);
+                progress.update({ files: p.packs, bytes: p.bytes, errors: 0 });
+              },
+              undefined,
+              readPacks,
+            );
+            progress.clear();
+            // Named snapshots are judged by their own blobs, below: a pack they do not use is not their problem.
+            for (const pack of ids.length ? [] : packs.problems) {
+              problem('pack');
+              ctx.err(`damaged: pack ${hex16(pack.packId)}: ${pack.message}`);
+            }
+            judge = new BlobJudge(repository, packs.damaged);
+            unindexedPacks = packs.unindexed;
+            packSummary = readPacks
+              ? `${plural(packs.packs, 'pack')} read (${formatBytes(packs.bytes)}), ${packs.listedOnly} only listed, ${plural(packs.blobs, 'blob')}; `
+              : `${plural(packs.packs, 'pack')}, ${plural(packs.blobs, 'blob')}, ${formatBytes(packs.bytes)}; `;
+          } else {
+            judge = new BlobJudge(repository);
+          }
+          const damaged: DamagedPath[] = [];
+          for (const snapshot of snapshots) {
+            await verifySnapshot(repository, snapshot, judge, (d) => {
+              damaged.push(d);
+              ctx.err(`damaged: snapshot ${shortId(d.snapshot.id)}: ${d.path}: ${d.reason}`);
+            });
+          }
+          const hit = new Set(damaged.map((d) => d.snapshot.id.toString('hex'))).size;
+          const verdict =
+            damaged.length || problems.size
+              ? [
+                  `${plural(damaged.length, 'damaged path')} in ${plural(hit, 'snapshot')}`,
+                  ...[...problems].map(([kind, count]) => plural(count, `damaged ${kind}`)),
+                ].join(', ')
+              : 'no problems found';
+          ctx.info(
+            `check: ${packSummary}${plural(snapshots.length, 'snapshot')} verified in ${formatDuration(Date.now() - started)}: ${verdict}`,
+          );
+          if (problems.has('index delta')) ctx.info("'kloset repair index' rebuilds the index from the packs");
+          else if (damaged.length && unindexedPacks) {
+            // A lost delta leaves its packs in the store, named by nothing: the blobs found missing may be there.
+            ctx.info(`${plural(unindexedPacks, 'pack')} in the store ${unindexedPacks === 1 ? 'is' : 'are'} in no index delta: 'kloset repair index' indexes them, which may bring back what is missing`);
+          }
+          return damaged.length || problems.size ? ExitCode.FAILURE : ExitCode.OK;
+        } finally {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+          await ctx.release(lock);
         }
-        const hit = new Set(damaged.map((d) => d.snapshot.id.toString('hex'))).size;
-        const verdict =
-          damaged.length || problems.size
-            ? [
-                `${plural(damaged.length, 'damaged path')} in ${plural(hit, 'snapshot')}`,
-                ...[...problems].map(([kind, count]) => plural(count, `damaged ${kind}`)),
-              ].join(', ')
-            : 'no problems found';
-        ctx.info(
-          `check: ${packSummary}${plural(snapshots.length, 'snapshot')} verified in ${formatDuration(Date.now() - started)}: ${verdict}`,
-        );
-        if (problems.has('index delta')) ctx.info("'kloset repair index' rebuilds the index from the packs");
-        else if (damaged.length && unindexedPacks) {
-          // A lost delta leaves its packs in the store, named by nothing: the blobs found missing may be there.
-          ctx.info(`${plural(unindexedPacks, 'pack')} in the store ${unindexedPacks === 1 ? 'is' : 'are'} in no index delta: 'kloset repair index' indexes them, which may bring back what is missing`);
-        }
-        return damaged.length || problems.size ? ExitCode.FAILURE : ExitCode.OK;
       }),
     );
 
