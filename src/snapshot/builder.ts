@@ -1,6 +1,6 @@
 import { getMaxListeners, setMaxListeners } from 'node:events';
 import os from 'node:os';
-import { KlosetError } from '../errors.js';
+import { IntegrityError, KlosetError, NotFoundError } from '../errors.js';
 import { ChunkPool } from '../kloset/chunkpool.js';
 import type { BlobWriter, Repository } from '../kloset/repository.js';
 import { REPLACED } from '../kloset/replaced.js';
@@ -12,6 +12,7 @@ import { Slots } from './slots.js';
 import {
   INLINE_CHUNKS,
   compareNames,
+  decodeChunkList,
   encodeChunkList,
   encodeDirectory,
   encodePage,
@@ -278,10 +279,17 @@ export async function backup(repository: Repository, importer: Importer, options
     options.onWarning?.(shown, message);
   };
 
-  const reuseContent = (content: ContentRef): boolean => {
+  const reuseContent = async (content: ContentRef): Promise<boolean> => {
     // A parent's chunk may be gone (pruned, or the pack damaged): then read the file again.
     if ('chunks' in content) return content.chunks.every((c) => repository.has(c.id));
-    return repository.has(content.list);
+    if (!repository.has(content.list)) return false;
+    // A list can outlive chunks it names, stored in another pack (one lost, which repair index dropped): each is looked up.
+    try {
+      return decodeChunkList(await repository.getBlob(content.list, BlobType.content)).every((c) => repository.has(c.id));
+    } catch (err) {
+      if (err instanceof IntegrityError || err instanceof NotFoundError) return false;
+      throw err;
+    }
   };
 
   /**
@@ -296,7 +304,7 @@ export async function backup(repository: Repository, importer: Importer, options
     readDone: () => void,
     retried = false,
   ): Promise<Entry | undefined> {
-    if (previous && sameFile(source, previous) && reuseContent(previous.content!)) {
+    if (previous && sameFile(source, previous) && (await reuseContent(previous.content!))) {
       stats.files++;
       stats.size += previous.size;
       stats.chunks += 'chunks' in previous.content! ? previous.content!.chunks.length : previous.content!.count;

@@ -160,6 +160,30 @@ describe('repair index', () => {
     await expectRestoresAsSource('latest');
   });
 
+  it('drops a pack gone from the store, and the next backup stores again the chunks of a large file whose chunk list stayed', async () => {
+    const large = path.join(work, 'large');
+    const largeStore = path.join(work, 'large-store');
+    await fs.mkdir(large);
+    await writeRandomFile(path.join(large, 'big.bin'), 40 * MiB);
+    expect((await kloset(['at', largeStore, 'create'])).code).toBe(0);
+    expect((await kloset(['at', largeStore, 'backup', large])).code).toBe(0);
+    // The first pack holds the file's first chunks; its chunk list, stored once the file is read, is in the last.
+    const packs = await Promise.all((await packFiles(largeStore)).map(async (p) => ({ ...p, mtime: (await fs.stat(p.file)).mtimeMs })));
+    packs.sort((a, b) => a.mtime - b.mtime);
+    expect(packs.length).toBeGreaterThan(2);
+    await fs.rm(packs[0].file);
+    expect((await kloset(['at', largeStore, 'repair', 'index'])).code).toBe(1);
+
+    const backup = await kloset(['at', largeStore, 'backup', large]);
+    expect(backup.code).toBe(0);
+    const latest = await kloset(['at', largeStore, 'check', 'latest']);
+    expect(latest.stderr).toBe('');
+    expect(latest.code).toBe(0);
+    const target = path.join(work, 'large-restored');
+    expect((await kloset(['at', largeStore, 'restore', '-to', target, 'latest'])).code).toBe(0);
+    expect(await describeTree(target)).toEqual(await describeTree(large));
+  });
+
   it('names a pack whose trailer does not open, and indexes the others', async () => {
     for (const delta of await deltas()) await fs.rm(path.join(store, 'index', delta));
     await forgetLocalIndex();
