@@ -339,9 +339,34 @@ export class Repository {
     this.loadedDeltas = listed;
     this.caughtUpDeltas = new Set();
     this.indexLoaded = true;
+    this.indexGeneration++;
   }
 
   private indexLoaded = false;
+  /** Counts loadIndex() calls: a read that found its pack gone knows whether the index was loaded again since it began. */
+  private indexGeneration = 0;
+  private reloading: Promise<void> | undefined;
+
+  /**
+   * Runs a read of blobs located with the index as loaded. A reader holds no
+   * lock, so a prune may have repacked a pack it names meanwhile: the new
+   * pack and the delta naming it are stored before the old pack is deleted,
+   * so the index loaded again places the blob where it now lies. Loaded
+   * once for all the reads that fail at once, and each read tried once more.
+   */
+  private async followingRepacks<T>(read: () => Promise<T>): Promise<T> {
+    const generation = this.indexGeneration;
+    try {
+      return await read();
+    } catch (err) {
+      if (!(err instanceof MissingPackError) || !this.indexLoaded) throw err;
+      if (this.indexGeneration === generation) {
+        this.reloading ??= this.loadIndex().finally(() => (this.reloading = undefined));
+        await this.reloading;
+      }
+      return read();
+    }
+  }
 
   /**
    * A writer's delta is in the store: the local copy of the index is brought
@@ -446,13 +471,15 @@ export class Repository {
   }
 
   /** One ranged read, authenticated and decoded: a blob of `type`. */
-  async getBlob(id: Buffer, type: BlobType): Promise<Buffer> {
-    const location = await this.locate(id, type);
-    const what = describeBlob(id, location);
-    const opened = await this.readOpened(location.packId, location.offset, location.length, (sealed) =>
-      this.sealer.open(location.type, id, sealed, what),
-    );
-    return this.decodeOpened(location, opened, what);
+  getBlob(id: Buffer, type: BlobType): Promise<Buffer> {
+    return this.followingRepacks(async () => {
+      const location = await this.locate(id, type);
+      const what = describeBlob(id, location);
+      const opened = await this.readOpened(location.packId, location.offset, location.length, (sealed) =>
+        this.sealer.open(location.type, id, sealed, what),
+      );
+      return this.decodeOpened(location, opened, what);
+    });
   }
 
   /**
@@ -467,7 +494,7 @@ export class Repository {
       return open(
         await this.store.getRange(key, offset, length, into).catch((err: unknown) => {
           // The index places blobs in it: a pack gone is damage to what they hold, as a cut one is.
-          if (err instanceof NotFoundError) throw new IntegrityError(`${this.store.location}: ${key} is missing, though the index lists it`, { cause: err });
+          if (err instanceof NotFoundError) throw new MissingPackError(`${this.store.location}: ${key} is missing, though the index lists it`, { cause: err });
           throw err;
         }),
       );
@@ -481,7 +508,11 @@ export class Repository {
    * ranged read (gaps up to COALESCE_GAP are read through), so a reader
    * asking for the next chunks of a file makes one request, not one per chunk.
    */
-  async getBlobs(ids: Buffer[], type: BlobType): Promise<Buffer[]> {
+  getBlobs(ids: Buffer[], type: BlobType): Promise<Buffer[]> {
+    return this.followingRepacks(() => this.readBlobs(ids, type));
+  }
+
+  private async readBlobs(ids: Buffer[], type: BlobType): Promise<Buffer[]> {
     const located = await Promise.all(ids.map(async (id, index) => ({ id, index, location: await this.locate(id, type) })));
     located.sort(
       (a, b) => Buffer.compare(a.location.packId, b.location.packId) || a.location.offset - b.location.offset,
@@ -546,6 +577,9 @@ export class Repository {
     return new BlobWriter(this, options);
   }
 }
+
+/** A pack the index names is not in the store: damage, unless a prune repacked it since the index was loaded. */
+class MissingPackError extends IntegrityError {}
 
 function describeBlob(id: Buffer, location: BlobLocation): string {
   return `blob ${id.toString('hex').slice(0, 16)} in pack ${location.packId.toString('hex').slice(0, 16)}`;

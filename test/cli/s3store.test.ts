@@ -5,12 +5,13 @@
  * backup and restore that survive injected faults byte for byte, and an
  * interrupted restore into a bucket that aborts its multipart upload.
  */
+import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliResult, tempDir } from '../helpers/cli.js';
+import { BIN, type CliResult, tempDir } from '../helpers/cli.js';
 import {
   MiB,
   describeTree,
@@ -293,6 +294,41 @@ describe('two backups at once into one S3 store', () => {
       expect((await kloset(['at', '@shared', 'restore', '-to', target, snapshotIdOf(backup)])).code).toBe(0);
       expect(await describeTree(target)).toEqual(await describeTree(sources[i]!));
     }
+  });
+});
+
+describe('a reader beside prune on S3', () => {
+  it('reads on where prune moved the blobs: cat takes no lock, and the packs it reads are repacked under it', async () => {
+    const { kloset, env } = await sandbox(s3.env());
+    const store = 's3://race-bucket/kloset';
+    expect((await kloset(['at', store, 'create'])).code).toBe(0);
+    const source = path.join(work, 'race-source');
+    await fs.mkdir(source);
+    await writeRandomFile(path.join(source, 'kept.bin'), 12 * MiB);
+    await writeRandomFile(path.join(source, 'gone.bin'), 20 * MiB);
+    const first = await kloset(['at', store, 'backup', source]);
+    expect(first.code).toBe(0);
+    await fs.rm(path.join(source, 'gone.bin'));
+    const second = await kloset(['at', store, 'backup', source]);
+    expect(second.code).toBe(0);
+    // Its output is not read, so it stops at the first full pipe with most of the file still to fetch.
+    const cat = spawn(BIN, ['at', store, 'cat', `${snapshotIdOf(second)}:/kept.bin`], {
+      env: { ...process.env, KLOSET_PASSPHRASE: 'test passphrase', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const errors: Buffer[] = [];
+    cat.stderr!.on('data', (d: Buffer) => errors.push(d));
+    const ended = new Promise<number | null>((resolve) => cat.on('close', (code) => resolve(code)));
+    await new Promise((resolve) => cat.stdout!.once('readable', resolve));
+    expect((await kloset(['at', store, 'rm', snapshotIdOf(first)])).code).toBe(0);
+    const pruned = await kloset(['at', store, 'prune']);
+    expect(pruned.code).toBe(0);
+    expect(pruned.stdout).toMatch(/removed \d+ packs?/);
+    const out: Buffer[] = [];
+    cat.stdout!.on('data', (d: Buffer) => out.push(d));
+    expect(await ended).toBe(0);
+    expect(Buffer.concat(errors).toString()).toBe('');
+    expect(Buffer.concat(out).equals(await fs.readFile(path.join(source, 'kept.bin')))).toBe(true);
   });
 });
 
