@@ -28,8 +28,8 @@ export interface PruneResult {
 /**
  * The ids (latin1 strings) of every blob the snapshots refer to: directory
  * blobs and pages, chunk lists and chunks. A directory blob seen before is
- * a subtree already marked (ids are MACs of content), so the unchanged
- * parts of a long series of snapshots are walked once.
+ * a subtree already marked (ids are MACs of content), and so is a page seen
+ * before, so the unchanged parts of a long series of snapshots are walked once.
  */
 async function markLive(repository: Repository, roots: Entry[], onProgress?: (step: string) => void): Promise<Set<string>> {
   const live = new Set<string>();
@@ -45,8 +45,8 @@ async function markLive(repository: Repository, roots: Entry[], onProgress?: (st
     const pages = 'entries' in node ? [node.entries] : [];
     if ('pages' in node) {
       for (const page of node.pages) {
-        mark(page.id);
-        pages.push(decodePage(await repository.getBlob(page.id, BlobType.treePage)));
+        // A page marked before was walked then: one changed name in a large directory leaves its other pages as they were.
+        if (mark(page.id)) pages.push(decodePage(await repository.getBlob(page.id, BlobType.treePage)));
       }
     }
     for (const entries of pages) {

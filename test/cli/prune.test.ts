@@ -370,3 +370,32 @@ describe('prune racing another writer, as when its lock was taken for dead while
     await expectRestoresExactly(store, source);
   });
 });
+
+describe('prune over a long series of snapshots of a large directory', () => {
+  it('reads each directory page once, not once per snapshot that kept it', async () => {
+    const source = path.join(work, 'paged-source');
+    const store = path.join(work, 'paged-store');
+    await fs.mkdir(source);
+    // 2,500 names: three pages of a directory, of which each backup below changes only the first.
+    for (let i = 0; i < 2500; i++) await fs.writeFile(path.join(source, `f${String(i).padStart(4, '0')}`), `${i}\n`);
+    expect((await kloset(['at', store, 'create'])).code).toBe(0);
+    for (let n = 0; n < 4; n++) {
+      await fs.writeFile(path.join(source, 'f0000'), `version ${n}\n`);
+      expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+    }
+    const { prune } = (await loadBuilt('snapshot/prune.js')) as typeof import('../../src/snapshot/prune.js');
+    const { BlobType } = (await loadBuilt('kloset/sealing.js')) as typeof import('../../src/kloset/sealing.js');
+    const repository = await openBuiltStore(store);
+    const pageReads: string[] = [];
+    const getBlob = repository.getBlob.bind(repository);
+    repository.getBlob = (id, type) => {
+      if (type === BlobType.treePage) pageReads.push(id.toString('hex'));
+      return getBlob(id, type);
+    };
+    const result = await prune(repository, { dryRun: true });
+    expect(result.snapshots).toBe(4);
+    // The first page in four versions, the other two once.
+    expect(new Set(pageReads).size).toBe(6);
+    expect(pageReads).toHaveLength(6);
+  }, 60_000);
+});
