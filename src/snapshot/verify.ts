@@ -19,6 +19,13 @@ export interface DamagedPath {
  */
 export class BlobJudge {
   private readonly verdicts = new Map<string, Promise<boolean>>();
+  /**
+   * What a directory tree holds that is damaged, by tree id, relative to it: a tree id is a MAC of
+   * its whole content, so a subtree that a long series of snapshots shares is walked once for all.
+   */
+  readonly subtrees = new Map<string, Promise<Damage[]>>();
+  /** The same for the pages of large directories, by page id (undefined: the page does not open). */
+  readonly pages = new Map<string, Promise<WalkedPage | undefined>>();
 
   constructor(
     private readonly repository: Repository,
@@ -60,6 +67,19 @@ export class BlobJudge {
   }
 }
 
+/** Damage below a directory: the path relative to it ('' for the directory itself), and why. */
+interface Damage {
+  path: string;
+  reason: string;
+}
+
+/** A directory page walked: its first and last names, to check the order of the pages around it, and the damage below it. */
+interface WalkedPage {
+  first?: string;
+  last?: string;
+  damage: Damage[];
+}
+
 /** Walks a snapshot's tree and names every file or directory that cannot be read back whole. */
 export async function verifySnapshot(
   repository: Repository,
@@ -67,7 +87,6 @@ export async function verifySnapshot(
   judge: BlobJudge,
   onDamage: (damage: DamagedPath) => void,
 ): Promise<void> {
-  const report = (path: string, reason: string) => onDamage({ snapshot, path: '/' + path, reason });
   /**
    * A directory, page or chunk list read to go on walking. Its pack may not have been read whole (a
    * --read-data-subset or --no-read-data check): then this read is what finds it damaged or gone, which
@@ -82,7 +101,7 @@ export async function verifySnapshot(
     }
   };
 
-  const checkFile = async (path: string, entry: Entry) => {
+  const checkFile = async (path: string, entry: Entry, report: (path: string, reason: string) => void) => {
     const content = entry.content;
     if (!content) return;
     let chunks;
@@ -97,29 +116,61 @@ export async function verifySnapshot(
     if (bad) report(path, `${bad} of ${chunks.length} chunks damaged or missing`);
   };
 
-  const walk = async (path: string, dir: Entry): Promise<void> => {
-    const node = dir.tree && (await judge.sound(dir.tree)) ? await read(dir.tree, BlobType.tree, decodeDirectory) : undefined;
-    if (!node) return report(path, 'directory damaged or missing');
-    const pages: Entry[][] = [];
-    if ('entries' in node) pages.push(node.entries);
-    else {
-      for (const page of node.pages) {
-        const entries = (await judge.sound(page.id)) ? await read(page.id, BlobType.treePage, decodePage) : undefined;
-        if (!entries) {
-          report(path, `directory page from ${JSON.stringify(page.first)} damaged`);
-          continue;
-        }
-        // Each page is in order (decodePage); the next must begin after it ends, as a reader requires.
-        const last = pages.at(-1)?.at(-1)?.name;
-        if (last !== undefined && entries.length > 0 && !follows(last, entries[0]!.name)) report(path, OUT_OF_ORDER);
-        pages.push(entries);
-      }
-    }
-    for (const entries of pages) {
-      await Promise.all(entries.filter((e) => e.kind === 'file').map((e) => checkFile(joinPath(path, e.name), e)));
-      for (const e of entries) if (e.kind === 'directory') await walk(joinPath(path, e.name), e);
-    }
+  const walk = (dir: Entry): Promise<Damage[]> => {
+    const key = dir.tree?.toString('latin1');
+    const known = key === undefined ? undefined : judge.subtrees.get(key);
+    if (known) return known;
+    const walked = walkTree(dir);
+    if (key !== undefined) judge.subtrees.set(key, walked);
+    return walked;
   };
 
-  await walk('', snapshot.root);
+  const walkTree = async (dir: Entry): Promise<Damage[]> => {
+    const node = dir.tree && (await judge.sound(dir.tree)) ? await read(dir.tree, BlobType.tree, decodeDirectory) : undefined;
+    if (!node) return [{ path: '', reason: 'directory damaged or missing' }];
+    if ('entries' in node) return walkEntries(node.entries);
+    // The directory's own damage first, then what its entries hold, page by page.
+    const own: Damage[] = [];
+    const below: Damage[] = [];
+    let last: string | undefined;
+    for (const page of node.pages) {
+      const walked = await walkPage(page.id);
+      if (!walked) {
+        own.push({ path: '', reason: `directory page from ${JSON.stringify(page.first)} damaged` });
+        continue;
+      }
+      // Each page is in order (decodePage); the next must begin after it ends, as a reader requires.
+      if (last !== undefined && walked.first !== undefined && !follows(last, walked.first)) own.push({ path: '', reason: OUT_OF_ORDER });
+      last = walked.last ?? last;
+      below.push(...walked.damage);
+    }
+    return [...own, ...below];
+  };
+
+  /** A page, as a tree: one that a long series of snapshots shares, in directories that differ elsewhere, is walked once. */
+  const walkPage = (id: Buffer): Promise<WalkedPage | undefined> => {
+    const key = id.toString('latin1');
+    const known = judge.pages.get(key);
+    if (known) return known;
+    const walked = (async () => {
+      const entries = (await judge.sound(id)) ? await read(id, BlobType.treePage, decodePage) : undefined;
+      if (!entries) return undefined;
+      return { first: entries[0]?.name, last: entries.at(-1)?.name, damage: await walkEntries(entries) };
+    })();
+    judge.pages.set(key, walked);
+    return walked;
+  };
+
+  const walkEntries = async (entries: Entry[]): Promise<Damage[]> => {
+    const found: Damage[] = [];
+    const report = (path: string, reason: string) => void found.push({ path, reason });
+    await Promise.all(entries.filter((e) => e.kind === 'file').map((e) => checkFile(e.name, e, report)));
+    for (const e of entries) {
+      if (e.kind !== 'directory') continue;
+      for (const below of await walk(e)) report(below.path === '' ? e.name : joinPath(e.name, below.path), below.reason);
+    }
+    return found;
+  };
+
+  for (const damage of await walk(snapshot.root)) onDamage({ snapshot, path: '/' + damage.path, reason: damage.reason });
 }

@@ -3,16 +3,19 @@
  * cannot be read for another reason (the store unreachable, permission
  * denied) fails the check with that reason instead.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, promises as fs, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadBuilt } from '../helpers/built.js';
+import { loadBuilt, openBuiltStore } from '../helpers/built.js';
+import { klosetWith } from '../helpers/fixtures.js';
 
 const { KlosetError, NotFoundError } = (await loadBuilt('errors.js')) as typeof import('../../src/errors.js');
 const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
 const { BlobType } = (await loadBuilt('kloset/sealing.js')) as typeof import('../../src/kloset/sealing.js');
-const { BlobJudge } = (await loadBuilt('snapshot/verify.js')) as typeof import('../../src/snapshot/verify.js');
+const { BlobJudge, verifySnapshot } = (await loadBuilt('snapshot/verify.js')) as typeof import('../../src/snapshot/verify.js');
+const { listSnapshots } = (await loadBuilt('snapshot/header.js')) as typeof import('../../src/snapshot/header.js');
+const { SnapshotReader } = (await loadBuilt('snapshot/reader.js')) as typeof import('../../src/snapshot/reader.js');
 const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
 
 let dir: string;
@@ -63,4 +66,43 @@ describe('a blob judged by a ranged read', () => {
     };
     await expect(new BlobJudge(repository).sound(id)).rejects.toThrow('connection refused');
   });
+});
+
+describe('a check of a long series of snapshots', () => {
+  it('walks a subtree or a directory page they share once, and names its damage in each of them', async () => {
+    const kloset = klosetWith({ XDG_CACHE_HOME: path.join(dir, 'cache') });
+    const source = path.join(dir, 'series-source');
+    const store = path.join(dir, 'series-store');
+    // kept/ never changes; paged/ holds three pages of names, of which only the first page changes.
+    await fs.mkdir(path.join(source, 'kept'), { recursive: true });
+    await fs.mkdir(path.join(source, 'paged'));
+    for (let i = 0; i < 50; i++) await fs.writeFile(path.join(source, 'kept', `k${i}`), `kept ${i}\n`);
+    for (let i = 0; i < 2500; i++) await fs.writeFile(path.join(source, 'paged', `p${String(i).padStart(4, '0')}`), `paged ${i}\n`);
+    expect((await kloset(['at', store, 'create'])).code).toBe(0);
+    for (let n = 0; n < 3; n++) {
+      await fs.writeFile(path.join(source, 'paged', 'p0000'), `version ${n}\n`);
+      expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+    }
+    const repository = await openBuiltStore(store);
+    const snapshots = await listSnapshots(repository);
+    expect(snapshots).toHaveLength(3);
+    const newest = new SnapshotReader(repository, snapshots[2]);
+    const chunkOf = async (file: string) => ((await newest.lookup(file)).content as { chunks: { id: Buffer }[] }).chunks[0].id;
+    const damaged = new Set([(await chunkOf('/kept/k7')).toString('latin1'), (await chunkOf('/paged/p2400')).toString('latin1')]);
+    const reads: string[] = [];
+    const getBlob = repository.getBlob.bind(repository);
+    repository.getBlob = (id, type) => {
+      if (type === BlobType.tree || type === BlobType.treePage) reads.push(id.toString('hex'));
+      return getBlob(id, type);
+    };
+    const judge = new BlobJudge(repository, damaged);
+    const found: string[] = [];
+    for (const snapshot of snapshots) {
+      await verifySnapshot(repository, snapshot, judge, (d) => found.push(`${d.snapshot.id.toString('hex').slice(0, 8)} ${d.path}: ${d.reason}`));
+    }
+    expect(reads).toHaveLength(new Set(reads).size);
+    expect(found).toEqual(
+      snapshots.flatMap((s) => [`${s.id.toString('hex').slice(0, 8)} /kept/k7: 1 of 1 chunks damaged or missing`, `${s.id.toString('hex').slice(0, 8)} /paged/p2400: 1 of 1 chunks damaged or missing`]),
+    );
+  }, 60_000);
 });
