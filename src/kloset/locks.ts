@@ -147,7 +147,13 @@ export class StoreLock {
   static async acquire(repository: Repository, kind: LockKind, command: string): Promise<StoreLock> {
     const id = randomBytes(ID_BYTES);
     const lock = new StoreLock(repository, `locks/${id.toString('hex')}`, id, kind, command);
-    await lock.write();
+    await lock.write().catch((err: unknown) => {
+      // rm and prune, which give space back, need a lock first: the way out of a full disk is not through them.
+      if (((err as KlosetError).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC') {
+        throw new KlosetError(`${repository.store.location}: no space left for ${command}'s lock, a few hundred bytes: free some space on that disk first`, { cause: err });
+      }
+      throw err;
+    });
     let listed: ListedLock[];
     try {
       listed = (await listLocks(repository)).filter((l) => l.key !== lock.key);

@@ -80,6 +80,29 @@ describe('a store whose disk fills up', () => {
   });
 });
 
+describe('a store on a disk already full', () => {
+  it('makes rm and prune, which need a lock before they give space back, say where the way out is', async () => {
+    const disk = await smallDisk('full-disk', '2m');
+    const store = path.join(disk, 'store');
+    const source = path.join(work, 'full-source');
+    await fs.mkdir(source);
+    await fs.writeFile(path.join(source, 'note.txt'), 'one\n');
+    expect((await kloset(['at', store, 'create'])).code).toBe(0);
+    expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+    expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+    // Filled to the last block, as a disk is that another program filled.
+    await fs.writeFile(path.join(disk, 'filler'), Buffer.alloc(0));
+    await expect(fs.appendFile(path.join(disk, 'filler'), Buffer.alloc(4 * MiB))).rejects.toThrow(/ENOSPC/);
+    for (const args of [['rm', '--keep-last', '1'], ['prune']]) {
+      const result = await kloset(['at', store, ...args]);
+      expect(result.code, args[0]).toBe(1);
+      expectOneLineError(result, new RegExp(`^kloset: .*/store: no space left for ${args[0]}'s lock, .*: free some space on that disk first$`));
+    }
+    await fs.rm(path.join(disk, 'filler'));
+    expect((await kloset(['at', store, 'rm', '--keep-last', '1'])).code).toBe(0);
+  });
+});
+
 describe('a restore whose disk fills up', () => {
   it('names each file that did not fit, ends partial, and leaves only whole files', async () => {
     const source = path.join(work, 'five');
