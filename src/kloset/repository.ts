@@ -362,7 +362,10 @@ export class Repository {
       if (!(err instanceof MissingPackError) || !this.indexLoaded) throw err;
       if (this.indexGeneration === generation) {
         this.reloading ??= this.loadIndex().finally(() => (this.reloading = undefined));
-        await this.reloading;
+        // A delta the prune deleted while it was read: the pack stays missing, as first found.
+        await this.reloading.catch(() => {
+          throw err;
+        });
       }
       return read();
     }
