@@ -111,7 +111,7 @@ class Store:
         e = c['encryption']
         if e is not None:
             k = e['kdf']
-            ok &= 8 <= k['memoryKiB'] <= 4 << 20 and 1 <= k['iterations'] <= 64 and 1 <= k['parallelism'] <= 16
+            ok &= 1 <= k['parallelism'] <= 16 and 8 * k['parallelism'] <= k['memoryKiB'] <= 4 << 20 and 1 <= k['iterations'] <= 64
             ok &= len(base64.b64decode(k['salt'])) == 16 and len(base64.b64decode(e['wrappedKey'])) == 92
         else:
             ok &= len(base64.b64decode(c['plaintextKey'])) == 64

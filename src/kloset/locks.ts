@@ -30,6 +30,8 @@ interface LockRecord {
 
 /** A lock not refreshed for this long belongs to a dead process. */
 const STALE_AFTER_MS = 30 * 60 * 1000;
+/** A lock is a few hundred bytes: a larger file under locks/ is damaged, and not read. */
+const MAX_LOCK_BYTES = 64 * 1024;
 const REFRESH_EVERY_MS = 5 * 60 * 1000;
 
 /**
@@ -304,7 +306,7 @@ async function listLocks(repository: Repository): Promise<ListedLock[]> {
     if (!/^[0-9a-f]{64}$/.test(hex)) continue;
     let plaintext: Buffer;
     try {
-      plaintext = await repository.readSealed(key, BlobType.lock, Buffer.from(hex, 'hex'));
+      plaintext = await repository.readSealed(key, BlobType.lock, Buffer.from(hex, 'hex'), MAX_LOCK_BYTES);
     } catch (err) {
       if (err instanceof NotFoundError) continue;
       if (!(err instanceof IntegrityError)) throw err;

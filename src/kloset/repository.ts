@@ -62,6 +62,8 @@ const MAX_CHUNK_BYTES = 64 * 1024 * 1024;
 const MAX_PACK_BYTES = 1024 * 1024 * 1024;
 const MAX_KDF_MEMORY_KIB = 4 * 1024 * 1024;
 const MAX_KDF_ITERATIONS = 64;
+/** CONFIG is read whole before anything is checked: a few hundred bytes, whatever its fields hold. */
+const MAX_CONFIG_BYTES = 64 * 1024;
 
 /**
  * Locations this machine has opened as encrypted stores, one per line.
@@ -124,7 +126,7 @@ function canonical(config: StoreConfig): string {
 async function readConfig(store: BlobStore): Promise<{ config: StoreConfig; mac: string }> {
   let raw: Buffer;
   try {
-    raw = await store.get(CONFIG_KEY);
+    raw = await store.get(CONFIG_KEY, MAX_CONFIG_BYTES);
   } catch (err) {
     if (err instanceof NotFoundError) {
       // An empty location is told apart before (CLI context): this one holds something, so create would refuse it.
@@ -133,6 +135,7 @@ async function readConfig(store: BlobStore): Promise<{ config: StoreConfig; mac:
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOTDIR') throw new KlosetError(`${store.location}: not a kloset store (not a directory)`, { cause: err });
     if (code === 'EISDIR') throw new KlosetError(`${store.location}: not a kloset store (its CONFIG is a directory)`, { cause: err });
+    if (err instanceof IntegrityError) throw new KlosetError(`${store.location}: not a kloset store (its CONFIG is unreadable: too large)`, { cause: err });
     throw err;
   }
   let parsed: (StoreConfig & { mac?: string }) | undefined;
@@ -180,9 +183,10 @@ function configShapeProblem(config: StoreConfig): string | undefined {
   if (encryption?.cipher !== 'aes-256-gcm' || !base64Bytes(encryption.wrappedKey, 12 + MASTER_KEY_BYTES + 16)) return 'encryption';
   if (
     kdf?.algorithm !== 'argon2id' ||
-    !whole(kdf.memoryKiB, 8, MAX_KDF_MEMORY_KIB) ||
-    !whole(kdf.iterations, 1, MAX_KDF_ITERATIONS) ||
     !whole(kdf.parallelism, 1, 16) ||
+    // Argon2 itself refuses less than 8 KiB per lane, in words of its own that would not name CONFIG.
+    !whole(kdf.memoryKiB, 8 * kdf.parallelism!, MAX_KDF_MEMORY_KIB) ||
+    !whole(kdf.iterations, 1, MAX_KDF_ITERATIONS) ||
     !base64Bytes(kdf.salt, 16)
   ) {
     return 'encryption.kdf';
@@ -567,9 +571,13 @@ export class Repository {
     return plaintext;
   }
 
-  /** A standalone sealed object (snapshot header, index delta, lock): one file, not in a pack. */
-  async readSealed(key: string, type: BlobType, id: Buffer): Promise<Buffer> {
-    return decodeBlob(this.sealer.open(type, id, await this.store.get(key), key), key);
+  /**
+   * A standalone sealed object (snapshot header, index delta, lock): one file, not in a pack.
+   * With `maxBytes`, a larger one is damage, refused before it is read: whoever can write the
+   * store could otherwise make every reader load gigabytes (a sparse file costs them nothing).
+   */
+  async readSealed(key: string, type: BlobType, id: Buffer, maxBytes?: number): Promise<Buffer> {
+    return decodeBlob(this.sealer.open(type, id, await this.store.get(key, maxBytes), key), key);
   }
 
   async sealStandalone(type: BlobType, id: Buffer, plaintext: Buffer): Promise<Buffer> {

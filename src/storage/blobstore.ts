@@ -19,8 +19,11 @@ export interface BlobStore {
   readonly writeConcurrency?: number;
   /** Requests sent so far by kind (GET, PUT, …), for stores billed per request. */
   readonly requests?: Readonly<Record<string, number>>;
-  /** Whole blob; throws NotFoundError when absent. */
-  get(key: string): Promise<Buffer>;
+  /**
+   * Whole blob; throws NotFoundError when absent, and with `maxBytes`
+   * IntegrityError, before reading it, when the blob is larger.
+   */
+  get(key: string, maxBytes?: number): Promise<Buffer>;
   /**
    * Exactly `length` bytes at `offset`; throws IntegrityError when the blob
    * is shorter. With `into` (exactly `length` bytes), the bytes may be read

@@ -36,11 +36,28 @@ export class LocalBlobStore implements BlobStore {
     return path.join(this.root, key);
   }
 
-  async get(key: string): Promise<Buffer> {
+  async get(key: string, maxBytes?: number): Promise<Buffer> {
+    if (maxBytes === undefined) {
+      try {
+        return await fs.readFile(this.pathOf(key));
+      } catch (err) {
+        throw mapError(err, this.location, key);
+      }
+    }
+    let handle: fs.FileHandle;
     try {
-      return await fs.readFile(this.pathOf(key));
+      handle = await fs.open(this.pathOf(key), 'r');
     } catch (err) {
       throw mapError(err, this.location, key);
+    }
+    try {
+      const { size } = await handle.stat();
+      if (size > maxBytes) throw new IntegrityError(`${key}: too large (${size} bytes, at most ${maxBytes} expected)`);
+      return await handle.readFile();
+    } catch (err) {
+      throw err instanceof KlosetError ? err : mapError(err, this.location, key);
+    } finally {
+      await handle.close();
     }
   }
 

@@ -391,12 +391,16 @@ export class S3BlobStore implements BlobStore {
     return this.prefix + key;
   }
 
-  async get(key: string): Promise<Buffer> {
+  async get(key: string, maxBytes?: number): Promise<Buffer> {
     const objectKey = this.objectKey(key);
     return this.readBody(key, async () => {
       const response = await this.call(key, () =>
         this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: objectKey })),
       );
+      if (maxBytes !== undefined && (response.ContentLength ?? 0) > maxBytes) {
+        if (response.Body instanceof Readable) response.Body.destroy();
+        throw new IntegrityError(`${key}: too large (${response.ContentLength} bytes, at most ${maxBytes} expected)`);
+      }
       return { body: response.Body, length: response.ContentLength };
     });
   }

@@ -99,6 +99,20 @@ describe('the index', () => {
   });
 });
 
+describe('a CONFIG', () => {
+  it('whose key derivation Argon2 would refuse (less than 8 KiB per lane) is refused as malformed, before the passphrase is asked', async () => {
+    const encrypted = path.join(work, `encrypted-${Math.random().toString(16).slice(2)}`);
+    await Repository.create(new LocalBlobStore(encrypted), { passphrase: 'right', kdf: { memoryKiB: 64, iterations: 1, parallelism: 2 } });
+    const config = JSON.parse(await fs.readFile(path.join(encrypted, 'CONFIG'), 'utf8'));
+    config.encryption.kdf.memoryKiB = 8;
+    config.encryption.kdf.parallelism = 16;
+    await fs.writeFile(path.join(encrypted, 'CONFIG'), JSON.stringify(config));
+    const asked = vi.fn(async () => 'right');
+    await expect(Repository.open(new LocalBlobStore(encrypted), asked)).rejects.toThrow(/not a kloset store \(its CONFIG is malformed: encryption.kdf\)$/);
+    expect(asked).not.toHaveBeenCalled();
+  });
+});
+
 describe('the local store', () => {
   it('lists what is left of a directory whose files are deleted while it is listed', async () => {
     const blobs = new LocalBlobStore(store);
@@ -117,6 +131,23 @@ describe('the local store', () => {
 
 describe('a lock', () => {
   const lockFiles = () => fs.readdir(path.join(store, 'locks')).catch(() => [] as string[]);
+
+  it('of gigabytes (a sparse file, nothing on disk) is taken for damaged without being read, as a CONFIG of that size is', async () => {
+    const huge = 'cd'.repeat(32);
+    await fs.mkdir(path.join(store, 'locks'), { recursive: true });
+    await fs.writeFile(path.join(store, 'locks', huge), '');
+    await fs.truncate(path.join(store, 'locks', huge), 1024 ** 3);
+    const repository = await open();
+    const read = vi.spyOn(fs, 'readFile');
+    try {
+      await expect(StoreLock.acquire(repository, 'exclusive', 'a prune')).rejects.toThrow(/^store is in use by an unreadable lock (cd){8} \(too large \(1073741824 bytes/);
+      expect(read.mock.calls.filter(([file]) => String(file).includes(huge))).toEqual([]);
+    } finally {
+      read.mockRestore();
+    }
+    await fs.truncate(path.join(store, 'CONFIG'), 1024 ** 3);
+    await expect(open()).rejects.toThrow(/not a kloset store \(its CONFIG is unreadable: too large\)$/);
+  });
 
   it('is not left behind when another lock cannot be read, which keeps an exclusive lock out', async () => {
     const damaged = 'ab'.repeat(32);

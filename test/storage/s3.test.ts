@@ -154,6 +154,14 @@ describe('S3BlobStore', () => {
     expect((await blobs.getRange('pack', 100, 0)).length).toBe(0);
   });
 
+  it('refuses, unread, a whole blob larger than the caller allows', async () => {
+    const blobs = store();
+    await blobs.put('large', Buffer.alloc(100 * 1024, 1));
+    await expect(blobs.get('large', 64 * 1024)).rejects.toThrow(/large: too large \(102400 bytes, at most 65536 expected\)/);
+    await expect(blobs.get('large', 64 * 1024)).rejects.toBeInstanceOf(IntegrityError);
+    expect((await blobs.get('large', 100 * 1024)).length).toBe(100 * 1024);
+  });
+
   it('fails a range beyond the end of the blob as truncated', async () => {
     const blobs = store();
     await blobs.put('short', Buffer.from('0123456789'));
