@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { requireCjs } from '../cjs.js';
 import { IntegrityError, KlosetError, NotFoundError } from '../errors.js';
-import type { Repository } from '../kloset/repository.js';
+import { mapLimit, type Repository } from '../kloset/repository.js';
 import { BlobType, ID_BYTES } from '../kloset/sealing.js';
 import { entryFromWire, entryToWire, toBuffer, type Entry } from './tree.js';
 
@@ -108,14 +108,28 @@ function decodeHeader(data: Buffer): SnapshotHeader {
 }
 
 /** Written last, after every blob it references is stored and indexed: a listed snapshot is complete. */
+/**
+ * A header is a few KB: the root's entry, the tags, the statistics. Bounded, so
+ * that a file planted under snapshots/ (a sparse one costs its writer nothing)
+ * is refused unread, not loaded by every listing; a header that would pass the
+ * bound is refused when the snapshot is made.
+ */
+const MAX_HEADER_BYTES = 4 * 1024 * 1024;
+
 export async function putSnapshotHeader(repository: Repository, header: SnapshotHeader): Promise<void> {
   const sealed = await repository.sealStandalone(BlobType.snapshot, header.id, encodeHeader(header));
+  if (sealed.length > MAX_HEADER_BYTES) {
+    throw new KlosetError(`the snapshot's header would take ${sealed.length} bytes, more than the ${MAX_HEADER_BYTES} a reader takes: fewer or shorter tags`);
+  }
   await repository.store.put(snapshotKey(header.id), sealed);
 }
 
 export async function readSnapshotHeader(repository: Repository, id: Buffer): Promise<SnapshotHeader> {
-  return decodeHeader(await repository.readSealed(snapshotKey(id), BlobType.snapshot, id));
+  return decodeHeader(await repository.readSealed(snapshotKey(id), BlobType.snapshot, id, MAX_HEADER_BYTES));
 }
+
+/** Headers read at once by a listing: a store of thousands of snapshots would otherwise open them all together. */
+const HEADERS_AT_ONCE = 32;
 
 /**
  * A snapshot whose header does not open (damaged, tampered with). It is left
@@ -167,17 +181,15 @@ export async function listSnapshots(repository: Repository, onDamaged?: OnDamage
   const ids = await snapshotIds(repository);
   const headers: SnapshotHeader[] = [];
   const damaged: DamagedSnapshotError[] = [];
-  await Promise.all(
-    ids.map(async (id) => {
-      try {
-        const header = await openHeader(repository, id);
-        if (header) headers.push(header);
-      } catch (err) {
-        if (!(err instanceof DamagedSnapshotError)) throw err;
-        damaged.push(err);
-      }
-    }),
-  );
+  await mapLimit(ids, HEADERS_AT_ONCE, async (id) => {
+    try {
+      const header = await openHeader(repository, id);
+      if (header) headers.push(header);
+    } catch (err) {
+      if (!(err instanceof DamagedSnapshotError)) throw err;
+      damaged.push(err);
+    }
+  });
   damaged.sort((a, b) => Buffer.compare(a.id, b.id));
   if (damaged.length > 0 && !onDamaged) throw damaged[0];
   for (const err of damaged) onDamaged!(err);

@@ -3,10 +3,11 @@
  * check names them and their snapshot, cat of such a file fails cleanly,
  * restore brings back everything else and reports the rest (exit 3).
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadBuilt, openBuiltStore } from '../helpers/built.js';
 import { type CliResult, tempDir } from '../helpers/cli.js';
 import {
   escapeRegExp,
@@ -210,6 +211,38 @@ describe('a store with a damaged snapshot header', () => {
     const check = await run(['at', store, 'check']);
     expect(check.stderr).toBe('');
     expect(check.code).toBe(0);
+  });
+});
+
+describe('a file planted under snapshots/, gigabytes long', () => {
+  it('is a damaged header, refused unread, and the others are listed', async () => {
+    const { store, kloset: run, first, second } = await storeWithTwoSnapshots(
+      'kloset-planted-header-',
+      async (source) => fs.writeFile(path.join(source, 'a.txt'), 'first\n'),
+      async (source) => fs.writeFile(path.join(source, 'b.txt'), 'second\n'),
+    );
+    // Sparse: its writer spends nothing, while a reader loading it would spend 3 GB (Node refuses that much in one read).
+    const planted = path.join(store, 'snapshots', 'ab'.repeat(32));
+    await fs.writeFile(planted, '');
+    await fs.truncate(planted, 3 * 1024 * MiB);
+    const listed = await run(['at', store, 'ls']);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toMatch(new RegExp(`  ${first}  [\\s\\S]*  ${second}  `));
+    expect(listed.stderr).toMatch(new RegExp(`^warning: snapshot abababab: its header is damaged: .*too large \\(3221225472 bytes, at most \\d+ expected\\); 'rm abababab' removes it\\n$`));
+    await fs.rm(path.dirname(store), { recursive: true, force: true });
+  });
+
+  it('cannot be matched by a header the writer makes: one over the bound is refused before it is stored', async () => {
+    const { store, first } = await storeWithTwoSnapshots('kloset-large-header-', async () => undefined, async () => undefined);
+    const { readSnapshotHeader, putSnapshotHeader } = (await loadBuilt('snapshot/header.js')) as typeof import('../../src/snapshot/header.js');
+    const repository = await openBuiltStore(store, { loadIndex: false });
+    const header = await readSnapshotHeader(repository, Buffer.from((await fs.readdir(path.join(store, 'snapshots'))).find((n) => n.startsWith(first))!, 'hex'));
+    const id = Buffer.alloc(32, 7);
+    // Random tags: compression cannot bring them under the bound.
+    const tags = Array.from({ length: 120 }, () => randomBytes(48 * 1024).toString('base64'));
+    await expect(putSnapshotHeader(repository, { ...header, id, tags })).rejects.toThrow(/header would take \d+ bytes, more than the \d+ a reader takes/);
+    await expect(fs.access(path.join(store, 'snapshots', id.toString('hex')))).rejects.toThrow();
+    await fs.rm(path.dirname(store), { recursive: true, force: true });
   });
 });
 
