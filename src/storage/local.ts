@@ -312,5 +312,7 @@ function mapError(err: unknown, location: string, key: string): Error {
   if (code === 'EACCES') return new KlosetError(`${location}: cannot read ${key}: permission denied`, { cause: err });
   // The disk cannot give the bytes back: for check, cat and restore that is damage to what the file holds.
   if (code === 'EIO') return new IntegrityError(`${location}: cannot read ${key}: input/output error`, { cause: err });
+  // Nothing the store writes whole comes near Node's limit for one read (packs are read by range).
+  if (code === 'ERR_FS_FILE_TOO_LARGE') return new IntegrityError(`${location}: ${key}: too large to be the store's (over 2 GiB)`, { cause: err });
   return err as Error;
 }

@@ -214,8 +214,8 @@ describe('a store with a damaged snapshot header', () => {
   });
 });
 
-describe('a file planted under snapshots/, gigabytes long', () => {
-  it('is a damaged header, refused unread, and the others are listed', async () => {
+describe('files planted in the store, gigabytes long', () => {
+  it('under snapshots/, is a damaged header, refused unread, and the others are listed', async () => {
     const { store, kloset: run, first, second } = await storeWithTwoSnapshots(
       'kloset-planted-header-',
       async (source) => fs.writeFile(path.join(source, 'a.txt'), 'first\n'),
@@ -232,7 +232,20 @@ describe('a file planted under snapshots/, gigabytes long', () => {
     await fs.rm(path.dirname(store), { recursive: true, force: true });
   });
 
-  it('cannot be matched by a header the writer makes: one over the bound is refused before it is stored', async () => {
+  it('under index/, is a damaged delta, named in one line with the way out, which repair index takes', async () => {
+    const { store, kloset: run, first } = await storeWithTwoSnapshots('kloset-planted-delta-', async () => undefined, async () => undefined);
+    const planted = path.join(store, 'index', 'cd'.repeat(32));
+    await fs.writeFile(planted, '');
+    await fs.truncate(planted, 3 * 1024 * MiB);
+    const listed = await run(['at', store, 'ls']);
+    expect(listed.code).toBe(1);
+    expectOneLineError(listed, /index\/(cd){32}: too large to be the store's \(over 2 GiB\) \('kloset repair index' rebuilds the index from the packs\)$/);
+    expect((await run(['at', store, 'repair', 'index'])).code).toBe(0);
+    expect((await run(['at', store, 'ls'])).stdout).toContain(first);
+    await fs.rm(path.dirname(store), { recursive: true, force: true });
+  });
+
+  it('under snapshots/, cannot be matched by a header the writer makes: one over the bound is refused before it is stored', async () => {
     const { store, first } = await storeWithTwoSnapshots('kloset-large-header-', async () => undefined, async () => undefined);
     const { readSnapshotHeader, putSnapshotHeader } = (await loadBuilt('snapshot/header.js')) as typeof import('../../src/snapshot/header.js');
     const repository = await openBuiltStore(store, { loadIndex: false });
