@@ -1,4 +1,5 @@
 import { requireCjs } from '../cjs.js';
+import { IntegrityError } from '../errors.js';
 import { ID_BYTES, type BlobType } from './sealing.js';
 
 const { decode, encode } = requireCjs('@msgpack/msgpack') as typeof import('@msgpack/msgpack');
@@ -298,10 +299,17 @@ export function encodeIndexDelta(entries: Iterable<[Buffer, BlobLocation]>): Buf
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-export function decodeIndexDelta(plaintext: Buffer, into: BlobIndex): void {
-  const { packs, blobs } = decode(plaintext) as { packs: Uint8Array[]; blobs: Row[] };
-  into.addDelta(
-    packs.map((p) => Buffer.from(p)),
-    blobs,
-  );
+/** `key`: the delta's, for the message when it does not decode. */
+export function decodeIndexDelta(plaintext: Buffer, into: BlobIndex, key: string): void {
+  // Sealed with the key yet malformed: a damaged delta, as one whose seal fails, not a fault of the program.
+  try {
+    const { packs, blobs } = (decode(plaintext) ?? {}) as { packs: Uint8Array[]; blobs: Row[] };
+    if (!Array.isArray(packs) || !Array.isArray(blobs)) throw new Error('no packs and blobs');
+    into.addDelta(
+      packs.map((p) => Buffer.from(p)),
+      blobs,
+    );
+  } catch (err) {
+    throw new IntegrityError(`${key}: not an index delta (${(err as Error).message})`, { cause: err });
+  }
 }

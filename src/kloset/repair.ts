@@ -69,12 +69,7 @@ export async function repairIndex(repository: Repository, options: IndexRepairOp
   await mapLimit(deltaKeys, 8, async (key) => {
     const delta = new BlobIndex();
     try {
-      const plaintext = await repository.readSealed(key, BlobType.index, indexDeltaId(key));
-      try {
-        decodeIndexDelta(plaintext, delta);
-      } catch (err) {
-        throw new IntegrityError(`malformed (${(err as Error).message})`);
-      }
+      decodeIndexDelta(await repository.readSealed(key, BlobType.index, indexDeltaId(key)), delta, key);
     } catch (err) {
       if (err instanceof NotFoundError) return;
       // Only what fails authentication or decoding is damage: a network error must not make a sound delta go.

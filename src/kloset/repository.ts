@@ -456,7 +456,7 @@ export class Repository {
   private async mergeDeltas(names: string[]): Promise<void> {
     await mapLimit(names, 8, async (name) => {
       try {
-        decodeIndexDelta(await this.readSealed(name, BlobType.index, indexDeltaId(name)), this.index);
+        decodeIndexDelta(await this.readSealed(name, BlobType.index, indexDeltaId(name)), this.index, name);
       } catch (err) {
         // A delta consolidated and removed by a concurrent writer since it was listed.
         if (err instanceof NotFoundError) return;

@@ -21,7 +21,7 @@ export async function verifyIndexDeltas(repository: Repository): Promise<DeltaPr
   const problems: DeltaProblem[] = [];
   await mapLimit(keys, 8, async (key) => {
     try {
-      decodeIndexDelta(await repository.readSealed(key, BlobType.index, indexDeltaId(key)), new BlobIndex());
+      decodeIndexDelta(await repository.readSealed(key, BlobType.index, indexDeltaId(key)), new BlobIndex(), key);
     } catch (err) {
       if (err instanceof NotFoundError) return; // replaced by a writer meanwhile
       problems.push({ key, message: (err as Error).message.replace(`${key}: `, '') });

@@ -91,7 +91,16 @@ function encodeHeader(h: SnapshotHeader): Buffer {
 }
 
 function decodeHeader(data: Buffer): SnapshotHeader {
-  const w = decode(data) as Record<string, unknown>;
+  let w: Record<string, unknown>;
+  try {
+    w = decode(data) as Record<string, unknown>;
+  } catch (err) {
+    // Sealed with the key yet not a header: damage to this snapshot alone, as a failed seal is.
+    throw new IntegrityError(`not a snapshot header (${(err as Error).message})`, { cause: err });
+  }
+  if (typeof w !== 'object' || w === null || !(w.id instanceof Uint8Array) || typeof w.root !== 'object' || w.root === null) {
+    throw new IntegrityError('not a snapshot header');
+  }
   return {
     id: Buffer.from(w.id as Uint8Array),
     time: new Date(w.time as string),
@@ -107,7 +116,6 @@ function decodeHeader(data: Buffer): SnapshotHeader {
   };
 }
 
-/** Written last, after every blob it references is stored and indexed: a listed snapshot is complete. */
 /**
  * A header is a few KB: the root's entry, the tags, the statistics. Bounded, so
  * that a file planted under snapshots/ (a sparse one costs its writer nothing)
@@ -116,6 +124,7 @@ function decodeHeader(data: Buffer): SnapshotHeader {
  */
 const MAX_HEADER_BYTES = 4 * 1024 * 1024;
 
+/** Written last, after every blob it references is stored and indexed: a listed snapshot is complete. */
 export async function putSnapshotHeader(repository: Repository, header: SnapshotHeader): Promise<void> {
   const sealed = await repository.sealStandalone(BlobType.snapshot, header.id, encodeHeader(header));
   if (sealed.length > MAX_HEADER_BYTES) {

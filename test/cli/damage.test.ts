@@ -259,6 +259,33 @@ describe('files planted in the store, gigabytes long', () => {
   });
 });
 
+describe('objects sealed with the key, yet malformed', () => {
+  it('are a damaged header or a damaged delta, named in one line, never an internal error', async () => {
+    const { store, kloset: run, first, second } = await storeWithTwoSnapshots('kloset-malformed-', async () => undefined, async () => undefined);
+    const { BlobType } = (await loadBuilt('kloset/sealing.js')) as typeof import('../../src/kloset/sealing.js');
+    const repository = await openBuiltStore(store, { loadIndex: false });
+    const seal = async (key: string, type: number, id: Buffer, plaintext: Buffer) => repository.store.put(key, await repository.sealStandalone(type, id, plaintext));
+    // MessagePack with bytes after its one value, and an array where a map belongs.
+    const header = Buffer.alloc(32, 0xee);
+    await seal(`snapshots/${header.toString('hex')}`, BlobType.snapshot, header, Buffer.from([0x90, 0xc0, 0xc0]));
+    const listed = await run(['at', store, 'ls']);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toContain(first);
+    expect(listed.stdout).toContain(second);
+    expect(listed.stderr).toMatch(/^warning: snapshot eeeeeeee: its header is damaged: not a snapshot header \(.*\); 'rm eeeeeeee' removes it\n$/);
+    expect((await run(['at', store, 'rm', 'eeeeeeee'])).code).toBe(0);
+
+    const delta = Buffer.alloc(32, 0xdd);
+    await seal(`index/${delta.toString('hex')}`, BlobType.index, delta, Buffer.from([0x82, 0xa5, ...Buffer.from('packs'), 0x01, 0xa5, ...Buffer.from('blobs'), 0x90]));
+    const broken = await run(['at', store, 'ls']);
+    expect(broken.code).toBe(1);
+    expectOneLineError(broken, /index\/(dd){32}: not an index delta \(.*\) \('kloset repair index' rebuilds the index from the packs\)$/);
+    expect((await run(['at', store, 'repair', 'index'])).code).toBe(0);
+    expect((await run(['at', store, 'ls'])).stdout).toContain(first);
+    await fs.rm(path.dirname(store), { recursive: true, force: true });
+  });
+});
+
 describe('check reads what the local index copy stands in for', () => {
   let store: string;
   let run: ReturnType<typeof klosetWith>;

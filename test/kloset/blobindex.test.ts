@@ -55,7 +55,7 @@ describe('BlobIndex', () => {
     // Three deltas that overlap (a blob stored twice by racing writers), decoded as loadIndex does.
     for (let d = 0; d < 3; d++) {
       const entries: [Buffer, BlobLocation][] = ids.slice(d * 800, d * 800 + 1200).map((id) => [id, randomLocation()]);
-      decodeIndexDelta(encodeIndexDelta(entries), index);
+      decodeIndexDelta(encodeIndexDelta(entries), index, 'index/test');
       for (const [id, location] of entries) reference.set(id, location);
     }
     const absent = Array.from({ length: 200 }, () => randomBytes(32));
@@ -71,7 +71,7 @@ describe('BlobIndex', () => {
 
     // And the next delta is decoded on top of the additions.
     const late: [Buffer, BlobLocation][] = ids.slice(50, 150).map((id) => [id, randomLocation()]);
-    decodeIndexDelta(encodeIndexDelta(late), index);
+    decodeIndexDelta(encodeIndexDelta(late), index, 'index/test');
     for (const [id, location] of late) reference.set(id, location);
     expectSame(index, reference, absent);
   });
@@ -80,7 +80,7 @@ describe('BlobIndex', () => {
     const index = new BlobIndex();
     const reference = new Reference();
     const entries: [Buffer, BlobLocation][] = Array.from({ length: 2000 }, () => [randomBytes(32), randomLocation()]);
-    decodeIndexDelta(encodeIndexDelta(entries.slice(0, 1500)), index);
+    decodeIndexDelta(encodeIndexDelta(entries.slice(0, 1500)), index, 'index/test');
     for (const [id, location] of entries.slice(1500)) index.add(id, location);
     for (const [id, location] of entries) reference.set(id, location);
 
@@ -102,6 +102,7 @@ describe('BlobIndex', () => {
     decodeIndexDelta(
       encodeIndexDelta(Array.from({ length: 50 }, () => [randomBytes(32), randomLocation()] as [Buffer, BlobLocation])),
       index,
+      'index/test',
     );
     const { packs: tablePacks, records } = index.table();
     const record = records.length / 50;
