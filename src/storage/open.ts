@@ -78,6 +78,9 @@ export async function isEmptyStore(store: BlobStore): Promise<boolean> {
   return true;
 }
 
+/** CONFIG as a killed create left it (LocalBlobStore's temporary name). */
+const KILLED_CREATE = /^CONFIG\.tmp-[0-9a-f]{12}$/;
+
 /**
  * For create: the location must hold nothing (a new or empty directory, an
  * empty prefix); it is then made ready to write (the directory or the bucket
@@ -88,9 +91,12 @@ export async function prepareEmptyStore(store: BlobStore): Promise<void> {
     const dir = store.root;
     try {
       const entries = await fs.readdir(dir);
-      if (entries.length > 0) {
+      // A create killed before its CONFIG was in place leaves only that file half written: not a store, nobody's data.
+      const leftovers = entries.filter((name) => KILLED_CREATE.test(name));
+      if (entries.length > leftovers.length) {
         throw new KlosetError(`${dir}: directory is not empty; a store is created in a new or empty directory`);
       }
+      for (const name of leftovers) await fs.rm(path.join(dir, name));
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOTDIR') throw new KlosetError(`${dir}: not a directory`);

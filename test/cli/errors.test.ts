@@ -122,6 +122,22 @@ describe('create', () => {
     expect(await fs.readFile(path.join(dir, 'precious.txt'), 'utf8')).toBe('keep me\n');
   });
 
+  it("takes a directory where a killed create left only its half-written CONFIG, and removes it; with anything else there, refuses", async () => {
+    const dir = path.join(work, 'killed-create');
+    await fs.mkdir(dir);
+    await fs.writeFile(path.join(dir, 'CONFIG.tmp-0123456789ab'), '{"v":1,');
+    await fs.writeFile(path.join(dir, 'precious.txt'), 'keep me\n');
+    const refused = await kloset(['at', dir, 'create']);
+    expectOneLineError(refused, /not empty/);
+    expect((await fs.readdir(dir)).sort()).toEqual(['CONFIG.tmp-0123456789ab', 'precious.txt']);
+    await fs.rm(path.join(dir, 'precious.txt'));
+    const created = await kloset(['at', dir, 'create']);
+    expect(created.stderr).toBe('');
+    expect(created.code).toBe(0);
+    expect(await fs.readdir(dir)).not.toContain('CONFIG.tmp-0123456789ab');
+    expect((await kloset(['at', dir, 'ls'])).code).toBe(0);
+  });
+
   it('refuses to create a store over an existing store', async () => {
     const before = await storeListing(store);
     const result = await kloset(['at', store, 'create']);
