@@ -168,6 +168,28 @@ describe('sync of a damaged snapshot', () => {
     expect(await listed(storeE, E)).toEqual([]);
   });
 
+  it('counts a snapshot whose header is damaged as not copied, unless the other store has it', async () => {
+    const damaged = path.join(work, 'A-damaged-header');
+    await fs.cp(storeA, damaged, { recursive: true });
+    const [first, second] = (await listed(storeA, A)).map((s) => s.id);
+    await flipByte(path.join(damaged, 'snapshots', second));
+    const H = { KLOSET_PASSPHRASE: 'eta passphrase' };
+    const storeH = await newStore('H', H.KLOSET_PASSPHRASE);
+
+    const result = await kloset(['at', damaged, 'sync', 'to', storeH], { env: { ...A, KLOSET_PEER_PASSPHRASE: H.KLOSET_PASSPHRASE } });
+    expectNoStackTrace(result);
+    expect(result.code).toBe(3);
+    expect(result.stderr.trim()).toMatch(new RegExp(`^kloset: ${second.slice(0, 8)} not copied to .*: .*header is damaged`));
+    expect(result.stdout).toContain('copied 1 snapshot, 1 failed');
+    expect((await listed(storeH, H)).map((s) => s.id)).toEqual([first]);
+
+    // storeB holds both already: nothing is missing there.
+    const again = await kloset(['at', damaged, 'sync', 'to', storeB], { env: AtoB });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/^warning: snapshot [0-9a-f]{8}: its header is damaged/);
+    expect(again.stdout).toContain('copied 0 snapshots, 1 already there');
+  });
+
   it('leaves what a failed copy stored out of the next copies, which are whole', async () => {
     // The second snapshot stores a.bin's packs before its copy fails on z.bin; the third holds a.bin alone.
     const src = path.join(work, 'failing-source');

@@ -3,7 +3,7 @@ import { ExitCode, KlosetError, UsageError } from '../../errors.js';
 import { StoreLockedError, type StoreLock } from '../../kloset/locks.js';
 import type { Repository } from '../../kloset/repository.js';
 import { copySnapshot } from '../../snapshot/copy.js';
-import { listSnapshots, resolveSnapshot, shortId, type SnapshotHeader } from '../../snapshot/header.js';
+import { listSnapshots, resolveSnapshot, shortId, type DamagedSnapshotError, type SnapshotHeader } from '../../snapshot/header.js';
 import type { CliContext, NamedStore, Run } from '../context.js';
 import { formatBytes, formatDuration, plural } from '../format.js';
 import { filterFrom, withFilterOptions, type FilterFlags } from '../options.js';
@@ -73,10 +73,11 @@ export function registerSyncCommand(program: Command, context: () => CliContext,
           const legs: [Side, Side][] = direction === 'to' ? [[local, remote]] : direction === 'from' ? [[remote, local]] : [[local, remote], [remote, local]];
           let failed = 0;
           for (const [from, to] of legs) {
+            const damaged: DamagedSnapshotError[] = [];
             const selected = ids.length
               ? uniqueSnapshots(await Promise.all(ids.map((id) => resolveSnapshot(from.repository, id, ctx.onDamagedSnapshot))))
-              : filterSnapshots(await listSnapshots(from.repository, ctx.onDamagedSnapshot), filter);
-            failed += await syncLeg(ctx, from, to, selected);
+              : filterSnapshots(await listSnapshots(from.repository, (err) => damaged.push(err)), filter);
+            failed += await syncLeg(ctx, from, to, selected, damaged);
           }
           return failed ? ExitCode.PARTIAL : ExitCode.OK;
         } finally {
@@ -86,17 +87,28 @@ export function registerSyncCommand(program: Command, context: () => CliContext,
     );
 }
 
-/** Copies what `to` lacks of `selected`, oldest first, so each copy finds the one before it as its parent; returns the failures. */
-async function syncLeg(ctx: CliContext, from: Side, to: Side, selected: SnapshotHeader[]): Promise<number> {
+/**
+ * Copies what `to` lacks of `selected`, oldest first, so each copy finds the one before it as its parent; returns the failures.
+ * `damaged` are the snapshots of `from` whose header does not open.
+ */
+async function syncLeg(ctx: CliContext, from: Side, to: Side, selected: SnapshotHeader[], damaged: DamagedSnapshotError[] = []): Promise<number> {
   const present = await listSnapshots(to.repository, ctx.onDamagedSnapshot);
   const have = new Set(present.map((h) => h.id.toString('hex')));
   const missing = selected.filter((h) => !have.has(h.id.toString('hex'))).sort((a, b) => a.time.getTime() - b.time.getTime());
+  let failed = 0;
+  for (const err of damaged) {
+    // One the other store lacks cannot be copied: the other store is short of it, which the exit code must say.
+    if (have.has(err.id.toString('hex'))) ctx.onDamagedSnapshot(err);
+    else {
+      ctx.err(`kloset: ${shortId(err.id)} not copied to ${to.name}: ${err.message}`);
+      failed++;
+    }
+  }
   const controller = new AbortController();
   const onSignal = () => controller.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   let copied = 0;
-  let failed = 0;
   try {
     for (const header of missing) {
       const parent = present
@@ -145,7 +157,7 @@ async function syncLeg(ctx: CliContext, from: Side, to: Side, selected: Snapshot
     `sync ${from.name} to ${to.name}: copied ${plural(copied, 'snapshot')}` +
       (already ? `, ${already} already there` : '') +
       (failed ? `, ${failed} failed` : '') +
-      (selected.length === 0 ? ' (no snapshot selected)' : ''),
+      (selected.length === 0 && !failed ? ' (no snapshot selected)' : ''),
   );
   return failed;
 }
