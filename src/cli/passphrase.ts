@@ -114,7 +114,7 @@ function nonEmpty(passphrase: string, from: string): string {
 }
 
 const PEER_PASSPHRASE: PassphraseKind = {
-  label: 'passphrase of the other store',
+  label: "other store's passphrase",
   envNames: ['KLOSET_PEER_PASSPHRASE'],
   fileOption: '--peer-passphrase-file',
 };

@@ -137,6 +137,10 @@ describe('sync from and with', () => {
     expect(both.stdout).toContain(`sync ${storeC} to ${storeA}: copied 0 snapshots, 1 already there`);
     expect(both.stdout).toContain(`sync ${storeA} to ${storeC}: copied 1 snapshot, 1 already there`);
     expect((await listed(storeC, C)).map((s) => s.id)).toEqual([first, second]);
+
+    const unreadable = await kloset(['at', storeC, 'sync', 'from', storeA, '--peer-passphrase-file', path.join(work, 'no-such-file')], { env: C });
+    expect(unreadable.code).toBe(1);
+    expectOneLineError(unreadable, `kloset: cannot read other store's passphrase file ${path.join(work, 'no-such-file')}: no such file or directory`);
   });
 
   it('selects by tag', async () => {
