@@ -5,6 +5,7 @@ import type { Repository } from '../kloset/repository.js';
 import { BlobType } from '../kloset/sealing.js';
 import { verifyBlob } from '../kloset/verify.js';
 import type { SnapshotHeader } from './header.js';
+import { Slots } from './slots.js';
 import { decodeChunkList, decodeDirectory, decodePage, follows, OUT_OF_ORDER, type Entry } from './tree.js';
 
 export interface DamagedPath {
@@ -12,6 +13,9 @@ export interface DamagedPath {
   path: string;
   reason: string;
 }
+
+/** Enough to keep a store on S3 busy; each read holds one blob, up to a chunk's maximum size. */
+const READS_AT_ONCE = 16;
 
 /**
  * Decides whether a blob is sound. `damaged` comes from a full pack scan;
@@ -26,6 +30,11 @@ export class BlobJudge {
   readonly subtrees = new Map<string, Promise<Damage[]>>();
   /** The same for the pages of large directories, by page id (undefined: the page does not open). */
   readonly pages = new Map<string, Promise<WalkedPage | undefined>>();
+  /**
+   * Ranged reads at once: a page of files, or a large file's chunks, asks for all its blobs together,
+   * and reading them all at once held hundreds of megabytes of chunks in memory.
+   */
+  private readonly reads = new Slots(READS_AT_ONCE);
 
   constructor(
     private readonly repository: Repository,
@@ -50,19 +59,24 @@ export class BlobJudge {
     const location = await this.repository.find(id);
     if (!location) return false;
     if (this.damaged) return !this.damaged.has(key);
-    let sealed: Buffer;
+    const release = await this.reads.acquire();
     try {
-      sealed = await this.repository.store.getRange(packKey(location.packId), location.offset, location.length);
-    } catch (err) {
-      // A pack gone or cut short is damage; a store that cannot be reached says nothing about the blob.
-      if (err instanceof IntegrityError || err instanceof NotFoundError) return false;
-      throw err;
-    }
-    try {
-      await verifyBlob(this.repository, id, location, sealed);
-      return true;
-    } catch {
-      return false;
+      let sealed: Buffer;
+      try {
+        sealed = await this.repository.store.getRange(packKey(location.packId), location.offset, location.length);
+      } catch (err) {
+        // A pack gone or cut short is damage; a store that cannot be reached says nothing about the blob.
+        if (err instanceof IntegrityError || err instanceof NotFoundError) return false;
+        throw err;
+      }
+      try {
+        await verifyBlob(this.repository, id, location, sealed);
+        return true;
+      } catch {
+        return false;
+      }
+    } finally {
+      release();
     }
   }
 }

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBuilt, openBuiltStore } from '../helpers/built.js';
-import { klosetWith } from '../helpers/fixtures.js';
+import { klosetWith, MiB, writeRandomFile } from '../helpers/fixtures.js';
 
 const { KlosetError, NotFoundError } = (await loadBuilt('errors.js')) as typeof import('../../src/errors.js');
 const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
@@ -104,5 +104,38 @@ describe('a check of a long series of snapshots', () => {
     expect(found).toEqual(
       snapshots.flatMap((s) => [`${s.id.toString('hex').slice(0, 8)} /kept/k7: 1 of 1 chunks damaged or missing`, `${s.id.toString('hex').slice(0, 8)} /paged/p2400: 1 of 1 chunks damaged or missing`]),
     );
+  }, 60_000);
+});
+
+describe('a check of one snapshot, blob by blob', () => {
+  it('keeps a bounded number of ranged reads in flight, however many blobs a page of files or a large file asks for', async () => {
+    const kloset = klosetWith({ XDG_CACHE_HOME: path.join(dir, 'cache') });
+    const source = path.join(dir, 'many-source');
+    const store = path.join(dir, 'many-store');
+    await fs.mkdir(source);
+    for (let i = 0; i < 300; i++) await fs.writeFile(path.join(source, `f${i}`), `file ${i}\n`.repeat(i + 1));
+    await writeRandomFile(path.join(source, 'large.bin'), 24 * MiB);
+    expect((await kloset(['at', store, 'create'])).code).toBe(0);
+    expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+    const repository = await openBuiltStore(store);
+    const [snapshot] = await listSnapshots(repository);
+    let inFlight = 0;
+    let most = 0;
+    let reads = 0;
+    const getRange = repository.store.getRange.bind(repository.store);
+    repository.store.getRange = async (...args) => {
+      reads++;
+      most = Math.max(most, ++inFlight);
+      try {
+        return await getRange(...args);
+      } finally {
+        inFlight--;
+      }
+    };
+    const found: string[] = [];
+    await verifySnapshot(repository, snapshot, new BlobJudge(repository), (d) => found.push(d.path));
+    expect(found).toEqual([]);
+    expect(reads).toBeGreaterThan(300);
+    expect(most).toBeLessThanOrEqual(16);
   }, 60_000);
 });
