@@ -162,6 +162,9 @@ function awsChunkedDecoder() {
   });
 }
 const address = await server.run();
+// Node closes a connection idle for 5 s, while the SDK's agent keeps it for reuse: a test that sends a
+// hundred requests after a pause got many reset at once, more retries than the SDK's retry quota allows.
+server.httpServer.keepAliveTimeout = 10 * 60_000;
 process.stdout.write(`${JSON.stringify({ port: address.port })}\n`);
 
 let stopping = false;
