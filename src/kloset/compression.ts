@@ -3,6 +3,7 @@ import { IntegrityError } from '../errors.js';
 
 const { Decoder, Encoder } = requireCjs('@toondepauw/node-zstd') as typeof import('@toondepauw/node-zstd');
 type Encoder = InstanceType<typeof Encoder>;
+const { Decompress: BoundedDecoder } = requireCjs('fzstd') as typeof import('fzstd');
 
 /**
  * Every blob's plaintext starts with one byte naming how the rest is encoded,
@@ -89,15 +90,119 @@ function frame(codec: number, body: Buffer): Buffer[] {
 /** Bodies up to this size are decoded on the calling thread: for them a thread-pool hop costs more than the work. */
 const DECODE_INLINE = 256 * 1024;
 
-/** Large blobs are decoded on the thread pool, so a main thread serving reads is not held up by one. */
-export async function decodeBlob(encoded: Buffer, what: string): Promise<Buffer> {
+/**
+ * Large blobs are decoded on the thread pool, so a main thread serving reads is not held up by one.
+ *
+ * `limit` is the most plaintext the blob may hold (a blob in a pack: its
+ * rawLength). zstd's decoder takes no output bound, so a frame of a few
+ * kilobytes could expand to gigabytes: a frame whose block headers allow more
+ * than the limit (and a block) is decoded by a second decoder that stops at the limit.
+ */
+export async function decodeBlob(encoded: Buffer, what: string, limit: number): Promise<Buffer> {
   const codec = encoded[0];
   const body = encoded.subarray(1);
   if (codec === Codec.none) return body;
   if (codec !== Codec.zstd) throw new IntegrityError(`${what}: unknown codec ${codec}`);
+  const bound = zstdOutputBound(body, what);
   try {
+    if (bound >= limit + ZSTD_BLOCK_MAX) return decodeWithin(body, limit, what);
     return body.length <= DECODE_INLINE ? decoder.decodeSync(body) : await decoder.decode(body);
   } catch (err) {
+    if (err instanceof IntegrityError) throw err;
     throw new IntegrityError(`${what}: cannot decompress`, { cause: err });
   }
+}
+
+/** The plaintext of a standalone object (a header, an index delta, a lock) may be this many times its sealed size... */
+const STANDALONE_EXPANSION = 16;
+/** ...or this many bytes, whichever is more. */
+const STANDALONE_MIN_LIMIT = 4 * 1024 * 1024;
+
+/**
+ * The most plaintext a standalone object of `sealedLength` bytes may hold. Its
+ * writer refuses to store more (sealStandalone), so no stored object is
+ * refused by a reader; a malformed one costs a reader no more than this.
+ */
+export function standaloneLimit(sealedLength: number): number {
+  return Math.max(STANDALONE_MIN_LIMIT, STANDALONE_EXPANSION * sealedLength);
+}
+
+/** The most a zstd block regenerates (RFC 8878, Block_Maximum_Size). */
+const ZSTD_BLOCK_MAX = 128 * 1024;
+/** The largest window zstd's decoder accepts unless told otherwise (ZSTD_WINDOWLOG_LIMIT_DEFAULT). */
+const ZSTD_WINDOW_MAX = 2 ** 27;
+const ZSTD_MAGIC = 0xfd2fb528;
+const SKIPPABLE_MAGIC = 0x184d2a50;
+
+/**
+ * The most bytes the zstd frames of `body` can decode to, read from their
+ * block headers alone (RFC 8878): a raw or RLE block states its size, a
+ * compressed one regenerates at most a block. zstd cuts all but the last block
+ * of a frame at the maximum, so for its frames the bound exceeds the plaintext
+ * by less than a block; an RLE block of 4 bytes can stand for 128 KiB.
+ */
+function zstdOutputBound(body: Buffer, what: string): number {
+  const malformed = () => new IntegrityError(`${what}: not a zstd frame`);
+  let bound = 0;
+  let at = 0;
+  while (at < body.length) {
+    if (at + 8 > body.length) throw malformed();
+    const magic = body.readUInt32LE(at);
+    if ((magic & 0xfffffff0) === SKIPPABLE_MAGIC) {
+      at += 8 + body.readUInt32LE(at + 4);
+      continue;
+    }
+    if (magic !== ZSTD_MAGIC) throw malformed();
+    const descriptor = body[at + 4];
+    const singleSegment = (descriptor >> 5) & 1;
+    const contentSizeBytes = [singleSegment, 2, 4, 8][descriptor >> 6];
+    at += 5;
+    let window = 0;
+    if (!singleSegment) {
+      const base = 2 ** (10 + (body[at] >> 3));
+      window = base + (base / 8) * (body[at] & 7);
+      at += 1;
+    }
+    at += [0, 1, 2, 4][descriptor & 3];
+    if (at + contentSizeBytes > body.length) throw malformed();
+    if (singleSegment) window = readContentSize(body, at, contentSizeBytes);
+    if (window > ZSTD_WINDOW_MAX) throw new IntegrityError(`${what}: zstd window of ${window} bytes`);
+    at += contentSizeBytes;
+    const blockMax = Math.min(window, ZSTD_BLOCK_MAX);
+    for (let last = 0; !last; ) {
+      if (at + 3 > body.length) throw malformed();
+      const header = body.readUIntLE(at, 3);
+      last = header & 1;
+      const type = (header >> 1) & 3;
+      const size = header >>> 3;
+      at += 3;
+      if (type === 0) (bound += size), (at += size);
+      else if (type === 1) (bound += size), (at += 1);
+      else if (type === 2) (bound += blockMax), (at += size);
+      else throw malformed();
+    }
+    if ((descriptor >> 2) & 1) at += 4; // content checksum
+  }
+  if (at > body.length) throw malformed();
+  return bound;
+}
+
+function readContentSize(body: Buffer, at: number, bytes: number): number {
+  if (bytes === 1) return body[at];
+  if (bytes === 2) return body.readUInt16LE(at) + 256;
+  if (bytes === 4) return body.readUInt32LE(at);
+  return Number(body.readBigUInt64LE(at));
+}
+
+/** Decodes block by block, and stops as soon as the output passes `limit`. */
+function decodeWithin(body: Buffer, limit: number, what: string): Buffer {
+  const parts: Buffer[] = [];
+  let total = 0;
+  const stream = new BoundedDecoder((data) => {
+    total += data.length;
+    if (total > limit) throw new IntegrityError(`${what}: decompresses to more than ${limit} bytes`);
+    parts.push(Buffer.from(data)); // a view of the decoder's window, which the next block overwrites
+  });
+  stream.push(body, true);
+  return Buffer.concat(parts, total);
 }

@@ -8,7 +8,7 @@ import type { BlobStore } from '../storage/blobstore.js';
 import { makeDirectories } from '../storage/directories.js';
 import { BlobIndex, checkIndexTable, decodeIndexDelta, encodeIndexDelta, type BlobLocation, type IndexTable } from './blobindex.js';
 import { DEFAULT_CHUNKING, type ChunkingParams } from './chunker.js';
-import { DEFAULT_COMPRESSION, decodeBlob, encodeBlob, type CompressionParams } from './compression.js';
+import { DEFAULT_COMPRESSION, decodeBlob, encodeBlob, standaloneLimit, type CompressionParams } from './compression.js';
 import {
   DEFAULT_KDF,
   MASTER_KEY_BYTES,
@@ -389,7 +389,8 @@ export class Repository {
   private async readIndexCache(): Promise<{ deltas: string[]; table: IndexTable } | undefined> {
     try {
       const sealed = await fs.readFile(this.cacheFile());
-      const plaintext = await decodeBlob(this.sealer.open(BlobType.index, Buffer.alloc(ID_BYTES), sealed, 'index cache'), 'index cache');
+      const opened = this.sealer.open(BlobType.index, Buffer.alloc(ID_BYTES), sealed, 'index cache');
+      const plaintext = await decodeBlob(opened, 'index cache', standaloneLimit(sealed.length));
       const cache = decode(plaintext) as { v?: number; deltas: string[]; packs: Uint8Array[]; records: Uint8Array };
       if (cache.v !== INDEX_CACHE_VERSION) return undefined;
       const table = { packs: cache.packs.map((p) => Buffer.from(p)), records: Buffer.from(cache.records) };
@@ -566,7 +567,7 @@ export class Repository {
   }
 
   private async decodeOpened(location: BlobLocation, opened: Buffer, what: string): Promise<Buffer> {
-    const plaintext = await decodeBlob(opened, what);
+    const plaintext = await decodeBlob(opened, what, location.rawLength);
     if (plaintext.length !== location.rawLength) throw new IntegrityError(`${what}: wrong length`);
     return plaintext;
   }
@@ -577,11 +578,16 @@ export class Repository {
    * store could otherwise make every reader load gigabytes (a sparse file costs them nothing).
    */
   async readSealed(key: string, type: BlobType, id: Buffer, maxBytes?: number): Promise<Buffer> {
-    return decodeBlob(this.sealer.open(type, id, await this.store.get(key, maxBytes), key), key);
+    const sealed = await this.store.get(key, maxBytes);
+    return decodeBlob(this.sealer.open(type, id, sealed, key), key, standaloneLimit(sealed.length));
   }
 
   async sealStandalone(type: BlobType, id: Buffer, plaintext: Buffer): Promise<Buffer> {
-    return this.sealer.seal(type, id, encodeBlob(plaintext, this.config.compression));
+    const sealed = this.sealer.seal(type, id, encodeBlob(plaintext, this.config.compression));
+    if (plaintext.length > standaloneLimit(sealed.length)) {
+      throw new KlosetError(`cannot store ${plaintext.length} bytes that compress to ${sealed.length}: a reader takes at most ${standaloneLimit(sealed.length)}`);
+    }
+    return sealed;
   }
 
   newWriter(options: BlobWriterOptions = {}): BlobWriter {

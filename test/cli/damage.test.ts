@@ -275,6 +275,19 @@ describe('objects sealed with the key, yet malformed', () => {
     expect(listed.stderr).toMatch(/^warning: snapshot eeeeeeee: its header is damaged: not a snapshot header \(.*\); 'rm eeeeeeee' removes it\n$/);
     expect((await run(['at', store, 'rm', 'eeeeeeee'])).code).toBe(0);
 
+    // A header whose zstd frame, of RLE blocks, stands for 1 GiB of zeros in 32 KiB.
+    const bomb = Buffer.alloc(6 + 4 * 8192);
+    bomb.writeUInt32LE(0xfd2fb528, 0);
+    bomb[5] = (20 - 10) << 3;
+    for (let n = 0; n < 8192; n++) bomb.writeUIntLE(((128 * 1024) << 3) | (1 << 1) | (n === 8191 ? 1 : 0), 6 + 4 * n, 3);
+    const expanding = Buffer.alloc(32, 0xcc);
+    await repository.store.put(`snapshots/${expanding.toString('hex')}`, repository.sealer.seal(BlobType.snapshot, expanding, [Buffer.from([1]), bomb]));
+    const bounded = await run(['at', store, 'ls']);
+    expect(bounded.code).toBe(0);
+    expect(bounded.stdout).toContain(first);
+    expect(bounded.stderr).toMatch(/^warning: snapshot cccccccc: its header is damaged: decompresses to more than 4194304 bytes; 'rm cccccccc' removes it\n$/);
+    expect((await run(['at', store, 'rm', 'cccccccc'])).code).toBe(0);
+
     const delta = Buffer.alloc(32, 0xdd);
     await seal(`index/${delta.toString('hex')}`, BlobType.index, delta, Buffer.from([0x82, 0xa5, ...Buffer.from('packs'), 0x01, 0xa5, ...Buffer.from('blobs'), 0x90]));
     const broken = await run(['at', store, 'ls']);

@@ -52,7 +52,7 @@ async function rewriteCache(store: string, cacheFile: string, change: (content: 
   const { BlobType } = (await loadBuilt('kloset/sealing.js')) as typeof import('../../src/kloset/sealing.js');
   const zero = Buffer.alloc(ID_BYTES);
   const sealed = await fs.readFile(cacheFile);
-  const content = decode(await decodeBlob(repository.sealer.open(BlobType.index, zero, sealed, 'cache'), 'cache')) as Record<string, unknown>;
+  const content = decode(await decodeBlob(repository.sealer.open(BlobType.index, zero, sealed, 'cache'), 'cache', 1 << 30)) as Record<string, unknown>;
   const plaintext = Buffer.from(encode(change(content)));
   await fs.writeFile(cacheFile, repository.sealer.seal(BlobType.index, zero, encodeBlob(plaintext, repository.config.compression)));
 }

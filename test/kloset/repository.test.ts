@@ -242,3 +242,17 @@ describe('a lock', () => {
     }
   });
 });
+
+describe('a standalone object', () => {
+  it('is refused by its writer when it would expand past what a reader takes', async () => {
+    const repository = await open();
+    const id = Buffer.alloc(32, 0xab);
+    // 64 MiB of zeros compress to a few KiB: a reader would take it for a zstd bomb.
+    await expect(repository.sealStandalone(BlobType.snapshot, id, Buffer.alloc(64 * 1024 * 1024))).rejects.toThrow(
+      /^cannot store 67108864 bytes that compress to \d+: a reader takes at most 4194304$/,
+    );
+    const sealed = await repository.sealStandalone(BlobType.snapshot, id, Buffer.alloc(4 * 1024 * 1024));
+    await repository.store.put(`snapshots/${id.toString('hex')}`, sealed);
+    expect((await repository.readSealed(`snapshots/${id.toString('hex')}`, BlobType.snapshot, id)).length).toBe(4 * 1024 * 1024);
+  });
+});
