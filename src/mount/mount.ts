@@ -6,7 +6,7 @@ import { childEnvironment } from '../childenv.js';
 import { requireCjs } from '../cjs.js';
 import { KlosetError } from '../errors.js';
 import type { Repository } from '../kloset/repository.js';
-import type { SnapshotHeader } from '../snapshot/header.js';
+import { shortId, type SnapshotHeader } from '../snapshot/header.js';
 import { SnapshotReader } from '../snapshot/reader.js';
 import { ChunkCache } from './chunkcache.js';
 import { SnapshotFilesystem } from './filesystem.js';
@@ -153,20 +153,28 @@ export async function mountSnapshots(
   mountpoint = await fs.realpath(mountpoint);
   let namespace: Namespace;
   let totals: { bytes: number; files: number };
+  const withAttributes = (headers: SnapshotHeader[]) => headers.some((h) => h.stats.withAttributes !== 0); // unknown counts as some
+  let attributesShown: boolean;
   if ('snapshots' in target) {
-    namespace = Namespace.ofSnapshots(repository, target.snapshots, target.select);
+    attributesShown = withAttributes(target.snapshots);
+    namespace = Namespace.ofSnapshots(repository, target.snapshots, target.select, (header) => {
+      if (!attributesShown && withAttributes([header])) {
+        options.log(`snapshot ${shortId(header.id)}: its extended attributes are not shown, as this mount started without any; mount it again to see them`);
+      }
+    });
     totals = target.snapshots.reduce((t, h) => ({ bytes: t.bytes + h.stats.size, files: t.files + h.stats.files }), { bytes: 0, files: 0 });
   } else {
     const reader = new SnapshotReader(repository, target.snapshot);
     const entry = await reader.lookup(target.path);
     if (entry.kind !== 'directory') throw new KlosetError(`${target.path}: not a directory; mount a snapshot or a directory in it`);
     namespace = Namespace.ofEntry(reader, entry);
+    attributesShown = withAttributes([target.snapshot]);
     totals = { bytes: target.snapshot.stats.size, files: target.snapshot.stats.files };
   }
   const Fuse = loadFuse();
   const cache = new ChunkCache(repository, chunkBudget(options.cacheBytes ?? DEFAULT_CACHE_BYTES));
   const filesystem = new SnapshotFilesystem(namespace, cache, options.log, totals);
-  const fuse = new Fuse(mountpoint, filesystem.operations(), {
+  const fuse = new Fuse(mountpoint, filesystem.operations(attributesShown), {
     fsname: 'kloset',
     // The binding has no read-only flag; it joins its options with commas,
     // so `ro` rides along: the mount table then says read-only, `test -w`

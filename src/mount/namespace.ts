@@ -61,6 +61,8 @@ interface SnapshotsView {
   readers: Map<string, SnapshotReader>;
   checkedAt: number;
   checking?: Promise<void>;
+  /** Told of each snapshot a refresh finds. */
+  onAdded?: (header: SnapshotHeader) => void;
 }
 
 /** A path of the virtual part of the every-snapshot view: a top-level name, or inside by-date/ or by-tag/. */
@@ -86,7 +88,12 @@ export class Namespace {
    * With `select`, the store's snapshots are looked up again (at most every
    * SNAPSHOTS_REFRESH_MS) when the view is looked at, and `select` picks those shown.
    */
-  static ofSnapshots(repository: Repository, headers: SnapshotHeader[], select?: (all: SnapshotHeader[]) => SnapshotHeader[]): Namespace {
+  static ofSnapshots(
+    repository: Repository,
+    headers: SnapshotHeader[],
+    select?: (all: SnapshotHeader[]) => SnapshotHeader[],
+    onAdded?: (header: SnapshotHeader) => void,
+  ): Namespace {
     const readers = new Map<string, SnapshotReader>();
     const root = Namespace.snapshotsRoot(repository, headers, readers);
     if (!select) return new Namespace(root);
@@ -96,6 +103,7 @@ export class Namespace {
       headers: new Map(headers.map((h) => [h.id.toString('hex'), h])),
       readers,
       checkedAt: Date.now(),
+      onAdded,
     };
     return new Namespace(root, view);
   }
@@ -165,7 +173,11 @@ export class Namespace {
       view.headers.delete(id);
       view.readers.delete(id);
     }
-    for (const { id, header } of read) if (header !== undefined) view.headers.set(id, header);
+    for (const { id, header } of read) {
+      if (header === undefined) continue;
+      view.headers.set(id, header);
+      if (header) view.onAdded?.(header);
+    }
     const all = [...view.headers.values()]
       .filter((h): h is SnapshotHeader => h !== null)
       .sort(olderFirst);

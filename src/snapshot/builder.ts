@@ -258,6 +258,10 @@ export async function backup(repository: Repository, importer: Importer, options
     newChunks: 0,
     errors: 0,
     durationMs: 0,
+    withAttributes: 0,
+  };
+  const countAttributes = (entry: Entry) => {
+    if (hasKeys(entry.xattrs) || hasKeys(entry.meta)) stats.withAttributes!++;
   };
   const progress = () => options.onProgress?.({ files: stats.files, bytes: stats.size, errors: stats.errors });
   const reason = (err: unknown): string => {
@@ -392,7 +396,10 @@ export async function backup(repository: Repository, importer: Importer, options
         try {
           const entry = await task;
           if (!entry || !prior || !sameEntry(entry, prior)) unchanged = false;
-          if (entry && !failure) await directory.add(entry);
+          if (entry && !failure) {
+            countAttributes(entry);
+            await directory.add(entry);
+          }
         } catch (error) {
           failure ??= { error };
         }
@@ -454,6 +461,7 @@ export async function backup(repository: Repository, importer: Importer, options
     const rootSource = await importer.rootEntry();
     const root = await (await walkDirectory('', rootSource, options.parent?.root)).done;
     if (!root) throw new KlosetError(`${importer.source}: cannot read the directory`);
+    countAttributes(root);
     options.signal?.throwIfAborted();
     await writer.commit();
     stats.storedBytes = writer.bytesStored;
@@ -478,4 +486,8 @@ export async function backup(repository: Repository, importer: Importer, options
     options.signal?.removeEventListener('abort', stopPool);
     await pool.close();
   }
+}
+
+function hasKeys(map: object | undefined): boolean {
+  return map !== undefined && Object.keys(map).length > 0;
 }

@@ -20,6 +20,11 @@ export interface SnapshotStats {
   /** Entries that could not be read and are missing from the snapshot. */
   errors: number;
   durationMs: number;
+  /**
+   * Entries with extended attributes or a metadata map (which a mount shows as
+   * attributes). Absent from snapshots made before it was counted.
+   */
+  withAttributes?: number;
 }
 
 export interface SnapshotHeader {

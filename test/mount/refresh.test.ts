@@ -5,6 +5,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { listAttributes, setAttribute } from '@napi-rs/xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
 import { klosetWith } from '../helpers/fixtures.js';
@@ -70,5 +71,21 @@ describe('every snapshot mounted while a backup is made', () => {
     expect((await fs.readdir(path.join(mnt, 'by-date'))).filter((n) => n.endsWith(secondId))).toHaveLength(1);
     // The first snapshot is still there and readable.
     expect(await fs.readFile(path.join(mnt, firstId, 'a.txt'), 'utf8')).toBe('first\n');
+  }, 60_000);
+
+  it('answers no attribute calls when it started with no snapshot that had any, and says so of a later one that has', async () => {
+    // Neither snapshot so far has an extended attribute: the kernel was told the calls are not supported.
+    await expect(listAttributes(path.join(mnt, firstId, 'a.txt'))).rejects.toThrow(/not supported/i);
+    await fs.writeFile(path.join(source, 'c.txt'), 'third\n');
+    await setAttribute(path.join(source, 'c.txt'), 'user.origin', 'test');
+    const third = await kloset(['at', store, 'backup', source]);
+    expect(third.code, third.stderr).toBe(0);
+    const thirdId = /created snapshot ([0-9a-f]{8})/.exec(third.stdout)![1];
+    const appeared = await waitUntil(async () => (await fs.readdir(mnt)).includes(thirdId), 20_000);
+    expect(appeared).toBe(true);
+    expect(await fs.readFile(path.join(mnt, thirdId, 'c.txt'), 'utf8')).toBe('third\n');
+    expect(mount.stderr()).toContain(
+      `snapshot ${thirdId}: its extended attributes are not shown, as this mount started without any; mount it again to see them\n`,
+    );
   }, 60_000);
 });

@@ -89,3 +89,37 @@ except OSError as e:
     expect(result.stderr).toBe('');
   });
 });
+
+describe.skipIf(!hasPython)('a snapshot without extended attributes', () => {
+  let plainWork: string;
+  let plainMnt: string;
+  let plainMount: MountedCli;
+
+  beforeAll(async () => {
+    plainWork = await tempDir('kloset-mount-noxattr-');
+    const plainSource = path.join(plainWork, 'source');
+    await fs.mkdir(path.join(plainSource, 'sub'), { recursive: true });
+    await fs.writeFile(path.join(plainSource, 'sub', 'plain.txt'), 'no attributes\n');
+    ({ mnt: plainMnt, mount: plainMount } = await mountSnapshotOf(plainWork, plainSource));
+  }, 60_000);
+
+  afterAll(() => endMountOf(plainMount, plainWork));
+
+  it('is mounted without the attribute calls, which the kernel then answers itself', async () => {
+    const { stdout } = await run('python3', [
+      '-c',
+      `
+import errno, os, sys
+for name in ('sub', 'sub/plain.txt'):
+    for call in (lambda p: os.listxattr(p), lambda p: os.getxattr(p, 'user.x')):
+        try:
+            call(os.path.join(sys.argv[1], name))
+        except OSError as e:
+            print(errno.errorcode[e.errno])
+`,
+      plainMnt,
+    ]);
+    expect(stdout.trim().split('\n')).toEqual(['ENOTSUP', 'ENOTSUP', 'ENOTSUP', 'ENOTSUP']);
+    expect(await fs.readFile(path.join(plainMnt, 'sub', 'plain.txt'), 'utf8')).toBe('no attributes\n');
+  });
+});
