@@ -8,6 +8,8 @@ import { makeDirectories } from './directories.js';
 /** A blob is written as `<key>.tmp-<12 hex>`, then renamed. */
 const TEMP_SUFFIX = '.tmp-';
 const TEMP_NAME = /\.tmp-[0-9a-f]{12}$/;
+/** No write of a lock or of CONFIG takes this long: a temporary file this old was left by a killed process. */
+const ABANDONED_AFTER_MS = 60 * 60 * 1000;
 /** What the store writes is its owner's only, as restic's local repositories are. */
 export const STORE_FILE_MODE = 0o600;
 export const STORE_DIRECTORY_MODE = 0o700;
@@ -168,21 +170,23 @@ export class LocalBlobStore implements BlobStore {
   async removePartialWrites({ dryRun = false } = {}): Promise<{ count: number; bytes: number }> {
     let count = 0;
     let bytes = 0;
-    // Not locks/ nor CONFIG: those are written without the exclusive lock (a lock's own refresh, passwd).
-    const entries = (
-      await Promise.all(
-        ['packs', 'index', 'snapshots'].map((dir) => fs.readdir(path.join(this.root, dir), { recursive: true, withFileTypes: true }).catch(() => [])),
-      )
-    ).flat();
-    for (const entry of entries) {
+    const read = (dir: string, recursive: boolean) => fs.readdir(path.join(this.root, dir), { recursive, withFileTypes: true }).catch(() => []);
+    const [guarded, unguarded] = await Promise.all([
+      Promise.all(['packs', 'index', 'snapshots'].map((dir) => read(dir, true))),
+      // locks/ and CONFIG are written without the exclusive lock (a lock's own refresh, passwd): a
+      // temporary file there may be a write in progress, unless it is older than any write takes.
+      Promise.all([read('locks', false), read('.', false)]),
+    ]);
+    const candidates = [...guarded.flat().map((entry) => ({ entry, minAgeMs: 0 })), ...unguarded.flat().map((entry) => ({ entry, minAgeMs: ABANDONED_AFTER_MS }))];
+    for (const { entry, minAgeMs } of candidates) {
       if (!entry.isFile() || !TEMP_NAME.test(entry.name)) continue;
       // parentPath from Node 20.12; path before it.
       const file = path.join(entry.parentPath ?? (entry as unknown as { path: string }).path, entry.name);
-      const size = (await fs.stat(file).catch(() => undefined))?.size;
-      if (size === undefined) continue;
+      const stat = await fs.stat(file).catch(() => undefined);
+      if (stat === undefined || Date.now() - stat.mtimeMs < minAgeMs) continue;
       if (!dryRun) await fs.unlink(file);
       count++;
-      bytes += size;
+      bytes += stat.size;
     }
     return { count, bytes };
   }

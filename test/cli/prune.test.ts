@@ -125,24 +125,28 @@ describe('prune after rm', () => {
 });
 
 describe('files a killed writer left half written', () => {
-  it('are found by a dry run and removed by prune, except in locks/, which prune does not own', async () => {
+  it('are found by a dry run and removed by prune; in locks/ and beside CONFIG, only once an hour old', async () => {
     const { store, source } = await twoSnapshots('partial');
     // What a process killed in the middle of a put leaves: the temporary name, never renamed.
     const partial = ['packs/ab/' + 'ab'.repeat(32) + '.tmp-0123456789ab', 'index/' + 'cd'.repeat(32) + '.tmp-ba9876543210', 'snapshots/' + 'ef'.repeat(32) + '.tmp-00ff00ff00ff'];
-    const lockTemp = 'locks/' + '12'.repeat(32) + '.tmp-aaaaaaaaaaaa';
-    for (const rel of [...partial, lockTemp]) {
+    // Written without the exclusive lock (a lock's refresh, passwd): recent ones may be writes in progress.
+    const abandoned = ['locks/' + '34'.repeat(32) + '.tmp-bbbbbbbbbbbb', 'CONFIG.tmp-cccccccccccc'];
+    const inProgress = ['locks/' + '12'.repeat(32) + '.tmp-aaaaaaaaaaaa', 'CONFIG.tmp-dddddddddddd'];
+    for (const rel of [...partial, ...abandoned, ...inProgress]) {
       await fs.mkdir(path.dirname(path.join(store, rel)), { recursive: true });
       await fs.writeFile(path.join(store, rel), Buffer.alloc(1000, 1));
     }
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+    for (const rel of abandoned) await fs.utimes(path.join(store, rel), twoHoursAgo, twoHoursAgo);
     const dry = await kloset(['at', store, 'prune', '-n']);
-    expect(dry.stdout).toMatch(/; would remove 3 partly written files \(2\.93 KiB\) in /);
-    for (const rel of partial) await fs.access(path.join(store, rel));
+    expect(dry.stdout).toMatch(/; would remove 5 partly written files \(4\.88 KiB\) in /);
+    for (const rel of [...partial, ...abandoned]) await fs.access(path.join(store, rel));
     const done = await kloset(['at', store, 'prune']);
     expect(done.code).toBe(0);
-    expect(done.stdout).toMatch(/; removed 3 partly written files \(2\.93 KiB\) in /);
-    for (const rel of partial) await expect(fs.access(path.join(store, rel))).rejects.toThrow(/ENOENT/);
-    await fs.access(path.join(store, lockTemp));
-    await fs.rm(path.join(store, lockTemp));
+    expect(done.stdout).toMatch(/; removed 5 partly written files \(4\.88 KiB\) in /);
+    for (const rel of [...partial, ...abandoned]) await expect(fs.access(path.join(store, rel))).rejects.toThrow(/ENOENT/);
+    for (const rel of inProgress) await fs.access(path.join(store, rel));
+    for (const rel of inProgress) await fs.rm(path.join(store, rel));
     await expectRestoresExactly(store, source);
   });
 });
