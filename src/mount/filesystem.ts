@@ -66,19 +66,26 @@ export class SnapshotFilesystem {
 
   private attributes(node: Node) {
     if (node.type === 'virtual') {
-      return { mode: 0o040555, size: 4096, nlink: 2, uid: 0, gid: 0, mtime: node.time, atime: node.time, ctime: node.time };
+      // As any directory: itself, its '.', and the '..' of each directory in it (`find -links`, `stat`).
+      let subdirectories = 0;
+      for (const child of node.children.values()) {
+        if (child.type === 'virtual' || (child.type === 'entry' && child.entry.kind === 'directory')) subdirectories++;
+      }
+      return { ino: node.ino, mode: 0o040555, size: 4096, nlink: 2 + subdirectories, uid: 0, gid: 0, mtime: node.time, atime: node.time, ctime: node.time };
     }
     if (node.type === 'link') {
-      return { mode: 0o120777, size: node.target.length, nlink: 1, uid: 0, gid: 0, mtime: node.time, atime: node.time, ctime: node.time };
+      return { ino: node.ino, mode: 0o120777, size: node.target.length, nlink: 1, uid: 0, gid: 0, mtime: node.time, atime: node.time, ctime: node.time };
     }
     const e = node.entry;
     const mtime = toDate(e.mtime);
     const size = e.kind === 'file' ? e.size : e.kind === 'symlink' ? Buffer.byteLength(shownName(e.target ?? '')) : e.kind === 'directory' ? 4096 : 0;
     return {
+      ino: node.ino,
       mode: (e.mode & 0o7777) | typeBits(e.kind, e.mode),
       size,
-      // A file with hard links shows how many names it has, as in the source (`ls -l`, `stat`, `find -links`).
-      nlink: e.kind === 'directory' ? 2 : Math.max(1, e.nlink ?? 1),
+      // As in the source (`ls -l`, `stat`, `find -links`): a file with hard links shows how many names it has,
+      // a directory 2 and one more for each directory in it. A source that records none (S3) gives 2 and 1.
+      nlink: Math.max(e.kind === 'directory' ? 2 : 1, e.nlink ?? 0),
       uid: e.uid,
       gid: e.gid,
       rdev: e.rdev ?? 0,
@@ -121,7 +128,16 @@ export class SnapshotFilesystem {
         this.withNode(path, cb, async (node) => {
           if (node.type === 'link' || (node.type === 'entry' && node.entry.kind !== 'directory')) return cb(E.ENOTDIR);
           // The kernel does not add these for FUSE: without them `ls -a` shows an empty directory as nothing at all.
-          cb(0, ['.', '..', ...(await this.namespace.list(path, node))]);
+          const slash = path.lastIndexOf('/');
+          const parent = path === '/' ? node : ((await this.namespace.lookup(slash <= 0 ? '/' : path.slice(0, slash))) ?? node);
+          const children = await this.namespace.list(path, node);
+          // With each name its attributes: the inode number `ls -i` and os.scandir() show without a stat of their own,
+          // and the type that spares `find` one.
+          cb(
+            0,
+            ['.', '..', ...children.map(([name]) => name)],
+            [node, parent, ...children.map(([, child]) => child)].map((n) => this.attributes(n)),
+          );
         }),
       // Without an answer here the kernel takes every access() call as granted: `test -x` and
       // `find -executable` would call every file executable. Writing is refused by the kernel

@@ -178,8 +178,9 @@ export async function mountSnapshots(
     fsname: 'kloset',
     // The binding has no read-only flag; it joins its options with commas,
     // so `ro` rides along: the mount table then says read-only, `test -w`
-    // says no, and the kernel refuses writes before they reach us.
-    subtype: 'kloset,ro',
+    // says no, and the kernel refuses writes before they reach us. So does
+    // `use_ino`: the inode numbers are ours (see InodeNumbers), not libfuse's.
+    subtype: 'kloset,ro,use_ino',
     allowOther: options.allowOther,
     // Other users reach the files only as their modes allow (the kernel checks them), as restic mount does.
     defaultPermissions: options.allowOther,

@@ -4,16 +4,19 @@ import { DamagedSnapshotError, olderFirst, openHeader, snapshotIds, type Snapsho
 import { shownName } from '../snapshot/names.js';
 import { SnapshotReader } from '../snapshot/reader.js';
 import type { Entry } from '../snapshot/tree.js';
+import { InodeNumbers, ROOT_INODE } from './inodes.js';
 
 /** A name in the mount that is not in any snapshot: the snapshot list, the by-date and by-tag views. */
 export interface VirtualDirectory {
   type: 'virtual';
+  ino: number;
   children: Map<string, Node>;
   time: Date;
 }
 
 export interface VirtualLink {
   type: 'link';
+  ino: number;
   target: string;
   time: Date;
 }
@@ -21,6 +24,7 @@ export interface VirtualLink {
 /** An entry inside a snapshot. */
 export interface SnapshotNode {
   type: 'entry';
+  ino: number;
   reader: SnapshotReader;
   entry: Entry;
 }
@@ -80,6 +84,7 @@ export class Namespace {
 
   private constructor(
     private root: Node,
+    private readonly inodes: InodeNumbers,
     private readonly view?: SnapshotsView,
   ) {}
 
@@ -95,8 +100,9 @@ export class Namespace {
     onAdded?: (header: SnapshotHeader) => void,
   ): Namespace {
     const readers = new Map<string, SnapshotReader>();
-    const root = Namespace.snapshotsRoot(repository, headers, readers);
-    if (!select) return new Namespace(root);
+    const inodes = new InodeNumbers();
+    const root = Namespace.snapshotsRoot(repository, headers, readers, inodes);
+    if (!select) return new Namespace(root, inodes);
     const view: SnapshotsView = {
       repository,
       select,
@@ -105,33 +111,40 @@ export class Namespace {
       checkedAt: Date.now(),
       onAdded,
     };
-    return new Namespace(root, view);
+    return new Namespace(root, inodes, view);
   }
 
-  private static snapshotsRoot(repository: Repository, headers: SnapshotHeader[], readers: Map<string, SnapshotReader>): Node {
+  /** The top of the every-snapshot view; each name keeps its inode number across refreshes. */
+  private static snapshotsRoot(
+    repository: Repository,
+    headers: SnapshotHeader[],
+    readers: Map<string, SnapshotReader>,
+    inodes: InodeNumbers,
+  ): Node {
     const now = new Date();
-    const dir = (): VirtualDirectory => ({ type: 'virtual', children: new Map(), time: now });
-    const root = dir();
-    const byDate = dir();
-    const byTag = dir();
+    const dir = (ino: number): VirtualDirectory => ({ type: 'virtual', ino, children: new Map(), time: now });
+    const link = (path: string, target: string, time: Date): VirtualLink => ({ type: 'link', ino: inodes.of(path), target, time });
+    const root = dir(ROOT_INODE);
+    const byDate = dir(inodes.of('/by-date'));
+    const byTag = dir(inodes.of('/by-tag'));
     for (const header of headers) {
       const name = shortSnapshotName(header);
       const key = header.id.toString('hex');
       let reader = readers.get(key);
       if (!reader) readers.set(key, (reader = new SnapshotReader(repository, header)));
-      root.children.set(name, { type: 'entry', reader, entry: header.root });
-      byDate.children.set(dateName(header), { type: 'link', target: `../${name}`, time: header.time });
+      root.children.set(name, { type: 'entry', ino: inodes.of(`snapshot ${key}`), reader, entry: header.root });
+      byDate.children.set(dateName(header), link(`/by-date/${dateName(header)}`, `../${name}`, header.time));
       for (const tag of header.tags) {
         if (tag.includes('/') || tag === '.' || tag === '..' || tag === '') continue;
         let tagDir = byTag.children.get(tag) as VirtualDirectory | undefined;
-        if (!tagDir) byTag.children.set(tag, (tagDir = dir()));
-        tagDir.children.set(name, { type: 'link', target: `../../${name}`, time: header.time });
+        if (!tagDir) byTag.children.set(tag, (tagDir = dir(inodes.of(`/by-tag/${tag}`))));
+        tagDir.children.set(name, link(`/by-tag/${tag}/${name}`, `../../${name}`, header.time));
       }
     }
     root.children.set('by-date', byDate);
     root.children.set('by-tag', byTag);
     const latest = headers[headers.length - 1];
-    if (latest) root.children.set('latest', { type: 'link', target: shortSnapshotName(latest), time: latest.time });
+    if (latest) root.children.set('latest', link('/latest', shortSnapshotName(latest), latest.time));
     return root;
   }
 
@@ -181,7 +194,7 @@ export class Namespace {
     const all = [...view.headers.values()]
       .filter((h): h is SnapshotHeader => h !== null)
       .sort(olderFirst);
-    this.root = Namespace.snapshotsRoot(view.repository, view.select(all), view.readers);
+    this.root = Namespace.snapshotsRoot(view.repository, view.select(all), view.readers, this.inodes);
     for (const path of [...this.resolved.keys()]) {
       if (isViewPath(path) || removed.some((id) => path.startsWith(`/${id.slice(0, 8)}/`))) this.resolved.delete(path);
     }
@@ -189,7 +202,13 @@ export class Namespace {
 
   /** One snapshot, or one directory or file of it, at the mount point. */
   static ofEntry(reader: SnapshotReader, entry: Entry): Namespace {
-    return new Namespace({ type: 'entry', reader, entry });
+    return new Namespace({ type: 'entry', ino: ROOT_INODE, reader, entry }, new InodeNumbers());
+  }
+
+  /** The node of `entry`, at `index` of the `count` entries of the directory `parent`. */
+  private child(parent: SnapshotNode, entry: Entry, index: number, count: number): SnapshotNode {
+    const ino = this.inodes.entry(parent.ino, index, count, entry, parent.reader.header.id.toString('latin1'));
+    return { type: 'entry', ino, reader: parent.reader, entry };
   }
 
   /** The node at a FUSE path ('/', '/a/b'), or undefined. */
@@ -205,15 +224,15 @@ export class Namespace {
     let node: Node | undefined;
     if (parent.type === 'virtual') node = parent.children.get(name);
     else if (parent.type === 'entry' && parent.entry.kind === 'directory') {
-      const entry = await parent.reader.find(parent.entry, name);
-      if (entry) node = { type: 'entry', reader: parent.reader, entry };
+      const found = await parent.reader.findAt(parent.entry, name);
+      if (found) node = this.child(parent, found.entry, found.index, await parent.reader.count(parent.entry));
     }
     if (node) this.resolved.set(path, node);
     return node;
   }
 
-  /** Names in a directory, in order; remembers each child's node for the getattr calls that follow. */
-  async list(path: string, node: Node): Promise<string[]> {
+  /** Names in a directory, in order, with their nodes; remembers each child's node for the getattr calls that follow. */
+  async list(path: string, node: Node): Promise<[string, Node][]> {
     const prefix = path === '/' ? '/' : `${path}/`;
     if (node.type === 'virtual') {
       if (this.view) {
@@ -222,22 +241,21 @@ export class Namespace {
         const current = await this.lookup(path);
         if (current?.type === 'virtual') node = current;
       }
-      return [...node.children.keys()];
+      return [...node.children.entries()];
     }
     if (node.type !== 'entry' || node.entry.kind !== 'directory') return [];
-    const children: Entry[] = [];
-    for await (const child of node.reader.children(node.entry)) children.push(child);
+    const children: SnapshotNode[] = [];
+    const count = await node.reader.count(node.entry);
+    for await (const child of node.reader.children(node.entry)) children.push(this.child(node, child, children.length, count));
     // The kernel takes names as bytes but fuse-native passes them as text: one that is not UTF-8 is
     // shown, and asked for, with U+FFFD. Names that show alike are not remembered under that name,
     // so a lookup finds what SnapshotReader.find does: the name that is that very text, or none.
-    const names = children.map((child) => shownName(child.name));
+    const names = children.map((child) => shownName(child.entry.name));
     const showings = new Map<string, number>();
     for (const name of names) showings.set(name, (showings.get(name) ?? 0) + 1);
     children.forEach((child, i) => {
-      if (child.name.isWellFormed() || showings.get(names[i]) === 1) {
-        this.resolved.set(prefix + names[i], { type: 'entry', reader: node.reader, entry: child });
-      }
+      if (child.entry.name.isWellFormed() || showings.get(names[i]) === 1) this.resolved.set(prefix + names[i], child);
     });
-    return names;
+    return children.map((child, i) => [names[i], child]);
   }
 }

@@ -108,8 +108,14 @@ export class SnapshotReader {
 
   /** One child by name: binary search over the page index, then within the page. */
   async child(entry: Entry, name: string): Promise<Entry | undefined> {
+    return (await this.childAt(entry, name))?.entry;
+  }
+
+  /** One child by name, and its place in the directory (0 for the first name). */
+  private async childAt(entry: Entry, name: string): Promise<{ entry: Entry; index: number } | undefined> {
     const node = await this.directory(entry);
     let entries: Entry[];
+    let start = 0;
     if ('entries' in node) {
       entries = node.entries;
     } else {
@@ -125,13 +131,14 @@ export class SnapshotReader {
       }
       if (found < 0) return undefined;
       entries = await this.page(node.pages[found].id);
+      for (let i = 0; i < found; i++) start += node.pages[i].count;
     }
     let lo = 0;
     let hi = entries.length - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
       const cmp = compareNames(entries[mid].name, name);
-      if (cmp === 0) return entries[mid];
+      if (cmp === 0) return { entry: entries[mid], index: start + mid };
       if (cmp < 0) lo = mid + 1;
       else hi = mid - 1;
     }
@@ -145,13 +152,20 @@ export class SnapshotReader {
    * directory is then read through; two names that show alike match neither.
    */
   async find(entry: Entry, name: string): Promise<Entry | undefined> {
-    const exact = await this.child(entry, name);
+    return (await this.findAt(entry, name))?.entry;
+  }
+
+  /** As find, with the child's place in the directory (0 for the first name), as children() gives them. */
+  async findAt(entry: Entry, name: string): Promise<{ entry: Entry; index: number } | undefined> {
+    const exact = await this.childAt(entry, name);
     if (exact || !name.includes('\uFFFD')) return exact;
-    let found: Entry | undefined;
+    let found: { entry: Entry; index: number } | undefined;
+    let index = 0;
     for await (const child of this.children(entry)) {
+      const at = index++;
       if (child.name.isWellFormed() || shownName(child.name) !== name) continue;
       if (found) return undefined;
-      found = child;
+      found = { entry: child, index: at };
     }
     return found;
   }
