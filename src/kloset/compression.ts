@@ -95,8 +95,10 @@ const DECODE_INLINE = 256 * 1024;
  *
  * `limit` is the most plaintext the blob may hold (a blob in a pack: its
  * rawLength). zstd's decoder takes no output bound, so a frame of a few
- * kilobytes could expand to gigabytes: a frame whose block headers allow more
- * than the limit (and a block) is decoded by a second decoder that stops at the limit.
+ * kilobytes could expand to gigabytes: one whose block headers allow more
+ * than NATIVE_EXPANSION times the limit is decoded by a second decoder, in
+ * JavaScript, that stops at the limit. zstd's own frames stay far below
+ * that; the native decoder may spend up to that much memory on a bad one.
  */
 export async function decodeBlob(encoded: Buffer, what: string, limit: number): Promise<Buffer> {
   const codec = encoded[0];
@@ -105,7 +107,7 @@ export async function decodeBlob(encoded: Buffer, what: string, limit: number): 
   if (codec !== Codec.zstd) throw new IntegrityError(`${what}: unknown codec ${codec}`);
   const bound = zstdOutputBound(body, what);
   try {
-    if (bound >= limit + ZSTD_BLOCK_MAX) return decodeWithin(body, limit, what);
+    if (bound > NATIVE_EXPANSION * limit + ZSTD_BLOCK_MAX) return decodeWithin(body, limit, what);
     return body.length <= DECODE_INLINE ? decoder.decodeSync(body) : await decoder.decode(body);
   } catch (err) {
     if (err instanceof IntegrityError) throw err;
@@ -127,6 +129,13 @@ export function standaloneLimit(sealedLength: number): number {
   return Math.max(STANDALONE_MIN_LIMIT, STANDALONE_EXPANSION * sealedLength);
 }
 
+/**
+ * How far past its limit a frame's bound may go for the native decoder.
+ * zstd 1.5 splits blocks where the data changes (at level 2, where text and
+ * noise alternate): a frame of a chunk that mixes them bounds at up to 1.6
+ * times its plaintext, and at higher levels more.
+ */
+const NATIVE_EXPANSION = 4;
 /** The most a zstd block regenerates (RFC 8878, Block_Maximum_Size). */
 const ZSTD_BLOCK_MAX = 128 * 1024;
 /** The largest window zstd's decoder accepts unless told otherwise (ZSTD_WINDOWLOG_LIMIT_DEFAULT). */
@@ -137,9 +146,8 @@ const SKIPPABLE_MAGIC = 0x184d2a50;
 /**
  * The most bytes the zstd frames of `body` can decode to, read from their
  * block headers alone (RFC 8878): a raw or RLE block states its size, a
- * compressed one regenerates at most a block. zstd cuts all but the last block
- * of a frame at the maximum, so for its frames the bound exceeds the plaintext
- * by less than a block; an RLE block of 4 bytes can stand for 128 KiB.
+ * compressed one regenerates at most a block, and an RLE block of 4 bytes
+ * can stand for 128 KiB.
  */
 function zstdOutputBound(body: Buffer, what: string): number {
   const malformed = () => new IntegrityError(`${what}: not a zstd frame`);
