@@ -65,8 +65,10 @@ interface SnapshotsView {
   readers: Map<string, SnapshotReader>;
   checkedAt: number;
   checking?: Promise<void>;
-  /** Told of each snapshot a refresh finds. */
-  onAdded?: (header: SnapshotHeader) => void;
+  /** Ids of the snapshots shown so far, now or before. */
+  shown: Set<string>;
+  /** Told of each snapshot a refresh shows that was not shown before. */
+  onShown?: (header: SnapshotHeader) => void;
 }
 
 /** A path of the virtual part of the every-snapshot view: a top-level name, or inside by-date/ or by-tag/. */
@@ -97,7 +99,7 @@ export class Namespace {
     repository: Repository,
     headers: SnapshotHeader[],
     select?: (all: SnapshotHeader[]) => SnapshotHeader[],
-    onAdded?: (header: SnapshotHeader) => void,
+    onShown?: (header: SnapshotHeader) => void,
   ): Namespace {
     const readers = new Map<string, SnapshotReader>();
     const inodes = new InodeNumbers();
@@ -109,7 +111,8 @@ export class Namespace {
       headers: new Map(headers.map((h) => [h.id.toString('hex'), h])),
       readers,
       checkedAt: Date.now(),
-      onAdded,
+      shown: new Set(headers.map((h) => h.id.toString('hex'))),
+      onShown,
     };
     return new Namespace(root, inodes, view);
   }
@@ -186,15 +189,19 @@ export class Namespace {
       view.headers.delete(id);
       view.readers.delete(id);
     }
-    for (const { id, header } of read) {
-      if (header === undefined) continue;
-      view.headers.set(id, header);
-      if (header) view.onAdded?.(header);
-    }
+    for (const { id, header } of read) if (header !== undefined) view.headers.set(id, header);
     const all = [...view.headers.values()]
       .filter((h): h is SnapshotHeader => h !== null)
       .sort(olderFirst);
-    this.root = Namespace.snapshotsRoot(view.repository, view.select(all), view.readers, this.inodes);
+    // The headers given at first were those `select` picked: the others are read at the first refresh, and stay unshown.
+    const selected = view.select(all);
+    for (const header of selected) {
+      const id = header.id.toString('hex');
+      if (view.shown.has(id)) continue;
+      view.shown.add(id);
+      view.onShown?.(header);
+    }
+    this.root = Namespace.snapshotsRoot(view.repository, selected, view.readers, this.inodes);
     for (const path of [...this.resolved.keys()]) {
       if (isViewPath(path) || removed.some((id) => path.startsWith(`/${id.slice(0, 8)}/`))) this.resolved.delete(path);
     }

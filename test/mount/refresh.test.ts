@@ -90,3 +90,49 @@ describe('every snapshot mounted while a backup is made', () => {
     );
   }, 60_000);
 });
+
+describe('a mount of some snapshots while backups are made', () => {
+  let tagWork: string;
+  let tagStore: string;
+  let tagSource: string;
+  let tagMnt: string;
+  let tagMount: MountedCli;
+  const tagEnv: NodeJS.ProcessEnv = {};
+  let tagKloset: ReturnType<typeof klosetWith>;
+
+  beforeAll(async () => {
+    tagWork = await tempDir('kloset-mount-refresh-tag-');
+    tagEnv.XDG_CACHE_HOME = path.join(tagWork, 'cache');
+    tagEnv.KLOSET_PASSPHRASE = 'test passphrase';
+    tagKloset = klosetWith(tagEnv);
+    tagSource = path.join(tagWork, 'source');
+    tagStore = path.join(tagWork, 'store');
+    await fs.mkdir(tagSource);
+    await fs.writeFile(path.join(tagSource, 'a.txt'), 'first\n');
+    expect((await tagKloset(['at', tagStore, 'create'])).code).toBe(0);
+    expect((await tagKloset(['at', tagStore, 'backup', tagSource, '--tag', 'shown'])).code).toBe(0);
+    tagMnt = path.join(tagWork, 'mnt');
+    await fs.mkdir(tagMnt);
+    tagMount = await mountCli(tagStore, tagMnt, ['--tag', 'shown'], { env: tagEnv });
+  }, 60_000);
+
+  afterAll(async () => {
+    await tagMount?.stop();
+    await unmountAll();
+    if (tagWork) await fs.rm(tagWork, { recursive: true, force: true });
+  });
+
+  it('says its attributes are not shown only of a snapshot it shows', async () => {
+    await setAttribute(path.join(tagSource, 'a.txt'), 'user.origin', 'test');
+    const hidden = await tagKloset(['at', tagStore, 'backup', tagSource, '--tag', 'other']);
+    expect(hidden.code, hidden.stderr).toBe(0);
+    const hiddenId = /created snapshot ([0-9a-f]{8})/.exec(hidden.stdout)![1];
+    const shown = await tagKloset(['at', tagStore, 'backup', tagSource, '--tag', 'shown']);
+    expect(shown.code, shown.stderr).toBe(0);
+    const shownId = /created snapshot ([0-9a-f]{8})/.exec(shown.stdout)![1];
+    expect(await waitUntil(async () => (await fs.readdir(tagMnt)).includes(shownId), 20_000)).toBe(true);
+    expect(await fs.readdir(tagMnt)).not.toContain(hiddenId);
+    expect(tagMount.stderr()).toContain(`snapshot ${shownId}: its extended attributes are not shown`);
+    expect(tagMount.stderr()).not.toContain(hiddenId);
+  }, 60_000);
+});
