@@ -375,6 +375,28 @@ describe('prune racing another writer, as when its lock was taken for dead while
   });
 });
 
+describe('prune of a store whose kept snapshot holds a large directory', () => {
+  it('keeps the pages of that directory, stored with the forgotten data, and restores it byte for byte', async () => {
+    const source = path.join(work, 'pages-kept-source');
+    const store = path.join(work, 'pages-kept-store');
+    // 1,200 names: a directory stored as two pages, in the pack that also holds gone.bin.
+    await fs.mkdir(path.join(source, 'many'), { recursive: true });
+    for (let i = 0; i < 1200; i++) await fs.writeFile(path.join(source, 'many', `f${String(i).padStart(4, '0')}`), `${i}\n`);
+    await writeRandomFile(path.join(source, 'gone.bin'), 6 * MiB);
+    expect((await kloset(['at', store, 'create'])).code).toBe(0);
+    expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+    await fs.rm(path.join(source, 'gone.bin'));
+    expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+    const ids = JSON.parse((await kloset(['at', store, 'ls', '--json'])).stdout) as { id: string }[];
+    expect((await kloset(['at', store, 'rm', ids[0].id])).code).toBe(0);
+    const pruned = await kloset(['at', store, 'prune']);
+    expect(pruned.stderr).toBe('');
+    expect(pruned.code).toBe(0);
+    expect(pruned.stdout).toMatch(/rewr/);
+    await expectRestoresExactly(store, source);
+  }, 60_000);
+});
+
 describe('prune over a long series of snapshots of a large directory', () => {
   it('reads each directory page once, not once per snapshot that kept it', async () => {
     const source = path.join(work, 'paged-source');
