@@ -144,6 +144,40 @@ describe.each([
   });
 });
 
+describe('a store where one small file among others is damaged', () => {
+  it('restores every other file of its directory, and names that one alone', async () => {
+    const { store, source, kloset: run, second } = await storeWithTwoSnapshots(
+      'kloset-damaged-small-',
+      async (dir) => {
+        for (const name of ['one', 'two', 'three', 'four']) await fs.writeFile(path.join(dir, `${name}.txt`), `${name} `.repeat(200));
+      },
+      async () => undefined,
+    );
+    // A byte flipped in the middle of two.txt's only chunk, found through the index.
+    const { listSnapshots } = (await loadBuilt('snapshot/header.js')) as typeof import('../../src/snapshot/header.js');
+    const { SnapshotReader } = (await loadBuilt('snapshot/reader.js')) as typeof import('../../src/snapshot/reader.js');
+    const { packKey } = (await loadBuilt('kloset/packfile.js')) as typeof import('../../src/kloset/packfile.js');
+    const repository = await openBuiltStore(store);
+    const [header] = await listSnapshots(repository);
+    const entry = await new SnapshotReader(repository, header).lookup('/two.txt');
+    const chunks = (entry.content as { chunks: { id: Buffer }[] }).chunks;
+    expect(chunks).toHaveLength(1);
+    const location = (await repository.find(chunks[0].id))!;
+    await flipByte(path.join(store, packKey(location.packId)), () => location.offset + (location.length >> 1));
+
+    const target = path.join(path.dirname(store), 'restored');
+    const result = await run(['at', store, 'restore', '-to', target, second]);
+    expectNoStackTrace(result);
+    expect(result.code).toBe(3);
+    expect(result.stderr.split('\n').filter(Boolean)).toEqual([expect.stringMatching(/^warning: \/two\.txt: /)]);
+    expect((await fs.readdir(target)).sort()).toEqual(['four.txt', 'one.txt', 'three.txt']);
+    for (const name of ['one', 'three', 'four']) {
+      expect(await fs.readFile(path.join(target, `${name}.txt`), 'utf8')).toBe(await fs.readFile(path.join(source, `${name}.txt`), 'utf8'));
+    }
+    await fs.rm(path.dirname(store), { recursive: true, force: true });
+  });
+});
+
 describe('a store with a damaged snapshot header', () => {
   let store: string;
   let run: ReturnType<typeof klosetWith>;
