@@ -711,3 +711,18 @@ describe('POST /api/restore', () => {
     expect(await listing()).toEqual(before);
   });
 });
+
+describe('GET /api/destinations', () => {
+  it('masks the password a destination alias holds in its location', async () => {
+    const location = 's3://backup-id:uri-password-here@minio:9000/restores';
+    expect((await kloset(['destination', 'add', 'withpassword', location], { env: fixture.env })).code).toBe(0);
+    try {
+      const reply = await get('/api/destinations');
+      expect(reply.status).toBe(200);
+      expect(reply.text).not.toContain('uri-password-here');
+      expect(reply.json().destinations).toContainEqual({ name: '@withpassword', location: 's3://backup-id:****@minio:9000/restores' });
+    } finally {
+      expect((await kloset(['destination', 'rm', 'withpassword'], { env: fixture.env })).code).toBe(0);
+    }
+  });
+});
