@@ -53,6 +53,13 @@ describe('addresses', () => {
     expect(isLoopback('128.0.0.1')).toBe(false);
   });
 
+  it('refuse a host name that only begins like a loopback address, which DNS may send anywhere', () => {
+    for (const name of ['127.0.0.1.nip.io', '127.0.0.1.example.com', '127.1.2.3x']) {
+      expect(isLoopback(name), name).toBe(false);
+      expect(() => parseAddress(`${name}:8080`), name).toThrow(/refusing to listen/);
+    }
+  });
+
   it('are named in the Host header with their port, which on port 80 browsers leave out', () => {
     expect([...acceptedHosts(['Kloset-AB.localhost', '127.0.0.1'], 8080)]).toEqual(['kloset-ab.localhost:8080', '127.0.0.1:8080']);
     expect([...acceptedHosts(['kloset-ab.localhost', '[::1]'], 80)]).toEqual(['kloset-ab.localhost:80', '[::1]:80', 'kloset-ab.localhost', '[::1]']);
