@@ -225,6 +225,18 @@ describe('a store given as s3://bucket/prefix', () => {
     expectOneLineError(ls, /s3:\/\/busy-bucket\/data: not a kloset store/);
   });
 
+  it("refuses to create a store under a prefix that holds the console's folder object and other objects beside it", async () => {
+    await s3.createBucket('folder-busy-bucket');
+    await s3.client().send(new PutObjectCommand({ Bucket: 'folder-busy-bucket', Key: 'data/', Body: '' }));
+    await s3.client().send(new PutObjectCommand({ Bucket: 'folder-busy-bucket', Key: 'data/precious.txt', Body: 'keep me' }));
+    const { kloset } = await sandbox(s3.env());
+    const result = await kloset(['at', 's3://folder-busy-bucket/data', 'create']);
+    expect(result.code).toBe(1);
+    expectOneLineError(result, /s3:\/\/folder-busy-bucket\/data: not empty/);
+    const listed = await s3.client().send(new ListObjectsV2Command({ Bucket: 'folder-busy-bucket' }));
+    expect((listed.Contents ?? []).map((o) => o.Key).sort()).toEqual(['data/', 'data/precious.txt']);
+  });
+
   it("refuses a prefix with a '.' or '..' segment, which a server resolving the request's path puts elsewhere", async () => {
     await s3.createBucket('dots-bucket');
     const { kloset } = await sandbox(s3.env());
