@@ -152,6 +152,20 @@ describe('sync from and with', () => {
   });
 });
 
+describe('sync of a snapshot taken under another host name', () => {
+  it('keeps that host name in the copy, not the name of the machine that copies it', async () => {
+    const from = await newStore('host-from', A.KLOSET_PASSPHRASE);
+    const to = await newStore('host-to', AtoB.KLOSET_PEER_PASSPHRASE);
+    const backup = await kloset(['at', from, 'backup', '-host', 'web1-elsewhere', path.join(source, 'docs')], { env: A });
+    expect(backup.code, backup.stderr).toBe(0);
+    const result = await kloset(['at', from, 'sync', 'to', to], { env: AtoB });
+    expect(result.code, result.stderr).toBe(0);
+    const copies = await listed(to, { KLOSET_PASSPHRASE: AtoB.KLOSET_PEER_PASSPHRASE });
+    expect(copies.map((s) => s.host)).toEqual(['web1-elsewhere']);
+    expect(copies).toEqual(await listed(from, A));
+  });
+});
+
 describe('sync of a damaged snapshot', () => {
   it('copies no snapshot that cannot be read whole, names the file, and exits partial', async () => {
     const damaged = path.join(work, 'A-damaged');
