@@ -7,6 +7,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadBuilt } from '../helpers/built.js';
 import { tempDir } from '../helpers/cli.js';
 import {
   addedToStore,
@@ -162,6 +163,32 @@ describe('sync of a snapshot taken under another host name', () => {
     expect(result.code, result.stderr).toBe(0);
     const copies = await listed(to, { KLOSET_PASSPHRASE: AtoB.KLOSET_PEER_PASSPHRASE });
     expect(copies.map((s) => s.host)).toEqual(['web1-elsewhere']);
+    expect(copies).toEqual(await listed(from, A));
+  });
+});
+
+describe('sync of a snapshot another user took', () => {
+  it('keeps that user in the copy, not the user who copies it', async () => {
+    const from = await newStore('user-from', A.KLOSET_PASSPHRASE);
+    const to = await newStore('user-to', AtoB.KLOSET_PEER_PASSPHRASE);
+    expect((await kloset(['at', from, 'backup', path.join(source, 'docs')], { env: A })).code).toBe(0);
+    // The header rewritten as another account's backup would have written it.
+    const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
+    const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
+    const { listSnapshots, putSnapshotHeader } = (await loadBuilt('snapshot/header.js')) as typeof import('../../src/snapshot/header.js');
+    const savedCache = process.env.XDG_CACHE_HOME;
+    process.env.XDG_CACHE_HOME = path.join(work, 'cache');
+    try {
+      const repository = await Repository.open(new LocalBlobStore(from), async () => A.KLOSET_PASSPHRASE, { loadIndex: false });
+      const [header] = await listSnapshots(repository);
+      await putSnapshotHeader(repository, { ...header, user: 'backup-operator' });
+    } finally {
+      process.env.XDG_CACHE_HOME = savedCache;
+    }
+    const result = await kloset(['at', from, 'sync', 'to', to], { env: AtoB });
+    expect(result.code, result.stderr).toBe(0);
+    const copies = await listed(to, { KLOSET_PASSPHRASE: AtoB.KLOSET_PEER_PASSPHRASE });
+    expect(copies.map((s) => s.user)).toEqual(['backup-operator']);
     expect(copies).toEqual(await listed(from, A));
   });
 });
