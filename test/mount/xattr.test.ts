@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { setAttribute } from '@napi-rs/xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
-import { endMountOf, mountSnapshotOf, type MountedCli } from '../helpers/mount.js';
+import { builtLibrary, endMountOf, mountCli, mountSnapshotOf, storeWithSnapshot, type MountedCli } from '../helpers/mount.js';
 
 const run = promisify(execFile);
 
@@ -133,5 +133,34 @@ for name in ('sub', 'sub/plain.txt'):
     if (!found) return ctx.skip('getfattr is not installed');
     const getfattr = await run('getfattr', ['-R', '-d', plainMnt]);
     expect(getfattr.stdout + getfattr.stderr).toBe('');
+  });
+});
+
+describe.skipIf(!hasPython)('a snapshot whose header predates the count of entries with attributes', () => {
+  let oldWork: string;
+  let oldMount: MountedCli | undefined;
+
+  afterAll(() => endMountOf(oldMount, oldWork));
+
+  it('is taken to have some, and its attributes are shown', async () => {
+    oldWork = await tempDir('kloset-mount-uncounted-');
+    const oldSource = path.join(oldWork, 'source');
+    await fs.mkdir(oldSource);
+    await fs.writeFile(path.join(oldSource, 'tagged.txt'), 'has an attribute\n');
+    await setAttribute(path.join(oldSource, 'tagged.txt'), 'user.kept', Buffer.from('yes'));
+    const store = path.join(oldWork, 'store');
+    const id = await storeWithSnapshot(store, oldSource);
+    // The header as a version before the count wrote it: no withAttributes in its stats.
+    const lib = await builtLibrary();
+    const repository = await lib.Repository.open(new lib.LocalBlobStore(store), async () => '', { loadIndex: false });
+    const [header] = await lib.listSnapshots(repository);
+    expect(header.stats.withAttributes).toBe(1);
+    const { withAttributes: _counted, ...stats } = header.stats;
+    await lib.putSnapshotHeader(repository, { ...header, stats });
+    const oldMnt = path.join(oldWork, 'mnt');
+    await fs.mkdir(oldMnt);
+    oldMount = await mountCli(store, oldMnt, [id]);
+    const { stdout } = await run('python3', ['-c', "import os, sys; print(os.getxattr(os.path.join(sys.argv[1], 'tagged.txt'), 'user.kept').decode())", oldMnt]);
+    expect(stdout.trim()).toBe('yes');
   });
 });
