@@ -11,15 +11,6 @@ import { tempDir } from '../helpers/cli.js';
 import { klosetWith } from '../helpers/fixtures.js';
 import { mountCli, unmountAll, type MountedCli } from '../helpers/mount.js';
 
-let work: string;
-let store: string;
-let source: string;
-let mnt: string;
-let mount: MountedCli;
-let firstId: string;
-let kloset: ReturnType<typeof klosetWith>;
-const env: NodeJS.ProcessEnv = {};
-
 async function waitUntil(check: () => Promise<boolean>, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
@@ -29,30 +20,55 @@ async function waitUntil(check: () => Promise<boolean>, ms: number): Promise<boo
   return check();
 }
 
+/** A store with one snapshot of a one-file source (tagged `tag`), mounted with `mountArgs`. */
+interface MountedStore {
+  work: string;
+  store: string;
+  source: string;
+  mnt: string;
+  mount: MountedCli;
+  firstId: string;
+  kloset: ReturnType<typeof klosetWith>;
+}
+
+async function mountedStore(prefix: string, tag: string, mountArgs: string[]): Promise<MountedStore> {
+  const work = await tempDir(prefix);
+  const env: NodeJS.ProcessEnv = { XDG_CACHE_HOME: path.join(work, 'cache'), KLOSET_PASSPHRASE: 'test passphrase' };
+  const kloset = klosetWith(env);
+  const source = path.join(work, 'source');
+  const store = path.join(work, 'store');
+  await fs.mkdir(source);
+  await fs.writeFile(path.join(source, 'a.txt'), 'first\n');
+  expect((await kloset(['at', store, 'create'])).code).toBe(0);
+  const first = await kloset(['at', store, 'backup', source, '--tag', tag]);
+  expect(first.code, first.stderr).toBe(0);
+  const firstId = /created snapshot ([0-9a-f]{8})/.exec(first.stdout)![1];
+  const mnt = path.join(work, 'mnt');
+  await fs.mkdir(mnt);
+  return { work, store, source, mnt, mount: await mountCli(store, mnt, mountArgs, { env }), firstId, kloset };
+}
+
+async function unmountStore(mounted: MountedStore | undefined): Promise<void> {
+  await mounted?.mount.stop();
+  await unmountAll();
+  if (mounted) await fs.rm(mounted.work, { recursive: true, force: true });
+}
+
 describe('every snapshot mounted while a backup is made', () => {
+  let store: string;
+  let source: string;
+  let mnt: string;
+  let mount: MountedCli;
+  let firstId: string;
+  let kloset: ReturnType<typeof klosetWith>;
+  let mounted: MountedStore;
+
   beforeAll(async () => {
-    work = await tempDir('kloset-mount-refresh-');
-    env.XDG_CACHE_HOME = path.join(work, 'cache');
-    env.KLOSET_PASSPHRASE = 'test passphrase';
-    kloset = klosetWith(env);
-    source = path.join(work, 'source');
-    store = path.join(work, 'store');
-    await fs.mkdir(source);
-    await fs.writeFile(path.join(source, 'a.txt'), 'first\n');
-    expect((await kloset(['at', store, 'create'])).code).toBe(0);
-    const first = await kloset(['at', store, 'backup', source, '--tag', 'old']);
-    expect(first.code, first.stderr).toBe(0);
-    firstId = /created snapshot ([0-9a-f]{8})/.exec(first.stdout)![1];
-    mnt = path.join(work, 'mnt');
-    await fs.mkdir(mnt);
-    mount = await mountCli(store, mnt, [], { env });
+    mounted = await mountedStore('kloset-mount-refresh-', 'old', []);
+    ({ store, source, mnt, mount, firstId, kloset } = mounted);
   }, 60_000);
 
-  afterAll(async () => {
-    await mount?.stop();
-    await unmountAll();
-    if (work) await fs.rm(work, { recursive: true, force: true });
-  });
+  afterAll(() => unmountStore(mounted));
 
   it('shows the new snapshot by id, by date, by tag and as latest, with its files', async () => {
     expect(await fs.readlink(path.join(mnt, 'latest'))).toBe(firstId);
@@ -92,47 +108,25 @@ describe('every snapshot mounted while a backup is made', () => {
 });
 
 describe('a mount of some snapshots while backups are made', () => {
-  let tagWork: string;
-  let tagStore: string;
-  let tagSource: string;
-  let tagMnt: string;
-  let tagMount: MountedCli;
-  const tagEnv: NodeJS.ProcessEnv = {};
-  let tagKloset: ReturnType<typeof klosetWith>;
+  let tagged: MountedStore;
 
   beforeAll(async () => {
-    tagWork = await tempDir('kloset-mount-refresh-tag-');
-    tagEnv.XDG_CACHE_HOME = path.join(tagWork, 'cache');
-    tagEnv.KLOSET_PASSPHRASE = 'test passphrase';
-    tagKloset = klosetWith(tagEnv);
-    tagSource = path.join(tagWork, 'source');
-    tagStore = path.join(tagWork, 'store');
-    await fs.mkdir(tagSource);
-    await fs.writeFile(path.join(tagSource, 'a.txt'), 'first\n');
-    expect((await tagKloset(['at', tagStore, 'create'])).code).toBe(0);
-    expect((await tagKloset(['at', tagStore, 'backup', tagSource, '--tag', 'shown'])).code).toBe(0);
-    tagMnt = path.join(tagWork, 'mnt');
-    await fs.mkdir(tagMnt);
-    tagMount = await mountCli(tagStore, tagMnt, ['--tag', 'shown'], { env: tagEnv });
+    tagged = await mountedStore('kloset-mount-refresh-tag-', 'shown', ['--tag', 'shown']);
   }, 60_000);
 
-  afterAll(async () => {
-    await tagMount?.stop();
-    await unmountAll();
-    if (tagWork) await fs.rm(tagWork, { recursive: true, force: true });
-  });
+  afterAll(() => unmountStore(tagged));
 
   it('says its attributes are not shown only of a snapshot it shows', async () => {
-    await setAttribute(path.join(tagSource, 'a.txt'), 'user.origin', 'test');
-    const hidden = await tagKloset(['at', tagStore, 'backup', tagSource, '--tag', 'other']);
+    await setAttribute(path.join(tagged.source, 'a.txt'), 'user.origin', 'test');
+    const hidden = await tagged.kloset(['at', tagged.store, 'backup', tagged.source, '--tag', 'other']);
     expect(hidden.code, hidden.stderr).toBe(0);
     const hiddenId = /created snapshot ([0-9a-f]{8})/.exec(hidden.stdout)![1];
-    const shown = await tagKloset(['at', tagStore, 'backup', tagSource, '--tag', 'shown']);
+    const shown = await tagged.kloset(['at', tagged.store, 'backup', tagged.source, '--tag', 'shown']);
     expect(shown.code, shown.stderr).toBe(0);
     const shownId = /created snapshot ([0-9a-f]{8})/.exec(shown.stdout)![1];
-    expect(await waitUntil(async () => (await fs.readdir(tagMnt)).includes(shownId), 20_000)).toBe(true);
-    expect(await fs.readdir(tagMnt)).not.toContain(hiddenId);
-    expect(tagMount.stderr()).toContain(`snapshot ${shownId}: its extended attributes are not shown`);
-    expect(tagMount.stderr()).not.toContain(hiddenId);
+    expect(await waitUntil(async () => (await fs.readdir(tagged.mnt)).includes(shownId), 20_000)).toBe(true);
+    expect(await fs.readdir(tagged.mnt)).not.toContain(hiddenId);
+    expect(tagged.mount.stderr()).toContain(`snapshot ${shownId}: its extended attributes are not shown`);
+    expect(tagged.mount.stderr()).not.toContain(hiddenId);
   }, 60_000);
 });
