@@ -4,7 +4,7 @@
  * that leaves nothing mounted behind even when a test fails half-way.
  */
 import { execFile, type SpawnOptions } from 'node:child_process';
-import { promises as fs, readFileSync } from 'node:fs';
+import { promises as fs, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
@@ -96,6 +96,39 @@ export function processGone(pid: number): boolean {
   }
 }
 
+/**
+ * Where process `pid` and its children wait, from /proc: each thread's name,
+ * state and kernel wait channel, so a mount that does not stop says whether
+ * it is blocked in the kernel, in fusermount, or never saw the signal.
+ */
+function whereStuck(pid: number, mountpoint: string): string {
+  const read = (file: string) => {
+    try {
+      return readFileSync(file, 'utf8').trim();
+    } catch {
+      return '?';
+    }
+  };
+  const describe = (p: string): string[] => {
+    let tids: string[] = [];
+    try {
+      tids = readdirSync(`/proc/${p}/task`);
+    } catch {
+      return [`${p}: gone`];
+    }
+    const lines = [`${p}: ${read(`/proc/${p}/cmdline`).replace(/\0/g, ' ')}`];
+    for (const tid of tids) {
+      const stat = read(`/proc/${p}/task/${tid}/stat`);
+      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      lines.push(`  ${tid} ${read(`/proc/${p}/task/${tid}/comm`)} ${state} ${read(`/proc/${p}/task/${tid}/wchan`)}`);
+    }
+    const children = tids.flatMap((tid) => read(`/proc/${p}/task/${tid}/children`).split(' ').filter((c) => /^\d+$/.test(c)));
+    return [...lines, ...children.flatMap(describe)];
+  };
+  const mounted = read('/proc/self/mountinfo').split('\n').some((line) => unescapeMountinfo(line.split(' ')[4] ?? '') === mountpoint);
+  return [`${mountpoint} ${mounted ? 'still mounted' : 'not mounted'}`, ...describe(String(pid))].join('\n');
+}
+
 /** Remembers a mount point (and the process serving it) for the safety net, e.g. one made with --background. */
 export function trackMount(dir: string, pid?: number): void {
   tracked.add({ dir: path.resolve(dir), pid, exited: () => pid === undefined || processGone(pid) });
@@ -156,10 +189,11 @@ export async function mountCli(
     if (!exited) child.kill(signal);
     const result = await waitFor(done, STOP_TIMEOUT_MS);
     if (result === 'timeout') {
+      const where = whereStuck(child.pid!, dir);
       child.kill('SIGKILL');
       await done;
       await lazyUnmount(dir);
-      throw new Error(`mount did not exit within ${STOP_TIMEOUT_MS} ms of ${signal}:\n${stderr}${stdout}`);
+      throw new Error(`mount did not exit within ${STOP_TIMEOUT_MS} ms of ${signal}:\n${stderr}${stdout}\n${where}`);
     }
     return result;
   };
