@@ -5,10 +5,11 @@
  * The snapshots are back-dated through the library so that a policy over
  * days and months has days and months to judge; TZ is UTC for the CLI.
  */
+import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from '../helpers/cli.js';
+import { startKloset, tempDir } from '../helpers/cli.js';
 import { loadBuilt, openBuiltStore } from '../helpers/built.js';
 import { MiB, describeTree, expectOneLineError, klosetWith, storeSize, writeRandomFile } from '../helpers/fixtures.js';
 
@@ -182,5 +183,39 @@ describe('rm refuses what it cannot read, in one line, and removes nothing', () 
     expectOneLineError(result, message);
     expect(result.code).toBe(2);
     expect(await listed()).toEqual([ids[1]]);
+  });
+});
+
+describe('rm beside a backup', () => {
+  it('is refused in one line while a backup holds the store, and the snapshot stays listed', async () => {
+    const before = await listed();
+    const gate = path.join(work, 'gate');
+    execFileSync('mkfifo', [gate]);
+    // The backup streams what cat reads from the FIFO: it holds its lock until the test closes its end.
+    const { done } = startKloset(['at', store, 'backup', '-stdin-from-command', '-stdin-filename', 'gate.txt', '--', 'cat', gate], {
+      env: { XDG_CACHE_HOME: path.join(work, 'cache'), TZ: 'UTC' },
+    });
+    // Opened once cat has the FIFO open: the backup took its lock before it started cat.
+    const writer = await Promise.race([
+      fs.open(gate, 'w'),
+      done.then((result) => Promise.reject(new Error(`the backup ended before reading: ${result.stderr}`))),
+    ]);
+    try {
+      await writer.write('written while rm is refused\n');
+      const refused = await kloset(['at', store, 'rm', before[0].slice(0, 8)]);
+      expectOneLineError(refused, /^kloset: store is in use by a backup \(pid \d+ on .* since .*\): try again once it has ended$/);
+      expect(refused.code).toBe(1);
+      expect(refused.stdout).toBe('');
+      expect(await listed()).toEqual(before);
+    } finally {
+      await writer.close();
+    }
+    const backup = await done;
+    expect(backup.stderr).toBe('');
+    expect(backup.code).toBe(0);
+    const after = await listed();
+    expect(after.slice(0, before.length)).toEqual(before);
+    expect(after).toHaveLength(before.length + 1);
+    expect((await kloset(['at', store, 'cat', 'latest:/gate.txt'])).stdout).toBe('written while rm is refused\n');
   });
 });
