@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsExporter } from '../../src/connectors/fs/exporter.js';
 import type { Entry } from '../../src/snapshot/tree.js';
 import { tempDir } from '../helpers/cli.js';
+import { escapeRegExp } from '../helpers/fixtures.js';
 
 let work: string;
 
@@ -155,5 +156,52 @@ describe('a restore into a directory that already holds things', () => {
     const { getAttributeSync } = await import('@napi-rs/xattr');
     expect(Buffer.from(getAttributeSync(path.join(target, 'ping'), 'security.capability')!).equals(capability)).toBe(true);
     expect((await fs.stat(path.join(target, 'ping'))).uid).toBe(1234);
+  });
+});
+
+describe('a restore into a directory given a path that climbs out of it', () => {
+  it("refuses '..' segments for every kind of entry, and writes nothing outside the target, for an absolute path either", async () => {
+    const base = path.join(work, 'climbing');
+    const target = path.join(base, 'target');
+    const victim = path.join(base, 'victim.txt');
+    await fs.mkdir(base);
+    await fs.writeFile(victim, 'outside, untouched\n', { mode: 0o600 });
+    const victimBefore = await fs.stat(victim);
+    const exporter = new FsExporter(target);
+    await exporter.createDirectory('', directory);
+    await exporter.createDirectory('sub', { ...directory, name: 'sub' });
+    await exporter.writeFile('inside.txt', file('inside.txt', 7), once(Buffer.from('inside\n')));
+
+    const refused = new RegExp(`: refusing to write outside ${escapeRegExp(target)}$`);
+    const data = Buffer.from('climbed\n');
+    const symlink: Entry = { ...file('link', 0), kind: 'symlink', mode: 0o120777, target: '/etc/hostname' };
+    const fifo: Entry = { ...file('fifo', 0), kind: 'fifo', mode: 0o010644 };
+    for (const rel of ['..', '../victim.txt', '../escaped', 'sub/../../victim.txt', 'sub/../../escaped', 'sub/../..']) {
+      await expect(exporter.writeFile(rel, file('escaped', data.length), once(data)), rel).rejects.toThrow(refused);
+      const [failure] = await exporter.writeFiles([{ path: rel, entry: file('escaped', data.length), data }]);
+      expect(failure?.message, rel).toMatch(refused);
+      await expect(exporter.createDirectory(rel, { ...directory, name: 'escaped' }), rel).rejects.toThrow(refused);
+      await expect(exporter.createSpecial(rel, symlink), rel).rejects.toThrow(refused);
+      await expect(exporter.createSpecial(rel, fifo), rel).rejects.toThrow(refused);
+      await expect(exporter.linkFile('inside.txt', rel), rel).rejects.toThrow(refused);
+      // Nor is a file outside linked in: the target would then hold a name for it.
+      await expect(exporter.linkFile(rel, 'linked.txt'), rel).rejects.toThrow(refused);
+      await expect(exporter.finishDirectory(rel, { ...directory, mode: 0o040777, mtime: { sec: 1_000_000_000, nsec: 0 } }), rel).rejects.toThrow(refused);
+    }
+    // An absolute path names a place below the target, or is refused: never the file it names.
+    for (const absolute of [victim, path.join(base, 'absolute.txt')]) {
+      await exporter.writeFile(absolute, file('absolute', data.length), once(data)).catch(() => undefined);
+    }
+    await exporter.close();
+
+    expect((await fs.readdir(base)).sort()).toEqual(['target', 'victim.txt']);
+    expect(await fs.readFile(victim, 'utf8')).toBe('outside, untouched\n');
+    const victimAfter = await fs.stat(victim);
+    expect([victimAfter.ino, victimAfter.nlink, victimAfter.mode, victimAfter.mtimeMs]).toEqual([victimBefore.ino, 1, victimBefore.mode, victimBefore.mtimeMs]);
+    const baseAfter = await fs.stat(base);
+    expect(baseAfter.mode & 0o7777).not.toBe(0o777);
+    expect(baseAfter.mtimeMs).not.toBe(1_000_000_000_000);
+    expect((await fs.readdir(target)).sort()).toEqual(['inside.txt', 'sub']);
+    expect(await fs.readdir(path.join(target, 'sub'))).toEqual([]);
   });
 });
