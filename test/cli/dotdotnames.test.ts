@@ -1,0 +1,124 @@
+/**
+ * No backup records an entry named '..', but a store is data, and whoever
+ * holds its key can forge a snapshot that has some. restore and archive
+ * leave such entries out, each named in a warning (exit 3): nothing is
+ * written outside the target, and no member of a tar or zip climbs out of
+ * the directory it is extracted into.
+ */
+import { execFile } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Importer, SourceEntry } from '../../src/snapshot/importer.js';
+import { tempDir } from '../helpers/cli.js';
+import { describeTree, expectNoStackTrace, klosetWith } from '../helpers/fixtures.js';
+import { storeWithSnapshot } from '../helpers/mount.js';
+
+const run = promisify(execFile);
+
+const MTIME = { sec: 1_700_000_000, nsec: 0 };
+
+/** A tree with a directory named '..' at the top, and another inside sub/, each holding a file. */
+const FILES: Record<string, string> = {
+  '../escaped.txt': 'one level above the target\n',
+  'plain.txt': 'plain\n',
+  'sub/../planted.txt': 'at the top of the target, planted through sub/..\n',
+  'sub/kept.txt': 'kept\n',
+};
+
+/** The forged source: directories and files as FILES lays them out, in the order a backup lists them. */
+class DotDotImporter implements Importer {
+  readonly type = 'fs';
+  readonly origin = 'forged';
+  readonly source = '/forged';
+
+  private entry(name: string, kind: 'file' | 'directory', size = 0): SourceEntry {
+    return { name, kind, mode: kind === 'file' ? 0o100644 : 0o040755, uid: 0, gid: 0, size, mtime: MTIME };
+  }
+
+  async rootEntry(): Promise<SourceEntry> {
+    return this.entry('', 'directory');
+  }
+
+  async *children(dir: string): AsyncIterable<SourceEntry> {
+    const prefix = dir === '' ? '' : `${dir}/`;
+    const names = new Map<string, SourceEntry>();
+    for (const [file, content] of Object.entries(FILES)) {
+      if (!file.startsWith(prefix)) continue;
+      const [name, ...below] = file.slice(prefix.length).split('/');
+      if (!names.has(name)) names.set(name, below.length ? this.entry(name, 'directory') : this.entry(name, 'file', Buffer.byteLength(content)));
+    }
+    for (const name of [...names.keys()].sort()) yield names.get(name)!;
+  }
+
+  async *read(file: string): AsyncIterable<Buffer> {
+    yield Buffer.from(FILES[file]);
+  }
+
+  async close(): Promise<void> {}
+}
+
+let work: string;
+let store: string;
+let kloset: ReturnType<typeof klosetWith>;
+
+beforeAll(async () => {
+  work = await tempDir('kloset-dotdot-');
+  store = path.join(work, 'store');
+  kloset = klosetWith({ XDG_CACHE_HOME: path.join(work, 'cache') });
+  await storeWithSnapshot(store, new DotDotImporter());
+  // The forged snapshot does hold them, as ls shows.
+  const listed = await kloset(['at', store, 'ls', '-R', 'latest']);
+  expect(listed.code).toBe(0);
+  expect(listed.stdout).toMatch(/ \.\.\/escaped\.txt$/m);
+  expect(listed.stdout).toMatch(/ sub\/\.\.\/planted\.txt$/m);
+});
+
+afterAll(async () => {
+  await fs.rm(work, { recursive: true, force: true });
+});
+
+/** Every file under `dir` whose name is one of the files behind a '..', wherever it landed. */
+async function landed(dir: string): Promise<string[]> {
+  const found = await fs.readdir(dir, { recursive: true });
+  return found.filter((rel) => ['escaped.txt', 'planted.txt'].includes(path.basename(rel))).sort();
+}
+
+describe("entries named '..' in a snapshot", () => {
+  it('are left out of a restore, each with a warning: nothing is written above the target or through sub/..', async () => {
+    const around = path.join(work, 'around');
+    const target = path.join(around, 'target');
+    await fs.mkdir(around);
+    const result = await kloset(['at', store, 'restore', '-to', target, 'latest']);
+    expectNoStackTrace(result);
+    // Named by the directory that holds them.
+    expect(result.stderr.split('\n').filter(Boolean).sort()).toEqual(['warning: /: invalid name ".."', 'warning: /sub: invalid name ".."']);
+    expect(result.code).toBe(3);
+    expect(await fs.readdir(around)).toEqual(['target']);
+    expect(Object.keys(await describeTree(target)).sort()).toEqual(['.', 'plain.txt', 'sub', 'sub/kept.txt']);
+    expect(await fs.readFile(path.join(target, 'sub/kept.txt'), 'utf8')).toBe('kept\n');
+    expect(await landed(work)).toEqual([]);
+  });
+
+  it.each([
+    ['tar', ['tar', '-tf']],
+    ['zip', ['unzip', '-Z1']],
+  ])('are left out of a %s archive, each with a warning', async (format, [lister, ...flags]) => {
+    const output = path.join(work, `forged.${format}`);
+    const result = await kloset(['at', store, 'archive', '-output', output, 'latest']);
+    expectNoStackTrace(result);
+    expect(result.stderr).toBe('warning: ..: invalid name "..", left out\nwarning: sub/..: invalid name "..", left out\n');
+    expect(result.code).toBe(3);
+    const { stdout } = await run(lister, [...flags, output]);
+    const members = stdout.split('\n').filter(Boolean).sort();
+    expect(members).toEqual(['plain.txt', 'sub/', 'sub/kept.txt']);
+    // Extracted, it makes nothing beside the directory it goes into.
+    const around = path.join(work, `extracted-${format}`);
+    const into = path.join(around, 'into');
+    await fs.mkdir(into, { recursive: true });
+    await run(lister === 'tar' ? 'tar' : 'unzip', lister === 'tar' ? ['-xf', output, '-C', into] : ['-q', output, '-d', into]);
+    expect(await fs.readdir(around)).toEqual(['into']);
+    expect(await landed(around)).toEqual([]);
+  });
+});
