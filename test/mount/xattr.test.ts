@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { setAttribute } from '@napi-rs/xattr';
+import { getAttribute, listAttributes, setAttribute } from '@napi-rs/xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
 import { builtLibrary, endMountOf, mountCli, mountSnapshotOf, storeWithSnapshot, type MountedCli } from '../helpers/mount.js';
@@ -162,5 +162,30 @@ describe.skipIf(!hasPython)('a snapshot whose header predates the count of entri
     oldMount = await mountCli(store, oldMnt, [id]);
     const { stdout } = await run('python3', ['-c', "import os, sys; print(os.getxattr(os.path.join(sys.argv[1], 'tagged.txt'), 'user.kept').decode())", oldMnt]);
     expect(stdout.trim()).toBe('yes');
+  });
+});
+
+describe('a snapshot whose only extended attribute is on the directory backed up', () => {
+  let rootWork: string;
+  let rootMount: MountedCli | undefined;
+
+  afterAll(() => endMountOf(rootMount, rootWork));
+
+  it('shows it on the snapshot mounted, and none on its files', async () => {
+    rootWork = await tempDir('kloset-mount-rootxattr-');
+    const rootSource = path.join(rootWork, 'source');
+    await fs.mkdir(path.join(rootSource, 'sub'), { recursive: true });
+    await fs.writeFile(path.join(rootSource, 'sub', 'plain.txt'), 'no attributes\n');
+    await setAttribute(rootSource, 'user.x', Buffer.from('on the root'));
+    // The snapshot's count of entries with attributes is all the mount goes by: it must count the root.
+    const mounted = await mountSnapshotOf(rootWork, rootSource);
+    rootMount = mounted.mount;
+    const rootMnt = mounted.mnt;
+    expect(await listAttributes(rootMnt)).toEqual(await listAttributes(rootSource));
+    expect(String(await getAttribute(rootMnt, 'user.x'))).toBe('on the root');
+    for (const name of ['sub', 'sub/plain.txt']) {
+      expect(await listAttributes(path.join(rootMnt, name)), name).toEqual([]);
+      expect(await getAttribute(path.join(rootMnt, name), 'user.x'), name).toBeNull();
+    }
   });
 });
