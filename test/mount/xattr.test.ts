@@ -11,6 +11,8 @@ import { promisify } from 'node:util';
 import { getAttribute, listAttributes, setAttribute } from '@napi-rs/xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
+import { openBuiltStore } from '../helpers/built.js';
+import { storeWithTwoSnapshots } from '../helpers/fixtures.js';
 import { builtLibrary, endMountOf, mountCli, mountSnapshotOf, storeWithSnapshot, type MountedCli } from '../helpers/mount.js';
 
 const run = promisify(execFile);
@@ -187,5 +189,36 @@ describe('a snapshot whose only extended attribute is on the directory backed up
       expect(await listAttributes(path.join(rootMnt, name)), name).toEqual([]);
       expect(await getAttribute(path.join(rootMnt, name), 'user.x'), name).toBeNull();
     }
+  });
+});
+
+describe('a mount of every snapshot, of which only the newest has extended attributes', () => {
+  let storeWork: string;
+  let storeMount: MountedCli | undefined;
+
+  afterAll(() => endMountOf(storeMount, storeWork));
+
+  it("shows that snapshot's attributes", async () => {
+    const { work: made, store, first, second } = await storeWithTwoSnapshots(
+      'kloset-mount-somexattr-',
+      (source) => fs.writeFile(path.join(source, 'plain.txt'), 'no attributes\n'),
+      async (source) => {
+        await fs.writeFile(path.join(source, 'tagged.txt'), 'has an attribute\n');
+        await setAttribute(path.join(source, 'tagged.txt'), 'user.x', Buffer.from('in the second snapshot'));
+      },
+    );
+    storeWork = made;
+    // The oldest snapshot, listed first, has none at all.
+    const repository = await openBuiltStore(store, { loadIndex: false });
+    const { listSnapshots } = await builtLibrary();
+    expect((await listSnapshots(repository)).map((h) => h.stats.withAttributes)).toEqual([0, 1]);
+    const storeMnt = path.join(made, 'mnt');
+    await fs.mkdir(storeMnt);
+    storeMount = await mountCli(store, storeMnt, [], { env: { XDG_CACHE_HOME: path.join(made, 'cache') } });
+    expect(await fs.readdir(storeMnt)).toEqual(expect.arrayContaining([first, second]));
+    const tagged = path.join(storeMnt, second, 'tagged.txt');
+    expect(await listAttributes(tagged)).toEqual(['user.x']);
+    expect(String(await getAttribute(tagged, 'user.x'))).toBe('in the second snapshot');
+    expect(await listAttributes(path.join(storeMnt, first, 'plain.txt'))).toEqual([]);
   });
 });
