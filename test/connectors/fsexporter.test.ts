@@ -205,3 +205,38 @@ describe('a restore into a directory given a path that climbs out of it', () => 
     expect(await fs.readdir(path.join(target, 'sub'))).toEqual([]);
   });
 });
+
+describe('a restore into the root directory', () => {
+  it('writes below it, as a restore of a whole system does', async () => {
+    const place = path.join(work, 'under-root');
+    const exporter = new FsExporter('/');
+    await exporter.createDirectory('', directory);
+    const rel = path.relative('/', place);
+    await exporter.createDirectory(rel, { ...directory, name: 'under-root' });
+    await exporter.writeFile(path.join(rel, 'a.txt'), file('a.txt', 3), once(Buffer.from('a\n\n')));
+    await exporter.createSpecial(path.join(rel, 'b'), { ...file('b', 0), kind: 'symlink', mode: 0o120777, target: 'a.txt' });
+    await exporter.close();
+    expect(await fs.readFile(path.join(place, 'a.txt'), 'utf8')).toBe('a\n\n');
+    expect(await fs.readlink(path.join(place, 'b'))).toBe('a.txt');
+  });
+});
+
+describe('a restore given a path that names the target itself', () => {
+  it('refuses to put anything but the target directory there', async () => {
+    const target = path.join(work, 'itself');
+    const exporter = new FsExporter(target);
+    await exporter.createDirectory('', directory);
+    await exporter.createDirectory('sub', { ...directory, name: 'sub' });
+    const refused = new RegExp(`: refusing to write outside ${escapeRegExp(target)}$`);
+    const data = Buffer.from('replaced\n');
+    for (const rel of ['sub/..', '.', 'sub/../.']) {
+      await expect(exporter.writeFile(rel, file('itself', data.length), once(data)), rel).rejects.toThrow(refused);
+      const [failure] = await exporter.writeFiles([{ path: rel, entry: file('itself', data.length), data }]);
+      expect(failure?.message, rel).toMatch(refused);
+      await expect(exporter.createSpecial(rel, { ...file('link', 0), kind: 'symlink', mode: 0o120777, target: 'elsewhere' }), rel).rejects.toThrow(refused);
+    }
+    await exporter.close();
+    expect((await fs.lstat(target)).isDirectory()).toBe(true);
+    expect(await fs.readdir(target)).toEqual(['sub']);
+  });
+});

@@ -109,9 +109,11 @@ export class FsExporter implements Exporter {
     this.keepOut = (options.keepOut ?? []).map((place) => path.join(this.target, place));
   }
 
+  /** Only '' names the target itself; every other path must lie below it, whatever its `..` segments. */
   private full(rel: string): string {
     const full = rel === '' ? this.target : path.join(this.target, rel);
-    if (full !== this.target && !full.startsWith(this.target + path.sep)) {
+    const inside = path.relative(this.target, full);
+    if (rel !== '' && (inside === '' || inside === '..' || inside.startsWith('..' + path.sep) || path.isAbsolute(inside))) {
       throw new KlosetError(`${full}: refusing to write outside ${this.target}`);
     }
     if (this.keepOut.some((place) => full === place || full.startsWith(place + path.sep))) {
