@@ -200,7 +200,7 @@ export async function restore(
         if (selection === 'skip' || (selection === 'search' && child.kind !== 'directory')) continue;
         const problem = checkEntryName(child.name);
         if (problem) {
-          fail(rel, new Error(problem));
+          fail(childRel, new Error(`${problem}, left out`));
           continue;
         }
         if (child.kind === 'directory') {
