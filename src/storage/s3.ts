@@ -33,6 +33,7 @@ type S3Client = InstanceType<typeof S3Client>;
 const { Upload } = requireCjs('@aws-sdk/lib-storage') as typeof import('@aws-sdk/lib-storage');
 type Upload = InstanceType<typeof Upload>;
 const { AdaptiveRetryStrategy, StandardRetryStrategy } = requireCjs('@smithy/core/retry') as typeof import('@smithy/core/retry');
+const { loadConfig, NODE_REGION_CONFIG_FILE_OPTIONS, NODE_REGION_CONFIG_OPTIONS } = requireCjs('@smithy/core/config') as typeof import('@smithy/core/config');
 
 /**
  * The SDK's standard retries with no retry quota. The SDK's strategy shares
@@ -95,7 +96,7 @@ export interface S3StoreOptions {
   endpoint?: string;
   /** Where the endpoint was given, for messages: `endpoint` (an alias's key) unless an environment variable. */
   endpointSource?: string;
-  /** Default: us-east-1 when an endpoint is given, else the SDK's (AWS_REGION, the profile). */
+  /** Default: the SDK's (AWS_REGION, the profile), and us-east-1 when it has none and an endpoint is given. */
   region?: string;
   /** With `secretAccessKey`; when both are absent, the SDK's default credential chain applies. */
   accessKey?: string;
@@ -316,8 +317,13 @@ export function createS3Client(options: S3StoreOptions = {}): S3Client {
   } else if (options.forcePathStyle !== undefined) {
     config.forcePathStyle = options.forcePathStyle;
   }
-  const region = options.region ?? (options.endpoint ? 'us-east-1' : undefined);
-  if (region) config.region = region;
+  if (options.region) config.region = options.region;
+  else if (options.endpoint) {
+    // The SDK's own region (AWS_REGION, the profile's), as the aws CLI takes it with --endpoint-url:
+    // a server set up for another region refuses a signature for us-east-1, which is only the fallback.
+    const chain = loadConfig(NODE_REGION_CONFIG_OPTIONS, NODE_REGION_CONFIG_FILE_OPTIONS);
+    config.region = () => chain().catch(() => 'us-east-1');
+  }
   if (options.accessKey !== undefined || options.secretAccessKey !== undefined) {
     if (!options.accessKey || !options.secretAccessKey) {
       throw new UsageError('access_key and secret_access_key go together: set both, or neither to use the AWS credential chain');

@@ -54,6 +54,8 @@ export interface FaultRule {
 export interface ProxiedRequest {
   method: string;
   url: string;
+  /** The Authorization header, whose credential scope names the region a request was signed for. */
+  authorization?: string;
   fault?: Fault;
 }
 
@@ -148,7 +150,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     const url = req.url ?? '/';
     requests[method] = (requests[method] ?? 0) + 1;
     const rule = chooseFault(method, url);
-    log.push({ method, url, ...(rule ? { fault: rule.fault } : {}) });
+    const authorization = req.headers.authorization;
+    log.push({ method, url, ...(authorization ? { authorization } : {}), ...(rule ? { fault: rule.fault } : {}) });
     if (!rule) return forward(req, res);
     faults[method] = (faults[method] ?? 0) + 1;
     switch (rule.fault) {

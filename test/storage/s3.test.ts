@@ -1,6 +1,9 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IntegrityError, KlosetError, NotFoundError, UsageError } from '../../src/errors.js';
@@ -104,6 +107,42 @@ describe('S3 locations', () => {
     stores.push(withKeys);
     await withKeys.put('k', Buffer.from('v'));
     expect((await withKeys.get('k')).toString()).toBe('v');
+  });
+
+  it("signs for the region of AWS_REGION or of the profile when an endpoint is given, else for us-east-1", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kloset-region-'));
+    const configFile = path.join(dir, 'config');
+    await writeFile(configFile, '[profile eu]\nregion = eu-west-3\n');
+    const saved = { AWS_REGION: process.env.AWS_REGION, AWS_PROFILE: process.env.AWS_PROFILE, AWS_CONFIG_FILE: process.env.AWS_CONFIG_FILE };
+    const regionsSigned = async (): Promise<string[]> => {
+      proxy.resetCounts();
+      const opened = store({ viaProxy: true });
+      await opened.put('k', Buffer.from('v'));
+      await opened.get('k');
+      return proxy.log.map((request) => /Credential=[^/]+\/\d+\/([^/]+)\/s3\//.exec(request.authorization ?? '')?.[1] ?? 'unsigned');
+    };
+    try {
+      delete process.env.AWS_PROFILE;
+      process.env.AWS_CONFIG_FILE = configFile;
+      process.env.AWS_REGION = 'ap-south-1';
+      expect(await regionsSigned()).toEqual(['ap-south-1', 'ap-south-1']);
+      delete process.env.AWS_REGION;
+      process.env.AWS_PROFILE = 'eu';
+      expect(await regionsSigned()).toEqual(['eu-west-3', 'eu-west-3']);
+      delete process.env.AWS_PROFILE;
+      expect(await regionsSigned()).toEqual(['us-east-1', 'us-east-1']);
+      process.env.AWS_REGION = 'ap-south-1';
+      const configured = store({ viaProxy: true, region: 'ca-central-1' });
+      proxy.resetCounts();
+      await configured.put('k', Buffer.from('v'));
+      expect(proxy.log[0]!.authorization).toContain('/ca-central-1/s3/');
+    } finally {
+      for (const [name, value] of Object.entries(saved)) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
