@@ -470,6 +470,14 @@ describe('S3 source', () => {
     await expect(backup(repository, importer('s3://no-such-bucket'))).rejects.toThrow('s3://no-such-bucket: no such bucket');
   });
 
+  it('says the access key is wrong, not only that access is denied, though the HEAD of the bucket has no body to tell', async () => {
+    const repository = await newRepository();
+    await expect(backup(repository, importer('s3://source/photos', {}, s3.client({ accessKey: 'NOT-A-KEY' })))).rejects.toThrow(
+      /^s3:\/\/source: the access key is not known to the server \(InvalidAccessKeyId\)$/,
+    );
+    expect(await listSnapshots(repository, () => undefined)).toEqual([]);
+  });
+
   it('refuses a prefix with nothing under it, or one that names an object, rather than store an empty snapshot', async () => {
     const repository = await newRepository();
     await expect(backup(repository, importer('s3://source/no-such-prefix'))).rejects.toThrow(
