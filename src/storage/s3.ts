@@ -679,10 +679,7 @@ export class S3BlobStore implements BlobStore {
       case 'TokenRefreshRequired':
         return new KlosetError(`${bucket}: the credentials have expired`, { cause: err });
       case 'CredentialsProviderError':
-        return new KlosetError(
-          `${bucket}: no AWS credentials found (set access_key and secret_access_key, or AWS_ACCESS_KEY_ID, AWS_PROFILE)`,
-          { cause: err },
-        );
+        return new KlosetError(`${bucket}: ${noCredentials()}`, { cause: err });
       case 'InvalidStorageClass':
         return new KlosetError(`${bucket}: the server does not accept the storage class`, { cause: err });
     }
@@ -701,6 +698,18 @@ export class S3BlobStore implements BlobStore {
     const label = name && name !== 'Error' && !detail.includes(name) ? `${name}: ` : '';
     return new KlosetError(`${where}: ${label}${detail || `HTTP ${status ?? 'error'}`}`, { cause: err });
   }
+}
+
+/**
+ * Why the SDK's credential chain found nothing, naming what the environment
+ * already sets: a user told to set AWS_PROFILE who has set it would look elsewhere.
+ */
+export function noCredentials(env: NodeJS.ProcessEnv = process.env): string {
+  const fix = 'or set access_key and secret_access_key';
+  if (env.AWS_PROFILE) return `no AWS credentials found for the profile '${env.AWS_PROFILE}' that AWS_PROFILE names (check ~/.aws/credentials and ~/.aws/config, ${fix})`;
+  if (env.AWS_ACCESS_KEY_ID && !env.AWS_SECRET_ACCESS_KEY) return `no AWS credentials found: AWS_ACCESS_KEY_ID is set without AWS_SECRET_ACCESS_KEY (set both, ${fix})`;
+  if (env.AWS_SECRET_ACCESS_KEY && !env.AWS_ACCESS_KEY_ID) return `no AWS credentials found: AWS_SECRET_ACCESS_KEY is set without AWS_ACCESS_KEY_ID (set both, ${fix})`;
+  return 'no AWS credentials found (set access_key and secret_access_key, or AWS_ACCESS_KEY_ID, AWS_PROFILE)';
 }
 
 export function errorName(err: unknown): string | undefined {

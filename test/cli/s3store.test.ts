@@ -271,6 +271,19 @@ describe('a store given as s3://bucket/prefix', () => {
     expectOneLineError(result, /^kloset: s3:\/\/seed-bucket: no AWS credentials found/);
   });
 
+  it('names what the environment sets when the credential chain finds nothing in it', async () => {
+    const { kloset } = await sandbox({ KLOSET_S3_ENDPOINT: s3.endpoint, AWS_PROFILE: 'backups' });
+    const profile = await kloset(['at', 's3://seed-bucket/plakar-kloset', 'ls']);
+    expect(profile.code).toBe(1);
+    expectOneLineError(profile, /^kloset: s3:\/\/seed-bucket: no AWS credentials found for the profile 'backups' that AWS_PROFILE names \(check/);
+    const { kloset: halfKeys } = await sandbox({ KLOSET_S3_ENDPOINT: s3.endpoint, AWS_ACCESS_KEY_ID: s3.accessKey });
+    const source = await halfKeys(['at', path.join(work, 'no-credentials-store'), 'create', '-plaintext']);
+    expect(source.code).toBe(0);
+    const backup = await halfKeys(['at', path.join(work, 'no-credentials-store'), 'backup', 's3://seed-bucket']);
+    expect(backup.code).toBe(1);
+    expectOneLineError(backup, /^kloset: s3:\/\/seed-bucket: no AWS credentials found: AWS_ACCESS_KEY_ID is set without AWS_SECRET_ACCESS_KEY/);
+  });
+
   it('names the bucket in one line when the access key is wrong', async () => {
     const { kloset } = await sandbox({ ...s3.env(), AWS_ACCESS_KEY_ID: 'NOT-A-KEY' });
     const result = await kloset(['at', 's3://seed-bucket/plakar-kloset', 'ls']);

@@ -11,7 +11,7 @@ import type { HttpHandler, HttpResponse } from '@smithy/core/protocols';
 import type { AuthScheme, Provider, RequestSigner, RetryErrorType, RetryStrategyV2, SdkError } from '@smithy/types';
 import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
-import { cannotReach, createS3Client, errorName, refuseUserInfo, s3OptionsFromConfig, statusOf } from '../../storage/s3.js';
+import { cannotReach, createS3Client, errorName, noCredentials, refuseUserInfo, s3OptionsFromConfig, statusOf } from '../../storage/s3.js';
 
 const { GetObjectCommand, PutObjectCommand } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
 const { extendedEncodeURIComponent, HttpRequest } = requireCjs('@smithy/core/protocols') as typeof import('@smithy/core/protocols');
@@ -107,7 +107,7 @@ export function s3Error(err: unknown, where: string): KlosetError {
     case 'SignatureDoesNotMatch':
       return make('the secret access key does not match the access key (SignatureDoesNotMatch)');
     case 'CredentialsProviderError':
-      return make('no AWS credentials found (set access_key and secret_access_key, or AWS_ACCESS_KEY_ID, AWS_PROFILE)');
+      return make(noCredentials());
     case 'ObjectLockConfigurationNotFoundError':
     case 'InvalidRequest':
       if (/object lock|retention|legal hold/i.test(detail)) return make(`refused by Object Lock: ${detail}`, 'EPERM');
