@@ -5,6 +5,7 @@
  * with an endpoint set for the local server and use_tls false (it speaks
  * plain HTTP).
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import http from 'node:http';
@@ -352,6 +353,29 @@ describe('a file whose name is not UTF-8, restored into a bucket', () => {
     expect(result.stderr).toMatch(/^warning: .*s3:\/\/latin1-dest\/caf\uFFFD\.txt: the name is not UTF-8 text, which an S3 key must be: not written\n$/);
     expect(result.code).toBe(3);
     expect(await listKeys('latin1-dest')).toEqual(['plain.txt']);
+  });
+});
+
+describe('symbolic links and FIFOs, restored into a bucket', () => {
+  it('are each named in a warning and left out, since S3 has no form for them; the files are written', async () => {
+    await s3.createBucket('links-dest');
+    const source = path.join(work, 'links-source');
+    await fs.mkdir(path.join(source, 'd'), { recursive: true });
+    await fs.writeFile(path.join(source, 'd', 'file.txt'), 'content');
+    await fs.symlink('file.txt', path.join(source, 'd', 'link'));
+    execFileSync('mkfifo', [path.join(source, 'fifo')]);
+    const { kloset } = await sandbox();
+    const store = path.join(work, 'links-store');
+    expect((await kloset(['at', store, 'create', '--plaintext'])).code).toBe(0);
+    expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+    const result = await kloset(['at', store, 'restore', '-to', 's3://links-dest/r'], { env: s3.env() });
+    expectNoStackTrace(result);
+    expect(result.stderr.split('\n').filter(Boolean).sort()).toEqual([
+      'warning: /d/link: s3://links-dest/r/d/link: a symbolic link has no S3 form: not written',
+      'warning: /fifo: s3://links-dest/r/fifo: a fifo has no S3 form: not written',
+    ]);
+    expect(result.code).toBe(3);
+    expect(await listKeys('links-dest')).toEqual(['r/d/file.txt']);
   });
 });
 

@@ -81,7 +81,7 @@ export function objectHeaders(meta: Readonly<Record<string, string>> | undefined
  * destination prefix, with its content headers and user metadata; any other
  * file goes to the prefix plus its path in the restore. Directories need no
  * objects (a zero-byte "folder" object was recorded as a file and comes back
- * as one); symlinks and devices have no S3 form and are skipped.
+ * as one); symlinks and devices have no S3 form and are left out, each named.
  */
 export class S3Exporter implements Exporter {
   readonly target: string;
@@ -200,8 +200,11 @@ export class S3Exporter implements Exporter {
     }
   }
 
-  /** Symlinks, devices, FIFOs: S3 has no form for them. */
-  async createSpecial(): Promise<void> {}
+  /** Symlinks, devices, FIFOs, sockets: S3 has no form for them, and each is named as left out. */
+  async createSpecial(path: string, entry: Entry): Promise<void> {
+    const what = entry.kind === 'symlink' ? 'a symbolic link' : `a ${entry.kind}`;
+    throw new KlosetError(`${objectUri(this.bucket, this.keyFor(path, entry))}: ${what} has no S3 form: not written`);
+  }
 
   async finishDirectory(): Promise<void> {}
 
