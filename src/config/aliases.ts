@@ -290,6 +290,13 @@ export class AliasConfig {
         `alias @${bareName} has no location: set one with 'kloset config ${section} set ${bareName} location <path-or-uri>'`,
       );
     }
+    // Taking one of two places by a preference the user never sees would back up, or restore into, the other's.
+    const [byLocation, byUri] = LOCATION_KEYS.map((key) => values.get(key));
+    if (byLocation && byUri && byLocation !== byUri) {
+      throw new UsageError(
+        `alias @${bareName} has both location ${withoutPassword(byLocation)} and uri ${withoutPassword(byUri)}: unset one with 'kloset config ${section} unset ${bareName} uri' (or location)`,
+      );
+    }
     assertKnownKeys(`@${bareName}`, location, values);
     return { location, options: sortedRecord(values) };
   }

@@ -260,6 +260,19 @@ describe('resolveAlias', () => {
     });
   });
 
+  it('refuses an alias whose location and uri name two places, rather than pick one unseen', async () => {
+    const config = newConfig();
+    await config.add('s3_src', 's3_src', { type: 's3', uri: 's3://photos/2024' });
+    await config.set('s3_src', 's3_src', { location: 's3://photos/2023' });
+    const err = await rejection(config.resolveAlias('@s3_src', 'source'));
+    expect(err).toBeInstanceOf(UsageError);
+    expect(err.message).toBe(
+      "alias @s3_src has both location s3://photos/2023 and uri s3://photos/2024: unset one with 'kloset config s3_src unset s3_src uri' (or location)",
+    );
+    await config.set('s3_src', 's3_src', { location: 's3://photos/2024' });
+    expect((await config.resolveAlias('@s3_src', 'source')).location).toBe('s3://photos/2024');
+  });
+
   it('refuses a key its location does not use, naming the key it most likely meant', async () => {
     const config = newConfig();
     await config.add('s3_store', 's3_store', { location: 's3://bucket/kloset', regoin: 'eu-west-3', use_tls: 'true' });
