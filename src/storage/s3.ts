@@ -242,7 +242,8 @@ export function s3OptionsFromConfig(
   if (config.use_tls !== undefined) options.useTls = parseBoolean('use_tls', config.use_tls);
   // Said now, with where each came from: the page's `use_tls true` beside a local server's http:// endpoint.
   if (options.endpoint) endpointUrl(options.endpoint, options.useTls, options.endpointSource);
-  if (config.storage_class) options.storageClass = storageClassOf(config.storage_class);
+  // Checked by the store: a destination may write archive classes, which only a store cannot read back.
+  if (config.storage_class) options.storageClass = config.storage_class.toUpperCase();
   if (config.timeout) options.idleTimeoutMs = parsePositive('timeout', config.timeout) * 1000;
   if (config.force_path_style !== undefined) {
     options.forcePathStyle = parseBoolean('force_path_style', config.force_path_style);
@@ -378,12 +379,13 @@ export class S3BlobStore implements BlobStore {
 
   constructor(location: string, options: S3StoreOptions = {}) {
     const { bucket, prefix } = parseS3Location(location);
+    const storageClass = options.storageClass === undefined ? undefined : storageClassOf(options.storageClass);
     this.bucket = bucket;
     this.prefix = prefix;
     this.location = `s3://${bucket}${prefix === '' ? '' : `/${prefix.slice(0, -1)}`}`;
     this.client = createS3Client(options);
     countRequests(this.client, this.requests);
-    this.storageClass = options.storageClass as StorageClass | undefined;
+    this.storageClass = storageClass as StorageClass | undefined;
     this.multipartThreshold = options.multipartThreshold ?? DEFAULT_MULTIPART_THRESHOLD;
     this.partSize = Math.max(5 * MiB, options.partSize ?? DEFAULT_PART_SIZE);
     this.region = options.region;

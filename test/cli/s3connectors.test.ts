@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Importer, SourceEntry } from '../../src/snapshot/importer.js';
 import { EMPTY_NAME, OBJECT_SUFFIX, pathsForKeys } from '../../src/connectors/s3/keys.js';
@@ -376,6 +376,35 @@ describe('symbolic links and FIFOs, restored into a bucket', () => {
     ]);
     expect(result.code).toBe(3);
     expect(await listKeys('links-dest')).toEqual(['r/d/file.txt']);
+  });
+});
+
+describe('a destination alias with storage_class', () => {
+  it('writes every object in that class, through single and multipart PUTs, as rclone and aws s3 cp --storage-class do', async () => {
+    await s3.createBucket('classed-dest');
+    const source = path.join(work, 'classed-source');
+    await fs.mkdir(source);
+    await fs.writeFile(path.join(source, 'small.txt'), 'small');
+    await fs.writeFile(path.join(source, 'large.bin'), Buffer.alloc(9 * 1024 * 1024, 7));
+    const { kloset } = await sandbox();
+    await configure(kloset, 'classed_dest', 'uri', 's3://classed-dest', { storage_class: 'standard_ia' });
+    const store = path.join(work, 'classed-store');
+    expect((await kloset(['at', store, 'create', '--plaintext'])).code).toBe(0);
+    expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+    const result = await kloset(['at', store, 'restore', '-to', '@classed_dest']);
+    expectNoStackTrace(result);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    for (const key of ['large.bin', 'small.txt']) {
+      const head = await client.send(new HeadObjectCommand({ Bucket: 'classed-dest', Key: key }));
+      expect(head.StorageClass, key).toBe('STANDARD_IA');
+    }
+    // An archive class, which a store refuses since it could not read its packs back, suits a destination.
+    expect((await kloset(['config', 'classed_dest', 'set', 'classed_dest', 'storage_class', 'DEEP_ARCHIVE'])).code).toBe(0);
+    const archived = await kloset(['at', store, 'restore', '-to', '@classed_dest']);
+    expect(archived.stderr).toBe('');
+    expect(archived.code).toBe(0);
+    expect((await client.send(new HeadObjectCommand({ Bucket: 'classed-dest', Key: 'small.txt' }))).StorageClass).toBe('DEEP_ARCHIVE');
   });
 });
 

@@ -239,7 +239,7 @@ describe('S3BlobStore', () => {
 
   it('refuses an archive storage class, whose objects a GET cannot read', () => {
     for (const storageClass of ['glacier', 'DEEP_ARCHIVE']) {
-      expect(() => s3OptionsFromConfig({ storage_class: storageClass })).toThrow(/cannot be read until each is restored/);
+      expect(() => new S3BlobStore('s3://blobs/archived', s3OptionsFromConfig({ storage_class: storageClass }))).toThrow(/cannot be read until each is restored/);
     }
     expect(s3OptionsFromConfig({ storage_class: 'glacier_ir' }).storageClass).toBe('GLACIER_IR');
   });

@@ -54,6 +54,8 @@ export interface S3ConnectorSettings {
   client: S3Client;
   /** The endpoint in use, or undefined for AWS itself. */
   endpoint: string | undefined;
+  /** `storage_class`, upper case: the class a destination writes its objects in. */
+  storageClass: string | undefined;
 }
 
 /**
@@ -69,7 +71,7 @@ export function connectorSettings(
 ): S3ConnectorSettings {
   const location = parseS3Uri(uri);
   const clientOptions = s3OptionsFromConfig(options, env);
-  return { location, client: createS3Client(clientOptions), endpoint: clientOptions.endpoint };
+  return { location, client: createS3Client(clientOptions), endpoint: clientOptions.endpoint, storageClass: clientOptions.storageClass };
 }
 
 /**

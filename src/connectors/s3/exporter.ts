@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import type { PutObjectCommandInput, S3Client } from '@aws-sdk/client-s3';
+import type { PutObjectCommandInput, S3Client, StorageClass } from '@aws-sdk/client-s3';
 import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
 import type { Entry } from '../../snapshot/tree.js';
@@ -52,6 +52,8 @@ export interface S3ExporterOptions {
   partSize?: number;
   /** Send every single PUT through the SDK's PutObjectCommand, even where objectPutter (client.ts) sends them itself. */
   sdkPuts?: boolean;
+  /** The class every object is written in (`storage_class`), as rclone's and `aws s3 cp --storage-class`; else the bucket's default. */
+  storageClass?: string;
 }
 
 /** The object headers a file entry recorded (S3Importer's `s3.*` meta), as PutObject fields. */
@@ -92,6 +94,7 @@ export class S3Exporter implements Exporter {
   private readonly partSize: number;
   private readonly putObject: PutObject;
   private readonly keepOut: readonly string[];
+  private readonly storageClass: StorageClass | undefined;
   /** Multipart uploads under way, with their keys. */
   private readonly uploads = new Map<Upload, string>();
   private abandoned = false;
@@ -113,6 +116,7 @@ export class S3Exporter implements Exporter {
     this.partSize = Math.max(5 * MiB, options.partSize ?? PART_SIZE);
     this.putObject = options.sdkPuts ? sdkObjectPutter(client) : objectPutter(client);
     this.keepOut = (options.keepOut ?? []).map((place) => this.prefix + place);
+    this.storageClass = options.storageClass as StorageClass | undefined;
   }
 
   static fromConfig(
@@ -122,7 +126,7 @@ export class S3Exporter implements Exporter {
     exporterOptions: S3ExporterOptions = {},
   ): S3Exporter {
     const settings = connectorSettings(uri, options, env);
-    return new S3Exporter(settings.client, settings.location, { endpoint: settings.endpoint, ...exporterOptions });
+    return new S3Exporter(settings.client, settings.location, { endpoint: settings.endpoint, storageClass: settings.storageClass, ...exporterOptions });
   }
 
   /** The key a file goes to. */
@@ -162,7 +166,7 @@ export class S3Exporter implements Exporter {
     if (this.keepOut.some((place) => key === place || key.startsWith(`${place}/`))) {
       throw new KlosetError(`${where}: inside the store, left out: restored, it would replace the store's own objects`);
     }
-    const input: PutObjectCommandInput = { Bucket: this.bucket, Key: key, ...objectHeaders(entry.meta) };
+    const input: PutObjectCommandInput = { Bucket: this.bucket, Key: key, ...objectHeaders(entry.meta), ...(this.storageClass ? { StorageClass: this.storageClass } : {}) };
     // A file that was no S3 object has no content type of its own: guessed from its name, as the aws CLI and rclone do.
     if (typeof entry.meta?.['s3.key'] !== 'string') {
       const guessed = lookupType(entry.name);
