@@ -158,8 +158,22 @@ export async function resolveLocation(
 ): Promise<ResolvedLocation> {
   // An unset variable (`at "$STORE"`, `-to "$DIR"`) must not stand for the current directory.
   if (arg === '') throw new UsageError(`empty ${role} location`);
-  if (!arg.startsWith('@')) return { location: arg, options: {} };
+  if (!arg.startsWith('@')) {
+    refuseMistypedS3(arg);
+    return { location: arg, options: {} };
+  }
   return config.resolveAlias(arg, role);
+}
+
+/**
+ * `s3:/bucket`, or restic's `s3:host/bucket`: meant for S3, and taken for a
+ * local path it would put a store, a restore or a backup's source in a
+ * directory named `s3:`, without a word. (Such a directory is still `./s3:…`.)
+ */
+function refuseMistypedS3(location: string): void {
+  if (/^s3:(?!\/\/)/i.test(location)) {
+    throw new UsageError(`${location}: an S3 location is written s3://bucket/prefix (a local path of that name: ./${location})`);
+  }
 }
 
 // Maps rather than plain objects: names like `constructor` are valid aliases
@@ -319,6 +333,7 @@ export class AliasConfig {
 
   private absoluteLocation(key: string, value: string): string {
     if (value === '') throw new UsageError(`${key} cannot be empty`);
+    refuseMistypedS3(value);
     if (URI_SCHEME_PREFIX.test(value)) return value;
     const homeDir = this.homeDir ?? os.homedir();
     const expanded = value === '~' ? homeDir : value.startsWith('~/') ? path.join(homeDir, value.slice(2)) : value;

@@ -319,6 +319,24 @@ describe('resolveAlias', () => {
 });
 
 describe('resolveLocation', () => {
+  it("refuses s3:/bucket and restic's s3:host/bucket, rather than take them for a local directory named s3:", async () => {
+    for (const typo of ['s3:/backups/kloset', 'S3:backups', 's3:s3.amazonaws.com/backups', 's3:']) {
+      const err = await rejection(resolveLocation(typo, 'store', newConfig()));
+      expect(err).toBeInstanceOf(UsageError);
+      expect(err.message).toBe(`${typo}: an S3 location is written s3://bucket/prefix (a local path of that name: ./${typo})`);
+    }
+    expect((await resolveLocation('./s3:/backups', 'destination', newConfig())).location).toBe('./s3:/backups');
+    const config = newConfig();
+    await config.create('store', 'typo');
+    expect((await rejection(config.set('store', 'typo', { location: 's3:/backups/kloset' }))).message).toMatch(/^s3:\/backups\/kloset: an S3 location is written s3:\/\/bucket\/prefix/);
+    // Through the real command line: nothing is made in the current directory.
+    const env = { XDG_CONFIG_HOME: path.join(tempRoot, 'config'), XDG_CACHE_HOME: path.join(tempRoot, 'cache'), KLOSET_PASSPHRASE: 'pw' };
+    const created = await runKloset(['at', 's3:/backups/kloset', 'create'], { env, cwd: workDir });
+    expect(created.code).toBe(2);
+    expect(created.stderr).toBe('kloset: s3:/backups/kloset: an S3 location is written s3://bucket/prefix (a local path of that name: ./s3:/backups/kloset)\n');
+    expect(await readdir(workDir)).toEqual([]);
+  });
+
   it('returns a plain argument unchanged without reading the config', async () => {
     const unreadable = {
       resolveAlias: () => {
