@@ -290,6 +290,26 @@ export function endpointUrl(endpoint: string, useTls: boolean | undefined, sourc
 }
 
 /**
+ * The SDK's logger: silent, as its default one, but for the one warning the
+ * user can act on. Without a logger of ours, its credential chain warns with
+ * console.warn, in nine lines, when AWS_PROFILE and AWS_ACCESS_KEY_ID/
+ * AWS_SECRET_ACCESS_KEY are all set; that becomes one line like kloset's own.
+ * Its other warnings stay unsaid: the default logger drops most (an Expires
+ * header that is no date, which the S3 source keeps as it is), and kloset
+ * gives it no cause for the rest (a body of unknown length).
+ */
+const SDK_LOGGER = {
+  trace: () => undefined,
+  debug: () => undefined,
+  info: () => undefined,
+  error: () => undefined,
+  warn: (message: unknown) => {
+    if (!/Multiple credential sources detected/.test(String(message))) return;
+    process.stderr.write('warning: AWS_PROFILE and AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are all set: the profile is used; unset one or the other\n');
+  },
+};
+
+/**
  * The SDK client for a store or a connector: path style with an endpoint,
  * retries with backoff, enough sockets for parallel requests, and checksums
  * only where S3 requires them (the SDK's newer default, aws-chunked uploads
@@ -303,6 +323,7 @@ export function createS3Client(options: S3StoreOptions = {}): S3Client {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     followRegionRedirects: true,
+    logger: SDK_LOGGER,
     requestHandler: {
       httpAgent: new http.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? DEFAULT_MAX_SOCKETS }),
       httpsAgent: new https.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? DEFAULT_MAX_SOCKETS }),

@@ -284,6 +284,17 @@ describe('a store given as s3://bucket/prefix', () => {
     expectOneLineError(backup, /^kloset: s3:\/\/seed-bucket: no AWS credentials found: AWS_ACCESS_KEY_ID is set without AWS_SECRET_ACCESS_KEY/);
   });
 
+  it("says in one line, not the SDK's nine, that AWS_PROFILE wins over the key pair in the environment", async () => {
+    const { kloset, home } = await sandbox({ ...s3.env(), AWS_PROFILE: 'backups' });
+    const credentials = path.join(home, 'credentials');
+    await fs.writeFile(credentials, `[backups]\naws_access_key_id = ${s3.accessKey}\naws_secret_access_key = ${s3.secretKey}\n`);
+    const store = `s3://seed-bucket/profile-and-keys`;
+    const env = { AWS_SHARED_CREDENTIALS_FILE: credentials };
+    const created = await kloset(['at', store, 'create', '-plaintext'], { env });
+    expect(created.stderr).toBe('warning: AWS_PROFILE and AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are all set: the profile is used; unset one or the other\n');
+    expect(created.code).toBe(0);
+  });
+
   it('names the bucket in one line when the access key is wrong', async () => {
     const { kloset } = await sandbox({ ...s3.env(), AWS_ACCESS_KEY_ID: 'NOT-A-KEY' });
     const result = await kloset(['at', 's3://seed-bucket/plakar-kloset', 'ls']);
