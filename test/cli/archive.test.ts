@@ -156,6 +156,25 @@ describe('archive', () => {
     expect(await tarMembers(one)).toEqual(['app.conf']);
   });
 
+  it('writes a zip whose top holds a name that zip tools read as a drive (a:b), made plain as a root name is', async () => {
+    const dir = await fresh('drive-names');
+    const tree = path.join(dir, 'tree');
+    await fs.mkdir(path.join(tree, 'd'), { recursive: true });
+    await fs.writeFile(path.join(tree, 'a:b'), 'top\n');
+    await fs.writeFile(path.join(tree, 'd/c:d'), 'below\n');
+    const own = path.join(dir, 'store');
+    expect((await kloset(['at', own, 'create', '-plaintext'])).code).toBe(0);
+    expect((await kloset(['at', own, 'backup', tree])).code).toBe(0);
+    const zip = path.join(dir, 'all.zip');
+    const result = await kloset(['at', own, 'archive', '-output', zip, 'latest']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const out = await fresh('drive-names-out');
+    await run('unzip', ['-q', zip, '-d', out]);
+    expect(await fs.readFile(path.join(out, 'a_b'), 'utf8')).toBe('top\n');
+    expect(await fs.readFile(path.join(out, 'd/c:d'), 'utf8')).toBe('below\n');
+  });
+
   it('-output - writes the archive to standard output, the summary to standard error', async () => {
     const result = await archive(['-output', '-', `${id}:/var/www/index.html`]);
     expect(result.code).toBe(0);

@@ -101,8 +101,9 @@ export async function* zipStream(reader: SnapshotReader, entry: Entry, rootName:
   const add = async (path: string, e: Entry): Promise<void> => {
     if (stopped) return;
     const mtime = mtimeOf(e);
-    // A zip name is UTF-8: one that is not goes in as the viewer shows it.
-    const name = shownName(path);
+    // A zip name is UTF-8: one that is not goes in as the viewer shows it. A member at the top named
+    // as a drive (`c:notes`, `a:b`) is made plain as the root is: yazl refuses it as an absolute path.
+    const name = plainRoot(shownName(path));
     if (e.kind === 'directory') {
       if (path !== '') await addOther(() => zip.addEmptyDirectory(name, { mtime, mode: e.mode }));
       for await (const child of reader.children(e)) {
