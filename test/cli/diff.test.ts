@@ -87,6 +87,17 @@ describe('diff', () => {
     expect(file.stdout).toBe(`M  /edited.txt  (size, content, mtime)\ndiff ${first}..${second}: 0 added, 0 removed, 1 changed\n`);
   });
 
+  it('names items from the path as resolved, however it was typed', async () => {
+    const want = `+  /docs/new/  (1 file, 2 B)\n-  /docs/old/  (2 files, 14 B)\ndiff ${first}..${second}: 1 added, 1 removed, 0 changed\n`;
+    // docs/old is gone from the second snapshot: compared there at /docs, the path resolved.
+    for (const typed of ['/docs/', 'docs', '//docs', '/docs/./', '/docs/old/..']) {
+      const result = await kloset(['at', store, 'diff', `${first}:${typed}`, second]);
+      expect(result.stdout, typed).toBe(want);
+    }
+    const json = await kloset(['at', store, 'diff', '--json', `${first}:/docs/old/..`, second]);
+    expect(JSON.parse(json.stdout).path).toBe('/docs');
+  });
+
   it('gives scripts both snapshots, the counts and every item with --json, metadata-only changes included', async () => {
     const result = await kloset(['at', store, 'diff', first, second, '-json']);
     const parsed = JSON.parse(result.stdout) as {

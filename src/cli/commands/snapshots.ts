@@ -542,15 +542,19 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const from = parseSnapshotRef(fromArg);
         const to = parseSnapshotRef(toArg);
         if (from.id === '' || to.id === '') throw new UsageError('diff needs two snapshot ids');
-        if (!toArg.includes(':')) to.path = from.path;
         const [readerA, readerB] = await Promise.all(
           [from, to].map(async (ref) => new SnapshotReader(repository, await resolveSnapshot(repository, ref.id, ctx.onDamagedSnapshot))),
         );
-        const [rootA, rootB] = await Promise.all([readerA.lookup(from.path), readerB.lookup(to.path)]);
+        // Items are named from the path as resolved, not as typed: `/d/`, `d` or `/d/old/..` all show as /d/…,
+        // and the second snapshot, given no path, is compared at that path (its /d/old may be gone).
+        const names: string[] = [];
+        const rootA = await readerA.lookup(from.path, names);
+        const base = '/' + names.join('/');
+        const rootB = await readerB.lookup(toArg.includes(':') ? to.path : base);
         // As restic's diff: metadata-only changes are listed on request. JSON has every item, marked by its reasons.
         const counts = { added: 0, removed: 0, changed: 0 };
         const items: DiffItem[] = [];
-        await diffTrees(readerA, rootA, readerB, rootB, from.path, {
+        await diffTrees(readerA, rootA, readerB, rootB, base, {
           limit: 0,
           onItem: (item) => {
             if (opts.json) items.push(item);
@@ -560,7 +564,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           },
         });
         if (opts.json) {
-          ctx.out(JSON.stringify({ a: snapshotSummary(readerA.header), b: snapshotSummary(readerB.header), path: from.path, counts, items }, null, 2));
+          ctx.out(JSON.stringify({ a: snapshotSummary(readerA.header), b: snapshotSummary(readerB.header), path: base, counts, items }, null, 2));
           return;
         }
         ctx.info(
