@@ -256,6 +256,18 @@ describe('archive', () => {
     expectOneLineError(await archive(['-output', path.join(store, 'x.tar'), id]), /inside the store/);
     expect(await fs.readdir(store)).not.toContain('x.tar');
   });
+
+  it("refuses an output that ends as a directory's name ('out/', 'x.tar/'), as tar and cp do, rather than write a file there", async () => {
+    const dir = await fresh('slash');
+    const missing = await archive(['-output', 'out/', id], dir);
+    expect(missing.code).toBe(2);
+    expectOneLineError(missing, 'kloset: out/: names a directory, not the archive to write');
+    await fs.writeFile(path.join(dir, 'x.tar'), 'kept\n');
+    expectOneLineError(await archive(['-output', 'x.tar/', id], dir), /x\.tar\/: names a directory/);
+    expectOneLineError(await archive(['-output', 'new/.', id], dir), /new\/\.: names a directory/);
+    expect((await fs.readdir(dir)).sort()).toEqual(['x.tar']);
+    expect(await fs.readFile(path.join(dir, 'x.tar'), 'utf8')).toBe('kept\n');
+  });
 });
 
 describe('archive of names that are not UTF-8', () => {

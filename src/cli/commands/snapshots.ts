@@ -658,6 +658,8 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
             throw new UsageError(`${output}: inside the store ${repository.store.root}: write the archive somewhere else`);
           }
           if (existing?.isDirectory()) throw new UsageError(`${output}: is a directory`);
+          // As open(2) takes it: a name ending in '/' (or '.', '..') names a directory, never a file to create or replace.
+          if (output && /(^|\/)(\.\.?)?$/.test(opts.output!)) throw new UsageError(`${opts.output}: names a directory, not the archive to write`);
 
           const progress = new ProgressLine('archive', entry.kind === 'directory' ? entry.summary?.size : entry.size);
           const started = Date.now();
