@@ -236,8 +236,11 @@ export async function restore(
 
   if (entry.kind === 'directory') await (await walk('', entry, options.select ? 'enter' : 'take')).done;
   else {
-    // One file, symlink, FIFO or device: into the target, made as for a directory's contents.
+    // One file, symlink, FIFO or device: into the target, made as for a directory's contents,
+    // if -include or -exclude takes it by its name, as they take a directory's entries.
+    const selection = options.select?.(entry.name, entry) ?? 'take';
     const problem = checkEntryName(entry.name);
+    if (selection === 'skip' || selection === 'search') return result;
     if (problem) fail('', new Error(problem));
     else {
       await exporter.createDirectory('', entry).catch((err) => {

@@ -95,6 +95,18 @@ describe('restore -include', () => {
     expect((await kloset(['at', store, 'restore', '-to', target, '-include', 'deep/c.txt', `${id}:/docs`])).code).toBe(0);
     expect(Object.keys(await describeTree(target)).sort()).toEqual(['.', 'deep', 'deep/c.txt']);
   });
+
+  it('judges one file restored by its name, as the entries of a directory', async () => {
+    const id = JSON.parse((await kloset(['at', store, 'ls', '--json'])).stdout)[0].id as string;
+    const missed = path.join(work, 'one-missed');
+    const result = await kloset(['at', store, 'restore', '-to', missed, '-include', '*.md', `${id}:/notes.txt`]);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toMatch(/^warning: -include: nothing in [0-9a-f]{8}:\/notes\.txt matches \*\.md\n$/);
+    await expect(fs.readdir(missed).catch(() => [])).resolves.toEqual([]);
+    const taken = await fs.mkdtemp(path.join(work, 'one-taken-'));
+    expect((await kloset(['at', store, 'restore', '-to', taken, '-include', '*.txt', `${id}:/notes.txt`])).code).toBe(0);
+    expect(await fs.readdir(taken)).toEqual(['notes.txt']);
+  });
 });
 
 describe('restore -exclude', () => {
@@ -102,6 +114,15 @@ describe('restore -exclude', () => {
     const all = Object.keys(sourceTree).filter((p) => p !== '.');
     const kept = all.filter((p) => !p.endsWith('.jpg') && !p.startsWith('docs/deep'));
     expect(await restored(['-exclude', '*.jpg', '-exclude', 'deep'])).toEqual(sourceItems(kept));
+  });
+
+  it('leaves out one file restored whose name matches', async () => {
+    const id = JSON.parse((await kloset(['at', store, 'ls', '--json'])).stdout)[0].id as string;
+    const target = path.join(work, 'one-excluded');
+    const result = await kloset(['at', store, 'restore', '-to', target, '-exclude', 'notes.txt', `${id}:/notes.txt`]);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    await expect(fs.readdir(target).catch(() => [])).resolves.toEqual([]);
   });
 
   it('is refused beside -include, in one line', async () => {
