@@ -67,4 +67,15 @@ describe('a restore over entries of another type', () => {
     expect((await fs.lstat(path.join(target, 'fifo-was-empty-dir'))).isFIFO()).toBe(true);
     expect(await fs.readFile(path.join(target, 'was-full-dir', 'keep.txt'), 'utf8')).toBe('kept\n');
   }, 60_000);
+
+  it('names what it keeps by its path in the snapshot, however the path restored was typed', async () => {
+    const target = path.join(work, 'typed');
+    await fs.mkdir(path.join(target, 'inner.txt'), { recursive: true });
+    await fs.writeFile(path.join(target, 'inner.txt', 'keep.txt'), 'kept\n');
+    for (const typed of ['latest:/was-link/../was-file', 'latest:was-file//', 'latest://was-file/./inner.txt']) {
+      const result = await kloset(['at', store, 'restore', '-to', target, typed]);
+      expect(result.stderr, typed).toBe(`warning: /was-file/inner.txt: ${path.join(target, 'inner.txt')}: a directory that is not empty is in the way\n`);
+      expect(result.code).toBe(3);
+    }
+  });
 });

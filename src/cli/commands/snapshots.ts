@@ -743,7 +743,9 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           const ref = parseSnapshotRef(arg);
           const header = await findSnapshot(repository, ref, filterFrom(opts), ctx.onDamagedSnapshot);
           const reader = new SnapshotReader(repository, header);
-          const entry = await reader.lookup(ref.path);
+          // What is left out is named by its path as resolved, not as typed (`/d/sub/..` is /d).
+          const names: string[] = [];
+          const entry = await reader.lookup(ref.path, names);
           const exporter: Exporter = toS3
             ? (await import('../../connectors/s3/exporter.js')).S3Exporter.fromConfig(location, destinationOptions, process.env, { keepOut })
             : new FsExporter(location, { sparse: opts.sparse, keepOut });
@@ -768,7 +770,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           };
           process.once('SIGINT', onSignal);
           process.once('SIGTERM', onSignal);
-          const result = await restore(reader, entry, ref.path, exporter, {
+          const result = await restore(reader, entry, '/' + names.join('/'), exporter, {
             concurrency: opts.concurrency,
             select: selection.select,
             onProgress: (p) => {
