@@ -52,3 +52,20 @@ describe('a file written to during the backup', () => {
     expect(result.stderr).toBe('');
   });
 });
+
+describe('a file removed during the backup', () => {
+  it('is said to have vanished when it goes between its read and that of its attributes', async () => {
+    const dir = path.join(work, 'removed');
+    await fs.mkdir(dir);
+    const file = path.join(dir, 'gone.txt');
+    await fs.writeFile(file, 'read, then removed\n');
+    await fs.writeFile(path.join(dir, 'kept.txt'), 'kept\n');
+    // The kernel's own answer once the file is gone: strace gives it to every attribute call on that file.
+    const calls = 'llistxattr,listxattr,lgetxattr,getxattr';
+    const inject = ['-f', '-qq', '-o', '/dev/null', '-P', file, '-e', `trace=${calls}`, '-e', `inject=${calls}:error=ENOENT`];
+    const result = await kloset(['at', store, 'backup', dir], { through: ['strace', ...inject] });
+    expectNoStackTrace(result);
+    expect(result.stderr).toBe('warning: /gone.txt: vanished during backup\n');
+    expect(result.code).toBe(3);
+  });
+});

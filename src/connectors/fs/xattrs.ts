@@ -15,9 +15,18 @@ const UNSUPPORTED = new Set(['ENOTSUP', 'EOPNOTSUPP', 'ENODATA', 'EPERM', 'EACCE
 function code(err: unknown): string | undefined {
   const e = err as { code?: string; message?: string };
   if (e.code && e.code !== 'GenericFailure') return e.code;
+  if (/No such file or directory/.test(e.message ?? '')) return 'ENOENT';
   return /Operation not supported|No data available|Permission denied|Operation not permitted/.exec(e.message ?? '')
     ? 'ENOTSUP'
     : e.code;
+}
+
+/**
+ * A failure of the binding with the code of the system call's: an entry removed since it was
+ * listed is then told as by any other call (a backup says it vanished), not as "(os error 2)".
+ */
+function withCode(err: unknown): unknown {
+  return code(err) === 'ENOENT' ? Object.assign(err as Error, { code: 'ENOENT' }) : err;
 }
 
 export function readXattrs(path: string): Record<string, Buffer> | undefined {
@@ -26,7 +35,7 @@ export function readXattrs(path: string): Record<string, Buffer> | undefined {
     names = listAttributesSync(path);
   } catch (err) {
     if (UNSUPPORTED.has(code(err) ?? '')) return undefined;
-    throw err;
+    throw withCode(err);
   }
   if (names.length === 0) return undefined;
   const xattrs: Record<string, Buffer> = {};
@@ -35,7 +44,7 @@ export function readXattrs(path: string): Record<string, Buffer> | undefined {
       const value = getAttributeSync(path, name);
       if (value) xattrs[name] = Buffer.from(value);
     } catch (err) {
-      if (!UNSUPPORTED.has(code(err) ?? '')) throw err;
+      if (!UNSUPPORTED.has(code(err) ?? '')) throw withCode(err);
     }
   }
   return Object.keys(xattrs).length > 0 ? xattrs : undefined;
