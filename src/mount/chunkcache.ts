@@ -9,25 +9,31 @@ export interface ChunkBytes {
 }
 
 /**
- * The cache's memory is cut into pages of this size, allocated SLAB_PAGES at a
- * time: 32 MiB, at malloc's mmap threshold, so each slab is a mapping of its
- * own rather than a stretch of the heap that short-lived buffers fragment.
+ * The cache's memory is cut into units of a memory page, allocated in slabs
+ * of 32 MiB: at malloc's mmap threshold, so each slab is a mapping of its own
+ * rather than a stretch of the heap that short-lived buffers fragment.
  */
-const PAGE = 128 * 1024;
-const SLAB_PAGES = 256;
+const UNIT = 4096;
+const SLAB_UNITS = 8192;
 
 /** Read-ahead in flight at most, whatever the cache size (a quarter of it when that is less). */
 const MAX_AHEAD_BYTES = 64 * 1024 * 1024;
 
 /**
- * Fixed-size pages for the cache, allocated as needed up to a limit and then
- * reused. Decoded chunks are copied in and their own buffers dropped at
- * once: memory that malloc handed out for chunks of every size would stay
- * mapped after eviction, and the mount's footprint would drift far above the
- * cache size it was given.
+ * Every cached chunk lives in units of this pool, allocated as needed up to
+ * the cache size and then reused: decoded chunks are copied in and their own
+ * buffers dropped at once. Memory that malloc handed out for chunks of every
+ * size would stay mapped after eviction, and small chunks kept in buffers of
+ * their own would come on top of the pool's; this way the cache's footprint
+ * is its size, whatever the mix of chunks it held. A unit is a number, its
+ * slab and offset following from it; the free list hands out ascending
+ * numbers, so a chunk's units mostly follow each other in memory and are
+ * copied as one run.
  */
-class PagePool {
-  private readonly free: Buffer[] = [];
+class UnitPool {
+  private readonly slabs: Buffer[] = [];
+  /** A stack whose top is the lowest free unit. */
+  private readonly free: number[] = [];
   private allocated = 0;
 
   constructor(private readonly limit: number) {}
@@ -36,75 +42,92 @@ class PagePool {
     return this.free.length + (this.limit - this.allocated);
   }
 
-  take(count: number): Buffer[] {
-    while (this.free.length < count && this.allocated < this.limit) {
-      const pages = Math.min(SLAB_PAGES, this.limit - this.allocated);
-      const slab = Buffer.allocUnsafeSlow(pages * PAGE);
-      for (let i = 0; i < pages; i++) this.free.push(slab.subarray(i * PAGE, (i + 1) * PAGE));
-      this.allocated += pages;
-    }
-    return this.free.splice(this.free.length - count, count);
+  get allocatedBytes(): number {
+    return this.allocated * UNIT;
   }
 
-  give(pages: Buffer[]): void {
-    this.free.push(...pages);
+  take(count: number): number[] {
+    while (this.free.length < count && this.allocated < this.limit) {
+      const units = Math.min(SLAB_UNITS, this.limit - this.allocated);
+      const first = this.slabs.length * SLAB_UNITS;
+      this.slabs.push(Buffer.allocUnsafeSlow(units * UNIT));
+      this.free.unshift(...Array.from({ length: units }, (_, i) => first + units - 1 - i));
+      this.allocated += units;
+    }
+    return this.free.splice(this.free.length - count, count).reverse();
+  }
+
+  give(units: readonly number[]): void {
+    for (let i = units.length - 1; i >= 0; i--) this.free.push(units[i]);
+  }
+
+  /**
+   * Copies between a chunk's units and a buffer outside the pool, a run of
+   * units adjacent in one slab at a time: `into` copies the buffer into the
+   * units, otherwise the units into the buffer. `at` is the chunk's offset.
+   */
+  transfer(units: readonly number[], buffer: Buffer, bufferStart: number, at: number, end: number, into: boolean): number {
+    let moved = 0;
+    while (at < end) {
+      const first = Math.floor(at / UNIT);
+      let last = first;
+      while (last + 1 < units.length && (last + 1) * UNIT < end && units[last + 1] === units[last] + 1 && units[last + 1] % SLAB_UNITS !== 0) last++;
+      const runEnd = Math.min(end, (last + 1) * UNIT);
+      const slab = this.slabs[Math.floor(units[first] / SLAB_UNITS)];
+      const offset = (units[first] % SLAB_UNITS) * UNIT + (at - first * UNIT);
+      const length = runEnd - at;
+      if (into) buffer.copy(slab, offset, bufferStart + moved, bufferStart + moved + length);
+      else slab.copy(buffer, bufferStart + moved, offset, offset + length);
+      moved += length;
+      at = runEnd;
+    }
+    return moved;
   }
 }
 
 /**
- * A chunk held in pages: every page full but the last. A reader pins it
- * while copying out; pages of a chunk evicted meanwhile go back to the pool
- * only once the last reader is done, so they are never overwritten under it.
+ * A chunk held in units of the pool. A reader pins it while copying out;
+ * units of a chunk evicted meanwhile go back to the pool only once the last
+ * reader is done, so they are never overwritten under it.
  */
-class PagedChunk implements ChunkBytes {
+class PooledChunk implements ChunkBytes {
   pins = 0;
   evicted = false;
 
   constructor(
-    readonly pages: Buffer[],
+    readonly units: number[],
     readonly length: number,
-    private readonly pool: PagePool,
+    private readonly pool: UnitPool,
   ) {}
 
   copy(target: Buffer, targetStart: number, sourceStart: number, sourceEnd: number): number {
-    let written = 0;
-    for (let at = sourceStart; at < sourceEnd; ) {
-      const page = Math.floor(at / PAGE);
-      const from = at - page * PAGE;
-      const to = Math.min(PAGE, sourceEnd - page * PAGE);
-      written += this.pages[page].copy(target, targetStart + written, from, to);
-      at += to - from;
-    }
-    return written;
+    return this.pool.transfer(this.units, target, targetStart, sourceStart, Math.min(sourceEnd, this.length), false);
   }
 
   evict(): void {
     this.evicted = true;
-    if (this.pins === 0) this.pool.give(this.pages);
+    if (this.pins === 0) this.pool.give(this.units);
   }
 
   unpin(): void {
-    if (--this.pins === 0 && this.evicted) this.pool.give(this.pages);
+    if (--this.pins === 0 && this.evicted) this.pool.give(this.units);
   }
 }
 
 /**
  * Decrypted, decompressed chunks, bounded in bytes. Concurrent readers of a
  * chunk share one fetch, and a batch of misses goes to the repository as one
- * request, which coalesces chunks stored side by side in a pack. Chunks of a
- * page or more live in pages of a fixed pool; smaller ones in buffers of
- * their own size.
+ * request, which coalesces chunks stored side by side in a pack. Chunks live
+ * in a pool of memory the size of the cache (UnitPool).
  */
 export class ChunkCache {
-  private readonly chunks: LRUCache<string, ChunkBytes>;
-  private readonly pages: PagePool;
+  private readonly chunks: LRUCache<string, PooledChunk>;
+  private readonly pool: UnitPool;
   private readonly inFlight = new Map<string, Promise<ChunkBytes>>();
   /** Readers waiting for a chunk under way: it arrives pinned once for each. */
   private readonly waiting = new Map<string, number>();
   hits = 0;
   misses = 0;
-  /** The most bytes the cache has held at once. */
-  peakBytes = 0;
   /**
    * Bytes fetched ahead and not yet kept, across all readers: each reader's
    * window alone would let many readers at once hold far more than the cache
@@ -118,13 +141,11 @@ export class ChunkCache {
     readonly maxBytes: number,
   ) {
     this.aheadLimit = Math.min(MAX_AHEAD_BYTES, Math.floor(maxBytes / 4));
-    this.pages = new PagePool(Math.floor(maxBytes / PAGE));
-    this.chunks = new LRUCache<string, ChunkBytes>({
+    this.pool = new UnitPool(Math.floor(maxBytes / UNIT));
+    this.chunks = new LRUCache<string, PooledChunk>({
       maxSize: Math.max(1, maxBytes),
-      sizeCalculation: (chunk) => (chunk instanceof PagedChunk ? chunk.pages.length * PAGE : Math.max(1, chunk.length)),
-      dispose: (chunk) => {
-        if (chunk instanceof PagedChunk) chunk.evict();
-      },
+      sizeCalculation: (chunk) => Math.max(1, chunk.units.length * UNIT),
+      dispose: (chunk) => chunk.evict(),
     });
   }
 
@@ -132,29 +153,25 @@ export class ChunkCache {
     return this.chunks.calculatedSize;
   }
 
-  /** Keeps a decoded chunk: copied into pages (evicting the least recently used as needed), or as is when small. */
+  /** The memory the cache has taken: the most it has held at once, as its pool never shrinks. */
+  get peakBytes(): number {
+    return this.pool.allocatedBytes;
+  }
+
+  /** Keeps a decoded chunk: copied into the pool, evicting the least recently used as needed. */
   private keep(key: string, plaintext: Buffer): ChunkBytes {
     this.inFlight.delete(key);
     const readers = this.waiting.get(key) ?? 0;
     this.waiting.delete(key);
-    if (plaintext.length < PAGE) {
-      const own = Buffer.from(plaintext); // not a view pinning a larger buffer
-      return this.remember(key, own);
-    }
-    const count = Math.ceil(plaintext.length / PAGE);
-    while (this.pages.available < count && this.chunks.size > 0) this.chunks.pop();
-    // Larger than the whole cache: served from its own buffer, not kept.
-    if (this.pages.available < count) return plaintext;
-    const pages = this.pages.take(count);
-    for (let i = 0; i < count; i++) plaintext.copy(pages[i], 0, i * PAGE, Math.min(plaintext.length, (i + 1) * PAGE));
-    const chunk = new PagedChunk(pages, plaintext.length, this.pages);
+    const count = Math.ceil(plaintext.length / UNIT);
+    while (this.pool.available < count && this.chunks.size > 0) this.chunks.pop();
+    // Larger than the whole cache (or than what pinned chunks leave of it): served from its own buffer, not kept.
+    if (this.pool.available < count) return plaintext;
+    const units = this.pool.take(count);
+    this.pool.transfer(units, plaintext, 0, 0, plaintext.length, true);
+    const chunk = new PooledChunk(units, plaintext.length, this.pool);
     chunk.pins = readers;
-    return this.remember(key, chunk);
-  }
-
-  private remember(key: string, chunk: ChunkBytes): ChunkBytes {
     this.chunks.set(key, chunk);
-    this.peakBytes = Math.max(this.peakBytes, this.chunks.calculatedSize);
     return chunk;
   }
 
@@ -167,14 +184,14 @@ export class ChunkCache {
   }
 
   release(chunk: ChunkBytes): void {
-    if (chunk instanceof PagedChunk) chunk.unpin();
+    if (chunk instanceof PooledChunk) chunk.unpin();
   }
 
   /**
    * Drops chunks a sequential reader has gone past. With the kernel's page
    * cache holding what was read, keeping them would only fill the cache with
    * a stream that is not read again, and each fresh page of it costs a page
-   * fault; dropped, their pages go straight back to the next chunks.
+   * fault; dropped, their units go straight back to the next chunks.
    */
   discard(ids: Buffer[]): void {
     for (const id of ids) this.chunks.delete(id.toString('latin1'));
@@ -216,7 +233,7 @@ export class ChunkCache {
       const cached = this.chunks.get(key);
       if (cached) {
         this.hits++;
-        if (pin && cached instanceof PagedChunk) cached.pins++;
+        if (pin) cached.pins++;
         results.push(Promise.resolve(cached));
         continue;
       }
