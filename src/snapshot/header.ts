@@ -47,6 +47,9 @@ export function shortId(id: Buffer): string {
 }
 
 /** A header as both JSON outputs give it: the commands' --json and the viewer's API. */
+/** A snapshot as `ls --json` and the viewer's API give it. */
+export type SnapshotSummary = ReturnType<typeof snapshotSummary>;
+
 export function snapshotSummary(h: SnapshotHeader) {
   return {
     id: h.id.toString('hex'),

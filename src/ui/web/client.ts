@@ -1,38 +1,12 @@
 /** The viewer's JSON API as the page calls it (see src/ui/API.md). */
 
-export interface SnapshotSummary {
-  id: string;
-  short_id: string;
-  time: string;
-  host: string;
-  user: string;
-  importer: string;
-  origin: string;
-  source: string;
-  tags: string[];
-  size: number;
-  files: number;
-  directories: number;
-  stored_bytes: number;
-  errors: number;
-  duration_ms: number;
-  parent?: string;
-}
+// The server's own declarations, for the types both sides share: type-only imports, gone from the page's script.
+import type { SnapshotSummary } from '../../snapshot/header.js';
+import type { DiffItem, DiffSide } from '../../snapshot/diff.js';
+import type { StoreTotals } from '../catalog.js';
+import type { RestoreJob } from '../restorejobs.js';
 
-export interface StoreTotals {
-  location: string;
-  store_id: string;
-  encryption: string;
-  compression: string;
-  snapshots: number;
-  packs: number;
-  blobs: number;
-  logical_size: number;
-  unique_size: number;
-  stored_size: number;
-  dedup_ratio: number;
-  compression_ratio: number;
-}
+export type { DiffItem, DiffSide, RestoreJob, SnapshotSummary, StoreTotals };
 
 export type EntryType = 'file' | 'directory' | 'symlink' | 'device' | 'fifo' | 'socket';
 
@@ -78,21 +52,6 @@ export interface TreePage {
   entries: ListedEntry[];
 }
 
-export interface DiffSide {
-  type: EntryType;
-  size: number;
-  mtime: string;
-  files?: number;
-}
-
-export interface DiffItem {
-  path: string;
-  status: 'added' | 'removed' | 'changed';
-  before?: DiffSide;
-  after?: DiffSide;
-  reasons?: string[];
-}
-
 export interface DiffResult {
   a: SnapshotSummary;
   b: SnapshotSummary;
@@ -100,22 +59,6 @@ export interface DiffResult {
   counts: { added: number; removed: number; changed: number };
   items: DiffItem[];
   truncated: boolean;
-}
-
-export interface RestoreJob {
-  id: string;
-  state: 'running' | 'done' | 'failed';
-  snapshot: string;
-  path: string;
-  destination: string;
-  target: string;
-  files: number;
-  bytes: number;
-  errors: number;
-  total_files: number;
-  total_bytes: number;
-  warnings: { path: string; message: string }[];
-  error?: string;
 }
 
 export class ApiError extends Error {
