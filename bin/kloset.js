@@ -10,8 +10,9 @@
 // 8 MiB or so of a download (over a hundred for a 1 GiB read through a
 // mount of a store on S3, a fifth of its CPU time; half as many at 48 MiB).
 // 64 MiB halved them again but raised a backup's peak RSS by 20 MB.
+import { typedArguments } from '../dist/cli/commandline.js';
 import { main } from '../dist/cli/main.js';
 
-main(process.argv.slice(2)).then((code) => {
+main(typedArguments()).then((code) => {
   process.exitCode = code;
 });

@@ -6,6 +6,7 @@ import { CONFIG_KEY, Repository, type PassphraseProvider } from '../kloset/repos
 import type { BlobStore } from '../storage/blobstore.js';
 import { isEmptyStore, openBlobStore, prepareEmptyStore } from '../storage/open.js';
 import { AliasConfig, resolveLocation } from '../config/aliases.js';
+import { typedVariable } from './commandline.js';
 import { readPassphrase } from './passphrase.js';
 
 /** Runs a command's work and records its exit code. */
@@ -44,8 +45,9 @@ export class CliContext {
     readonly err: (line: string) => void,
   ) {}
 
+  /** As set, byte for byte: a directory named with bytes that are not UTF-8 is then refused, not taken for another (see openBlobStore). */
   static defaultStore(env: NodeJS.ProcessEnv = process.env): string {
-    return env.KLOSET_REPOSITORY ?? env.PLAKAR_REPOSITORY ?? path.join(os.homedir(), '.kloset');
+    return typedVariable('KLOSET_REPOSITORY', env) ?? typedVariable('PLAKAR_REPOSITORY', env) ?? path.join(os.homedir(), '.kloset');
   }
 
   warn(message: string): void {

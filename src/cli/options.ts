@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { KlosetError, UsageError, systemReason } from '../errors.js';
+import { exactForm } from '../snapshot/names.js';
 import { parseMoment } from './timespec.js';
 import { parseTags, type SnapshotFilter } from './snapshotref.js';
 
@@ -19,7 +20,7 @@ export function patternsWithFiles(patterns: string[] = [], files: string[] = [])
   for (const file of files) {
     let text: string;
     try {
-      text = readFileSync(file, 'utf8');
+      text = readFileSync(exactForm(file), 'utf8');
     } catch (err) {
       throw new KlosetError(`cannot read the pattern file ${file}: ${systemReason(err)}`, { exitCode: 2 });
     }

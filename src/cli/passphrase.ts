@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import { KlosetError, systemReason, UsageError } from '../errors.js';
+import { exactForm } from '../snapshot/names.js';
 
 /** What was typed or pasted after the line a prompt took: the next prompt's answer (both lines of a paste). */
 let typedAhead = '';
@@ -88,7 +89,7 @@ export async function readPassphrase(source: PassphraseSource, confirm = false, 
   if (source.passphraseFile !== undefined) {
     let text: string;
     try {
-      text = await fs.readFile(source.passphraseFile, 'utf8');
+      text = await fs.readFile(exactForm(source.passphraseFile), 'utf8');
     } catch (err) {
       throw new KlosetError(`cannot read ${kind.label} file ${source.passphraseFile}: ${systemReason(err)}`);
     }

@@ -5,16 +5,20 @@
 import { realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
+import { exactForm, nameFromBytes } from '../snapshot/names.js';
 import type { BlobStore } from '../storage/blobstore.js';
 import { LocalBlobStore } from '../storage/local.js';
 import { isS3Location } from '../storage/open.js';
 
-/** The path with its symbolic links resolved, as far as it exists: a link into the store is the store. */
+/**
+ * The path with its symbolic links resolved, as far as it exists: a link into the store is the store.
+ * Resolved as bytes, a path typed with bytes that are not UTF-8 included (see names.ts).
+ */
 export async function realLocation(location: string): Promise<string> {
   const below: string[] = [];
   for (let existing = path.resolve(location); ; ) {
     try {
-      return path.join(await realpath(existing), ...below);
+      return path.join(nameFromBytes(await realpath(exactForm(existing), { encoding: 'buffer' })), ...below);
     } catch {
       const parent = path.dirname(existing);
       if (parent === existing) return path.resolve(location);

@@ -3,7 +3,8 @@ import { requireCjs } from '../cjs.js';
 import { IntegrityError, KlosetError, NotFoundError } from '../errors.js';
 import { mapLimit, type Repository } from '../kloset/repository.js';
 import { BlobType, ID_BYTES } from '../kloset/sealing.js';
-import { entryFromWire, entryToWire, toBuffer, type Entry } from './tree.js';
+import { exactForm } from './names.js';
+import { entryFromWire, entryToWire, nameFromWire, toBuffer, type Entry } from './tree.js';
 
 const { decode, encode } = requireCjs('@msgpack/msgpack') as typeof import('@msgpack/msgpack');
 
@@ -89,7 +90,8 @@ function encodeHeader(h: SnapshotHeader): Buffer {
       user: h.user,
       importer: h.importer,
       origin: h.origin,
-      source: h.source,
+      // A path typed with bytes that are not UTF-8 is kept as those bytes, as names are.
+      source: exactForm(h.source),
       tags: h.tags,
       root: entryToWire(h.root),
       stats: h.stats,
@@ -116,7 +118,7 @@ function decodeHeader(data: Buffer): SnapshotHeader {
     user: w.user as string,
     importer: w.importer as string,
     origin: w.origin as string,
-    source: w.source as string,
+    source: nameFromWire(w.source) as string,
     tags: w.tags as string[],
     root: entryFromWire(w.root as Record<string, unknown>),
     stats: w.stats as SnapshotStats,

@@ -88,7 +88,7 @@ export function compareNames(a: string, b: string): number {
 }
 
 /** A name or link target on the wire is a string when it is UTF-8 text, else its bytes (see names.ts). */
-const nameFromWire = (value: unknown): string | undefined =>
+export const nameFromWire = (value: unknown): string | undefined =>
   typeof value === 'string' ? value : value instanceof Uint8Array ? nameFromBytes(value) : undefined;
 
 const KIND_CODES: Record<EntryKind, number> = { file: 0, directory: 1, symlink: 2, device: 3, fifo: 4, socket: 5 };

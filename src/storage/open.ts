@@ -7,7 +7,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { KlosetError } from '../errors.js';
+import { KlosetError, UsageError } from '../errors.js';
 import type { BlobStore } from './blobstore.js';
 import { makeDirectories } from './directories.js';
 import { LocalBlobStore } from './local.js';
@@ -53,11 +53,24 @@ export async function openBlobStore(
   const scheme = URI_SCHEME.exec(location);
   if (scheme) {
     if (scheme[1]!.toLowerCase() === 'fs' || scheme[1]!.toLowerCase() === 'file') {
-      return new LocalBlobStore(path.resolve(location.slice(scheme[0].length)));
+      return new LocalBlobStore(textDirectory(path.resolve(location.slice(scheme[0].length))));
     }
     throw new KlosetError(`${withoutPassword(location)}: unsupported store location (a directory or s3://bucket/prefix)`);
   }
-  return new LocalBlobStore(path.resolve(location));
+  return new LocalBlobStore(textDirectory(path.resolve(location)));
+}
+
+/**
+ * A store's directory is named by text: its path is joined, compared, kept
+ * in the cache's list of stores and shown. One typed with bytes that are not
+ * UTF-8 (see names.ts) is refused, rather than a directory of another name
+ * (with U+FFFD) used in its place.
+ */
+function textDirectory(dir: string): string {
+  if (!dir.isWellFormed()) {
+    throw new UsageError(`${dir}: a store directory's path must be UTF-8 text: rename it, or name it through a symbolic link whose path is`);
+  }
+  return dir;
 }
 
 /** True when the store holds nothing at all (a missing directory or an empty prefix included). */

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { nameToBytes } from '../../src/snapshot/names.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const BIN = path.join(ROOT, 'bin/kloset.js');
@@ -46,6 +47,25 @@ export function startKloset(
 /** Runs the real CLI in a child process, as a user would. */
 export function kloset(args: string[], options: SpawnOptions & { input?: string | Buffer; through?: string[] } = {}): Promise<CliResult> {
   return startKloset(args, options).done;
+}
+
+/**
+ * Runs the CLI with arguments typed as bytes, as a shell passes `$'caf\xe9'`:
+ * each string stands for the bytes names.ts maps it to, a lone surrogate
+ * U+DC80..U+DCFF for a byte that is not UTF-8 ('caf\udce9'). Node gives a
+ * child its arguments as UTF-8 text, which would turn such a byte into
+ * U+FFFD: the shell's printf makes each argument from its bytes instead,
+ * and each of `variables` (environment variables typed so) too.
+ */
+export function klosetTyped(
+  args: string[],
+  { variables = {}, ...options }: Parameters<typeof kloset>[1] & { variables?: Record<string, string> } = {},
+): Promise<CliResult> {
+  const octal = (arg: string) => [...nameToBytes(arg)].map((byte) => `\\${byte.toString(8).padStart(3, '0')}`).join('');
+  const typed = (arg: string) => `"$(printf '${octal(arg)}')"`;
+  const exports = Object.entries(variables).map(([name, value]) => `export ${name}=${typed(value)}; `);
+  const script = `${exports.join('')}exec "$0" ${args.map(typed).join(' ')}`;
+  return kloset([], { ...options, through: [...(options.through ?? []), 'sh', '-c', script] });
 }
 
 export async function tempDir(prefix = 'kloset-test-'): Promise<string> {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { childEnvironment } from '../../childenv.js';
 import { KlosetError, UsageError, systemReason } from '../../errors.js';
+import { exactForm } from '../../snapshot/names.js';
 import { listSnapshots } from '../../snapshot/header.js';
 import { DEFAULT_CACHE_BYTES, mountSnapshots, type MountTarget } from '../../mount/mount.js';
 import type { CliContext, Run } from '../context.js';
@@ -30,7 +31,7 @@ function mountLog(ctx: CliContext, file: string | undefined): { log: (line: stri
   if (file === undefined) return { log: (line) => ctx.err(`kloset: mount: ${line}`), close: () => undefined };
   let fd: number;
   try {
-    fd = openSync(file, 'a', 0o600);
+    fd = openSync(exactForm(file), 'a', 0o600);
   } catch (err) {
     throw new KlosetError(`${file}: cannot write the log: ${systemReason(err)}`, { cause: err });
   }
@@ -93,6 +94,8 @@ export function registerMountCommand(program: Command, context: () => CliContext
         for (const option of fuseOptions) {
           if (option !== 'allow_other' && option !== 'debug') throw new UsageError(`unsupported mount option ${JSON.stringify(option)}`);
         }
+        // The FUSE binding takes the mount point as text: typed with bytes that are not UTF-8, it would mount elsewhere.
+        if (!mountpoint.isWellFormed()) throw new UsageError(`${mountpoint}: a mount point's path must be UTF-8 text: mount at another directory`);
         if ((flags.background || flags.daemon) && !flags.foreground) return detach(ctx, argv, mountpoint);
         const notify = flags.notifyFd ? createWriteStream('', { fd: Number(flags.notifyFd) }) : undefined;
         let releaseLock: () => Promise<void> = async () => undefined;

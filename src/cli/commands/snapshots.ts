@@ -21,7 +21,7 @@ import { backup } from '../../snapshot/builder.js';
 import { diffTrees, type DiffItem } from '../../snapshot/diff.js';
 import { Locator } from '../../snapshot/locate.js';
 import { LATEST, listSnapshots, resolveSnapshot, shortId, snapshotSummary, type SnapshotHeader } from '../../snapshot/header.js';
-import { shownName } from '../../snapshot/names.js';
+import { exactForm, nameFromBytes, shownName } from '../../snapshot/names.js';
 import { SnapshotReader } from '../../snapshot/reader.js';
 import { restore, type RestoreOptions } from '../../snapshot/restore.js';
 import { formatMode, type Entry } from '../../snapshot/tree.js';
@@ -189,17 +189,18 @@ interface ArchiveOutput {
  * cut short is never left under that name. A new file has mode 0600, since
  * it holds whatever the snapshot holds; one replaced (through a symbolic
  * link that names it) keeps its mode and owner, as tar -cf over it keeps them.
+ * A name typed with bytes that are not UTF-8 is written with those bytes (exactForm).
  */
 async function openArchiveOutput(output: string | undefined, existing: Stats | undefined): Promise<ArchiveOutput> {
   const nothing = async () => undefined;
   if (output === undefined) return { sink: toStandardOutput(), commit: nothing, discard: nothing };
   const cannotWrite = (err: unknown) => Promise.reject(archiveWriteError(output, err));
   if (existing && !existing.isFile()) {
-    const file = await open(output, 'w').catch(cannotWrite);
+    const file = await open(exactForm(output), 'w').catch(cannotWrite);
     return { sink: file.createWriteStream(), commit: nothing, discard: nothing };
   }
-  const final = existing ? await realpath(output) : output;
-  const partial = path.join(path.dirname(final), `.${path.basename(final)}.${process.pid}.partial`);
+  const final = existing ? nameFromBytes(await realpath(exactForm(output), { encoding: 'buffer' })) : output;
+  const partial = exactForm(path.join(path.dirname(final), `.${path.basename(final)}.${process.pid}.partial`));
   const file = await open(partial, 'wx', 0o600).catch(cannotWrite);
   try {
     if (existing) {
@@ -213,7 +214,7 @@ async function openArchiveOutput(output: string | undefined, existing: Stats | u
   }
   return {
     sink: file.createWriteStream(),
-    commit: () => rename(partial, final),
+    commit: () => rename(partial, exactForm(final)),
     discard: () => rm(partial, { force: true }),
   };
 }
@@ -335,6 +336,9 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
       run(async () => {
         const ctx = context();
         if (opts.host !== undefined && !/^[^\s/]+$/.test(opts.host)) throw new UsageError(`-host ${JSON.stringify(opts.host)}: a host name, without spaces or slashes`);
+        // A snapshot's host and tags are text, shown and matched as typed: bytes that are not UTF-8 would be neither.
+        const notText = [opts.host ?? '', ...(opts.tag ?? [])].find((value) => !value.isWellFormed());
+        if (notText !== undefined) throw new UsageError(`${notText}: not UTF-8 text: a host name or a tag is text`);
         // `-` for standard input, as rustic and most Unix tools read it (a directory of that name is ./-).
         if (paths.length === 1 && paths[0] === '-' && !opts.stdinFromCommand) [paths, opts] = [[], { ...opts, stdin: true }];
         const stream = streamImporter(paths, opts);
@@ -650,7 +654,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           const inSnapshot = names.join('/');
           const rootName = !opts.rebase ? inSnapshot : entry.kind === 'directory' ? '' : entry.name;
           const output = toStdout ? undefined : path.resolve(opts.output ?? `kloset-${shortId(header.id)}${ARCHIVE_FORMATS[format].ending}`);
-          const existing = output ? await stat(output).catch(() => undefined) : undefined;
+          const existing = output ? await stat(exactForm(output)).catch(() => undefined) : undefined;
           if (existing && opts.output === undefined) {
             throw new UsageError(`${path.basename(output!)} exists: give -output to replace it or to write elsewhere`);
           }
