@@ -88,7 +88,7 @@ describe('names that are not UTF-8', () => {
   it('are backed up, with a single note that their extended attributes were not read', () => {
     expect(backup.code).toBe(0);
     expect(backup.stderr.trim().split('\n')).toEqual([
-      expect.stringMatching(/^warning: \d+ entries whose paths are not UTF-8 text were backed up without extended attributes\b/),
+      expect.stringMatching(/^warning: \d+ entries whose names are not UTF-8 text were backed up without extended attributes\b/),
     ]);
     expect(backup.stdout).not.toMatch(/errors/);
   });

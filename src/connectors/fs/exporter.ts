@@ -11,7 +11,7 @@ import { makeDirectories } from '../../storage/directories.js';
 import type { Exporter } from '../../snapshot/exporter.js';
 import { HOLE_MIN, allZero, applyMetadata, asDate, clearName, createFile, replacing, writeWholeFile, type WriteSettings } from './filewrite.js';
 import { SmallFileWriter, type SmallFile } from './smallfiles.js';
-import { hasDefaultAcl, writeXattrs } from './xattrs.js';
+import { hasDefaultAcl, withTextPath, writeXattrs } from './xattrs.js';
 
 const execFileAsync = promisify(execFile);
 const writeAsync = promisify(write);
@@ -129,7 +129,7 @@ export class FsExporter implements Exporter {
       if (rel === '') {
         this.ownTarget = (await makeDirectories(full, 0o700)) !== undefined || (await isEmptyDirectory(full));
         // Made or found: either way it may hold a default ACL, its own or its parent's.
-        if (hasDefaultAcl(exactForm(full))) this.inheritedAcls = true;
+        if (hasDefaultAcl(full)) this.inheritedAcls = true;
       } else await fs.mkdir(exactForm(full), { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -141,7 +141,7 @@ export class FsExporter implements Exporter {
         await fs.mkdir(exactForm(full), { mode: 0o700 });
         return;
       }
-      if (hasDefaultAcl(exactForm(full))) this.inheritedAcls = true;
+      if (hasDefaultAcl(full)) this.inheritedAcls = true;
     }
   }
 
@@ -241,7 +241,7 @@ export class FsExporter implements Exporter {
       await fs.symlink(exactForm(entry.target), at);
       if (this.asRoot) await fs.lchown(at, entry.uid, entry.gid).catch(() => undefined);
       // Set on the link itself (lsetxattr), as they were read from it.
-      if (entry.xattrs && typeof at === 'string') writeXattrs(at, entry.xattrs);
+      if (entry.xattrs) withTextPath(full, (textPath) => writeXattrs(textPath, entry.xattrs!));
       await fs.lutimes(at, asDate(entry.atime ?? entry.mtime), asDate(entry.mtime)).catch(() => undefined);
       return;
     }

@@ -17,7 +17,7 @@ import {
 import { KlosetError } from '../../errors.js';
 import { exactForm } from '../../snapshot/names.js';
 import type { Entry, Timespec } from '../../snapshot/tree.js';
-import { ACCESS_ACL, DEFAULT_ACL, removeXattrs, writeXattrs } from './xattrs.js';
+import { ACCESS_ACL, DEFAULT_ACL, removeXattrs, withTextPath, writeXattrs } from './xattrs.js';
 
 /**
  * The system calls that put one restored entry on disk, shared by the
@@ -120,13 +120,18 @@ export function applyMetadata(full: string, entry: EntryMetadata, settings: Writ
   // Owner first: a change of owner clears file capabilities (security.capability), which come back with the attributes.
   const at = exactForm(full);
   if (settings.asRoot) tryOwner(() => (fd !== undefined ? fchownSync(fd, entry.uid, entry.gid) : chownSync(at, entry.uid, entry.gid)));
-  // The attribute binding takes text paths; a backup records none for other paths (FsImporter), so none is lost here.
-  if (entry.xattrs && typeof at === 'string') writeXattrs(at, entry.xattrs);
-  // ACLs inherited from a default ACL in the target, which the source did not have: removed before
-  // the mode is set, so the entry grants no more than it did (a named user of the target's default ACL).
-  if (settings.inheritedAcls && typeof at === 'string') {
-    const inherited = entry.kind === 'directory' ? [ACCESS_ACL, DEFAULT_ACL] : [ACCESS_ACL];
-    removeXattrs(at, inherited.filter((name) => !entry.xattrs?.[name]));
+  // The attribute binding takes text paths (withTextPath); a backup records none for an entry it cannot
+  // reach so (FsImporter), so none is lost here.
+  if (entry.xattrs || settings.inheritedAcls) {
+    withTextPath(full, (textPath) => {
+      if (entry.xattrs) writeXattrs(textPath, entry.xattrs);
+      // ACLs inherited from a default ACL in the target, which the source did not have: removed before
+      // the mode is set, so the entry grants no more than it did (a named user of the target's default ACL).
+      if (settings.inheritedAcls) {
+        const inherited = entry.kind === 'directory' ? [ACCESS_ACL, DEFAULT_ACL] : [ACCESS_ACL];
+        removeXattrs(textPath, inherited.filter((name) => !entry.xattrs?.[name]));
+      }
+    });
   }
   if (fd !== undefined) {
     fchmodSync(fd, entry.mode & 0o7777);

@@ -6,7 +6,7 @@ import { nameFromBytes, exactForm } from '../../snapshot/names.js';
 import { compareNames, type EntryKind, type Timespec } from '../../snapshot/tree.js';
 import type { Importer, ScanOptions, SkippedChild, SourceEntry } from '../../snapshot/importer.js';
 import { Accounts } from './accounts.js';
-import { readXattrs } from './xattrs.js';
+import { readXattrs, textPathOf } from './xattrs.js';
 
 /** Reads of large files come in blocks of this size; each block is handed to a chunk worker whole. */
 const READ_BLOCK = 1024 * 1024;
@@ -41,14 +41,22 @@ function kindOf(stat: BigIntStats): EntryKind | undefined {
 const accounts = new Accounts();
 
 /**
- * Extended attributes of a path that is not UTF-8 text cannot be read: the
- * binding takes paths as strings. `textless` counts such entries, so that
- * the backup says so at its end (FsImporter.notes).
+ * Extended attributes of an entry the binding, which takes paths as
+ * strings, cannot reach by a text path (textPathOf: a file or a link whose
+ * own name is not UTF-8) cannot be read. `textless` counts such entries, so
+ * that the backup says so at its end (FsImporter.notes).
  */
 function xattrsOf(fullPath: string, textless: { count: number }): Record<string, Buffer> | undefined {
-  if (fullPath.isWellFormed()) return readXattrs(fullPath);
-  textless.count++;
-  return undefined;
+  const reached = textPathOf(fullPath);
+  if (reached === undefined) {
+    textless.count++;
+    return undefined;
+  }
+  try {
+    return readXattrs(reached.path);
+  } finally {
+    reached.close();
+  }
 }
 
 /**
@@ -169,7 +177,7 @@ export class FsImporter implements Importer {
   notes(): string[] {
     const { count } = this.textless;
     if (count === 0) return [];
-    const entries = count === 1 ? '1 entry whose path is not UTF-8 text was' : `${count} entries whose paths are not UTF-8 text were`;
+    const entries = count === 1 ? '1 entry whose name is not UTF-8 text was' : `${count} entries whose names are not UTF-8 text were`;
     return [`${entries} backed up without extended attributes, which kloset reads by text path only`];
   }
 

@@ -1,4 +1,7 @@
+import { closeSync, constants, openSync } from 'node:fs';
+import path from 'node:path';
 import { requireCjs } from '../../cjs.js';
+import { nameToBytes } from '../../snapshot/names.js';
 
 const { getAttributeSync, listAttributesSync, removeAttributeSync, setAttributeSync } = requireCjs('@napi-rs/xattr') as typeof import('@napi-rs/xattr');
 
@@ -7,6 +10,49 @@ const { getAttributeSync, listAttributesSync, removeAttributeSync, setAttributeS
  * through a symlink). Synchronous on purpose: listxattr on a file without
  * attributes is one cheap syscall, far cheaper than a thread-pool round trip.
  */
+
+/** A text path to an entry, and what to release once the calls on it are done. */
+export interface TextPath {
+  path: string;
+  close(): void;
+}
+
+/**
+ * The binding takes paths as text. A path that is not UTF-8 text (see
+ * names.ts) is reached through a descriptor held open until close():
+ * `/proc/self/fd/<n>/<name>` with <n> its directory, when its own name is
+ * text (an entry below a source, a target or a directory named in
+ * Latin-1), else `/proc/self/fd/<n>/.` with <n> itself, when it is a
+ * directory. The l* calls take that last step without following a
+ * symbolic link, as they take a plain path. Undefined when neither serves
+ * (a file or a link whose own name is not text), or the directory cannot
+ * be opened.
+ */
+export function textPathOf(full: string): TextPath | undefined {
+  if (full.isWellFormed()) return { path: full, close: () => undefined };
+  const name = path.basename(full);
+  const [directory, last] = name.isWellFormed() ? [path.dirname(full), name] : [full, '.'];
+  let fd: number;
+  try {
+    // Itself only when it is a directory: a link is not followed, and a FIFO neither opened nor waited on.
+    const itself = last === '.' ? constants.O_NOFOLLOW | constants.O_NONBLOCK : 0;
+    fd = openSync(nameToBytes(directory), constants.O_RDONLY | constants.O_DIRECTORY | itself);
+  } catch {
+    return undefined;
+  }
+  return { path: `/proc/self/fd/${fd}/${last}`, close: () => closeSync(fd) };
+}
+
+/** `use` given a text path to `full` (textPathOf); undefined, and `use` not called, when there is none. */
+export function withTextPath<T>(full: string, use: (textPath: string) => T): T | undefined {
+  const reached = textPathOf(full);
+  if (reached === undefined) return undefined;
+  try {
+    return use(reached.path);
+  } finally {
+    reached.close();
+  }
+}
 
 /** Codes meaning "this file system or namespace has no attributes for us". */
 const UNSUPPORTED = new Set(['ENOTSUP', 'EOPNOTSUPP', 'ENODATA', 'EPERM', 'EACCES']);
@@ -66,13 +112,16 @@ export const ACCESS_ACL = 'system.posix_acl_access';
 export const DEFAULT_ACL = 'system.posix_acl_default';
 
 /** Whether a directory has a default ACL, which what is created in it inherits. */
-export function hasDefaultAcl(path: string | Buffer): boolean {
-  if (typeof path !== 'string') return false;
-  try {
-    return getAttributeSync(path, DEFAULT_ACL) !== null;
-  } catch {
-    return false;
-  }
+export function hasDefaultAcl(full: string): boolean {
+  return (
+    withTextPath(full, (at) => {
+      try {
+        return getAttributeSync(at, DEFAULT_ACL) !== null;
+      } catch {
+        return false;
+      }
+    }) ?? false
+  );
 }
 
 /** Removes attributes, each only if present: those a restored entry inherited and its source did not have. */
