@@ -45,8 +45,13 @@ export class NotFoundError extends KlosetError {
   }
 }
 
+/** What a relative path meets when the current directory has been deleted (`cd d; rmdir ../d; kloset …`). */
+export const VANISHED_DIRECTORY = 'the current directory no longer exists';
+
 /** A system call's failure in words alone (Node's "ENOENT: no such file or directory, open '<path>'" → "no such file or directory"), for a message that names the path already. */
 export function systemReason(err: unknown): string {
+  // process.cwd(), as path.resolve calls it for a relative path: Node's message names only the libuv call.
+  if ((err as NodeJS.ErrnoException | undefined)?.syscall === 'uv_cwd') return VANISHED_DIRECTORY;
   return (err instanceof Error ? err.message : String(err)).replace(/^E[A-Z]+: /, '').replace(/, \w+( '.*')?$/, '');
 }
 
@@ -80,6 +85,7 @@ const SYSCALL_WORDS: Record<string, string> = {
  * "EACCES: permission denied, mkdir '/etc/st'".
  */
 export function systemErrorLine(err: NodeJS.ErrnoException & { dest?: string }): string {
+  if (err.syscall === 'uv_cwd') return systemReason(err);
   const doing = err.syscall === undefined ? undefined : SYSCALL_WORDS[err.syscall];
   if (doing === undefined || err.path === undefined) return err.message;
   const reason = systemReason(err);

@@ -1,6 +1,7 @@
 import os from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { KlosetError } from '../errors.js';
+import { startThread } from '../threads.js';
 import type { BlobWriter } from './repository.js';
 import { BlobType, ID_BYTES } from './sealing.js';
 import type { ChunkJob, WorkerBatch, WorkerRequest } from './chunkworker.js';
@@ -113,7 +114,7 @@ export class ChunkPool {
     };
     for (let slot = 0; slot < this.size; slot++) {
       // A small young generation makes the worker collect garbage promptly: RSS stays low.
-      const thread = new Worker(new URL('./chunkworker.js', import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: 4 } });
+      const thread = startThread(new URL('./chunkworker.js', import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: 4 } });
       const worker: PoolWorker = { thread, jobs: [], buffers: [], transfer: new Set(), queued: 0, inFlight: 0, waiters: [], tail: Promise.resolve() };
       thread.on('message', (batch: WorkerBatch) => {
         worker.tail = worker.tail.then(() => this.apply(worker, batch)).catch((err: Error) => this.failAll(err));

@@ -147,6 +147,14 @@ function streamImporter(paths: string[], opts: BackupFlags): StreamImporter | un
     if (process.stdin.isTTY) throw new UsageError('-stdin: standard input is a terminal: pipe the data to back up into kloset');
   } else if (paths.length === 0) {
     throw new UsageError('-stdin-from-command: give the command after --, as in: kloset backup -stdin-from-command -- pg_dump mydb');
+  } else {
+    // The command runs in the current directory. One deleted since is refused, as for a relative path: the
+    // backup's threads move the process to / (threads.ts), where the command would read and write instead.
+    try {
+      process.cwd();
+    } catch (err) {
+      throw new KlosetError(`-stdin-from-command: ${systemReason(err)}`);
+    }
   }
   const problem = streamFileNameProblem(opts.stdinFilename);
   if (problem) throw new UsageError(`-stdin-filename: ${problem}`);

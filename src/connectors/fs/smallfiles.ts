@@ -1,4 +1,5 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startThread } from '../../threads.js';
 import type { EntryMetadata, WriteSettings } from './filewrite.js';
 
 export interface SmallFile {
@@ -67,7 +68,7 @@ export class SmallFileWriter {
 
   private started(): Worker {
     if (this.thread) return this.thread;
-    const thread = new Worker(new URL('./smallfileworker.js', import.meta.url), {
+    const thread = startThread(new URL('./smallfileworker.js', import.meta.url), {
       workerData: { stopping: this.stopping.buffer },
       // A small young generation makes the thread collect promptly: RSS stays low.
       resourceLimits: { maxYoungGenerationSizeMb: 4 },
