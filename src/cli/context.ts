@@ -43,6 +43,8 @@ export class CliContext {
     readonly storeArg: string,
     readonly out: (line: string) => void,
     readonly err: (line: string) => void,
+    /** A name for `-0` output (ls, locate): its exact bytes, ended by NUL. */
+    readonly outNul: (name: string) => void,
   ) {}
 
   /** As set, byte for byte: a directory named with bytes that are not UTF-8 is then refused, not taken for another (see openBlobStore). */

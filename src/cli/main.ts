@@ -3,7 +3,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { Command, CommanderError } from 'commander';
 import { ExitCode, KlosetError, systemErrorLine, systemReason, UsageError } from '../errors.js';
 import { releaseHeldLocks } from '../kloset/locks.js';
-import { shownName } from '../snapshot/names.js';
+import { nameToBytes, shownName } from '../snapshot/names.js';
 import { registerConfigCommands } from './commands/config.js';
 import { registerSnapshotCommands } from './commands/snapshots.js';
 import { registerMaintenanceCommands } from './commands/maintenance.js';
@@ -114,6 +114,8 @@ function forTerminal(stream: NodeJS.WriteStream, text: string): string {
   return stream.isTTY ? text.replace(CONTROL_CHARACTERS, '?') : text;
 }
 
+const NUL = Buffer.of(0);
+
 /** How long a process ending on a broken output waits for its locks to go from the store. */
 const LOCK_RELEASE_WAIT_MS = 3000;
 
@@ -141,6 +143,8 @@ export async function main(argv: string[]): Promise<number> {
   // A name that is not UTF-8 is printed as it is typed back (see shownName): with U+FFFD.
   const out = (line: string) => process.stdout.write(forTerminal(process.stdout, shownName(line)) + '\n');
   const err = (line: string) => process.stderr.write(forTerminal(process.stderr, shownName(line)) + '\n');
+  // `-0`: for `xargs -0`, as find -print0 writes names: their exact bytes, neither shown nor escaped, each ended by NUL.
+  const outNul = (name: string) => process.stdout.write(Buffer.concat([nameToBytes(name), NUL]));
   let exitCode: number = ExitCode.OK;
   let verbose = argv.includes('--verbose') || argv.includes('-verbose');
   let context: CliContext | undefined;
@@ -185,7 +189,7 @@ export async function main(argv: string[]): Promise<number> {
     program.command('version').description('print the version').action(() => void out(packageVersion()));
     const { store, rest } = splitStore(normalizeArgs(configValueAsOperand(argv), longOptionNames(program)));
     refuseUnknownHelpTopic(program, rest);
-    current = new CliContext(store, out, err);
+    current = new CliContext(store, out, err, outNul);
     context = current;
     await program.parseAsync(rest, { from: 'user' });
     return outputStatus ?? exitCode;

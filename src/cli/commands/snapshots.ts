@@ -470,10 +470,13 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
   )
     .option('--json', 'JSON output')
     .option('-R, --recursive', 'list subdirectories too')
-    .action((arg: string | undefined, opts: FilterFlags & { json?: boolean; recursive?: boolean }) =>
+    .option('-0, --null', 'names alone, each ended by NUL instead of a newline and given exactly (for xargs -0)')
+    .action((arg: string | undefined, opts: FilterFlags & { json?: boolean; recursive?: boolean; null?: boolean }) =>
       run(async () => {
         const ctx = context();
         const filter = filterFrom(opts);
+        if (opts.null && opts.json) throw new UsageError('-0 and --json: choose one');
+        if (opts.null && !arg) throw new UsageError('-0 lists the names in a snapshot: give one (latest, an id, with :/path)');
         const repository = await ctx.repository();
         if (!arg) {
           const headers = filterSnapshots(await listSnapshots(repository, ctx.onDamagedSnapshot), filter);
@@ -491,6 +494,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const rows: ReturnType<typeof entryJson>[] = [];
         const emit = (e: Entry, prefix: string) => {
           if (opts.json) rows.push({ ...entryJson(e), name: prefix + e.name });
+          else if (opts.null) ctx.outNul(prefix + e.name);
           else ctx.out(entryLine({ ...e, name: prefix + e.name }));
         };
         const walk = async (dir: Entry, prefix: string): Promise<void> => {
@@ -593,7 +597,8 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
       .argument('<pattern...>', "shell patterns matched against names: '*.conf', 'report-202?.pdf'"),
   )
     .option('--snapshot <id>', 'search this snapshot only')
-    .action((patterns: string[], opts: FilterFlags & { snapshot?: string }) =>
+    .option('-0, --null', 'end each path with NUL instead of a newline, its names given exactly (for xargs -0)')
+    .action((patterns: string[], opts: FilterFlags & { snapshot?: string; null?: boolean }) =>
       run(async () => {
         const ctx = context();
         for (const pattern of patterns) {
@@ -621,7 +626,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         for (const header of headers) {
           current = header;
           for await (const match of locator.find(new SnapshotReader(repository, header), header.root, '/')) {
-            ctx.out(`${shortId(header.id)}:${match}`);
+            (opts.null ? ctx.outNul : ctx.out)(`${shortId(header.id)}:${match}`);
             found++;
           }
         }
