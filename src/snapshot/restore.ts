@@ -42,23 +42,41 @@ export interface RestoreResult {
   errors: number;
 }
 
+/**
+ * The file a snapshot of one local file was taken of. FsImporter records
+ * that file's directory as the root, holding it alone, so that paths stay
+ * relative to a directory; the directory's owner, mode and times are not
+ * what was backed up. (A directory backed up that holds only a file of its
+ * own name looks the same, and is then restored as that file would be.)
+ */
+async function singleFileOf(reader: SnapshotReader): Promise<Entry | undefined> {
+  const { header, root } = reader;
+  if (header.importer !== 'fs' || root.kind !== 'directory') return undefined;
+  if ((await reader.count(root)) !== 1) return undefined;
+  const file = await reader.child(root, header.source.slice(header.source.lastIndexOf('/') + 1));
+  return file?.kind === 'file' ? file : undefined;
+}
+
 /** A target that cannot be made a directory fails the whole restore: nothing could land in it. */
 function unusableTarget(err: unknown): KlosetError {
   return new KlosetError(`cannot restore there: ${failureText(err)}`, { cause: err });
 }
 
 /**
- * Restores `entry` (a directory's contents, or one file) into the exporter.
+ * Restores `chosen` (a directory's contents, or one file) into the exporter.
  * A file that cannot be read (a damaged chunk) is reported and skipped; the
  * rest is restored.
  */
 export async function restore(
   reader: SnapshotReader,
-  entry: Entry,
+  chosen: Entry,
   sourcePath: string,
   exporter: Exporter,
   options: RestoreOptions = {},
 ): Promise<RestoreResult> {
+  // A snapshot of one file, restored whole, comes back as a restore of that file alone does: into the
+  // target, which never takes the owner, mode or times of the directory the file was in.
+  const entry = chosen === reader.root ? ((await singleFileOf(reader)) ?? chosen) : chosen;
   const result: RestoreResult = { files: 0, directories: 0, bytes: 0, errors: 0 };
   // At least one: with none running, waiting for a free slot would never end.
   const limit = options.concurrency !== undefined && options.concurrency >= 1 ? Math.floor(options.concurrency) : 8;
