@@ -109,8 +109,11 @@ export class FsExporter implements Exporter {
     this.keepOut = (options.keepOut ?? []).map((place) => path.join(this.target, place));
   }
 
-  /** Only '' names the target itself; every other path must lie below it, whatever its `..` segments. */
+  /** Only '' names the target itself; every other path must be relative and lie below it, whatever its `..` segments. */
   private full(rel: string): string {
+    // No name in a snapshot holds a '/', so only a forged one gives an absolute path: it names a place
+    // outside the target, and is refused as one that climbs out is, never put below the target.
+    if (path.isAbsolute(rel)) throw new KlosetError(`${rel}: refusing to write outside ${this.target}`);
     const full = rel === '' ? this.target : path.join(this.target, rel);
     const inside = path.relative(this.target, full);
     if (rel !== '' && (inside === '' || inside === '..' || inside.startsWith('..' + path.sep) || path.isAbsolute(inside))) {
@@ -122,7 +125,7 @@ export class FsExporter implements Exporter {
     return full;
   }
 
-  async createDirectory(rel: string): Promise<void> {
+  async createDirectory(rel: string, _entry: Entry): Promise<void> {
     const full = this.full(rel);
     try {
       // The target itself may need its parents; below it, each level is made (and checked) in turn.
@@ -189,7 +192,7 @@ export class FsExporter implements Exporter {
     }
   }
 
-  async linkFile(existing: string, rel: string): Promise<void> {
+  async linkFile(existing: string, rel: string, _entry: Entry): Promise<void> {
     const from = this.full(existing);
     const full = this.full(rel);
     if (this.abandoned) throw new KlosetError(`${full}: not written, the restore is stopping`);

@@ -135,7 +135,7 @@ export class S3Exporter implements Exporter {
     return this.prefix + (typeof original === 'string' && original !== '' ? original : path);
   }
 
-  async createDirectory(path: string): Promise<void> {
+  async createDirectory(path: string, _entry: Entry): Promise<void> {
     if (path !== '') return;
     // Once, at the top: a missing bucket is one error, not one per object.
     try {
