@@ -1,5 +1,5 @@
 import { IntegrityError, NotFoundError } from '../errors.js';
-import { shownName } from './names.js';
+import { listedName, shownName } from './names.js';
 import type { SnapshotReader } from './reader.js';
 import type { Entry } from './tree.js';
 
@@ -25,7 +25,10 @@ export class Locator {
     private readonly onDamaged?: (dirPath: string, err: Error) => void,
   ) {}
 
-  /** Matching paths under `dir`, an entry of `reader`'s snapshot at `dirPath`, in `ls -R` order; directories end with a slash. */
+  /**
+   * Matching paths under `dir`, an entry of `reader`'s snapshot at `dirPath`, in `ls -R` order; directories
+   * end with a slash, and a name no directory can hold is quoted (listedName).
+   */
   async *find(reader: SnapshotReader, dir: Entry, dirPath: string): AsyncGenerator<string> {
     const prefix = dirPath.endsWith('/') ? dirPath : `${dirPath}/`;
     let listing: Listing;
@@ -37,8 +40,9 @@ export class Locator {
       return;
     }
     for (const child of listing) {
-      if (child.matched) yield child.directory ? `${prefix}${child.name}/` : prefix + child.name;
-      if (child.directory) yield* this.find(reader, child.directory, prefix + child.name);
+      const name = listedName(child.name);
+      if (child.matched) yield child.directory ? `${prefix}${name}/` : prefix + name;
+      if (child.directory) yield* this.find(reader, child.directory, prefix + name);
     }
   }
 

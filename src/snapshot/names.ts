@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer';
+import { checkEntryName } from './exporter.js';
 
 declare global {
   // ES2024, in Node 20 but not in the ES2022 library this project compiles against.
@@ -95,4 +96,15 @@ export function exactForm(path: string): string | Buffer {
  */
 export function shownName(name: string): string {
   return name.isWellFormed() ? name : nameToBytes(name).toString('utf8');
+}
+
+/**
+ * A name as a listing gives it (ls, locate), alone or in a path: itself,
+ * or, for one no directory can hold ('', '.', '..', a '/' or a NUL in it,
+ * which only a forged snapshot has), in double quotes with JSON's escapes,
+ * as the warnings of restore and archive name it: `".."/escaped.txt` or
+ * `"a/b"`, never a path that climbs out or goes down.
+ */
+export function listedName(name: string): string {
+  return checkEntryName(name) === undefined ? name : JSON.stringify(name);
 }

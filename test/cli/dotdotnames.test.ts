@@ -3,7 +3,8 @@
  * holds its key can forge a snapshot that has some. restore and archive
  * leave such entries out, each named in a warning (exit 3): nothing is
  * written outside the target, and no member of a tar or zip climbs out of
- * the directory it is extracted into.
+ * the directory it is extracted into. ls and locate print such a name
+ * quoted, never as a path.
  */
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
@@ -68,11 +69,6 @@ beforeAll(async () => {
   store = path.join(work, 'store');
   kloset = klosetWith({ XDG_CACHE_HOME: path.join(work, 'cache') });
   await storeWithSnapshot(store, new DotDotImporter());
-  // The forged snapshot does hold them, as ls shows.
-  const listed = await kloset(['at', store, 'ls', '-R', 'latest']);
-  expect(listed.code).toBe(0);
-  expect(listed.stdout).toMatch(/ \.\.\/escaped\.txt$/m);
-  expect(listed.stdout).toMatch(/ sub\/\.\.\/planted\.txt$/m);
 });
 
 afterAll(async () => {
@@ -120,5 +116,72 @@ describe("entries named '..' in a snapshot", () => {
     await run(lister === 'tar' ? 'tar' : 'unzip', lister === 'tar' ? ['-xf', output, '-C', into] : ['-q', output, '-d', into]);
     expect(await fs.readdir(around)).toEqual(['into']);
     expect(await landed(around)).toEqual([]);
+  });
+});
+
+/** A forged root whose file and directory have names that are paths. */
+class SlashNameImporter extends DotDotImporter {
+  override async *children(dir: string): AsyncIterable<SourceEntry> {
+    const entry = (name: string, kind: 'file' | 'directory'): SourceEntry =>
+      ({ name, kind, mode: kind === 'file' ? 0o100644 : 0o040755, uid: 0, gid: 0, size: kind === 'file' ? 8 : 0, mtime: MTIME });
+    if (dir === '') yield* [entry('../slashed', 'directory'), entry('../slashed.txt', 'file')];
+    if (dir === '../slashed') yield entry('inside.txt', 'file');
+  }
+
+  override async *read(): AsyncIterable<Buffer> {
+    yield Buffer.from('slashed\n');
+  }
+}
+
+describe("a listing of names no directory can hold ('..', a name with a slash)", () => {
+  it('prints them quoted with ls -R and ls --json, never as a path that climbs out', async () => {
+    const result = await kloset(['at', store, 'ls', '-R', 'latest']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const names = result.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => line.replace(/^.* \d\d:\d\d:\d\d /, ''));
+    expect(names).toEqual(['".."/', '".."/escaped.txt', 'plain.txt', 'sub/', 'sub/".."/', 'sub/".."/planted.txt', 'sub/kept.txt']);
+    const json = await kloset(['at', store, 'ls', '--json', '-R', 'latest']);
+    expect((JSON.parse(json.stdout) as { name: string }[]).map((e) => e.name)).toEqual([
+      '".."',
+      '".."/escaped.txt',
+      'plain.txt',
+      'sub',
+      'sub/".."',
+      'sub/".."/planted.txt',
+      'sub/kept.txt',
+    ]);
+  });
+
+  it('prints them quoted with ls -R -0 and with locate, whose paths then never climb out either', async () => {
+    const nul = await kloset(['at', store, 'ls', '-R', '-0', 'latest']);
+    expect(nul.code).toBe(0);
+    expect(nul.stdout.split('\0')).toEqual(['".."', '".."/escaped.txt', 'plain.txt', 'sub', 'sub/".."', 'sub/".."/planted.txt', 'sub/kept.txt', '']);
+    const located = await kloset(['at', store, 'locate', 'escaped.txt', 'planted.txt', '..']);
+    expect(located.stderr).toBe('');
+    expect(located.code).toBe(0);
+    expect(located.stdout.split('\n').map((line) => line.replace(/^[0-9a-f]{8}:/, ''))).toEqual([
+      '/".."/',
+      '/".."/escaped.txt',
+      '/sub/".."/',
+      '/sub/".."/planted.txt',
+      '',
+    ]);
+  });
+
+  it('prints a name holding a slash quoted, as one name', async () => {
+    const slashed = path.join(work, 'slashed-store');
+    await storeWithSnapshot(slashed, new SlashNameImporter());
+    const result = await kloset(['at', slashed, 'ls', '-R', 'latest']);
+    expect(result.code).toBe(0);
+    const names = result.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => line.replace(/^.* \d\d:\d\d:\d\d /, ''));
+    expect(names).toEqual(['"../slashed"/', '"../slashed"/inside.txt', '"../slashed.txt"']);
+    const located = await kloset(['at', slashed, 'locate', 'inside.txt']);
+    expect(located.stdout).toMatch(/^[0-9a-f]{8}:\/"\.\.\/slashed"\/inside\.txt\n$/);
   });
 });

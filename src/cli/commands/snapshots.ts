@@ -21,7 +21,7 @@ import { backup } from '../../snapshot/builder.js';
 import { diffTrees, type DiffItem } from '../../snapshot/diff.js';
 import { Locator } from '../../snapshot/locate.js';
 import { LATEST, listSnapshots, resolveSnapshot, shortId, snapshotSummary, type SnapshotHeader } from '../../snapshot/header.js';
-import { exactForm, nameFromBytes, shownName } from '../../snapshot/names.js';
+import { exactForm, listedName, nameFromBytes, shownName } from '../../snapshot/names.js';
 import { SnapshotReader } from '../../snapshot/reader.js';
 import { restore, type RestoreOptions } from '../../snapshot/restore.js';
 import { formatMode, type Entry } from '../../snapshot/tree.js';
@@ -492,15 +492,17 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const reader = new SnapshotReader(repository, header);
         const entry = await reader.lookup(ref.path);
         const rows: ReturnType<typeof entryJson>[] = [];
+        // A name no directory can hold (a forged snapshot's '..') is quoted in every form, so that it never reads as a path.
         const emit = (e: Entry, prefix: string) => {
-          if (opts.json) rows.push({ ...entryJson(e), name: prefix + e.name });
-          else if (opts.null) ctx.outNul(prefix + e.name);
-          else ctx.out(entryLine({ ...e, name: prefix + e.name }));
+          const name = prefix + listedName(e.name);
+          if (opts.json) rows.push({ ...entryJson(e), name });
+          else if (opts.null) ctx.outNul(name);
+          else ctx.out(entryLine({ ...e, name }));
         };
         const walk = async (dir: Entry, prefix: string): Promise<void> => {
           for await (const child of reader.children(dir)) {
             emit(child, prefix);
-            if (opts.recursive && child.kind === 'directory') await walk(child, `${prefix}${child.name}/`);
+            if (opts.recursive && child.kind === 'directory') await walk(child, `${prefix}${listedName(child.name)}/`);
           }
         };
         if (entry.kind === 'directory') await walk(entry, '');
