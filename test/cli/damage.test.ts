@@ -298,7 +298,7 @@ describe('objects sealed with the key, yet malformed', () => {
     const { store, kloset: run, first, second } = await storeWithTwoSnapshots('kloset-malformed-', async () => undefined, async () => undefined);
     const { BlobType } = (await loadBuilt('kloset/sealing.js')) as typeof import('../../src/kloset/sealing.js');
     const repository = await openBuiltStore(store, { loadIndex: false });
-    const seal = async (key: string, type: number, id: Buffer, plaintext: Buffer) => repository.store.put(key, await repository.sealStandalone(type, id, plaintext));
+    const seal = async (key: string, type: import('../../src/kloset/sealing.js').BlobType, id: Buffer, plaintext: Buffer) => repository.store.put(key, await repository.sealStandalone(type, id, plaintext));
     // MessagePack with bytes after its one value, and an array where a map belongs.
     const header = Buffer.alloc(32, 0xee);
     await seal(`snapshots/${header.toString('hex')}`, BlobType.snapshot, header, Buffer.from([0x90, 0xc0, 0xc0]));

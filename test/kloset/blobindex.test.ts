@@ -12,7 +12,7 @@ const packs = Array.from({ length: 5 }, () => randomBytes(32));
 
 function randomLocation(): BlobLocation {
   return {
-    type: Math.floor(Math.random() * 4),
+    type: Math.floor(Math.random() * 4) as BlobLocation['type'],
     packId: packs[Math.floor(Math.random() * packs.length)],
     offset: Math.floor(Math.random() * 2 ** 32),
     length: Math.floor(Math.random() * 2 ** 24),
