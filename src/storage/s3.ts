@@ -28,6 +28,7 @@ const {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
+  StorageClass: STORAGE_CLASSES,
 } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
 type S3Client = InstanceType<typeof S3Client>;
 const { Upload } = requireCjs('@aws-sdk/lib-storage') as typeof import('@aws-sdk/lib-storage');
@@ -208,6 +209,39 @@ export function cannotReach(err: unknown, detail: string): string | undefined {
 
 /** Classes whose objects a GET cannot read until a restore request thaws them. */
 const ARCHIVE_CLASSES = new Set(['GLACIER', 'DEEP_ARCHIVE']);
+/**
+ * The storage classes AWS takes: the common ones first, from hot to cold,
+ * then any other the SDK knows. (The SDK lists them alphabetically, which
+ * would put DEEP_ARCHIVE first in a message.)
+ */
+export const S3_STORAGE_CLASSES: readonly string[] = [
+  ...new Set([
+    'STANDARD', 'INTELLIGENT_TIERING', 'STANDARD_IA', 'ONEZONE_IA', 'GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE',
+    'REDUCED_REDUNDANCY', 'EXPRESS_ONEZONE', 'OUTPOSTS', 'SNOW',
+    ...Object.values(STORAGE_CLASSES),
+  ]),
+];
+
+/**
+ * `storage_class`, upper case. On AWS a class it does not know is refused
+ * here: a backup would find out only at its first pack, a restore at every
+ * object it writes. A server of the user's may define classes of its own
+ * (Ceph's placement targets, Google Cloud Storage's NEARLINE): there, the
+ * server says, and the error names the class (see `refusedStorageClass`).
+ */
+export function parseStorageClass(text: string, endpoint: string | undefined): string {
+  const storageClass = text.trim().toUpperCase();
+  if (endpoint === undefined && !S3_STORAGE_CLASSES.includes(storageClass)) {
+    throw new UsageError(`storage_class '${text}' is not an S3 storage class: use one of ${S3_STORAGE_CLASSES.join(', ')}`);
+  }
+  return storageClass;
+}
+
+/** What to say when the server refuses `storageClass` (InvalidStorageClass). */
+export function refusedStorageClass(storageClass: string | undefined): string {
+  const which = storageClass === undefined ? 'the storage class' : `storage class ${storageClass}`;
+  return `the server does not accept ${which} (InvalidStorageClass): AWS takes ${S3_STORAGE_CLASSES.join(', ')}; another server may take fewer, or others of its own`;
+}
 
 function storageClassOf(text: string): string {
   const storageClass = text.toUpperCase();
@@ -242,8 +276,8 @@ export function s3OptionsFromConfig(
   if (config.use_tls !== undefined) options.useTls = parseBoolean('use_tls', config.use_tls);
   // Said now, with where each came from: the page's `use_tls true` beside a local server's http:// endpoint.
   if (options.endpoint) endpointUrl(options.endpoint, options.useTls, options.endpointSource);
-  // Checked by the store: a destination may write archive classes, which only a store cannot read back.
-  if (config.storage_class) options.storageClass = config.storage_class.toUpperCase();
+  // Archive classes are checked by the store: a destination may write them, which only a store cannot read back.
+  if (config.storage_class) options.storageClass = parseStorageClass(config.storage_class, options.endpoint);
   if (config.timeout) options.idleTimeoutMs = parsePositive('timeout', config.timeout) * 1000;
   if (config.force_path_style !== undefined) {
     options.forcePathStyle = parseBoolean('force_path_style', config.force_path_style);
@@ -704,7 +738,7 @@ export class S3BlobStore implements BlobStore {
       case 'CredentialsProviderError':
         return new KlosetError(`${bucket}: ${noCredentials()}`, { cause: err });
       case 'InvalidStorageClass':
-        return new KlosetError(`${bucket}: the server does not accept the storage class`, { cause: err });
+        return new KlosetError(`${bucket}: ${refusedStorageClass(this.storageClass)}`, { cause: err });
     }
     if (/region is missing/i.test(detail)) {
       return new KlosetError(`${bucket}: no region configured (set region, or AWS_REGION)`, { cause: err });

@@ -406,6 +406,43 @@ describe('a destination alias with storage_class', () => {
     expect(archived.code).toBe(0);
     expect((await client.send(new HeadObjectCommand({ Bucket: 'classed-dest', Key: 'small.txt' }))).StorageClass).toBe('DEEP_ARCHIVE');
   });
+
+  it('refuses, on AWS, a storage_class that is no S3 storage class, before writing anything', async () => {
+    const { kloset } = await sandbox({ KLOSET_S3_ENDPOINT: '', AWS_ENDPOINT_URL_S3: '', AWS_ENDPOINT_URL: '' });
+    for (const [key, value] of [['uri', 's3://aws-dest'], ['storage_class', 'bogus']]) {
+      expect((await kloset(['config', 'aws_dest', 'set', 'aws_dest', key!, value!])).code).toBe(0);
+    }
+    const source = path.join(work, 'aws-class-source');
+    await fs.mkdir(source);
+    await fs.writeFile(path.join(source, 'small.txt'), 'small');
+    const store = path.join(work, 'aws-class-store');
+    expect((await kloset(['at', store, 'create', '--plaintext'])).code).toBe(0);
+    expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+    const result = await kloset(['at', store, 'restore', '-to', '@aws_dest']);
+    expect(result.code).toBe(2);
+    expectOneLineError(result, /^kloset: storage_class 'bogus' is not an S3 storage class: use one of STANDARD, INTELLIGENT_TIERING, STANDARD_IA, .*GLACIER_IR/);
+  });
+
+  it('names the storage_class that its own server refuses', async () => {
+    await s3.createBucket('refused-class-dest');
+    const { kloset } = await sandbox();
+    await configure(kloset, 'refused_dest', 'uri', 's3://refused-class-dest', { storage_class: 'bogus' });
+    const source = path.join(work, 'refused-class-source');
+    await fs.mkdir(source);
+    await fs.writeFile(path.join(source, 'small.txt'), 'small');
+    await fs.writeFile(path.join(source, 'large.bin'), Buffer.alloc(9 * 1024 * 1024, 7));
+    const store = path.join(work, 'refused-class-store');
+    expect((await kloset(['at', store, 'create', '--plaintext'])).code).toBe(0);
+    expect((await kloset(['at', store, 'backup', source])).code).toBe(0);
+    const result = await kloset(['at', store, 'restore', '-to', '@refused_dest']);
+    expectNoStackTrace(result);
+    expect(result.code).toBe(3);
+    const warnings = result.stderr.split('\n').filter(Boolean);
+    expect(warnings).toHaveLength(2);
+    for (const warning of warnings) {
+      expect(warning).toMatch(/^warning: \/(large\.bin|small\.txt): s3:\/\/refused-class-dest\/\S+: the server does not accept storage class BOGUS \(InvalidStorageClass\): AWS takes STANDARD, /);
+    }
+  });
 });
 
 describe('files of a local directory, restored into a bucket', () => {

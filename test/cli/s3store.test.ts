@@ -173,6 +173,26 @@ describe('a store on S3 configured as an alias (the seed command lines)', () => 
     expect(await describeTree(target)).toEqual(await describeTree(source));
   });
 
+  it('refuses, on AWS, a storage_class that is no S3 storage class, naming it and the classes there are', async () => {
+    // No endpoint: AWS itself, which the refusal comes before any request to.
+    const { kloset } = await sandbox({ KLOSET_S3_ENDPOINT: '', AWS_ENDPOINT_URL_S3: '', AWS_ENDPOINT_URL: '' });
+    for (const args of [['config', 'aws_store', 'set', 'aws_store', 'location', 's3://aws-bucket/kloset'], ['config', 'aws_store', 'set', 'aws_store', 'storage_class', 'bogus']]) {
+      expect((await kloset(args)).code).toBe(0);
+    }
+    const result = await kloset(['at', '@aws_store', 'create']);
+    expect(result.code).toBe(2);
+    expectOneLineError(result, /^kloset: storage_class 'bogus' is not an S3 storage class: use one of STANDARD, INTELLIGENT_TIERING, STANDARD_IA, .*GLACIER_IR/);
+  });
+
+  it('names the storage_class that its own server refuses, at the first pack, in one line', async () => {
+    const { kloset } = await sandbox();
+    await configureStoreAlias(kloset, 'bogus_class', 's3://seed-bucket/bogus-class', s3.endpoint, { storage_class: 'bogus' });
+    expect((await kloset(['at', '@bogus_class', 'create'])).code).toBe(0);
+    const result = await kloset(['at', '@bogus_class', 'backup', source]);
+    expect(result.code).toBe(1);
+    expectOneLineError(result, /^kloset: s3:\/\/seed-bucket: the server does not accept storage class BOGUS \(InvalidStorageClass\): AWS takes STANDARD, /);
+  });
+
   it('refuses a second create on the same prefix, in one line', async () => {
     const result = await kloset(['at', '@s3_store', 'create']);
     expect(result.code).toBe(1);

@@ -244,6 +244,30 @@ describe('S3BlobStore', () => {
     expect(s3OptionsFromConfig({ storage_class: 'glacier_ir' }).storageClass).toBe('GLACIER_IR');
   });
 
+  it('refuses, on AWS, a storage class that is none of S3\'s, naming it and the classes there are', () => {
+    const error = (() => {
+      try {
+        s3OptionsFromConfig({ storage_class: 'bogus' }, {});
+      } catch (err) {
+        return err as Error;
+      }
+    })();
+    expect(error).toBeInstanceOf(UsageError);
+    expect(error!.message).toMatch(/^storage_class 'bogus' is not an S3 storage class: use one of (\w+, )+\w+$/);
+    for (const storageClass of ['STANDARD', 'REDUCED_REDUNDANCY', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER', 'DEEP_ARCHIVE', 'GLACIER_IR', 'OUTPOSTS', 'EXPRESS_ONEZONE', 'SNOW']) {
+      expect(error!.message).toContain(storageClass);
+      expect(s3OptionsFromConfig({ storage_class: storageClass.toLowerCase() }, {}).storageClass).toBe(storageClass);
+    }
+  });
+
+  it('leaves a storage class to a server of the user\'s, and names it when the server refuses it', async () => {
+    // Such a server may have classes of its own (Ceph's placement targets); s3rver takes only some of S3's.
+    const options = s3OptionsFromConfig({ storage_class: 'cold', endpoint: s3.endpoint, access_key: s3.accessKey, secret_access_key: s3.secretKey }, {});
+    expect(options.storageClass).toBe('COLD');
+    const blobs = store(options);
+    await expect(blobs.put('packs/ab/p', Buffer.from('x'))).rejects.toThrow(/^s3:\/\/blobs: the server does not accept storage class COLD \(InvalidStorageClass\): AWS takes STANDARD, /);
+  });
+
   it('putIfAbsent writes a free key once and never replaces it', async () => {
     const blobs = store();
     expect(await blobs.putIfAbsent('CONFIG', Buffer.from('first'))).toBe(true);

@@ -3,7 +3,7 @@ import type { PutObjectCommandInput, S3Client, StorageClass } from '@aws-sdk/cli
 import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
 import type { Entry } from '../../snapshot/tree.js';
-import { errorName, finishUpload, statusOf } from '../../storage/s3.js';
+import { errorName, finishUpload, refusedStorageClass, statusOf } from '../../storage/s3.js';
 import type { Exporter } from '../../snapshot/exporter.js';
 import {
   connectorSettings,
@@ -200,6 +200,7 @@ export class S3Exporter implements Exporter {
         this.uploads.delete(upload);
       }
     } catch (err) {
+      if (errorName(err) === 'InvalidStorageClass') throw new KlosetError(`${where}: ${refusedStorageClass(this.storageClass)}`, { cause: err });
       throw s3Error(err, where);
     }
   }
