@@ -644,15 +644,28 @@ export class S3BlobStore implements BlobStore {
   }
 
   async stat(key: string): Promise<number | undefined> {
+    const objectKey = this.objectKey(key);
+    let response;
     try {
-      const response = await this.call(key, () =>
-        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) })),
-      );
-      return response.ContentLength ?? 0;
+      response = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: objectKey }));
     } catch (err) {
-      if (err instanceof NotFoundError) return undefined;
-      throw err;
+      const mapped = await this.headFailure(err, key);
+      if (mapped instanceof NotFoundError) return undefined;
+      throw mapped;
     }
+    return response.ContentLength ?? 0;
+  }
+
+  /**
+   * A HEAD's failure for the user. Opening a store starts with one (CONFIG's), and so does create
+   * (the bucket's): a wrong key must be named there, not taken for a policy's refusal.
+   */
+  private async headFailure(err: unknown, key: string): Promise<Error> {
+    if (statusOf(err) === 403) {
+      const refusal = await listingRefusal(this.client, this.bucket, this.prefix);
+      if (refusal !== undefined) return this.mapError(refusal, key);
+    }
+    return this.mapError(err, key);
   }
 
   /** Nothing under the store's prefix but, perhaps, the empty "folder" object the AWS console makes for it (one LIST). */
@@ -670,7 +683,7 @@ export class S3BlobStore implements BlobStore {
       return;
     } catch (err) {
       if (statusOf(err) !== 404 && errorName(err) !== 'NotFound' && errorName(err) !== 'NoSuchBucket') {
-        throw this.mapError(err, '');
+        throw await this.headFailure(err, '');
       }
     }
     const region = this.region ?? (await this.client.config.region());
@@ -714,6 +727,8 @@ export class S3BlobStore implements BlobStore {
     const where = key === '' ? this.location : `${this.location}/${key}`;
     const bucket = `s3://${this.bucket}`;
     const detail = oneLine(err instanceof Error ? err.message : String(err));
+    const credentials = credentialsProblem(err);
+    if (credentials) return new KlosetError(`${bucket}: ${credentials}`, { cause: err });
     switch (name) {
       case 'NoSuchBucket':
         return new KlosetError(`${bucket}: no such bucket`, { cause: err });
@@ -726,17 +741,6 @@ export class S3BlobStore implements BlobStore {
       case 'Forbidden':
       case 'AllAccessDisabled':
         return new KlosetError(`${bucket}: access denied (check the credentials and the bucket's policy)`, { cause: err });
-      case 'InvalidAccessKeyId':
-        return new KlosetError(`${bucket}: the access key is not known to the server (InvalidAccessKeyId)`, { cause: err });
-      case 'SignatureDoesNotMatch':
-        return new KlosetError(`${bucket}: the secret access key does not match the access key (SignatureDoesNotMatch)`, {
-          cause: err,
-        });
-      case 'ExpiredToken':
-      case 'TokenRefreshRequired':
-        return new KlosetError(`${bucket}: the credentials have expired`, { cause: err });
-      case 'CredentialsProviderError':
-        return new KlosetError(`${bucket}: ${noCredentials()}`, { cause: err });
       case 'InvalidStorageClass':
         return new KlosetError(`${bucket}: ${refusedStorageClass(this.storageClass)}`, { cause: err });
     }
@@ -767,6 +771,40 @@ export function noCredentials(env: NodeJS.ProcessEnv = process.env): string {
   if (env.AWS_ACCESS_KEY_ID && !env.AWS_SECRET_ACCESS_KEY) return `no AWS credentials found: AWS_ACCESS_KEY_ID is set without AWS_SECRET_ACCESS_KEY (set both, ${fix})`;
   if (env.AWS_SECRET_ACCESS_KEY && !env.AWS_ACCESS_KEY_ID) return `no AWS credentials found: AWS_SECRET_ACCESS_KEY is set without AWS_ACCESS_KEY_ID (set both, ${fix})`;
   return 'no AWS credentials found (set access_key and secret_access_key, or AWS_ACCESS_KEY_ID, AWS_PROFILE)';
+}
+
+/**
+ * What an S3 error says of the credentials, in the words the store and the
+ * connectors share; undefined for an error of another kind.
+ */
+export function credentialsProblem(err: unknown): string | undefined {
+  switch (errorName(err)) {
+    case 'InvalidAccessKeyId':
+      return 'the access key is not known to the server (InvalidAccessKeyId)';
+    case 'SignatureDoesNotMatch':
+      return 'the secret access key does not match the access key (SignatureDoesNotMatch)';
+    case 'ExpiredToken':
+    case 'TokenRefreshRequired':
+      return 'the credentials have expired';
+    case 'CredentialsProviderError':
+      return noCredentials();
+  }
+  return undefined;
+}
+
+/**
+ * Why a HEAD was answered 403. Its answer has no body to tell a wrong access
+ * key or secret from a policy's refusal; a listing's has, and is asked for.
+ * Resolves to the listing's error, or to undefined when the listing is
+ * allowed (then a policy refused the HEAD alone).
+ */
+export async function listingRefusal(client: S3Client, bucket: string, prefix = ''): Promise<unknown> {
+  try {
+    await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, MaxKeys: 1 }));
+    return undefined;
+  } catch (err) {
+    return err;
+  }
 }
 
 export function errorName(err: unknown): string | undefined {

@@ -361,6 +361,23 @@ describe('S3BlobStore errors', () => {
     expect((error as Error).message).not.toContain('\n');
   });
 
+  it('names a wrong access key at the HEAD that opens a store, and at the one that creates it, though their answers have no body to say it', async () => {
+    const blobs = store({ accessKey: 'NOT-THE-KEY', secretAccessKey: 'S3RVER' });
+    const wrongKey = 's3://blobs: the access key is not known to the server (InvalidAccessKeyId)';
+    await expect(blobs.stat('CONFIG')).rejects.toThrow(new KlosetError(wrongKey));
+    await expect(prepareEmptyStore(blobs)).rejects.toThrow(new KlosetError(wrongKey));
+  });
+
+  it('names a wrong secret key at the HEAD that opens a store', async () => {
+    const blobs = store({ viaProxy: true });
+    // What AWS answers: a bare 403 to the HEAD, and the reason to a listing, which has a body.
+    proxy.addRule({ method: 'HEAD', fault: 'error', status: 403, code: 'SignatureDoesNotMatch', times: 1 });
+    proxy.addRule({ method: 'GET', path: /list-type=2/, fault: 'error', status: 403, code: 'SignatureDoesNotMatch', times: 1 });
+    const error = await blobs.stat('CONFIG').catch((err: unknown) => err);
+    proxy.clearRules();
+    expect(error).toEqual(new KlosetError('s3://blobs: the secret access key does not match the access key (SignatureDoesNotMatch)'));
+  });
+
   it('names the bucket in one line when access is denied', async () => {
     const blobs = store({ viaProxy: true });
     proxy.addRule({ method: 'GET', fault: 'error', status: 403, code: 'AccessDenied', times: 2 });

@@ -11,7 +11,7 @@ import type { HttpHandler, HttpResponse } from '@smithy/core/protocols';
 import type { AuthScheme, Provider, RequestSigner, RetryErrorType, RetryStrategyV2, SdkError } from '@smithy/types';
 import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
-import { cannotReach, createS3Client, errorName, noCredentials, refuseUserInfo, s3OptionsFromConfig, statusOf } from '../../storage/s3.js';
+import { cannotReach, createS3Client, credentialsProblem, errorName, refuseUserInfo, s3OptionsFromConfig, statusOf } from '../../storage/s3.js';
 
 const { GetObjectCommand, PutObjectCommand } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
 const { extendedEncodeURIComponent, HttpRequest } = requireCjs('@smithy/core/protocols') as typeof import('@smithy/core/protocols');
@@ -94,6 +94,8 @@ export function s3Error(err: unknown, where: string): KlosetError {
   const status = statusOf(err);
   const detail = (err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').trim();
   const make = (message: string, code?: string) => Object.assign(new KlosetError(`${where}: ${message}`, { cause: err }), code ? { code } : {});
+  const credentials = credentialsProblem(err);
+  if (credentials) return make(credentials);
   switch (name) {
     case 'NoSuchBucket':
       return make('no such bucket');
@@ -104,12 +106,6 @@ export function s3Error(err: unknown, where: string): KlosetError {
     case 'Forbidden':
     case 'AllAccessDisabled':
       return make('access denied', 'EACCES');
-    case 'InvalidAccessKeyId':
-      return make('the access key is not known to the server (InvalidAccessKeyId)');
-    case 'SignatureDoesNotMatch':
-      return make('the secret access key does not match the access key (SignatureDoesNotMatch)');
-    case 'CredentialsProviderError':
-      return make(noCredentials());
     case 'ObjectLockConfigurationNotFoundError':
     case 'InvalidRequest':
       if (/object lock|retention|legal hold/i.test(detail)) return make(`refused by Object Lock: ${detail}`, 'EPERM');

@@ -3,7 +3,7 @@ import type { PutObjectCommandInput, S3Client, StorageClass } from '@aws-sdk/cli
 import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
 import type { Entry } from '../../snapshot/tree.js';
-import { errorName, finishUpload, refusedStorageClass, statusOf } from '../../storage/s3.js';
+import { errorName, finishUpload, listingRefusal, refusedStorageClass, statusOf } from '../../storage/s3.js';
 import type { Exporter } from '../../snapshot/exporter.js';
 import {
   connectorSettings,
@@ -17,7 +17,7 @@ import {
   type S3ObjectLocation,
 } from './client.js';
 
-const { AbortMultipartUploadCommand, HeadBucketCommand, ListObjectsV2Command } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
+const { AbortMultipartUploadCommand, HeadBucketCommand } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
 const { Upload } = requireCjs('@aws-sdk/lib-storage') as typeof import('@aws-sdk/lib-storage');
 const { lookup: lookupType } = requireCjs('mime-types') as typeof import('mime-types');
 type Upload = InstanceType<typeof Upload>;
@@ -143,13 +143,9 @@ export class S3Exporter implements Exporter {
     } catch (err) {
       if (errorName(err) === 'NotFound' || errorName(err) === 'NoSuchBucket') throw noSuchBucket(this.bucket, this.endpoint, err);
       if (statusOf(err) !== 403) throw s3Error(err, `s3://${this.bucket}`);
-      // HeadBucket needs s3:ListBucket, which writing objects does not. Its answer has no body to tell that
-      // from wrong credentials; a listing's has, and AccessDenied there leaves it to each PUT.
-      try {
-        await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, MaxKeys: 1 }));
-      } catch (listErr) {
-        if (errorName(listErr) !== 'AccessDenied') throw s3Error(listErr, `s3://${this.bucket}`);
-      }
+      // HeadBucket needs s3:ListBucket, which writing objects does not: AccessDenied on the listing too leaves it to each PUT.
+      const refusal = await listingRefusal(this.client, this.bucket);
+      if (refusal !== undefined && errorName(refusal) !== 'AccessDenied') throw s3Error(refusal, `s3://${this.bucket}`);
     }
   }
 

@@ -3,7 +3,7 @@ import type { _Object, ListObjectsV2CommandOutput, S3Client } from '@aws-sdk/cli
 import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
 import type { Timespec } from '../../snapshot/tree.js';
-import { contentRangeStart, errorName, nextPageToken, statusOf } from '../../storage/s3.js';
+import { contentRangeStart, errorName, listingRefusal, nextPageToken, statusOf } from '../../storage/s3.js';
 import type { Importer, SkippedChild, SourceEntry } from '../../snapshot/importer.js';
 import {
   connectorSettings,
@@ -223,13 +223,9 @@ export class S3Importer implements Importer {
     } catch (err) {
       if (errorName(err) === 'NotFound' || errorName(err) === 'NoSuchBucket') throw noSuchBucket(this.bucket, this.endpoint, err);
       if (statusOf(err) !== 403) throw s3Error(err, `s3://${this.bucket}`);
-      // A HEAD's 403 has no body to tell a wrong access key or secret from a policy's refusal; a listing's
-      // has, and the source needs the listing anyway.
-      try {
-        await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, MaxKeys: 1 }));
-      } catch (listErr) {
-        throw s3Error(listErr, `s3://${this.bucket}`);
-      }
+      // A policy may refuse the HEAD alone: the source needs only the listing.
+      const refusal = await listingRefusal(this.client, this.bucket);
+      if (refusal !== undefined) throw s3Error(refusal, `s3://${this.bucket}`);
     }
     // S3 has no directories: a prefix with nothing under it is most likely mistyped, or names an object.
     // As a missing directory fails a backup, and rclone's "directory not found", it is no empty snapshot.
