@@ -26,7 +26,7 @@ export interface NamedStore {
 
 /** What every command gets: where the store is, how to open it, where to write. */
 export class CliContext {
-  readonly aliases = new AliasConfig();
+  readonly aliases = new AliasConfig(undefined, { onWarning: (message) => this.warn(message) });
   options: GlobalOptions = {};
   private readonly opened: BlobStore[] = [];
   /**

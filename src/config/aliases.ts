@@ -42,6 +42,8 @@ export interface AliasConfigOptions {
   cwd?: string;
   /** What a leading `~` in a location stands for; `os.homedir()` if omitted. */
   homeDir?: string;
+  /** Told of keys an alias holds that do not apply to the role it is used as; they are ignored. */
+  onWarning?: (message: string) => void;
 }
 
 export const CONFIG_FILE_NAME = 'config.json';
@@ -65,6 +67,18 @@ const S3_KEYS = [
   'endpoint', 'region', 'access_key', 'secret_access_key', 'session_token', 'use_tls', 'storage_class', 'timeout',
   'force_path_style', 'max_attempts', 'retry_mode', 'max_connections', 'glacier', 'glacier_objects',
 ];
+const ALL_KEYS = [...COMMON_KEYS, ...S3_KEYS];
+/**
+ * Keys only some roles read: a store's passphrase, the class of the objects
+ * a store or a destination writes, what a source does with archived objects.
+ * Every other key applies to whatever the alias is used as.
+ */
+const ROLES_OF_KEY: ReadonlyMap<string, readonly AliasRole[]> = new Map([
+  ['passphrase', ['store']],
+  ['storage_class', ['store', 'destination']],
+  ['glacier', ['source']],
+  ['glacier_objects', ['source']],
+]);
 /** `type` as Plakar's configurations write it, and the locations each stands for. */
 const LOCATION_TYPES: Record<string, (location: string) => boolean> = {
   s3: isS3Location,
@@ -191,12 +205,14 @@ export class AliasConfig {
   readonly configFile: string;
   private readonly cwd: string | undefined;
   private readonly homeDir: string | undefined;
+  private readonly onWarning: ((message: string) => void) | undefined;
 
   constructor(configDir: string = defaultConfigDir(), options: AliasConfigOptions = {}) {
     this.configDir = configDir;
     this.configFile = path.join(configDir, CONFIG_FILE_NAME);
     this.cwd = options.cwd;
     this.homeDir = options.homeDir;
+    this.onWarning = options.onWarning;
   }
 
   /** All aliases, or those of one section, sorted by section then name; values unmasked. */
@@ -227,7 +243,7 @@ export class AliasConfig {
   async add(section: string, name: string, values: Readonly<Record<string, string>>): Promise<void> {
     assertSectionName(section);
     assertAliasName(name);
-    const normalized = this.normalizeValues(values);
+    const normalized = this.normalizeValues(`${section}.${name}`, values);
     await this.update((document) => {
       let names = document.aliases.get(section);
       if (names?.has(name)) throw new KlosetError(`alias ${section}.${name} already exists`);
@@ -245,7 +261,7 @@ export class AliasConfig {
       assertSectionName(section);
       assertAliasName(name);
     }
-    const normalized = this.normalizeValues(values);
+    const normalized = this.normalizeValues(`${section}.${name}`, values);
     await this.update((document) => {
       if (options.create && !document.aliases.get(section)?.has(name)) {
         if (!document.aliases.has(section)) document.aliases.set(section, new Map());
@@ -312,6 +328,10 @@ export class AliasConfig {
       );
     }
     assertKnownKeys(`@${bareName}`, location, values);
+    const ignored = [...values.keys()].filter((key) => ROLES_OF_KEY.get(key)?.includes(role) === false).sort(compare);
+    if (ignored.length > 0) {
+      this.onWarning?.(`alias @${bareName}: ${ignored.join(', ')} ${ignored.length === 1 ? 'does' : 'do'} not apply to a ${role}: ignored`);
+    }
     return { location, options: sortedRecord(values) };
   }
 
@@ -321,11 +341,17 @@ export class AliasConfig {
     return values;
   }
 
-  /** Validates keys and makes local locations absolute: later commands run from other directories. */
-  private normalizeValues(values: Readonly<Record<string, string>>): Record<string, string> {
+  /**
+   * Validates keys and makes local locations absolute: later commands run from other directories.
+   * A key no location reads is refused now, not when the alias is first used, perhaps by a backup at night.
+   */
+  private normalizeValues(alias: string, values: Readonly<Record<string, string>>): Record<string, string> {
     const normalized: Record<string, string> = {};
-    for (const [key, value] of Object.entries(values)) {
+    for (const key of Object.keys(values)) {
       assertKey(key);
+      if (!ALL_KEYS.includes(key)) throw new UsageError(`alias ${alias}: ${unknownKey(key, ALL_KEYS)}; an alias takes ${ALL_KEYS.join(', ')}`);
+    }
+    for (const [key, value] of Object.entries(values)) {
       normalized[key] = (LOCATION_KEYS as readonly string[]).includes(key) ? this.absoluteLocation(key, value) : value;
     }
     return normalized;
@@ -427,13 +453,10 @@ export class AliasConfig {
  */
 function assertKnownKeys(alias: string, location: string, values: AliasValues): void {
   const s3 = LOCATION_TYPES.s3!(location);
-  const known = s3 ? [...COMMON_KEYS, ...S3_KEYS] : COMMON_KEYS;
+  const known = s3 ? ALL_KEYS : COMMON_KEYS;
   for (const key of values.keys()) {
     if (known.includes(key)) continue;
-    const near = known.find((candidate) => editDistance(candidate, key) <= 2);
-    throw new UsageError(
-      `alias ${alias}: unknown key '${key}'${near ? ` (did you mean '${near}'?)` : ''}; ${s3 ? 'an S3 location takes' : 'a local location takes'} ${known.join(', ')}`,
-    );
+    throw new UsageError(`alias ${alias}: ${unknownKey(key, known)}; ${s3 ? 'an S3 location takes' : 'a local location takes'} ${known.join(', ')}`);
   }
   const type = values.get('type');
   if (type === undefined) return;
@@ -442,6 +465,12 @@ function assertKnownKeys(alias: string, location: string, values: AliasValues): 
   if (!fits(location)) {
     throw new UsageError(`alias ${alias}: type ${type} does not fit its location ${withoutPassword(location)}`);
   }
+}
+
+/** `unknown key 'regoin' (did you mean 'region'?)`. */
+function unknownKey(key: string, known: readonly string[]): string {
+  const near = known.find((candidate) => editDistance(candidate, key) <= 2);
+  return `unknown key '${key}'${near ? ` (did you mean '${near}'?)` : ''}`;
 }
 
 /** Levenshtein distance, for suggesting the key a typo meant. */

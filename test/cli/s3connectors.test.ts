@@ -379,6 +379,25 @@ describe('symbolic links and FIFOs, restored into a bucket', () => {
   });
 });
 
+describe('an alias with a key that does not apply to what it is used as', () => {
+  it('is used, and the key named in a warning: storage_class on a source, glacier_objects on a destination', async () => {
+    const { kloset } = await sandbox();
+    await configure(kloset, 'classed_src', 'uri', 's3://your-source-bucket-name/reports', { storage_class: 'STANDARD_IA' });
+    const store = path.join(work, 'inapplicable-keys-store');
+    expect((await kloset(['at', store, 'create', '--plaintext'])).code).toBe(0);
+    const backup = await kloset(['at', store, 'backup', '@classed_src']);
+    expect(backup.stderr).toBe('warning: alias @classed_src: storage_class does not apply to a source: ignored\n');
+    expect(backup.code).toBe(0);
+
+    await s3.createBucket('inapplicable-keys-dest');
+    await configure(kloset, 'skipping_dest', 'uri', 's3://inapplicable-keys-dest', { glacier_objects: 'fail' });
+    const restore = await kloset(['at', store, 'restore', '-to', '@skipping_dest']);
+    expect(restore.stderr).toBe('warning: alias @skipping_dest: glacier_objects does not apply to a destination: ignored\n');
+    expect(restore.code).toBe(0);
+    expect(await listKeys('inapplicable-keys-dest')).toEqual(['reports/2024/q1.csv', 'reports/readme.txt']);
+  });
+});
+
 describe('a destination alias with storage_class', () => {
   it('writes every object in that class, through single and multipart PUTs, as rclone and aws s3 cp --storage-class do', async () => {
     await s3.createBucket('classed-dest');
