@@ -66,11 +66,11 @@ const MAX_KDF_ITERATIONS = 64;
 const MAX_CONFIG_BYTES = 64 * 1024;
 
 /**
- * Locations this machine has opened as encrypted stores, one per line.
- * CONFIG is authenticated only by a key it carries itself, so whoever can
- * write the store could put a plaintext CONFIG in place of an encrypted
- * one, and take the next backups in clear: a location remembered here is
- * refused when it turns up plaintext.
+ * Stores this machine has opened as encrypted, one per line (see
+ * storeLine). CONFIG is authenticated only by a key it carries itself, so
+ * whoever can write the store could put a plaintext CONFIG in place of an
+ * encrypted one, and take the next backups in clear: a store remembered
+ * here is refused when it turns up plaintext.
  */
 function encryptedStoresFile(): string {
   return path.join(cacheRoot(), 'encrypted-stores');
@@ -93,16 +93,40 @@ function storeLocation(store: BlobStore): string {
   return store.location.includes('://') ? store.location : path.resolve(store.location);
 }
 
+/**
+ * A store's line in the encrypted-stores file: its location, and for a store
+ * on a server, `?endpoint=` and the server (`s3://bucket/kloset?endpoint=minio:9000`,
+ * `…?endpoint=aws`), so that two servers' stores of one bucket and prefix are
+ * two lines. (An S3 location has no `?` of its own.)
+ */
+function storeLine(store: BlobStore): string {
+  const location = storeLocation(store);
+  return store.server === undefined ? location : `${location}?endpoint=${store.server}`;
+}
+
+/**
+ * The lines that say the store was encrypted. A line of the location alone
+ * was written before lines named the server, for a server that is not
+ * known: it stands for the location on every server.
+ */
+function linesOf(store: BlobStore): string[] {
+  return [...new Set([storeLine(store), storeLocation(store)])];
+}
+
 async function encryptedStores(): Promise<string[]> {
   const text = await fs.readFile(encryptedStoresFile(), 'utf8').catch(() => '');
   return text.split('\n').filter(Boolean);
 }
 
-/** Records whether the store at `location` is encrypted; a cache that cannot be written does not fail a command. */
-async function rememberEncryption(location: string, encrypted: boolean): Promise<void> {
+/**
+ * Records whether the store is encrypted; a cache that cannot be written does not fail a command.
+ * A store created plaintext also drops the line of its location alone, as such a line was dropped
+ * before lines named the server: kept, it would refuse the store the user has just made.
+ */
+async function rememberEncryption(store: BlobStore, encrypted: boolean): Promise<void> {
   const known = await encryptedStores();
-  if (known.includes(location) === encrypted) return;
-  const next = encrypted ? [...known, location] : known.filter((l) => l !== location);
+  const next = encrypted ? [...new Set([...known, storeLine(store)])] : known.filter((line) => !linesOf(store).includes(line));
+  if (next.length === known.length) return;
   try {
     await replaceCacheFile(encryptedStoresFile(), next.map((l) => `${l}\n`).join(''));
   } catch {
@@ -264,7 +288,7 @@ export class Repository {
     const body = { ...config, mac: macConfig(keys.macKey, canonical(config)) };
     const written = await store.putIfAbsent(CONFIG_KEY, Buffer.from(JSON.stringify(body, null, 2) + '\n'));
     if (!written) throw new KlosetError(`${store.location}: a store already exists here`);
-    await rememberEncryption(storeLocation(store), encrypted);
+    await rememberEncryption(store, encrypted);
     return new Repository(store, config, keys);
   }
 
@@ -276,15 +300,15 @@ export class Repository {
    */
   static async open(store: BlobStore, passphrase: PassphraseProvider, { loadIndex = true } = {}): Promise<Repository> {
     const { config, mac } = await readConfig(store);
-    const location = storeLocation(store);
-    if (!config.encryption && (await encryptedStores()).includes(location)) {
+    const remembered = config.encryption ? undefined : (await encryptedStores()).find((line) => linesOf(store).includes(line));
+    if (remembered !== undefined) {
       throw new KlosetError(
         `${store.location}: this store was encrypted when this machine last used it, and its CONFIG now says it is not: refusing, ` +
-          `since someone able to write the store could replace it so as to receive backups in clear (if you re-created it yourself, remove its line from ${encryptedStoresFile()})`,
+          `since someone able to write the store could replace it so as to receive backups in clear (if you re-created it yourself, remove the line ${remembered} from ${encryptedStoresFile()})`,
       );
     }
     const { keys } = await unlockConfig(store, config, mac, passphrase);
-    if (config.encryption) await rememberEncryption(location, true);
+    if (config.encryption) await rememberEncryption(store, true);
     const repository = new Repository(store, config, keys);
     if (loadIndex) await repository.loadIndex();
     return repository;

@@ -12,6 +12,12 @@ export interface BlobStore {
   /** Human-readable location, for messages. */
   readonly location: string;
   /**
+   * The server the location is on, where two servers can hold the same
+   * location: an S3 endpoint's host and port, `aws` for AWS itself. Absent
+   * for a local directory.
+   */
+  readonly server?: string;
+  /**
    * How many pack-sized puts are worth having in flight: one for a local
    * disk, where more only holds more memory, several for a remote store
    * whose cost is latency. Absent: 2.

@@ -324,6 +324,19 @@ export function endpointUrl(endpoint: string, useTls: boolean | undefined, sourc
 }
 
 /**
+ * The server an endpoint names: its host, port (the scheme's default made
+ * explicit) and any path, the host in lower case; `aws` for AWS itself,
+ * whose bucket names are one namespace whatever the region. The scheme is
+ * left out: `http://` and `https://` at one host and port reach one server.
+ */
+export function serverOf(endpoint: string | undefined, useTls: boolean | undefined): string {
+  if (endpoint === undefined) return 'aws';
+  const url = new URL(endpointUrl(endpoint, useTls));
+  const port = url.port || (url.protocol === 'https:' ? '443' : '80');
+  return `${url.hostname}:${port}${url.pathname.replace(/\/+$/, '')}`;
+}
+
+/**
  * The SDK's logger: silent, as its default one, but for the one warning the
  * user can act on. Without a logger of ours, its credential chain warns with
  * console.warn, in nine lines, when AWS_PROFILE and AWS_ACCESS_KEY_ID/
@@ -419,6 +432,7 @@ export class S3BlobStore implements BlobStore {
   readonly location: string;
   /** Uploads are latency-bound: several packs in flight keep the link busy. */
   readonly writeConcurrency = 4;
+  readonly server: string;
   readonly bucket: string;
   readonly prefix: string;
   readonly client: S3Client;
@@ -439,6 +453,7 @@ export class S3BlobStore implements BlobStore {
     this.prefix = prefix;
     this.location = `s3://${bucket}${prefix === '' ? '' : `/${prefix.slice(0, -1)}`}`;
     this.client = createS3Client(options);
+    this.server = serverOf(options.endpoint, options.useTls);
     countRequests(this.client, this.requests);
     this.storageClass = storageClass as StorageClass | undefined;
     this.multipartThreshold = options.multipartThreshold ?? DEFAULT_MULTIPART_THRESHOLD;

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, type CliResult, tempDir } from '../helpers/cli.js';
 import {
@@ -323,6 +323,71 @@ describe('a store given as s3://bucket/prefix', () => {
       expect(result.code, command).toBe(1);
       expectOneLineError(result, 'kloset: s3://seed-bucket: the access key is not known to the server (InvalidAccessKeyId)');
     }
+  });
+});
+
+describe('stores at one bucket and prefix on two servers, one encrypted', () => {
+  const store = 's3://twin-bucket/kloset';
+  let other: S3Server;
+
+  beforeAll(async () => {
+    other = await startS3Server();
+    for (const server of [s3, other]) await server.createBucket('twin-bucket');
+  });
+
+  afterAll(async () => {
+    await other?.stop();
+  });
+
+  /** What someone able to write the store could do: a plaintext store's CONFIG of their own, put in place of its CONFIG. */
+  async function swapConfig(from: S3Server, to: S3Server): Promise<void> {
+    const config = await from.client().send(new GetObjectCommand({ Bucket: 'twin-bucket', Key: 'kloset/CONFIG' }));
+    const body = Buffer.from(await config.Body!.transformToByteArray());
+    await to.client().send(new PutObjectCommand({ Bucket: 'twin-bucket', Key: 'kloset/CONFIG', Body: body }));
+  }
+
+  it('are remembered apart: a plaintext store created on the other server leaves the encrypted one refused when its CONFIG turns plaintext', async () => {
+    const { kloset } = await sandbox();
+    const on = (server: S3Server) => ({ env: server.env() });
+    expect((await kloset(['at', store, 'create'], on(s3))).code).toBe(0);
+    const plaintext = await kloset(['at', store, 'create', '-plaintext'], on(other));
+    expect(plaintext.code).toBe(0);
+    // The other server's plaintext store is no reason to refuse, nor to forget, the encrypted one's.
+    const listed = await kloset(['at', store, 'ls'], on(other));
+    expect(listed.stderr).toBe('');
+    expect(listed.code).toBe(0);
+    await swapConfig(other, s3);
+    const swapped = await kloset(['at', store, 'ls'], on(s3));
+    expect(swapped.code).toBe(1);
+    expectOneLineError(
+      swapped,
+      new RegExp(`^kloset: s3://twin-bucket/kloset: this store was encrypted when this machine last used it, .*remove the line s3://twin-bucket/kloset\\?endpoint=127\\.0\\.0\\.1:${s3.port} from `),
+    );
+  });
+
+  it('are both refused on a line written before lines named the server, which cannot tell which server it was for', async () => {
+    const legacy = 's3://twin-bucket/legacy';
+    const elsewhere = await sandbox();
+    for (const server of [s3, other]) expect((await elsewhere.kloset(['at', legacy, 'create', '-plaintext'], { env: server.env() })).code).toBe(0);
+    const { kloset, home } = await sandbox();
+    const list = path.join(home, 'cache', 'kloset', 'encrypted-stores');
+    await fs.mkdir(path.dirname(list), { recursive: true });
+    await fs.writeFile(list, `${legacy}\n`);
+    for (const server of [s3, other]) {
+      const result = await kloset(['at', legacy, 'ls'], { env: server.env() });
+      expect(result.code).toBe(1);
+      expectOneLineError(result, /this store was encrypted when this machine last used it, .*remove the line s3:\/\/twin-bucket\/legacy from /);
+    }
+  });
+
+  it('keep a line written before lines named the server when an encrypted one is opened, and add its own', async () => {
+    const encrypted = 's3://twin-bucket/encrypted';
+    const { kloset, home } = await sandbox();
+    expect((await kloset(['at', encrypted, 'create'], { env: s3.env() })).code).toBe(0);
+    const list = path.join(home, 'cache', 'kloset', 'encrypted-stores');
+    await fs.writeFile(list, `${encrypted}\n`);
+    expect((await kloset(['at', encrypted, 'ls'], { env: s3.env() })).code).toBe(0);
+    expect(await fs.readFile(list, 'utf8')).toBe(`${encrypted}\n${encrypted}?endpoint=127.0.0.1:${s3.port}\n`);
   });
 });
 

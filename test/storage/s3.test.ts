@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IntegrityError, KlosetError, NotFoundError, UsageError } from '../../src/errors.js';
 import { LocalBlobStore } from '../../src/storage/local.js';
 import { isEmptyStore, openBlobStore, prepareEmptyStore } from '../../src/storage/open.js';
-import { endpointUrl, nextPageToken, parseS3Location, S3BlobStore, s3OptionsFromConfig, type S3StoreOptions } from '../../src/storage/s3.js';
+import { endpointUrl, nextPageToken, parseS3Location, S3BlobStore, s3OptionsFromConfig, serverOf, type S3StoreOptions } from '../../src/storage/s3.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultproxy.js';
 import { startS3Server, withEndpointOf, type S3Server } from '../helpers/s3server.js';
 
@@ -73,6 +73,20 @@ describe('S3 locations', () => {
       new UsageError('endpoint http://127.0.0.1:9000 is http but use_tls is true: change one of them'),
     );
     expect(() => endpointUrl('ftp://127.0.0.1:9000', undefined)).toThrow(/expected http:\/\/ or https:\/\//);
+  });
+
+  it('names the server of an endpoint by its host and port, whatever the spelling, and AWS itself as aws', () => {
+    expect(serverOf(undefined, undefined)).toBe('aws');
+    expect(serverOf('HTTPS://MinIO.Example', undefined)).toBe('minio.example:443');
+    expect(serverOf('minio.example', true)).toBe('minio.example:443');
+    expect(serverOf('https://minio.example:443/', undefined)).toBe('minio.example:443');
+    expect(serverOf('http://minio.example', undefined)).toBe('minio.example:80');
+    expect(serverOf('127.0.0.1:9000', false)).toBe('127.0.0.1:9000');
+    expect(serverOf('https://127.0.0.1:9000', undefined)).toBe('127.0.0.1:9000');
+    expect(serverOf('https://gateway.example/s3/', undefined)).toBe('gateway.example:443/s3');
+    const blobs = new S3BlobStore('s3://bucket/kloset', { endpoint: 'http://127.0.0.1:9000' });
+    stores.push(blobs);
+    expect(blobs.server).toBe('127.0.0.1:9000');
   });
 
   it("names the variable an endpoint came from when the alias's use_tls contradicts it", () => {
