@@ -35,6 +35,35 @@ async function commandStarted(pidFile: string): Promise<number> {
   return pid;
 }
 
+/** Whether the process, or with a negative id the process group, still exists (a zombie not yet reaped counts). */
+function exists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Waits for each process (or group, with a negative id) to be gone, for at most `ms`: an ended one is reaped by init, here and there late. */
+async function allGone(pids: number[], ms = 4000): Promise<boolean> {
+  for (const deadline = Date.now() + ms; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
+    if (!pids.some(exists)) return true;
+  }
+  return !pids.some(exists);
+}
+
+/** Sends SIGKILL to what a failed test may have left. */
+function cleanUp(pids: number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone, as it should be
+    }
+  }
+}
+
 beforeAll(async () => {
   work = await tempDir('kloset-stdin-');
   kloset = klosetWith(env());
@@ -134,14 +163,13 @@ describe('backup -stdin-from-command', () => {
     expect(await snapshotCount()).toBe(before);
   });
 
-  it('ends when terminated, though what the command started holds its output open', async () => {
+  it('stops what the command started when terminated, though it holds the output open', async () => {
     const before = await snapshotCount();
     const pidFile = path.join(work, 'grandchild.pid');
-    // No exec: the shell is the command, and the sleep it waits for keeps the pipe open once the shell is gone.
+    // No exec: the shell is the command, and the sleep it waits for keeps the pipe open.
     const { child } = startKloset(['at', store, 'backup', '-stdin-from-command', '--', 'sh', '-c', `seq 1 1000; sleep 40 & echo $! > ${pidFile}; wait`], {
       env: env(),
     });
-    // kloset's standard error is the command's too, and the sleep holds it: kloset's exit is what is awaited, not its pipes.
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const pid = await commandStarted(pidFile);
     try {
@@ -149,33 +177,112 @@ describe('backup -stdin-from-command', () => {
       child.kill('SIGTERM');
       expect(await exited).toBe(130);
       expect(Date.now() - started).toBeLessThan(10_000);
+      expect(await allGone([pid])).toBe(true);
     } finally {
-      process.kill(pid, 'SIGKILL');
+      cleanUp([pid]);
     }
     expect(await snapshotCount()).toBe(before);
   });
 
-  it('kills a command that ignores SIGTERM, rather than waiting for it', async () => {
-    const pidFile = path.join(work, 'stubborn.pid');
-    // An ignored signal stays ignored across exec.
-    const { child } = startKloset(['at', store, 'backup', '-stdin-from-command', '--', 'sh', '-c', `trap '' TERM; echo $$ > ${pidFile}; seq 1 1000; exec sleep 60`], {
-      env: env(),
-    });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    const pid = await commandStarted(pidFile);
+  it('hands a Ctrl-C on to the whole process group of the command, and leaves none of it running', async () => {
+    const before = await snapshotCount();
+    const shellFile = path.join(work, 'group-shell.pid');
+    const sleepFile = path.join(work, 'group-sleep.pid');
+    const { child, done } = startKloset(
+      ['at', store, 'backup', '-stdin-from-command', '--', 'sh', '-c', `echo $$ > ${shellFile}; sleep 300 & echo $! > ${sleepFile}; seq 1 1000; wait`],
+      { env: env() },
+    );
+    const sleep = await commandStarted(sleepFile);
+    const shell = Number(await fs.readFile(shellFile, 'utf8'));
     try {
+      // A group of its own, led by the command: no longer kloset's, which the terminal signals.
+      const group = Number((await fs.readFile(`/proc/${sleep}/stat`, 'latin1')).split(') ')[1].split(' ')[2]);
+      expect(group).toBe(shell);
+      expect(group).not.toBe(child.pid);
       const started = Date.now();
       child.kill('SIGINT');
-      expect(await exited).toBe(130);
-      expect(Date.now() - started).toBeLessThan(15_000);
-      expect(() => process.kill(pid, 0)).toThrow();
+      const result = await done;
+      expect(result.code).toBe(130);
+      expect(result.stderr).toContain('backup interrupted: no snapshot was created');
+      expect(Date.now() - started).toBeLessThan(4000);
+      expect(await allGone([shell, sleep, -group])).toBe(true);
     } finally {
+      cleanUp([shell, sleep]);
+    }
+    expect(await snapshotCount()).toBe(before);
+  });
+
+  it('kills a command that ignores SIGINT and SIGTERM after 5 seconds, or at a second Ctrl-C', async () => {
+    for (const again of [false, true]) {
+      const pidFile = path.join(work, `stubborn-${again}.pid`);
+      // An ignored signal stays ignored across exec.
+      const { child } = startKloset(
+        ['at', store, 'backup', '-stdin-from-command', '--', 'sh', '-c', `trap '' INT TERM; echo $$ > ${pidFile}; seq 1 1000; exec sleep 60`],
+        { env: env() },
+      );
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      const pid = await commandStarted(pidFile);
       try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone, as it should be
+        const started = Date.now();
+        child.kill('SIGINT');
+        if (again) {
+          await new Promise((r) => setTimeout(r, 500));
+          expect(exists(pid)).toBe(true);
+          child.kill('SIGINT');
+        }
+        expect(await exited).toBe(130);
+        const took = Date.now() - started;
+        if (again) expect(took).toBeLessThan(3000);
+        else expect(took).toBeGreaterThanOrEqual(4500);
+        expect(took).toBeLessThan(15_000);
+        expect(await allGone([pid])).toBe(true);
+      } finally {
+        cleanUp([pid]);
       }
     }
+  });
+
+  it('hands a hangup on to the command, and ends without a snapshot', async () => {
+    const before = await snapshotCount();
+    const pidFile = path.join(work, 'hangup.pid');
+    const { child, done } = startKloset(['at', store, 'backup', '-stdin-from-command', '--', 'sh', '-c', `echo $$ > ${pidFile}; seq 1 1000; exec sleep 60`], {
+      env: env(),
+    });
+    const pid = await commandStarted(pidFile);
+    try {
+      child.kill('SIGHUP');
+      const result = await done;
+      expect(result.code).toBe(1);
+      expect(result.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(/: killed by SIGHUP; the backup stopped and created no snapshot$/)]);
+      expect(await allGone([pid])).toBe(true);
+    } finally {
+      cleanUp([pid]);
+    }
+    expect(await snapshotCount()).toBe(before);
+  });
+
+  it('keeps the output of a command that exits leaving a process that holds it open, and stops that process', async () => {
+    const pidFile = path.join(work, 'left.pid');
+    const started = Date.now();
+    const result = await kloset(['at', store, 'backup', '-stdin-from-command', '-stdin-filename', 'left.txt', '--', 'sh', '-c', `seq 1 1000; sleep 300 & echo $! > ${pidFile}`]);
+    const pid = Number(await fs.readFile(pidFile, 'utf8'));
+    try {
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      expect(Date.now() - started).toBeLessThan(15_000);
+      expect(await allGone([pid])).toBe(true);
+    } finally {
+      cleanUp([pid]);
+    }
+    const lines = (await kloset(['at', store, 'cat', 'latest:/left.txt'])).stdout.trimEnd().split('\n');
+    expect(lines).toHaveLength(1000);
+    expect(lines[999]).toBe('1000');
+  });
+
+  it("passes the command's standard error on as it comes", async () => {
+    const result = await kloset(['at', store, 'backup', '-stdin-from-command', '--', 'sh', '-c', 'echo "pg_dump: a notice" >&2; seq 1 10']);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe('pg_dump: a notice\n');
   });
 });
 

@@ -6,12 +6,11 @@ import { KlosetError } from '../../errors.js';
 import type { Timespec } from '../../snapshot/tree.js';
 import { Accounts } from '../fs/accounts.js';
 import type { Importer, SourceEntry } from '../../snapshot/importer.js';
+import { CommandGroup } from './processgroup.js';
 
 /** The mode restic gives a file read from standard input. */
 const FILE_MODE = 0o100644;
 const DIRECTORY_MODE = 0o040755;
-/** How long a command stopped with SIGTERM has to end before SIGKILL: the backup's end waits for it. */
-const KILL_AFTER_MS = 5000;
 
 /** Why a name cannot be the one file of a snapshot's root, or undefined when it can. */
 export function streamFileNameProblem(name: string): string | undefined {
@@ -37,6 +36,7 @@ export class StreamImporter implements Importer {
   private readonly started: Timespec;
   private readonly owner: Pick<SourceEntry, 'uid' | 'gid' | 'user' | 'group'>;
   private child: ChildProcess | undefined;
+  private group: CommandGroup | undefined;
 
   /** `command`: the program and its arguments, run without a shell; absent, standard input. `host`: the origin to record. */
   constructor(
@@ -79,9 +79,17 @@ export class StreamImporter implements Importer {
 
   private async *readCommand([program, ...args]: readonly string[]): AsyncIterable<Buffer> {
     const shown = [program, ...args].join(' ');
-    // Its errors reach the terminal as they come; the passphrase stays out of its environment.
-    const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'inherit'], env: childEnvironment() });
+    // Its errors reach the terminal as they come; the passphrase stays out of its environment. Detached: in a
+    // process group (a session) of its own, so that what it starts can be stopped with it (processgroup.ts).
+    const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'inherit'], env: childEnvironment(), detached: true });
     this.child = child;
+    if (child.pid !== undefined) {
+      const group = new CommandGroup(child.pid);
+      this.group = group;
+      // What it leaves behind once it exits (a process that holds its output open, or any other) is stopped:
+      // its output then ends, and no process of the group outlives the backup.
+      child.once('exit', () => void group.stop());
+    }
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
       child.once('error', reject);
       child.once('close', (code, signal) => resolve({ code, signal }));
@@ -102,19 +110,17 @@ export class StreamImporter implements Importer {
   }
 
   /**
-   * The backup stopped before the end of the output (an interrupt, a store failing): so does the command.
-   * Its output is let go at once rather than read to its end: what it started (sh -c 'pg_dump | gzip')
-   * may hold it open after the command is gone, and fails at its next write, as when any reader of a pipe goes away.
+   * The backup stopped before the end of the output (an interrupt, a store failing): so does the command,
+   * with every process of its group. Its output is let go at once rather than read to its end.
    */
   private stopCommand(): void {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    setTimeout(() => child.kill('SIGKILL'), KILL_AFTER_MS).unref();
-    child.stdout?.destroy();
+    void this.group?.stop();
+    this.child?.stdout?.destroy();
   }
 
+  /** Returns once no process of the command's group runs: SIGKILL ends those that outlive SIGTERM by 5 s. */
   async close(): Promise<void> {
     this.stopCommand();
+    await this.group?.stop();
   }
 }
