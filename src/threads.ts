@@ -1,5 +1,5 @@
 import { Worker, type WorkerOptions } from 'node:worker_threads';
-import { KlosetError, VANISHED_DIRECTORY } from './errors.js';
+import { KlosetError, systemReason, VANISHED_DIRECTORY } from './errors.js';
 
 /** Set once the process has left a current directory deleted since it started. */
 let leftVanishedDirectory = false;
@@ -32,4 +32,22 @@ function leaveVanishedDirectory(): void {
 export function startThread(script: URL, options?: WorkerOptions): Worker {
   leaveVanishedDirectory();
   return new Worker(script, options);
+}
+
+/**
+ * Before a file named on the command line is opened as given (a passphrase
+ * file, a pattern file, a mount's log): a relative name fails as a relative
+ * path does everywhere else when the current directory has been deleted,
+ * with VANISHED_DIRECTORY (process.cwd()'s error, worded by systemReason),
+ * rather than as "no such file or directory", or, once the process has moved
+ * to `/`, opening a file there. The name itself is left as typed (not
+ * resolved: see exactForm).
+ */
+export function requireCurrentDirectoryFor(file: string): void {
+  if (file.startsWith('/')) return;
+  try {
+    process.cwd();
+  } catch (err) {
+    throw new KlosetError(systemReason(err), { cause: err });
+  }
 }

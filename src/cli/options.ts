@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { KlosetError, UsageError, systemReason } from '../errors.js';
 import { exactForm } from '../snapshot/names.js';
+import { requireCurrentDirectoryFor } from '../threads.js';
 import { parseMoment } from './timespec.js';
 import { parseTags, type SnapshotFilter } from './snapshotref.js';
 
@@ -18,6 +19,7 @@ export function collect(value: string, previous: string[] = []): string[] {
 export function patternsWithFiles(patterns: string[] = [], files: string[] = []): string[] {
   const all = [...patterns];
   for (const file of files) {
+    requireCurrentDirectoryFor(file);
     let text: string;
     try {
       text = readFileSync(exactForm(file), 'utf8');

@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { KlosetError, systemReason, UsageError } from '../errors.js';
 import { exactForm } from '../snapshot/names.js';
+import { requireCurrentDirectoryFor } from '../threads.js';
 
 /** What was typed or pasted after the line a prompt took: the next prompt's answer (both lines of a paste). */
 let typedAhead = '';
@@ -87,6 +88,7 @@ export async function readPassphrase(source: PassphraseSource, confirm = false, 
   // `--passphrase-file "$UNSET"` must not fall back to the environment or the terminal unsaid.
   if (source.passphraseFile === '') throw new UsageError(`${kind.fileOption}: empty file name`);
   if (source.passphraseFile !== undefined) {
+    requireCurrentDirectoryFor(source.passphraseFile);
     let text: string;
     try {
       text = await fs.readFile(exactForm(source.passphraseFile), 'utf8');

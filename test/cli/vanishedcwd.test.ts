@@ -1,7 +1,8 @@
 /**
  * Run from a current directory deleted before the command starts (`cd d;
- * rmdir ../d; kloset …`): what names a path relative to it is refused in one
- * line, and a command whose paths are all absolute works.
+ * rmdir ../d; kloset …`): what names a path relative to it (a store, a
+ * source, a passphrase, pattern or log file) is refused in one line, and a
+ * command whose paths are all absolute works.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -67,9 +68,16 @@ describe('a command run from a deleted current directory', () => {
     [['at', '<store>', 'backup', 'source']],
     [['at', '<store>', 'restore', '-to', 'restored', 'latest']],
     [['at', '<store>', 'archive', 'latest']],
+    [['--passphrase-file', 'passphrase.txt', 'at', '<store>', 'ls']],
+    [['at', '<store>', 'backup', '-exclude-file', 'patterns.txt', '<source>']],
+    [['at', '<store>', 'restore', '-to', '<work>/restored-selected', '-include-file', 'patterns.txt', 'latest']],
+    [['at', '<store>', 'restore', '-to', '<work>/restored-selected', '-exclude-file', 'patterns.txt', 'latest']],
+    [['at', '<store>', 'mount', '-log-file', 'mount.log', '<work>/mountpoint']],
+    [['at', '<store>', 'sync', '-peer-passphrase-file', 'passphrase.txt', 'to', '<store>']],
+    [['at', '<store>', 'passwd', '-new-passphrase-file', 'passphrase.txt']],
   ])('says in one line that the directory no longer exists for a relative path: %j', async (args) => {
     const before = await storeListing(store);
-    const result = await fromVanishedDirectory(args.map((arg) => arg.replace('<store>', store)));
+    const result = await fromVanishedDirectory(args.map((arg) => arg.replace('<store>', store).replace('<source>', source).replace('<work>', work)));
     expect(result.code).toBe(1);
     expectOneLineError(result, /^kloset: the current directory no longer exists$/);
     expect(await storeListing(store)).toEqual(before);

@@ -5,6 +5,7 @@ import { Option, type Command } from 'commander';
 import { childEnvironment } from '../../childenv.js';
 import { KlosetError, UsageError, systemReason } from '../../errors.js';
 import { exactForm } from '../../snapshot/names.js';
+import { requireCurrentDirectoryFor } from '../../threads.js';
 import { listSnapshots } from '../../snapshot/header.js';
 import { DEFAULT_CACHE_BYTES, mountSnapshots, type MountTarget } from '../../mount/mount.js';
 import type { CliContext, Run } from '../context.js';
@@ -29,6 +30,7 @@ interface MountFlags extends FilterFlags {
  */
 function mountLog(ctx: CliContext, file: string | undefined): { log: (line: string) => void; close: () => void } {
   if (file === undefined) return { log: (line) => ctx.err(`kloset: mount: ${line}`), close: () => undefined };
+  requireCurrentDirectoryFor(file);
   let fd: number;
   try {
     fd = openSync(exactForm(file), 'a', 0o600);
