@@ -83,13 +83,9 @@ export class StreamImporter implements Importer {
     // process group (a session) of its own, so that what it starts can be stopped with it (processgroup.ts).
     const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'inherit'], env: childEnvironment(), detached: true });
     this.child = child;
-    if (child.pid !== undefined) {
-      const group = new CommandGroup(child.pid);
-      this.group = group;
-      // What it leaves behind once it exits (a process that holds its output open, or any other) is stopped:
-      // its output then ends, and no process of the group outlives the backup.
-      child.once('exit', () => void group.stop());
-    }
+    // Its output is read to its end, as a pipe's reader does, also after it exits: a writer it left behind
+    // (bash's `> >(gzip)`) is still writing the command's output. What of the group outlives that is stopped at close().
+    if (child.pid !== undefined) this.group = new CommandGroup(child.pid);
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
       child.once('error', reject);
       child.once('close', (code, signal) => resolve({ code, signal }));
