@@ -38,6 +38,8 @@ export interface MountOptions {
   allowOther?: boolean;
   debug?: boolean;
   log: (line: string) => void;
+  /** Called just before the file system is mounted: from then on, a process that ends without unmounting leaves a dead mount point behind. */
+  beforeMount?: () => void;
 }
 
 export interface MountedSnapshots {
@@ -194,6 +196,7 @@ export async function mountSnapshots(
     timeout: 120_000,
   });
   const connectionsBefore = await fuseConnections();
+  options.beforeMount?.();
   await new Promise<void>((resolve, reject) =>
     fuse.mount((err) => (err ? reject(new KlosetError(`${mountpoint}: cannot mount: ${err.message}`, { cause: err })) : resolve())),
   );

@@ -170,6 +170,75 @@ describe('a foreground mount', () => {
     expect((await again.stop()).code).toBe(0);
   });
 
+  it('unmounts on a SIGTERM that comes while it mounts, leaving no dead mount point', async () => {
+    // Sent the moment the mount point shows in the mount table: before "mounted" is printed, when a
+    // process that has no listener yet ends at once and leaves a mount point answering ENOTCONN.
+    const mnt = await newMountpoint('mnt-signal-while-mounting');
+    const { child, done } = startKloset(['at', store, 'mount', mnt, id], { env });
+    trackMount(mnt, child.pid);
+    let exited = false;
+    void done.finally(() => (exited = true));
+    while (!exited && !(await isMountPoint(mnt)));
+    expect(exited, 'the mount ended before its mount point showed').toBe(false);
+    child.kill('SIGTERM');
+    const result = await done;
+    expect({ code: result.code, signal: result.signal, stderr: result.stderr }).toEqual({ code: 0, signal: null, stderr: '' });
+    expect(result.stdout).toMatch(/^unmounted /m);
+    expect(await isMountPoint(mnt)).toBe(false);
+    expect(await fs.readdir(mnt)).toEqual([]);
+  });
+
+  it('unmounts on a SIGTERM sent the moment it says "mounted"', async () => {
+    const mnt = await newMountpoint('mnt-signal-at-mounted');
+    const { child, done } = startKloset(['at', store, 'mount', mnt, id], { env });
+    trackMount(mnt, child.pid);
+    let stdout = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      const before = stdout;
+      stdout += d.toString('utf8');
+      if (!/^mounted /m.test(before) && /^mounted /m.test(stdout)) child.kill('SIGTERM');
+    });
+    const result = await done;
+    expect({ code: result.code, signal: result.signal, stderr: result.stderr }).toEqual({ code: 0, signal: null, stderr: '' });
+    expect(result.stdout).toMatch(/^mounted .*\nunmounted /m);
+    expect(await isMountPoint(mnt)).toBe(false);
+    expect(await fs.readdir(mnt)).toEqual([]);
+  });
+
+  it('ends within a bound after SIGTERM when the unmount does not finish, saying how to clear the mount point', async () => {
+    // A fusermount that never returns, as one stuck in the kernel would.
+    const bin = path.join(work, 'stuck-fusermount');
+    await fs.mkdir(bin);
+    const pidFile = path.join(bin, 'pid');
+    await fs.writeFile(path.join(bin, 'fusermount'), `#!/bin/sh\necho $$ > '${pidFile}'\nexec sleep 120\n`, { mode: 0o755 });
+    const mnt = await newMountpoint('mnt-stuck-unmount');
+    const mount = await mountCli(store, mnt, [id], { env: { ...env, PATH: `${bin}:${process.env.PATH}` } });
+    try {
+      const sentAt = Date.now();
+      process.kill(mount.pid, 'SIGTERM');
+      const result = await Promise.race([mount.done, new Promise<'running'>((r) => setTimeout(() => r('running'), 40_000))]);
+      expect(result, 'still running 40 s after SIGTERM').not.toBe('running');
+      const { code, stderr } = result as CliResult;
+      expect(Date.now() - sentAt).toBeGreaterThanOrEqual(9_000);
+      expect(code).toBe(1);
+      const escaped = mnt.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      expectOneLineError(result as CliResult, new RegExp(`unmount did not finish within 10 s; .*clear it with 'fusermount -uz ${escaped}'`));
+      expect(stderr).toContain('Transport endpoint is not connected');
+    } finally {
+      // It holds the FUSE connection too (the binding opens /dev/fuse without close-on-exec): once it is gone, the connection ends.
+      const stuck = Number((await fs.readFile(pidFile, 'utf8').catch(() => '')).trim());
+      if (stuck > 0) {
+        process.kill(stuck, 'SIGKILL');
+        await waitUntil(() => processGone(stuck), 5_000);
+      }
+    }
+    // Left as a process killed then leaves it, which the next mount clears.
+    await expect(fs.stat(mnt)).rejects.toMatchObject({ code: 'ENOTCONN' });
+    const again = await mountCli(store, mnt, [id], { env });
+    expect(await fs.readFile(path.join(mnt, 'hello.txt'), 'utf8')).toBe('hello\n');
+    expect((await again.stop()).code).toBe(0);
+  }, 60_000);
+
   it('refuses a mount point that is already mounted, and the first mount keeps serving', async () => {
     const mnt = await newMountpoint('mnt-twice');
     const first = await mountCli(store, mnt, [id], { env });

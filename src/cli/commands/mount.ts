@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
 import { closeSync, createWriteStream, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { Option, type Command } from 'commander';
 import { childEnvironment } from '../../childenv.js';
-import { KlosetError, UsageError, systemReason } from '../../errors.js';
+import { ExitCode, KlosetError, UsageError, systemReason } from '../../errors.js';
 import { exactForm } from '../../snapshot/names.js';
 import { requireCurrentDirectoryFor } from '../../threads.js';
 import { listSnapshots } from '../../snapshot/header.js';
@@ -46,6 +47,57 @@ function mountLog(ctx: CliContext, file: string | undefined): { log: (line: stri
       }
     },
     close: () => closeSync(fd),
+  };
+}
+
+/** The signals that unmount a foreground mount. */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/** How long an unmount may take after a signal before the process ends without it. */
+const UNMOUNT_WAIT_MS = 10_000;
+
+/** How long a process ending without its unmount waits for its lock to go from the store. */
+const LOCK_RELEASE_WAIT_MS = 3000;
+
+/**
+ * The signals that ask a mount to stop, listened to from just before the
+ * file system is mounted until it is unmounted. A signal nothing listens to
+ * ends the process at once, and one that came between the mount and the
+ * listener (while mounting, or as "mounted" was printed) left a mount point
+ * answering ENOTCONN. One that comes while nothing waits is kept: one that
+ * came while mounting unmounts as soon as the mount is done, one that came
+ * during an unmount that then failed makes the next attempt.
+ */
+function stopSignals(): { next(): Promise<void>; listen(): void; close(): void } {
+  let pending = false;
+  let wake: (() => void) | undefined;
+  let listening = false;
+  const onSignal = () => {
+    if (wake) {
+      wake();
+      wake = undefined;
+    } else {
+      pending = true;
+    }
+  };
+  return {
+    listen: () => {
+      if (listening) return;
+      listening = true;
+      for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
+    },
+    next: () =>
+      new Promise<void>((resolve) => {
+        if (pending) {
+          pending = false;
+          resolve();
+        } else {
+          wake = resolve;
+        }
+      }),
+    close: () => {
+      for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
+    },
   };
 }
 
@@ -102,6 +154,7 @@ export function registerMountCommand(program: Command, context: () => CliContext
         const notify = flags.notifyFd ? createWriteStream('', { fd: Number(flags.notifyFd) }) : undefined;
         let releaseLock: () => Promise<void> = async () => undefined;
         let closeLog: () => void = () => {};
+        const signals = stopSignals();
         try {
           const { log, close } = mountLog(ctx, flags.logFile);
           closeLog = close;
@@ -124,6 +177,7 @@ export function registerMountCommand(program: Command, context: () => CliContext
             allowOther: fuseOptions.includes('allow_other'),
             debug: fuseOptions.includes('debug'),
             log,
+            beforeMount: () => signals.listen(),
           });
           const what = 'snapshots' in target ? plural(target.snapshots.length, 'snapshot') : `snapshot ${snapshot}`;
           const unmountOnOutputLost = () => mounted.unmount();
@@ -133,22 +187,29 @@ export function registerMountCommand(program: Command, context: () => CliContext
           // Until a signal, or until someone else unmounts (fusermount -u, umount).
           // While the unmount fails, the files are still served: the lock stays, and the next signal tries again.
           for (;;) {
-            await Promise.race([
-              mounted.gone,
-              new Promise<void>((resolve) => {
-                process.once('SIGINT', resolve);
-                process.once('SIGTERM', resolve);
-                process.once('SIGHUP', resolve);
-              }),
-            ]);
+            await Promise.race([mounted.gone, signals.next()]);
+            let timer: NodeJS.Timeout | undefined;
+            const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), UNMOUNT_WAIT_MS)));
             try {
-              await mounted.unmount();
+              const outcome = await Promise.race([mounted.unmount(), late]).finally(() => clearTimeout(timer));
+              if (outcome === 'late') {
+                // The unmount is stuck (fusermount, or the kernel under it, does not return): a signal must still
+                // end the process, which ends its FUSE connection with it.
+                ctx.err(
+                  `kloset: ${where}: the unmount did not finish within ${UNMOUNT_WAIT_MS / 1000} s; ending without it: ` +
+                    `if the mount point answers "Transport endpoint is not connected", clear it with 'fusermount -uz ${where}'`,
+                );
+                await Promise.race([releaseLock(), delay(LOCK_RELEASE_WAIT_MS)]).catch(() => undefined);
+                closeLog();
+                process.exit(ExitCode.FAILURE);
+              }
               ctx.untilOutputLost.delete(unmountOnOutputLost);
               break;
             } catch (err) {
               ctx.err(`kloset: ${err instanceof Error ? err.message : String(err)}; still mounted: Ctrl-C or SIGTERM tries again`);
             }
           }
+          signals.close();
           const s = mounted.filesystem.stats;
           const c = mounted.filesystem.cache;
           ctx.info(
@@ -161,6 +222,7 @@ export function registerMountCommand(program: Command, context: () => CliContext
           // exitCode: a broken output (see main) may have set its own status while this unmounted.
           process.exit();
         } catch (err) {
+          signals.close();
           await releaseLock();
           closeLog();
           notify?.end(`error: ${err instanceof Error ? err.message : String(err)}\n`);
