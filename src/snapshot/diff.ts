@@ -5,6 +5,7 @@
  * same subtree and is skipped unread; an added or removed directory is one
  * item carrying its totals, not a list of everything below it.
  */
+import { listedName } from './names.js';
 import type { SnapshotReader } from './reader.js';
 import { compareNames, type Entry } from './tree.js';
 
@@ -19,6 +20,7 @@ export interface DiffSide {
 }
 
 export interface DiffItem {
+  /** Its names joined with '/', each as listedName gives it: one no directory can hold is quoted, never a path that climbs. */
   path: string;
   status: DiffStatus;
   before?: DiffSide;
@@ -84,7 +86,8 @@ export async function diffTrees(
     if (result.items.length < options.limit) result.items.push(item);
     else result.truncated = true;
   };
-  const join = (dir: string, name: string) => (dir === '/' ? `/${name}` : `${dir}/${name}`);
+  // As ls: a name no directory can hold ('..', 'a/b'), which only a forged snapshot has, goes in quoted.
+  const join = (dir: string, name: string) => (dir === '/' ? `/${listedName(name)}` : `${dir}/${listedName(name)}`);
 
   const compare = async (path: string, a: Entry, b: Entry): Promise<void> => {
     if (a.kind === 'directory' && b.kind === 'directory') {

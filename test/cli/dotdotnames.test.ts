@@ -3,8 +3,8 @@
  * holds its key can forge a snapshot that has some. restore and archive
  * leave such entries out, each named in a warning (exit 3): nothing is
  * written outside the target, and no member of a tar or zip climbs out of
- * the directory it is extracted into. ls and locate print such a name
- * quoted, never as a path.
+ * the directory it is extracted into. ls, locate and diff print such a
+ * name quoted, never as a path.
  */
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Importer, SourceEntry } from '../../src/snapshot/importer.js';
 import { tempDir } from '../helpers/cli.js';
 import { describeTree, expectNoStackTrace, klosetWith } from '../helpers/fixtures.js';
-import { storeWithSnapshot } from '../helpers/mount.js';
+import { builtLibrary, storeWithSnapshot } from '../helpers/mount.js';
 
 const run = promisify(execFile);
 
@@ -34,6 +34,8 @@ class DotDotImporter implements Importer {
   readonly origin = 'forged';
   readonly source = '/forged';
 
+  constructor(private readonly files: Record<string, string> = FILES) {}
+
   private entry(name: string, kind: 'file' | 'directory', size = 0): SourceEntry {
     return { name, kind, mode: kind === 'file' ? 0o100644 : 0o040755, uid: 0, gid: 0, size, mtime: MTIME };
   }
@@ -45,7 +47,7 @@ class DotDotImporter implements Importer {
   async *children(dir: string): AsyncIterable<SourceEntry> {
     const prefix = dir === '' ? '' : `${dir}/`;
     const names = new Map<string, SourceEntry>();
-    for (const [file, content] of Object.entries(FILES)) {
+    for (const [file, content] of Object.entries(this.files)) {
       if (!file.startsWith(prefix)) continue;
       const [name, ...below] = file.slice(prefix.length).split('/');
       if (!names.has(name)) names.set(name, below.length ? this.entry(name, 'directory') : this.entry(name, 'file', Buffer.byteLength(content)));
@@ -54,7 +56,7 @@ class DotDotImporter implements Importer {
   }
 
   async *read(file: string): AsyncIterable<Buffer> {
-    yield Buffer.from(FILES[file]);
+    yield Buffer.from(this.files[file]);
   }
 
   async close(): Promise<void> {}
@@ -63,12 +65,13 @@ class DotDotImporter implements Importer {
 let work: string;
 let store: string;
 let kloset: ReturnType<typeof klosetWith>;
+let first: string;
 
 beforeAll(async () => {
   work = await tempDir('kloset-dotdot-');
   store = path.join(work, 'store');
   kloset = klosetWith({ XDG_CACHE_HOME: path.join(work, 'cache') });
-  await storeWithSnapshot(store, new DotDotImporter());
+  first = await storeWithSnapshot(store, new DotDotImporter());
 });
 
 afterAll(async () => {
@@ -183,5 +186,34 @@ describe("a listing of names no directory can hold ('..', a name with a slash)",
     expect(names).toEqual(['"../slashed"/', '"../slashed"/inside.txt', '"../slashed.txt"']);
     const located = await kloset(['at', slashed, 'locate', 'inside.txt']);
     expect(located.stdout).toMatch(/^[0-9a-f]{8}:\/"\.\.\/slashed"\/inside\.txt\n$/);
+  });
+});
+
+describe("diff of snapshots with names no directory can hold", () => {
+  it('prints them quoted, in text and with --json, never as a path that climbs out', async () => {
+    const lib = await builtLibrary();
+    const repository = await lib.Repository.open(new lib.LocalBlobStore(store), async () => 'unused');
+    const importer = new DotDotImporter({ ...FILES, '../added.txt': 'new\n', '../escaped.txt': 'changed\n', 'sub/../planted.txt': 'changed too\n' });
+    const second = (await lib.backup(repository, importer)).id.toString('hex').slice(0, 8);
+    const result = await kloset(['at', store, 'diff', first, second]);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout.split('\n')).toEqual([
+      '+  /".."/added.txt',
+      'M  /".."/escaped.txt  (size, content)',
+      'M  /sub/".."/planted.txt  (size, content)',
+      `diff ${first}..${second}: 1 added, 0 removed, 2 changed`,
+      '',
+    ]);
+    const json = await kloset(['at', store, 'diff', '--json', first, second]);
+    expect(json.code).toBe(0);
+    expect((JSON.parse(json.stdout) as { items: { path: string }[] }).items.map((item) => item.path)).toEqual([
+      '/".."/added.txt',
+      '/".."/escaped.txt',
+      '/sub/".."/planted.txt',
+    ]);
+    // Above a forged name, the path given is the one resolved, as always.
+    const below = await kloset(['at', store, 'diff', `${first}:/sub`, second]);
+    expect(below.stdout.split('\n')[0]).toBe('M  /sub/".."/planted.txt  (size, content)');
   });
 });
