@@ -1,6 +1,6 @@
 import { constants } from 'node:fs';
 import os from 'node:os';
-import { shownName } from '../snapshot/names.js';
+import { listedName, shownName } from '../snapshot/names.js';
 import { isBlockDevice } from '../snapshot/tree.js';
 import { ChunkCache } from './chunkcache.js';
 import { FileReader } from './filereader.js';
@@ -29,6 +29,8 @@ function typeBits(kind: keyof typeof TYPE_BITS, mode: number): number {
   return isBlockDevice({ kind, mode }) ? S_IFBLK : TYPE_BITS[kind];
 }
 const XATTR_META_PREFIX = 'user.';
+/** Names a log line gives of those left out of one directory. */
+const LEFT_OUT_NAMED = 10;
 
 /** The binding passes times as unsigned milliseconds: a time before 1970 would wrap to the far future, so it shows as the epoch. */
 function toDate(t: { sec: number; nsec: number }): Date {
@@ -49,6 +51,8 @@ export interface FilesystemStats {
 export class SnapshotFilesystem {
   private readonly handles = new Map<number, { path: string; reader: FileReader }>();
   private nextHandle = 1;
+  /** Directories whose names no directory can hold were logged, so that each is logged once, not at every listing. */
+  private readonly leftOutLogged = new Set<string>();
   readonly stats: FilesystemStats = { reads: 0, readBytes: 0, errors: 0 };
 
   constructor(
@@ -130,7 +134,7 @@ export class SnapshotFilesystem {
           // The kernel does not add these for FUSE: without them `ls -a` shows an empty directory as nothing at all.
           const slash = path.lastIndexOf('/');
           const parent = path === '/' ? node : ((await this.namespace.lookup(slash <= 0 ? '/' : path.slice(0, slash))) ?? node);
-          const children = await this.namespace.list(path, node);
+          const children = await this.namespace.list(path, node, (names) => this.logLeftOut(path, names));
           // With each name its attributes: the inode number `ls -i` and os.scandir() show without a stat of their own,
           // and the type that spares `find` one.
           cb(
@@ -220,6 +224,15 @@ export class SnapshotFilesystem {
       ops.listxattr = (path: string, cb: Cb) => this.withNode(path, cb, () => cb(0, []));
     }
     return ops;
+  }
+
+  /** One line for a directory of a forged snapshot, as restore warns of each such name it leaves out. */
+  private logLeftOut(path: string, names: string[]): void {
+    if (this.leftOutLogged.has(path)) return;
+    this.leftOutLogged.add(path);
+    const shown = names.slice(0, LEFT_OUT_NAMED).map(listedName).join(', ');
+    const more = names.length > LEFT_OUT_NAMED ? ` and ${names.length - LEFT_OUT_NAMED} more` : '';
+    this.log(`${path}: ${names.length === 1 ? 'invalid name' : 'invalid names'} ${shown}${more}, left out`);
   }
 
   /** The entry's own extended attributes, then its metadata map as user.<key>. */

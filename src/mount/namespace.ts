@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Repository } from '../kloset/repository.js';
 import { DamagedSnapshotError, olderFirst, openHeader, snapshotIds, type SnapshotHeader } from '../snapshot/header.js';
+import { checkEntryName } from '../snapshot/exporter.js';
 import { shownName } from '../snapshot/names.js';
 import { SnapshotReader } from '../snapshot/reader.js';
 import type { Entry } from '../snapshot/tree.js';
@@ -230,7 +231,8 @@ export class Namespace {
     const name = path.slice(slash + 1);
     let node: Node | undefined;
     if (parent.type === 'virtual') node = parent.children.get(name);
-    else if (parent.type === 'entry' && parent.entry.kind === 'directory') {
+    // The kernel never asks for such a name, and list() never shows one: a forged entry named '..' or 'a/b' is no path.
+    else if (parent.type === 'entry' && parent.entry.kind === 'directory' && checkEntryName(name) === undefined) {
       const found = await parent.reader.findAt(parent.entry, name);
       if (found) node = this.child(parent, found.entry, found.index, await parent.reader.count(parent.entry));
     }
@@ -238,8 +240,14 @@ export class Namespace {
     return node;
   }
 
-  /** Names in a directory, in order, with their nodes; remembers each child's node for the getattr calls that follow. */
-  async list(path: string, node: Node): Promise<[string, Node][]> {
+  /**
+   * Names in a directory, in order, with their nodes; remembers each child's node for the getattr calls that follow.
+   * A name no directory can hold ('', '.', '..', a '/' or a NUL in it: see checkEntryName), which only a forged
+   * snapshot has, is left out: the kernel would refuse the whole listing, show '.' or '..' twice, or cut the name
+   * at its NUL; and remembered under path + name, 'a/b' would stand for the entry b of the directory a.
+   * `onLeftOut` is told of the names left out.
+   */
+  async list(path: string, node: Node, onLeftOut?: (names: string[]) => void): Promise<[string, Node][]> {
     const prefix = path === '/' ? '/' : `${path}/`;
     if (node.type === 'virtual') {
       if (this.view) {
@@ -252,8 +260,16 @@ export class Namespace {
     }
     if (node.type !== 'entry' || node.entry.kind !== 'directory') return [];
     const children: SnapshotNode[] = [];
+    const leftOut: string[] = [];
     const count = await node.reader.count(node.entry);
-    for await (const child of node.reader.children(node.entry)) children.push(this.child(node, child, children.length, count));
+    let index = 0;
+    for await (const child of node.reader.children(node.entry)) {
+      // Numbered by its place among all the entries, as lookup numbers it.
+      const at = index++;
+      if (checkEntryName(child.name) === undefined) children.push(this.child(node, child, at, count));
+      else leftOut.push(child.name);
+    }
+    if (leftOut.length > 0) onLeftOut?.(leftOut);
     // The kernel takes names as bytes but fuse-native passes them as text: one that is not UTF-8 is
     // shown, and asked for, with U+FFFD. Names that show alike are not remembered under that name,
     // so a lookup finds what SnapshotReader.find does: the name that is that very text, or none.
