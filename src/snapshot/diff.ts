@@ -5,6 +5,7 @@
  * same subtree and is skipped unread; an added or removed directory is one
  * item carrying its totals, not a list of everything below it.
  */
+import { checkEntryName } from './exporter.js';
 import { listedName } from './names.js';
 import type { SnapshotReader } from './reader.js';
 import { compareNames, type Entry } from './tree.js';
@@ -26,6 +27,8 @@ export interface DiffItem {
   before?: DiffSide;
   after?: DiffSide;
   reasons?: ChangeReason[];
+  /** A name on its path is one no directory can hold, shown quoted: no path names the entry, and none should be made of it. */
+  invalid_name?: true;
 }
 
 export interface DiffResult {
@@ -80,7 +83,9 @@ export async function diffTrees(
   options: DiffOptions,
 ): Promise<DiffResult> {
   const result: DiffResult = { counts: { added: 0, removed: 0, changed: 0 }, items: [], truncated: false };
-  const emit = (item: DiffItem) => {
+  /** `invalid`: a name on the item's path is one no directory can hold. */
+  const emit = (item: DiffItem, invalid: boolean) => {
+    if (invalid) item.invalid_name = true;
     result.counts[item.status]++;
     options.onItem?.(item);
     if (result.items.length < options.limit) result.items.push(item);
@@ -89,41 +94,42 @@ export async function diffTrees(
   // As ls: a name no directory can hold ('..', 'a/b'), which only a forged snapshot has, goes in quoted.
   const join = (dir: string, name: string) => (dir === '/' ? `/${listedName(name)}` : `${dir}/${listedName(name)}`);
 
-  const compare = async (path: string, a: Entry, b: Entry): Promise<void> => {
+  const compare = async (path: string, a: Entry, b: Entry, invalid: boolean): Promise<void> => {
     if (a.kind === 'directory' && b.kind === 'directory') {
       // Its own mode, owner and times are in its parent's entry, not in its tree: same tree, same entries only.
       const reasons = changeReasons(a, b);
-      if (reasons.length) emit({ path, status: 'changed', before: side(a), after: side(b), reasons });
+      if (reasons.length) emit({ path, status: 'changed', before: side(a), after: side(b), reasons }, invalid);
       if (a.tree && b.tree && a.tree.equals(b.tree)) return;
-      await walk(path, a, b);
+      await walk(path, a, b, invalid);
       return;
     }
     const reasons = changeReasons(a, b);
-    if (reasons.length) emit({ path, status: 'changed', before: side(a), after: side(b), reasons });
+    if (reasons.length) emit({ path, status: 'changed', before: side(a), after: side(b), reasons }, invalid);
   };
 
-  const walk = async (path: string, dirA: Entry, dirB: Entry): Promise<void> => {
+  const walk = async (path: string, dirA: Entry, dirB: Entry, invalid: boolean): Promise<void> => {
     const itA = readerA.children(dirA)[Symbol.asyncIterator]();
     const itB = readerB.children(dirB)[Symbol.asyncIterator]();
+    const below = (name: string) => invalid || checkEntryName(name) !== undefined;
     let a = await itA.next();
     let b = await itB.next();
     while (!a.done || !b.done) {
       options.signal?.throwIfAborted();
       const order = a.done ? 1 : b.done ? -1 : compareNames(a.value.name, b.value.name);
       if (order < 0) {
-        emit({ path: join(path, a.value!.name), status: 'removed', before: side(a.value!) });
+        emit({ path: join(path, a.value!.name), status: 'removed', before: side(a.value!) }, below(a.value!.name));
         a = await itA.next();
       } else if (order > 0) {
-        emit({ path: join(path, b.value!.name), status: 'added', after: side(b.value!) });
+        emit({ path: join(path, b.value!.name), status: 'added', after: side(b.value!) }, below(b.value!.name));
         b = await itB.next();
       } else {
-        await compare(join(path, a.value!.name), a.value!, b.value!);
+        await compare(join(path, a.value!.name), a.value!, b.value!, below(a.value!.name));
         a = await itA.next();
         b = await itB.next();
       }
     }
   };
 
-  await compare(basePath, rootA, rootB);
+  await compare(basePath, rootA, rootB, false);
   return result;
 }

@@ -10,7 +10,8 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { maskValue, type AliasConfig } from '../config/aliases.js';
-import type { Exporter } from '../snapshot/exporter.js';
+import { checkEntryName, type Exporter } from '../snapshot/exporter.js';
+import { listedName } from '../snapshot/names.js';
 import { FsExporter } from '../connectors/fs/exporter.js';
 import { storeInDestination } from '../connectors/storeplaces.js';
 import { IntegrityError, KlosetError } from '../errors.js';
@@ -78,6 +79,16 @@ export function listedEntry(dir: string, e: Entry) {
     files: e.kind === 'directory' ? e.summary?.files : undefined,
     directories: e.kind === 'directory' ? e.summary?.directories : undefined,
   };
+}
+
+/**
+ * A row of a directory page. A name no directory can hold ('..', 'a/b'), which only a forged
+ * snapshot has, is given as ls gives it, quoted, in `name` and `path`, and marked: no path names
+ * such an entry (one with '..' is refused, 'a/b' is b in a), so the page shows it without a link.
+ */
+function childEntry(dir: string, e: Entry) {
+  if (checkEntryName(e.name) === undefined) return listedEntry(dir, e);
+  return { ...listedEntry(dir, { ...e, name: listedName(e.name) }), invalid_name: true as const };
 }
 
 function xattrJson(name: string, value: Buffer) {
@@ -238,7 +249,7 @@ export class UiApi {
       offset,
       limit,
       order: 'directories-first',
-      entries: page.entries.map((e) => listedEntry(where, e)),
+      entries: page.entries.map((e) => childEntry(where, e)),
     });
   }
 

@@ -149,6 +149,7 @@ table.grid tr:last-child td { border-bottom: none; }
 .vrow .name a, .vrow .name span.label { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; color: var(--text); }
 .vrow .name a:hover { color: var(--accent); }
 .vrow .target { color: var(--muted); white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.invalid-name { color: var(--muted); font-style: italic; }
 .vrow .num { text-align: right; font-variant-numeric: tabular-nums; color: #3c4556; }
 .vrow .when, .vrow .mode { color: var(--muted); font-variant-numeric: tabular-nums; }
 .vrow .mode { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; }

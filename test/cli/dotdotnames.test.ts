@@ -207,10 +207,11 @@ describe("diff of snapshots with names no directory can hold", () => {
     ]);
     const json = await kloset(['at', store, 'diff', '--json', first, second]);
     expect(json.code).toBe(0);
-    expect((JSON.parse(json.stdout) as { items: { path: string }[] }).items.map((item) => item.path)).toEqual([
-      '/".."/added.txt',
-      '/".."/escaped.txt',
-      '/sub/".."/planted.txt',
+    const items = (JSON.parse(json.stdout) as { items: { path: string; invalid_name?: boolean }[] }).items;
+    expect(items.map((item) => [item.path, item.invalid_name])).toEqual([
+      ['/".."/added.txt', true],
+      ['/".."/escaped.txt', true],
+      ['/sub/".."/planted.txt', true],
     ]);
     // Above a forged name, the path given is the one resolved, as always.
     const below = await kloset(['at', store, 'diff', `${first}:/sub`, second]);

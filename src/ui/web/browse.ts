@@ -39,6 +39,11 @@ export function snapshotLine(s: SnapshotSummary): HTMLElement {
   return h('div', { class: 'sub' }, `${formatDate(s.time, true)} · ${s.host} · ${s.source}`, s.tags.length ? ' · ' : '', s.tags.map((t) => h('span', { class: 'tag' }, t)));
 }
 
+/** A name no directory can hold (forged: '..', 'a/b'), shown quoted as the API gives it, and linked nowhere. */
+export function unreachable(text: string): HTMLElement {
+  return h('span', { class: 'invalid-name', title: 'a name no directory can hold: left out of restores and archives' }, text);
+}
+
 function row(id: string, e: ListedEntry | undefined, top: number): HTMLElement {
   const el = h('div', { class: e ? 'vrow' : 'vrow placeholder', 'data-testid': e ? 'entry-row' : undefined, 'data-name': e?.name });
   el.style.top = `${top}px`;
@@ -51,7 +56,7 @@ function row(id: string, e: ListedEntry | undefined, top: number): HTMLElement {
       'div',
       { class: 'name' },
       typeIcon(e.type),
-      h('a', { href: entryHref(id, e.path, e.type), title: e.name }, e.name),
+      e.invalid_name ? unreachable(e.name) : h('a', { href: entryHref(id, e.path, e.type), title: e.name }, e.name),
       e.type === 'symlink' && e.target !== undefined ? h('span', { class: 'target', title: e.target }, `→ ${e.target}`) : null,
     ),
     h('div', { class: 'num', title: `${formatCount(e.size)} bytes` }, formatBytes(e.size)),

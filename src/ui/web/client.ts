@@ -22,6 +22,8 @@ export interface ListedEntry {
   target?: string;
   files?: number;
   directories?: number;
+  /** A name no directory can hold, quoted in `name` and `path`: no path names the entry. */
+  invalid_name?: true;
 }
 
 export interface FullEntry extends ListedEntry {

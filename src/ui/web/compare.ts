@@ -1,5 +1,6 @@
 /** Two snapshots compared: what was added, removed and changed between them. */
 import { api, type DiffItem, type SnapshotSummary } from './client.js';
+import { unreachable } from './browse.js';
 import { button, clear, h } from './dom.js';
 import { formatBytes, formatCount, formatDate, plural, shortId } from './format.js';
 import { previousOf } from './list.js';
@@ -78,7 +79,7 @@ export async function renderDiff(main: HTMLElement, route: { a?: string; b?: str
                   'tr',
                   { 'data-testid': 'diff-row', 'data-status': item.status, 'data-path': item.path },
                   h('td', null, h('span', { class: `badge ${item.status}` }, item.status)),
-                  h('td', null, h('a', { href: entryHref(side, item.path, type) }, item.path)),
+                  h('td', null, item.invalid_name ? unreachable(item.path) : h('a', { href: entryHref(side, item.path, type) }, item.path)),
                   h('td', { class: 'num' }, sideText(item, 'before')),
                   h('td', { class: 'num' }, sideText(item, 'after')),
                   h('td', { class: 'reasons' }, (item.reasons ?? []).join(', ')),
