@@ -58,6 +58,18 @@ async function twoSnapshots(name: string, createArgs: string[] = []): Promise<{ 
   return { store, source, first: ids[0].id, second: ids[1].id };
 }
 
+/**
+ * gone.bin's 20 MiB are given back, but for what prune leaves on purpose: a
+ * pack whose unused bytes are at most a quarter of it stays as it is, and
+ * how the chunks of gone.bin and kept.bin share packs depends on the order
+ * the chunk workers finish them in. So at most a quarter of what is left
+ * may still be gone.bin's (and a MiB for the index and the snapshots).
+ */
+async function expectGoneGivenBack(store: string, before: number): Promise<void> {
+  const after = await storeSize(store);
+  expect(before - after).toBeGreaterThan(20 * MiB - after / 4 - MiB);
+}
+
 async function expectRestoresExactly(store: string, source: string, env: NodeJS.ProcessEnv = {}): Promise<void> {
   const target = await fs.mkdtemp(path.join(work, 'restored-'));
   const restored = await kloset(['at', store, 'restore', '-to', target], { env });
@@ -94,7 +106,7 @@ describe('prune after rm', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/^prune: 1 snapshot, /);
     // gone.bin (20 MiB of random bytes) was only in the forgotten snapshot.
-    expect(before - (await storeSize(store))).toBeGreaterThan(19 * MiB);
+    await expectGoneGivenBack(store, before);
     expect(await fs.readdir(path.join(store, 'locks'))).toEqual([]);
     await expectRestoresExactly(store, source);
   });
@@ -185,7 +197,7 @@ describe('prune that stops half-way', () => {
     const before = await storeSize(store);
     const done = await kloset(['at', store, 'prune']);
     expect(done.code).toBe(0);
-    expect(before - (await storeSize(store))).toBeGreaterThan(19 * MiB);
+    await expectGoneGivenBack(store, before);
     await expectRestoresExactly(store, source);
   });
 
