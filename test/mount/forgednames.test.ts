@@ -12,18 +12,13 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Importer, SourceEntry } from '../../src/snapshot/importer.js';
 import { tempDir } from '../helpers/cli.js';
 import { describeTree } from '../helpers/fixtures.js';
+import { ForgedImporter, type Tree } from '../helpers/forged.js';
 import { mountCli, storeWithSnapshot, unmountAll, type MountedCli } from '../helpers/mount.js';
 
 const run = promisify(execFile);
 
-const MTIME = { sec: 1_700_000_000, nsec: 0 };
-
-type Tree = { [name: string]: string | Tree };
-
-/** Files are strings, directories objects; every name is one name, whatever it holds. */
 const TREE: Tree = {
   '.': 'a file named dot\n',
   '..': { 'escaped.txt': 'above the directory\n' },
@@ -33,46 +28,6 @@ const TREE: Tree = {
   // One name, in the root: not the entry forged.txt of sub.
   'sub/forged.txt': 'not in sub\n',
 };
-
-/** The forged source: TREE, each directory's names in order, by the paths the backup asks for. */
-class ForgedImporter implements Importer {
-  readonly type = 'fs';
-  readonly origin = 'forged';
-  readonly source = '/forged';
-  private readonly byPath = new Map<string, string | Tree>([['', TREE]]);
-
-  constructor() {
-    const walk = (dir: string, tree: Tree) => {
-      for (const [name, value] of Object.entries(tree)) {
-        const at = dir === '' ? name : `${dir}/${name}`;
-        this.byPath.set(at, value);
-        if (typeof value !== 'string') walk(at, value);
-      }
-    };
-    walk('', TREE);
-  }
-
-  private entry(name: string, value: string | Tree): SourceEntry {
-    return typeof value === 'string'
-      ? { name, kind: 'file', mode: 0o100644, uid: 0, gid: 0, size: Buffer.byteLength(value), mtime: MTIME }
-      : { name, kind: 'directory', mode: 0o040755, uid: 0, gid: 0, size: 0, mtime: MTIME };
-  }
-
-  async rootEntry(): Promise<SourceEntry> {
-    return this.entry('', TREE);
-  }
-
-  async *children(dir: string): AsyncIterable<SourceEntry> {
-    const tree = this.byPath.get(dir) as Tree;
-    for (const name of Object.keys(tree).sort()) yield this.entry(name, tree[name]);
-  }
-
-  async *read(file: string): AsyncIterable<Buffer> {
-    yield Buffer.from(this.byPath.get(file) as string);
-  }
-
-  async close(): Promise<void> {}
-}
 
 let work: string;
 let mnt: string;
@@ -94,7 +49,7 @@ describe('a mounted snapshot with names no directory can hold', () => {
   beforeAll(async () => {
     work = await tempDir('kloset-mount-forged-');
     const store = path.join(work, 'store');
-    const id = await storeWithSnapshot(store, new ForgedImporter());
+    const id = await storeWithSnapshot(store, new ForgedImporter(TREE));
     mnt = path.join(work, 'mnt');
     await fs.mkdir(mnt);
     mount = await mountCli(store, mnt, [id]);

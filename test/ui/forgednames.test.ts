@@ -9,14 +9,10 @@ import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Importer, SourceEntry } from '../../src/snapshot/importer.js';
 import { tempDir } from '../helpers/cli.js';
+import { ForgedImporter, type Tree } from '../helpers/forged.js';
 import { builtLibrary, storeWithSnapshot } from '../helpers/mount.js';
 import { startUi, type RunningUi } from './fixture.js';
-
-const MTIME = { sec: 1_700_000_000, nsec: 0 };
-
-type Tree = { [name: string]: string | Tree };
 
 const FIRST: Tree = {
   '.': 'a file named dot\n',
@@ -32,43 +28,6 @@ const SECOND: Tree = {
   '..': { 'added.txt': 'new\n', 'escaped.txt': 'changed above\n' },
   'plain.txt': 'plain, changed\n',
 };
-
-/** A forged source: `tree`, each directory's names in order, by the paths the backup asks for. */
-class ForgedImporter implements Importer {
-  readonly type = 'fs';
-  readonly origin = 'forged';
-  readonly source = '/forged';
-  private readonly byPath = new Map<string, string | Tree>();
-
-  constructor(private readonly tree: Tree) {
-    const walk = (dir: string, at: string | Tree) => {
-      this.byPath.set(dir, at);
-      if (typeof at !== 'string') for (const [name, value] of Object.entries(at)) walk(dir === '' ? name : `${dir}/${name}`, value);
-    };
-    walk('', tree);
-  }
-
-  private entry(name: string, value: string | Tree): SourceEntry {
-    return typeof value === 'string'
-      ? { name, kind: 'file', mode: 0o100644, uid: 0, gid: 0, size: Buffer.byteLength(value), mtime: MTIME }
-      : { name, kind: 'directory', mode: 0o040755, uid: 0, gid: 0, size: 0, mtime: MTIME };
-  }
-
-  async rootEntry(): Promise<SourceEntry> {
-    return this.entry('', this.tree);
-  }
-
-  async *children(dir: string): AsyncIterable<SourceEntry> {
-    const tree = this.byPath.get(dir) as Tree;
-    for (const name of Object.keys(tree).sort()) yield this.entry(name, tree[name]);
-  }
-
-  async *read(file: string): AsyncIterable<Buffer> {
-    yield Buffer.from(this.byPath.get(file) as string);
-  }
-
-  async close(): Promise<void> {}
-}
 
 let work: string;
 let ui: RunningUi;
