@@ -11,9 +11,9 @@ import type { HttpHandler, HttpResponse } from '@smithy/core/protocols';
 import type { AuthScheme, Provider, RequestSigner, RetryErrorType, RetryStrategyV2, SdkError } from '@smithy/types';
 import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
-import { cannotReach, createS3Client, credentialsProblem, errorName, refuseUserInfo, s3OptionsFromConfig, statusOf } from '../../storage/s3.js';
+import { cannotReach, createS3Client, credentialsProblem, errorName, listingRefusal, refuseUserInfo, s3OptionsFromConfig, statusOf } from '../../storage/s3.js';
 
-const { GetObjectCommand, PutObjectCommand } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
+const { GetObjectCommand, HeadBucketCommand, PutObjectCommand } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
 const { extendedEncodeURIComponent, HttpRequest } = requireCjs('@smithy/core/protocols') as typeof import('@smithy/core/protocols');
 type HttpRequest = InstanceType<typeof HttpRequest>;
 const { getRetryAfterHint, isClockSkewError, isServerError, isThrottlingError, isTransientError } = requireCjs(
@@ -81,6 +81,26 @@ export function connectorSettings(
 export function noSuchBucket(bucket: string, endpoint: string | undefined, err: unknown): KlosetError {
   const elsewhere = endpoint && errorName(err) !== 'NoSuchBucket' ? ` at ${endpoint} (or that is not an S3 server)` : '';
   return new KlosetError(`s3://${bucket}: no such bucket${elsewhere}`, { cause: err });
+}
+
+/**
+ * Checks once, at the start, that the bucket is there and that the
+ * credentials are good: a missing bucket is then one error, not one per
+ * object. A 403 to the HEAD has no body to say why, and HeadBucket needs
+ * s3:ListBucket, which writing objects does not: a listing is asked for the
+ * reason. A source needs that listing (`listing: 'needed'`), so its refusal
+ * is fatal; for a destination an AccessDenied there is left to each PUT.
+ */
+export async function checkBucket(client: S3Client, bucket: string, endpoint: string | undefined, listing: 'needed' | 'optional'): Promise<void> {
+  try {
+    await client.send(new HeadBucketCommand({ Bucket: bucket }));
+  } catch (err) {
+    if (errorName(err) === 'NotFound' || errorName(err) === 'NoSuchBucket') throw noSuchBucket(bucket, endpoint, err);
+    if (statusOf(err) !== 403) throw s3Error(err, `s3://${bucket}`);
+    const refusal = await listingRefusal(client, bucket);
+    if (refusal === undefined || (listing === 'optional' && errorName(refusal) === 'AccessDenied')) return;
+    throw s3Error(refusal, `s3://${bucket}`);
+  }
 }
 
 /**

@@ -3,12 +3,12 @@ import type { PutObjectCommandInput, S3Client, StorageClass } from '@aws-sdk/cli
 import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
 import type { Entry } from '../../snapshot/tree.js';
-import { errorName, finishUpload, listingRefusal, refusedStorageClass, statusOf } from '../../storage/s3.js';
+import { errorName, finishUpload, refusedStorageClass } from '../../storage/s3.js';
 import type { Exporter } from '../../snapshot/exporter.js';
 import {
+  checkBucket,
   connectorSettings,
   formatS3Uri,
-  noSuchBucket,
   objectPutter,
   objectUri,
   s3Error,
@@ -17,7 +17,7 @@ import {
   type S3ObjectLocation,
 } from './client.js';
 
-const { AbortMultipartUploadCommand, HeadBucketCommand } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
+const { AbortMultipartUploadCommand } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
 const { Upload } = requireCjs('@aws-sdk/lib-storage') as typeof import('@aws-sdk/lib-storage');
 const { lookup: lookupType } = requireCjs('mime-types') as typeof import('mime-types');
 type Upload = InstanceType<typeof Upload>;
@@ -137,16 +137,7 @@ export class S3Exporter implements Exporter {
 
   async createDirectory(path: string, _entry: Entry): Promise<void> {
     if (path !== '') return;
-    // Once, at the top: a missing bucket is one error, not one per object.
-    try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
-    } catch (err) {
-      if (errorName(err) === 'NotFound' || errorName(err) === 'NoSuchBucket') throw noSuchBucket(this.bucket, this.endpoint, err);
-      if (statusOf(err) !== 403) throw s3Error(err, `s3://${this.bucket}`);
-      // HeadBucket needs s3:ListBucket, which writing objects does not: AccessDenied on the listing too leaves it to each PUT.
-      const refusal = await listingRefusal(this.client, this.bucket);
-      if (refusal !== undefined && errorName(refusal) !== 'AccessDenied') throw s3Error(refusal, `s3://${this.bucket}`);
-    }
+    await checkBucket(this.client, this.bucket, this.endpoint, 'optional');
   }
 
   async writeFile(path: string, entry: Entry, content: AsyncIterable<Buffer>): Promise<void> {

@@ -3,12 +3,12 @@ import type { _Object, ListObjectsV2CommandOutput, S3Client } from '@aws-sdk/cli
 import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
 import type { Timespec } from '../../snapshot/tree.js';
-import { contentRangeStart, errorName, listingRefusal, nextPageToken, statusOf } from '../../storage/s3.js';
+import { contentRangeStart, errorName, nextPageToken } from '../../storage/s3.js';
 import type { Importer, SkippedChild, SourceEntry } from '../../snapshot/importer.js';
 import {
+  checkBucket,
   connectorSettings,
   formatS3Uri,
-  noSuchBucket,
   objectGetter,
   objectUri,
   sdkObjectGetter,
@@ -20,7 +20,7 @@ import {
 import { directoryName, keyForPath, prefixForPath } from './keys.js';
 import { KeyHeap, ListingOrderError, orderListing, type ListedItem } from './listing.js';
 
-const { HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
+const { HeadObjectCommand, ListObjectsV2Command } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
 
 /** Storage classes whose objects must be restored before a GET can read them. */
 const ARCHIVED_CLASSES = new Set(['GLACIER', 'DEEP_ARCHIVE']);
@@ -218,15 +218,7 @@ export class S3Importer implements Importer {
   }
 
   async rootEntry(): Promise<SourceEntry> {
-    try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
-    } catch (err) {
-      if (errorName(err) === 'NotFound' || errorName(err) === 'NoSuchBucket') throw noSuchBucket(this.bucket, this.endpoint, err);
-      if (statusOf(err) !== 403) throw s3Error(err, `s3://${this.bucket}`);
-      // A policy may refuse the HEAD alone: the source needs only the listing.
-      const refusal = await listingRefusal(this.client, this.bucket);
-      if (refusal !== undefined) throw s3Error(refusal, `s3://${this.bucket}`);
-    }
+    await checkBucket(this.client, this.bucket, this.endpoint, 'needed');
     // S3 has no directories: a prefix with nothing under it is most likely mistyped, or names an object.
     // As a missing directory fails a backup, and rclone's "directory not found", it is no empty snapshot.
     if (this.prefix !== '' && !(await this.probe(this.prefix))) {
