@@ -19,7 +19,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { failureText, KlosetError, systemReason, UsageError } from '../errors.js';
 import { makeDirectories } from '../storage/directories.js';
+import { parseGlacierPolicy } from '../connectors/s3/glacier.js';
 import { isS3Location, withoutPassword } from '../storage/open.js';
+import { checkClientSetting } from '../storage/s3options.js';
 
 export const ALIAS_ROLES = ['store', 'source', 'destination'] as const;
 /** What a location is used as; `resolveAlias` prefers the section of that name. */
@@ -352,6 +354,7 @@ export class AliasConfig {
       if (!ALL_KEYS.includes(key)) throw new UsageError(`alias ${alias}: ${unknownKey(key, ALL_KEYS)}; an alias takes ${ALL_KEYS.join(', ')}`);
     }
     for (const [key, value] of Object.entries(values)) {
+      inAlias(alias, () => checkValue(key, value));
       normalized[key] = (LOCATION_KEYS as readonly string[]).includes(key) ? this.absoluteLocation(key, value) : value;
     }
     return normalized;
@@ -460,11 +463,34 @@ function assertKnownKeys(alias: string, location: string, values: AliasValues): 
   }
   const type = values.get('type');
   if (type === undefined) return;
-  const fits = LOCATION_TYPES[type.toLowerCase()];
-  if (!fits) throw new UsageError(`alias ${alias}: type '${type}' is not one kloset knows (s3 or fs)`);
+  const fits = inAlias(alias, () => locationTypeCheck(type));
   if (!fits(location)) {
     throw new UsageError(`alias ${alias}: type ${type} does not fit its location ${withoutPassword(location)}`);
   }
+}
+
+/** The check's answer; its usage error names the alias. */
+function inAlias<T>(alias: string, check: () => T): T {
+  try {
+    return check();
+  } catch (err) {
+    if (err instanceof UsageError) throw new UsageError(`alias ${alias}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** A value no use of the alias could take is refused when it is set, as an unknown key is. */
+function checkValue(key: string, value: string): void {
+  if (key === 'glacier' || key === 'glacier_objects') parseGlacierPolicy(value, key);
+  else if (key === 'type') locationTypeCheck(value);
+  else checkClientSetting(key, value);
+}
+
+/** Whether a location fits the alias's `type`. */
+function locationTypeCheck(type: string): (location: string) => boolean {
+  const fits = LOCATION_TYPES[type.toLowerCase()];
+  if (!fits) throw new UsageError(`type '${type}' is not one kloset knows (${Object.keys(LOCATION_TYPES).join(' or ')})`);
+  return fits;
 }
 
 /** `unknown key 'regoin' (did you mean 'region'?)`. */

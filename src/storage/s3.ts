@@ -17,6 +17,7 @@ import type { BucketLocationConstraint, PutObjectCommandInput, S3ClientConfig, S
 import { requireCjs } from '../cjs.js';
 import { IntegrityError, KlosetError, NotFoundError, UsageError } from '../errors.js';
 import type { BlobInfo, BlobStore } from './blobstore.js';
+import { parseBoolean, parsePositive, parseRetryMode, type RetryMode } from './s3options.js';
 
 const {
   AbortMultipartUploadCommand,
@@ -47,7 +48,7 @@ const { loadConfig, NODE_REGION_CONFIG_FILE_OPTIONS, NODE_REGION_CONFIG_OPTIONS 
  * store failed the backup. Each request keeps its own attempts and
  * exponential backoff with jitter, as in rclone and restic.
  */
-function retryStrategyOf(maxAttempts: number, mode: 'standard' | 'adaptive') {
+function retryStrategyOf(maxAttempts: number, mode: RetryMode) {
   const standard = new StandardRetryStrategy(maxAttempts);
   // What a retry takes from the budget (private in the SDK's types): nothing. A test checks it still applies.
   (standard as unknown as { getCapacityCost: () => number }).getCapacityCost = () => 0;
@@ -113,7 +114,7 @@ export interface S3StoreOptions {
   forcePathStyle?: boolean;
   maxAttempts?: number;
   /** 'standard' (default) or 'adaptive'; both back off exponentially with jitter. */
-  retryMode?: 'standard' | 'adaptive';
+  retryMode?: RetryMode;
   maxSockets?: number;
   multipartThreshold?: number;
   partSize?: number;
@@ -283,27 +284,9 @@ export function s3OptionsFromConfig(
     options.forcePathStyle = parseBoolean('force_path_style', config.force_path_style);
   }
   if (config.max_attempts) options.maxAttempts = parsePositive('max_attempts', config.max_attempts);
-  if (config.retry_mode) {
-    if (config.retry_mode !== 'standard' && config.retry_mode !== 'adaptive') {
-      throw new UsageError(`retry_mode must be 'standard' or 'adaptive'`);
-    }
-    options.retryMode = config.retry_mode;
-  }
+  if (config.retry_mode) options.retryMode = parseRetryMode(config.retry_mode);
   if (config.max_connections) options.maxSockets = parsePositive('max_connections', config.max_connections);
   return options;
-}
-
-function parseBoolean(key: string, value: string): boolean {
-  const lower = value.trim().toLowerCase();
-  if (['true', 'yes', '1', 'on'].includes(lower)) return true;
-  if (['false', 'no', '0', 'off'].includes(lower)) return false;
-  throw new UsageError(`${key} must be true or false, not '${value}'`);
-}
-
-function parsePositive(key: string, value: string): number {
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 1) throw new UsageError(`${key} must be a positive integer`);
-  return number;
 }
 
 /** The endpoint as a URL, its scheme from `use_tls` when the endpoint has none. */

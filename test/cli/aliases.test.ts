@@ -212,6 +212,30 @@ describe('AliasConfig', () => {
     expect(await config.list()).toEqual([{ section: 'store', name: 'mystore', values: { location: '/backups' } }]);
   });
 
+  it('refuses a value no use of the alias could take, through the real command line, naming the alias; nothing is written', async () => {
+    const env = { XDG_CONFIG_HOME: path.join(tempRoot, 'values') };
+    const saved = async () =>
+      (JSON.parse(await readFile(path.join(env.XDG_CONFIG_HOME, 'kloset', 'config.json'), 'utf8')) as { aliases: Record<string, Record<string, Record<string, string>>> }).aliases;
+    for (const [key, value] of [['type', 's3'], ['uri', 's3://bucket'], ['use_tls', 'true'], ['max_attempts', '12'], ['glacier', 'fail'], ['retry_mode', 'adaptive']]) {
+      expect((await runKloset(['config', 's3_src', 'set', 's3_src', key, value], { env })).code).toBe(0);
+    }
+    const before = await saved();
+    for (const [args, message] of [
+      [['config', 's3_src', 'set', 's3_src', 'use_tls', 'maybe'], "alias s3_src.s3_src: use_tls must be true or false, not 'maybe'"],
+      [['config', 's3_src', 'set', 's3_src', 'force_path_style', 'sometimes'], "alias s3_src.s3_src: force_path_style must be true or false, not 'sometimes'"],
+      [['config', 's3_src', 'set', 's3_src', 'max_attempts', '0'], "alias s3_src.s3_src: max_attempts must be a positive integer, not '0'"],
+      [['config', 's3_src', 'set', 's3_src', 'timeout', '30s'], "alias s3_src.s3_src: timeout must be a positive integer, not '30s'"],
+      [['config', 's3_src', 'set', 's3_src', 'retry_mode', 'legacy'], "alias s3_src.s3_src: retry_mode must be 'standard' or 'adaptive', not 'legacy'"],
+      [['config', 's3_src', 'set', 's3_src', 'glacier', 'restore'], "alias s3_src.s3_src: glacier must be 'skip' or 'fail', not 'restore'"],
+      [['config', 's3_src', 'set', 's3_src', 'type', 'gcs'], "alias s3_src.s3_src: type 'gcs' is not one kloset knows (s3 or fs)"],
+      [['source', 'add', 'other', 's3://other', 'max_connections=many'], "alias source.other: max_connections must be a positive integer, not 'many'"],
+    ] as const) {
+      const result = await runKloset([...args], { env });
+      expect([result.code, result.stdout, result.stderr], args.join(' ')).toEqual([2, '', `kloset: ${message}\n`]);
+    }
+    expect(await saved()).toEqual(before);
+  });
+
   it('reports a config.json that is not valid JSON by its path', async () => {
     await mkdir(configDir, { recursive: true });
     await writeFile(path.join(configDir, 'config.json'), '{ "aliases": ');
@@ -317,7 +341,9 @@ describe('resolveAlias', () => {
     const config = newConfig();
     await config.add('source', 'src', { type: 's3', uri: '/home/photos' });
     expect((await rejection(config.resolveAlias('@src', 'source'))).message).toBe('alias @src: type s3 does not fit its location /home/photos');
-    await config.set('source', 'src', { type: 'sftp' });
+    expect((await rejection(config.set('source', 'src', { type: 'sftp' }))).message).toBe("alias source.src: type 'sftp' is not one kloset knows (s3 or fs)");
+    // A file written by hand holds what set refuses: the alias is refused where it is used.
+    await writeFile(path.join(configDir, 'config.json'), JSON.stringify({ version: 1, aliases: { source: { src: { type: 'sftp', uri: '/home/photos' } } } }));
     expect((await rejection(config.resolveAlias('@src', 'source'))).message).toBe("alias @src: type 'sftp' is not one kloset knows (s3 or fs)");
     await config.set('source', 'src', { type: 'fs' });
     expect((await config.resolveAlias('@src', 'source')).location).toBe('/home/photos');
@@ -668,7 +694,8 @@ describe('changes made at once by several processes', () => {
     const env = { XDG_CONFIG_HOME: path.join(tempRoot, 'parallel') };
     expect((await runKloset(['store', 'add', 'base', '/tmp/base'], { env })).code).toBe(0);
     const keys = ['access_key', 'endpoint', 'max_attempts', 'region', 'secret_access_key', 'session_token', 'timeout', 'use_tls'];
-    const results = await Promise.all(keys.map((key, i) => runKloset(['store', 'set', 'base', `${key}=v${i}`], { env })));
+    const valueOf = (key: string, i: number) => (key === 'use_tls' ? 'true' : key === 'max_attempts' || key === 'timeout' ? String(i + 1) : `v${i}`);
+    const results = await Promise.all(keys.map((key, i) => runKloset(['store', 'set', 'base', `${key}=${valueOf(key, i)}`], { env })));
     for (const result of results) expect(result.code).toBe(0);
     const saved = JSON.parse(await readFile(path.join(env.XDG_CONFIG_HOME, 'kloset', 'config.json'), 'utf8')) as { aliases: { store: { base: Record<string, string> } } };
     expect(Object.keys(saved.aliases.store.base).sort()).toEqual([...keys, 'location'].sort());

@@ -17,6 +17,7 @@ import {
   type ObjectResponse,
   type S3ObjectLocation,
 } from './client.js';
+import { parseGlacierPolicy, type GlacierPolicy } from './glacier.js';
 import { directoryName, keyForPath, prefixForPath } from './keys.js';
 import { KeyHeap, ListingOrderError, orderListing, type ListedItem } from './listing.js';
 
@@ -28,8 +29,6 @@ const FILE_MODE = 0o100644;
 const DIRECTORY_MODE = 0o040755;
 /** Attempts at one object's body when the connection breaks mid-way (each resumes with a ranged GET). */
 const BODY_ATTEMPTS = 4;
-
-export type GlacierPolicy = 'skip' | 'fail';
 
 export interface S3ImporterOptions {
   /** The endpoint in use (recorded as the snapshot's origin); undefined for AWS. */
@@ -142,12 +141,6 @@ function unquote(etag: string | undefined): string | undefined {
 
 function backoff(attempt: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(2000, 100 * 2 ** attempt)));
-}
-
-export function parseGlacierPolicy(value: string | undefined, key = 'glacier'): GlacierPolicy {
-  if (value === undefined || value === '' || value === 'skip') return 'skip';
-  if (value === 'fail') return 'fail';
-  throw new UsageError(`${key} must be 'skip' or 'fail', not '${value}'`);
 }
 
 /**
