@@ -17,7 +17,7 @@ import type { BucketLocationConstraint, PutObjectCommandInput, S3ClientConfig, S
 import { requireCjs } from '../cjs.js';
 import { IntegrityError, KlosetError, NotFoundError, UsageError } from '../errors.js';
 import type { BlobInfo, BlobStore } from './blobstore.js';
-import { parseBoolean, parsePositive, parseRetryMode, type RetryMode } from './s3options.js';
+import { endpointUrl, parseBoolean, parsePositive, parseRetryMode, refuseUserInfo, type RetryMode } from './s3options.js';
 
 const {
   AbortMultipartUploadCommand,
@@ -139,18 +139,6 @@ export interface S3Location {
 }
 
 const S3_URI = /^s3:\/\/([^/?#]+)(\/[^?#]*)?$/i;
-
-/**
- * An S3 location or endpoint names no credentials: `s3://id:secret@bucket`
- * is refused without being repeated, so the secret reaches no terminal or log.
- */
-export function refuseUserInfo(text: string, what: string): void {
-  const match = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)([^/?#]*)@/.exec(text);
-  if (!match) return;
-  throw new UsageError(
-    `${match[1]}****@${text.slice(match[0].length)}: ${what} holds no credentials: set access_key and secret_access_key (or use AWS's environment and files)`,
-  );
-}
 
 /** `s3://bucket/some/prefix` → { bucket, prefix: 'some/prefix/' }. */
 export function parseS3Location(location: string): S3Location {
@@ -287,23 +275,6 @@ export function s3OptionsFromConfig(
   if (config.retry_mode) options.retryMode = parseRetryMode(config.retry_mode);
   if (config.max_connections) options.maxSockets = parsePositive('max_connections', config.max_connections);
   return options;
-}
-
-/** The endpoint as a URL, its scheme from `use_tls` when the endpoint has none. */
-export function endpointUrl(endpoint: string, useTls: boolean | undefined, source = 'endpoint'): string {
-  refuseUserInfo(endpoint.includes('://') ? endpoint : `http://${endpoint}`, 'an endpoint');
-  const match = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/.exec(endpoint);
-  const given = match?.[1]!.toLowerCase();
-  if (given !== undefined && given !== 'http' && given !== 'https') throw new UsageError(`endpoint ${endpoint}: expected http:// or https://`);
-  // Either one would be taken over the other at the TLS handshake, far from the cause.
-  if (given !== undefined && useTls !== undefined && (given === 'https') !== useTls) {
-    throw new UsageError(`${source} ${endpoint} is ${given} but use_tls is ${useTls}: change one of them`);
-  }
-  const scheme = given ?? (useTls === false ? 'http' : 'https');
-  const rest = (match ? match[2]! : endpoint).replace(/\/+$/, '');
-  // A port out of range or a missing host would otherwise fail each request, as a server that cannot be reached.
-  if (!URL.canParse(`${scheme}://${rest}`)) throw new UsageError(`${source} ${endpoint}: not a valid URL`);
-  return `${scheme}://${rest}`;
 }
 
 /**

@@ -25,7 +25,36 @@ export function parseRetryMode(value: string): RetryMode {
   return value;
 }
 
-/** How each client setting is read; the other keys are free text (an endpoint, a region, credentials). */
+/**
+ * An S3 location or endpoint names no credentials: `s3://id:secret@bucket`
+ * is refused without being repeated, so the secret reaches no terminal or log.
+ */
+export function refuseUserInfo(text: string, what: string): void {
+  const match = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)([^/?#]*)@/.exec(text);
+  if (!match) return;
+  throw new UsageError(
+    `${match[1]}****@${text.slice(match[0].length)}: ${what} holds no credentials: set access_key and secret_access_key (or use AWS's environment and files)`,
+  );
+}
+
+/** The endpoint as a URL, its scheme from `use_tls` when the endpoint has none. */
+export function endpointUrl(endpoint: string, useTls: boolean | undefined, source = 'endpoint'): string {
+  refuseUserInfo(endpoint.includes('://') ? endpoint : `http://${endpoint}`, 'an endpoint');
+  const match = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/.exec(endpoint);
+  const given = match?.[1]!.toLowerCase();
+  if (given !== undefined && given !== 'http' && given !== 'https') throw new UsageError(`endpoint ${endpoint}: expected http:// or https://`);
+  // Either one would be taken over the other at the TLS handshake, far from the cause.
+  if (given !== undefined && useTls !== undefined && (given === 'https') !== useTls) {
+    throw new UsageError(`${source} ${endpoint} is ${given} but use_tls is ${useTls}: change one of them`);
+  }
+  const scheme = given ?? (useTls === false ? 'http' : 'https');
+  const rest = (match ? match[2]! : endpoint).replace(/\/+$/, '');
+  // A port out of range or a missing host would otherwise fail each request, as a server that cannot be reached.
+  if (!URL.canParse(`${scheme}://${rest}`)) throw new UsageError(`${source} ${endpoint}: not a valid URL`);
+  return `${scheme}://${rest}`;
+}
+
+/** How each client setting is read; the other keys are free text (a region, credentials). */
 const CLIENT_SETTINGS: Readonly<Record<string, (key: string, value: string) => unknown>> = {
   use_tls: parseBoolean,
   force_path_style: parseBoolean,
@@ -33,6 +62,8 @@ const CLIENT_SETTINGS: Readonly<Record<string, (key: string, value: string) => u
   max_attempts: parsePositive,
   max_connections: parsePositive,
   retry_mode: (_key, value) => parseRetryMode(value),
+  // Whether it contradicts use_tls is said where both are known, when the alias is used.
+  endpoint: (_key, value) => endpointUrl(value, undefined),
 };
 
 /** Throws the error the store would give on connecting if `value` is no value `key` takes. */

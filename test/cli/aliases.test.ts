@@ -216,7 +216,7 @@ describe('AliasConfig', () => {
     const env = { XDG_CONFIG_HOME: path.join(tempRoot, 'values') };
     const saved = async () =>
       (JSON.parse(await readFile(path.join(env.XDG_CONFIG_HOME, 'kloset', 'config.json'), 'utf8')) as { aliases: Record<string, Record<string, Record<string, string>>> }).aliases;
-    for (const [key, value] of [['type', 's3'], ['uri', 's3://bucket'], ['use_tls', 'true'], ['max_attempts', '12'], ['glacier', 'fail'], ['retry_mode', 'adaptive']]) {
+    for (const [key, value] of [['type', 's3'], ['uri', 's3://bucket'], ['use_tls', 'true'], ['max_attempts', '12'], ['glacier', 'fail'], ['retry_mode', 'adaptive'], ['endpoint', 'minio.example:9000']]) {
       expect((await runKloset(['config', 's3_src', 'set', 's3_src', key, value], { env })).code).toBe(0);
     }
     const before = await saved();
@@ -229,6 +229,12 @@ describe('AliasConfig', () => {
       [['config', 's3_src', 'set', 's3_src', 'glacier', 'restore'], "alias s3_src.s3_src: glacier must be 'skip' or 'fail', not 'restore'"],
       [['config', 's3_src', 'set', 's3_src', 'type', 'gcs'], "alias s3_src.s3_src: type 'gcs' is not one kloset knows (s3 or fs)"],
       [['source', 'add', 'other', 's3://other', 'max_connections=many'], "alias source.other: max_connections must be a positive integer, not 'many'"],
+      [['config', 's3_src', 'set', 's3_src', 'endpoint', 'ftp://127.0.0.1:9000'], 'alias s3_src.s3_src: endpoint ftp://127.0.0.1:9000: expected http:// or https://'],
+      [['config', 's3_src', 'set', 's3_src', 'endpoint', 'http://127.0.0.1:99999'], 'alias s3_src.s3_src: endpoint http://127.0.0.1:99999: not a valid URL'],
+      [
+        ['config', 's3_src', 'set', 's3_src', 'endpoint', `http://${AWS_KEY_ID}:${encodeURIComponent(AWS_SECRET)}@minio.example`],
+        "alias s3_src.s3_src: http://****@minio.example: an endpoint holds no credentials: set access_key and secret_access_key (or use AWS's environment and files)",
+      ],
     ] as const) {
       const result = await runKloset([...args], { env });
       expect([result.code, result.stdout, result.stderr], args.join(' ')).toEqual([2, '', `kloset: ${message}\n`]);

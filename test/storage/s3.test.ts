@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IntegrityError, KlosetError, NotFoundError, UsageError } from '../../src/errors.js';
 import { LocalBlobStore } from '../../src/storage/local.js';
 import { isEmptyStore, openBlobStore, prepareEmptyStore } from '../../src/storage/open.js';
-import { endpointUrl, nextPageToken, parseS3Location, S3BlobStore, s3OptionsFromConfig, serverOf, type S3StoreOptions } from '../../src/storage/s3.js';
+import { nextPageToken, parseS3Location, S3BlobStore, s3OptionsFromConfig, serverOf, type S3StoreOptions } from '../../src/storage/s3.js';
+import { endpointUrl } from '../../src/storage/s3options.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultproxy.js';
 import { startS3Server, withEndpointOf, type S3Server } from '../helpers/s3server.js';
 

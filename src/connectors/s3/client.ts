@@ -11,7 +11,8 @@ import type { HttpHandler, HttpResponse } from '@smithy/core/protocols';
 import type { AuthScheme, Provider, RequestSigner, RetryErrorType, RetryStrategyV2, SdkError } from '@smithy/types';
 import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
-import { cannotReach, createS3Client, credentialsProblem, errorName, listingRefusal, refuseUserInfo, s3OptionsFromConfig, statusOf } from '../../storage/s3.js';
+import { cannotReach, createS3Client, credentialsProblem, errorName, listingRefusal, s3OptionsFromConfig, statusOf } from '../../storage/s3.js';
+import { refuseUserInfo } from '../../storage/s3options.js';
 
 const { GetObjectCommand, HeadBucketCommand, PutObjectCommand } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
 const { extendedEncodeURIComponent, HttpRequest } = requireCjs('@smithy/core/protocols') as typeof import('@smithy/core/protocols');
