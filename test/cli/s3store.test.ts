@@ -594,6 +594,40 @@ describe('a store on S3 behind a faulty network', () => {
     expect(unlock.code).toBe(0);
   }, 60_000);
 
+  it('creates the snapshot of a backup that indexed its packs along the way, though those credentials cannot fold its deltas into one', async () => {
+    await s3.createBucket('no-delete-large');
+    const { kloset } = await sandbox();
+    await configureStoreAlias(kloset, 'nodeletelarge', 's3://no-delete-large/kloset', proxy.endpoint);
+    expect((await kloset(['at', '@nodeletelarge', 'create', '--plaintext'])).code).toBe(0);
+    const source = path.join(work, 'no-delete-large-source');
+    await fs.mkdir(source);
+    // Four 16 MiB packs and more: a delta names the first four before the backup ends.
+    await writeRandomFile(path.join(source, 'random.bin'), 72 * MiB);
+    proxy.clearRules();
+    proxy.resetCounts();
+    proxy.addRule({ method: 'DELETE', fault: 'error', status: 403, code: 'AccessDenied', message: 'Access Denied', every: 1 });
+    let backup: CliResult;
+    try {
+      backup = await kloset(['at', '@nodeletelarge', 'backup', source]);
+    } finally {
+      proxy.clearRules();
+    }
+    expectNoStackTrace(backup);
+    expect(backup.stderr).toMatch(/^warning: cannot remove this command's lock from the store \([^\n]*access denied[^\n]*\): it holds back rm and prune until 'kloset unlock' removes it\n$/);
+    expect(backup.code).toBe(0);
+    expect(proxy.log.filter((r) => r.method === 'PUT' && /\/index\//.test(r.url)).length).toBeGreaterThanOrEqual(2);
+    expect((await kloset(['at', '@nodeletelarge', 'unlock'])).code).toBe(0);
+    const target = path.join(work, 'no-delete-large-restored');
+    const restored = await kloset(['at', '@nodeletelarge', 'restore', '-to', target, snapshotIdOf(backup)]);
+    expect(restored.stderr).toBe('');
+    expect(restored.code).toBe(0);
+    expect(await describeTree(target)).toEqual(await describeTree(source));
+    // The delta the backup could not remove names what its last one names: prune folds them into one.
+    const pruned = await kloset(['at', '@nodeletelarge', 'prune']);
+    expect(pruned.code).toBe(0);
+    expect((await kloset(['at', '@nodeletelarge', 'check'])).stdout).toMatch(/no problems found/);
+  }, 120_000);
+
   it('says so when credentials that may not delete leave the lock of a prune or an index repair behind, and still succeeds', async () => {
     await s3.createBucket('no-delete-maintenance');
     const { kloset } = await sandbox();
