@@ -13,7 +13,25 @@ import { makeDirectories } from './directories.js';
 import { LocalBlobStore } from './local.js';
 
 const URI_SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
-const URI_USERINFO_PASSWORD = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#@:]*):[^/?#@]*@/;
+
+/**
+ * A URI's user info: where it starts (after `scheme://`) and where its '@'
+ * is, or undefined. A password typed into a location is seldom
+ * percent-encoded, and an AWS secret key often holds a '/': so once a user
+ * name is followed by ':', the user info runs to the last '@', wherever a
+ * '/', '?', '#' or '@' lies before it. That may take in a path with an '@'
+ * behind a host:port as well; better to hide some of a location than to show a secret.
+ */
+export function userInfo(location: string): { start: number; at: number } | undefined {
+  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(location);
+  if (!scheme) return undefined;
+  const start = scheme[0].length;
+  const authorityEnd = location.slice(start).search(/[/?#]|$/) + start;
+  const inAuthority = location.lastIndexOf('@', authorityEnd - 1);
+  const user = /^[^/?#@:]*:/.test(location.slice(start));
+  const at = user ? location.lastIndexOf('@') : inAuthority;
+  return at >= start ? { start, at } : undefined;
+}
 
 /**
  * A location as it may be printed: the password of a URI's user info
@@ -21,7 +39,11 @@ const URI_USERINFO_PASSWORD = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#@:]*):[^/?#@]*
  * listed so, and an error that names it must not show more.
  */
 export function withoutPassword(location: string): string {
-  return location.replace(URI_USERINFO_PASSWORD, '$1:****@');
+  const info = userInfo(location);
+  if (!info) return location;
+  const colon = location.indexOf(':', info.start);
+  if (colon < 0 || colon > info.at) return location;
+  return `${location.slice(0, colon)}:****${location.slice(info.at)}`;
 }
 
 /** What a store may offer beyond BlobStore for create and for telling "no store here". */

@@ -4,6 +4,7 @@
  * checks them when they are typed, not when a backup at night first uses them.
  */
 import { UsageError } from '../errors.js';
+import { userInfo } from './open.js';
 
 export type RetryMode = 'standard' | 'adaptive';
 
@@ -30,10 +31,10 @@ export function parseRetryMode(value: string): RetryMode {
  * is refused without being repeated, so the secret reaches no terminal or log.
  */
 export function refuseUserInfo(text: string, what: string): void {
-  const match = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)([^/?#]*)@/.exec(text);
-  if (!match) return;
+  const info = userInfo(text);
+  if (!info) return;
   throw new UsageError(
-    `${match[1]}****@${text.slice(match[0].length)}: ${what} holds no credentials: set access_key and secret_access_key (or use AWS's environment and files)`,
+    `${text.slice(0, info.start)}****@${text.slice(info.at + 1)}: ${what} holds no credentials: set access_key and secret_access_key (or use AWS's environment and files)`,
   );
 }
 

@@ -371,6 +371,10 @@ describe('credentials written into an S3 location or endpoint', () => {
     [['at', '<store>', 'backup', `s3://AKIAEXAMPLE:${SECRET}@bucket/prefix`], {}],
     [['at', '<store>', 'restore', '-to', `s3://AKIAEXAMPLE:${SECRET}@bucket`, '<id>'], {}],
     [['at', 's3://bucket/kloset', 'ls'], { KLOSET_S3_ENDPOINT: `http://AKIAEXAMPLE:${SECRET}@127.0.0.1:9` }],
+    // AWS secret keys often hold a '/', which few think to percent-encode: the user info still ends at the '@'.
+    [['at', `s3://AKIAEXAMPLE:Super/${SECRET}@bucket/prefix`, 'ls'], {}],
+    [['at', '<store>', 'restore', '-to', `s3://AKIAEXAMPLE:${SECRET}/x@bucket`, '<id>'], {}],
+    [['at', 's3://bucket/kloset', 'ls'], { KLOSET_S3_ENDPOINT: `http://AKIAEXAMPLE:Super/${SECRET}@127.0.0.1:9` }],
   ])('are refused in one line that does not repeat them: %j', async (args, env) => {
     const result = await kloset(
       args.map((arg) => arg.replace('<store>', store).replace('<id>', id)),
@@ -402,6 +406,10 @@ describe('a password in a location that is neither a directory nor a bucket', ()
     [['store', 'add', 'nas', 'sftp://backup:hunter2@nas/store'], ['at', '@nas', 'ls'], 'sftp://backup:****@nas/store: unsupported store location'],
     [['store', 'add', 'other', 'sftp://backup:hunter2@nas/store'], ['at', '<store>', 'sync', 'to', '@other'], 'sftp://backup:****@nas/store: unsupported store location'],
     [[], ['at', 'sftp://backup:hunter2@nas/store', 'ls'], 'sftp://backup:****@nas/store: unsupported store location'],
+    // A password with a '/' or an '@' its owner did not percent-encode is a password still.
+    [[], ['at', 'sftp://backup:hun/ter/hunter2@nas/store', 'ls'], 'sftp://backup:****@nas/store: unsupported store location'],
+    [[], ['at', 'sftp://backup:hun@ter@hunter2@nas/store', 'ls'], 'sftp://backup:****@nas/store: unsupported store location'],
+    [['destination', 'add', 'slashed', 'sftp://backup:hunter2/x@nas/restored'], ['at', '<store>', 'restore', '-to', '@slashed', '<id>'], 'sftp://backup:****@nas/restored: unsupported destination'],
   ])('is masked in the error: %j then %j', async (alias, args, message) => {
     const env = { XDG_CONFIG_HOME: path.join(work, 'config-with-password') };
     if (alias.length) expect((await kloset(alias, { env })).code).toBe(0);
@@ -410,6 +418,25 @@ describe('a password in a location that is neither a directory nor a bucket', ()
     expectOneLineError(result, `kloset: ${message}`);
     expect(result.stderr + result.stdout).not.toContain('hunter2');
   });
+
+  it.each(['sftp://backup:hun/ter/hunter2@nas/restored', 'sftp://backup:hun@ter@hunter2@nas/restored', 's3://AKIAEXAMPLE:wJalr/hunter2@bucket/restored'])(
+    'is masked where kloset config lists it: %s',
+    async (location) => {
+      const env = { XDG_CONFIG_HOME: path.join(work, 'config-listed-password') };
+      expect((await kloset(['config', 'destination', 'create', 'nas'], { env })).code).toBe(0);
+      try {
+        expect((await kloset(['config', 'destination', 'set', 'nas', `location=${location}`], { env })).code).toBe(0);
+        for (const args of [['config'], ['config', '--json'], ['destination', 'show', 'nas']]) {
+          const result = await kloset(args, { env });
+          expect(result.code, args.join(' ')).toBe(0);
+          expect(result.stdout, args.join(' ')).toMatch(/:\*\*\*\*@/);
+          expect(result.stdout + result.stderr, args.join(' ')).not.toContain('hunter2');
+        }
+      } finally {
+        await kloset(['config', 'destination', 'rm', 'nas'], { env });
+      }
+    },
+  );
 });
 
 describe('an empty passphrase', () => {

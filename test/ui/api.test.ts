@@ -725,4 +725,18 @@ describe('GET /api/destinations', () => {
       expect((await kloset(['destination', 'rm', 'withpassword'], { env: fixture.env })).code).toBe(0);
     }
   });
+
+  it("masks a password that holds a '/' or an '@' as it was typed, not percent-encoded", async () => {
+    const locations = { slashed: 's3://backup-id:wJalr/uri-password-here@minio:9000/restores', at: 'sftp://me:p@ss-uri-password-here@nas/restores' };
+    for (const [name, location] of Object.entries(locations)) expect((await kloset(['destination', 'add', name, location], { env: fixture.env })).code).toBe(0);
+    try {
+      const reply = await get('/api/destinations');
+      expect(reply.status).toBe(200);
+      expect(reply.text).not.toContain('uri-password-here');
+      expect(reply.json().destinations).toContainEqual({ name: '@slashed', location: 's3://backup-id:****@minio:9000/restores' });
+      expect(reply.json().destinations).toContainEqual({ name: '@at', location: 'sftp://me:****@nas/restores' });
+    } finally {
+      for (const name of Object.keys(locations)) expect((await kloset(['destination', 'rm', name], { env: fixture.env })).code).toBe(0);
+    }
+  });
 });
