@@ -68,6 +68,25 @@ describe('tar headers', () => {
     expect([stat.uid, stat.gid]).toEqual([5_000_000, 4_000_000]);
   });
 
+  it('carry user and group names longer than the ustar fields whole, as GNU tar reads them', async () => {
+    // A directory service's names (SSSD, winbind) often pass ustar's 32 bytes; ids alone would not find them on another machine.
+    const user = 'firstname.lastname@ad.example.com';
+    const group = 'domain-users@ad.example.com-long-tail';
+    const exact = 'u'.repeat(32);
+    const file = path.join(work, 'names.tar');
+    await fs.writeFile(
+      file,
+      Buffer.concat([
+        tarHeader({ path: 'long', mode: 0o644, uid: 1000, gid: 1000, size: 0, mtime: 1_600_000_000, type: '0', uname: user, gname: group }),
+        tarHeader({ path: 'exact', mode: 0o644, uid: 1000, gid: 1000, size: 0, mtime: 1_600_000_000, type: '0', uname: exact, gname: 'g' }),
+        Buffer.alloc(1024),
+      ]),
+    );
+    const { stdout } = await run('tar', ['-tvf', file]);
+    const owners = stdout.trim().split('\n').map((line) => line.split(/\s+/)[1]);
+    expect(owners).toEqual([`${user}/${group}`, `${exact}/g`]);
+  });
+
   it('have a valid checksum and the ustar magic', () => {
     const header = tarHeader({ path: 'a.txt', mode: 0o644, uid: 1000, gid: 1000, size: 5, mtime: 1_600_000_000, type: '0', uname: 'me', gname: 'us' });
     expect(header.length).toBe(512);

@@ -4,7 +4,8 @@
  * stream, one file's chunks after another, never assembled in memory.
  *
  * A pax header ('x') precedes an entry whose path or link target is not
- * ASCII or does not fit the ustar fields, whose size, uid or gid overflows
+ * ASCII or does not fit the ustar fields, whose user or group name is not
+ * ASCII or is longer than 32 bytes, whose size, uid or gid overflows
  * its octal field, whose mtime has nanoseconds, or that has extended
  * attributes (as GNU tar --xattrs --acls writes them). Symlinks, FIFOs and
  * devices are written; sockets and names that could not be extracted
@@ -43,6 +44,11 @@ interface HeaderFields {
 }
 
 const isAscii = (s: string) => /^[\x01-\x7f]*$/.test(s);
+/**
+ * A user or group name the ustar field holds whole. One cut to 32 bytes could name another
+ * account to a reader that ignores pax: it goes in a pax record only, and such a reader takes the id.
+ */
+const fitsName = (s: string) => isAscii(s) && s.length <= 32;
 
 function writeString(block: Buffer, offset: number, length: number, value: string): void {
   block.write(value, offset, length, 'utf8');
@@ -76,8 +82,8 @@ function ustarHeader(f: HeaderFields, split: { name: string; prefix: string }): 
   if (f.linkname) writeString(block, 157, 100, f.linkname);
   writeString(block, 257, 6, 'ustar\0');
   writeString(block, 263, 2, '00');
-  if (f.uname && isAscii(f.uname)) writeString(block, 265, 32, f.uname);
-  if (f.gname && isAscii(f.gname)) writeString(block, 297, 32, f.gname);
+  if (f.uname && fitsName(f.uname)) writeString(block, 265, 32, f.uname);
+  if (f.gname && fitsName(f.gname)) writeString(block, 297, 32, f.gname);
   writeOctal(block, 329, 8, f.devmajor ?? 0);
   writeOctal(block, 337, 8, f.devminor ?? 0);
   writeString(block, 345, 155, split.prefix);
@@ -155,8 +161,8 @@ export function tarHeader(f: HeaderFields, mtimeNsec = 0): Buffer {
   if (f.size > MAX_OCTAL_11) records.push(paxRecord('size', String(f.size)));
   if (f.uid > MAX_OCTAL_7) records.push(paxRecord('uid', String(f.uid)));
   if (f.gid > MAX_OCTAL_7) records.push(paxRecord('gid', String(f.gid)));
-  if (f.uname && !isAscii(f.uname)) records.push(paxRecord('uname', f.uname));
-  if (f.gname && !isAscii(f.gname)) records.push(paxRecord('gname', f.gname));
+  if (f.uname && !fitsName(f.uname)) records.push(paxRecord('uname', f.uname));
+  if (f.gname && !fitsName(f.gname)) records.push(paxRecord('gname', f.gname));
   if (mtimeNsec > 0 || f.mtime < 0 || f.mtime > MAX_OCTAL_11) {
     const sign = f.mtime < 0 && mtimeNsec > 0 ? '-' : '';
     const sec = f.mtime < 0 && mtimeNsec > 0 ? -(f.mtime + 1) : f.mtime;
