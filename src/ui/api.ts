@@ -197,7 +197,7 @@ export class UiApi {
       { method: ['GET', 'HEAD'], pattern: /^\/api\/snapshots\/([^/]+)\/tree$/, handler: this.tree.bind(this) },
       { method: ['GET', 'HEAD'], pattern: /^\/api\/snapshots\/([^/]+)\/entry$/, handler: this.entry.bind(this) },
       { method: ['GET', 'HEAD'], pattern: /^\/api\/snapshots\/([^/]+)\/content$/, handler: this.content.bind(this) },
-      { method: ['GET'], pattern: /^\/api\/snapshots\/([^/]+)\/archive$/, handler: this.archive.bind(this) },
+      { method: ['GET', 'HEAD'], pattern: /^\/api\/snapshots\/([^/]+)\/archive$/, handler: this.archive.bind(this) },
       { method: ['GET', 'HEAD'], pattern: /^\/api\/diff$/, handler: this.diff.bind(this) },
       { method: ['GET', 'HEAD'], pattern: /^\/api\/destinations$/, handler: this.destinations.bind(this) },
       { method: ['POST'], pattern: /^\/api\/restore$/, handler: this.startRestore.bind(this) },
@@ -358,7 +358,7 @@ export class UiApi {
     return sendStream(res, 206, parts());
   }
 
-  private async archive(_req: IncomingMessage, res: ServerResponse, url: URL, match: RegExpExecArray): Promise<void> {
+  private async archive(req: IncomingMessage, res: ServerResponse, url: URL, match: RegExpExecArray): Promise<void> {
     const reader = await this.deps.catalog.reader(match[1]);
     const where = snapshotPath(url);
     const e = await lookup(reader, where);
@@ -368,6 +368,11 @@ export class UiApi {
     res.setHeader('Content-Type', format === 'zip' ? 'application/zip' : 'application/x-tar');
     res.setHeader('Content-Disposition', contentDisposition('attachment', `${root}.${format}`));
     res.setHeader('Cache-Control', 'no-store');
+    // A download manager asks with HEAD before it fetches: the archive's headers, without reading the snapshot for a body no one receives.
+    if (req.method === 'HEAD') {
+      res.statusCode = 200;
+      return void res.end();
+    }
     await sendStream(res, 200, coalesce(format === 'zip' ? zipStream(reader, e, root) : tarStream(reader, e, root)));
   }
 

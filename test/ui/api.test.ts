@@ -600,6 +600,20 @@ describe('GET /api/snapshots/:id/archive', () => {
     expect(reply.json().error).toMatch(/format is tar or zip/);
   });
 
+  it('answers HEAD with the headers of GET and no body, and the errors of GET', async () => {
+    for (const format of ['tar', 'zip']) {
+      const target = `${snap(0)}/archive?path=/notes&format=${format}`;
+      const head = await request(target, { method: 'HEAD' });
+      expect(head.status, format).toBe(200);
+      expect(head.body.length).toBe(0);
+      const full = await get(target);
+      expect(full.status).toBe(200);
+      for (const name of ['content-type', 'content-disposition', 'cache-control']) expect(head.headers[name], name).toBe(full.headers[name]);
+    }
+    expect((await request(`${snap(0)}/archive?path=/missing`, { method: 'HEAD' })).status).toBe(404);
+    expect((await request(`${snap(0)}/archive?path=/&format=rar`, { method: 'HEAD' })).status).toBe(400);
+  });
+
   it('streams a subdirectory under its own name', async () => {
     const dir = await extract(`${snap(0)}/archive?path=/notes`, 'notes');
     expect((await fs.readdir(dir))).toEqual(['notes']);
