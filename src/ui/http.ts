@@ -67,6 +67,15 @@ export function sendJson(res: ServerResponse, status: number, value: unknown): v
   res.end(body);
 }
 
+export function sendHtml(res: ServerResponse, status: number, html: string): void {
+  const body = Buffer.from(html, 'utf8');
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'text/html; charset=utf-8');
+  res.setHeader('Content-Length', body.length);
+  res.setHeader('Cache-Control', 'no-store');
+  res.end(body);
+}
+
 export function sendText(res: ServerResponse, status: number, text: string): void {
   const body = Buffer.from(text.endsWith('\n') ? text : `${text}\n`, 'utf8');
   res.statusCode = status;

@@ -13,7 +13,7 @@ import { UiApi } from './api.js';
 import { loadAssets, type Asset } from './assets.js';
 import { TokenGuard } from './auth.js';
 import { SnapshotCatalog } from './catalog.js';
-import { HttpError, sendJson, sendText, setSecurityHeaders } from './http.js';
+import { HttpError, sendHtml, sendJson, sendText, setSecurityHeaders } from './http.js';
 import { DirectoryOrders } from './listing.js';
 import { RestoreJobs } from './restorejobs.js';
 
@@ -107,10 +107,13 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
         if (req.method === 'GET' && !url.pathname.startsWith('/api/')) {
           // Drop the token from the address bar and the history.
           url.searchParams.delete('token');
-          res.statusCode = 303;
           // One leading slash: a path such as //host would send the browser to another site.
-          res.setHeader('Location', '/' + url.pathname.replace(/^\/+/, '') + url.search);
-          return void res.end();
+          const next = ('/' + url.pathname.replace(/^\/+/, '') + url.search).replace(/&/g, '&amp;').replace(/"/g, '&quot;');
+          // A page that refreshes itself, not a 303: a redirect goes on with the navigation as it began, and
+          // one begun by a file (the private file `kloset ui` opens) or another site is cross-site, so the
+          // browser would withhold the SameSite=Strict cookie just set and the page would answer 401.
+          // The refresh is a navigation of this page's own, which the cookie goes with.
+          return sendHtml(res, 200, `<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${next}"><title>kloset</title><p><a href="${next}">Open the kloset viewer</a></p>\n`);
         }
       }
       // Under the numeric address, a page on another port of 127.0.0.1 is of the same site and gets the

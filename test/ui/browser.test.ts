@@ -115,6 +115,28 @@ describe.skipIf(!hasChromium)('the viewer in headless chromium', () => {
     expect((await context.cookies()).map((c) => c.domain)).toEqual([new URL(ui.origin).hostname]);
   });
 
+  it('opens the snapshot list from the private file kloset ui hands the desktop, as a browser the file is given opens it', async () => {
+    // A stand-in for xdg-open that names the file it was given, which `kloset ui` keeps until it stops.
+    const bin = path.join(fixture.work, 'opener-bin');
+    const given = path.join(fixture.work, 'opened-file');
+    await fs.mkdir(bin, { recursive: true });
+    await fs.writeFile(path.join(bin, 'xdg-open'), `#!/bin/sh\nprintf '%s' "$1" > ${given}.partial && mv ${given}.partial ${given}\n`, { mode: 0o755 });
+    const spawned = await startUi(fixture.store, { ...fixture.env, DISPLAY: ':99', PATH: `${bin}:${process.env.PATH}` }, []);
+    const opened = await context.newPage();
+    try {
+      await expect.poll(() => fs.readFile(given, 'utf8').catch(() => ''), { timeout: 10_000 }).toMatch(/open\.html$/);
+      // The file's refresh starts the navigation: a cross-site start, as from a file or another site.
+      await opened.goto(`file://${await fs.readFile(given, 'utf8')}`);
+      await opened.waitForURL(`${spawned.origin}/`);
+      await opened.getByTestId('snapshot-row').first().waitFor({ timeout: 10_000 });
+      expect(await opened.getByTestId('snapshot-row').count()).toBe(2);
+      expect(opened.url()).not.toContain(spawned.token);
+    } finally {
+      await opened.close();
+      expect((await spawned.stop()).code).toBe(0);
+    }
+  });
+
   it('sorts and filters the list', async () => {
     await page.locator('th[data-sort=time]').click(); // now oldest first
     expect(await page.getByTestId('snapshot-row').first().getAttribute('data-id')).toBe(fixture.ids[0]);
