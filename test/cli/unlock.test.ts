@@ -149,6 +149,22 @@ describe('a backup', () => {
   });
 });
 
+/** Waits until every thread of process `pid` has stopped: SIGSTOP lets a thread finish the system call it is in. */
+async function stoppedWhole(pid: number): Promise<void> {
+  const states = async () => {
+    const tids = await fs.readdir(`/proc/${pid}/task`);
+    const stats = await Promise.all(tids.map((tid) => fs.readFile(`/proc/${pid}/task/${tid}/stat`, 'latin1').catch(() => ') X')));
+    return stats.map((stat) => stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
+  };
+  while (!(await states()).every((state) => state === 'T' || state === 'X')) await new Promise((resolve) => setTimeout(resolve, 5));
+}
+
+/** The temporary files of writes under way in a store, outside locks/. */
+async function tempFiles(store: string): Promise<string[]> {
+  const names = (await fs.readdir(store, { recursive: true }).catch(() => [] as string[])) as string[];
+  return names.filter((name) => /\.tmp-[0-9a-f]{12}$/.test(name) && !name.startsWith('locks'));
+}
+
 describe('a backup stopped while a prune takes its lock for stale', () => {
   it('writes no index delta once it runs again, so none names the packs the prune deleted', async () => {
     const dir = path.join(work, 'stopped');
@@ -159,9 +175,16 @@ describe('a backup stopped while a prune takes its lock for stale', () => {
     expect((await kloset(['at', own, 'create'])).code).toBe(0);
     const packs = async () => (await fs.readdir(path.join(own, 'packs'), { recursive: true }).catch(() => [] as string[])).filter((n) => /[0-9a-f]{64}$/.test(n));
     const { child, done } = startKloset(['at', own, 'backup', source], { env: env() });
-    // Past its first index delta (after 4 packs), with more packs stored since.
-    while ((await packs()).length < 6) await new Promise((resolve) => setTimeout(resolve, 5));
-    child.kill('SIGSTOP');
+    // Past its first index delta (after 4 packs), with more packs stored since, and stopped between two of its
+    // writes: the prune removes a temporary file, and a write under way would fail on that before its lock check.
+    for (;;) {
+      while ((await packs()).length < 6) await new Promise((resolve) => setTimeout(resolve, 5));
+      child.kill('SIGSTOP');
+      await stoppedWhole(child.pid!);
+      if (!(await tempFiles(own)).length) break;
+      child.kill('SIGCONT');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
     try {
       // What a prune that took the lock for stale does: the lock goes, and so does every pack no snapshot uses.
       for (const name of await fs.readdir(path.join(own, 'locks'))) await fs.unlink(path.join(own, 'locks', name));
