@@ -112,7 +112,7 @@ describe('--background', () => {
 
   it('exits once `fusermount -u` has unmounted it, instead of lingering', async () => {
     expect(pid).toBeDefined();
-    expect(await waitUntil(() => processGone(pid), 3_000), `background mount process ${pid} still running 3 s after its unmount`).toBe(true);
+    expect(await waitUntil(() => processGone(pid), 10_000), `background mount process ${pid} still running 10 s after its unmount`).toBe(true);
   });
 
   it('mounts an encrypted store, the passphrase handed over to the background process', async () => {
@@ -151,8 +151,9 @@ describe('a foreground mount', () => {
     const mount = await mountCli(store, mnt, [id], { env });
     await run('fusermount', ['-u', mnt]);
     expect(await isMountPoint(mnt)).toBe(false);
-    const exited = await Promise.race([mount.done, new Promise<'running'>((r) => setTimeout(() => r('running'), 3_000))]);
-    expect(exited === 'running' ? 'still running 3 s after the unmount' : { code: exited.code }).toEqual({ code: 0 });
+    // The mount looks for an unmount from outside every second; the rest is margin for a loaded machine.
+    const exited = await Promise.race([mount.done, new Promise<'running'>((r) => setTimeout(() => r('running'), 10_000))]);
+    expect(exited === 'running' ? 'still running 10 s after the unmount' : { code: exited.code }).toEqual({ code: 0 });
   });
 
   it('whose output is gone before it says "mounted" unmounts, and ends as SIGPIPE would', async () => {
