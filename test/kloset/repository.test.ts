@@ -131,6 +131,8 @@ describe('the local store', () => {
 
 describe('a lock', () => {
   const lockFiles = () => fs.readdir(path.join(store, 'locks')).catch(() => [] as string[]);
+  /** The end of the refresh the lock's timer has just started: it writes and syncs a file, which a busy disk can hold up for long. */
+  const refreshed = (lock: object) => (lock as { refreshing?: Promise<void> }).refreshing;
 
   it('of gigabytes (a sparse file, nothing on disk) is taken for damaged without being read, as a CONFIG of that size is', async () => {
     const huge = 'cd'.repeat(32);
@@ -173,7 +175,7 @@ describe('a lock', () => {
       const lock = await StoreLock.acquire(await open(), 'shared', 'a backup');
       for (const name of await lockFiles()) await fs.unlink(path.join(store, 'locks', name));
       vi.advanceTimersByTime(5 * 60 * 1000); // the refresh is due
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await refreshed(lock);
       expect(await lockFiles()).toEqual([]);
       await expect(lock.check()).rejects.toThrow(/lock was lost \(it was removed from the store\)/);
       await lock.release();
@@ -211,7 +213,7 @@ describe('a lock', () => {
       await prune.release();
       // Back: the overdue refresh runs before the backup reaches its commit check.
       vi.advanceTimersByTime(5 * 60 * 1000);
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await refreshed(lock);
       await expect(lock.check()).rejects.toThrow(/the store's lock was lost \(not refreshed for \d+ minutes\)/);
       await lock.release();
     } finally {
@@ -226,11 +228,11 @@ describe('a lock', () => {
       // The laptop sleeps 26 minutes: no prune runs meanwhile, the lock is still in the store.
       vi.setSystemTime(Date.now() + 26 * 60 * 1000);
       vi.advanceTimersByTime(5 * 60 * 1000); // the overdue refresh
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await refreshed(lock);
       // The mount runs on for an hour, refreshing as it should.
       for (let i = 0; i < 12; i++) {
         vi.advanceTimersByTime(5 * 60 * 1000);
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        await refreshed(lock);
       }
       // A prune must still find the store in use.
       await expect(StoreLock.acquire(await open(), 'exclusive', 'prune')).rejects.toThrow(/store is in use by/);
