@@ -370,11 +370,14 @@ describe('S3 source', () => {
       await put('changing', { key: 'object.bin', body: first });
       // s3rver answers a ranged GET whatever its If-Match says, as some gateways do.
       proxy.addRule({ method: 'GET', path: /\/changing\/object\.bin/, fault: 'truncate', times: 1 });
-      proxy.addRule({ method: 'GET', path: /\/changing\/object\.bin/, fault: 'delay', delayMs: 1000, times: 1 });
+      // The resumption is held until the object is replaced: a fixed delay could end before a slow PUT does.
+      let replaced!: () => void;
+      proxy.addRule({ method: 'GET', path: /\/changing\/object\.bin/, fault: 'delay', until: new Promise<void>((resolve) => (replaced = resolve)), times: 1 });
       const repository = await newRepository();
       const running = backupOf(repository, importer('s3://changing', {}, s3.client({ endpoint: proxy.endpoint })));
       while (proxy.log.filter((request) => request.url.includes('object.bin')).length < 2) await new Promise((resolve) => setTimeout(resolve, 10));
       await put('changing', { key: 'object.bin', body: second });
+      replaced();
       const { header, reader, warnings } = await running;
       expect(warnings).toEqual(['/object.bin: s3://changing/object.bin: changed while it was read']);
       expect(header.stats.errors).toBe(1);

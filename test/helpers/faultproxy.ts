@@ -22,7 +22,7 @@
  * - `drop-response`: forwarded (the server acts on it), then the socket is
  *   destroyed instead of answering: the client cannot know it succeeded
  * - `truncate`: forwarded; the status, headers and half the body are sent, then the socket is destroyed
- * - `delay`: forwarded after `delayMs` (default 1000)
+ * - `delay`: forwarded after `delayMs` (default 1000), or once `until` has settled
  * - `stall`: the connection is accepted and then left silent (a hung server)
  * - `stall-body`: forwarded; the status, headers and half the body are sent, then nothing more
  * - `error`: any S3 error answer, `status` and `code` from the rule (e.g. 403
@@ -45,6 +45,8 @@ export interface FaultRule {
   every?: number;
   /** For `delay`. */
   delayMs?: number;
+  /** For `delay`: forward once this has settled rather than after a time, for what the test must do first whatever the load. */
+  until?: Promise<unknown>;
   /** For `error`: HTTP status (default 400), S3 error code (default InvalidRequest) and message. */
   status?: number;
   code?: string;
@@ -171,7 +173,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       case 'truncate':
         return forwardHalf(req, res, () => req.socket.destroy());
       case 'delay':
-        setTimeout(() => forward(req, res), rule.delayMs ?? 1000);
+        if (rule.until) void rule.until.then(() => forward(req, res), () => forward(req, res));
+        else setTimeout(() => forward(req, res), rule.delayMs ?? 1000);
         return;
       case 'stall':
         req.resume(); // read what is sent, answer nothing
