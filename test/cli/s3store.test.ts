@@ -476,9 +476,11 @@ describe('a store on S3 behind a faulty network', () => {
     await writeRandomFile(path.join(source, 'more.bin'), 20 * MiB);
 
     proxy.resetCounts();
-    proxy.failEvery('PUT', 4, 'slowdown');
-    proxy.failEvery('GET', 4, 'drop');
-    proxy.failEvery('HEAD', 3, 'internal');
+    // A rule meets a path once at most: which requests a rule meets depends on how those in flight
+    // interleave, and one whose retries were all met would fail past its attempts.
+    proxy.addRule({ method: 'PUT', fault: 'slowdown', every: 4, perPath: 1 });
+    proxy.addRule({ method: 'GET', fault: 'drop', every: 4, perPath: 1 });
+    proxy.addRule({ method: 'HEAD', fault: 'internal', every: 3, perPath: 1 });
     proxy.addRule({ method: 'PUT', fault: 'drop', times: 2 });
     let started = Date.now();
     const backup = await kloset(['at', '@faulty', 'backup', source]);
@@ -489,8 +491,9 @@ describe('a store on S3 behind a faulty network', () => {
     expect(proxy.faults.PUT ?? 0).toBeGreaterThanOrEqual(3);
 
     proxy.clearRules();
-    proxy.failEvery('GET', 6, 'slowdown');
-    proxy.addRule({ method: 'GET', fault: 'truncate', every: 7 });
+    // Once a path at most each, as above: a read takes four bodies cut short to fail.
+    proxy.addRule({ method: 'GET', fault: 'slowdown', every: 6, perPath: 1 });
+    proxy.addRule({ method: 'GET', fault: 'truncate', every: 7, perPath: 1 });
     proxy.addRule({ method: 'GET', fault: 'drop', times: 2 });
     const target = path.join(work, 'faulty-restored');
     proxy.resetCounts();

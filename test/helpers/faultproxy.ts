@@ -43,6 +43,12 @@ export interface FaultRule {
   times?: number;
   /** Fault every `every`-th matching request (the every-th, 2·every-th, ...). */
   every?: number;
+  /**
+   * Fault at most this many requests of any one path (its query left out). With `every` and many
+   * requests in flight, which of them a rule meets depends on how they interleave: without a bound,
+   * one object's retries could all be met, more than its attempts allow.
+   */
+  perPath?: number;
   /** For `delay`. */
   delayMs?: number;
   /** For `delay`: forward once this has settled rather than after a time, for what the test must do first whatever the load. */
@@ -85,6 +91,7 @@ export interface FaultProxy {
 interface ActiveRule extends FaultRule {
   seen: number;
   fired: number;
+  firedByPath: Map<string, number>;
 }
 
 export async function startFaultProxy(target: string): Promise<FaultProxy> {
@@ -102,9 +109,14 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       if (rule.path !== undefined && !rule.path.test(url)) continue;
       rule.seen += 1;
       if (chosen) continue; // every matching rule counts the request; the first that fires wins
+      const where = url.split('?')[0];
+      if (rule.perPath !== undefined && (rule.firedByPath.get(where) ?? 0) >= rule.perPath) continue;
       if (rule.times !== undefined && rule.fired < rule.times) chosen = rule;
       else if (rule.every !== undefined && rule.seen % rule.every === 0) chosen = rule;
-      if (chosen === rule) rule.fired += 1;
+      if (chosen === rule) {
+        rule.fired += 1;
+        rule.firedByPath.set(where, (rule.firedByPath.get(where) ?? 0) + 1);
+      }
     }
     return chosen;
   };
@@ -201,7 +213,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     log,
     addRule(rule) {
       if (rule.times === undefined && rule.every === undefined) throw new Error('a fault rule needs times or every');
-      rules.push({ ...rule, seen: 0, fired: 0 });
+      rules.push({ ...rule, seen: 0, fired: 0, firedByPath: new Map() });
     },
     failNext(method, count, fault) {
       proxy.addRule({ method, fault, times: count });
