@@ -95,7 +95,8 @@ describe('passwd', () => {
         expectOneLineError(refused, /store is in use by a passphrase change|wrong passphrase/);
       }
     }
-  }, 60_000);
+    // Four rounds of five commands, each deriving keys: near a minute on a loaded machine.
+  }, 120_000);
 
   it('refuses a plaintext store, which has no passphrase', async () => {
     const plain = path.join(work, 'plain');
