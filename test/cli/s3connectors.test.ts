@@ -11,7 +11,7 @@ import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Importer, SourceEntry } from '../../src/snapshot/importer.js';
 import { EMPTY_NAME, OBJECT_SUFFIX, pathsForKeys } from '../../src/connectors/s3/keys.js';
 import { type CliResult, tempDir } from '../helpers/cli.js';
@@ -85,6 +85,9 @@ async function getObject(bucket: string, key: string) {
   };
 }
 
+// A test here runs the CLI up to twenty times against s3rver: on a loaded machine, close to a minute.
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
+
 beforeAll(async () => {
   s3 = await startS3Server();
   client = s3.client();
@@ -95,7 +98,7 @@ beforeAll(async () => {
     { key: 'hot.txt', body: Buffer.from('hot') },
     { key: 'frozen/old.tar', body: Buffer.from('old'), headers: { StorageClass: 'GLACIER' } },
   ]);
-}, 60_000);
+});
 
 afterAll(async () => {
   await s3?.stop();
@@ -145,7 +148,7 @@ describe('a bucket backed up and restored with the seed command lines', () => {
     const created = await kloset(['at', 's3://your-bucket-name/plakar-kloset', 'create'], { env: s3.env() });
     expect(created.stderr).toBe('');
     expect(created.code).toBe(0);
-  }, 60_000);
+  });
 
   it('backs up the bucket with `kloset at @s3_store backup @s3_src`', async () => {
     const result = await kloset(['at', '@s3_store', 'backup', '@s3_src']);
@@ -284,7 +287,7 @@ describe('a bucket of many objects', () => {
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     expect(result.stdout).toContain(`of s3://many-objects: ${seeds.length} files`);
-  }, 60_000);
+  });
 });
 
 describe('objects in GLACIER', () => {
