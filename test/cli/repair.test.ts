@@ -6,9 +6,13 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
 import { describeTree, expectOneLineError, flipByte, klosetWith, MiB, packFiles, storeListing, writeRandomFile } from '../helpers/fixtures.js';
+
+// A test here makes a store of two snapshots, then repairs, backs up, restores and checks it: on a
+// loaded machine, over half a minute.
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 let work: string;
 let source: string;
