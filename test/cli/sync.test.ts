@@ -304,11 +304,12 @@ describe('a sync whose lock on the other store is taken away', () => {
     const { done } = startKloset(['at', storeL, 'sync', 'to', storeM], { env: { ...A, XDG_CACHE_HOME: path.join(work, 'cache') } });
     let exited = false;
     void done.then(() => (exited = true));
-    // As `unlock --remove-all` run elsewhere would do, once the copy is under way.
-    while (!exited && (await packFiles(storeM).catch(() => [])).length === 0) await sleep(20);
-    for (const name of (await fs.readdir(path.join(storeM, 'locks'))).filter((n) => /^[0-9a-f]{64}$/.test(n))) {
-      await fs.unlink(path.join(storeM, 'locks', name));
-    }
+    // As `unlock --remove-all` run elsewhere would do, once the copy is under way: as soon as it holds the other
+    // store. Waiting for its first pack left a loaded machine a few hundred ms to notice before the first commit.
+    const syncLocks = async () => (await fs.readdir(path.join(storeM, 'locks')).catch(() => [] as string[])).filter((n) => /^[0-9a-f]{64}$/.test(n));
+    while (!exited && (await syncLocks()).length === 0) await sleep(5);
+    expect(exited, 'the sync ended before it locked the other store').toBe(false);
+    for (const name of await syncLocks()) await fs.unlink(path.join(storeM, 'locks', name));
     const result = await done;
     expectNoStackTrace(result);
     expect(result.code, result.stdout + result.stderr).toBe(1);
