@@ -17,7 +17,7 @@ import type { BucketLocationConstraint, PutObjectCommandInput, S3ClientConfig, S
 import { requireCjs } from '../cjs.js';
 import { IntegrityError, KlosetError, NotFoundError, UsageError } from '../errors.js';
 import type { BlobInfo, BlobStore } from './blobstore.js';
-import { endpointUrl, parseBoolean, parsePositive, parseRetryMode, refuseUserInfo, type RetryMode } from './s3options.js';
+import { endpointUrl, readClientSettings, refuseUserInfo, type RetryMode } from './s3options.js';
 
 const {
   AbortMultipartUploadCommand,
@@ -262,18 +262,11 @@ export function s3OptionsFromConfig(
   if (config.access_key) options.accessKey = config.access_key;
   if (config.secret_access_key) options.secretAccessKey = config.secret_access_key;
   if (config.session_token) options.sessionToken = config.session_token;
-  if (config.use_tls !== undefined) options.useTls = parseBoolean('use_tls', config.use_tls);
+  readClientSettings(config, options);
   // Said now, with where each came from: the page's `use_tls true` beside a local server's http:// endpoint.
   if (options.endpoint) endpointUrl(options.endpoint, options.useTls, options.endpointSource);
   // Archive classes are checked by the store: a destination may write them, which only a store cannot read back.
   if (config.storage_class) options.storageClass = parseStorageClass(config.storage_class, options.endpoint);
-  if (config.timeout) options.idleTimeoutMs = parsePositive('timeout', config.timeout) * 1000;
-  if (config.force_path_style !== undefined) {
-    options.forcePathStyle = parseBoolean('force_path_style', config.force_path_style);
-  }
-  if (config.max_attempts) options.maxAttempts = parsePositive('max_attempts', config.max_attempts);
-  if (config.retry_mode) options.retryMode = parseRetryMode(config.retry_mode);
-  if (config.max_connections) options.maxSockets = parsePositive('max_connections', config.max_connections);
   return options;
 }
 

@@ -5,6 +5,7 @@
  */
 import { UsageError } from '../errors.js';
 import { userInfo } from './open.js';
+import type { S3StoreOptions } from './s3.js';
 
 export type RetryMode = 'standard' | 'adaptive';
 
@@ -55,19 +56,33 @@ export function endpointUrl(endpoint: string, useTls: boolean | undefined, sourc
   return `${scheme}://${rest}`;
 }
 
-/** How each client setting is read; the other keys are free text (a region, credentials). */
-const CLIENT_SETTINGS: Readonly<Record<string, (key: string, value: string) => unknown>> = {
-  use_tls: parseBoolean,
-  force_path_style: parseBoolean,
-  timeout: parsePositive,
-  max_attempts: parsePositive,
-  max_connections: parsePositive,
-  retry_mode: (_key, value) => parseRetryMode(value),
-  // Whether it contradicts use_tls is said where both are known, when the alias is used.
-  endpoint: (_key, value) => endpointUrl(value, undefined),
+/**
+ * How each client setting is read into the store's options, the one way
+ * both the store and `config set` read it; the keys not here are free text
+ * (a region, credentials) or need the rest of the alias (`endpoint`, whose
+ * scheme must agree with `use_tls`; `storage_class`, free on a server of the
+ * user's own).
+ */
+const CLIENT_SETTINGS: Readonly<Record<string, (options: S3StoreOptions, value: string) => void>> = {
+  use_tls: (options, value) => (options.useTls = parseBoolean('use_tls', value)),
+  force_path_style: (options, value) => (options.forcePathStyle = parseBoolean('force_path_style', value)),
+  timeout: (options, value) => (options.idleTimeoutMs = parsePositive('timeout', value) * 1000),
+  max_attempts: (options, value) => (options.maxAttempts = parsePositive('max_attempts', value)),
+  max_connections: (options, value) => (options.maxSockets = parsePositive('max_connections', value)),
+  retry_mode: (options, value) => (options.retryMode = parseRetryMode(value)),
 };
+
+/** Sets the client settings the alias's keys give. */
+export function readClientSettings(config: Readonly<Record<string, string>>, options: S3StoreOptions): void {
+  for (const [key, read] of Object.entries(CLIENT_SETTINGS)) {
+    const value = config[key];
+    if (value !== undefined) read(options, value);
+  }
+}
 
 /** Throws the error the store would give on connecting if `value` is no value `key` takes. */
 export function checkClientSetting(key: string, value: string): void {
-  CLIENT_SETTINGS[key]?.(key, value);
+  // Whether it contradicts use_tls is said where both are known, when the alias is used.
+  if (key === 'endpoint') endpointUrl(value, undefined);
+  else CLIENT_SETTINGS[key]?.({}, value);
 }
