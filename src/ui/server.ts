@@ -100,6 +100,8 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
       if (!allowedHosts.has((req.headers.host ?? '').toLowerCase())) throw new HttpError(403, 'unexpected Host header');
       const admission = guard!.admit(req, url);
       if (admission === 'denied') {
+        // RFC 6750's challenge: scripts and tools may send the token as a bearer token.
+        res.setHeader('WWW-Authenticate', 'Bearer realm="kloset"');
         throw new HttpError(401, 'this page needs the token of the URL that `kloset ui` printed; open that URL again');
       }
       if (admission === 'query') {

@@ -68,6 +68,7 @@ describe('the token', () => {
     for (const target of ['/', '/assets/app.js', '/api/snapshots', `${snap(0)}/content?path=/hello.txt`]) {
       const reply = await request(target, { auth: false });
       expect(reply.status, target).toBe(401);
+      expect(reply.headers['www-authenticate'], target).toBe('Bearer realm="kloset"');
       expect(reply.text).not.toContain('hello');
     }
   });
