@@ -18,12 +18,12 @@ import { requireCjs } from '../cjs.js';
 import { IntegrityError, KlosetError, NotFoundError, UsageError } from '../errors.js';
 import type { BlobInfo, BlobStore } from './blobstore.js';
 import { endpointUrl, readClientSettings, refuseUserInfo, type RetryMode } from './s3options.js';
+import { objectGetter, type GetObject } from './s3requests.js';
 
 const {
   AbortMultipartUploadCommand,
   CreateBucketCommand,
   DeleteObjectCommand,
-  GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -385,6 +385,7 @@ export class S3BlobStore implements BlobStore {
   readonly client: S3Client;
   /** HTTP requests sent so far, retries included. */
   readonly requests: S3RequestCounts = emptyCounts();
+  private readonly getObject: GetObject;
   private readonly storageClass: StorageClass | undefined;
   private readonly multipartThreshold: number;
   private readonly partSize: number;
@@ -402,6 +403,7 @@ export class S3BlobStore implements BlobStore {
     this.client = createS3Client(options);
     this.server = serverOf(options.endpoint, options.useTls);
     countRequests(this.client, this.requests);
+    this.getObject = objectGetter(this.client, (method) => (this.requests[method] += 1));
     this.storageClass = storageClass as StorageClass | undefined;
     this.multipartThreshold = options.multipartThreshold ?? DEFAULT_MULTIPART_THRESHOLD;
     this.partSize = Math.max(5 * MiB, options.partSize ?? DEFAULT_PART_SIZE);
@@ -419,14 +421,12 @@ export class S3BlobStore implements BlobStore {
   async get(key: string, maxBytes?: number): Promise<Buffer> {
     const objectKey = this.objectKey(key);
     return this.readBody(key, async () => {
-      const response = await this.call(key, () =>
-        this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: objectKey })),
-      );
-      if (maxBytes !== undefined && (response.ContentLength ?? 0) > maxBytes) {
-        if (response.Body instanceof Readable) response.Body.destroy();
-        throw new IntegrityError(`${key}: too large (${response.ContentLength} bytes, at most ${maxBytes} expected)`);
+      const response = await this.call(key, () => this.getObject(this.bucket, objectKey));
+      if (maxBytes !== undefined && (response.contentLength ?? 0) > maxBytes) {
+        response.body?.destroy();
+        throw new IntegrityError(`${key}: too large (${response.contentLength} bytes, at most ${maxBytes} expected)`);
       }
-      return { body: response.Body, length: response.ContentLength };
+      return { body: response.body, length: response.contentLength };
     });
   }
 
@@ -442,13 +442,11 @@ export class S3BlobStore implements BlobStore {
     let start: number | undefined;
     let data = await this.readBody(key, async () => {
       try {
-        const response = await this.client.send(
-          new GetObjectCommand({ Bucket: this.bucket, Key: objectKey, Range: `bytes=${offset}-${offset + length - 1}` }),
-        );
+        const response = await this.getObject(this.bucket, objectKey, { range: `bytes=${offset}-${offset + length - 1}` });
         // HTTP lets a server ignore Range and send the whole blob, and s3rver sends
         // more than asked for `bytes=0-0`: take the bytes from where the answer starts.
-        start = contentRangeStart(response.ContentRange);
-        return { body: response.Body, length: response.ContentLength };
+        start = contentRangeStart(response.contentRange);
+        return { body: response.body, length: response.contentLength };
       } catch (err) {
         if (errorName(err) === 'InvalidRange' || statusOf(err) === 416) {
           throw new IntegrityError(`${this.location}: ${key}: truncated (wanted ${length} bytes at ${offset}, the blob is shorter)`);
@@ -475,7 +473,7 @@ export class S3BlobStore implements BlobStore {
    */
   private async readBody(
     key: string,
-    request: () => Promise<{ body: { transformToByteArray(): Promise<Uint8Array> } | undefined; length: number | undefined }>,
+    request: () => Promise<{ body: Readable | undefined; length: number | undefined }>,
     into?: Buffer,
   ): Promise<Buffer> {
     for (let attempt = 1; ; attempt++) {
@@ -483,9 +481,9 @@ export class S3BlobStore implements BlobStore {
       try {
         const data = !body
           ? Buffer.alloc(0)
-          : body instanceof Readable && length !== undefined
+          : length !== undefined
             ? await receiveInto(body, into?.length === length ? into : Buffer.allocUnsafe(length))
-            : Buffer.from(await body.transformToByteArray());
+            : await receiveAll(body);
         if (length === undefined || data.length === length) return data;
         if (attempt >= BODY_ATTEMPTS) {
           throw new IntegrityError(`${key}: the server sent ${data.length} bytes of ${length}`);
@@ -805,6 +803,13 @@ function backoff(attempt: number): Promise<void> {
  * garbage collector two more buffers of the body's size. A body cut short
  * comes back short, and the caller asks again.
  */
+/** A body of no stated length, whole. */
+async function receiveAll(body: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of body) parts.push(part as Buffer);
+  return Buffer.concat(parts);
+}
+
 function receiveInto(body: Readable, data: Buffer): Promise<Buffer> {
   const length = data.length;
   let received = 0;

@@ -4,16 +4,14 @@ import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
 import type { Entry } from '../../snapshot/tree.js';
 import { errorName, finishUpload, refusedStorageClass } from '../../storage/s3.js';
+import { objectPutter, sdkObjectPutter, type PutObject } from '../../storage/s3requests.js';
 import type { Exporter } from '../../snapshot/exporter.js';
 import {
   checkBucket,
   connectorSettings,
   formatS3Uri,
-  objectPutter,
   objectUri,
   s3Error,
-  sdkObjectPutter,
-  type PutObject,
   type S3ObjectLocation,
 } from './client.js';
 
@@ -50,7 +48,7 @@ export interface S3ExporterOptions {
   keepOut?: readonly string[];
   singlePutLimit?: number;
   partSize?: number;
-  /** Send every single PUT through the SDK's PutObjectCommand, even where objectPutter (client.ts) sends them itself. */
+  /** Send every single PUT through the SDK's PutObjectCommand, even where objectPutter (storage/s3requests.ts) sends them itself. */
   sdkPuts?: boolean;
   /** The class every object is written in (`storage_class`), as rclone's and `aws s3 cp --storage-class`; else the bucket's default. */
   storageClass?: string;

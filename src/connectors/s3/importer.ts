@@ -4,17 +4,14 @@ import { requireCjs } from '../../cjs.js';
 import { KlosetError, UsageError } from '../../errors.js';
 import type { Timespec } from '../../snapshot/tree.js';
 import { contentRangeStart, errorName, nextPageToken } from '../../storage/s3.js';
+import { objectGetter, sdkObjectGetter, type GetObject, type ObjectResponse } from '../../storage/s3requests.js';
 import type { Importer, SkippedChild, SourceEntry } from '../../snapshot/importer.js';
 import {
   checkBucket,
   connectorSettings,
   formatS3Uri,
-  objectGetter,
   objectUri,
-  sdkObjectGetter,
   s3Error,
-  type GetObject,
-  type ObjectResponse,
   type S3ObjectLocation,
 } from './client.js';
 import { parseGlacierPolicy, type GlacierPolicy } from './glacier.js';
@@ -49,7 +46,7 @@ export interface S3ImporterOptions {
    * only when the walk enters it.
    */
   listAhead?: number;
-  /** Send every GET through the SDK's GetObjectCommand, even where objectGetter (client.ts) sends them itself. */
+  /** Send every GET through the SDK's GetObjectCommand, even where objectGetter (storage/s3requests.ts) sends them itself. */
   sdkGets?: boolean;
 }
 
