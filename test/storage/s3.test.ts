@@ -216,6 +216,27 @@ describe('S3BlobStore', () => {
     expect((await blobs.get('large', 100 * 1024)).length).toBe(100 * 1024);
   });
 
+  it('reads blobs whose answers come chunked, without a Content-Length', async () => {
+    const data = randomBytes(3 * MiB + 11);
+    // In front of the server: its GET answers passed on with chunked transfer encoding, as some servers send them.
+    const server = http.createServer((req, res) => {
+      const upstream = http.request(new URL(req.url!, s3.endpoint), { method: req.method, headers: req.headers }, (answer) => {
+        const headers = { ...answer.headers };
+        delete headers['content-length'];
+        res.writeHead(answer.statusCode!, { ...headers, 'transfer-encoding': 'chunked' });
+        answer.pipe(res);
+      });
+      req.pipe(upstream);
+    });
+    await withEndpointOf(server, async (endpoint) => {
+      const chunked = store({ endpoint });
+      await chunked.put('chunked', data);
+      expect((await chunked.get('chunked')).equals(data)).toBe(true);
+      expect((await chunked.getRange('chunked', MiB + 5, MiB)).equals(data.subarray(MiB + 5, 2 * MiB + 5))).toBe(true);
+      expect(chunked.requests.GET).toBe(2);
+    });
+  });
+
   it('fails a range beyond the end of the blob as truncated', async () => {
     const blobs = store();
     await blobs.put('short', Buffer.from('0123456789'));
