@@ -12,6 +12,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Importer, SourceEntry } from '../../src/snapshot/importer.js';
+import { openLocalStore } from '../helpers/built.js';
 import { tempDir } from '../helpers/cli.js';
 import { describeTree, expectNoStackTrace, klosetWith } from '../helpers/fixtures.js';
 import { builtLibrary, storeWithSnapshot } from '../helpers/mount.js';
@@ -192,7 +193,7 @@ describe("a listing of names no directory can hold ('..', a name with a slash)",
 describe("diff of snapshots with names no directory can hold", () => {
   it('prints them quoted, in text and with --json, never as a path that climbs out', async () => {
     const lib = await builtLibrary();
-    const repository = await lib.Repository.open(new lib.LocalBlobStore(store), async () => 'unused');
+    const repository = await lib.Repository.open(await openLocalStore(store), async () => 'unused');
     const importer = new DotDotImporter({ ...FILES, '../added.txt': 'new\n', '../escaped.txt': 'changed\n', 'sub/../planted.txt': 'changed too\n' });
     const second = (await lib.backup(repository, importer)).id.toString('hex').slice(0, 8);
     const result = await kloset(['at', store, 'diff', first, second]);

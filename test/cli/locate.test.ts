@@ -92,7 +92,6 @@ describe('locate', () => {
     }
     // The second snapshot changed the root, etc (conf.d) and home (the report): nginx, sites and .config are not read again.
     expect(listed).toEqual([['', '.config', 'etc', 'home', 'nginx', 'sites'], ['', 'conf.d', 'etc', 'home']]);
-    await repository.store.close();
   });
 
   it('exits 1 without a word when nothing matches, as locate(1) does', async () => {

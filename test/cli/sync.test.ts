@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadBuilt } from '../helpers/built.js';
+import { loadBuilt, openLocalStore } from '../helpers/built.js';
 import { tempDir } from '../helpers/cli.js';
 import {
   addedToStore,
@@ -174,12 +174,11 @@ describe('sync of a snapshot another user took', () => {
     expect((await kloset(['at', from, 'backup', path.join(source, 'docs')], { env: A })).code).toBe(0);
     // The header rewritten as another account's backup would have written it.
     const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
-    const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
     const { listSnapshots, putSnapshotHeader } = (await loadBuilt('snapshot/header.js')) as typeof import('../../src/snapshot/header.js');
     const savedCache = process.env.XDG_CACHE_HOME;
     process.env.XDG_CACHE_HOME = path.join(work, 'cache');
     try {
-      const repository = await Repository.open(new LocalBlobStore(from), async () => A.KLOSET_PASSPHRASE, { loadIndex: false });
+      const repository = await Repository.open(await openLocalStore(from), async () => A.KLOSET_PASSPHRASE, { loadIndex: false });
       const [header] = await listSnapshots(repository);
       await putSnapshotHeader(repository, { ...header, user: 'backup-operator' });
     } finally {

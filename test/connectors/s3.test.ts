@@ -21,7 +21,7 @@ import type { S3Importer as S3ImporterType } from '../../src/connectors/s3/impor
 import type { Repository } from '../../src/kloset/repository.js';
 import type { SnapshotReader } from '../../src/snapshot/reader.js';
 import type { Entry } from '../../src/snapshot/tree.js';
-import { loadBuilt } from '../helpers/built.js';
+import { loadBuilt, openLocalStore } from '../helpers/built.js';
 import { tempDir } from '../helpers/cli.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultproxy.js';
 import { startS3Server, type S3Server } from '../helpers/s3server.js';
@@ -39,7 +39,6 @@ const { restore } = (await load('snapshot/restore.js')) as typeof import('../../
 const { listSnapshots } = (await load('snapshot/header.js')) as typeof import('../../src/snapshot/header.js');
 const { KlosetError } = (await load('errors.js')) as typeof import('../../src/errors.js');
 const { compareNames } = (await load('snapshot/tree.js')) as typeof import('../../src/snapshot/tree.js');
-const { LocalBlobStore } = (await load('storage/local.js')) as typeof import('../../src/storage/local.js');
 
 const MiB = 1024 * 1024;
 
@@ -127,7 +126,7 @@ async function getObject(bucket: string, key: string) {
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 async function newRepository(): Promise<Repository> {
-  return RepositoryClass.create(new LocalBlobStore(await tempDir('kloset-s3conn-')), { passphrase: null });
+  return RepositoryClass.create(await openLocalStore(await tempDir('kloset-s3conn-')), { passphrase: null });
 }
 
 function importer(uri: string, options: ConstructorParameters<typeof S3Importer>[2] = {}, c: S3Client = client): S3ImporterType {

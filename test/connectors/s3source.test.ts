@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Repository } from '../../src/kloset/repository.js';
-import { loadBuilt } from '../helpers/built.js';
+import { loadBuilt, openLocalStore } from '../helpers/built.js';
 import { tempDir } from '../helpers/cli.js';
 import { startFaultProxy } from '../helpers/faultproxy.js';
 import { startS3Server, type S3Server } from '../helpers/s3server.js';
@@ -20,13 +20,12 @@ const { Repository: RepositoryClass } = (await loadBuilt('kloset/repository.js')
 const { backup } = (await loadBuilt('snapshot/builder.js')) as typeof import('../../src/snapshot/builder.js');
 const { SnapshotReader } = (await loadBuilt('snapshot/reader.js')) as typeof import('../../src/snapshot/reader.js');
 const { BlobType } = (await loadBuilt('kloset/sealing.js')) as typeof import('../../src/kloset/sealing.js');
-const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
 
 let s3: S3Server;
 let client: S3Client;
 
 async function newRepository(): Promise<Repository> {
-  return RepositoryClass.create(new LocalBlobStore(await tempDir('kloset-s3review-')), { passphrase: null });
+  return RepositoryClass.create(await openLocalStore(await tempDir('kloset-s3review-')), { passphrase: null });
 }
 
 interface RewritingProxy {

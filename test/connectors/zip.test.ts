@@ -26,23 +26,19 @@ async function zipOf(where: string, pause = 0): Promise<string> {
   const { SnapshotReader } = (await loadBuilt('snapshot/reader.js')) as typeof import('../../src/snapshot/reader.js');
   const { zipStream } = (await loadBuilt('connectors/archive/zip.js')) as typeof import('../../src/connectors/archive/zip.js');
   const repository = await openBuiltStore(store);
+  const [header] = await listSnapshots(repository);
+  const reader = new SnapshotReader(repository, header);
+  const file = path.join(work, `${path.basename(where) || 'root'}.zip`);
+  const handle = await fs.open(file, 'w');
   try {
-    const [header] = await listSnapshots(repository);
-    const reader = new SnapshotReader(repository, header);
-    const file = path.join(work, `${path.basename(where) || 'root'}.zip`);
-    const handle = await fs.open(file, 'w');
-    try {
-      for await (const data of zipStream(reader, await reader.lookup(where), 'root')) {
-        await handle.write(data);
-        if (pause) await new Promise((resolve) => setTimeout(resolve, pause));
-      }
-    } finally {
-      await handle.close();
+    for await (const data of zipStream(reader, await reader.lookup(where), 'root')) {
+      await handle.write(data);
+      if (pause) await new Promise((resolve) => setTimeout(resolve, pause));
     }
-    return file;
   } finally {
-    await repository.store.close();
+    await handle.close();
   }
+  return file;
 }
 
 beforeAll(async () => {

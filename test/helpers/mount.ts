@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { afterAll } from 'vitest';
 import type { Importer } from '../../src/snapshot/importer.js';
-import { loadBuilt } from './built.js';
+import { loadBuilt, openLocalStore } from './built.js';
 import { startKloset, type CliResult } from './cli.js';
 
 const run = promisify(execFile);
@@ -254,7 +254,6 @@ export async function builtLibrary() {
   const load = loadBuilt;
   return {
     ...((await load('kloset/repository.js')) as typeof import('../../src/kloset/repository.js')),
-    ...((await load('storage/local.js')) as typeof import('../../src/storage/local.js')),
     ...((await load('snapshot/builder.js')) as typeof import('../../src/snapshot/builder.js')),
     ...((await load('snapshot/header.js')) as typeof import('../../src/snapshot/header.js')),
     ...((await load('snapshot/reader.js')) as typeof import('../../src/snapshot/reader.js')),
@@ -274,7 +273,7 @@ export async function storeWithSnapshot(
   options: { passphrase?: string | null; tags?: string[] } = {},
 ): Promise<string> {
   const lib = await builtLibrary();
-  const repository = await lib.Repository.create(new lib.LocalBlobStore(store), { passphrase: options.passphrase ?? null });
+  const repository = await lib.Repository.create(await openLocalStore(store), { passphrase: options.passphrase ?? null });
   const importer = typeof source === 'string' ? new lib.FsImporter(source) : source;
   try {
     const header = await lib.backup(repository, importer, { tags: options.tags });

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadBuilt } from '../helpers/built.js';
+import { loadBuilt, openLocalStore, recordStore } from '../helpers/built.js';
 
 const { ChunkPool } = (await loadBuilt('kloset/chunkpool.js')) as typeof import('../../src/kloset/chunkpool.js');
 const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
@@ -20,7 +20,7 @@ describe('the chunk pool', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'kloset-pool-'));
-    repository = await Repository.create(new LocalBlobStore(path.join(dir, 'store')), { passphrase: null, chunking: SMALL });
+    repository = await Repository.create(await openLocalStore(path.join(dir, 'store')), { passphrase: null, chunking: SMALL });
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -118,7 +118,7 @@ describe('the chunk pool', () => {
   });
 
   it('leaves one index delta for a backup of many packs, naming every chunk', async () => {
-    const store = new LocalBlobStore(path.join(dir, 'small-packs'));
+    const store = await openLocalStore(path.join(dir, 'small-packs'));
     const packed = await Repository.create(store, { passphrase: null, chunking: SMALL, packSize: 256 * 1024 });
     const writer = packed.newWriter();
     const pool = new ChunkPool(writer);
@@ -131,7 +131,7 @@ describe('the chunk pool', () => {
       const deltas: string[] = [];
       for await (const { key } of store.list('index/')) deltas.push(key);
       expect(deltas).toHaveLength(1);
-      const reopened = await Repository.open(new LocalBlobStore(path.join(dir, 'small-packs')), async () => '');
+      const reopened = await Repository.open(await openLocalStore(path.join(dir, 'small-packs')), async () => '');
       for (const chunk of result.chunks) expect(reopened.has(chunk.id)).toBe(true);
     } finally {
       await pool.close();
@@ -146,7 +146,7 @@ describe('the chunk pool', () => {
         return super.put(key, data);
       }
     }
-    const packed = await Repository.create(new RecordingStore(path.join(dir, 'delta-spacing')), {
+    const packed = await Repository.create(recordStore(new RecordingStore(path.join(dir, 'delta-spacing'))), {
       passphrase: null,
       chunking: SMALL,
       packSize: 256 * 1024,

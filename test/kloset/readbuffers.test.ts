@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadBuilt } from '../helpers/built.js';
+import { loadBuilt, openLocalStore, recordStore } from '../helpers/built.js';
 
 const { ReadBuffers } = (await loadBuilt('kloset/readbuffers.js')) as typeof import('../../src/kloset/readbuffers.js');
 const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
@@ -87,14 +87,14 @@ describe('a repository reading with reused buffers', () => {
     it(`returns every blob whole when many are read at once, one by one and in batches (${kind} store)`, async () => {
       const dir = path.join(work, kind);
       const kdf = { memoryKiB: 8, iterations: 1, parallelism: 1 };
-      await Repository.create(new LocalBlobStore(dir), { passphrase, kdf });
+      await Repository.create(await openLocalStore(dir), { passphrase, kdf });
       const data = chunks(40);
-      const writer = (await Repository.open(new LocalBlobStore(dir), async () => passphrase ?? '')).newWriter();
+      const writer = (await Repository.open(await openLocalStore(dir), async () => passphrase ?? '')).newWriter();
       const ids: Buffer[] = [];
       for (const chunk of data) ids.push(await writer.put(BlobType.chunk, chunk));
       await writer.commit();
 
-      const store = new RecordingStore(dir);
+      const store = recordStore(new RecordingStore(dir));
       const repository = await Repository.open(store, async () => passphrase ?? '');
       for (let round = 0; round < 3; round++) {
         const single = Promise.all(ids.map((id) => repository.getBlob(id, BlobType.chunk)));

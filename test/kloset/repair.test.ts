@@ -7,10 +7,9 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { loadBuilt } from '../helpers/built.js';
+import { loadBuilt, openLocalStore } from '../helpers/built.js';
 
 const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
-const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
 const { BlobType } = (await loadBuilt('kloset/sealing.js')) as typeof import('../../src/kloset/sealing.js');
 const { packKey } = (await loadBuilt('kloset/packfile.js')) as typeof import('../../src/kloset/packfile.js');
 const { repairIndex } = (await loadBuilt('kloset/repair.js')) as typeof import('../../src/kloset/repair.js');
@@ -19,7 +18,7 @@ const savedCache = process.env.XDG_CACHE_HOME;
 let work: string;
 let store: string;
 
-const open = (options?: { loadIndex?: boolean }) => Repository.open(new LocalBlobStore(store), async () => 'unused', options);
+const open = async (options?: { loadIndex?: boolean }) => Repository.open(await openLocalStore(store), async () => 'unused', options);
 /** A fresh reader of the store, with no local copy of the index to trust. */
 async function reopen() {
   await fs.rm(process.env.XDG_CACHE_HOME!, { recursive: true, force: true });
@@ -30,7 +29,7 @@ beforeEach(async () => {
   work ??= await fs.mkdtemp(path.join(os.tmpdir(), 'kloset-repair-lib-'));
   store = path.join(work, `store-${Math.random().toString(16).slice(2)}`);
   process.env.XDG_CACHE_HOME = `${store}-cache`;
-  await Repository.create(new LocalBlobStore(store), { passphrase: null });
+  await Repository.create(await openLocalStore(store), { passphrase: null });
 });
 
 afterAll(async () => {
@@ -70,21 +69,21 @@ describe('repairIndex', () => {
     await writer.put(BlobType.chunk, Buffer.from('indexed'));
     await writer.commit();
     const deltas = await fs.readdir(path.join(store, 'index'));
-    const flaky = new LocalBlobStore(store);
+    const flaky = await openLocalStore(store);
     flaky.get = async () => {
       throw Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
     };
-    const repository = await Repository.open(new LocalBlobStore(store), async () => 'unused', { loadIndex: false });
+    const repository = await Repository.open(await openLocalStore(store), async () => 'unused', { loadIndex: false });
     Object.defineProperty(repository, 'store', { value: flaky });
     await expect(repairIndex(repository)).rejects.toThrow(/ECONNRESET/);
     expect(await fs.readdir(path.join(store, 'index'))).toEqual(deltas);
 
-    const trailers = new LocalBlobStore(store);
+    const trailers = await openLocalStore(store);
     trailers.getRange = async () => {
       throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
     };
     for (const delta of deltas) await fs.rm(path.join(store, 'index', delta));
-    const unindexed = await Repository.open(new LocalBlobStore(store), async () => 'unused', { loadIndex: false });
+    const unindexed = await Repository.open(await openLocalStore(store), async () => 'unused', { loadIndex: false });
     Object.defineProperty(unindexed, 'store', { value: trailers });
     await expect(repairIndex(unindexed)).rejects.toThrow(/socket hang up/);
     expect(await fs.readdir(path.join(store, 'index'))).toEqual([]);

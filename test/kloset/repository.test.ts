@@ -7,17 +7,16 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { loadBuilt } from '../helpers/built.js';
+import { loadBuilt, openLocalStore } from '../helpers/built.js';
 
 const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
-const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
 const { BlobType } = (await loadBuilt('kloset/sealing.js')) as typeof import('../../src/kloset/sealing.js');
 const { StoreLock } = (await loadBuilt('kloset/locks.js')) as typeof import('../../src/kloset/locks.js');
 
 let work: string;
 let store: string;
 const savedCache = process.env.XDG_CACHE_HOME;
-const open = () => Repository.open(new LocalBlobStore(store), async () => 'unused');
+const open = async () => Repository.open(await openLocalStore(store), async () => 'unused');
 
 /** Stores one chunk through a writer of its own, as a backup would; returns the chunk's id and the delta naming it. */
 async function storeChunk(text: string): Promise<{ id: Buffer; delta: string }> {
@@ -36,7 +35,7 @@ beforeAll(async () => {
 beforeEach(async () => {
   store = path.join(work, `store-${Date.now()}-${Math.random().toString(16).slice(2)}`);
   process.env.XDG_CACHE_HOME = path.join(store + '-cache');
-  await Repository.create(new LocalBlobStore(store), { passphrase: null });
+  await Repository.create(await openLocalStore(store), { passphrase: null });
 });
 afterAll(async () => {
   process.env.XDG_CACHE_HOME = savedCache;
@@ -102,20 +101,20 @@ describe('the index', () => {
 describe('a CONFIG', () => {
   it('whose key derivation Argon2 would refuse (less than 8 KiB per lane) is refused as malformed, before the passphrase is asked', async () => {
     const encrypted = path.join(work, `encrypted-${Math.random().toString(16).slice(2)}`);
-    await Repository.create(new LocalBlobStore(encrypted), { passphrase: 'right', kdf: { memoryKiB: 64, iterations: 1, parallelism: 2 } });
+    await Repository.create(await openLocalStore(encrypted), { passphrase: 'right', kdf: { memoryKiB: 64, iterations: 1, parallelism: 2 } });
     const config = JSON.parse(await fs.readFile(path.join(encrypted, 'CONFIG'), 'utf8'));
     config.encryption.kdf.memoryKiB = 8;
     config.encryption.kdf.parallelism = 16;
     await fs.writeFile(path.join(encrypted, 'CONFIG'), JSON.stringify(config));
     const asked = vi.fn(async () => 'right');
-    await expect(Repository.open(new LocalBlobStore(encrypted), asked)).rejects.toThrow(/not a kloset store \(its CONFIG is malformed: encryption.kdf\)$/);
+    await expect(Repository.open(await openLocalStore(encrypted), asked)).rejects.toThrow(/not a kloset store \(its CONFIG is malformed: encryption.kdf\)$/);
     expect(asked).not.toHaveBeenCalled();
   });
 });
 
 describe('the local store', () => {
   it('lists what is left of a directory whose files are deleted while it is listed', async () => {
-    const blobs = new LocalBlobStore(store);
+    const blobs = await openLocalStore(store);
     for (const name of ['a', 'b', 'c']) await blobs.put(`snapshots/${name}`, Buffer.from(name));
     const seen: string[] = [];
     for await (const { key } of blobs.list('snapshots/')) {

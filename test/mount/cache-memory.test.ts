@@ -42,7 +42,6 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await repository?.store.close();
   if (work) await fs.rm(work, { recursive: true, force: true });
 });
 

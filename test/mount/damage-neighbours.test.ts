@@ -13,6 +13,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openLocalStore } from '../helpers/built.js';
 import { tempDir } from '../helpers/cli.js';
 import { MiB, flipByte, writeRandomFile } from '../helpers/fixtures.js';
 import { builtLibrary, mountCli, unmountAll, type MountedCli } from '../helpers/mount.js';
@@ -53,7 +54,7 @@ describe.skipIf(!hasStrace || !isRoot)('a mounted file with one damaged chunk, r
     await writeRandomFile(path.join(source, 'f.bin'), 24 * MiB);
     const store = path.join(work, 'store');
     const lib = await builtLibrary();
-    const repository = await lib.Repository.create(new lib.LocalBlobStore(store), { passphrase: null });
+    const repository = await lib.Repository.create(await openLocalStore(store), { passphrase: null });
     const importer = new lib.FsImporter(source);
     const header = await lib.backup(repository, importer, {}).finally(() => importer.close());
     const reader = new lib.SnapshotReader(repository, header);

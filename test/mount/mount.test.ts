@@ -13,6 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { getAttribute, listAttributes, setAttribute } from '@napi-rs/xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openLocalStore } from '../helpers/built.js';
 import { tempDir } from '../helpers/cli.js';
 import { MiB, klosetWith, writeRandomFile } from '../helpers/fixtures.js';
 import { builtLibrary, isMountPoint, mountCli, mountTable, mountType, unmountAll, type MountedCli } from '../helpers/mount.js';
@@ -252,7 +253,7 @@ describe('one snapshot mounted', () => {
     process.env.XDG_CACHE_HOME = env.XDG_CACHE_HOME;
     let boundaries: number[];
     try {
-      const repository = await lib.Repository.open(new lib.LocalBlobStore(store), async () => PASSPHRASE);
+      const repository = await lib.Repository.open(await openLocalStore(store), async () => PASSPHRASE);
       const header = await lib.resolveSnapshot(repository, treeId, (damaged) => {
         throw damaged;
       });

@@ -35,7 +35,6 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await repository?.store.close();
   if (work) await fs.rm(work, { recursive: true, force: true });
 });
 

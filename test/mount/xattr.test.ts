@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { getAttribute, listAttributes, setAttribute } from '@napi-rs/xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
-import { openBuiltStore } from '../helpers/built.js';
+import { openBuiltStore, openLocalStore } from '../helpers/built.js';
 import { storeWithTwoSnapshots } from '../helpers/fixtures.js';
 import { builtLibrary, endMountOf, mountCli, mountSnapshotOf, storeWithSnapshot, type MountedCli } from '../helpers/mount.js';
 
@@ -154,7 +154,7 @@ describe.skipIf(!hasPython)('a snapshot whose header predates the count of entri
     const id = await storeWithSnapshot(store, oldSource);
     // The header as a version before the count wrote it: no withAttributes in its stats.
     const lib = await builtLibrary();
-    const repository = await lib.Repository.open(new lib.LocalBlobStore(store), async () => '', { loadIndex: false });
+    const repository = await lib.Repository.open(await openLocalStore(store), async () => '', { loadIndex: false });
     const [header] = await lib.listSnapshots(repository);
     expect(header.stats.withAttributes).toBe(1);
     const { withAttributes: _counted, ...stats } = header.stats;

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { loadBuilt } from '../helpers/built.js';
+import { loadBuilt, recordStore } from '../helpers/built.js';
 
 const { backup } = (await loadBuilt('snapshot/builder.js')) as typeof import('../../src/snapshot/builder.js');
 const { SnapshotReader } = (await loadBuilt('snapshot/reader.js')) as typeof import('../../src/snapshot/reader.js');
@@ -40,7 +40,7 @@ it('decodes a directory once for every snapshot that holds it', async () => {
     mkdirSync(path.join(source, sub), { recursive: true });
     for (let i = 0; i < 20; i++) writeFileSync(path.join(source, sub, `f${i}.txt`), `${sub} ${i}\n`);
   }
-  const store = new CountingStore(path.join(dir, 'store'));
+  const store = recordStore(new CountingStore(path.join(dir, 'store')));
   const repository = await Repository.create(store, { passphrase: null });
   // Two snapshots of an unchanged tree: the same directory blobs.
   const first = await backup(repository, new FsImporter(source));
@@ -86,7 +86,7 @@ it('restores several large files with no more chunks fetched at once than the re
       }
     }
   }
-  const store = new ConcurrencyStore(path.join(dir, 'large-store'));
+  const store = recordStore(new ConcurrencyStore(path.join(dir, 'large-store')));
   const repository = await Repository.create(store, { passphrase: null });
   const header = await backup(repository, new FsImporter(source));
   const reader = new SnapshotReader(repository, header);

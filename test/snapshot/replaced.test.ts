@@ -8,12 +8,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SourceEntry, SkippedChild } from '../../src/snapshot/importer.js';
-import { loadBuilt } from '../helpers/built.js';
+import { loadBuilt, openLocalStore } from '../helpers/built.js';
 
 const { backup } = (await loadBuilt('snapshot/builder.js')) as typeof import('../../src/snapshot/builder.js');
 const { SnapshotReader } = (await loadBuilt('snapshot/reader.js')) as typeof import('../../src/snapshot/reader.js');
 const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
-const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
 const { FsImporter } = (await loadBuilt('connectors/fs/importer.js')) as typeof import('../../src/connectors/fs/importer.js');
 type Repository = import('../../src/kloset/repository.js').Repository;
 
@@ -23,7 +22,7 @@ describe('a file replaced by a rename while the backup runs', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'kloset-replaced-'));
-    repository = await Repository.create(new LocalBlobStore(path.join(dir, 'store')), { passphrase: null });
+    repository = await Repository.create(await openLocalStore(path.join(dir, 'store')), { passphrase: null });
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadBuilt } from '../helpers/built.js';
+import { loadBuilt, openLocalStore } from '../helpers/built.js';
 
 const tree = (await loadBuilt('snapshot/tree.js')) as typeof import('../../src/snapshot/tree.js');
 const { IntegrityError } = (await loadBuilt('errors.js')) as typeof import('../../src/errors.js');
@@ -15,7 +15,6 @@ const { SnapshotReader } = (await loadBuilt('snapshot/reader.js')) as typeof imp
 const { Repository } = (await loadBuilt('kloset/repository.js')) as typeof import('../../src/kloset/repository.js');
 const { BlobType } = (await loadBuilt('kloset/sealing.js')) as typeof import('../../src/kloset/sealing.js');
 const { BlobJudge, verifySnapshot } = (await loadBuilt('snapshot/verify.js')) as typeof import('../../src/snapshot/verify.js');
-const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
 type Entry = import('../../src/snapshot/tree.js').Entry;
 type SnapshotHeader = import('../../src/snapshot/header.js').SnapshotHeader;
 
@@ -62,7 +61,7 @@ describe('a directory blob', () => {
   });
 
   it('is read page after page only while each page begins after the one before ends', async () => {
-    const repository = await Repository.create(new LocalBlobStore(path.join(dir, 'store')), { passphrase: null });
+    const repository = await Repository.create(await openLocalStore(path.join(dir, 'store')), { passphrase: null });
     const directoryOf = async (pageEntries: Entry[][]) => {
       const writer = repository.newWriter();
       const pages = [];

@@ -7,7 +7,7 @@ import { mkdtempSync, promises as fs, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadBuilt, openBuiltStore } from '../helpers/built.js';
+import { loadBuilt, openBuiltStore, openLocalStore } from '../helpers/built.js';
 import { klosetWith, MiB, writeRandomFile } from '../helpers/fixtures.js';
 
 const { KlosetError, NotFoundError } = (await loadBuilt('errors.js')) as typeof import('../../src/errors.js');
@@ -16,7 +16,6 @@ const { BlobType } = (await loadBuilt('kloset/sealing.js')) as typeof import('..
 const { BlobJudge, verifySnapshot } = (await loadBuilt('snapshot/verify.js')) as typeof import('../../src/snapshot/verify.js');
 const { listSnapshots } = (await loadBuilt('snapshot/header.js')) as typeof import('../../src/snapshot/header.js');
 const { SnapshotReader } = (await loadBuilt('snapshot/reader.js')) as typeof import('../../src/snapshot/reader.js');
-const { LocalBlobStore } = (await loadBuilt('storage/local.js')) as typeof import('../../src/storage/local.js');
 
 let dir: string;
 const savedCache = process.env.XDG_CACHE_HOME;
@@ -30,7 +29,7 @@ afterAll(() => {
 });
 
 async function storeWithOneChunk(name: string) {
-  const store = new LocalBlobStore(path.join(dir, name));
+  const store = await openLocalStore(path.join(dir, name));
   const repository = await Repository.create(store, { passphrase: null });
   const writer = repository.newWriter();
   const id = await writer.put(BlobType.chunk, Buffer.from('some file content'));

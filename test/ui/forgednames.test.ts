@@ -9,6 +9,7 @@ import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openLocalStore } from '../helpers/built.js';
 import { tempDir } from '../helpers/cli.js';
 import { ForgedImporter, type Tree } from '../helpers/forged.js';
 import { builtLibrary, storeWithSnapshot } from '../helpers/mount.js';
@@ -60,7 +61,7 @@ beforeAll(async () => {
   const store = path.join(work, 'store');
   await storeWithSnapshot(store, new ForgedImporter(FIRST));
   const lib = await builtLibrary();
-  const repository = await lib.Repository.open(new lib.LocalBlobStore(store), async () => 'unused');
+  const repository = await lib.Repository.open(await openLocalStore(store), async () => 'unused');
   await lib.backup(repository, new ForgedImporter(SECOND));
   ui = await startUi(store, { XDG_CACHE_HOME: path.join(work, 'cache'), XDG_CONFIG_HOME: path.join(work, 'config') });
   const { snapshots } = (await get('/api/snapshots')).json() as { snapshots: { id: string }[] };
