@@ -33,7 +33,9 @@ export class TokenGuard {
     if (queryTokens.length === 1 && this.matches(queryTokens[0])) return 'query';
     const auth = req.headers.authorization;
     if (auth && /^Bearer /i.test(auth) && this.matches(auth.slice(7).trim())) return 'bearer';
-    if (this.matches(readCookie(req.headers.cookie, this.cookieName))) return 'cookie';
+    // Every cookie of the name: a page of another local server can set one of its own for the same host
+    // (cookies do not keep ports apart), and the browser may send that one first.
+    if (readCookies(req.headers.cookie, this.cookieName).some((value) => this.matches(value))) return 'cookie';
     return 'denied';
   }
 
@@ -42,12 +44,13 @@ export class TokenGuard {
   }
 }
 
-export function readCookie(header: string | undefined, name: string): string | undefined {
-  if (!header) return undefined;
+/** The values of every cookie named `name`, in the order sent. */
+export function readCookies(header: string | undefined, name: string): string[] {
+  if (!header) return [];
+  const values: string[] = [];
   for (const part of header.split(';')) {
     const eq = part.indexOf('=');
-    if (eq < 0) continue;
-    if (part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+    if (eq >= 0 && part.slice(0, eq).trim() === name) values.push(part.slice(eq + 1).trim());
   }
-  return undefined;
+  return values;
 }

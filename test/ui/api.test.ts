@@ -99,6 +99,10 @@ describe('the token', () => {
     expect(page.status).toBe(200);
     expect(page.headers['content-type']).toMatch(/^text\/html/);
     expect((await request('/api/snapshots', { auth: false, headers: { ...host, Cookie: `other=1; ${pair}` } })).status).toBe(200);
+    // A cookie of the same name set by another local server, sent first, does not lock the user out.
+    const decoy = `${pair.slice(0, pair.indexOf('='))}=decoy`;
+    expect((await request('/api/snapshots', { auth: false, headers: { ...host, Cookie: `${decoy}; ${pair}` } })).status).toBe(200);
+    expect((await request('/api/snapshots', { auth: false, headers: { ...host, Cookie: decoy } })).status).toBe(401);
   });
 
   it('sends the browser on to a path of this server only, whatever dot segments the URL holds', async () => {
