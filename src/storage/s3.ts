@@ -12,7 +12,8 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { Readable, finished } from 'node:stream';
+import { finished, type Readable } from 'node:stream';
+import { buffer as receiveWhole } from 'node:stream/consumers';
 import type { BucketLocationConstraint, PutObjectCommandInput, S3ClientConfig, StorageClass } from '@aws-sdk/client-s3';
 import { requireCjs } from '../cjs.js';
 import { IntegrityError, KlosetError, NotFoundError, UsageError } from '../errors.js';
@@ -483,7 +484,7 @@ export class S3BlobStore implements BlobStore {
           ? Buffer.alloc(0)
           : length !== undefined
             ? await receiveInto(body, into?.length === length ? into : Buffer.allocUnsafe(length))
-            : await receiveAll(body);
+            : await receiveWhole(body);
         if (length === undefined || data.length === length) return data;
         if (attempt >= BODY_ATTEMPTS) {
           throw new IntegrityError(`${key}: the server sent ${data.length} bytes of ${length}`);
@@ -803,13 +804,6 @@ function backoff(attempt: number): Promise<void> {
  * garbage collector two more buffers of the body's size. A body cut short
  * comes back short, and the caller asks again.
  */
-/** A body of no stated length, whole. */
-async function receiveAll(body: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const part of body) parts.push(part as Buffer);
-  return Buffer.concat(parts);
-}
-
 function receiveInto(body: Readable, data: Buffer): Promise<Buffer> {
   const length = data.length;
   let received = 0;
