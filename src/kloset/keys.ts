@@ -21,6 +21,18 @@ export const DEFAULT_KDF: Omit<KdfParams, 'salt'> = {
 };
 
 /**
+ * What `create` derives with when KLOSET_TESTONLY_WEAKEN_KDF=1, as borg's
+ * BORG_TESTONLY_WEAKEN_KDF: test suites run the CLI hundreds of times, and the
+ * default cost is a tenth of a second of each. A store created so is no
+ * better protected than its passphrase alone.
+ */
+export const TESTONLY_WEAK_KDF: Omit<KdfParams, 'salt' | 'algorithm'> = {
+  memoryKiB: 1024,
+  iterations: 1,
+  parallelism: 1,
+};
+
+/**
  * The keys every other layer uses, all derived from one random master key so
  * that changing the passphrase only rewraps 64 bytes.
  */

@@ -209,6 +209,22 @@ describe('a backed-up directory', () => {
   });
 });
 
+describe('create', () => {
+  const kdfOf = async (store: string) =>
+    (JSON.parse(await fs.readFile(path.join(store, 'CONFIG'), 'utf8')) as { encryption: { kdf: Record<string, unknown> } }).encryption.kdf;
+
+  it('derives the key with argon2id over 64 MiB in three passes, and cheaply only when told it runs under tests', async () => {
+    const store = path.join(work, 'kdf-default-store');
+    expect((await kloset(['at', store, 'create'], { env: { KLOSET_TESTONLY_WEAKEN_KDF: undefined } })).code).toBe(0);
+    expect(await kdfOf(store)).toMatchObject({ algorithm: 'argon2id', memoryKiB: 65536, iterations: 3, parallelism: 2 });
+    const weak = path.join(work, 'kdf-weak-store');
+    expect((await kloset(['at', weak, 'create'])).code).toBe(0);
+    expect(await kdfOf(weak)).toMatchObject({ algorithm: 'argon2id', memoryKiB: 1024, iterations: 1, parallelism: 1 });
+    expect((await kloset(['at', store, 'ls'])).code).toBe(0);
+    expect((await kloset(['at', weak, 'ls'], { env: { KLOSET_PASSPHRASE: 'another' } })).stderr).toMatch(/passphrase/);
+  });
+});
+
 describe('a plaintext store', () => {
   let source: string;
   let store: string;

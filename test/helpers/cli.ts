@@ -25,7 +25,8 @@ export function startKloset(
   const [command, ...before] = [...(options.through ?? []), BIN];
   const child = spawn(command!, [...before, ...args], {
     ...options,
-    env: { KLOSET_PASSPHRASE: 'test passphrase', ...process.env, ...(options.env ?? {}) },
+    // Stores are created with a key derivation of milliseconds (test/cli/roundtrip.test.ts checks the default).
+    env: { KLOSET_PASSPHRASE: 'test passphrase', KLOSET_TESTONLY_WEAKEN_KDF: '1', ...process.env, ...(options.env ?? {}) },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   const out: Buffer[] = [];

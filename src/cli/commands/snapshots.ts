@@ -320,7 +320,9 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const store = await ctx.emptyBlobStore();
         const passphrase = plaintext ? null : await ctx.passphrase(true);
         const { Repository } = await import('../../kloset/repository.js');
-        const repository = await Repository.create(store, { passphrase });
+        const { TESTONLY_WEAK_KDF } = await import('../../kloset/keys.js');
+        const kdf = process.env.KLOSET_TESTONLY_WEAKEN_KDF === '1' ? TESTONLY_WEAK_KDF : undefined;
+        const repository = await Repository.create(store, { passphrase, kdf });
         ctx.info(`created ${plaintext ? 'plaintext' : 'encrypted'} store ${repository.config.storeId.slice(0, 8)} at ${store.location}`);
       }),
     );
