@@ -12,8 +12,6 @@ import { ChunkCache } from './chunkcache.js';
 import { SnapshotFilesystem } from './filesystem.js';
 import { Namespace } from './namespace.js';
 
-export const DEFAULT_CACHE_BYTES = 512 * 1024 * 1024;
-
 /**
  * The cache size bounds the mount's caches together: an eighth of it (at
  * most 64 MiB) is left to directory metadata (resolved paths, and the
@@ -34,7 +32,7 @@ export type MountTarget =
   | { snapshot: SnapshotHeader; path: string };
 
 export interface MountOptions {
-  cacheBytes?: number;
+  cacheBytes: number;
   allowOther?: boolean;
   debug?: boolean;
   log: (line: string) => void;
@@ -174,7 +172,7 @@ export async function mountSnapshots(
     totals = { bytes: target.snapshot.stats.size, files: target.snapshot.stats.files };
   }
   const Fuse = loadFuse();
-  const cache = new ChunkCache(repository, chunkBudget(options.cacheBytes ?? DEFAULT_CACHE_BYTES));
+  const cache = new ChunkCache(repository, chunkBudget(options.cacheBytes));
   const filesystem = new SnapshotFilesystem(namespace, cache, options.log, totals);
   const fuse = new Fuse(mountpoint, filesystem.operations(attributesShown), {
     fsname: 'kloset',

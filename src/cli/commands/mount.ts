@@ -8,7 +8,7 @@ import { ExitCode, KlosetError, UsageError, systemReason } from '../../errors.js
 import { exactForm } from '../../snapshot/names.js';
 import { requireCurrentDirectoryFor } from '../../threads.js';
 import { listSnapshots } from '../../snapshot/header.js';
-import { DEFAULT_CACHE_BYTES, mountSnapshots, type MountTarget } from '../../mount/mount.js';
+import type { MountTarget } from '../../mount/mount.js';
 import type { CliContext, Run } from '../context.js';
 import { formatBytes, plural } from '../format.js';
 import { collect, filterFrom, parseSize, withFilterOptions, type FilterFlags } from '../options.js';
@@ -49,6 +49,9 @@ function mountLog(ctx: CliContext, file: string | undefined): { log: (line: stri
     close: () => closeSync(fd),
   };
 }
+
+/** Memory for decrypted chunks and directory metadata, unless -cache-size says otherwise. */
+const DEFAULT_CACHE_BYTES = 512 * 1024 * 1024;
 
 /** The signals that unmount a foreground mount. */
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -172,6 +175,7 @@ export function registerMountCommand(program: Command, context: () => CliContext
             };
           }
           const where = path.resolve(mountpoint);
+          const { mountSnapshots } = await import('../../mount/mount.js');
           const mounted = await mountSnapshots(repository, where, target, {
             cacheBytes,
             allowOther: fuseOptions.includes('allow_other'),

@@ -7,23 +7,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Command } from 'commander';
+import type { PicomatchOptions } from 'picomatch';
 import { requireCjs } from '../../cjs.js';
-import { tarStream, type TarOptions } from '../../connectors/archive/tar.js';
-import { zipStream } from '../../connectors/archive/zip.js';
+import type { TarOptions } from '../../connectors/archive/tar.js';
 import type { Exporter } from '../../snapshot/exporter.js';
-import { FsExporter } from '../../connectors/fs/exporter.js';
-import { FsImporter } from '../../connectors/fs/importer.js';
 import { isWithin, realLocation, storeInDestination, storeInSource } from '../../connectors/storeplaces.js';
 import type { Importer } from '../../snapshot/importer.js';
-import { StreamImporter, streamFileNameProblem } from '../../connectors/stdin/importer.js';
+import type { StreamImporter } from '../../connectors/stdin/importer.js';
 import { ExitCode, KlosetError, UsageError, systemReason } from '../../errors.js';
-import { backup } from '../../snapshot/builder.js';
-import { diffTrees, type DiffItem } from '../../snapshot/diff.js';
-import { Locator } from '../../snapshot/locate.js';
+import type { DiffItem } from '../../snapshot/diff.js';
 import { LATEST, listSnapshots, resolveSnapshot, shortId, snapshotSummary, type SnapshotHeader } from '../../snapshot/header.js';
 import { exactForm, listedName, nameFromBytes, shownName } from '../../snapshot/names.js';
 import { SnapshotReader } from '../../snapshot/reader.js';
-import { restore, type RestoreOptions } from '../../snapshot/restore.js';
+import type { RestoreOptions } from '../../snapshot/restore.js';
 import { formatMode, type Entry } from '../../snapshot/tree.js';
 import type { BlobStore } from '../../storage/blobstore.js';
 import { LocalBlobStore } from '../../storage/local.js';
@@ -35,7 +31,10 @@ import { ProgressLine } from '../progress.js';
 import { collect, filterFrom, parseSize, patternsWithFiles, positiveCount, withFilterOptions, type FilterFlags } from '../options.js';
 import { filterSnapshots, findSnapshot, isEmptyFilter, parseSnapshotRef, parseTags } from '../snapshotref.js';
 
-const picomatch = requireCjs('picomatch') as typeof import('picomatch');
+/** picomatch, loaded by the commands that match patterns. */
+function glob(pattern: string, options: PicomatchOptions): (path: string) => boolean {
+  return (requireCjs('picomatch') as typeof import('picomatch'))(pattern, options);
+}
 
 /** How long an interrupted restore waits for its clean-up (aborting uploads) before it exits anyway. */
 export const ABANDON_TIMEOUT_MS = 5000;
@@ -105,7 +104,7 @@ function withSomethingToMatch(pattern: string, glob = pattern): string {
  */
 function pathMatcher(patterns: string[]): ((rel: string) => boolean) | undefined {
   if (patterns.length === 0) return undefined;
-  const matchers = patterns.map((p) => ({ match: picomatch(withSomethingToMatch(p, p.replace(/^\/+/, '')), { dot: true }), anchored: p.startsWith('/') }));
+  const matchers = patterns.map((p) => ({ match: glob(withSomethingToMatch(p, p.replace(/^\/+/, '')), { dot: true }), anchored: p.startsWith('/') }));
   // A name that is not UTF-8 is typed as it is shown, with U+FFFD (see shownName).
   const matches = (rel: string) => matchers.some(({ match, anchored }) => match(rel) || (!anchored && match(path.posix.basename(rel))));
   return (rel) => matches(rel) || (!rel.isWellFormed() && matches(shownName(rel)));
@@ -126,7 +125,7 @@ interface BackupFlags {
 }
 
 /** The source of a backup of a stream (-stdin, -stdin-from-command), or undefined for a directory or a bucket. */
-function streamImporter(paths: string[], opts: BackupFlags): StreamImporter | undefined {
+async function streamImporter(paths: string[], opts: BackupFlags): Promise<StreamImporter | undefined> {
   if (opts.stdin && opts.stdinFromCommand) throw new UsageError('-stdin and -stdin-from-command: choose one');
   if (!opts.stdin && !opts.stdinFromCommand) {
     if (opts.stdinFilename !== 'stdin') throw new UsageError('-stdin-filename names what -stdin or -stdin-from-command reads');
@@ -156,6 +155,7 @@ function streamImporter(paths: string[], opts: BackupFlags): StreamImporter | un
       throw new KlosetError(`-stdin-from-command: ${systemReason(err)}`);
     }
   }
+  const { StreamImporter, streamFileNameProblem } = await import('../../connectors/stdin/importer.js');
   const problem = streamFileNameProblem(opts.stdinFilename);
   if (problem) throw new UsageError(`-stdin-filename: ${problem}`);
   return new StreamImporter(opts.stdinFilename, opts.stdin ? undefined : paths, opts.host);
@@ -351,7 +351,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         if (notText !== undefined) throw new UsageError(`${notText}: not UTF-8 text: a host name or a tag is text`);
         // `-` for standard input, as rustic and most Unix tools read it (a directory of that name is ./-).
         if (paths.length === 1 && paths[0] === '-' && !opts.stdinFromCommand) [paths, opts] = [[], { ...opts, stdin: true }];
-        const stream = streamImporter(paths, opts);
+        const stream = await streamImporter(paths, opts);
         if (opts.stdin && ctx.options.passphraseFile === '-') throw new UsageError('-stdin and --passphrase-file -: standard input cannot carry both');
         if (!stream && paths.length > 1) throw new UsageError(`back up one directory or bucket at a time, not ${paths.length}`);
         const { location, options: sourceOptions } = stream
@@ -363,7 +363,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         if (fromS3 && opts.excludeCaches) throw new UsageError('-exclude-caches applies to a local directory, not to a bucket');
         const excludePath = pathMatcher(patternsWithFiles(opts.exclude, opts.excludeFile));
         const largest = opts.excludeLargerThan === undefined ? undefined : parseSize(opts.excludeLargerThan);
-        const local = fromS3 || stream ? undefined : new FsImporter(location, { oneFileSystem: opts.oneFileSystem, excludeCaches: opts.excludeCaches, host: opts.host });
+        const local = fromS3 || stream ? undefined : new (await import('../../connectors/fs/importer.js')).FsImporter(location, { oneFileSystem: opts.oneFileSystem, excludeCaches: opts.excludeCaches, host: opts.host });
         // The S3 connector's modules load while the store opens, whose key derivation runs on the thread pool.
         const connector = fromS3 ? import('../../connectors/s3/importer.js') : undefined;
         connector?.catch(() => undefined); // awaited below, once the store is open
@@ -418,6 +418,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           );
         }
         try {
+          const { backup } = await import('../../snapshot/builder.js');
           const header = await backup(repository, importer, {
             tags: parseTags(opts.tag),
             host: opts.host,
@@ -574,6 +575,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         // As restic's diff: metadata-only changes are listed on request. JSON has every item, marked by its reasons.
         const counts = { added: 0, removed: 0, changed: 0 };
         const items: DiffItem[] = [];
+        const { diffTrees } = await import('../../snapshot/diff.js');
         await diffTrees(readerA, rootA, readerB, rootB, base, {
           limit: 0,
           onItem: (item) => {
@@ -608,7 +610,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         for (const pattern of patterns) {
           if (pattern.includes('/')) throw new UsageError(`${JSON.stringify(pattern)}: patterns match names, not paths`);
         }
-        const matchers = patterns.map((pattern) => picomatch(withSomethingToMatch(pattern), { dot: true }));
+        const matchers = patterns.map((pattern) => glob(withSomethingToMatch(pattern), { dot: true }));
         const filter = filterFrom(opts);
         if (opts.snapshot === '') throw new UsageError('-snapshot "" names no snapshot');
         if (opts.snapshot && !isEmptyFilter(filter)) throw new UsageError('locate takes -snapshot or selection flags (-tag, -host, -before, -since, -latest), not both');
@@ -619,6 +621,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         let current: SnapshotHeader | undefined;
         let damaged = 0;
         // A directory that cannot be read is named and searched no further; the rest still is, and the exit code says partial.
+        const { Locator } = await import('../../snapshot/locate.js');
         const locator = new Locator(
           (name) => matchers.some((m) => m(name)),
           (dirPath, err) => {
@@ -698,7 +701,10 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
               if (cause === 'name') lost++;
             },
           };
-          const members = format === 'zip' ? zipStream(reader, entry, rootName, options) : tarStream(reader, entry, rootName, options);
+          const members =
+            format === 'zip'
+              ? (await import('../../connectors/archive/zip.js')).zipStream(reader, entry, rootName, options)
+              : (await import('../../connectors/archive/tar.js')).tarStream(reader, entry, rootName, options);
           const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [Readable.from(members, { objectMode: false })];
           if (format === 'tarball') stages.push(createGzip());
           destination = await openArchiveOutput(output, existing);
@@ -769,7 +775,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           const entry = await reader.lookup(ref.path, names);
           const exporter: Exporter = toS3
             ? (await import('../../connectors/s3/exporter.js')).S3Exporter.fromConfig(location, destinationOptions, process.env, { keepOut })
-            : new FsExporter(location, { sparse: opts.sparse, keepOut });
+            : new (await import('../../connectors/fs/exporter.js')).FsExporter(location, { sparse: opts.sparse, keepOut });
           const total = entry.kind === 'directory' ? entry.summary?.size : entry.size;
           const progress = new ProgressLine('restore', total);
           const started = Date.now();
@@ -791,6 +797,7 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
           };
           process.once('SIGINT', onSignal);
           process.once('SIGTERM', onSignal);
+          const { restore } = await import('../../snapshot/restore.js');
           const result = await restore(reader, entry, '/' + names.join('/'), exporter, {
             concurrency: opts.concurrency,
             select: selection.select,

@@ -2,7 +2,6 @@ import type { Command } from 'commander';
 import { ExitCode, KlosetError, UsageError } from '../../errors.js';
 import { StoreLockedError, type StoreLock } from '../../kloset/locks.js';
 import type { Repository } from '../../kloset/repository.js';
-import { copySnapshot } from '../../snapshot/copy.js';
 import { listSnapshots, resolveSnapshot, shortId, type DamagedSnapshotError, type SnapshotHeader } from '../../snapshot/header.js';
 import type { CliContext, NamedStore, Run } from '../context.js';
 import { formatBytes, formatDuration, plural } from '../format.js';
@@ -116,6 +115,7 @@ async function syncLeg(ctx: CliContext, from: Side, to: Side, selected: Snapshot
         .pop();
       const progress = new ProgressLine(`copy ${shortId(header.id)}`, header.root.summary?.size);
       try {
+        const { copySnapshot } = await import('../../snapshot/copy.js');
         const copy = await copySnapshot(from.repository, header, to.repository, {
           parent,
           signal: controller.signal,
