@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsExporter } from '../../src/connectors/fs/exporter.js';
 import type { Entry } from '../../src/snapshot/tree.js';
+import { loadBuilt } from '../helpers/built.js';
 import { tempDir } from '../helpers/cli.js';
 import { escapeRegExp } from '../helpers/fixtures.js';
 
@@ -235,5 +236,38 @@ describe('a restore given a path that names the target itself', () => {
     await exporter.close();
     expect((await fs.lstat(target)).isDirectory()).toBe(true);
     expect(await fs.readdir(target)).toEqual(['sub']);
+  });
+});
+
+describe('the small files of a restore', () => {
+  it('are written whole, each failure named, both the first few (before the writing thread starts) and the rest (through it)', async () => {
+    const target = path.join(work, 'small');
+    // Built: the thread runs smallfileworker.js beside the exporter, which exists only in dist/.
+    const { FsExporter: BuiltExporter } = (await loadBuilt('connectors/fs/exporter.js')) as typeof import('../../src/connectors/fs/exporter.js');
+    const exporter = new BuiltExporter(target);
+    try {
+      await exporter.createDirectory('', directory);
+      await fs.writeFile(path.join(target, 'plain'), 'a file, not a directory');
+      const batch = (prefix: string, count: number) =>
+        Array.from({ length: count }, (_, i) => {
+          const name = i === 1 ? `plain/${prefix}-${i}` : `${prefix}-${i}`;
+          return { path: name, entry: { ...file(name, 0), mode: 0o100600 }, data: Buffer.from(`${prefix} ${i}\n`.repeat(i + 1)) };
+        });
+      const writer = (exporter as unknown as { smallFiles: { running: boolean } }).smallFiles;
+      for (const [prefix, count, threaded] of [['first', 3, false], ['rest', 40, true]] as const) {
+        const failures = await exporter.writeFiles(batch(prefix, count));
+        expect(writer.running).toBe(threaded);
+        expect(failures.map((failure) => failure !== undefined)).toEqual(Array.from({ length: count }, (_, i) => i === 1));
+        expect((failures[1] as NodeJS.ErrnoException).code).toBe('ENOTDIR');
+        for (let i = 0; i < count; i++) {
+          if (i === 1) continue;
+          const written = path.join(target, `${prefix}-${i}`);
+          expect(await fs.readFile(written, 'utf8')).toBe(`${prefix} ${i}\n`.repeat(i + 1));
+          expect((await fs.stat(written)).mode & 0o7777).toBe(0o600);
+        }
+      }
+    } finally {
+      await exporter.close();
+    }
   });
 });

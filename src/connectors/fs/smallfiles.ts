@@ -40,6 +40,11 @@ export class SmallFileWriter {
   private readonly inFlight = new Set<Promise<unknown>>();
   private nextId = 0;
 
+  /** Whether the thread has been started. */
+  get running(): boolean {
+    return this.thread !== undefined;
+  }
+
   /** Resolves with each file's failure, or null for a file written. */
   write(settings: WriteSettings, files: SmallFile[]): Promise<(SmallFileFailure | null)[]> {
     if (this.failure) return Promise.reject(this.failure);
