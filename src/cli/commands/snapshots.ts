@@ -15,6 +15,7 @@ import { isWithin, realLocation, storeInDestination, storeInSource } from '../..
 import type { Importer } from '../../snapshot/importer.js';
 import type { StreamImporter } from '../../connectors/stdin/importer.js';
 import { ExitCode, KlosetError, UsageError, systemReason } from '../../errors.js';
+import { TESTONLY_WEAK_KDF } from '../../kloset/keys.js';
 import type { DiffItem } from '../../snapshot/diff.js';
 import { LATEST, listSnapshots, resolveSnapshot, shortId, snapshotSummary, type SnapshotHeader } from '../../snapshot/header.js';
 import { exactForm, listedName, nameFromBytes, shownName } from '../../snapshot/names.js';
@@ -320,7 +321,6 @@ export function registerSnapshotCommands(program: Command, context: () => CliCon
         const store = await ctx.emptyBlobStore();
         const passphrase = plaintext ? null : await ctx.passphrase(true);
         const { Repository } = await import('../../kloset/repository.js');
-        const { TESTONLY_WEAK_KDF } = await import('../../kloset/keys.js');
         const kdf = process.env.KLOSET_TESTONLY_WEAKEN_KDF === '1' ? TESTONLY_WEAK_KDF : undefined;
         const repository = await Repository.create(store, { passphrase, kdf });
         ctx.info(`created ${plaintext ? 'plaintext' : 'encrypted'} store ${repository.config.storeId.slice(0, 8)} at ${store.location}`);
