@@ -7,7 +7,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 python=${PYTHON:-/usr/bin/python3}
-work=$(mktemp -d /tmp/kloset-format-reader.XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/kloset-format-reader.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 export XDG_CACHE_HOME=$work/cache XDG_CONFIG_HOME=$work/config KLOSET_PASSPHRASE='format reader'
 src=$work/src
