@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, createWriteStream, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import v8 from 'node:v8';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Option, type Command } from 'commander';
 import { childEnvironment } from '../../childenv.js';
@@ -130,6 +131,18 @@ async function detach(ctx: CliContext, argv: string[], mountpoint: string): Prom
   ctx.info(`mounted in the background (pid ${child.pid}); unmount with 'fusermount -u ${path.resolve(mountpoint)}'`);
 }
 
+/**
+ * How far V8 lets the mount's heap grow between full collections, in percent
+ * of what the last one left. Every chunk a mount serves passes through a few
+ * buffers (the socket's reads, the decrypted blob, the decompressed chunk),
+ * and V8 counts their bytes toward starting a full collection against a limit
+ * set by the heap's few live objects: a cold read of 1 GiB from a store on S3
+ * ran some 40 of them, each marking the whole heap. With 1000, a dozen: the
+ * mount used about a sixth less CPU and read 10 to 25% faster, for 15 to
+ * 50 MB more RSS (set for the mount alone: a backup's peak would rise too).
+ */
+const MOUNT_HEAP_GROWING_PERCENT = 1000;
+
 export function registerMountCommand(program: Command, context: () => CliContext, run: Run, argv: string[]): void {
   withFilterOptions(program.command('mount'))
     .description('mount snapshots read-only through FUSE')
@@ -154,6 +167,7 @@ export function registerMountCommand(program: Command, context: () => CliContext
         // The FUSE binding takes the mount point as text: typed with bytes that are not UTF-8, it would mount elsewhere.
         if (!mountpoint.isWellFormed()) throw new UsageError(`${mountpoint}: a mount point's path must be UTF-8 text: mount at another directory`);
         if ((flags.background || flags.daemon) && !flags.foreground) return detach(ctx, argv, mountpoint);
+        v8.setFlagsFromString(`--heap-growing-percent=${MOUNT_HEAP_GROWING_PERCENT}`);
         const notify = flags.notifyFd ? createWriteStream('', { fd: Number(flags.notifyFd) }) : undefined;
         let releaseLock: () => Promise<void> = async () => undefined;
         let closeLog: () => void = () => {};
