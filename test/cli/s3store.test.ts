@@ -239,7 +239,7 @@ describe('a store given as s3://bucket/prefix', () => {
 
   it("creates a store under a prefix that holds only the console's empty folder object", async () => {
     await s3.createBucket('console-bucket');
-    await s3.client().send(new PutObjectCommand({ Bucket: 'console-bucket', Key: 'backups/', Body: '' }));
+    await s3.client().send(new PutObjectCommand({ Bucket: 'console-bucket', Key: 'backups/', Body: '', ContentLength: 0 }));
     const { kloset } = await sandbox(s3.env());
     const result = await kloset(['at', 's3://console-bucket/backups', 'create']);
     expect(result.stderr).toBe('');
@@ -259,7 +259,7 @@ describe('a store given as s3://bucket/prefix', () => {
 
   it("refuses to create a store under a prefix that holds the console's folder object and other objects beside it", async () => {
     await s3.createBucket('folder-busy-bucket');
-    await s3.client().send(new PutObjectCommand({ Bucket: 'folder-busy-bucket', Key: 'data/', Body: '' }));
+    await s3.client().send(new PutObjectCommand({ Bucket: 'folder-busy-bucket', Key: 'data/', Body: '', ContentLength: 0 }));
     await s3.client().send(new PutObjectCommand({ Bucket: 'folder-busy-bucket', Key: 'data/precious.txt', Body: 'keep me' }));
     const { kloset } = await sandbox(s3.env());
     const result = await kloset(['at', 's3://folder-busy-bucket/data', 'create']);
