@@ -3,7 +3,7 @@
  * backed up and restored byte for byte, as tar and restic keep them; they
  * show, and are typed back, with U+FFFD, through the CLI and the mount.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -137,9 +137,12 @@ describe('names that are not UTF-8', () => {
 
   it('are matched on an unchanged re-backup, so no file is opened again', async () => {
     const trace = path.join(work, 'rebackup.trace');
-    execFileSync('strace', ['-f', '-qq', '-e', 'trace=openat', '-o', trace, BIN, 'at', store, 'backup', source], {
+    const rebackup = spawnSync('strace', ['-f', '-qq', '-e', 'trace=openat', '-o', trace, BIN, 'at', store, 'backup', source], {
       env: { ...process.env, XDG_CACHE_HOME: path.join(work, 'cache'), KLOSET_PASSPHRASE: 'test passphrase' },
+      encoding: 'utf8',
     });
+    expect(rebackup.status).toBe(0);
+    expect(rebackup.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^warning: \d+ entries whose names are not UTF-8 text were backed up/)]);
     const opened = (await fs.readFile(trace, 'latin1')).split('\n').filter((line) => line.includes(source) && !/O_DIRECTORY/.test(line));
     // strace writes the bytes that are not text as octal escapes: caf\351/na\357ve.txt.
     expect(opened.filter((line) => /\\3[0-7]{2}|\.txt|\.bin/.test(line))).toEqual([]);
