@@ -22,7 +22,7 @@ export default function setup(): () => void {
   const cache = path.join(run, 'cache');
   // Some tests run the CLI as another user, in directories of theirs below TMPDIR: as /tmp, it lets anyone in.
   chmodSync(run, 0o755);
-  mkdirSync(tmp, { mode: 0o1777 });
+  mkdirSync(tmp);
   chmodSync(tmp, 0o1777);
   mkdirSync(cache);
   process.env.TMPDIR = tmp;
