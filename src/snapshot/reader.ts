@@ -8,8 +8,8 @@ import { shownName } from './names.js';
 import type { Slots } from './slots.js';
 import { compareNames, decodeChunkList, decodeDirectory, decodePage, follows, OUT_OF_ORDER, type DirectoryNode, type Entry } from './tree.js';
 
-/** Chunks fetched ahead of a sequential reader: keeps several ranged reads in flight. */
-const READ_AHEAD = 4;
+/** Chunks fetched ahead of a sequential reader: keeps a few ranged reads in flight. */
+const READ_AHEAD = 8;
 
 type TreeCache = LRUCache<string, DirectoryNode | Entry[]>;
 
@@ -260,27 +260,46 @@ export class FileContent {
   }
 
   /**
-   * The whole content in order, with up to READ_AHEAD chunks fetched in
-   * parallel. Readers given the same `ahead` (a restore's files) take one
-   * of its slots per fetch, so together they fetch no more than it holds;
-   * a reader waits for a slot only when it has no fetch of its own in flight.
+   * Bytes [start, end) of the content (all of it by default) in order, in
+   * pieces that follow the chunks, with up to READ_AHEAD chunks fetched
+   * ahead. They are asked for in batches of at least half of that: chunks
+   * asked for together come in one ranged read where they lie side by side
+   * in a pack, so a large file costs a request per few megabytes, not one
+   * per chunk. Readers given the same `ahead` (a restore's files) take one
+   * of its slots per chunk, so together they fetch no more than it holds;
+   * a reader waits for a slot only when it has nothing of its own in flight.
    */
-  async *stream(ahead?: Slots): AsyncIterable<Buffer> {
-    const inFlight: { data: Promise<Buffer>; release: () => void }[] = [];
-    let next = 0;
+  async *stream({ start = 0, end = this.size, ahead }: StreamOptions = {}): AsyncGenerator<Buffer> {
+    end = Math.min(end, this.size);
+    if (start >= end) return;
+    const last = this.chunkAt(end - 1);
+    let next = this.chunkAt(start);
+    const inFlight: { index: number; data: Promise<Buffer>; release: () => void }[] = [];
     const fill = async () => {
-      while (next < this.chunks.length && inFlight.length < READ_AHEAD) {
-        const release = !ahead ? () => undefined : inFlight.length === 0 ? await ahead.acquire() : ahead.tryAcquire();
-        if (!release) return;
-        const data = this.chunk(next++);
-        data.catch(() => undefined); // awaited below in order
-        inFlight.push({ data, release });
+      if (inFlight.length > READ_AHEAD / 2) return;
+      const releases: (() => void)[] = [];
+      while (next + releases.length <= last && inFlight.length + releases.length < READ_AHEAD) {
+        const release = !ahead ? () => undefined : inFlight.length + releases.length === 0 ? await ahead.acquire() : ahead.tryAcquire();
+        if (!release) break;
+        releases.push(release);
       }
+      if (releases.length === 0) return;
+      const first = next;
+      next += releases.length;
+      const batch = this.repository.getBlobs(
+        this.chunks.slice(first, next).map((chunk) => chunk.id),
+        BlobType.chunk,
+      );
+      releases.forEach((release, k) => {
+        const data = batch.then((all) => all[k]);
+        data.catch(() => undefined); // awaited below in order, or not at all by a reader stopped early
+        inFlight.push({ index: first + k, data, release });
+      });
     };
     try {
       await fill();
       while (inFlight.length > 0) {
-        const { data, release } = inFlight.shift()!;
+        const { index, data, release } = inFlight.shift()!;
         let chunk: Buffer;
         try {
           chunk = await data;
@@ -288,10 +307,20 @@ export class FileContent {
           release();
         }
         await fill();
-        yield chunk;
+        const base = this.offsets[index];
+        yield base >= start && this.offsets[index + 1] <= end ? chunk : chunk.subarray(Math.max(0, start - base), end - base);
       }
     } finally {
       for (const { release } of inFlight) release(); // a reader stopped early (a failed write)
     }
   }
+}
+
+export interface StreamOptions {
+  /** The first byte to read. */
+  start?: number;
+  /** Where to stop: the byte after the last one read. */
+  end?: number;
+  /** Fetch slots shared with other readers. */
+  ahead?: Slots;
 }

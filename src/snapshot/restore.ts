@@ -95,7 +95,7 @@ export async function restore(
   const restoreFile = async (rel: string, file: Entry): Promise<boolean> => {
     try {
       const content = await reader.openFile(file);
-      await exporter.writeFile(rel, file, content.stream(ahead));
+      await exporter.writeFile(rel, file, content.stream({ ahead }));
       result.files++;
       result.bytes += file.size;
       options.onProgress?.({ files: result.files, bytes: result.bytes, errors: result.errors });

@@ -44,8 +44,6 @@ export const MAX_PAGE = 1000;
 export const DEFAULT_PAGE = 200;
 export const DEFAULT_DIFF_ITEMS = 1000;
 export const MAX_DIFF_ITEMS = 10000;
-/** Chunks of a range read in flight at once. */
-const RANGE_READ_AHEAD = 3;
 
 export interface ApiDependencies {
   catalog: SnapshotCatalog;
@@ -114,30 +112,6 @@ async function lookup(reader: SnapshotReader, where: string): Promise<Entry> {
   } catch (err) {
     if (err instanceof KlosetError && !(err instanceof IntegrityError)) throw new HttpError(404, err.message);
     throw err;
-  }
-}
-
-/** The bytes [start, end) of a file, read chunk by chunk through FileContent.read, a few chunks ahead. */
-export async function* readRange(content: FileContent, start: number, end: number): AsyncGenerator<Buffer> {
-  if (start >= end) return;
-  const last = content.chunkAt(end - 1);
-  let next = content.chunkAt(start);
-  const pending: Promise<Buffer>[] = [];
-  const fill = () => {
-    while (next <= last && pending.length < RANGE_READ_AHEAD) {
-      const from = Math.max(start, content.offsets[next]);
-      const to = Math.min(end, content.offsets[next + 1]);
-      next++;
-      const read = content.read(from, to - from);
-      read.catch(() => undefined); // awaited in order below
-      pending.push(read);
-    }
-  };
-  fill();
-  while (pending.length > 0) {
-    const data = await pending.shift()!;
-    fill();
-    yield data;
   }
 }
 
@@ -323,7 +297,7 @@ export class UiApi {
         return void res.end();
       }
       if (head) return void res.end();
-      return sendStream(res, 200, content.stream()[Symbol.asyncIterator]() as AsyncGenerator<Buffer>);
+      return sendStream(res, 200, content.stream());
     }
     if (ranges.length === 1) {
       const { start, end } = ranges[0];
@@ -334,7 +308,7 @@ export class UiApi {
         res.statusCode = 206;
         return void res.end();
       }
-      return sendStream(res, 206, readRange(content, start, end + 1));
+      return sendStream(res, 206, content.stream({ start, end: end + 1 }));
     }
     const boundary = `kloset-${randomBytes(12).toString('hex')}`;
     const partHead = (r: ByteRange, i: number) =>
@@ -351,7 +325,7 @@ export class UiApi {
     async function* parts(): AsyncGenerator<Buffer> {
       for (const [i, r] of list.entries()) {
         yield partHead(r, i);
-        yield* readRange(content, r.start, r.end + 1);
+        yield* content.stream({ start: r.start, end: r.end + 1 });
       }
       yield tail;
     }
