@@ -37,6 +37,13 @@ function transferable(part: Buffer): Buffer {
   return copy;
 }
 
+/**
+ * Sealed chunks held back, across streams, until a chunk cut before them
+ * comes back from the worker that seals it (see StreamState.held). A chunk
+ * that finds no room goes to the packs at once, after what its stream holds.
+ */
+const HELD_MAX = 16 * 1024 * 1024;
+
 /** Bytes of streamed sources handed to one worker and not yet used up: bounds memory and keeps every worker busy. */
 const IN_FLIGHT_PER_WORKER = 8 * 1024 * 1024;
 
@@ -59,12 +66,30 @@ interface StreamState {
   newBytes: number;
   /** Chunks handed to another worker to seal, not yet back: the stream is done only when none is left... */
   handedOff: number;
-  /** ...and its worker has cut its last chunk. */
+  /** ...and its worker has cut its last chunk... */
   cut: boolean;
+  /** ...and no write of its chunks is under way, and none is held. */
+  writing: number;
+  /**
+   * Chunks [0, placed) are in the writer's packs, or need no place there
+   * (stored before). A chunk handed off to another worker comes back after
+   * the chunks cut after it; those wait in `held`, copied out of their
+   * batch, and follow it into the pack, so that a file's chunks lie in its
+   * packs in order and a reader fetches several of them in one request.
+   * Null: a chunk stored before, which only stands in line.
+   */
+  placed: number;
+  held: Map<number, SealedChunk | null>;
   changed: boolean;
   resolve: (content: ChunkedContent) => void;
   reject: (err: Error) => void;
   failed: boolean;
+}
+
+interface SealedChunk {
+  id: Buffer;
+  sealed: Buffer;
+  size: number;
 }
 
 interface PoolWorker {
@@ -91,6 +116,14 @@ export class ChunkPool {
   private readonly workers: PoolWorker[] = [];
   private readonly streams = new Map<number, StreamState>();
   private readonly waiting: Extract<ChunkJob, { kind: 'file' }>[] = [];
+  /**
+   * Every stream's held chunks are copied into one buffer, one after the
+   * other, which starts over once none of them is left: a buffer for each
+   * raised a backup's peak memory by twice what they held.
+   */
+  private heldSpace: Buffer | undefined;
+  private heldUsed = 0;
+  private heldCount = 0;
   private nextStream = 1;
   private sendScheduled = false;
   private failure: Error | undefined;
@@ -139,6 +172,9 @@ export class ChunkPool {
         newBytes: 0,
         handedOff: 0,
         cut: false,
+        writing: 0,
+        placed: 0,
+        held: new Map(),
         changed: false,
         resolve,
         reject,
@@ -258,7 +294,8 @@ export class ChunkPool {
    * Applies one batch: every sealed chunk goes to the writer, even one of a
    * stream that failed meanwhile, because the worker now counts it as stored
    * and will not seal it again for another file. A chunk handed off goes on
-   * to its helper; its sealed bytes come back in one of the helper's batches.
+   * to its helper; its sealed bytes come back in one of the helper's batches,
+   * and the chunks cut after it wait for them (place).
    */
   private async apply(worker: PoolWorker, batch: WorkerBatch): Promise<void> {
     const sealedBytes = batch.sealed ? Buffer.from(batch.sealed) : undefined;
@@ -284,20 +321,18 @@ export class ChunkPool {
             state.chunks.push({ id, size });
             this.count(state, size);
           }
+          const position = result.sealOnly ? result.positions![n] : state ? state.chunks.length - 1 : 0;
           if (length === HANDED_OFF) {
             const data = batch.handedOff[handedOff++];
-            const position = state ? state.chunks.length - 1 : 0;
             if (state) state.handedOff++;
             this.chunksHandedOff++;
             this.send(this.workers[offset], { kind: 'seal', stream: result.stream, position, data: new Uint8Array(data) }, data);
             continue;
           }
-          if (length === 0 || writerError) continue;
+          if (writerError) continue;
+          const chunk = length === 0 ? null : { id, sealed: sealedBytes!.subarray(offset, offset + length), size };
           try {
-            if (await this.writer.addSealed(BlobType.chunk, id, sealedBytes!.subarray(offset, offset + length), size) && state) {
-              state.newChunks++;
-              state.newBytes += length;
-            }
+            await this.place(state, position, chunk);
           } catch (err) {
             writerError = err as Error;
           }
@@ -307,15 +342,14 @@ export class ChunkPool {
         if (result.last) state.cut = true;
         if (result.changed) state.changed = true;
         if (writerError) this.fail(result.stream, state, writerError);
-        else if (state.cut && state.handedOff === 0) {
-          this.finish(result.stream, state);
-          const size = state.chunks.reduce((sum, c) => sum + c.size, 0);
-          state.resolve({ chunks: state.chunks, size, newChunks: state.newChunks, newBytes: state.newBytes, changed: state.changed });
-        }
+        else this.settle(result.stream, state);
       }
       for (const error of batch.errors) {
         const state = this.streams.get(error.stream);
-        if (state) this.fail(error.stream, state, Object.assign(new KlosetError(error.message), { code: error.code }));
+        if (!state) continue;
+        // Another stream may have used a held chunk as stored: it goes to the writer whatever becomes of this one.
+        if (!writerError) await this.placeHeld(state, Infinity).catch(() => undefined);
+        this.fail(error.stream, state, Object.assign(new KlosetError(error.message), { code: error.code }));
       }
     } finally {
       if (batch.sealed) {
@@ -323,6 +357,81 @@ export class ChunkPool {
         this.send(worker, undefined, batch.sealed);
       }
     }
+  }
+
+  /**
+   * Sends a sealed chunk (null: one stored before) at `position` of its
+   * stream to the writer, in stream order: held while an earlier chunk is
+   * still with another worker, then followed by the held chunks it was
+   * holding up. A stream that failed (no state) takes no order.
+   */
+  private async place(state: StreamState | undefined, position: number, chunk: SealedChunk | null): Promise<void> {
+    if (!state) {
+      if (chunk) await this.writer.addSealed(BlobType.chunk, chunk.id, chunk.sealed, chunk.size);
+      return;
+    }
+    if (position > state.placed) {
+      if (!chunk || this.heldUsed + chunk.sealed.length <= HELD_MAX) {
+        state.held.set(position, chunk && this.holdCopy(chunk));
+        return;
+      }
+      // No room to hold it: what the stream holds goes now, then this chunk; those it waited for follow when they come.
+      await this.placeHeld(state, position);
+    }
+    state.placed = Math.max(state.placed, position + 1);
+    await this.write(state, chunk);
+    await this.placeHeld(state);
+  }
+
+  /**
+   * Writes the held chunks next in line; with `past`, first every held chunk
+   * before that position, whether or not the chunks between them have come.
+   */
+  private async placeHeld(state: StreamState, past = 0): Promise<void> {
+    state.placed = Math.max(state.placed, past);
+    while (state.held.size > 0) {
+      const position = Math.min(...state.held.keys());
+      if (position > state.placed) return;
+      if (position === state.placed) state.placed++;
+      const chunk = state.held.get(position)!;
+      state.held.delete(position);
+      try {
+        await this.write(state, chunk);
+      } finally {
+        if (chunk && --this.heldCount === 0) this.heldUsed = 0;
+      }
+    }
+  }
+
+  /** Its batch buffer goes back to the worker once the batch is applied: a held chunk is a copy. */
+  private holdCopy(chunk: SealedChunk): SealedChunk {
+    this.heldSpace ??= Buffer.allocUnsafeSlow(HELD_MAX);
+    const sealed = this.heldSpace.subarray(this.heldUsed, this.heldUsed + chunk.sealed.length);
+    chunk.sealed.copy(sealed);
+    this.heldUsed += sealed.length;
+    this.heldCount++;
+    return { ...chunk, sealed };
+  }
+
+  private async write(state: StreamState, chunk: SealedChunk | null): Promise<void> {
+    if (!chunk) return;
+    state.writing++;
+    try {
+      if (await this.writer.addSealed(BlobType.chunk, chunk.id, chunk.sealed, chunk.size)) {
+        state.newChunks++;
+        state.newBytes += chunk.sealed.length;
+      }
+    } finally {
+      state.writing--;
+    }
+  }
+
+  /** Resolves a stream once it is cut, its hand-offs are back, and all its chunks are with the writer. */
+  private settle(stream: number, state: StreamState): void {
+    if (!state.cut || state.handedOff > 0 || state.writing > 0 || state.held.size > 0 || this.streams.get(stream) !== state) return;
+    this.finish(stream, state);
+    const size = state.chunks.reduce((sum, c) => sum + c.size, 0);
+    state.resolve({ chunks: state.chunks, size, newChunks: state.newChunks, newBytes: state.newBytes, changed: state.changed });
   }
 
   private fail(stream: number, state: StreamState, err: Error): void {

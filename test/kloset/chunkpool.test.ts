@@ -73,7 +73,7 @@ describe('the chunk pool', () => {
     }
   });
 
-  it('seals the chunks of one large file on every worker, listed in the order the file has them', async () => {
+  it('seals the chunks of one large file on every worker, listed and stored in the order the file has them', async () => {
     const data = randomBytes(12 * 1024 * 1024);
     const file = path.join(dir, 'large');
     writeFileSync(file, data);
@@ -97,6 +97,15 @@ describe('the chunk pool', () => {
     expect(shared.result.chunks.map((c) => c.id.toString('hex'))).toEqual(alone.result.chunks.map((c) => c.id.toString('hex')));
     expect(shared.result.chunks.map((c) => c.size)).toEqual(alone.result.chunks.map((c) => c.size));
     expect((await contentOf(shared.result.chunks)).equals(data)).toBe(true);
+    // In its packs, each chunk right after the one before it, though the chunks handed off were sealed later:
+    // a reader then fetches a run of them in one request.
+    const locations = shared.result.chunks.map((c) => repository.index.get(c.id)!);
+    const misplaced = locations.filter((at, i) => {
+      const before = locations[i - 1];
+      return i > 0 && at.packId.equals(before.packId) && at.offset !== before.offset + before.length;
+    });
+    expect(misplaced).toEqual([]);
+    expect(new Set(locations.map((at) => at.packId.toString('hex'))).size).toBeLessThanOrEqual(2);
   });
 
   it('stores the chunks two files share once and names them in both', async () => {
