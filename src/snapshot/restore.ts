@@ -162,6 +162,42 @@ export async function restore(
   };
 
   /**
+   * Single-chunk files are fetched SMALL_FILE_BATCH at a time, across
+   * directories: chunks stored side by side come in one ranged read, not
+   * one request per file, and a tree of small directories (a bucket's many
+   * prefixes) does not cost a request per directory. A batch is a task like
+   * a large file, so the walk goes on while it is fetched; each directory
+   * with files in it is finished once it is written.
+   */
+  interface Batch {
+    items: { rel: string; file: Entry }[];
+    bytes: number;
+    start: () => void;
+    done: Promise<void>;
+  }
+  let batch: Batch | undefined;
+  const restoreBatch = async (items: Batch['items']) => {
+    const ids = items.map((item) => (item.file.content as { chunks: { id: Buffer }[] }).chunks[0].id);
+    const chunks = await reader.repository.getBlobs(ids, BlobType.chunk).catch(() => undefined);
+    // A damaged chunk fails the whole batch: then each file on its own, so the damage is named.
+    if (chunks) await restoreChunks(items, chunks);
+    else await Promise.all(items.map((item) => restoreFile(item.rel, item.file)));
+  };
+  const openBatch = (): Batch => {
+    let start!: () => void;
+    const started = new Promise<void>((resolve) => (start = resolve));
+    const items: Batch['items'] = [];
+    return { items, bytes: 0, start, done: started.then(() => restoreBatch(items)) };
+  };
+  const flushBatch = async () => {
+    const full = batch;
+    batch = undefined;
+    if (!full) return;
+    full.start();
+    await schedule(full.done);
+  };
+
+  /**
    * Walks a directory and returns once its entries are scheduled; the
    * promise it gives back settles when the directory is complete. The walk
    * does not wait for one directory's files before going on to the next,
@@ -193,24 +229,6 @@ export async function restore(
       pendingHere.add(task);
       await schedule(task);
     };
-    // Single-chunk files are fetched SMALL_FILE_BATCH at a time: chunks stored
-    // side by side come in one ranged read, not one request per file. A batch
-    // is a task like a large file, so the walk goes on while it is fetched.
-    let batch: { rel: string; file: Entry }[] = [];
-    let batchBytes = 0;
-    const restoreBatch = async (items: { rel: string; file: Entry }[]) => {
-      const ids = items.map((item) => (item.file.content as { chunks: { id: Buffer }[] }).chunks[0].id);
-      const chunks = await reader.repository.getBlobs(ids, BlobType.chunk).catch(() => undefined);
-      // A damaged chunk fails the whole batch: then each file on its own, so the damage is named.
-      if (chunks) await restoreChunks(items, chunks);
-      else await Promise.all(items.map((item) => restoreFile(item.rel, item.file)));
-    };
-    const flushBatch = async () => {
-      const items = batch;
-      batch = [];
-      batchBytes = 0;
-      if (items.length > 0) await start(restoreBatch(items));
-    };
     try {
       for await (const child of reader.children(dir)) {
         const childRel = joinPath(rel, child.name);
@@ -230,16 +248,17 @@ export async function restore(
         if (key) {
           await start(restoreLinked(childRel, child, key));
         } else if (child.kind === 'file' && child.content && 'chunks' in child.content && child.content.chunks.length === 1) {
-          batch.push({ rel: childRel, file: child });
-          batchBytes += child.size;
-          if (batch.length >= SMALL_FILE_BATCH || batchBytes >= SMALL_FILE_BATCH_BYTES) await flushBatch();
+          batch ??= openBatch();
+          pendingHere.add(batch.done);
+          batch.items.push({ rel: childRel, file: child });
+          batch.bytes += child.size;
+          if (batch.items.length >= SMALL_FILE_BATCH || batch.bytes >= SMALL_FILE_BATCH_BYTES) await flushBatch();
         } else if (child.kind === 'file') {
           await start(restoreFile(childRel, child));
         } else {
           await exporter.createSpecial(childRel, child).catch((err) => fail(childRel, err));
         }
       }
-      await flushBatch();
     } catch (err) {
       fail(rel, err);
     }
@@ -252,7 +271,11 @@ export async function restore(
     return { done };
   };
 
-  if (entry.kind === 'directory') await (await walk('', entry, options.select ? 'enter' : 'take')).done;
+  if (entry.kind === 'directory') {
+    const walked = await walk('', entry, options.select ? 'enter' : 'take');
+    await flushBatch();
+    await walked.done;
+  }
   else {
     // One file, symlink, FIFO or device: into the target, made as for a directory's contents,
     // if -include or -exclude takes it by its name, as they take a directory's entries.

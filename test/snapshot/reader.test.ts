@@ -137,3 +137,42 @@ it('reads a large file in a ranged read per few chunks, and any range of it byte
     expect(Buffer.concat(range).equals(bytes.subarray(start, end)), `[${start}, ${end})`).toBe(true);
   }
 });
+
+it('restores the small files of many small directories in a few ranged reads, byte for byte', async () => {
+  const { restore } = (await loadBuilt('snapshot/restore.js')) as typeof import('../../src/snapshot/restore.js');
+  const { FsExporter } = (await loadBuilt('connectors/fs/exporter.js')) as typeof import('../../src/connectors/fs/exporter.js');
+  const { randomBytes } = await import('node:crypto');
+  const { readFileSync } = await import('node:fs');
+  // As a bucket's prefixes: 40 directories of five files, 64 to 96 KiB each (one chunk).
+  const source = path.join(dir, 'prefixes');
+  const files = new Map<string, Buffer>();
+  for (let d = 0; d < 40; d++) {
+    mkdirSync(path.join(source, `p${d}`, 'q'), { recursive: true });
+    for (let f = 0; f < 5; f++) {
+      const rel = path.join(`p${d}`, f % 2 ? 'q' : '', `f${f}`);
+      const data = randomBytes(64 * 1024 + ((d * 5 + f) * 163) % (32 * 1024));
+      writeFileSync(path.join(source, rel), data);
+      files.set(rel, data);
+    }
+  }
+  /** The local store, counting the ranged reads of 64 KiB or more: chunks, not the small directories. */
+  class ChunkReadsStore extends LocalBlobStore {
+    chunkReads = 0;
+    override getRange(key: string, offset: number, length: number): Promise<Buffer> {
+      if (length >= 64 * 1024) this.chunkReads++;
+      return super.getRange(key, offset, length);
+    }
+  }
+  const store = recordStore(new ChunkReadsStore(path.join(dir, 'prefixes-store')));
+  const repository = await Repository.create(store, { passphrase: null });
+  const header = await backup(repository, new FsImporter(source));
+  const reader = new SnapshotReader(await Repository.open(store, async () => 'unused'), header);
+  const target = path.join(dir, 'prefixes-restored');
+  const exporter = new FsExporter(target);
+  const result = await restore(reader, header.root, '/', exporter);
+  await exporter.close();
+  expect(result).toMatchObject({ files: 200, errors: 0 });
+  // 16 MiB in batches of 64 files, each a few reads of up to 4 MiB; a batch per directory would take 80.
+  expect(store.chunkReads).toBeLessThanOrEqual(12);
+  for (const [rel, data] of files) expect(readFileSync(path.join(target, rel)).equals(data), rel).toBe(true);
+});
