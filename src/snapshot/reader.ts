@@ -11,19 +11,27 @@ import { compareNames, decodeChunkList, decodeDirectory, decodePage, follows, OU
 /** Chunks fetched ahead of a sequential reader: keeps a few ranged reads in flight. */
 const READ_AHEAD = 8;
 
-type TreeCache = LRUCache<string, DirectoryNode | Entry[]>;
+/** Subdirectories of a listing whose nodes are read ahead together: a walk or a reader of the listing wants them next. */
+const DIRECTORIES_AHEAD = 64;
+
+interface TreeCache {
+  /** Decoded directory nodes and pages, by blob id. */
+  nodes: LRUCache<string, DirectoryNode | Entry[]>;
+  /** Directory nodes being read ahead, by blob id: settles (never rejects) once they are in `nodes`, or are not. */
+  readingAhead: Map<string, Promise<void>>;
+}
 
 /**
- * Decoded directory nodes and pages, by blob id, for every reader of a
- * repository: snapshots share most of their trees, and a mount or a viewer
- * that walks many snapshots then holds one cache, not one per snapshot.
+ * The tree cache of every reader of a repository: snapshots share most of
+ * their trees, and a mount or a viewer that walks many snapshots then holds
+ * one cache, not one per snapshot.
  */
 const treeCaches = new WeakMap<Repository, TreeCache>();
 
 function treeCacheOf(repository: Repository): TreeCache {
   let cache = treeCaches.get(repository);
   // Nodes and pages are small and re-read on every lookup: keep the recent ones.
-  if (!cache) treeCaches.set(repository, (cache = new LRUCache<string, DirectoryNode | Entry[]>({ max: 256 })));
+  if (!cache) treeCaches.set(repository, (cache = { nodes: new LRUCache({ max: 256 }), readingAhead: new Map() }));
   return cache;
 }
 
@@ -32,13 +40,14 @@ function treeCacheOf(repository: Repository): TreeCache {
  * mount: path lookup, paged directory listing, seekable file content.
  */
 export class SnapshotReader {
-  private readonly nodes: TreeCache;
+  private readonly nodes: TreeCache['nodes'];
+  private readonly readingAhead: TreeCache['readingAhead'];
 
   constructor(
     readonly repository: Repository,
     readonly header: SnapshotHeader,
   ) {
-    this.nodes = treeCacheOf(repository);
+    ({ nodes: this.nodes, readingAhead: this.readingAhead } = treeCacheOf(repository));
   }
 
   get root(): Entry {
@@ -49,11 +58,47 @@ export class SnapshotReader {
     if (entry.kind !== 'directory' || !entry.tree) throw new KlosetError(`${entry.name || '/'}: not a directory`);
     const key = entry.tree.toString('latin1');
     let node = this.nodes.get(key) as DirectoryNode | undefined;
+    if (!node && this.readingAhead.has(key)) {
+      await this.readingAhead.get(key);
+      node = this.nodes.get(key) as DirectoryNode | undefined;
+    }
     if (!node) {
       node = decodeDirectory(await this.repository.getBlob(entry.tree, BlobType.tree));
       this.nodes.set(key, node);
     }
     return node;
+  }
+
+  /**
+   * Starts reading the nodes of the first DIRECTORIES_AHEAD subdirectories
+   * among `entries` that are neither cached nor on their way, as one batch:
+   * written one after the other by the backup, they come in a ranged read
+   * or a few, where fetching each when it is entered costs a request each
+   * (a restore of a bucket's many prefixes from a store on S3). A batch that
+   * fails caches nothing; each node is then read, and its damage named, when
+   * it is entered.
+   */
+  private readAhead(entries: readonly Entry[]): void {
+    const ids: Buffer[] = [];
+    for (const entry of entries) {
+      if (ids.length >= DIRECTORIES_AHEAD) break;
+      if (entry.kind !== 'directory' || !entry.tree) continue;
+      const key = entry.tree.toString('latin1');
+      if (!this.nodes.has(key) && !this.readingAhead.has(key)) ids.push(entry.tree);
+    }
+    if (ids.length === 0) return;
+    const keys = ids.map((id) => id.toString('latin1'));
+    const reading = this.repository
+      .getBlobs(ids, BlobType.tree)
+      .then((blobs) => {
+        const nodes = blobs.map(decodeDirectory);
+        nodes.forEach((node, i) => this.nodes.set(keys[i], node));
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        for (const key of keys) this.readingAhead.delete(key);
+      });
+    for (const key of keys) this.readingAhead.set(key, reading);
   }
 
   private async page(id: Buffer): Promise<Entry[]> {
@@ -75,6 +120,7 @@ export class SnapshotReader {
   async *children(entry: Entry): AsyncIterable<Entry> {
     const node = await this.directory(entry);
     if ('entries' in node) {
+      this.readAhead(node.entries);
       yield* node.entries;
       return;
     }
@@ -84,6 +130,7 @@ export class SnapshotReader {
       const entries = await this.page(page.id);
       if (last !== undefined && entries.length > 0 && !follows(last, entries[0]!.name)) throw new IntegrityError(OUT_OF_ORDER);
       last = entries.at(-1)?.name ?? last;
+      this.readAhead(entries);
       yield* entries;
     }
   }

@@ -138,41 +138,49 @@ it('reads a large file in a ranged read per few chunks, and any range of it byte
   }
 });
 
-it('restores the small files of many small directories in a few ranged reads, byte for byte', async () => {
+it('restores the small files of many small directories in a few batches, byte for byte, reading their directories ahead', async () => {
   const { restore } = (await loadBuilt('snapshot/restore.js')) as typeof import('../../src/snapshot/restore.js');
   const { FsExporter } = (await loadBuilt('connectors/fs/exporter.js')) as typeof import('../../src/connectors/fs/exporter.js');
+  const { BlobType } = (await loadBuilt('kloset/sealing.js')) as typeof import('../../src/kloset/sealing.js');
   const { randomBytes } = await import('node:crypto');
   const { readFileSync } = await import('node:fs');
-  // As a bucket's prefixes: 40 directories of five files, 64 to 96 KiB each (one chunk).
+  // As a bucket's prefixes: 40 directories of three files and a subdirectory of two, 64 to 96 KiB each (one chunk).
   const source = path.join(dir, 'prefixes');
   const files = new Map<string, Buffer>();
   for (let d = 0; d < 40; d++) {
     mkdirSync(path.join(source, `p${d}`, 'q'), { recursive: true });
     for (let f = 0; f < 5; f++) {
       const rel = path.join(`p${d}`, f % 2 ? 'q' : '', `f${f}`);
-      const data = randomBytes(64 * 1024 + ((d * 5 + f) * 163) % (32 * 1024));
+      const data = randomBytes(64 * 1024 + (((d * 5 + f) * 163) % (32 * 1024)));
       writeFileSync(path.join(source, rel), data);
       files.set(rel, data);
     }
   }
-  /** The local store, counting the ranged reads of 64 KiB or more: chunks, not the small directories. */
-  class ChunkReadsStore extends LocalBlobStore {
-    chunkReads = 0;
-    override getRange(key: string, offset: number, length: number): Promise<Buffer> {
-      if (length >= 64 * 1024) this.chunkReads++;
-      return super.getRange(key, offset, length);
-    }
-  }
-  const store = recordStore(new ChunkReadsStore(path.join(dir, 'prefixes-store')));
-  const repository = await Repository.create(store, { passphrase: null });
-  const header = await backup(repository, new FsImporter(source));
-  const reader = new SnapshotReader(await Repository.open(store, async () => 'unused'), header);
+  const store = recordStore(new LocalBlobStore(path.join(dir, 'prefixes-store')));
+  const header = await backup(await Repository.create(store, { passphrase: null }), new FsImporter(source));
+  const repository = await Repository.open(store, async () => 'unused');
+  // What the restore asks of the repository: blobs one by one, and batches of them.
+  const asked = { chunkBatches: 0, directories: 0, directoryBatches: 0 };
+  const { getBlob, getBlobs } = repository;
+  repository.getBlob = (id, type) => {
+    if (type === BlobType.tree) asked.directories++;
+    return getBlob.call(repository, id, type);
+  };
+  repository.getBlobs = (ids, type) => {
+    if (type === BlobType.chunk) asked.chunkBatches++;
+    if (type === BlobType.tree) asked.directoryBatches++;
+    return getBlobs.call(repository, ids, type);
+  };
   const target = path.join(dir, 'prefixes-restored');
   const exporter = new FsExporter(target);
-  const result = await restore(reader, header.root, '/', exporter);
+  const result = await restore(new SnapshotReader(repository, header), header.root, '/', exporter);
   await exporter.close();
   expect(result).toMatchObject({ files: 200, errors: 0 });
-  // 16 MiB in batches of 64 files, each a few reads of up to 4 MiB; a batch per directory would take 80.
-  expect(store.chunkReads).toBeLessThanOrEqual(12);
+  // 16 MiB of files in batches of 64 files or 8 MiB, whatever directory they are in: not one batch per directory.
+  expect(asked.chunkBatches).toBeLessThanOrEqual(5);
+  // Every directory but the root is read ahead, as its parent is listed: the 40 below the root in one batch,
+  // then the subdirectory of each.
+  expect(asked.directoryBatches).toBe(41);
+  expect(asked.directories).toBe(1);
   for (const [rel, data] of files) expect(readFileSync(path.join(target, rel)).equals(data), rel).toBe(true);
 });
