@@ -16,7 +16,7 @@ const CHUNKS_AHEAD = 8;
 
 /** Single-chunk files fetched and written together: up to this many, or this many bytes. */
 const SMALL_FILE_BATCH = 64;
-const SMALL_FILE_BATCH_BYTES = 8 * 1024 * 1024;
+const SMALL_FILE_BATCH_BYTES = 4 * 1024 * 1024;
 
 /**
  * What a restore does with an entry: `skip` it, `take` it with everything
