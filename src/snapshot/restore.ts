@@ -275,8 +275,7 @@ export async function restore(
     const walked = await walk('', entry, options.select ? 'enter' : 'take');
     await flushBatch();
     await walked.done;
-  }
-  else {
+  } else {
     // One file, symlink, FIFO or device: into the target, made as for a directory's contents,
     // if -include or -exclude takes it by its name, as they take a directory's entries.
     const selection = options.select?.(entry.name, entry) ?? 'take';
