@@ -366,10 +366,7 @@ export class ChunkPool {
    * holding up. A stream that failed (no state) takes no order.
    */
   private async place(state: StreamState | undefined, position: number, chunk: SealedChunk | null): Promise<void> {
-    if (!state) {
-      if (chunk) await this.writer.addSealed(BlobType.chunk, chunk.id, chunk.sealed, chunk.size);
-      return;
-    }
+    if (!state) return this.write(undefined, chunk);
     if (position > state.placed) {
       if (!chunk || this.heldUsed + chunk.sealed.length <= HELD_MAX) {
         state.held.set(position, chunk && this.holdCopy(chunk));
@@ -413,16 +410,17 @@ export class ChunkPool {
     return { ...chunk, sealed };
   }
 
-  private async write(state: StreamState, chunk: SealedChunk | null): Promise<void> {
+  /** Hands a chunk to the writer, counted for its stream when it has one. */
+  private async write(state: StreamState | undefined, chunk: SealedChunk | null): Promise<void> {
     if (!chunk) return;
-    state.writing++;
+    if (state) state.writing++;
     try {
-      if (await this.writer.addSealed(BlobType.chunk, chunk.id, chunk.sealed, chunk.size)) {
+      if ((await this.writer.addSealed(BlobType.chunk, chunk.id, chunk.sealed, chunk.size)) && state) {
         state.newChunks++;
         state.newBytes += chunk.sealed.length;
       }
     } finally {
-      state.writing--;
+      if (state) state.writing--;
     }
   }
 

@@ -288,22 +288,11 @@ export class FileContent {
     return lo;
   }
 
-  chunk(index: number): Promise<Buffer> {
-    return this.repository.getBlob(this.chunks[index].id, BlobType.chunk);
-  }
-
-  /** Up to `length` bytes at `offset` (fewer at the end of the file). */
+  /** Up to `length` bytes at `offset` (fewer at the end of the file), read as stream() reads them. */
   async read(offset: number, length: number): Promise<Buffer> {
-    const end = Math.min(this.size, offset + length);
-    if (offset >= end) return Buffer.alloc(0);
-    const first = this.chunkAt(offset);
-    const last = this.chunkAt(end - 1);
-    const parts = await Promise.all(
-      Array.from({ length: last - first + 1 }, (_, k) => this.chunk(first + k)),
-    );
-    const joined = parts.length === 1 ? parts[0] : Buffer.concat(parts);
-    const base = this.offsets[first];
-    return joined.subarray(offset - base, end - base);
+    const parts: Buffer[] = [];
+    for await (const part of this.stream({ start: offset, end: offset + length })) parts.push(part);
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
   }
 
   /**

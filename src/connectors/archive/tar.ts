@@ -257,14 +257,14 @@ const LOOKAHEAD = 16;
  * the stream with the error, so a damaged archive never looks whole.
  */
 export async function* tarStream(reader: SnapshotReader, entry: Entry, rootName: string, options: TarOptions = {}): AsyncGenerator<Buffer> {
-  const fetchSmall = (e: Entry): Promise<Buffer[]> | undefined => {
+  const fetchSmall = (e: Entry): Promise<Buffer> | undefined => {
     if (e.kind !== 'file' || e.size > SMALL_FILE || checkEntryName(e.name)) return undefined;
-    const fetching = reader.openFile(e).then((content) => Promise.all(content.chunks.map((_, i) => content.chunk(i))));
+    const fetching = reader.openFile(e).then((content) => content.read(0, content.size));
     fetching.catch(() => undefined); // awaited in its turn
     return fetching;
   };
 
-  async function* member(path: string, e: Entry, prefetched?: Promise<Buffer[]>): AsyncGenerator<Buffer> {
+  async function* member(path: string, e: Entry, prefetched?: Promise<Buffer>): AsyncGenerator<Buffer> {
     const fields = path === '' && e.kind === 'directory' ? undefined : memberFields(path, e);
     if (!fields && path !== '') {
       options.onSkip?.(path, `${e.kind} not representable in tar`, 'format');
@@ -273,7 +273,7 @@ export async function* tarStream(reader: SnapshotReader, entry: Entry, rootName:
     if (e.kind === 'file' && fields) {
       let written = 0;
       try {
-        const parts: AsyncIterable<Buffer> | Buffer[] = prefetched ? await prefetched : (await reader.openFile(e)).stream();
+        const parts: AsyncIterable<Buffer> | Buffer[] = prefetched ? [await prefetched] : (await reader.openFile(e)).stream();
         yield tarHeader(fields, e.mtime.nsec);
         for await (const data of parts) {
           written += data.length;
@@ -291,7 +291,7 @@ export async function* tarStream(reader: SnapshotReader, entry: Entry, rootName:
     if (fields) yield tarHeader(fields, e.mtime.nsec);
     if (e.kind !== 'directory') return;
     const children = reader.children(e)[Symbol.asyncIterator]();
-    const queue: { child: Entry; prefetched?: Promise<Buffer[]> }[] = [];
+    const queue: { child: Entry; prefetched?: Promise<Buffer> }[] = [];
     let exhausted = false;
     for (;;) {
       while (!exhausted && queue.length < LOOKAHEAD) {
