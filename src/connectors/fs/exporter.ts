@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, ftruncateSync, linkSync, openSync, promises as fs, rmSync, write, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, ftruncateSync, linkSync, openSync, promises as fs, rmSync, write, writeSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { childEnvironment } from '../../childenv.js';
@@ -23,6 +23,12 @@ const writeAsync = promisify(write);
 const THREADED_WRITE_MIN = 4 * 1024 * 1024;
 /** Small files a restore writes on its own thread before it starts the thread that writes them (about 0.1 s to start). */
 const FILES_BEFORE_THREAD = 16;
+/** Where Linux shows this process's descriptors: a path through one is looked up from the directory it holds. */
+const DESCRIPTORS = `/proc/${process.pid}/fd`;
+/** Linux's O_PATH (Node has no constant for it): a descriptor to look names up from, needing no right to read the directory. */
+const O_PATH = 0o10000000;
+/** A pinned directory in a system call's message, or the directory itself (`<n>/.`). */
+const PINNED_PATH = new RegExp(`${DESCRIPTORS}/(\\d+)(?:/\\.(?=$|['"\\s]))?`, 'g');
 
 export interface FsExporterOptions {
   /**
@@ -74,14 +80,27 @@ async function isEmptyDirectory(full: string): Promise<boolean> {
 
 /**
  * Restores into a local directory. Never follows a link it did not make:
- * directories are verified with lstat, files opened with O_NOFOLLOW, so a
- * symlink planted in the target cannot redirect a write outside it.
+ * each directory it makes or finds is opened without following a link and
+ * held open until it is finished, and every name in it is reached through
+ * that descriptor (`/proc/<pid>/fd/<n>/<name>`, as openat would), so the
+ * kernel looks up one name, never the directories above again. By a full
+ * path, whoever can write one of them (another user's directory in a
+ * target restored as root) could swap a directory for a symbolic link
+ * between two calls and send a write outside the target. Files are opened
+ * with O_NOFOLLOW, so a link in the place of a file is replaced, not
+ * written through. Without /proc (another system), names are reached by
+ * their full paths.
  */
 export class FsExporter implements Exporter {
   readonly target: string;
   private readonly asRoot = process.getuid?.() === 0;
-  /** Files opened and not yet complete. */
+  /** Files opened and not yet complete, by the path they are reached by. */
   private readonly writing = new Set<string>();
+  /** Directories made or found and not yet finished, by their path below the target, with the full path they show as. */
+  private readonly pinned = new Map<string, { fd: number; full: string }>();
+  /** The full path of each pinned descriptor, for messages. */
+  private readonly pinnedFull = new Map<number, string>();
+  private readonly pinning = process.platform === 'linux' && existsSync(DESCRIPTORS);
   private abandoned = false;
   /**
    * Whether the target takes the restored root's owner, mode and times: one
@@ -129,26 +148,99 @@ export class FsExporter implements Exporter {
     return full;
   }
 
-  async createDirectory(rel: string, _entry: Entry): Promise<void> {
+  /**
+   * The path calls on `rel` go by: through the descriptor of its directory
+   * when that is pinned, else (a file linked from a directory already
+   * finished) through one opened for the call, name by name from the
+   * nearest pinned directory without following a link. `release` closes
+   * what was opened for it.
+   */
+  private reach(rel: string): { full: string; at: string; release: () => void } {
     const full = this.full(rel);
+    if (!this.pinning || full === this.target) return { full, at: full, release: () => undefined };
+    const inside = this.below(full).split('/');
+    const name = inside.pop()!;
+    let depth = inside.length;
+    while (depth > 0 && !this.pinned.has(inside.slice(0, depth).join('/'))) depth--;
+    const from = this.pinned.get(inside.slice(0, depth).join('/'));
+    if (!from) return { full, at: full, release: () => undefined };
+    let fd = from.fd;
+    const opened: number[] = [];
+    const release = () => opened.forEach((n) => closeSync(n));
+    try {
+      for (const segment of inside.slice(depth)) {
+        fd = openSync(exactForm(`${DESCRIPTORS}/${fd}/${segment}`), O_PATH | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+        opened.push(fd);
+        this.pinnedFull.set(fd, path.join(this.target, ...inside.slice(0, depth + opened.length)));
+      }
+    } catch (err) {
+      release();
+      throw this.shown(err);
+    }
+    return { full, at: `${DESCRIPTORS}/${fd}/${name}`, release };
+  }
+
+  /** A directory's path below the target, '/'-separated, as `pinned` keys it. */
+  private below(full: string): string {
+    return path.relative(this.target, full).split(path.sep).join('/');
+  }
+
+  /** Holds a directory just made or checked open until it is finished (see the class). */
+  private pin(full: string, at: string): void {
+    if (!this.pinning) return;
+    const key = this.below(full);
+    // The target itself is the user's to name, a symbolic link to a directory included.
+    const fd = openSync(exactForm(at), O_PATH | constants.O_DIRECTORY | (key === '' ? 0 : constants.O_NOFOLLOW));
+    const before = this.pinned.get(key);
+    if (before) closeSync(before.fd);
+    this.pinned.set(key, { fd, full });
+    this.pinnedFull.set(fd, full);
+  }
+
+  /** A failure names the entry by its full path, not by the descriptor it was reached through. */
+  private shown<T>(err: T): T {
+    if (!this.pinning || !(err instanceof Error)) return err;
+    const named = (text: string) => text.replace(PINNED_PATH, (match, fd: string) => this.pinnedFull.get(Number(fd)) ?? match);
+    err.message = named(err.message);
+    const withPath = err as NodeJS.ErrnoException & { dest?: string };
+    if (typeof withPath.path === 'string') withPath.path = named(withPath.path);
+    if (typeof withPath.dest === 'string') withPath.dest = named(withPath.dest);
+    return err;
+  }
+
+  async createDirectory(rel: string, _entry: Entry): Promise<void> {
+    const { full, at, release } = this.reach(rel);
     try {
       // The target itself may need its parents; below it, each level is made (and checked) in turn.
       if (rel === '') {
-        this.ownTarget = (await makeDirectories(full, 0o700)) !== undefined || (await isEmptyDirectory(full));
+        const made = await makeDirectories(full, 0o700).catch((err: NodeJS.ErrnoException) => {
+          throw err.code === 'EEXIST' ? new KlosetError(`${full}: exists and is not a directory`) : err;
+        });
+        this.ownTarget = made !== undefined || (await isEmptyDirectory(full));
         // Made or found: either way it may hold a default ACL, its own or its parent's.
         if (hasDefaultAcl(full)) this.inheritedAcls = true;
-      } else await fs.mkdir(exactForm(full), { mode: 0o700 });
+      } else await this.makeDirectory(at);
+      this.pin(full, at);
+    } catch (err) {
+      throw this.shown(err);
+    } finally {
+      release();
+    }
+  }
+
+  private async makeDirectory(at: string): Promise<void> {
+    try {
+      await fs.mkdir(exactForm(at), { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const stat = await fs.lstat(exactForm(full));
+      const stat = await fs.lstat(exactForm(at));
       if (!stat.isDirectory()) {
-        if (rel === '') throw new KlosetError(`${full}: exists and is not a directory`);
-        // Below the target, a file or a symlink where the snapshot has a directory is replaced, never followed, as tar does.
-        clearName(full);
-        await fs.mkdir(exactForm(full), { mode: 0o700 });
+        // A file or a symlink where the snapshot has a directory is replaced, never followed, as tar does.
+        clearName(at);
+        await fs.mkdir(exactForm(at), { mode: 0o700 });
         return;
       }
-      if (hasDefaultAcl(full)) this.inheritedAcls = true;
+      if (hasDefaultAcl(at)) this.inheritedAcls = true;
     }
   }
 
@@ -158,10 +250,20 @@ export class FsExporter implements Exporter {
    * writes, which only copy into the page cache.
    */
   async writeFile(rel: string, entry: Entry, content: AsyncIterable<Buffer>): Promise<void> {
-    const full = this.full(rel);
-    if (this.abandoned) throw new KlosetError(`${full}: not written, the restore is stopping`);
-    const fd = createFile(full);
-    this.writing.add(full);
+    const { full, at, release } = this.reach(rel);
+    try {
+      if (this.abandoned) throw new KlosetError(`${full}: not written, the restore is stopping`);
+      await this.writeContent(at, entry, content);
+    } catch (err) {
+      throw this.shown(err);
+    } finally {
+      release();
+    }
+  }
+
+  private async writeContent(at: string, entry: Entry, content: AsyncIterable<Buffer>): Promise<void> {
+    const fd = createFile(at);
+    this.writing.add(at);
     try {
       const threaded = entry.size >= THREADED_WRITE_MIN;
       let position = 0;
@@ -184,23 +286,33 @@ export class FsExporter implements Exporter {
       if (hole) ftruncateSync(fd, position);
     } catch (err) {
       closeSync(fd);
-      this.writing.delete(full);
-      rmSync(exactForm(full), { force: true }); // no half-restored file left looking whole
+      this.writing.delete(at);
+      rmSync(exactForm(at), { force: true }); // no half-restored file left looking whole
       throw err;
     }
     try {
-      applyMetadata(full, entry, this.settings, fd);
+      applyMetadata(at, entry, this.settings, fd);
     } finally {
       closeSync(fd);
-      this.writing.delete(full);
+      this.writing.delete(at);
     }
   }
 
   async linkFile(existing: string, rel: string, _entry: Entry): Promise<void> {
-    const from = this.full(existing);
-    const full = this.full(rel);
-    if (this.abandoned) throw new KlosetError(`${full}: not written, the restore is stopping`);
-    replacing(full, () => linkSync(exactForm(from), exactForm(full)));
+    const from = this.reach(existing);
+    try {
+      const { full, at, release } = this.reach(rel);
+      try {
+        if (this.abandoned) throw new KlosetError(`${full}: not written, the restore is stopping`);
+        replacing(at, () => linkSync(exactForm(from.at), exactForm(at)));
+      } finally {
+        release();
+      }
+    } catch (err) {
+      throw this.shown(err);
+    } finally {
+      from.release();
+    }
   }
 
   /**
@@ -217,21 +329,27 @@ export class FsExporter implements Exporter {
     const failures: (Error | undefined)[] = files.map(() => undefined);
     const batch: SmallFile[] = [];
     const positions: number[] = [];
-    files.forEach(({ path: rel, entry, data }, k) => {
-      try {
-        const full = this.full(rel);
-        if (here || entry.xattrs) return writeWholeFile(full, entry, data, this.settings);
-        const { kind, mode, uid, gid, atime, mtime } = entry;
-        batch.push({ rel, full, metadata: { kind, mode, uid, gid, atime, mtime }, data });
-        positions.push(k);
-      } catch (err) {
-        failures[k] = err as Error;
-      }
-    });
-    if (batch.length > 0) {
-      (await this.smallFiles.write(this.settings, batch)).forEach((failure, k) => {
-        if (failure) failures[positions[k]] = Object.assign(new Error(failure.message), failure.code ? { code: failure.code } : {});
+    const releases: (() => void)[] = [];
+    try {
+      files.forEach(({ path: rel, entry, data }, k) => {
+        try {
+          const { at, release } = this.reach(rel);
+          releases.push(release);
+          if (here || entry.xattrs) return writeWholeFile(at, entry, data, this.settings);
+          const { kind, mode, uid, gid, atime, mtime } = entry;
+          batch.push({ rel, full: at, metadata: { kind, mode, uid, gid, atime, mtime }, data });
+          positions.push(k);
+        } catch (err) {
+          failures[k] = this.shown(err as Error);
+        }
       });
+      if (batch.length > 0) {
+        (await this.smallFiles.write(this.settings, batch)).forEach((failure, k) => {
+          if (failure) failures[positions[k]] = this.shown(Object.assign(new Error(failure.message), failure.code ? { code: failure.code } : {}));
+        });
+      }
+    } finally {
+      for (const release of releases) release();
     }
     return failures;
   }
@@ -239,35 +357,45 @@ export class FsExporter implements Exporter {
   async abandon(): Promise<void> {
     this.abandoned = true;
     // First what is in hand here: the wait for the thread may be cut short (a stalled disk, a second Ctrl-C).
-    for (const full of this.writing) rmSync(exactForm(full), { force: true });
+    for (const at of this.writing) rmSync(exactForm(at), { force: true });
     this.writing.clear();
     await this.smallFiles.stop();
   }
 
   async createSpecial(rel: string, entry: Entry): Promise<void> {
-    const full = this.full(rel);
+    const { at, release } = this.reach(rel);
+    try {
+      await this.makeSpecialEntry(at, entry);
+    } catch (err) {
+      throw this.shown(err);
+    } finally {
+      release();
+    }
+  }
+
+  private async makeSpecialEntry(at: string, entry: Entry): Promise<void> {
     if (entry.kind === 'symlink' && entry.target !== undefined) {
-      const at = exactForm(full);
-      clearName(full);
-      await fs.symlink(exactForm(entry.target), at);
-      if (this.asRoot) await fs.lchown(at, entry.uid, entry.gid).catch(() => undefined);
+      const name = exactForm(at);
+      clearName(at);
+      await fs.symlink(exactForm(entry.target), name);
+      if (this.asRoot) await fs.lchown(name, entry.uid, entry.gid).catch(() => undefined);
       // Set on the link itself (lsetxattr), as they were read from it.
-      if (entry.xattrs) withTextPath(full, (textPath) => writeXattrs(textPath, entry.xattrs!));
-      await fs.lutimes(at, asDate(entry.atime ?? entry.mtime), asDate(entry.mtime)).catch(() => undefined);
+      if (entry.xattrs) withTextPath(at, (textPath) => writeXattrs(textPath, entry.xattrs!));
+      await fs.lutimes(name, asDate(entry.atime ?? entry.mtime), asDate(entry.mtime)).catch(() => undefined);
       return;
     }
     if (entry.kind === 'fifo' || entry.kind === 'device') {
-      const at = exactForm(full);
-      clearName(full);
-      if (typeof at === 'string') await makeSpecial(full, entry);
+      const name = exactForm(at);
+      clearName(at);
+      if (typeof name === 'string') await makeSpecial(at, entry);
       else {
         // mkfifo and mknod take their path as text: a name that is not is made under a temporary
         // one in its own directory, reached through the directory's descriptor, then renamed.
-        const dir = await fs.open(exactForm(path.dirname(full)), constants.O_RDONLY | constants.O_DIRECTORY);
+        const dir = await fs.open(exactForm(path.dirname(at)), constants.O_RDONLY | constants.O_DIRECTORY);
         const temporary = `/proc/${process.pid}/fd/${dir.fd}/.kloset-${randomBytes(8).toString('hex')}`;
         try {
           await makeSpecial(temporary, entry);
-          await fs.rename(temporary, at);
+          await fs.rename(temporary, name);
         } catch (err) {
           await fs.rm(temporary, { force: true });
           throw err;
@@ -275,37 +403,52 @@ export class FsExporter implements Exporter {
           await dir.close();
         }
       }
-      applyMetadata(full, entry, this.settings);
+      applyMetadata(at, entry, this.settings);
     }
     // Sockets belong to the process that listened on them: recorded, not recreated (as tar and restic do).
   }
 
   /**
-   * Owner, mode and times through a descriptor of the directory itself: by its path, they would
-   * follow a symbolic link that whoever can write its parent put there meanwhile (a restore as
-   * root into a directory of another user's), and give a file outside the target away.
+   * Owner, mode and times through the directory the restore made or found
+   * (pinned), or else through a descriptor of it opened without following a
+   * link: by its path, they would follow a symbolic link that whoever can
+   * write its parent put there meanwhile (a restore as root into a
+   * directory of another user's), and give a directory outside the target away.
    */
   async finishDirectory(rel: string, entry: Entry): Promise<void> {
-    if (rel === '' && !this.ownTarget) return;
     const full = this.full(rel);
-    let fd: number;
+    const key = this.below(full);
+    const pinned = this.pinned.get(key);
+    this.pinned.delete(key);
     try {
-      // The target itself is the user's to name, a symbolic link to a directory included (as createDirectory took it).
-      const noFollow = rel === '' ? 0 : constants.O_NOFOLLOW;
-      fd = openSync(exactForm(full), constants.O_RDONLY | constants.O_DIRECTORY | noFollow);
+      if (rel === '' && !this.ownTarget) return;
+      if (pinned) return applyMetadata(`${DESCRIPTORS}/${pinned.fd}/.`, entry, this.settings);
+      let fd: number;
+      try {
+        // The target itself is the user's to name, a symbolic link to a directory included (as createDirectory took it).
+        const noFollow = rel === '' ? 0 : constants.O_NOFOLLOW;
+        fd = openSync(exactForm(full), constants.O_RDONLY | constants.O_DIRECTORY | noFollow);
+      } catch (err) {
+        // A directory the restoring user may search but not read: nothing else reaches it by path.
+        if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
+        return applyMetadata(full, entry, this.settings);
+      }
+      try {
+        applyMetadata(full, entry, this.settings, fd);
+      } finally {
+        closeSync(fd);
+      }
     } catch (err) {
-      // A directory the restoring user may search but not read: nothing else reaches it by path.
-      if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
-      return applyMetadata(full, entry, this.settings);
-    }
-    try {
-      applyMetadata(full, entry, this.settings, fd);
+      throw this.shown(err);
     } finally {
-      closeSync(fd);
+      if (pinned) closeSync(pinned.fd);
     }
   }
 
   async close(): Promise<void> {
+    for (const { fd } of this.pinned.values()) closeSync(fd);
+    this.pinned.clear();
+    this.pinnedFull.clear();
     await this.smallFiles.close();
   }
 }
