@@ -29,6 +29,7 @@ const DESCRIPTORS = `/proc/${process.pid}/fd`;
 const O_PATH = 0o10000000;
 /** A pinned directory in a system call's message, or the directory itself (`<n>/.`). */
 const PINNED_PATH = new RegExp(`${DESCRIPTORS}/(\\d+)(?:/\\.(?=$|['"\\s]))?`, 'g');
+const nothing = () => undefined;
 
 export interface FsExporterOptions {
   /**
@@ -132,68 +133,73 @@ export class FsExporter implements Exporter {
     this.keepOut = (options.keepOut ?? []).map((place) => path.join(this.target, place));
   }
 
-  /** Only '' names the target itself; every other path must be relative and lie below it, whatever its `..` segments. */
-  private full(rel: string): string {
+  /**
+   * Only '' names the target itself; every other path must be relative and lie below it, whatever its `..` segments.
+   * `inside` is the path below the target, normalized ('' for the target).
+   */
+  private locate(rel: string): { full: string; inside: string } {
     // No name in a snapshot holds a '/', so only a forged one gives an absolute path: it names a place
     // outside the target, and is refused as one that climbs out is, never put below the target.
     if (path.isAbsolute(rel)) throw new KlosetError(`${rel}: refusing to write outside ${this.target}`);
-    const full = rel === '' ? this.target : path.join(this.target, rel);
+    if (rel === '') return { full: this.target, inside: '' };
+    const full = path.join(this.target, rel);
     const inside = path.relative(this.target, full);
-    if (rel !== '' && (inside === '' || inside === '..' || inside.startsWith('..' + path.sep) || path.isAbsolute(inside))) {
+    if (inside === '' || inside === '..' || inside.startsWith('..' + path.sep) || path.isAbsolute(inside)) {
       throw new KlosetError(`${full}: refusing to write outside ${this.target}`);
     }
     if (this.keepOut.some((place) => full === place || full.startsWith(place + path.sep))) {
       throw new KlosetError(`${full}: inside the store, left out: restored, it would replace the store's own files`);
     }
-    return full;
+    return { full, inside };
   }
 
   /**
    * The path calls on `rel` go by: through the descriptor of its directory
    * when that is pinned, else (a file linked from a directory already
-   * finished) through one opened for the call, name by name from the
-   * nearest pinned directory without following a link. `release` closes
-   * what was opened for it.
+   * finished) through one opened for the call (walk). `release` closes what
+   * was opened for it.
    */
-  private reach(rel: string): { full: string; at: string; release: () => void } {
-    const full = this.full(rel);
-    if (!this.pinning || full === this.target) return { full, at: full, release: () => undefined };
-    const inside = this.below(full).split('/');
-    const name = inside.pop()!;
-    let depth = inside.length;
-    while (depth > 0 && !this.pinned.has(inside.slice(0, depth).join('/'))) depth--;
-    const from = this.pinned.get(inside.slice(0, depth).join('/'));
-    if (!from) return { full, at: full, release: () => undefined };
+  private reach(rel: string): { full: string; inside: string; at: string; release: () => void } {
+    const { full, inside } = this.locate(rel);
+    if (!this.pinning || inside === '') return { full, inside, at: full, release: nothing };
+    const slash = inside.lastIndexOf('/');
+    const parent = this.pinned.get(slash < 0 ? '' : inside.slice(0, slash));
+    if (parent) return { full, inside, at: `${DESCRIPTORS}/${parent.fd}/${inside.slice(slash + 1)}`, release: nothing };
+    return { full, inside, ...this.walk(full, inside) };
+  }
+
+  /** Opens the directories of `inside` name by name from the nearest pinned one, following no link. */
+  private walk(full: string, inside: string): { at: string; release: () => void } {
+    const segments = inside.split('/');
+    const name = segments.pop()!;
+    let depth = segments.length;
+    while (depth > 0 && !this.pinned.has(segments.slice(0, depth).join('/'))) depth--;
+    const from = this.pinned.get(segments.slice(0, depth).join('/'));
+    if (!from) return { at: full, release: nothing };
     let fd = from.fd;
     const opened: number[] = [];
     const release = () => opened.forEach((n) => closeSync(n));
     try {
-      for (const segment of inside.slice(depth)) {
+      for (const segment of segments.slice(depth)) {
         fd = openSync(exactForm(`${DESCRIPTORS}/${fd}/${segment}`), O_PATH | constants.O_DIRECTORY | constants.O_NOFOLLOW);
         opened.push(fd);
-        this.pinnedFull.set(fd, path.join(this.target, ...inside.slice(0, depth + opened.length)));
+        this.pinnedFull.set(fd, path.join(this.target, ...segments.slice(0, depth + opened.length)));
       }
     } catch (err) {
       release();
       throw this.shown(err);
     }
-    return { full, at: `${DESCRIPTORS}/${fd}/${name}`, release };
-  }
-
-  /** A directory's path below the target, '/'-separated, as `pinned` keys it. */
-  private below(full: string): string {
-    return path.relative(this.target, full).split(path.sep).join('/');
+    return { at: `${DESCRIPTORS}/${fd}/${name}`, release };
   }
 
   /** Holds a directory just made or checked open until it is finished (see the class). */
-  private pin(full: string, at: string): void {
+  private pin(inside: string, full: string, at: string): void {
     if (!this.pinning) return;
-    const key = this.below(full);
     // The target itself is the user's to name, a symbolic link to a directory included.
-    const fd = openSync(exactForm(at), O_PATH | constants.O_DIRECTORY | (key === '' ? 0 : constants.O_NOFOLLOW));
-    const before = this.pinned.get(key);
+    const fd = openSync(exactForm(at), O_PATH | constants.O_DIRECTORY | (inside === '' ? 0 : constants.O_NOFOLLOW));
+    const before = this.pinned.get(inside);
     if (before) closeSync(before.fd);
-    this.pinned.set(key, { fd, full });
+    this.pinned.set(inside, { fd, full });
     this.pinnedFull.set(fd, full);
   }
 
@@ -209,7 +215,7 @@ export class FsExporter implements Exporter {
   }
 
   async createDirectory(rel: string, _entry: Entry): Promise<void> {
-    const { full, at, release } = this.reach(rel);
+    const { full, inside, at, release } = this.reach(rel);
     try {
       // The target itself may need its parents; below it, each level is made (and checked) in turn.
       if (rel === '') {
@@ -220,7 +226,7 @@ export class FsExporter implements Exporter {
         // Made or found: either way it may hold a default ACL, its own or its parent's.
         if (hasDefaultAcl(full)) this.inheritedAcls = true;
       } else await this.makeDirectory(at);
-      this.pin(full, at);
+      this.pin(inside, full, at);
     } catch (err) {
       throw this.shown(err);
     } finally {
@@ -416,10 +422,9 @@ export class FsExporter implements Exporter {
    * directory of another user's), and give a directory outside the target away.
    */
   async finishDirectory(rel: string, entry: Entry): Promise<void> {
-    const full = this.full(rel);
-    const key = this.below(full);
-    const pinned = this.pinned.get(key);
-    this.pinned.delete(key);
+    const { full, inside } = this.locate(rel);
+    const pinned = this.pinned.get(inside);
+    this.pinned.delete(inside);
     try {
       if (rel === '' && !this.ownTarget) return;
       if (pinned) return applyMetadata(`${DESCRIPTORS}/${pinned.fd}/.`, entry, this.settings);
