@@ -1,11 +1,11 @@
 /**
  * GETs and PUTs of single objects, for the store and the connectors alike.
  * For a client of a configured endpoint with path-style addressing (every
- * S3-compatible server, and the tests), a request is built here, signed by
- * the client's own signer and sent through its HTTP handler (same
- * credentials, sockets, timeouts and retry strategy as its other calls): the
- * SDK's per-request middleware costs about 1.5 ms of CPU per request, more
- * than everything else done with a small object or a chunk. Other clients
+ * S3-compatible server, and the tests), a request is built here, signed
+ * with the client's credentials (sigv4.ts) and sent through its HTTP
+ * handler (same sockets, timeouts and retry strategy as its other calls):
+ * the SDK's per-request middleware costs about 1.5 ms of CPU per request,
+ * more than everything else done with a small object or a chunk. Other clients
  * (AWS itself: virtual-hosted buckets, region redirects, FIPS, dual-stack)
  * go through the SDK's commands.
  */
@@ -13,9 +13,10 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { PutObjectCommandInput, S3Client } from '@aws-sdk/client-s3';
 import type { HttpHandler, HttpResponse } from '@smithy/core/protocols';
-import type { AuthScheme, Provider, RequestSigner, RetryErrorType, RetryStrategyV2, SdkError } from '@smithy/types';
+import type { AwsCredentialIdentity, Provider, RetryErrorType, RetryStrategyV2, SdkError } from '@smithy/types';
 import { requireCjs } from '../cjs.js';
 import { KlosetError } from '../errors.js';
+import { RequestSigner } from './sigv4.js';
 
 const { GetObjectCommand, PutObjectCommand } = requireCjs('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
 const { extendedEncodeURIComponent, HttpRequest } = requireCjs('@smithy/core/protocols') as typeof import('@smithy/core/protocols');
@@ -140,8 +141,8 @@ interface ClientConfig {
   bucketEndpoint?: boolean;
   endpoint?: () => Promise<{ protocol: string; hostname: string; port?: number; path: string }>;
   region: Provider<string>;
-  /** Builds the client's signer (SignatureV4 with S3's settings: paths not escaped again, the payload hash sent) for an auth scheme. */
-  signer?: (authScheme?: AuthScheme) => Promise<RequestSigner>;
+  /** The client's credentials, as its own signer asks for them at each request (refreshed when they expire). */
+  credentials?: () => Promise<AwsCredentialIdentity>;
   retryStrategy?: () => Promise<unknown>;
   requestHandler?: unknown;
   systemClockOffset?: number;
@@ -163,7 +164,7 @@ function header(headers: IncomingHttpHeaders | Record<string, string>, name: str
   return Array.isArray(value) ? value.join(', ') : value;
 }
 
-/** Path-style GETs and PUTs signed by the client's own signer and sent through its HTTP handler. */
+/** Path-style GETs and PUTs signed with the client's credentials and sent through its HTTP handler. */
 class DirectRequests {
   private setup: Promise<Setup> | undefined;
 
@@ -182,7 +183,7 @@ class DirectRequests {
       config.useAccelerateEndpoint === true ||
       config.bucketEndpoint === true ||
       typeof config.endpoint !== 'function' ||
-      typeof config.signer !== 'function' ||
+      typeof config.credentials !== 'function' ||
       typeof config.retryStrategy !== 'function' ||
       typeof handler?.handle !== 'function' ||
       handler.constructor?.name !== 'NodeHttpHandler'
@@ -195,10 +196,8 @@ class DirectRequests {
   private async resolve(): Promise<Setup> {
     const endpoint = await this.config.endpoint!();
     const region = await this.config.region();
-    // The auth scheme S3's endpoint rules give a path-style endpoint. The client
-    // builds a signer per call; one is enough here, and it keeps asking the
-    // client's credential provider, so refreshed credentials are used.
-    const signer = await this.config.signer!({ name: 'sigv4', signingName: 's3', signingRegion: region, properties: {} });
+    // It asks the client's credential provider at each request, so refreshed credentials are used.
+    const signer = new RequestSigner(this.config.credentials!, region);
     const retry = (await this.config.retryStrategy!()) as Partial<RetryStrategyV2>;
     if (typeof retry.acquireInitialRetryToken !== 'function' || typeof retry.refreshRetryTokenForRetry !== 'function') {
       throw new KlosetError('the S3 client has a retry strategy of an older kind');
@@ -249,19 +248,16 @@ class DirectRequests {
         body: input.Body,
       });
       this.sent?.('PUT');
-      const { response } = await this.handler.handle((await this.sign(setup, request)) as HttpRequest);
+      const { response } = await this.handler.handle(await this.sign(setup, request, input.Body));
       const body = response.body as Readable | undefined;
       if (response.statusCode < 200 || response.statusCode >= 300) throw await this.error(response, body);
       body?.resume(); // the socket goes back to the pool once the answer is read
     });
   }
 
-  private sign(setup: Setup, request: HttpRequest) {
-    return setup.signer.sign(request, {
-      signingDate: new Date(Date.now() + (this.config.systemClockOffset ?? 0)),
-      signingRegion: setup.region,
-      signingService: 's3',
-    });
+  private async sign(setup: Setup, request: HttpRequest, body?: Buffer): Promise<HttpRequest> {
+    await setup.signer.sign(request.method, request.path, request.headers, body, new Date(Date.now() + (this.config.systemClockOffset ?? 0)));
+    return request;
   }
 
   private async withRetries<T>(bucket: string, key: string, attempt: (setup: Setup, path: string) => Promise<T>): Promise<T> {
@@ -294,7 +290,7 @@ class DirectRequests {
     if (options.ifMatch !== undefined) headers['if-match'] = options.ifMatch;
     const request = new HttpRequest({ protocol: setup.protocol, hostname: setup.hostname, port: setup.port, method: 'GET', path, query: {}, headers });
     this.sent?.('GET');
-    const { response } = await this.handler.handle((await this.sign(setup, request)) as HttpRequest);
+    const { response } = await this.handler.handle(await this.sign(setup, request));
     const body = response.body as Readable | undefined;
     const h = response.headers;
     if (response.statusCode < 200 || response.statusCode >= 300) throw await this.error(response, body);
