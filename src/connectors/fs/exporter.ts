@@ -343,7 +343,7 @@ export class FsExporter implements Exporter {
           releases.push(release);
           if (here || entry.xattrs) return writeWholeFile(at, entry, data, this.settings);
           const { kind, mode, uid, gid, atime, mtime } = entry;
-          batch.push({ rel, full: at, metadata: { kind, mode, uid, gid, atime, mtime }, data });
+          batch.push({ rel, at, metadata: { kind, mode, uid, gid, atime, mtime }, data });
           positions.push(k);
         } catch (err) {
           failures[k] = this.shown(err as Error);

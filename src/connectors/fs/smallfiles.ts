@@ -5,8 +5,8 @@ import type { EntryMetadata, WriteSettings } from './filewrite.js';
 export interface SmallFile {
   /** As the restore names it, for messages. */
   rel: string;
-  /** Checked to lie within the target. */
-  full: string;
+  /** The path it is written by: checked to lie within the target, and reached through its directory's descriptor (FsExporter). */
+  at: string;
   metadata: EntryMetadata;
   data: Buffer;
 }
@@ -17,7 +17,7 @@ export interface SmallFileBatch {
   settings: WriteSettings;
   /** Every file's content back to back: one buffer moved to the thread, rather than one copied per file. */
   data: ArrayBuffer;
-  files: { rel: string; full: string; metadata: EntryMetadata; offset: number; length: number }[];
+  files: { rel: string; at: string; metadata: EntryMetadata; offset: number; length: number }[];
 }
 
 export interface SmallFileFailure {
@@ -50,10 +50,10 @@ export class SmallFileWriter {
     if (this.failure) return Promise.reject(this.failure);
     const data = Buffer.allocUnsafeSlow(files.reduce((total, file) => total + file.data.length, 0));
     let offset = 0;
-    const described = files.map(({ rel, full, metadata, data: content }) => {
+    const described = files.map(({ rel, at, metadata, data: content }) => {
       content.copy(data, offset);
       offset += content.length;
-      return { rel, full, metadata, offset: offset - content.length, length: content.length };
+      return { rel, at, metadata, offset: offset - content.length, length: content.length };
     });
     const id = this.nextId++;
     const written = new Promise<(SmallFileFailure | null)[]>((resolve, reject) => {

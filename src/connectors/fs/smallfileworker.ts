@@ -9,7 +9,7 @@ parentPort!.on('message', (batch: SmallFileBatch) => {
   const failures = batch.files.map((file): SmallFileFailure | null => {
     if (Atomics.load(stopping, 0) !== 0) return { message: `${file.rel}: not written, the restore is stopping` };
     try {
-      writeWholeFile(file.full, file.metadata, Buffer.from(batch.data, file.offset, file.length), batch.settings);
+      writeWholeFile(file.at, file.metadata, Buffer.from(batch.data, file.offset, file.length), batch.settings);
       return null;
     } catch (err) {
       return { message: err instanceof Error ? err.message : String(err), code: (err as NodeJS.ErrnoException).code };
