@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, existsSync, ftruncateSync, linkSync, openSync, promises as fs, rmSync, write, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, ftruncateSync, linkSync, openSync, promises as fs, readFileSync, rmSync, write, writeSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { childEnvironment } from '../../childenv.js';
@@ -30,6 +30,23 @@ const O_PATH = 0o10000000;
 /** A pinned directory in a system call's message, or the directory itself (`<n>/.`). */
 const PINNED_PATH = new RegExp(`${DESCRIPTORS}/(\\d+)(?:/\\.(?=$|['"\\s]))?`, 'g');
 const nothing = () => undefined;
+
+let pinsAllowed: number | undefined;
+/** A quarter of the soft limit on open files (Node raises it to the hard limit), at most 4096. */
+function pinLimit(): number {
+  if (pinsAllowed === undefined) {
+    let limit = 1024;
+    try {
+      const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+      const soft = Number(line?.split(/\s{2,}/)[1]);
+      if (Number.isFinite(soft) && soft > 0) limit = soft;
+    } catch {
+      // no /proc: no pinning either
+    }
+    pinsAllowed = Math.min(4096, Math.floor(limit / 4));
+  }
+  return pinsAllowed;
+}
 
 export interface FsExporterOptions {
   /**
@@ -168,7 +185,10 @@ export class FsExporter implements Exporter {
     return { full, inside, ...this.walk(full, inside) };
   }
 
-  /** Opens the directories of `inside` name by name from the nearest pinned one, following no link. */
+  /**
+   * Opens the directories of `inside` name by name from the nearest pinned
+   * one, following no link, each closed once the next is open.
+   */
   private walk(full: string, inside: string): { at: string; release: () => void } {
     const segments = inside.split('/');
     const name = segments.pop()!;
@@ -177,24 +197,35 @@ export class FsExporter implements Exporter {
     const from = this.pinned.get(segments.slice(0, depth).join('/'));
     if (!from) return { at: full, release: nothing };
     let fd = from.fd;
-    const opened: number[] = [];
-    const release = () => opened.forEach((n) => closeSync(n));
+    let opened: number | undefined;
+    const release = () => {
+      if (opened !== undefined) closeSync(opened);
+      opened = undefined;
+    };
     try {
-      for (const segment of segments.slice(depth)) {
-        fd = openSync(exactForm(`${DESCRIPTORS}/${fd}/${segment}`), O_PATH | constants.O_DIRECTORY | constants.O_NOFOLLOW);
-        opened.push(fd);
-        this.pinnedFull.set(fd, path.join(this.target, ...segments.slice(0, depth + opened.length)));
+      for (let at = depth; at < segments.length; at++) {
+        const next = openSync(exactForm(`${DESCRIPTORS}/${fd}/${segments[at]}`), O_PATH | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+        release();
+        opened = fd = next;
+        this.pinnedFull.set(fd, path.join(this.target, ...segments.slice(0, at + 1)));
       }
     } catch (err) {
+      this.shown(err);
       release();
-      throw this.shown(err);
+      throw err;
     }
     return { at: `${DESCRIPTORS}/${fd}/${name}`, release };
   }
 
-  /** Holds a directory just made or checked open until it is finished (see the class). */
+  /**
+   * Holds a directory just made or checked open until it is finished (see
+   * the class). Past a quarter of the descriptors the process may open (a
+   * tree deeper than that, or the limit of a container), it is not held:
+   * what is written in it goes through walk(), as safe and slower, and the
+   * store's packs, the threads and the files written still find descriptors.
+   */
   private pin(inside: string, full: string, at: string): void {
-    if (!this.pinning) return;
+    if (!this.pinning || (inside !== '' && this.pinned.size >= pinLimit())) return;
     // The target itself is the user's to name, a symbolic link to a directory included.
     const fd = openSync(exactForm(at), O_PATH | constants.O_DIRECTORY | (inside === '' ? 0 : constants.O_NOFOLLOW));
     const before = this.pinned.get(inside);
@@ -335,27 +366,29 @@ export class FsExporter implements Exporter {
     const failures: (Error | undefined)[] = files.map(() => undefined);
     const batch: SmallFile[] = [];
     const positions: number[] = [];
-    const releases: (() => void)[] = [];
-    try {
-      files.forEach(({ path: rel, entry, data }, k) => {
-        try {
-          const { at, release } = this.reach(rel);
-          releases.push(release);
-          if (here || entry.xattrs) return writeWholeFile(at, entry, data, this.settings);
-          const { kind, mode, uid, gid, atime, mtime } = entry;
-          batch.push({ rel, at, metadata: { kind, mode, uid, gid, atime, mtime }, data });
-          positions.push(k);
-        } catch (err) {
-          failures[k] = this.shown(err as Error);
+    files.forEach(({ path: rel, entry, data }, k) => {
+      try {
+        const { at, release } = this.reach(rel);
+        // One whose directory is reached by a walk (not pinned) is written here and its descriptor closed at once:
+        // a batch must not hold a descriptor for each of its files.
+        if (here || entry.xattrs || release !== nothing) {
+          try {
+            return writeWholeFile(at, entry, data, this.settings);
+          } finally {
+            release();
+          }
         }
-      });
-      if (batch.length > 0) {
-        (await this.smallFiles.write(this.settings, batch)).forEach((failure, k) => {
-          if (failure) failures[positions[k]] = this.shown(Object.assign(new Error(failure.message), failure.code ? { code: failure.code } : {}));
-        });
+        const { kind, mode, uid, gid, atime, mtime } = entry;
+        batch.push({ rel, at, metadata: { kind, mode, uid, gid, atime, mtime }, data });
+        positions.push(k);
+      } catch (err) {
+        failures[k] = this.shown(err as Error);
       }
-    } finally {
-      for (const release of releases) release();
+    });
+    if (batch.length > 0) {
+      (await this.smallFiles.write(this.settings, batch)).forEach((failure, k) => {
+        if (failure) failures[positions[k]] = this.shown(Object.assign(new Error(failure.message), failure.code ? { code: failure.code } : {}));
+      });
     }
     return failures;
   }
@@ -428,20 +461,25 @@ export class FsExporter implements Exporter {
     try {
       if (rel === '' && !this.ownTarget) return;
       if (pinned) return applyMetadata(`${DESCRIPTORS}/${pinned.fd}/.`, entry, this.settings);
-      let fd: number;
+      const { at, release } = this.reach(rel);
       try {
-        // The target itself is the user's to name, a symbolic link to a directory included (as createDirectory took it).
-        const noFollow = rel === '' ? 0 : constants.O_NOFOLLOW;
-        fd = openSync(exactForm(full), constants.O_RDONLY | constants.O_DIRECTORY | noFollow);
-      } catch (err) {
-        // A directory the restoring user may search but not read: nothing else reaches it by path.
-        if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
-        return applyMetadata(full, entry, this.settings);
-      }
-      try {
-        applyMetadata(full, entry, this.settings, fd);
+        let fd: number;
+        try {
+          // The target itself is the user's to name, a symbolic link to a directory included (as createDirectory took it).
+          const noFollow = rel === '' ? 0 : constants.O_NOFOLLOW;
+          fd = openSync(exactForm(at), constants.O_RDONLY | constants.O_DIRECTORY | noFollow);
+        } catch (err) {
+          // A directory the restoring user may search but not read: nothing else reaches it by path.
+          if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
+          return applyMetadata(at, entry, this.settings);
+        }
+        try {
+          applyMetadata(at, entry, this.settings, fd);
+        } finally {
+          closeSync(fd);
+        }
       } finally {
-        closeSync(fd);
+        release();
       }
     } catch (err) {
       throw this.shown(err);
