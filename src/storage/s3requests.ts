@@ -154,7 +154,6 @@ interface Setup {
   port?: number;
   host: string;
   basePath: string;
-  region: string;
   signer: RequestSigner;
   retry: RetryStrategyV2;
 }
@@ -210,7 +209,6 @@ class DirectRequests {
       port: endpoint.port,
       host: port === undefined ? endpoint.hostname : `${endpoint.hostname}:${port}`,
       basePath: (endpoint.path ?? '/').replace(/\/+$/, ''),
-      region,
       signer,
       retry: retry as RetryStrategyV2,
     };
