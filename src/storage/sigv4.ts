@@ -33,9 +33,10 @@ function canonicalValue(value: string): string {
  * already encoded (S3's signer does not escape it again), no query string,
  * header names in lower case. It computes what the SDK's SignatureV4 does
  * for them (a test holds the two equal), at about a seventh of its CPU:
- * the signing key is derived once a day rather than at every request, and
- * nothing is copied or awaited but the credentials. A backup of a bucket
- * signs a request per object.
+ * the day's signing key is kept, where the SDK's signer hashes the
+ * credentials at every request to find it in its cache, and nothing is
+ * copied or awaited but the credentials. A backup of a bucket signs a
+ * request per object.
  */
 export class RequestSigner {
   private key: { scope: string; accessKeyId: string; secretAccessKey: string; value: Buffer } | undefined;
