@@ -168,7 +168,7 @@ describe('a foreground mount', () => {
     expect(await fs.readdir(mnt)).toEqual([]);
     const again = await mountCli(store, mnt, [id], { env });
     expect(await fs.readFile(path.join(mnt, 'hello.txt'), 'utf8')).toBe('hello\n');
-    expect((await again.stop()).code).toBe(0);
+    expect(await again.stop()).toMatchObject({ code: 0 });
   });
 
   it('unmounts on a SIGTERM that comes while it mounts, leaving no dead mount point', async () => {
@@ -237,7 +237,7 @@ describe('a foreground mount', () => {
     await expect(fs.stat(mnt)).rejects.toMatchObject({ code: 'ENOTCONN' });
     const again = await mountCli(store, mnt, [id], { env });
     expect(await fs.readFile(path.join(mnt, 'hello.txt'), 'utf8')).toBe('hello\n');
-    expect((await again.stop()).code).toBe(0);
+    expect(await again.stop()).toMatchObject({ code: 0 });
   }, 60_000);
 
   it('refuses a mount point that is already mounted, and the first mount keeps serving', async () => {
@@ -247,7 +247,7 @@ describe('a foreground mount', () => {
     expect(second.code).not.toBe(0);
     expectOneLineError(second, new RegExp(mnt));
     expect(await fs.readFile(path.join(mnt, 'hello.txt'), 'utf8')).toBe('hello\n');
-    expect((await first.stop()).code).toBe(0);
+    expect(await first.stop()).toMatchObject({ code: 0 });
     expect(await isMountPoint(mnt)).toBe(false);
   });
 });
@@ -261,7 +261,7 @@ describe('mount points users give', () => {
     // The watch for an unmount from outside polls every second: it must not take this one for gone.
     await new Promise((r) => setTimeout(r, 2_500));
     expect(await fs.readFile(path.join(work, 'mnt-behind-link', 'hello.txt'), 'utf8')).toBe('hello\n');
-    expect((await mount.stop()).code).toBe(0);
+    expect(await mount.stop()).toMatchObject({ code: 0 });
     expect(await isMountPoint(path.join(work, 'mnt-behind-link'))).toBe(false);
   });
 
@@ -299,7 +299,7 @@ describe('mount points users give', () => {
     expect(await asNobody('public.txt')).toBe('public\n');
     expect(await asNobody('secret.txt')).toMatch(/^refused: .*Permission denied$/);
     expect(await fs.readFile(path.join(mnt, 'secret.txt'), 'utf8')).toBe('secret\n');
-    expect((await mount.stop()).code).toBe(0);
+    expect(await mount.stop()).toMatchObject({ code: 0 });
   });
 });
 
@@ -317,7 +317,7 @@ describe('times', () => {
     const mount = await mountCli(timesStore, mnt, [timesId], { env });
     expect((await fs.stat(path.join(mnt, 'old.txt'))).mtimeMs).toBe(0);
     expect((await fs.stat(path.join(mnt, 'new.txt'))).mtime.toISOString()).toBe('2020-01-01T00:00:00.000Z');
-    expect((await mount.stop()).code).toBe(0);
+    expect(await mount.stop()).toMatchObject({ code: 0 });
   });
 });
 

@@ -160,7 +160,7 @@ describe('a snapshot of objects with S3 metadata, mounted', () => {
   });
 
   it('unmounts cleanly', async () => {
-    expect((await mount.stop()).code).toBe(0);
+    expect(await mount.stop()).toMatchObject({ code: 0 });
     expect(await isMountPoint(mnt)).toBe(false);
   });
 });

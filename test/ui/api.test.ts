@@ -190,7 +190,7 @@ describe('the server', () => {
       });
       expect(status).toBe(200);
     } finally {
-      expect((await named.stop()).code).toBe(0);
+      expect(await named.stop()).toMatchObject({ code: 0 });
     }
   });
 
@@ -207,7 +207,7 @@ describe('the server', () => {
       expect(args.trim()).toMatch(/open\.html$/);
       expect(await fs.readFile(`${log}.file`, 'utf8')).toContain(`url=${spawned.url}`);
     } finally {
-      expect((await spawned.stop()).code).toBe(0);
+      expect(await spawned.stop()).toMatchObject({ code: 0 });
     }
   });
 
@@ -219,7 +219,7 @@ describe('the server', () => {
     expect(refused.stderr).toMatch(/^kloset: store is in use by the viewer \(pid \d+ on .* since .*\): try again once it has ended\n$/);
     const second = await startUi(fixture.store, fixture.env);
     expect(await locks()).toHaveLength(2);
-    expect((await second.stop()).code).toBe(0);
+    expect(await second.stop()).toMatchObject({ code: 0 });
     expect(await locks()).toHaveLength(1);
   });
 

@@ -133,7 +133,7 @@ describe.skipIf(!hasChromium)('the viewer in headless chromium', () => {
       expect(opened.url()).not.toContain(spawned.token);
     } finally {
       await opened.close();
-      expect((await spawned.stop()).code).toBe(0);
+      expect(await spawned.stop()).toMatchObject({ code: 0 });
     }
   });
 
