@@ -114,8 +114,8 @@ export class FsExporter implements Exporter {
   private readonly asRoot = process.getuid?.() === 0;
   /** Files opened and not yet complete, by the path they are reached by. */
   private readonly writing = new Set<string>();
-  /** Directories made or found and not yet finished, by their path below the target, with the full path they show as. */
-  private readonly pinned = new Map<string, { fd: number; full: string }>();
+  /** Descriptors of the directories made or found and not yet finished, by their path below the target. */
+  private readonly pinned = new Map<string, number>();
   /** The full path of each pinned descriptor, for messages. */
   private readonly pinnedFull = new Map<number, string>();
   private readonly pinning = process.platform === 'linux' && existsSync(DESCRIPTORS);
@@ -181,7 +181,7 @@ export class FsExporter implements Exporter {
     if (!this.pinning || inside === '') return { full, inside, at: full, release: nothing };
     const slash = inside.lastIndexOf('/');
     const parent = this.pinned.get(slash < 0 ? '' : inside.slice(0, slash));
-    if (parent) return { full, inside, at: `${DESCRIPTORS}/${parent.fd}/${inside.slice(slash + 1)}`, release: nothing };
+    if (parent !== undefined) return { full, inside, at: `${DESCRIPTORS}/${parent}/${inside.slice(slash + 1)}`, release: nothing };
     return { full, inside, ...this.walk(full, inside) };
   }
 
@@ -195,8 +195,8 @@ export class FsExporter implements Exporter {
     let depth = segments.length;
     while (depth > 0 && !this.pinned.has(segments.slice(0, depth).join('/'))) depth--;
     const from = this.pinned.get(segments.slice(0, depth).join('/'));
-    if (!from) return { at: full, release: nothing };
-    let fd = from.fd;
+    if (from === undefined) return { at: full, release: nothing };
+    let fd = from;
     let opened: number | undefined;
     const release = () => {
       if (opened !== undefined) closeSync(opened);
@@ -229,9 +229,21 @@ export class FsExporter implements Exporter {
     // The target itself is the user's to name, a symbolic link to a directory included.
     const fd = openSync(exactForm(at), O_PATH | constants.O_DIRECTORY | (inside === '' ? 0 : constants.O_NOFOLLOW));
     const before = this.pinned.get(inside);
-    if (before) closeSync(before.fd);
-    this.pinned.set(inside, { fd, full });
+    if (before !== undefined) closeSync(before);
+    this.pinned.set(inside, fd);
     this.pinnedFull.set(fd, full);
+  }
+
+  /** Runs `use` on where `rel` is reached (reach), a failure named by its full path, and closes what was opened for it. */
+  private async within<T>(rel: string, use: (place: { full: string; inside: string; at: string }) => T | Promise<T>): Promise<T> {
+    const place = this.reach(rel);
+    try {
+      return await use(place);
+    } catch (err) {
+      throw this.shown(err);
+    } finally {
+      place.release();
+    }
   }
 
   /** A failure names the entry by its full path, not by the descriptor it was reached through. */
@@ -246,8 +258,7 @@ export class FsExporter implements Exporter {
   }
 
   async createDirectory(rel: string, _entry: Entry): Promise<void> {
-    const { full, inside, at, release } = this.reach(rel);
-    try {
+    return this.within(rel, async ({ full, inside, at }) => {
       // The target itself may need its parents; below it, each level is made (and checked) in turn.
       if (rel === '') {
         const made = await makeDirectories(full, 0o700).catch((err: NodeJS.ErrnoException) => {
@@ -258,11 +269,7 @@ export class FsExporter implements Exporter {
         if (hasDefaultAcl(full)) this.inheritedAcls = true;
       } else await this.makeDirectory(at);
       this.pin(inside, full, at);
-    } catch (err) {
-      throw this.shown(err);
-    } finally {
-      release();
-    }
+    });
   }
 
   private async makeDirectory(at: string): Promise<void> {
@@ -287,15 +294,10 @@ export class FsExporter implements Exporter {
    * writes, which only copy into the page cache.
    */
   async writeFile(rel: string, entry: Entry, content: AsyncIterable<Buffer>): Promise<void> {
-    const { full, at, release } = this.reach(rel);
-    try {
+    return this.within(rel, ({ full, at }) => {
       if (this.abandoned) throw new KlosetError(`${full}: not written, the restore is stopping`);
-      await this.writeContent(at, entry, content);
-    } catch (err) {
-      throw this.shown(err);
-    } finally {
-      release();
-    }
+      return this.writeContent(at, entry, content);
+    });
   }
 
   private async writeContent(at: string, entry: Entry, content: AsyncIterable<Buffer>): Promise<void> {
@@ -336,20 +338,12 @@ export class FsExporter implements Exporter {
   }
 
   async linkFile(existing: string, rel: string, _entry: Entry): Promise<void> {
-    const from = this.reach(existing);
-    try {
-      const { full, at, release } = this.reach(rel);
-      try {
+    return this.within(existing, (from) =>
+      this.within(rel, ({ full, at }) => {
         if (this.abandoned) throw new KlosetError(`${full}: not written, the restore is stopping`);
         replacing(at, () => linkSync(exactForm(from.at), exactForm(at)));
-      } finally {
-        release();
-      }
-    } catch (err) {
-      throw this.shown(err);
-    } finally {
-      from.release();
-    }
+      }),
+    );
   }
 
   /**
@@ -402,14 +396,7 @@ export class FsExporter implements Exporter {
   }
 
   async createSpecial(rel: string, entry: Entry): Promise<void> {
-    const { at, release } = this.reach(rel);
-    try {
-      await this.makeSpecialEntry(at, entry);
-    } catch (err) {
-      throw this.shown(err);
-    } finally {
-      release();
-    }
+    return this.within(rel, ({ at }) => this.makeSpecialEntry(at, entry));
   }
 
   private async makeSpecialEntry(at: string, entry: Entry): Promise<void> {
@@ -455,41 +442,39 @@ export class FsExporter implements Exporter {
    * directory of another user's), and give a directory outside the target away.
    */
   async finishDirectory(rel: string, entry: Entry): Promise<void> {
-    const { full, inside } = this.locate(rel);
+    const { inside } = this.locate(rel);
     const pinned = this.pinned.get(inside);
     this.pinned.delete(inside);
     try {
       if (rel === '' && !this.ownTarget) return;
-      if (pinned) return applyMetadata(`${DESCRIPTORS}/${pinned.fd}/.`, entry, this.settings);
-      const { at, release } = this.reach(rel);
-      try {
-        let fd: number;
-        try {
-          // The target itself is the user's to name, a symbolic link to a directory included (as createDirectory took it).
-          const noFollow = rel === '' ? 0 : constants.O_NOFOLLOW;
-          fd = openSync(exactForm(at), constants.O_RDONLY | constants.O_DIRECTORY | noFollow);
-        } catch (err) {
-          // A directory the restoring user may search but not read: nothing else reaches it by path.
-          if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
-          return applyMetadata(at, entry, this.settings);
-        }
-        try {
-          applyMetadata(at, entry, this.settings, fd);
-        } finally {
-          closeSync(fd);
-        }
-      } finally {
-        release();
-      }
-    } catch (err) {
-      throw this.shown(err);
+      await this.within(rel, ({ at }) =>
+        pinned !== undefined ? applyMetadata(`${DESCRIPTORS}/${pinned}/.`, entry, this.settings) : this.finishUnpinned(rel, at, entry),
+      );
     } finally {
-      if (pinned) closeSync(pinned.fd);
+      if (pinned !== undefined) closeSync(pinned);
+    }
+  }
+
+  private finishUnpinned(rel: string, at: string, entry: Entry): void {
+    let fd: number;
+    try {
+      // The target itself is the user's to name, a symbolic link to a directory included (as createDirectory took it).
+      const noFollow = rel === '' ? 0 : constants.O_NOFOLLOW;
+      fd = openSync(exactForm(at), constants.O_RDONLY | constants.O_DIRECTORY | noFollow);
+    } catch (err) {
+      // A directory the restoring user may search but not read: nothing else reaches it by path.
+      if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
+      return applyMetadata(at, entry, this.settings);
+    }
+    try {
+      applyMetadata(at, entry, this.settings, fd);
+    } finally {
+      closeSync(fd);
     }
   }
 
   async close(): Promise<void> {
-    for (const { fd } of this.pinned.values()) closeSync(fd);
+    for (const fd of this.pinned.values()) closeSync(fd);
     this.pinned.clear();
     this.pinnedFull.clear();
     await this.smallFiles.close();
